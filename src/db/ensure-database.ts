@@ -1,0 +1,43 @@
+import pg from 'pg';
+import { MIGRATIONS_SCHEMA } from './knex-config.js';
+
+/**
+ * Creates the database named in `url` when it does not exist yet (the contract's default
+ * database is "created if missing"). Connects to the server's `postgres` database to do so.
+ */
+export async function ensureDatabase(url: string): Promise<void> {
+  const target = new URL(url);
+  const name = decodeURIComponent(target.pathname.replace(/^\//, ''));
+  if (!name) throw new Error(`DATABASE_URL has no database name: ${url}`);
+  const admin = new URL(url);
+  admin.pathname = '/postgres';
+  const client = new pg.Client({ connectionString: admin.toString() });
+  await client.connect();
+  try {
+    const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+    if (rowCount) return;
+    try {
+      await client.query(`CREATE DATABASE "${name.replaceAll('"', '""')}"`);
+    } catch (error) {
+      // Another process created it between our check and our CREATE: that is fine.
+      if ((error as { code?: string }).code !== '42P04') throw error;
+    }
+  } finally {
+    await client.end();
+  }
+}
+
+/** Everything `knex migrate:latest` needs before it starts: the database and Knex's own schema. */
+export async function prepareDatabase(url: string): Promise<void> {
+  await ensureDatabase(url);
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${MIGRATIONS_SCHEMA}`);
+  } catch (error) {
+    // Two processes racing on CREATE SCHEMA IF NOT EXISTS can still collide on the catalog.
+    if ((error as { code?: string }).code !== '23505') throw error;
+  } finally {
+    await client.end();
+  }
+}

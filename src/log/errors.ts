@@ -1,0 +1,49 @@
+import type { ExpectedVersion } from './types.js';
+
+/** Base class of the log's refusals: the append was rejected and nothing was written. */
+export class EventLogError extends Error {
+  override name = 'EventLogError';
+}
+
+export class WrongExpectedVersionError extends EventLogError {
+  override name = 'WrongExpectedVersionError';
+  constructor(
+    readonly stream: string,
+    readonly expected: ExpectedVersion,
+    /** The stream's current version, or 'no_stream'. */
+    readonly actual: number | 'no_stream',
+  ) {
+    super(`wrong expected version for stream ${stream}: expected ${expected}, actual ${actual}`);
+  }
+}
+
+/** An event id already in the log with a different stream, type or data. */
+export class EventIdConflictError extends EventLogError {
+  override name = 'EventIdConflictError';
+  constructor(message: string, readonly eventId: string, readonly stream: string) {
+    super(message);
+  }
+}
+
+/** A unique key (namespace name, specification sha256, ...) already held by another stream. */
+export class DuplicateKeyError extends EventLogError {
+  override name = 'DuplicateKeyError';
+  constructor(message: string, readonly key: string, readonly value: string, readonly takenBy: string | undefined) {
+    super(message);
+  }
+}
+
+/** A precondition on another stream (exists, has no children, is at a version) did not hold. */
+export class PreconditionFailedError extends EventLogError {
+  override name = 'PreconditionFailedError';
+  constructor(message: string, readonly stream: string, readonly subject: string) {
+    super(message);
+  }
+}
+
+export class UnknownIdKindError extends EventLogError {
+  override name = 'UnknownIdKindError';
+  constructor(readonly kind: string) {
+    super(`unknown id kind "${kind}"`);
+  }
+}

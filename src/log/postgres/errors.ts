@@ -1,0 +1,45 @@
+import type { ExpectedVersion } from '../types.js';
+import {
+  DuplicateKeyError,
+  EventIdConflictError,
+  EventLogError,
+  PreconditionFailedError,
+  UnknownIdKindError,
+  WrongExpectedVersionError,
+} from '../errors.js';
+
+interface PgError {
+  code?: string;
+  message: string;
+  detail?: string;
+}
+
+function parseExpected(value: string): ExpectedVersion {
+  return /^\d+$/.test(value) ? Number(value) : (value as ExpectedVersion);
+}
+
+/** Maps the SQLSTATEs raised by event_store.append_events() (class CS) to the typed errors. */
+export function translateError(error: unknown): unknown {
+  const pgError = error as PgError;
+  if (!pgError?.code?.startsWith('CS')) return error;
+  const detail = pgError.detail ? (JSON.parse(pgError.detail) as Record<string, unknown>) : {};
+  switch (pgError.code) {
+    case 'CS001': {
+      const actual = detail.actual as number;
+      return new WrongExpectedVersionError(String(detail.stream), parseExpected(String(detail.expected)), actual < 0 ? 'no_stream' : actual);
+    }
+    case 'CS002':
+    case 'CS003':
+      return new EventIdConflictError(pgError.message, String(detail.id ?? ''), String(detail.stream));
+    case 'CS004':
+      return new DuplicateKeyError(pgError.message, String(detail.key), String(detail.value), detail.taken_by as string | undefined);
+    case 'CS005':
+      return new PreconditionFailedError(pgError.message, String(detail.stream), String(detail.subject));
+    default:
+      return new EventLogError(pgError.message);
+  }
+}
+
+export function translateIdError(error: unknown, kind: string): unknown {
+  return (error as PgError)?.code === '42P01' ? new UnknownIdKindError(kind) : error;
+}

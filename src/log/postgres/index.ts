@@ -1,0 +1,42 @@
+import pg from 'pg';
+import type { AppendRequest, EventLog } from '../types.js';
+import { append } from './append.js';
+import { allocateIds } from './ids.js';
+import { headPosition, readStream } from './read.js';
+import { readLog } from './subscribe.js';
+import { createWakeups } from './wakeups.js';
+
+export interface PostgresEventLogOptions {
+  connectionString: string;
+  /** Connections in the pool (appends, reads); default 10. */
+  poolSize?: number;
+  /** Called with errors that are not thrown to a caller (listener connection lost, NOTIFY failed). */
+  onError?: (error: unknown) => void;
+}
+
+/** The PostgreSQL backend of the event log (schema `event_store`, created by the Knex migrations). */
+export function createPostgresEventLog(options: PostgresEventLogOptions): EventLog & { pool: pg.Pool } {
+  const pool = new pg.Pool({ connectionString: options.connectionString, max: options.poolSize ?? 10 });
+  const onError = options.onError ?? (() => undefined);
+  // An idle client's error (server restart) must not crash the process; the next query reconnects.
+  pool.on('error', onError);
+  const wakeups = createWakeups(pool, options.connectionString, onError);
+
+  return {
+    pool,
+    async append(requests: AppendRequest | AppendRequest[]) {
+      const appended = await append(pool, Array.isArray(requests) ? requests : [requests]);
+      if (appended.some((event) => !event.duplicate)) wakeups.notify();
+      return appended;
+    },
+    readStream: (stream, readOptions) => readStream(pool, stream, readOptions),
+    readAll: (readOptions = {}) => readLog(pool, wakeups, { ...readOptions, live: false }),
+    subscribe: (subscribeOptions = {}) => readLog(pool, wakeups, { ...subscribeOptions, live: true }),
+    headPosition: () => headPosition(pool),
+    allocateIds: (kind, n) => allocateIds(pool, kind, n),
+    async close() {
+      await wakeups.close();
+      await pool.end();
+    },
+  };
+}

@@ -1,0 +1,57 @@
+import type pg from 'pg';
+import type { ReadStreamOptions, RecordedEvent } from '../types.js';
+import { sqlFile, toNumber } from './sql.js';
+
+const READ_FORWARD_SQL = sqlFile(import.meta.url, 'read-stream-forward.sql');
+const READ_BACKWARD_SQL = sqlFile(import.meta.url, 'read-stream-backward.sql');
+const READ_ALL_SQL = sqlFile(import.meta.url, 'read-all.sql');
+const HEAD_SQL = sqlFile(import.meta.url, 'head.sql');
+
+interface EventRow {
+  global_position: string;
+  id: string;
+  type: string;
+  stream: string;
+  stream_version: number;
+  recorded_at: Date;
+  data: Record<string, unknown>;
+  metadata: Record<string, unknown>;
+}
+
+function toRecorded(row: EventRow): RecordedEvent {
+  return {
+    id: row.id,
+    type: row.type,
+    stream: row.stream,
+    streamVersion: row.stream_version,
+    globalPosition: toNumber(row.global_position),
+    recordedAt: row.recorded_at,
+    data: row.data,
+    metadata: row.metadata,
+  };
+}
+
+const INT_MAX = 2 ** 31 - 1;
+
+export async function readStream(pool: pg.Pool | pg.PoolClient, stream: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
+  const backward = options.direction === 'backward';
+  const from = options.fromVersion ?? (backward ? INT_MAX : 0);
+  const limit = options.maxCount ?? INT_MAX;
+  const { rows } = await pool.query<EventRow>({
+    name: backward ? 'cse_read_stream_backward' : 'cse_read_stream_forward',
+    text: backward ? READ_BACKWARD_SQL : READ_FORWARD_SQL,
+    values: [stream, from, limit],
+  });
+  return rows.map(toRecorded);
+}
+
+/** One batch of the global log from `from` (inclusive), only as far as is safe to read (see read-all.sql). */
+export async function readBatch(pool: pg.Pool | pg.PoolClient, from: number, limit: number): Promise<RecordedEvent[]> {
+  const { rows } = await pool.query<EventRow>({ name: 'cse_read_all', text: READ_ALL_SQL, values: [from, limit] });
+  return rows.map(toRecorded);
+}
+
+export async function headPosition(pool: pg.Pool | pg.PoolClient): Promise<number> {
+  const { rows } = await pool.query<{ head: string }>({ name: 'cse_head', text: HEAD_SQL });
+  return toNumber(rows[0]!.head);
+}

@@ -1,0 +1,44 @@
+import type pg from 'pg';
+import type { RecordedEvent, SubscribeOptions } from '../types.js';
+import { headPosition, readBatch } from './read.js';
+import type { Wakeups } from './wakeups.js';
+
+/** How long a live subscription sleeps without a notification before it looks anyway. */
+const SAFETY_POLL_MS = 1000;
+/** Back-off while committed events wait behind a transaction still in flight. */
+const HELD_BACK_DELAYS_MS = [1, 2, 5, 10, 20, 50, 100];
+
+export const DEFAULT_BATCH_SIZE = 1000;
+
+/**
+ * Reads the global log in position order from `from`: all that is committed, then (when `live`)
+ * whatever is appended later, until `signal` aborts. Never skips an event that commits late with a
+ * lower position: read-all.sql only returns events below every transaction still in flight, and
+ * when committed events wait behind such a transaction this loop waits for it rather than moving on.
+ */
+export async function* readLog(
+  pool: pg.Pool,
+  wakeups: Wakeups,
+  options: SubscribeOptions & { live: boolean },
+): AsyncGenerator<RecordedEvent[]> {
+  const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
+  const { signal } = options;
+  let next = options.from ?? 1;
+  let heldBackRounds = 0;
+  while (!signal?.aborted) {
+    const batch = await readBatch(pool, next, batchSize);
+    if (batch.length > 0) {
+      next = batch[batch.length - 1]!.globalPosition + 1;
+      heldBackRounds = 0;
+      yield batch;
+      if (batch.length === batchSize) continue;
+    }
+    if ((await headPosition(pool)) >= next) {
+      const delay = HELD_BACK_DELAYS_MS[Math.min(heldBackRounds++, HELD_BACK_DELAYS_MS.length - 1)]!;
+      await wakeups.wait(delay, signal);
+      continue;
+    }
+    if (!options.live) return;
+    await wakeups.wait(SAFETY_POLL_MS, signal);
+  }
+}

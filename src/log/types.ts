@@ -1,0 +1,95 @@
+/**
+ * The event log: the storage-agnostic interface that every backend implements (PostgreSQL,
+ * EventStoreDB) and that the contract suite in test/log-contract.ts checks.
+ */
+
+/** What the writer expects of a stream before its events go in (contract.md, "The event log"). */
+export type ExpectedVersion = number | 'no_stream' | 'stream_exists' | 'any';
+
+/** An event as given to `append`: its stream is the request's. */
+export interface EventInput {
+  id: string;
+  type: string;
+  data: Record<string, unknown>;
+  metadata?: Record<string, unknown>;
+}
+
+/** A unique key claimed with an append, e.g. `{ name: 'namespace.name', value: 'default' }`. */
+export interface KeyClaim {
+  name: string;
+  value: string;
+  /** For the key `stream` (an aggregate's existence): the stream of its parent aggregate. */
+  parent?: string;
+}
+
+/** A fact about another stream that must hold when the append commits (checked under its lock). */
+export type Precondition =
+  | { kind: 'exists'; stream: string; message: string }
+  | { kind: 'no_children'; stream: string; message: string }
+  | { kind: 'version'; stream: string; version: number; message: string };
+
+/** One stream's part of an append. Several requests in one `append` call are atomic together. */
+export interface AppendRequest {
+  stream: string;
+  expectedVersion?: ExpectedVersion;
+  events: EventInput[];
+  claims?: KeyClaim[];
+  /** Names of keys this stream holds that it gives up (e.g. a purged namespace's name). */
+  releases?: string[];
+  preconditions?: Precondition[];
+}
+
+export interface AppendedEvent {
+  id: string;
+  stream: string;
+  streamVersion: number;
+  globalPosition: number;
+  recordedAt: Date;
+  /** True when the event was already in the log: nothing was written for it. */
+  duplicate: boolean;
+}
+
+export interface RecordedEvent {
+  id: string;
+  type: string;
+  stream: string;
+  streamVersion: number;
+  globalPosition: number;
+  recordedAt: Date;
+  data: Record<string, unknown>;
+  metadata: Record<string, unknown>;
+}
+
+export interface ReadStreamOptions {
+  direction?: 'forward' | 'backward';
+  /** First stream version to return (inclusive); default: the start (forward) or the end (backward). */
+  fromVersion?: number;
+  maxCount?: number;
+}
+
+export interface ReadAllOptions {
+  /** First global position to return (inclusive); default 1. */
+  from?: number;
+  batchSize?: number;
+  /** Only events of this stream (for export --stream). */
+  stream?: string;
+}
+
+export interface SubscribeOptions extends ReadAllOptions {
+  signal?: AbortSignal;
+}
+
+export interface EventLog {
+  /** Appends atomically: every event of every request, or none. */
+  append(requests: AppendRequest | AppendRequest[]): Promise<AppendedEvent[]>;
+  readStream(stream: string, options?: ReadStreamOptions): Promise<RecordedEvent[]>;
+  /** The log in position order, in batches, up to what is committed now; never skips a late commit. */
+  readAll(options?: ReadAllOptions): AsyncIterable<RecordedEvent[]>;
+  /** Catch-up from `from`, then live: batches in position order, each event exactly once. */
+  subscribe(options?: SubscribeOptions): AsyncIterable<RecordedEvent[]>;
+  /** The highest committed global position (0 for an empty log). */
+  headPosition(): Promise<number>;
+  /** `n` fresh ids for an aggregate kind, from that kind's sequence. */
+  allocateIds(kind: string, n: number): Promise<number[]>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,82 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ExecutionContext } from 'ava';
+import pg from 'pg';
+import { withDefaultUser } from '../../src/config.js';
+import { migrateLatest } from '../../src/db/migrate.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** The server the tests use: TEST_DATABASE_URL's server, or the machine's local PostgreSQL. */
+export const serverUrl = withDefaultUser(process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres');
+
+function urlFor(database: string): string {
+  const url = new URL(serverUrl);
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
+async function withAdmin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: urlFor('postgres') });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** A name that changes whenever a migration file changes, so a stale template is never reused. */
+function migrationsDigest(): string {
+  const dir = path.join(root, 'migrations');
+  const hash = crypto.createHash('sha256');
+  for (const file of fs.readdirSync(dir).sort()) {
+    hash.update(file).update(fs.readFileSync(path.join(dir, file)));
+  }
+  return hash.digest('hex').slice(0, 12);
+}
+
+let templatePromise: Promise<string> | undefined;
+
+/** A migrated template database, built once per migrations digest by whichever worker gets there first. */
+function migratedTemplate(): Promise<string> {
+  templatePromise ??= withAdmin(async (admin) => {
+    const name = `cse_template_${migrationsDigest()}`;
+    // Workers run in parallel: one builds the template, the others wait on the lock.
+    await admin.query('SELECT pg_advisory_lock(727274)');
+    try {
+      const { rowCount } = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+      if (!rowCount) {
+        const building = `${name}_building`;
+        await admin.query(`DROP DATABASE IF EXISTS ${building} WITH (FORCE)`);
+        await admin.query(`CREATE DATABASE ${building}`);
+        await migrateLatest(urlFor(building));
+        await admin.query(`ALTER DATABASE ${building} RENAME TO ${name}`);
+      }
+      return name;
+    } finally {
+      await admin.query('SELECT pg_advisory_unlock(727274)');
+    }
+  });
+  return templatePromise;
+}
+
+export interface TestDatabase {
+  name: string;
+  url: string;
+}
+
+/**
+ * A database of the test's own, dropped when the test ends: tests run in parallel and never see
+ * each other's rows. `migrated: false` gives an empty database (for migration tests).
+ */
+export async function freshDatabase(t: ExecutionContext, options: { migrated?: boolean } = {}): Promise<TestDatabase> {
+  const migrated = options.migrated ?? true;
+  const name = `cse_test_${crypto.randomBytes(6).toString('hex')}`;
+  const template = migrated ? await migratedTemplate() : 'template0';
+  await withAdmin((admin) => admin.query(`CREATE DATABASE ${name} TEMPLATE ${template}`));
+  t.teardown(() => withAdmin((admin) => admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => undefined));
+  return { name, url: urlFor(name) };
+}

@@ -1,0 +1,301 @@
+/**
+ * The EventLog contract: every backend runs this same suite (test/log-postgres.test.ts, and the
+ * EventStoreDB backend's test when a server is configured). Given a factory for a fresh, empty
+ * log, it checks what contract.md promises of "The event log".
+ */
+import { randomUUID } from 'node:crypto';
+import type { ExecutionContext, TestFn } from 'ava';
+import {
+  DuplicateKeyError,
+  EventIdConflictError,
+  PreconditionFailedError,
+  UnknownIdKindError,
+  WrongExpectedVersionError,
+} from '../src/log/errors.js';
+import type { EventInput, EventLog, RecordedEvent } from '../src/log/types.js';
+
+export type LogFactory = (t: ExecutionContext) => Promise<EventLog>;
+
+export function event(type = 'Tested', data: Record<string, unknown> = {}): EventInput {
+  return { id: randomUUID(), type, data: { n: Math.random(), ...data }, metadata: { producer: 'test' } };
+}
+
+export function events(count: number, type = 'Tested'): EventInput[] {
+  return Array.from({ length: count }, (_, i) => event(type, { i }));
+}
+
+export async function collect(iterable: AsyncIterable<RecordedEvent[]>): Promise<RecordedEvent[]> {
+  const all: RecordedEvent[] = [];
+  for await (const batch of iterable) all.push(...batch);
+  return all;
+}
+
+/** Reads a live subscription until `count` events have arrived (no sleeps: the condition ends it). */
+export async function takeFromSubscription(log: EventLog, count: number, from = 1, batchSize = 100): Promise<RecordedEvent[]> {
+  const controller = new AbortController();
+  const received: RecordedEvent[] = [];
+  for await (const batch of log.subscribe({ from, batchSize, signal: controller.signal })) {
+    received.push(...batch);
+    if (received.length >= count) controller.abort();
+  }
+  return received;
+}
+
+export function logContract(test: TestFn, makeLog: LogFactory, backend: string): void {
+  const it = (title: string, body: (t: ExecutionContext, log: EventLog) => Promise<void>) =>
+    test(`${backend}: ${title}`, async (t) => body(t, await makeLog(t)));
+
+  it('appends to a new stream with versions from 0 and increasing positions', async (t, log) => {
+    const appended = await log.append({ stream: 'build-1', expectedVersion: 'no_stream', events: events(3) });
+    t.deepEqual(appended.map((e) => e.streamVersion), [0, 1, 2]);
+    t.true(appended.every((e, i) => i === 0 || e.globalPosition > appended[i - 1]!.globalPosition));
+    t.true(appended.every((e) => !e.duplicate && e.stream === 'build-1'));
+    const read = await log.readStream('build-1');
+    t.deepEqual(read.map((e) => e.id), appended.map((e) => e.id));
+    t.is(await log.headPosition(), appended[2]!.globalPosition);
+  });
+
+  it('stores type, data and metadata as given', async (t, log) => {
+    const input = event('BuildStarted', { build_id: 7, nested: { a: [1, 'x', null] } });
+    await log.append({ stream: 'build-7', events: [input] });
+    const [stored] = await log.readStream('build-7');
+    t.is(stored!.type, 'BuildStarted');
+    t.deepEqual(stored!.data, input.data);
+    t.deepEqual(stored!.metadata, input.metadata);
+    t.true(stored!.recordedAt instanceof Date);
+  });
+
+  it('expectedVersion: a number must equal the current version', async (t, log) => {
+    await log.append({ stream: 's-1', expectedVersion: 'no_stream', events: events(2) });
+    const error = await t.throwsAsync(log.append({ stream: 's-1', expectedVersion: 0, events: events(1) }), {
+      instanceOf: WrongExpectedVersionError,
+    });
+    t.is(error!.stream, 's-1');
+    t.is(error!.expected, 0);
+    t.is(error!.actual, 1);
+    await log.append({ stream: 's-1', expectedVersion: 1, events: events(1) });
+    t.is((await log.readStream('s-1')).length, 3);
+  });
+
+  it('expectedVersion: no_stream refuses an existing stream', async (t, log) => {
+    await log.append({ stream: 's-2', events: events(1) });
+    const error = await t.throwsAsync(log.append({ stream: 's-2', expectedVersion: 'no_stream', events: events(1) }), {
+      instanceOf: WrongExpectedVersionError,
+    });
+    t.is(error!.expected, 'no_stream');
+    t.is(error!.actual, 0);
+    t.is((await log.readStream('s-2')).length, 1);
+  });
+
+  it('expectedVersion: stream_exists refuses a missing stream', async (t, log) => {
+    const error = await t.throwsAsync(log.append({ stream: 's-3', expectedVersion: 'stream_exists', events: events(1) }), {
+      instanceOf: WrongExpectedVersionError,
+    });
+    t.is(error!.actual, 'no_stream');
+    t.is(await log.headPosition(), 0);
+    await log.append({ stream: 's-3', events: events(1) });
+    await log.append({ stream: 's-3', expectedVersion: 'stream_exists', events: events(1) });
+    t.is((await log.readStream('s-3')).length, 2);
+  });
+
+  it('expectedVersion: a number refuses a missing stream', async (t, log) => {
+    const error = await t.throwsAsync(log.append({ stream: 's-4', expectedVersion: 0, events: events(1) }), {
+      instanceOf: WrongExpectedVersionError,
+    });
+    t.is(error!.actual, 'no_stream');
+  });
+
+  it('expectedVersion: any always appends', async (t, log) => {
+    await log.append({ stream: 's-5', expectedVersion: 'any', events: events(1) });
+    await log.append({ stream: 's-5', expectedVersion: 'any', events: events(1) });
+    t.deepEqual((await log.readStream('s-5')).map((e) => e.streamVersion), [0, 1]);
+  });
+
+  it('an append of several streams is atomic: one refusal writes nothing', async (t, log) => {
+    await log.append({ stream: 'b', events: events(1) });
+    await t.throwsAsync(
+      log.append([
+        { stream: 'a', expectedVersion: 'no_stream', events: events(2) },
+        { stream: 'b', expectedVersion: 'no_stream', events: events(1) },
+      ]),
+      { instanceOf: WrongExpectedVersionError },
+    );
+    t.deepEqual(await log.readStream('a'), []);
+    t.is((await log.readStream('b')).length, 1);
+  });
+
+  it('requests for the same stream in one append are checked in order', async (t, log) => {
+    const appended = await log.append([
+      { stream: 'c', expectedVersion: 'no_stream', events: events(1) },
+      { stream: 'c', expectedVersion: 0, events: events(2) },
+    ]);
+    t.deepEqual(appended.map((e) => e.streamVersion), [0, 1, 2]);
+  });
+
+  it('is idempotent: re-appending the same events reports the same positions and writes nothing', async (t, log) => {
+    const batch = events(3);
+    const first = await log.append({ stream: 'd', expectedVersion: 'no_stream', events: batch });
+    const again = await log.append({ stream: 'd', expectedVersion: 'no_stream', events: batch });
+    t.deepEqual(again.map((e) => [e.id, e.globalPosition, e.streamVersion]), first.map((e) => [e.id, e.globalPosition, e.streamVersion]));
+    t.true(again.every((e) => e.duplicate));
+    t.is((await collect(log.readAll())).length, 3);
+  });
+
+  it('a batch mixing duplicates and new requests appends only the new ones', async (t, log) => {
+    const old = events(1);
+    await log.append({ stream: 'e', events: old });
+    const mixed = await log.append([
+      { stream: 'e', events: old },
+      { stream: 'f', events: events(1) },
+    ]);
+    t.deepEqual(mixed.map((e) => e.duplicate), [true, false]);
+    t.is((await collect(log.readAll())).length, 2);
+  });
+
+  it('the same id with different content is an error', async (t, log) => {
+    const original = event('X', { v: 1 });
+    await log.append({ stream: 'g', events: [original] });
+    await t.throwsAsync(log.append({ stream: 'g', events: [{ ...original, data: { v: 2 } }] }), { instanceOf: EventIdConflictError });
+    await t.throwsAsync(log.append({ stream: 'other', events: [original] }), { instanceOf: EventIdConflictError });
+    t.is((await collect(log.readAll())).length, 1);
+  });
+
+  it('unique keys: a duplicate claim is refused with the key named, and nothing is appended', async (t, log) => {
+    await log.append({ stream: 'namespace-1', events: events(1), claims: [{ name: 'namespace.name', value: 'default' }] });
+    const error = await t.throwsAsync(
+      log.append({ stream: 'namespace-2', events: events(1), claims: [{ name: 'namespace.name', value: 'default' }] }),
+      { instanceOf: DuplicateKeyError },
+    );
+    t.is(error!.key, 'namespace.name');
+    t.is(error!.value, 'default');
+    t.is(error!.takenBy, 'namespace-1');
+    t.regex(error!.message, /namespace\.name.*default/);
+    t.deepEqual(await log.readStream('namespace-2'), []);
+  });
+
+  it('unique keys: two claims of one key in one append are refused', async (t, log) => {
+    await t.throwsAsync(
+      log.append([
+        { stream: 'namespace-1', events: events(1), claims: [{ name: 'namespace.name', value: 'x' }] },
+        { stream: 'namespace-2', events: events(1), claims: [{ name: 'namespace.name', value: 'x' }] },
+      ]),
+      { instanceOf: DuplicateKeyError },
+    );
+    t.is(await log.headPosition(), 0);
+  });
+
+  it('unique keys: a released key can be claimed again', async (t, log) => {
+    await log.append({ stream: 'namespace-1', events: events(1), claims: [{ name: 'namespace.name', value: 'n' }] });
+    await log.append({ stream: 'namespace-1', events: events(1), releases: ['namespace.name'] });
+    await log.append({ stream: 'namespace-2', events: events(1), claims: [{ name: 'namespace.name', value: 'n' }] });
+    t.pass();
+  });
+
+  it('preconditions: exists, version and no_children are checked with the append', async (t, log) => {
+    await t.throwsAsync(
+      log.append({ stream: 'environment-1', events: events(1), preconditions: [{ kind: 'exists', stream: 'namespace-1', message: 'namespace 1 does not exist' }] }),
+      { instanceOf: PreconditionFailedError, message: 'namespace 1 does not exist' },
+    );
+    await log.append({ stream: 'namespace-1', events: events(1), claims: [{ name: 'stream', value: 'namespace-1' }] });
+    await log.append({
+      stream: 'environment-1',
+      events: events(1),
+      claims: [{ name: 'stream', value: 'environment-1', parent: 'namespace-1' }],
+      preconditions: [{ kind: 'exists', stream: 'namespace-1', message: 'namespace 1 does not exist' }],
+    });
+    await t.throwsAsync(
+      log.append({ stream: 'namespace-1', events: events(1), preconditions: [{ kind: 'no_children', stream: 'namespace-1', message: 'namespace 1 still has environments' }] }),
+      { instanceOf: PreconditionFailedError },
+    );
+    await t.throwsAsync(
+      log.append({ stream: 'x', events: events(1), preconditions: [{ kind: 'version', stream: 'namespace-1', version: 5, message: 'namespace 1 changed' }] }),
+      { instanceOf: PreconditionFailedError },
+    );
+    await log.append({ stream: 'x', events: events(1), preconditions: [{ kind: 'version', stream: 'namespace-1', version: 0, message: 'namespace 1 changed' }] });
+    t.is((await collect(log.readAll())).length, 3);
+  });
+
+  it('reads a stream forward and backward from a version', async (t, log) => {
+    await log.append({ stream: 'r', events: events(5) });
+    const versions = async (options: Parameters<EventLog['readStream']>[1]) => (await log.readStream('r', options)).map((e) => e.streamVersion);
+    t.deepEqual(await versions({}), [0, 1, 2, 3, 4]);
+    t.deepEqual(await versions({ fromVersion: 2 }), [2, 3, 4]);
+    t.deepEqual(await versions({ fromVersion: 1, maxCount: 2 }), [1, 2]);
+    t.deepEqual(await versions({ direction: 'backward' }), [4, 3, 2, 1, 0]);
+    t.deepEqual(await versions({ direction: 'backward', fromVersion: 3, maxCount: 2 }), [3, 2]);
+    t.deepEqual(await log.readStream('missing'), []);
+  });
+
+  it('reads the global log from a position in batches', async (t, log) => {
+    for (let i = 0; i < 5; i++) await log.append({ stream: `s-${i}`, events: events(5) });
+    const batches: RecordedEvent[][] = [];
+    for await (const batch of log.readAll({ batchSize: 7 })) batches.push(batch);
+    // A batch may come back short while another transaction of the server is in flight.
+    t.true(batches.every((b) => b.length >= 1 && b.length <= 7));
+    const all = batches.flat();
+    t.is(all.length, 25);
+    t.true(all.every((e, i) => i === 0 || e.globalPosition > all[i - 1]!.globalPosition));
+    const from = all[10]!.globalPosition;
+    const rest = await collect(log.readAll({ from, batchSize: 100 }));
+    t.deepEqual(rest.map((e) => e.id), all.slice(10).map((e) => e.id));
+  });
+
+  it('a subscription catches up, then receives live appends', async (t, log) => {
+    await log.append({ stream: 'old', events: events(3) });
+    const live = takeFromSubscription(log, 6, 1, 2);
+    await log.append({ stream: 'new', events: events(3) });
+    const received = await live;
+    t.is(received.length, 6);
+    t.deepEqual(received.map((e) => e.stream), ['old', 'old', 'old', 'new', 'new', 'new']);
+  });
+
+  it('allocates distinct ids per kind and refuses an unknown kind', async (t, log) => {
+    const [a, b] = await Promise.all([log.allocateIds('build', 50), log.allocateIds('build', 50)]);
+    t.is(new Set([...a!, ...b!]).size, 100);
+    t.true(a!.every((id) => Number.isInteger(id) && id > 0));
+    await t.throwsAsync(log.allocateIds('no_such_kind', 1), { instanceOf: UnknownIdKindError });
+  });
+
+  it('8 writers racing for the same stream version: exactly one wins each version', async (t, log) => {
+    const winners: number[] = [];
+    let refusals = 0;
+    for (let version = -1; version < 9; version++) {
+      const attempts = await Promise.allSettled(
+        Array.from({ length: 8 }, () =>
+          log.append({ stream: 'contended', expectedVersion: version < 0 ? 'no_stream' : version, events: events(1) }),
+        ),
+      );
+      const won = attempts.filter((a) => a.status === 'fulfilled');
+      t.is(won.length, 1, `exactly one winner for expected version ${version}`);
+      for (const attempt of attempts) {
+        if (attempt.status === 'rejected') {
+          t.true(attempt.reason instanceof WrongExpectedVersionError);
+          refusals++;
+        }
+      }
+      winners.push(version);
+    }
+    t.is(refusals, 70);
+    t.deepEqual((await log.readStream('contended')).map((e) => e.streamVersion), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  });
+
+  it('8 writers on distinct streams while a subscription runs: every event once, in position order', async (t, log) => {
+    const perWriter = 60;
+    const subscription = takeFromSubscription(log, 8 * perWriter, 1, 25);
+    await Promise.all(
+      Array.from({ length: 8 }, async (_, writer) => {
+        for (let i = 0; i < perWriter / 3; i++) {
+          await log.append({ stream: `writer-${writer}`, events: events(3) });
+        }
+      }),
+    );
+    const received = await subscription;
+    t.is(received.length, 8 * perWriter);
+    t.is(new Set(received.map((e) => e.id)).size, 8 * perWriter);
+    t.true(received.every((e, i) => i === 0 || e.globalPosition > received[i - 1]!.globalPosition), 'position order');
+    for (let writer = 0; writer < 8; writer++) {
+      const versions = received.filter((e) => e.stream === `writer-${writer}`).map((e) => e.streamVersion);
+      t.deepEqual(versions, Array.from({ length: perWriter }, (_, i) => i));
+    }
+  });
+}

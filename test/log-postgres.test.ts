@@ -1,0 +1,64 @@
+import test, { type ExecutionContext } from 'ava';
+import pg from 'pg';
+import { createPostgresEventLog } from '../src/log/postgres/index.js';
+import { freshDatabase } from './helpers/database.js';
+import { collect, events, logContract } from './log-contract.js';
+
+async function postgresLog(t: ExecutionContext) {
+  const db = await freshDatabase(t);
+  const log = createPostgresEventLog({ connectionString: db.url });
+  t.teardown(() => log.close());
+  return Object.assign(log, { url: db.url });
+}
+
+logContract(test, postgresLog, 'postgres');
+
+for (const statement of [
+  'UPDATE event_store.events SET type = $$Changed$$',
+  'DELETE FROM event_store.events',
+  'TRUNCATE event_store.events',
+]) {
+  test(`postgres: the database refuses "${statement.split(' ')[0]}" on the log, even as a superuser in replica mode`, async (t) => {
+    const log = await postgresLog(t);
+    await log.append({ stream: 'immutable', events: events(2) });
+    const client = new pg.Client({ connectionString: log.url });
+    await client.connect();
+    t.teardown(() => client.end());
+    await t.throwsAsync(client.query(statement), { message: /append-only/ });
+    await client.query('SET session_replication_role = replica');
+    await t.throwsAsync(client.query(statement), { message: /append-only/ });
+    t.is((await collect(log.readAll())).length, 2);
+  });
+}
+
+test('postgres: append_events refuses to run after other writes of its transaction (it would break read ordering)', async (t) => {
+  const log = await postgresLog(t);
+  const client = new pg.Client({ connectionString: log.url });
+  await client.connect();
+  t.teardown(() => client.end());
+  await client.query('BEGIN');
+  await client.query('CREATE TEMP TABLE scratch (x int)');
+  await client.query('INSERT INTO scratch VALUES (1)');
+  await t.throwsAsync(
+    client.query(`SELECT * FROM event_store.append_events(ARRAY[gen_random_uuid()], ARRAY[1], ARRAY['T'], ARRAY['{}'::jsonb], ARRAY[NULL::jsonb], ARRAY['s'], ARRAY['any'], NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)`),
+    { message: /first write of its transaction/ },
+  );
+  await client.query('ROLLBACK');
+});
+
+test('postgres: a reader does not skip an event whose transaction commits after a later one', async (t) => {
+  const log = await postgresLog(t);
+  // Transaction A takes its position first and stays open; B appends after it and commits.
+  const a = new pg.Client({ connectionString: log.url });
+  await a.connect();
+  t.teardown(() => a.end());
+  await a.query('BEGIN');
+  await a.query(`SELECT * FROM event_store.append_events(ARRAY[gen_random_uuid()], ARRAY[1], ARRAY['Late'], ARRAY['{}'::jsonb], ARRAY[NULL::jsonb], ARRAY['late'], ARRAY['any'], NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)`);
+  const [b] = await log.append({ stream: 'early', events: events(1) });
+  t.is(b!.globalPosition, 2);
+  // B is committed, but position 1 is in flight: a reader must not deliver B before A.
+  const reading = collect(log.readAll({ batchSize: 10 }));
+  await a.query('COMMIT');
+  const all = await reading;
+  t.deepEqual(all.map((e) => e.type), ['Late', 'Tested']);
+});

@@ -1,0 +1,74 @@
+/**
+ * The tables `knex migrate:latest` creates in `public` are conda-store's migrated tables
+ * (shared/spec/conda-store-tables.md, as data in test/schema/conda-store-spec.ts), and
+ * `knex migrate:rollback --all` removes them again.
+ */
+import test from 'ava';
+import { migrateLatest, rollbackAll } from '../src/db/migrate.js';
+import { freshDatabase } from './helpers/database.js';
+import {
+  describeSchema,
+  describeTable,
+  listAllTypeNames,
+  listRelations,
+  listSequences,
+  listTables,
+  listTypes,
+  withClient,
+} from './helpers/introspect.js';
+import { condaStoreSequences, condaStoreTableNames, condaStoreTables } from './schema/conda-store-spec.js';
+
+const CONDA_STORE_MIGRATION = '20260101000200_conda_store_tables.ts';
+
+test('public holds exactly the 16 conda-store tables, their sequences and indexes, and no types', async (t) => {
+  const db = await freshDatabase(t);
+  await withClient(db.url, async (client) => {
+    t.deepEqual(await listTables(client, 'public'), condaStoreTableNames, 'tables');
+    t.deepEqual(await listSequences(client, 'public'), condaStoreSequences, 'sequences');
+
+    const expectedIndexes = Object.values(condaStoreTables)
+      .flatMap((definition) => definition.indexes.map((index) => index.name))
+      .sort();
+    const relations = await listRelations(client, 'public');
+    t.deepEqual(
+      relations.filter((relation) => relation.kind === 'index').map((relation) => relation.name),
+      expectedIndexes,
+      'indexes',
+    );
+    t.deepEqual(
+      relations.filter((relation) => !['table', 'sequence', 'index'].includes(relation.kind)),
+      [],
+      'no views, materialized views, foreign or partitioned tables',
+    );
+    // Neither enum types (the migrated database stores enum names as varchar) nor any other.
+    t.deepEqual(await listTypes(client, 'public'), [], 'types');
+  });
+});
+
+// One test per table, so that every table that differs is reported, with its difference.
+for (const table of condaStoreTableNames) {
+  test(`public.${table} is as the spec's migrated database has it`, async (t) => {
+    const db = await freshDatabase(t);
+    const actual = await withClient(db.url, (client) => describeTable(client, 'public', table));
+    t.deepEqual(actual, condaStoreTables[table], table);
+  });
+}
+
+test('rollback --all leaves public empty, and migrate:latest works again afterwards', async (t) => {
+  const db = await freshDatabase(t, { migrated: false });
+
+  const applied = await migrateLatest(db.url);
+  t.true(applied.includes(CONDA_STORE_MIGRATION), `applied: ${applied.join(', ')}`);
+
+  const reverted = await rollbackAll(db.url);
+  t.deepEqual([...reverted].sort(), [...applied].sort(), 'every applied migration is reverted');
+  await withClient(db.url, async (client) => {
+    t.deepEqual(await listRelations(client, 'public'), [], 'no tables, sequences, indexes or views in public');
+    t.deepEqual(await listAllTypeNames(client, 'public'), [], 'no types in public');
+  });
+
+  const reapplied = await migrateLatest(db.url);
+  t.deepEqual(reapplied, applied, 'the same migrations apply again');
+  const actual = await withClient(db.url, (client) => describeSchema(client, 'public'));
+  t.deepEqual(actual, condaStoreTables, 'public after rollback and migrate:latest');
+});
