@@ -88,21 +88,54 @@ export async function down(knex: Knex): Promise<void> {
  * DETAIL carries a JSON object with the facts (stream, expected, actual, key, ...).
  */
 const APPEND_EVENTS_FUNCTION = `
--- Claims keys for the appended groups (all of them, or only p_only_group). A key already held by
--- another stream is a duplicate; re-claiming a key one's own stream holds is not.
-CREATE FUNCTION event_store.claim_keys(
+-- For the appended groups (all of them, or only p_only_group): releases the keys they give up,
+-- checks their preconditions, then claims their keys. A key held by another stream is a
+-- duplicate; re-claiming a key one's own stream holds is not. Preconditions see the log as it
+-- was before this call, plus the keys of earlier groups of the call.
+CREATE FUNCTION event_store.apply_keys(
   p_streams text[], p_found int[], p_size int[], p_only_group int,
-  p_claim_group int[], p_claim_name text[], p_claim_value text[], p_claim_parent text[]
+  p_claim_group int[], p_claim_name text[], p_claim_value text[], p_claim_parent text[],
+  p_release_group int[], p_release_name text[],
+  p_cond_group int[], p_cond_stream text[], p_cond_kind text[], p_cond_arg text[], p_cond_message text[]
 ) RETURNS void LANGUAGE plpgsql AS $fn$
 DECLARE
   r record;
   v_owner text;
 BEGIN
+  DELETE FROM event_store.keys k
+  USING unnest(p_release_group, p_release_name) AS rl(grp, name)
+  WHERE (p_only_group IS NULL OR rl.grp = p_only_group) AND p_found[rl.grp] < p_size[rl.grp]
+    AND k.name = rl.name AND k.stream = p_streams[rl.grp];
+
+  FOR r IN
+    SELECT c.grp, c.stream, c.kind, c.arg, c.message
+    FROM unnest(p_cond_group, p_cond_stream, p_cond_kind, p_cond_arg, p_cond_message) AS c(grp, stream, kind, arg, message)
+    WHERE (p_only_group IS NULL OR c.grp = p_only_group) AND p_found[c.grp] < p_size[c.grp]
+  LOOP
+    IF NOT (CASE r.kind
+      -- 'exists': the aggregate of stream r.stream exists (its key "stream" is claimed, not released)
+      WHEN 'exists' THEN EXISTS (
+        SELECT 1 FROM event_store.keys k WHERE k.name = 'stream' AND k.value = r.stream)
+      -- 'key': the key (r.arg, r.stream) is held, e.g. a package build id
+      WHEN 'key' THEN EXISTS (
+        SELECT 1 FROM event_store.keys k WHERE k.name = r.arg AND k.value = r.stream)
+      WHEN 'no_children' THEN NOT EXISTS (
+        SELECT 1 FROM event_store.keys k WHERE k.parent = r.stream AND k.name = 'stream')
+      WHEN 'version' THEN r.arg::int = coalesce(
+        (SELECT max(e.stream_version) FROM event_store.events e WHERE e.stream = r.stream), -1)
+      ELSE false
+    END) THEN
+      RAISE EXCEPTION '%', r.message
+        USING ERRCODE = 'CS005',
+              DETAIL = json_build_object('stream', p_streams[r.grp], 'condition', r.kind, 'subject', r.stream)::text;
+    END IF;
+  END LOOP;
+
   FOR r IN
     WITH wanted AS (
       SELECT c.grp, c.name, c.value, c.parent
       FROM unnest(p_claim_group, p_claim_name, p_claim_value, p_claim_parent) AS c(grp, name, value, parent)
-      WHERE p_found[c.grp] < p_size[c.grp] AND (p_only_group IS NULL OR c.grp = p_only_group)
+      WHERE (p_only_group IS NULL OR c.grp = p_only_group) AND p_found[c.grp] < p_size[c.grp]
     ), inserted AS (
       INSERT INTO event_store.keys (name, value, stream, parent)
       SELECT w.name, w.value, p_streams[w.grp], w.parent FROM wanted w
@@ -140,7 +173,7 @@ CREATE FUNCTION event_store.append_events(
   p_release_name  text[],
   p_cond_group  int[],    -- per precondition
   p_cond_stream text[],
-  p_cond_kind   text[],   -- 'exists' | 'version' | 'no_children'
+  p_cond_kind   text[],   -- 'exists' | 'key' | 'version' | 'no_children' (see apply_keys)
   p_cond_arg    text[],
   p_cond_message text[]
 ) RETURNS TABLE (event_id uuid, global_position bigint, stream_version int, recorded_at timestamptz, duplicate boolean)
@@ -226,27 +259,7 @@ BEGIN
     INTO v_current
     FROM (SELECT DISTINCT unnest(p_streams) AS stream) s;
 
-  -- 4. Preconditions of the groups that are not duplicates (cross-aggregate rules of decide/).
-  FOR i IN 1..coalesce(cardinality(p_cond_stream), 0) LOOP
-    g := p_cond_group[i];
-    CONTINUE WHEN v_found[g] = v_size[g];
-    IF NOT (CASE p_cond_kind[i]
-      WHEN 'exists' THEN EXISTS (
-        SELECT 1 FROM event_store.keys k WHERE k.name = 'stream' AND k.value = p_cond_stream[i])
-      WHEN 'no_children' THEN NOT EXISTS (
-        SELECT 1 FROM event_store.keys k WHERE k.parent = p_cond_stream[i] AND k.name = 'stream')
-      WHEN 'version' THEN p_cond_arg[i]::int = coalesce(
-        (SELECT max(e.stream_version) FROM event_store.events e WHERE e.stream = p_cond_stream[i]), -1)
-      ELSE false
-    END) THEN
-      RAISE EXCEPTION '%', p_cond_message[i]
-        USING ERRCODE = 'CS005',
-              DETAIL = json_build_object('stream', p_streams[g], 'condition', p_cond_kind[i],
-                                         'subject', p_cond_stream[i])::text;
-    END IF;
-  END LOOP;
-
-  -- 5. Expected versions, group by group, in call order; stream versions of the new events.
+  -- 4. Expected versions, group by group, in call order; stream versions of the new events.
   FOR g IN 1..n_groups LOOP
     CONTINUE WHEN v_found[g] = v_size[g];
     v_cur := (v_current ->> p_streams[g])::int;
@@ -273,7 +286,7 @@ BEGIN
   END LOOP;
 
   IF v_new > 0 THEN
-    -- 6. Allocate the transaction id and a contiguous block of positions under one short lock:
+    -- 5. Allocate the transaction id and a contiguous block of positions under one short lock:
     --    this is what makes position order equal transaction-id order. The lock is a session
     --    lock released right away (an xact lock would serialise every commit and its fsync).
     PERFORM pg_advisory_lock(7402, 0);
@@ -304,19 +317,19 @@ BEGIN
       AS x(pos, id, grp, ver, type, data, meta, dup)
     WHERE NOT x.dup;
 
-    -- 7. Keys: releases, then claims. When a call has releases, go group by group, so that a
-    --    purge and the re-creation of the same name later in one batch see each other in order.
-    IF coalesce(cardinality(p_release_name), 0) = 0 THEN
-      PERFORM event_store.claim_keys(p_streams, v_found, v_size, NULL,
-                                     p_claim_group, p_claim_name, p_claim_value, p_claim_parent);
+    -- 6. Keys and preconditions, group by group in call order: a batch may create a namespace
+    --    and then an environment in it, or purge a name and re-create it. One pass for all
+    --    groups when nothing in the call can depend on an earlier group (the common case).
+    IF n_groups = 1 OR (coalesce(cardinality(p_release_name), 0) = 0 AND coalesce(cardinality(p_cond_kind), 0) = 0) THEN
+      PERFORM event_store.apply_keys(p_streams, v_found, v_size, NULL,
+        p_claim_group, p_claim_name, p_claim_value, p_claim_parent, p_release_group, p_release_name,
+        p_cond_group, p_cond_stream, p_cond_kind, p_cond_arg, p_cond_message);
     ELSE
       FOR g IN 1..n_groups LOOP
         CONTINUE WHEN v_found[g] = v_size[g];
-        DELETE FROM event_store.keys k
-        USING unnest(p_release_group, p_release_name) AS rl(grp, name)
-        WHERE rl.grp = g AND k.name = rl.name AND k.stream = p_streams[g];
-        PERFORM event_store.claim_keys(p_streams, v_found, v_size, g,
-                                       p_claim_group, p_claim_name, p_claim_value, p_claim_parent);
+        PERFORM event_store.apply_keys(p_streams, v_found, v_size, g,
+          p_claim_group, p_claim_name, p_claim_value, p_claim_parent, p_release_group, p_release_name,
+          p_cond_group, p_cond_stream, p_cond_kind, p_cond_arg, p_cond_message);
       END LOOP;
     END IF;
   END IF;

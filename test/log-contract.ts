@@ -215,6 +215,27 @@ export function logContract(test: TestFn, makeLog: LogFactory, backend: string):
     t.is((await collect(log.readAll())).length, 3);
   });
 
+  it('preconditions and claims apply group by group: a batch may create a parent and then its child', async (t, log) => {
+    await log.append([
+      { stream: 'namespace-1', events: events(1), claims: [{ name: 'stream', value: 'namespace-1' }] },
+      {
+        stream: 'environment-1',
+        events: events(1),
+        claims: [{ name: 'stream', value: 'environment-1', parent: 'namespace-1' }],
+        preconditions: [{ kind: 'exists', stream: 'namespace-1', message: 'namespace 1 does not exist' }],
+      },
+      { stream: 'x', events: events(1), preconditions: [{ kind: 'key', name: 'stream', value: 'environment-1', message: 'no environment 1' }] },
+    ]);
+    await t.throwsAsync(
+      log.append([
+        { stream: 'environment-2', events: events(1), preconditions: [{ kind: 'exists', stream: 'namespace-2', message: 'namespace 2 does not exist' }] },
+        { stream: 'namespace-2', events: events(1), claims: [{ name: 'stream', value: 'namespace-2' }] },
+      ]),
+      { instanceOf: PreconditionFailedError, message: 'namespace 2 does not exist' },
+    );
+    t.is((await collect(log.readAll())).length, 3);
+  });
+
   it('reads a stream forward and backward from a version', async (t, log) => {
     await log.append({ stream: 'r', events: events(5) });
     const versions = async (options: Parameters<EventLog['readStream']>[1]) => (await log.readStream('r', options)).map((e) => e.streamVersion);

@@ -1,12 +1,14 @@
 /** The envelope a producer sends (contract.md, "NATS ingestion" and "The event log"). */
 import { Type, type Static } from '@sinclair/typebox';
-import { JsonObject, OneOf, Uuid } from './common.js';
+import { JsonObject, Uuid } from './common.js';
 import type { EventData, EventType } from './events.js';
 
 export const ExpectedVersionSchema = Type.Union(
   [
     Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: '0-based version of the last event in the stream' }),
-    OneOf(['no_stream', 'stream_exists', 'any'] as const),
+    Type.Literal('no_stream'),
+    Type.Literal('stream_exists'),
+    Type.Literal('any'),
   ],
   { description: 'optimistic concurrency check; no_stream for the first event of a stream' },
 );

@@ -25,6 +25,8 @@ export interface KeyClaim {
 /** A fact about another stream that must hold when the append commits (checked under its lock). */
 export type Precondition =
   | { kind: 'exists'; stream: string; message: string }
+  /** A key is held, e.g. `{ name: 'conda_package_build.id', value: '42' }`. */
+  | { kind: 'key'; name: string; value: string; message: string }
   | { kind: 'no_children'; stream: string; message: string }
   | { kind: 'version'; stream: string; version: number; message: string };
 

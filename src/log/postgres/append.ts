@@ -38,9 +38,10 @@ export function appendParameters(requests: AppendRequest[]): unknown[] {
     }
     for (const condition of request.preconditions ?? []) {
       condGroup.push(group);
-      condStream.push(condition.stream);
       condKind.push(condition.kind);
-      condArg.push(condition.kind === 'version' ? String(condition.version) : null);
+      // 'key' conditions travel as (stream: value, arg: name); see event_store.apply_keys().
+      condStream.push(condition.kind === 'key' ? condition.value : condition.stream);
+      condArg.push(condition.kind === 'version' ? String(condition.version) : condition.kind === 'key' ? condition.name : null);
       condMessage.push(condition.message);
     }
   });
