@@ -95,7 +95,7 @@ const APPEND_EVENTS_FUNCTION = `
 CREATE FUNCTION event_store.apply_keys(
   p_streams text[], p_found int[], p_size int[], p_only_group int,
   p_claim_group int[], p_claim_name text[], p_claim_value text[], p_claim_parent text[],
-  p_release_group int[], p_release_name text[],
+  p_release_group int[], p_release_name text[], p_release_value text[],
   p_cond_group int[], p_cond_stream text[], p_cond_kind text[], p_cond_arg text[], p_cond_message text[]
 ) RETURNS void LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -103,9 +103,9 @@ DECLARE
   v_owner text;
 BEGIN
   DELETE FROM event_store.keys k
-  USING unnest(p_release_group, p_release_name) AS rl(grp, name)
+  USING unnest(p_release_group, p_release_name, p_release_value) AS rl(grp, name, value)
   WHERE (p_only_group IS NULL OR rl.grp = p_only_group) AND p_found[rl.grp] < p_size[rl.grp]
-    AND k.name = rl.name AND k.stream = p_streams[rl.grp];
+    AND k.name = rl.name AND k.stream = p_streams[rl.grp] AND (rl.value IS NULL OR k.value = rl.value);
 
   FOR r IN
     SELECT c.grp, c.stream, c.kind, c.arg, c.message
@@ -119,6 +119,9 @@ BEGIN
       -- 'key': the key (r.arg, r.stream) is held, e.g. a package build id
       WHEN 'key' THEN EXISTS (
         SELECT 1 FROM event_store.keys k WHERE k.name = r.arg AND k.value = r.stream)
+      -- 'child_of': the aggregate of stream r.stream exists and its parent is r.arg
+      WHEN 'child_of' THEN EXISTS (
+        SELECT 1 FROM event_store.keys k WHERE k.name = 'stream' AND k.value = r.stream AND k.parent = r.arg)
       WHEN 'no_children' THEN NOT EXISTS (
         SELECT 1 FROM event_store.keys k WHERE k.parent = r.stream AND k.name = 'stream')
       WHEN 'version' THEN r.arg::int = coalesce(
@@ -171,9 +174,10 @@ CREATE FUNCTION event_store.append_events(
   p_claim_parent text[],
   p_release_group int[],  -- per released key (released keys are the group's stream's own)
   p_release_name  text[],
+  p_release_value text[], -- NULL: every key of that name the stream holds
   p_cond_group  int[],    -- per precondition
   p_cond_stream text[],
-  p_cond_kind   text[],   -- 'exists' | 'key' | 'version' | 'no_children' (see apply_keys)
+  p_cond_kind   text[],   -- 'exists' | 'key' | 'child_of' | 'version' | 'no_children' (see apply_keys)
   p_cond_arg    text[],
   p_cond_message text[]
 ) RETURNS TABLE (event_id uuid, global_position bigint, stream_version int, recorded_at timestamptz, duplicate boolean)
@@ -322,13 +326,13 @@ BEGIN
     --    groups when nothing in the call can depend on an earlier group (the common case).
     IF n_groups = 1 OR (coalesce(cardinality(p_release_name), 0) = 0 AND coalesce(cardinality(p_cond_kind), 0) = 0) THEN
       PERFORM event_store.apply_keys(p_streams, v_found, v_size, NULL,
-        p_claim_group, p_claim_name, p_claim_value, p_claim_parent, p_release_group, p_release_name,
+        p_claim_group, p_claim_name, p_claim_value, p_claim_parent, p_release_group, p_release_name, p_release_value,
         p_cond_group, p_cond_stream, p_cond_kind, p_cond_arg, p_cond_message);
     ELSE
       FOR g IN 1..n_groups LOOP
         CONTINUE WHEN v_found[g] = v_size[g];
         PERFORM event_store.apply_keys(p_streams, v_found, v_size, g,
-          p_claim_group, p_claim_name, p_claim_value, p_claim_parent, p_release_group, p_release_name,
+          p_claim_group, p_claim_name, p_claim_value, p_claim_parent, p_release_group, p_release_name, p_release_value,
           p_cond_group, p_cond_stream, p_cond_kind, p_cond_arg, p_cond_message);
       END LOOP;
     END IF;

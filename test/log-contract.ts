@@ -186,7 +186,7 @@ export function logContract(test: TestFn, makeLog: LogFactory, backend: string):
 
   it('unique keys: a released key can be claimed again', async (t, log) => {
     await log.append({ stream: 'namespace-1', events: events(1), claims: [{ name: 'namespace.name', value: 'n' }] });
-    await log.append({ stream: 'namespace-1', events: events(1), releases: ['namespace.name'] });
+    await log.append({ stream: 'namespace-1', events: events(1), releases: [{ name: 'namespace.name' }] });
     await log.append({ stream: 'namespace-2', events: events(1), claims: [{ name: 'namespace.name', value: 'n' }] });
     t.pass();
   });

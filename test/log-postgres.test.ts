@@ -40,7 +40,7 @@ test('postgres: append_events refuses to run after other writes of its transacti
   await client.query('CREATE TEMP TABLE scratch (x int)');
   await client.query('INSERT INTO scratch VALUES (1)');
   await t.throwsAsync(
-    client.query(`SELECT * FROM event_store.append_events(ARRAY[gen_random_uuid()], ARRAY[1], ARRAY['T'], ARRAY['{}'::jsonb], ARRAY[NULL::jsonb], ARRAY['s'], ARRAY['any'], NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)`),
+    client.query(`SELECT * FROM event_store.append_events(ARRAY[gen_random_uuid()], ARRAY[1], ARRAY['T'], ARRAY['{}'::jsonb], ARRAY[NULL::jsonb], ARRAY['s'], ARRAY['any'], NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)`),
     { message: /first write of its transaction/ },
   );
   await client.query('ROLLBACK');
@@ -53,7 +53,7 @@ test('postgres: a reader does not skip an event whose transaction commits after 
   await a.connect();
   t.teardown(() => a.end());
   await a.query('BEGIN');
-  await a.query(`SELECT * FROM event_store.append_events(ARRAY[gen_random_uuid()], ARRAY[1], ARRAY['Late'], ARRAY['{}'::jsonb], ARRAY[NULL::jsonb], ARRAY['late'], ARRAY['any'], NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)`);
+  await a.query(`SELECT * FROM event_store.append_events(ARRAY[gen_random_uuid()], ARRAY[1], ARRAY['Late'], ARRAY['{}'::jsonb], ARRAY[NULL::jsonb], ARRAY['late'], ARRAY['any'], NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)`);
   const [b] = await log.append({ stream: 'early', events: events(1) });
   t.is(b!.globalPosition, 2);
   // B is committed, but position 1 is in flight: a reader must not deliver B before A.

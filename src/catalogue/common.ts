@@ -138,7 +138,9 @@ export function OneOf<const V extends string | number>(values: readonly V[], opt
  * default) in the table. Null is accepted because Python producers naturally send `None`.
  */
 export function Optional<S extends TSchema>(schema: S): TOptional<TUnion<[S, TNull]>> {
-  return Type.Optional(Type.Union([schema, Type.Null()]));
+  // The description belongs to the field, not to one branch of it (it reads better in the JSON Schema).
+  const { description, ...inner } = schema;
+  return Type.Optional(Type.Union([inner as S, Type.Null()], description === undefined ? {} : { description }));
 }
 
 // ---------------------------------------------------------------------------------------------

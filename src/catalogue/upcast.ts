@@ -2,7 +2,7 @@
  * Upcasting: an event stored under an older schema_version is brought to the current version
  * when it is read, here and nowhere else; the log itself is never rewritten.
  *
- * To change an event type's data incompatibly: bump nothing else, add one entry
+ * To change an event type's data incompatibly, add one entry
  * `upcasters.SomeEvent[n] = (data) => <data of version n + 1>`; the current version of the type
  * becomes n + 1, and producers then send `metadata.schema_version: n + 1`.
  */

@@ -22,11 +22,18 @@ export interface KeyClaim {
   parent?: string;
 }
 
+export interface KeyRelease {
+  name: string;
+  value?: string;
+}
+
 /** A fact about another stream that must hold when the append commits (checked under its lock). */
 export type Precondition =
   | { kind: 'exists'; stream: string; message: string }
   /** A key is held, e.g. `{ name: 'conda_package_build.id', value: '42' }`. */
   | { kind: 'key'; name: string; value: string; message: string }
+  /** The aggregate of `stream` exists and its parent aggregate is `parent`. */
+  | { kind: 'child_of'; stream: string; parent: string; message: string }
   | { kind: 'no_children'; stream: string; message: string }
   | { kind: 'version'; stream: string; version: number; message: string };
 
@@ -36,8 +43,8 @@ export interface AppendRequest {
   expectedVersion?: ExpectedVersion;
   events: EventInput[];
   claims?: KeyClaim[];
-  /** Names of keys this stream holds that it gives up (e.g. a purged namespace's name). */
-  releases?: string[];
+  /** Keys this stream holds that it gives up (a purged namespace's name); without a value, every key of that name. */
+  releases?: KeyRelease[];
   preconditions?: Precondition[];
 }
 

@@ -13,7 +13,7 @@ export function appendParameters(requests: AppendRequest[]): unknown[] {
   const ids: string[] = [], groups: number[] = [], types: string[] = [], data: string[] = [], metadata: (string | null)[] = [];
   const streams: string[] = [], expected: string[] = [];
   const claimGroup: number[] = [], claimName: string[] = [], claimValue: string[] = [], claimParent: (string | null)[] = [];
-  const releaseGroup: number[] = [], releaseName: string[] = [];
+  const releaseGroup: number[] = [], releaseName: string[] = [], releaseValue: (string | null)[] = [];
   const condGroup: number[] = [], condStream: string[] = [], condKind: string[] = [], condArg: (string | null)[] = [], condMessage: string[] = [];
   requests.forEach((request, index) => {
     const group = index + 1;
@@ -32,21 +32,27 @@ export function appendParameters(requests: AppendRequest[]): unknown[] {
       claimValue.push(claim.value);
       claimParent.push(claim.parent ?? null);
     }
-    for (const name of request.releases ?? []) {
+    for (const release of request.releases ?? []) {
       releaseGroup.push(group);
-      releaseName.push(name);
+      releaseName.push(release.name);
+      releaseValue.push(release.value ?? null);
     }
     for (const condition of request.preconditions ?? []) {
       condGroup.push(group);
       condKind.push(condition.kind);
       // 'key' conditions travel as (stream: value, arg: name); see event_store.apply_keys().
       condStream.push(condition.kind === 'key' ? condition.value : condition.stream);
-      condArg.push(condition.kind === 'version' ? String(condition.version) : condition.kind === 'key' ? condition.name : null);
+      condArg.push(
+        condition.kind === 'version' ? String(condition.version)
+        : condition.kind === 'key' ? condition.name
+        : condition.kind === 'child_of' ? condition.parent
+        : null,
+      );
       condMessage.push(condition.message);
     }
   });
   return [ids, groups, types, data, metadata, streams, expected, claimGroup, claimName, claimValue, claimParent,
-    releaseGroup, releaseName, condGroup, condStream, condKind, condArg, condMessage];
+    releaseGroup, releaseName, releaseValue, condGroup, condStream, condKind, condArg, condMessage];
 }
 
 interface AppendRow {

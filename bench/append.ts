@@ -1,0 +1,412 @@
+/**
+ * Append throughput of the PostgreSQL event log against a plain-INSERT baseline and Emmett, then
+ * the cost of global reads (`readAll`) at 100,000 and 1,000,000 events.
+ *
+ *   npx tsx bench/append.ts [--scale N] [--rounds N] [--quick]
+ *
+ * Everything runs in a fresh database `cse_bench_append` (dropped at the start and at the end).
+ * Contenders, all with the same pg pool size, the same payloads and the same warm-up:
+ *  - cse:    createPostgresEventLog().append() (the store: append_events() + the NOTIFY after it);
+ *  - raw:    plain autocommit INSERTs into `raw_events`, a copy of event_store.events made with
+ *            `LIKE ... INCLUDING ALL` (same columns, types, defaults, PK, unique constraints,
+ *            check), global_position from a sequence, transaction_id DEFAULT pg_current_xact_id();
+ *            no function, no triggers, no keys, no locks. One INSERT per append (a multi-row
+ *            INSERT for 100-event appends);
+ *  - emmett: @event-driven-io/emmett-postgresql's getPostgreSQLEventStore().appendToStream(),
+ *            with its own schema (emt_* tables in public), given a pg.Pool of the same size.
+ * Each measured run is preceded by a warm-up of the same shape (not counted) and a CHECKPOINT, so
+ * every contender starts from the same state; contenders are interleaved and their order rotates
+ * from round to round; the reported figure is the median over the rounds.
+ */
+import pg from 'pg';
+import { getPostgreSQLEventStore, type PostgresEventStore } from '@event-driven-io/emmett-postgresql';
+import { migrateLatest } from '../src/db/migrate.js';
+import { createPostgresEventLog } from '../src/log/postgres/index.js';
+import type { EventLog } from '../src/log/types.js';
+import {
+  type BenchEvent,
+  benchDatabaseUrl,
+  dropDatabase,
+  environment,
+  fmt,
+  fmtInt,
+  formatTable,
+  makeEvents,
+  mean,
+  median,
+  now,
+  parseArgs,
+  percentile,
+  recreateDatabase,
+  writeResults,
+} from './lib.js';
+
+const args = parseArgs();
+const POOL_SIZE = 10;
+const WRITERS = 8;
+const BATCH = 100;
+const WARMUP = 200;
+const ROUNDS = args.rounds ?? 3;
+const scaled = (n: number, multiple = 1) => Math.max(multiple, Math.round((n * args.scale) / multiple) * multiple);
+
+const DB_URL = benchDatabaseUrl('cse_bench_append');
+
+// ---------------------------------------------------------------------------------------------
+// Contenders
+
+/** `expected`: 'new' for the first event of a stream, else the 0-based version of its last event. */
+type Expected = 'new' | number;
+
+interface Contender {
+  key: 'cse' | 'raw' | 'emmett';
+  append(stream: string, events: BenchEvent[], expected: Expected): Promise<void>;
+}
+
+function cseContender(log: EventLog): Contender {
+  return {
+    key: 'cse',
+    async append(stream, events, expected) {
+      await log.append({ stream, expectedVersion: expected === 'new' ? 'no_stream' : expected, events });
+    },
+  };
+}
+
+function rawContender(pool: pg.Pool): Contender {
+  const COLUMNS = 6;
+  const statements = new Map<number, string>();
+  const insertSql = (n: number) => {
+    let text = statements.get(n);
+    if (!text) {
+      const rows = Array.from({ length: n }, (_, r) =>
+        `(${Array.from({ length: COLUMNS }, (_, c) => `$${r * COLUMNS + c + 1}`).join(', ')})`);
+      text = `INSERT INTO raw_events (id, stream, stream_version, type, data, metadata) VALUES ${rows.join(', ')}`;
+      statements.set(n, text);
+    }
+    return text;
+  };
+  return {
+    key: 'raw',
+    async append(stream, events, expected) {
+      const first = expected === 'new' ? 0 : expected + 1;
+      const values: unknown[] = [];
+      events.forEach((event, i) => {
+        values.push(event.id, stream, first + i, event.type, JSON.stringify(event.data), JSON.stringify(event.metadata));
+      });
+      await pool.query({ name: `raw_insert_${events.length}`, text: insertSql(events.length), values });
+    },
+  };
+}
+
+function emmettContender(store: PostgresEventStore): Contender {
+  return {
+    key: 'emmett',
+    async append(stream, events, expected) {
+      // Emmett's stream position counts events (0 = no stream); ours is the last event's 0-based version.
+      // STREAM_DOES_NOT_EXIST would disable the check (it becomes NULL), 0n really checks "no stream".
+      const expectedStreamVersion = expected === 'new' ? 0n : BigInt(expected + 1);
+      await store.appendToStream(
+        stream,
+        events.map((event) => ({ type: event.type, data: event.data, metadata: event.metadata })),
+        { expectedStreamVersion },
+      );
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios
+
+interface Scenario {
+  key: string;
+  label: string;
+  /** Minimum ratio to raw. */
+  target: number;
+  events: number;
+  warmupEvents: number;
+  /** Runs the scenario over `events` (already computed); `tag` makes the stream names unique. */
+  run(contender: Contender, events: BenchEvent[], tag: string): Promise<void>;
+}
+
+const stream = (tag: string, i: number) => `conda_package-${tag}-${i}`;
+
+async function sequential(contender: Contender, events: BenchEvent[], tag: string) {
+  for (let i = 0; i < events.length; i++) await contender.append(stream(tag, i), [events[i]!], 'new');
+}
+
+const SCENARIOS: Scenario[] = [
+  {
+    key: 'single_new',
+    label: '1 ev/append, sequential, new streams (no_stream)',
+    target: 0.9,
+    events: scaled(5000),
+    warmupEvents: WARMUP,
+    run: sequential,
+  },
+  {
+    key: 'single_existing',
+    label: '1 ev/append, sequential, existing streams (expected version)',
+    target: 0.9,
+    events: scaled(2000),
+    warmupEvents: WARMUP,
+    // Appends to the streams that single_new created under the same tag (each has version 0).
+    async run(contender, events, tag) {
+      for (let i = 0; i < events.length; i++) await contender.append(stream(tag, i), [events[i]!], 0);
+    },
+  },
+  {
+    key: 'concurrent_8',
+    label: `1 ev/append, ${WRITERS} concurrent writers, new streams`,
+    target: 0.8,
+    events: scaled(20000, WRITERS),
+    warmupEvents: WARMUP,
+    async run(contender, events, tag) {
+      const per = events.length / WRITERS;
+      await Promise.all(
+        Array.from({ length: WRITERS }, async (_, w) => {
+          for (let i = w * per; i < (w + 1) * per; i++) await contender.append(stream(tag, i), [events[i]!], 'new');
+        }),
+      );
+    },
+  },
+  {
+    key: 'batch_100',
+    label: `${BATCH} ev/append, sequential, new streams (no_stream)`,
+    target: 0.85,
+    events: scaled(20000, BATCH),
+    warmupEvents: WARMUP,
+    async run(contender, events, tag) {
+      for (let i = 0; i < events.length; i += BATCH) {
+        await contender.append(stream(tag, i), events.slice(i, i + BATCH), 'new');
+      }
+    },
+  },
+];
+
+// ---------------------------------------------------------------------------------------------
+
+interface RunResult {
+  round: number;
+  scenario: string;
+  contender: Contender['key'];
+  events: number;
+  ms: number;
+  evPerSec: number;
+}
+
+function log(message: string) {
+  process.stdout.write(message + '\n');
+}
+
+async function main() {
+  const started = now();
+  log(`append bench: database ${new URL(DB_URL).pathname.slice(1)}, pool ${POOL_SIZE}, ${ROUNDS} rounds, scale ${args.scale}${args.quick ? ', quick' : ''}`);
+  await recreateDatabase(DB_URL);
+  await migrateLatest(DB_URL);
+
+  const admin = new pg.Pool({ connectionString: DB_URL, max: 2 });
+  await admin.query(`
+    CREATE SEQUENCE raw_events_position_seq AS bigint MINVALUE 1;
+    CREATE TABLE raw_events (LIKE event_store.events INCLUDING ALL);
+    ALTER TABLE raw_events
+      ALTER COLUMN global_position SET DEFAULT nextval('raw_events_position_seq'),
+      ALTER COLUMN transaction_id SET DEFAULT pg_current_xact_id();
+    ALTER SEQUENCE raw_events_position_seq OWNED BY raw_events.global_position;
+  `);
+  const env = await environment(admin);
+
+  // dumbo (Emmett's driver) replaces pg's global type parsers (int8 -> BigInt, json(b) -> its own
+  // JSON.parse with a reviver). Keep pg's own to restore them for the read timings.
+  const defaultParsers = ([20, 114, 3802] as const).map((oid) => [oid, pg.types.getTypeParser(oid, 'text')] as const);
+
+  const cseLog = createPostgresEventLog({ connectionString: DB_URL, poolSize: POOL_SIZE });
+  const rawPool = new pg.Pool({ connectionString: DB_URL, max: POOL_SIZE });
+  const emmettPool = new pg.Pool({ connectionString: DB_URL, max: POOL_SIZE });
+  const emmett = getPostgreSQLEventStore(DB_URL, { connectionOptions: { pool: emmettPool } });
+  await emmett.schema.migrate();
+
+  const contenders: Contender[] = [cseContender(cseLog), rawContender(rawPool), emmettContender(emmett)];
+  const results: RunResult[] = [];
+
+  // ------------------------------------------------------------------- append scenarios
+  for (let round = 1; round <= ROUNDS; round++) {
+    const order = contenders.map((_, i) => contenders[(i + round - 1) % contenders.length]!);
+    log(`\nround ${round}/${ROUNDS} (order: ${order.map((c) => c.key).join(', ')})`);
+    for (const scenario of SCENARIOS) {
+      for (const contender of order) {
+        // Warm-up of the same shape under its own tag; single_existing reuses single_new's streams.
+        const tagBase = scenario.key === 'single_existing' ? 'single_new' : scenario.key;
+        await scenario.run(contender, makeEvents(scenario.warmupEvents), `w${round}-${tagBase}`);
+        const events = makeEvents(scenario.events);
+        await admin.query('CHECKPOINT');
+        const start = now();
+        await scenario.run(contender, events, `r${round}-${tagBase}`);
+        const ms = now() - start;
+        const evPerSec = (events.length * 1000) / ms;
+        results.push({ round, scenario: scenario.key, contender: contender.key, events: events.length, ms, evPerSec });
+        log(`  ${scenario.key.padEnd(16)} ${contender.key.padEnd(7)} ${fmtInt(events.length).padStart(7)} events ${fmt(ms, 0).padStart(7)} ms ${fmtInt(evPerSec).padStart(7)} ev/s`);
+      }
+    }
+  }
+
+  await emmett.close();
+  await emmettPool.end();
+  await rawPool.end();
+  for (const [oid, parser] of defaultParsers) pg.types.setTypeParser(oid, 'text', parser);
+
+  const rows = SCENARIOS.map((scenario) => {
+    const of = (key: Contender['key']) =>
+      median(results.filter((r) => r.scenario === scenario.key && r.contender === key).map((r) => r.evPerSec));
+    const cse = of('cse'), raw = of('raw'), emm = of('emmett');
+    const spread = (key: Contender['key']) => {
+      const v = results.filter((r) => r.scenario === scenario.key && r.contender === key).map((r) => r.evPerSec);
+      return (Math.max(...v) - Math.min(...v)) / median(v);
+    };
+    const ratio = cse / raw, ratioEmmett = cse / emm;
+    const pass = ratio >= scenario.target && ratioEmmett > 1;
+    return {
+      scenario: scenario.key, label: scenario.label, events: scenario.events,
+      cse, raw, ratio, target: scenario.target, emmett: emm, ratioEmmett, pass,
+      spread: { cse: spread('cse'), raw: spread('raw'), emmett: spread('emmett') },
+    };
+  });
+
+  const appendTable = formatTable(
+    ['scenario', 'events', 'conda-store-events ev/s', 'raw INSERT ev/s', 'ratio', 'target', 'Emmett ev/s', 'ratio vs Emmett', 'result'],
+    rows.map((r) => [
+      r.label, fmtInt(r.events), fmtInt(r.cse), fmtInt(r.raw), `${fmt(r.ratio, 2)}x`, `>= ${fmt(r.target, 2)}x`,
+      fmtInt(r.emmett), `${fmt(r.ratioEmmett, 2)}x`, r.pass ? 'PASS' : 'MISS',
+    ]),
+  );
+  const spreadTable = formatTable(
+    ['scenario', 'cse spread', 'raw spread', 'Emmett spread'],
+    rows.map((r) => [r.scenario, `${fmt(r.spread.cse * 100, 0)}%`, `${fmt(r.spread.raw * 100, 0)}%`, `${fmt(r.spread.emmett * 100, 0)}%`]),
+  );
+  log(`\nAppend throughput (median of ${ROUNDS} rounds; pool ${POOL_SIZE}; PASS = ratio >= target and ahead of Emmett)\n`);
+  log(appendTable);
+  log(`\nSpread over the rounds, (max - min) / median:\n`);
+  log(spreadTable);
+
+  // ------------------------------------------------------------------- global reads
+  const readResults = [];
+  const sizes = args.quick ? [100_000] : [100_000, 1_000_000];
+  for (const size of sizes) {
+    const target = Math.round(size * args.scale);
+    const fill = await fillTo(cseLog, target);
+    if (fill.events > 0) log(`\nfilled the log to ${fmtInt(target)} events: ${fmtInt(fill.events)} events in ${fmt(fill.ms / 1000, 1)} s (${fmtInt((fill.events * 1000) / fill.ms)} ev/s, 1000 ev/append, 2 writers)`);
+    await admin.query('VACUUM ANALYZE event_store.events');
+    await admin.query('CHECKPOINT');
+    const read = await timeReads(cseLog, target);
+    readResults.push({ size: target, fill, ...read });
+    log(`  readAll at ${fmtInt(target)}: ${read.batches} batches in ${fmt(read.totalMs, 0)} ms, ${fmt(read.msPerBatch, 2)} ms/batch, ${fmtInt(read.evPerSec)} ev/s; first batch ${fmt(read.firstBatchMs, 2)} ms, last batch ${fmt(read.lastBatchMs, 2)} ms`);
+  }
+  const readTable = formatTable(
+    ['log size', 'batches', 'readAll total ms', 'ms/batch (mean)', 'ms/batch (p50)', 'ms/batch (p95)', 'ev/s', 'first batch ms', 'last batch ms', 'last/first'],
+    readResults.map((r) => [
+      fmtInt(r.size), fmtInt(r.batches), fmt(r.totalMs, 0), fmt(r.msPerBatch, 2), fmt(r.p50, 2), fmt(r.p95, 2),
+      fmtInt(r.evPerSec), fmt(r.firstBatchMs, 2), fmt(r.lastBatchMs, 2), `${fmt(r.lastBatchMs / r.firstBatchMs, 2)}x`,
+    ]),
+  );
+  log(`\nGlobal reads: readAll({ batchSize: 1000 }) over the whole log; first/last batch = median of ${ONE_BATCH_REPEATS} reads of 1000 events from position 1 / head-999\n`);
+  log(readTable);
+  let readVerdict: string | undefined;
+  if (readResults.length === 2) {
+    const [small, big] = readResults as [(typeof readResults)[0], (typeof readResults)[0]];
+    const growth = big.msPerBatch / small.msPerBatch;
+    const lastGrowth = big.lastBatchMs / small.lastBatchMs;
+    readVerdict = `ms/batch ${fmtInt(small.size)} -> ${fmtInt(big.size)}: ${fmt(small.msPerBatch, 2)} -> ${fmt(big.msPerBatch, 2)} (${fmt(growth, 2)}x); last batch ${fmt(small.lastBatchMs, 2)} -> ${fmt(big.lastBatchMs, 2)} (${fmt(lastGrowth, 2)}x): ${growth <= 1.25 && lastGrowth <= 1.25 ? 'PASS (does not grow with log size)' : 'MISS (grows with log size)'}`;
+    log(`\n${readVerdict}`);
+  }
+
+  const file = writeResults('append', {
+    date: new Date().toISOString(),
+    args,
+    poolSize: POOL_SIZE,
+    rounds: ROUNDS,
+    environment: env,
+    append: { rows, runs: results, table: appendTable },
+    read: { results: readResults, table: readTable, verdict: readVerdict },
+    totalSeconds: (now() - started) / 1000,
+  });
+  log(`\nresults: ${file} (total ${fmt((now() - started) / 1000, 0)} s)`);
+
+  await cseLog.close();
+  await admin.end();
+  await dropDatabase(DB_URL);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Global reads
+
+const FILL_BATCH = 1000;
+const FILL_WRITERS = 2;
+const ONE_BATCH_REPEATS = 21;
+
+async function fillTo(eventLog: EventLog, target: number): Promise<{ events: number; ms: number }> {
+  const head = await eventLog.headPosition();
+  let remaining = target - head;
+  if (remaining <= 0) return { events: 0, ms: 0 };
+  const total = remaining;
+  let n = 0;
+  const start = now();
+  let lastReport = start;
+  await Promise.all(
+    Array.from({ length: FILL_WRITERS }, async () => {
+      while (remaining > 0) {
+        const size = Math.min(FILL_BATCH, remaining);
+        remaining -= size;
+        await eventLog.append({ stream: `conda_package-fill-${++n}`, expectedVersion: 'no_stream', events: makeEvents(size) });
+        if (now() - lastReport > 15_000) {
+          lastReport = now();
+          log(`  filling: ${fmtInt(total - remaining)}/${fmtInt(total)}`);
+        }
+      }
+    }),
+  );
+  return { events: total, ms: now() - start };
+}
+
+async function timeReads(eventLog: EventLog, size: number) {
+  const head = await eventLog.headPosition();
+  if (head !== size) throw new Error(`expected a head of ${size}, got ${head}`);
+  const batchMs: number[] = [];
+  let events = 0;
+  const start = now();
+  let t = start;
+  for await (const batch of eventLog.readAll({ batchSize: 1000 })) {
+    const tNow = now();
+    batchMs.push(tNow - t);
+    events += batch.length;
+    t = now();
+  }
+  const totalMs = now() - start;
+  if (events !== size) throw new Error(`readAll returned ${events} events, expected ${size}`);
+
+  const oneBatch = async (from: number) => {
+    const t0 = now();
+    for await (const batch of eventLog.readAll({ from, batchSize: 1000 })) {
+      if (batch.length !== 1000) throw new Error(`batch of ${batch.length}`);
+      break;
+    }
+    return now() - t0;
+  };
+  const first: number[] = [], last: number[] = [];
+  for (let i = 0; i < ONE_BATCH_REPEATS; i++) {
+    first.push(await oneBatch(1));
+    last.push(await oneBatch(head - 999));
+  }
+  return {
+    batches: batchMs.length,
+    totalMs,
+    msPerBatch: mean(batchMs),
+    p50: percentile(batchMs, 50),
+    p95: percentile(batchMs, 95),
+    evPerSec: (events * 1000) / totalMs,
+    firstBatchMs: median(first),
+    lastBatchMs: median(last),
+  };
+}
+
+main().catch(async (error) => {
+  console.error(error);
+  process.exitCode = 1;
+});

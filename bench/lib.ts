@@ -1,0 +1,178 @@
+/** Small helpers shared by the bench scripts in bench/ (run them with `npm run bench`). */
+import { createHash, randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { DEFAULT_DATABASE_URL, withDefaultUser } from '../src/config.js';
+
+export const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
+export const RESULTS_DIR = path.join(BENCH_DIR, 'results');
+
+export interface BenchArgs {
+  /** Multiplies the number of events of every scenario (default 1). */
+  scale: number;
+  /** Skips the slow steps (e.g. filling the log to 1,000,000 events). */
+  quick: boolean;
+  /** Measured rounds per scenario; the median is reported. */
+  rounds: number | undefined;
+}
+
+export function parseArgs(argv: string[] = process.argv.slice(2)): BenchArgs {
+  const args: BenchArgs = { scale: 1, quick: false, rounds: undefined };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const [flag, inline] = arg.split('=', 2) as [string, string | undefined];
+    const value = () => {
+      const v = inline ?? argv[++i];
+      if (v === undefined) throw new Error(`${flag} needs a value`);
+      return v;
+    };
+    if (flag === '--scale') args.scale = positive(flag, Number(value()));
+    else if (flag === '--rounds') args.rounds = Math.round(positive(flag, Number(value())));
+    else if (flag === '--quick') args.quick = true;
+    else throw new Error(`unknown argument: ${arg} (known: --scale N, --rounds N, --quick)`);
+  }
+  return args;
+}
+
+function positive(flag: string, n: number): number {
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${flag} must be a positive number`);
+  return n;
+}
+
+/** The URL of a bench database: DATABASE_URL (or the default) with its database name replaced. */
+export function benchDatabaseUrl(name: string): string {
+  const url = new URL(withDefaultUser(process.env.DATABASE_URL || DEFAULT_DATABASE_URL));
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+async function withAdminClient<T>(url: string, fn: (client: pg.Client, name: string) => Promise<T>): Promise<T> {
+  const target = new URL(url);
+  const name = decodeURIComponent(target.pathname.replace(/^\//, ''));
+  const admin = new URL(url);
+  admin.pathname = '/postgres';
+  const client = new pg.Client({ connectionString: admin.toString() });
+  await client.connect();
+  try {
+    return await fn(client, name);
+  } finally {
+    await client.end();
+  }
+}
+
+const quoteIdent = (name: string) => `"${name.replaceAll('"', '""')}"`;
+
+export async function dropDatabase(url: string): Promise<void> {
+  await withAdminClient(url, (client, name) => client.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`));
+}
+
+/** Drops the database if it exists and creates it empty. */
+export async function recreateDatabase(url: string): Promise<void> {
+  await withAdminClient(url, async (client, name) => {
+    await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
+    await client.query(`CREATE DATABASE ${quoteIdent(name)}`);
+  });
+}
+
+export function median(values: number[]): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+export function percentile(values: number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+export function mean(values: number[]): number {
+  return values.reduce((a, b) => a + b, 0) / values.length;
+}
+
+/** Milliseconds since an arbitrary origin, sub-millisecond resolution. */
+export const now = () => performance.now();
+
+export async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> {
+  const start = now();
+  const value = await fn();
+  return { ms: now() - start, value };
+}
+
+/** Plain, aligned table lines (no colours): numbers right-aligned, text left-aligned. */
+export function formatTable(headers: string[], rows: (string | number)[][]): string {
+  const cells = [headers, ...rows.map((row) => row.map(String))];
+  const widths = headers.map((_, c) => Math.max(...cells.map((row) => (row[c] ?? '').length)));
+  const numeric = headers.map((_, c) => rows.length > 0 && rows.every((row) => /^[-+]?[\d.,]+[x%]?$|^-$/.test(String(row[c] ?? ''))));
+  const line = (row: string[]) =>
+    row.map((cell, c) => (numeric[c] ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!))).join(' | ').trimEnd();
+  const rule = widths.map((w) => '-'.repeat(w)).join('-|-');
+  return [line(cells[0]!), rule, ...cells.slice(1).map(line)].join('\n');
+}
+
+export const fmtInt = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '-');
+export const fmt = (n: number, digits: number) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
+
+export function writeResults(name: string, results: unknown): string {
+  fs.mkdirSync(RESULTS_DIR, { recursive: true });
+  const file = path.join(RESULTS_DIR, `${name}.json`);
+  fs.writeFileSync(file, JSON.stringify(results, null, 2) + '\n');
+  return file;
+}
+
+/** Facts about the machine and server, stored with the results. */
+export async function environment(pool: pg.Pool): Promise<Record<string, unknown>> {
+  const { rows } = await pool.query<{ version: string; fsync: string; synchronous_commit: string; shared_buffers: string }>(
+    `SELECT version(), current_setting('fsync') AS fsync, current_setting('synchronous_commit') AS synchronous_commit,
+            current_setting('shared_buffers') AS shared_buffers`,
+  );
+  const os = await import('node:os');
+  return { node: process.version, cpus: os.cpus().length, platform: `${os.platform()} ${os.release()}`, postgres: rows[0] };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Payloads: realistic CondaPackageBuildRegistered data (~400 bytes of JSON) and small metadata.
+
+const SUBDIRS = ['linux-64', 'noarch', 'osx-arm64', 'win-64'];
+
+export function packageBuildData(n: number): Record<string, unknown> {
+  const sha256 = createHash('sha256').update(String(n)).digest('hex');
+  return {
+    conda_package_build_id: n,
+    package_id: Math.floor(n / 4) + 1,
+    channel_id: 1 + (n % 3),
+    build: `py311h${sha256.slice(0, 7)}_${n % 5}`,
+    build_number: n % 5,
+    depends: ['python >=3.11,<3.12.0a0', 'libgcc-ng >=12', 'numpy >=1.23.5,<2.0a0', 'libstdcxx-ng >=12'],
+    constrains: ['pyarrow >=11.0.0'],
+    md5: sha256.slice(0, 32),
+    sha256,
+    size: 1_000_000 + ((n * 7919) % 9_000_000),
+    subdir: SUBDIRS[n % SUBDIRS.length],
+    timestamp: 1_700_000_000_000 + n * 1000,
+  };
+}
+
+export function smallMetadata(): Record<string, unknown> {
+  return { correlation_id: randomUUID(), producer: 'bench', schema_version: 1 };
+}
+
+export interface BenchEvent {
+  id: string;
+  type: string;
+  data: Record<string, unknown>;
+  metadata: Record<string, unknown>;
+}
+
+let eventCounter = 0;
+
+/** `n` fresh events (fresh ids), computed before any timing starts. */
+export function makeEvents(n: number): BenchEvent[] {
+  return Array.from({ length: n }, () => {
+    const k = ++eventCounter;
+    return { id: randomUUID(), type: 'CondaPackageBuildRegistered', data: packageBuildData(k), metadata: smallMetadata() };
+  });
+}

@@ -1,0 +1,36 @@
+import fs from 'node:fs';
+import type { Command } from 'commander';
+import { appendNdjson } from '../transfer/append-ndjson.js';
+import { createProgress } from './progress.js';
+import { EXIT, runCommand } from './runtime.js';
+
+export function appendCommand(program: Command): void {
+  program
+    .command('append')
+    .description('append the events of an NDJSON file of envelopes ({ id, type, stream, expectedVersion?, data, metadata? }) to the log')
+    .argument('<file>', 'NDJSON file, or - for standard input')
+    .option('--batch-size <n>', 'events per atomic append', (v) => parsePositive(v, '--batch-size'), 500)
+    .addHelpText('after', '\nExit code 0 when every line was appended (or already there), 1 when some lines were refused (listed with their line numbers), 2 on failure.')
+    .action((file: string, options: { batchSize: number }) =>
+      runCommand(async ({ log, logger }) => {
+        const input = file === '-' ? process.stdin : fs.createReadStream(file);
+        const total = file === '-' ? 0 : fs.statSync(file).size;
+        const progress = createProgress('append', total, 'bytes');
+        const report = await appendNdjson(log, input, {
+          batchSize: options.batchSize,
+          onProgress: ({ bytes, report: r }) => progress.update(bytes, `appended ${r.appended}, duplicates ${r.duplicates}, rejected ${r.rejected.length}`),
+        });
+        progress.stop();
+        logger.info({ appended: report.appended, duplicates: report.duplicates, rejected: report.rejected.length }, 'append finished');
+        process.stdout.write(`appended ${report.appended}, skipped as duplicates ${report.duplicates}, rejected ${report.rejected.length}\n`);
+        for (const rejection of report.rejected) process.stdout.write(`  line ${rejection.line}: ${rejection.reason}\n`);
+        return report.rejected.length > 0 ? EXIT.refused : EXIT.ok;
+      }),
+    );
+}
+
+export function parsePositive(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} must be a positive integer, got "${value}"`);
+  return n;
+}

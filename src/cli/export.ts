@@ -1,0 +1,25 @@
+import type { Command } from 'commander';
+import { exportNdjson } from '../transfer/export-ndjson.js';
+import { parsePositive } from './append.js';
+import { createProgress } from './progress.js';
+import { runCommand } from './runtime.js';
+
+export function exportCommand(program: Command): void {
+  program
+    .command('export')
+    .description('write the log as NDJSON envelopes on stdout, in position order (what `append` takes back unchanged)')
+    .option('--from <position>', 'first global position to export', (v) => parsePositive(v, '--from'), 1)
+    .option('--stream <id>', 'only this stream, e.g. build-42')
+    .action((options: { from: number; stream?: string }) =>
+      runCommand(async ({ log, logger }) => {
+        const progress = createProgress('export', await log.headPosition(), 'position');
+        const exported = await exportNdjson(log, process.stdout, {
+          from: options.from,
+          stream: options.stream,
+          onProgress: (_count, position) => progress.update(position),
+        });
+        progress.stop();
+        logger.info({ exported }, 'export finished');
+      }),
+    );
+}

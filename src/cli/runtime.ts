@@ -1,0 +1,38 @@
+import { loadConfig, type Config } from '../config.js';
+import { openEventLog } from '../log/index.js';
+import type { EventLog } from '../log/types.js';
+import { createLogger, type Logger } from '../logger.js';
+
+export interface Runtime {
+  config: Config;
+  logger: Logger;
+  log: EventLog;
+}
+
+/** Exit codes: 0 success, 1 the work was done but some input was refused, 2 failure. */
+export const EXIT = { ok: 0, refused: 1, failed: 2 } as const;
+
+/**
+ * Runs a command with its configuration, logger and log, closes them afterwards, and turns an
+ * error into one line on stderr plus a structured log entry and a non-zero exit code.
+ */
+export async function runCommand(action: (runtime: Runtime) => Promise<number | void>): Promise<never> {
+  let code: number = EXIT.failed;
+  let logger: Logger | undefined;
+  let log: EventLog | undefined;
+  try {
+    const config = loadConfig();
+    logger = createLogger(config.logLevel);
+    const activeLogger = logger;
+    log = openEventLog(config, (error) => activeLogger.warn({ err: error }, 'event log background error'));
+    code = (await action({ config, logger, log })) ?? EXIT.ok;
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    logger?.debug({ err: error }, 'command failed');
+    process.stderr.write(`error: ${message}\n`);
+    code = EXIT.failed;
+  } finally {
+    await log?.close().catch(() => undefined);
+  }
+  process.exit(code);
+}
