@@ -314,13 +314,6 @@ BEGIN
       END IF;
     END LOOP;
 
-    INSERT INTO event_store.events
-      (global_position, id, stream, stream_version, type, data, metadata, recorded_at, transaction_id)
-    SELECT x.pos, x.id, p_streams[x.grp], x.ver, x.type, x.data, coalesce(x.meta, '{}'::jsonb), v_now, v_tx
-    FROM unnest(v_pos, p_ids, p_groups, v_ver, p_types, p_data, p_metadata, v_dup)
-      AS x(pos, id, grp, ver, type, data, meta, dup)
-    WHERE NOT x.dup;
-
     -- 6. Keys and preconditions, group by group in call order: a batch may create a namespace
     --    and then an environment in it, or purge a name and re-create it. One pass for all
     --    groups when nothing in the call can depend on an earlier group (the common case).
@@ -336,6 +329,14 @@ BEGIN
           p_cond_group, p_cond_stream, p_cond_kind, p_cond_arg, p_cond_message);
       END LOOP;
     END IF;
+
+    -- 7. The events, after the preconditions, which see the log as it was before this call.
+    INSERT INTO event_store.events
+      (global_position, id, stream, stream_version, type, data, metadata, recorded_at, transaction_id)
+    SELECT x.pos, x.id, p_streams[x.grp], x.ver, x.type, x.data, coalesce(x.meta, '{}'::jsonb), v_now, v_tx
+    FROM unnest(v_pos, p_ids, p_groups, v_ver, p_types, p_data, p_metadata, v_dup)
+      AS x(pos, id, grp, ver, type, data, meta, dup)
+    WHERE NOT x.dup;
   END IF;
 
   RETURN QUERY

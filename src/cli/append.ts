@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { appendNdjson } from '../transfer/append-ndjson.js';
 import { createProgress } from './progress.js';
 import { EXIT, runCommand } from './runtime.js';
@@ -29,8 +29,9 @@ export function appendCommand(program: Command): void {
     );
 }
 
+/** An option's parser: commander reports an InvalidArgumentError as a usage error (any other error would crash). */
 export function parsePositive(value: string, flag: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} must be a positive integer, got "${value}"`);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${flag} must be a positive integer, got "${value}"`);
   return n;
 }

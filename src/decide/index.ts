@@ -1,9 +1,14 @@
 /**
- * Append-time rules: from a validated envelope to the append request that carries its key claims,
- * releases and preconditions, so that the log checks them atomically with the append.
+ * Append-time rules: from validated envelopes to append requests that carry their key claims,
+ * releases and preconditions, so that the log checks them atomically with the append, plus the
+ * rules that need an aggregate's state (build status order; the current build must be a
+ * COMPLETED build of the environment). State is folded from the log; a `version` precondition
+ * on what was read makes the decision fail, and be taken again, if the stream moved meanwhile.
  */
 import type { Envelope } from '../catalogue/index.js';
-import type { AppendRequest, ExpectedVersion } from '../log/types.js';
+import { PreconditionFailedError } from '../log/errors.js';
+import type { AppendedEvent, AppendRequest, EventLog, ExpectedVersion, Precondition } from '../log/types.js';
+import { allowedFrom, evolveBuild, initialBuildState, type BuildState } from './build-state.js';
 import { RuleViolationError } from './errors.js';
 import { keyChanges } from './keys.js';
 
@@ -18,6 +23,7 @@ function expectedVersionOf(envelope: Envelope, creates: boolean): ExpectedVersio
   throw new RuleViolationError(envelope.type, envelope.stream, `it starts the stream, so expectedVersion must be "no_stream" or absent, not ${JSON.stringify(given)}`);
 }
 
+/** The append request of one envelope, with the rules that need no state. */
 export function toAppendRequest(envelope: Envelope): AppendRequest {
   const changes = keyChanges(envelope, envelope.stream);
   return {
@@ -28,4 +34,94 @@ export function toAppendRequest(envelope: Envelope): AppendRequest {
     releases: changes.releases,
     preconditions: changes.preconditions,
   };
+}
+
+const STALE = 'changed while this event was being decided';
+
+/** Builds' states for one batch of decisions: read once from the log, then advanced by the batch's own events. */
+function buildStates(log: EventLog) {
+  const known = new Map<string, { state: BuildState; readVersion: number; fresh: boolean }>();
+  return {
+    async get(stream: string) {
+      let entry = known.get(stream);
+      if (!entry) {
+        const events = await log.readStream(stream);
+        const state = events.reduce((s, e) => evolveBuild(s, e.type), initialBuildState);
+        entry = { state, readVersion: events.length - 1, fresh: true };
+        known.set(stream, entry);
+      }
+      return entry;
+    },
+    advance(stream: string, eventType: string) {
+      const entry = known.get(stream);
+      if (entry) {
+        entry.state = evolveBuild(entry.state, eventType);
+        entry.fresh = false;
+      } else {
+        known.set(stream, { state: evolveBuild(initialBuildState, eventType), readVersion: -1, fresh: false });
+      }
+    },
+  };
+}
+
+export type Decision = { request: AppendRequest; error?: undefined } | { request?: undefined; error: Error };
+
+/**
+ * Decides a batch of envelopes in order: each gets its append request, or the rule it breaks.
+ * A rule read from state that the batch itself has not touched adds a `version` precondition on
+ * the stream read, so a concurrent change fails the append rather than slipping through.
+ */
+export async function decide(log: EventLog, envelopes: Envelope[]): Promise<Decision[]> {
+  const builds = buildStates(log);
+  const decisions: Decision[] = [];
+  for (const envelope of envelopes) {
+    try {
+      const request = toAppendRequest(envelope);
+      const buildStream = envelope.type === 'EnvironmentCurrentBuildSet' ? `build-${envelope.data.current_build_id}` : envelope.stream.startsWith('build-') ? envelope.stream : undefined;
+      if (buildStream && envelope.type !== 'BuildScheduled') {
+        const entry = await builds.get(buildStream);
+        const allowed = envelope.type === 'EnvironmentCurrentBuildSet' ? (['COMPLETED'] as const) : allowedFrom[envelope.type];
+        if (allowed && !(entry.state.status && allowed.includes(entry.state.status))) {
+          const what = envelope.type === 'EnvironmentCurrentBuildSet' ? `the current build must be COMPLETED, build ${envelope.data.current_build_id} is` : 'the build is';
+          throw new RuleViolationError(envelope.type, envelope.stream, `${what} ${entry.state.status ?? 'unknown'} (allowed: ${allowed.join(', ')})`);
+        }
+        if (allowed && entry.fresh && entry.readVersion >= 0) {
+          const check: Precondition = { kind: 'version', stream: buildStream, version: entry.readVersion, message: `${buildStream} ${STALE}` };
+          request.preconditions = [...(request.preconditions ?? []), check];
+        }
+      }
+      if (buildStream === envelope.stream) builds.advance(envelope.stream, envelope.type);
+      decisions.push({ request });
+    } catch (error) {
+      if (!(error instanceof RuleViolationError)) throw error;
+      decisions.push({ error });
+    }
+  }
+  return decisions;
+}
+
+/** True when an append failed only because a stream read by `decide` moved: decide again. */
+export function isStaleDecision(error: unknown): boolean {
+  return error instanceof PreconditionFailedError && error.message.endsWith(STALE);
+}
+
+/**
+ * Decides and appends envelopes one by one (the simple path for producers and tests); a stale
+ * decision is taken again. Throws the rule or log error of the first envelope refused.
+ */
+export async function appendEnvelopes(log: EventLog, envelopes: Envelope[]): Promise<AppendedEvent[]> {
+  const appended: AppendedEvent[] = [];
+  for (const envelope of envelopes) {
+    for (let attempt = 0; ; attempt++) {
+      const [decision] = await decide(log, [envelope]);
+      if (decision!.error) throw decision!.error;
+      try {
+        appended.push(...(await log.append(decision!.request!)));
+        break;
+      } catch (error) {
+        if (!isStaleDecision(error) || attempt >= 5) throw error;
+      }
+    }
+  }
+  return appended;
 }

@@ -1,8 +1,8 @@
 import type { Readable } from 'node:stream';
-import { EventValidationError, validateEnvelope } from '../catalogue/index.js';
-import { toAppendRequest } from '../decide/index.js';
+import { EventValidationError, validateEnvelope, type Envelope } from '../catalogue/index.js';
+import { appendEnvelopes, decide } from '../decide/index.js';
 import { EventLogError } from '../log/errors.js';
-import type { AppendRequest, EventLog } from '../log/types.js';
+import type { EventLog } from '../log/types.js';
 import { ndjsonLines } from './ndjson.js';
 
 export interface Rejection {
@@ -24,7 +24,7 @@ export interface AppendNdjsonOptions {
 
 interface Pending {
   line: number;
-  request: AppendRequest;
+  envelope: Envelope;
 }
 
 /**
@@ -49,14 +49,20 @@ export async function appendNdjson(log: EventLog, input: Readable, options: Appe
 
   const flush = async () => {
     if (batch.length === 0) return;
+    const decisions = await decide(log, batch.map((pending) => pending.envelope));
+    const accepted = batch.filter((pending, i) => {
+      const { error } = decisions[i]!;
+      if (error) report.rejected.push({ line: pending.line, reason: error.message });
+      return !error;
+    });
     try {
-      count(await log.append(batch.map((pending) => pending.request)));
+      count(await log.append(decisions.flatMap((decision) => (decision.request ? [decision.request] : []))));
     } catch (error) {
       if (!(error instanceof EventLogError)) throw error;
       // One refused line fails the whole atomic batch: replay it line by line to find which.
-      for (const pending of batch) {
+      for (const pending of accepted) {
         try {
-          count(await log.append(pending.request));
+          count(await appendEnvelopes(log, [pending.envelope]));
         } catch (lineError) {
           if (!(lineError instanceof EventLogError)) throw lineError;
           report.rejected.push({ line: pending.line, reason: lineError.message });
@@ -70,16 +76,20 @@ export async function appendNdjson(log: EventLog, input: Readable, options: Appe
   for await (const line of ndjsonLines(input)) {
     lines = line.number;
     bytes = line.bytes;
-    let request: AppendRequest;
+    let envelope: Envelope;
     try {
-      request = toAppendRequest(validateEnvelope(JSON.parse(line.text)));
+      envelope = validateEnvelope(JSON.parse(line.text));
     } catch (error) {
       if (error instanceof SyntaxError) report.rejected.push({ line: line.number, reason: `not valid JSON: ${error.message}` });
-      else if (error instanceof EventValidationError || error instanceof EventLogError) report.rejected.push({ line: line.number, reason: error.message });
+      else if (error instanceof EventValidationError) report.rejected.push({ line: line.number, reason: error.message });
       else throw error;
       continue;
     }
-    batch.push({ line: line.number, request });
+    // The same event id twice in one call is not caught by the log's idempotency check (that looks
+    // at events already in the log): the second insert would break the unique id. Flush first, so
+    // the repeat is checked against the log: a duplicate if identical, refused if not.
+    if (batch.some((pending) => pending.envelope.id === envelope.id)) await flush();
+    batch.push({ line: line.number, envelope });
     if (batch.length >= batchSize) await flush();
   }
   await flush();

@@ -1,0 +1,1 @@
+INSERT INTO event_store.projections (name) SELECT unnest($1::text[]) ON CONFLICT (name) DO NOTHING

@@ -1,0 +1,3 @@
+-- Taken at the start of every batch: the row locks serialise any two appliers of a projection, and
+-- the runner compares the positions with its own, so a lost owner can never apply twice.
+SELECT name, position, state FROM event_store.projections WHERE name = ANY($1::text[]) ORDER BY name FOR UPDATE

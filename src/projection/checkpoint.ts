@@ -1,0 +1,68 @@
+import type pg from 'pg';
+import { sqlFile, toNumber } from '../log/postgres/sql.js';
+
+const ENSURE = sqlFile(import.meta.url, 'checkpoint-ensure.sql');
+const LOCK = sqlFile(import.meta.url, 'checkpoint-lock.sql');
+const SAVE = sqlFile(import.meta.url, 'checkpoint-save.sql');
+const FAIL = sqlFile(import.meta.url, 'checkpoint-fail.sql');
+const RESUME = sqlFile(import.meta.url, 'checkpoint-resume.sql');
+const STATUS = sqlFile(import.meta.url, 'checkpoint-status.sql');
+
+type Queryable = pg.Pool | pg.ClientBase;
+
+export interface CheckpointRow {
+  name: string;
+  position: number;
+  state: 'running' | 'failed';
+}
+
+export interface ProjectionStatus extends CheckpointRow {
+  fingerprint: string | null;
+  error: string | null;
+  errorPosition: number | null;
+  errorEventId: string | null;
+  errorEventType: string | null;
+  updatedAt: Date;
+}
+
+export async function ensureCheckpoints(db: Queryable, names: string[]): Promise<void> {
+  await db.query(ENSURE, [names]);
+}
+
+export async function resumeFailed(db: Queryable, names: string[]): Promise<void> {
+  await db.query(RESUME, [names]);
+}
+
+/** Locks the checkpoint rows for the rest of the transaction and returns them. */
+export async function lockCheckpoints(client: pg.ClientBase, names: string[]): Promise<Map<string, CheckpointRow>> {
+  const { rows } = await client.query<{ name: string; position: string; state: 'running' | 'failed' }>(LOCK, [names]);
+  return new Map(rows.map((row) => [row.name, { name: row.name, position: toNumber(row.position), state: row.state }]));
+}
+
+export async function saveCheckpoints(client: pg.ClientBase, names: string[], position: number): Promise<void> {
+  if (names.length) await client.query(SAVE, [names, position]);
+}
+
+export async function markFailed(
+  db: Queryable,
+  name: string,
+  event: { globalPosition: number; id: string; type: string },
+  error: string,
+): Promise<void> {
+  await db.query(FAIL, [name, error, event.globalPosition, event.id, event.type]);
+}
+
+export async function readStatuses(db: Queryable): Promise<ProjectionStatus[]> {
+  const { rows } = await db.query(STATUS);
+  return rows.map((row) => ({
+    name: row.name,
+    position: toNumber(row.position),
+    state: row.state,
+    fingerprint: row.fingerprint,
+    error: row.error,
+    errorPosition: row.error_position === null ? null : toNumber(row.error_position),
+    errorEventId: row.error_event_id,
+    errorEventType: row.error_event_type,
+    updatedAt: row.updated_at,
+  }));
+}

@@ -1,0 +1,234 @@
+/**
+ * The projection runner: reads the log and applies a group of projections to their tables, one
+ * transaction per batch holding the row changes of every projection of the group, in log order,
+ * and their checkpoints. Projections of a group reference each other by foreign key, which is
+ * why they are applied together. The checkpoint rows are locked at the start of each batch and
+ * events at or below a projection's checkpoint are skipped: a crash or a second runner can never
+ * apply an event twice or skip one.
+ */
+import type pg from 'pg';
+import { isEventType, upcast } from '../catalogue/index.js';
+import type { EventLog, RecordedEvent } from '../log/types.js';
+import type { Logger } from '../logger.js';
+import { describeTables, type TableInfo } from './columns.js';
+import { ensureCheckpoints, lockCheckpoints, markFailed, resumeFailed, saveCheckpoints, type CheckpointRow } from './checkpoint.js';
+import { changesFor, type ProjectedEvent, type ProjectionDefinition, type RowChange } from './definition.js';
+import { compileChanges } from './statements.js';
+import { isTransient } from './transient.js';
+
+export interface RunnerOptions {
+  log: EventLog;
+  pool: pg.Pool;
+  /** One group: projections applied together. */
+  projections: ProjectionDefinition[];
+  logger: Logger;
+  batchSize?: number;
+  /** Schema of the tables (rebuild-projections fills shadow tables in a schema of its own). */
+  schema?: string;
+  /** Checkpoint name of a projection (the rebuild keeps its shadow checkpoints apart). */
+  checkpointName?: (projection: ProjectionDefinition) => string;
+  onBatch?: (progress: { position: number; events: number }) => void;
+}
+
+export interface Runner {
+  /** Applies every event committed now, then returns the position reached. */
+  catchUp(signal?: AbortSignal): Promise<number>;
+  /** Applies events as they arrive until `signal` aborts. */
+  runLive(signal: AbortSignal): Promise<void>;
+  /** The lowest checkpoint of the group's running projections (where reading resumes). */
+  resumePosition(): Promise<number>;
+}
+
+const RETRY_DELAYS_MS = [100, 250, 500, 1000, 2000, 5000];
+
+/** An event as handlers see it, brought to the current schema version: upcasting happens here only. */
+function toProjected(event: RecordedEvent): ProjectedEvent | undefined {
+  if (!isEventType(event.type)) return undefined;
+  const current = upcast({ type: event.type, data: event.data, metadata: event.metadata });
+  return {
+    type: event.type,
+    data: current.data as ProjectedEvent['data'],
+    stream: event.stream,
+    streamVersion: event.streamVersion,
+    globalPosition: event.globalPosition,
+    metadata: current.metadata ?? {},
+  };
+}
+
+export function createRunner(options: RunnerOptions): Runner {
+  const { pool, projections, logger } = options;
+  const batchSize = options.batchSize ?? 1000;
+  const schema = options.schema ?? 'public';
+  const nameOf = options.checkpointName ?? ((projection: ProjectionDefinition) => projection.name);
+  const names = projections.map(nameOf);
+  let tables: Map<string, TableInfo> | undefined;
+  let initialised: Promise<void> | undefined;
+
+  const init = () =>
+    (initialised ??= (async () => {
+      const client = await pool.connect();
+      try {
+        tables = await describeTables(client, projections.flatMap((p) => p.tables), schema);
+      } finally {
+        client.release();
+      }
+      await ensureCheckpoints(pool, names);
+      await resumeFailed(pool, names);
+    })().catch((error) => {
+      initialised = undefined;
+      throw error;
+    }));
+
+  const changesOf = (projection: ProjectionDefinition, event: RecordedEvent): RowChange[] => {
+    const projected = toProjected(event);
+    return projected ? changesFor(projection, projected) : [];
+  };
+
+  /** Runs statements for the changes and moves the id sequences of inserted tables past their highest id. */
+  async function execute(client: pg.ClientBase, changes: RowChange[]): Promise<void> {
+    const inserted = new Set<string>();
+    for (const statement of compileChanges(changes, tables!)) {
+      await client.query(statement.text, statement.values);
+      if (statement.inserts) inserted.add(statement.inserts);
+    }
+    for (const table of inserted) {
+      const sequence = tables!.get(table)?.idSequence;
+      if (!sequence) continue;
+      await client.query(
+        `SELECT setval('${sequence}', m) FROM (SELECT max(id) AS m FROM "${table}") x WHERE m >= (SELECT last_value FROM ${sequence})`,
+      );
+    }
+  }
+
+  async function inTransaction<T>(work: (client: pg.PoolClient, checkpoints: Map<string, CheckpointRow>) => Promise<T>): Promise<T> {
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(`SET LOCAL search_path TO "${schema}", public`);
+      const checkpoints = await lockCheckpoints(client, names);
+      const result = await work(client, checkpoints);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  /** Which projections still need this event: running, and their checkpoint is below it. */
+  const pending = (checkpoints: Map<string, CheckpointRow>, event: RecordedEvent) =>
+    projections.filter((projection) => {
+      const checkpoint = checkpoints.get(nameOf(projection))!;
+      return checkpoint.state === 'running' && checkpoint.position < event.globalPosition;
+    });
+
+  async function applyBatch(events: RecordedEvent[]): Promise<void> {
+    const last = events[events.length - 1]!.globalPosition;
+    try {
+      await inTransaction(async (client, checkpoints) => {
+        const changes: RowChange[] = [];
+        for (const event of events) {
+          for (const projection of pending(checkpoints, event)) changes.push(...changesOf(projection, event));
+        }
+        await execute(client, changes);
+        await saveCheckpoints(client, advancing(checkpoints, last), last);
+      });
+    } catch (error) {
+      if (isTransient(error)) throw error;
+      await isolateFailure(events, error);
+    }
+  }
+
+  const advancing = (checkpoints: Map<string, CheckpointRow>, position: number) =>
+    [...checkpoints.values()].filter((c) => c.state === 'running' && c.position < position).map((c) => c.name);
+
+  /**
+   * The batch failed on some event of some projection. Replay it event by event, each projection
+   * of an event in a savepoint, to find which: that projection stops at that event (state failed,
+   * the event and the error recorded), the others go on.
+   */
+  async function isolateFailure(events: RecordedEvent[], batchError: unknown): Promise<void> {
+    let found = false;
+    for (const event of events) {
+      await inTransaction(async (client, checkpoints) => {
+        const failedHere: string[] = [];
+        for (const projection of pending(checkpoints, event)) {
+          await client.query('SAVEPOINT projection');
+          try {
+            await execute(client, changesOf(projection, event));
+            await client.query('RELEASE SAVEPOINT projection');
+          } catch (error) {
+            if (isTransient(error)) throw error;
+            await client.query('ROLLBACK TO SAVEPOINT projection');
+            const message = error instanceof Error ? error.message : String(error);
+            await markFailed(client, nameOf(projection), event, message);
+            failedHere.push(nameOf(projection));
+            logger.error({ projection: nameOf(projection), position: event.globalPosition, eventId: event.id, eventType: event.type, err: error }, 'projection stopped at an event it cannot apply');
+          }
+        }
+        for (const name of failedHere) checkpoints.get(name)!.state = 'failed';
+        found ||= failedHere.length > 0;
+        await saveCheckpoints(client, advancing(checkpoints, event.globalPosition), event.globalPosition);
+      });
+    }
+    if (!found) throw batchError;
+  }
+
+  /** Applies a batch, retrying transient failures with back-off until it goes through or `signal` aborts. */
+  async function applyWithRetry(events: RecordedEvent[], signal?: AbortSignal): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await init();
+        await applyBatch(events);
+        return;
+      } catch (error) {
+        if (!isTransient(error) || signal?.aborted) throw error;
+        const delay = RETRY_DELAYS_MS[Math.min(attempt, RETRY_DELAYS_MS.length - 1)]!;
+        logger.warn({ err: error, attempt, delayMs: delay }, 'database unavailable, retrying the batch');
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
+  }
+
+  async function resumePosition(): Promise<number> {
+    await init();
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      const checkpoints = await lockCheckpoints(client, names);
+      await client.query('COMMIT');
+      const running = [...checkpoints.values()].filter((c) => c.state === 'running');
+      return running.length ? Math.min(...running.map((c) => c.position)) : Number.MAX_SAFE_INTEGER;
+    } finally {
+      client.release();
+    }
+  }
+
+  async function consume(source: AsyncIterable<RecordedEvent[]>, signal?: AbortSignal): Promise<number> {
+    let position = 0;
+    let count = 0;
+    for await (const batch of source) {
+      await applyWithRetry(batch, signal);
+      position = batch[batch.length - 1]!.globalPosition;
+      count += batch.length;
+      options.onBatch?.({ position, events: count });
+      if (signal?.aborted) break;
+    }
+    return position;
+  }
+
+  return {
+    resumePosition,
+    async catchUp(signal) {
+      const from = (await resumePosition()) + 1;
+      const reached = await consume(options.log.readAll({ from, batchSize }), signal);
+      return Math.max(reached, from - 1);
+    },
+    async runLive(signal) {
+      const from = (await resumePosition()) + 1;
+      await consume(options.log.subscribe({ from, batchSize, signal }), signal);
+    },
+  };
+}

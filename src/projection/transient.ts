@@ -1,0 +1,21 @@
+/**
+ * Errors that say nothing about the event being applied (connection lost, server restarting,
+ * deadlock, serialization failure): retry the batch later. Anything else is the event's fault and
+ * stops the projection at that event.
+ */
+export function isTransient(error: unknown): boolean {
+  const code = (error as { code?: string })?.code;
+  if (typeof code !== 'string') {
+    const message = error instanceof Error ? error.message : String(error);
+    return /Connection terminated|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable/i.test(message);
+  }
+  return (
+    code.startsWith('08') || // connection exception
+    code.startsWith('53') || // insufficient resources
+    code.startsWith('57P') || // operator intervention: shutdown, crash recovery
+    code === '40001' || // serialization failure
+    code === '40P01' || // deadlock
+    code === '55P03' || // lock not available
+    /^E[A-Z]+$/.test(code) // Node socket errors (ECONNREFUSED, ...)
+  );
+}

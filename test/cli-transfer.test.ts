@@ -1,0 +1,353 @@
+/**
+ * `conda-store-events append` and `export`, run as an operator runs them: the real CLI in a child
+ * process, against a database of the test's own.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import test, { type ExecutionContext } from 'ava';
+import type { Envelope } from '../src/catalogue/index.js';
+import { createPostgresEventLog } from '../src/log/postgres/index.js';
+import type { EventLog, RecordedEvent } from '../src/log/types.js';
+import { runCli, type CliResult } from './helpers/cli.js';
+import { freshDatabase, type TestDatabase } from './helpers/database.js';
+import { realisticHistory as fullHistory } from './helpers/history.js';
+const BROKEN = new Set(['NamespaceRoleMappingRemoved', 'ArtifactDeleted', 'BuildPurged', 'EnvironmentPurged', 'NamespacePurged']);
+const realisticHistory = () => fullHistory().filter((e) => !BROKEN.has(e.type));
+import { envelopeFor } from './helpers/samples.js';
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+interface Db extends TestDatabase {
+  log: EventLog;
+}
+
+async function database(t: ExecutionContext): Promise<Db> {
+  const db = await freshDatabase(t);
+  const log = createPostgresEventLog({ connectionString: db.url });
+  // Registered after freshDatabase's drop, so it runs first (ava runs teardowns last-in, first-out).
+  t.teardown(() => log.close());
+  return { ...db, log };
+}
+
+function tempDir(t: ExecutionContext): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cse-cli-transfer-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function writeFile(t: ExecutionContext, lines: string[], name = 'events.ndjson'): string {
+  const file = path.join(tempDir(t), name);
+  fs.writeFileSync(file, lines.map((line) => `${line}\n`).join(''));
+  return file;
+}
+
+const ndjson = (envelopes: unknown[]) => envelopes.map((envelope) => JSON.stringify(envelope));
+
+function cli(db: { url: string }, args: string[], input?: string): Promise<CliResult> {
+  return runCli(args, { env: { DATABASE_URL: db.url }, input });
+}
+
+async function readLog(log: EventLog): Promise<RecordedEvent[]> {
+  const all: RecordedEvent[] = [];
+  for await (const batch of log.readAll()) all.push(...batch);
+  return all;
+}
+
+/** What a log holds, without what only the database decides (positions, times). */
+function contents(events: RecordedEvent[]) {
+  return events.map((e) => ({ id: e.id, type: e.type, stream: e.stream, stream_version: e.streamVersion, data: e.data, metadata: e.metadata }));
+}
+
+function summary(appended: number, duplicates: number, rejected: number): string {
+  return `appended ${appended}, skipped as duplicates ${duplicates}, rejected ${rejected}`;
+}
+
+/** A result shown in a failed assertion's message. */
+const shown = (result: CliResult) => `exit ${result.code}\nstdout:\n${result.stdout}\nstderr:\n${result.stderr}`;
+
+/** The `line N: reason` entries of an append report, by line number. */
+function rejections(stdout: string): Map<number, string> {
+  const found = new Map<number, string>();
+  for (const match of stdout.matchAll(/^ {2}line (\d+): (.*)$/gm)) found.set(Number(match[1]), match[2]!);
+  return found;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1, 2. append of a whole history, then again
+
+test('append: a file with a whole realistic history goes in, in order', async (t) => {
+  const db = await database(t);
+  const history = realisticHistory();
+  const file = writeFile(t, ndjson(history));
+
+  const result = await cli(db, ['append', file]);
+  t.is(result.code, 0, shown(result));
+  t.true(result.stdout.includes(summary(history.length, 0, 0)), shown(result));
+
+  const events = await readLog(db.log);
+  t.is(events.length, history.length);
+  t.deepEqual(
+    events.map((e) => ({ id: e.id, type: e.type, stream: e.stream, data: e.data })),
+    history.map((h) => ({ id: h.id, type: h.type, stream: h.stream, data: h.data })),
+  );
+  t.true(events.every((e, i) => i === 0 || e.globalPosition > events[i - 1]!.globalPosition));
+});
+
+test('append: the same file again skips every line as a duplicate and leaves the log unchanged', async (t) => {
+  const db = await database(t);
+  const history = realisticHistory();
+  const file = writeFile(t, ndjson(history));
+
+  const first = await cli(db, ['append', file]);
+  t.is(first.code, 0, shown(first));
+  const before = await readLog(db.log);
+
+  const again = await cli(db, ['append', file]);
+  t.is(again.code, 0, shown(again));
+  t.true(again.stdout.includes(summary(0, history.length, 0)), shown(again));
+  const after = await readLog(db.log);
+  t.deepEqual(after, before);
+});
+
+// ---------------------------------------------------------------------------------------------
+// 3. export, and append of an export
+
+test('export then append into an empty database gives the same log, and the same export byte for byte', async (t) => {
+  const [source, target] = await Promise.all([database(t), database(t)]);
+  const history = realisticHistory();
+  const appended = await cli(source, ['append', writeFile(t, ndjson(history))]);
+  t.is(appended.code, 0, shown(appended));
+
+  const exported = await cli(source, ['export']);
+  t.is(exported.code, 0, shown(exported));
+  const lines = exported.stdout.split('\n');
+  t.is(lines.pop(), '', 'the export ends with a newline');
+  t.is(lines.length, history.length);
+
+  const restored = await cli(target, ['append', writeFile(t, lines, 'export.ndjson')]);
+  t.is(restored.code, 0, shown(restored));
+  t.true(restored.stdout.includes(summary(history.length, 0, 0)), shown(restored));
+
+  t.deepEqual(contents(await readLog(target.log)), contents(await readLog(source.log)));
+
+  const exportedAgain = await cli(target, ['export']);
+  t.is(exportedAgain.code, 0, shown(exportedAgain));
+  t.is(exportedAgain.stdout, exported.stdout);
+});
+
+test('export --stream gives only that stream, --from starts at a position', async (t) => {
+  const db = await database(t);
+  const history = realisticHistory();
+  const appended = await cli(db, ['append', writeFile(t, ndjson(history))]);
+  t.is(appended.code, 0, shown(appended));
+  const events = await readLog(db.log);
+
+  const parse = (stdout: string) => stdout.split('\n').filter((line) => line !== '').map((line) => JSON.parse(line) as Envelope);
+
+  const build = await cli(db, ['export', '--stream', 'build-1']);
+  t.is(build.code, 0, shown(build));
+  const buildLines = parse(build.stdout);
+  const buildEvents = events.filter((e) => e.stream === 'build-1');
+  t.true(buildEvents.length > 1);
+  t.deepEqual(buildLines.map((l) => l.id), buildEvents.map((e) => e.id));
+  t.true(buildLines.every((l) => l.stream === 'build-1'));
+  t.deepEqual(buildLines.map((l) => l.expectedVersion), ['no_stream', ...buildEvents.slice(1).map((e) => e.streamVersion - 1)]);
+
+  const from = events[20]!.globalPosition;
+  const tail = await cli(db, ['export', '--from', String(from)]);
+  t.is(tail.code, 0, shown(tail));
+  t.deepEqual(parse(tail.stdout).map((l) => l.id), events.filter((e) => e.globalPosition >= from).map((e) => e.id));
+  t.is(parse(tail.stdout)[0]!.id, events[20]!.id);
+
+  const nothing = await cli(db, ['export', '--stream', 'build-999']);
+  t.is(nothing.code, 0, shown(nothing));
+  t.is(nothing.stdout, '');
+});
+
+// ---------------------------------------------------------------------------------------------
+// 4. refused lines among valid ones
+
+test('append: malformed and refused lines are reported with their line numbers; the valid ones go in', async (t) => {
+  const db = await database(t);
+  const namespace = envelopeFor('NamespaceCreated', { namespace_id: 1, name: 'default' });
+  const valid = {
+    namespace,
+    metadata: envelopeFor('NamespaceMetadataUpdated', { namespace_id: 1, metadata_: { owner: 'platform' } }, { expectedVersion: 0 }),
+    environment: envelopeFor('EnvironmentCreated', { environment_id: 1, namespace_id: 1, name: 'python-data' }),
+    channel: envelopeFor('CondaChannelRegistered', { channel_id: 1, name: 'conda-forge' }),
+    setting: envelopeFor('SettingStored', { id: 1, prefix: 'setting', key: 'conda_included_packages', value: ['ipykernel'] }),
+  };
+  const namespaceCreated = (data: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
+    JSON.stringify({ id: crypto.randomUUID(), type: 'NamespaceCreated', stream: `namespace-${String(data.namespace_id)}`, data, ...extra });
+
+  // Line numbers as an editor shows them (1-based, blank lines counted); `expect` matches the reason.
+  const lines: { text: string; expect?: RegExp; valid?: Envelope }[] = [
+    { text: JSON.stringify(valid.namespace), valid: valid.namespace },
+    { text: '' },
+    { text: 'this is not JSON {', expect: /not valid JSON/ },
+    { text: '[1]', expect: /envelope: \/: must be an object|\/: .*object/ },
+    { text: JSON.stringify({ ...envelopeFor('NamespaceCreated', { namespace_id: 2, name: 'x' }), type: 'NamespaceCreatd' }), expect: /\/type: unknown event type "NamespaceCreatd" \(did you mean NamespaceCreated\?\)/ },
+    { text: namespaceCreated({ namespace_id: 2 }), expect: /\/data\/name: is required/ },
+    { text: namespaceCreated({ namespace_id: 2, name: 42 }), expect: /\/data\/name: must be a string/ },
+    { text: '   ' },
+    { text: namespaceCreated({ namespace_id: -3, name: 'negative' }, { stream: 'namespace--3' }), expect: /\/data\/namespace_id: must be >= 1|\/data\/namespace_id: must be a positive integer/ },
+    { text: namespaceCreated({ namespace_id: 2, name: 'extra', colour: 'red' }), expect: /\/data\/colour: is not allowed/ },
+    { text: namespaceCreated({ namespace_id: 4, name: 'four' }, { stream: 'namespace-5' }), expect: /\/stream: expected namespace-4/ },
+    { text: namespaceCreated({ namespace_id: 2, name: 'ev' }, { expectedVersion: 'latest' }), expect: /\/expectedVersion: / },
+    { text: namespaceCreated({ namespace_id: 2, name: 'ev2' }, { expected_version: 0 }), expect: /\/expected_version: is not allowed \(did you mean expectedVersion\?\)/ },
+    { text: JSON.stringify(valid.metadata), valid: valid.metadata },
+    {
+      text: JSON.stringify(envelopeFor('NamespaceMetadataUpdated', { namespace_id: 1, metadata_: {} }, { expectedVersion: 0 })),
+      expect: /wrong expected version for stream namespace-1: expected 0, actual 1/,
+    },
+    { text: namespaceCreated({ namespace_id: 6, name: 'six' }, { expectedVersion: 0 }), expect: /NamespaceCreated on namespace-6: .*expectedVersion must be "no_stream" or absent/ },
+    { text: namespaceCreated({ namespace_id: 7, name: 'default' }), expect: /duplicate namespace\.name: "default" is already taken by namespace-1/ },
+    { text: JSON.stringify(envelopeFor('EnvironmentCreated', { environment_id: 2, namespace_id: 99, name: 'orphan' })), expect: /namespace 99 does not exist/ },
+    {
+      text: JSON.stringify(envelopeFor('NamespaceMetadataUpdated', { namespace_id: 1, metadata_: { stolen: true } }, { id: namespace.id })),
+      expect: new RegExp(`event ${namespace.id} is already in the log with different content`),
+    },
+    { text: JSON.stringify(valid.environment), valid: valid.environment },
+    { text: JSON.stringify(valid.channel), valid: valid.channel },
+    { text: JSON.stringify(valid.setting), valid: valid.setting },
+    // The same line again: a duplicate, not a refusal.
+    { text: JSON.stringify(valid.setting) },
+  ];
+  const file = writeFile(t, lines.map((line) => line.text));
+
+  const result = await cli(db, ['append', file]);
+  t.is(result.code, 1, shown(result));
+  const refused = lines.flatMap((line, index) => (line.expect ? [{ number: index + 1, expect: line.expect }] : []));
+  const validEnvelopes = lines.flatMap((line) => (line.valid ? [line.valid] : []));
+  t.true(result.stdout.includes(summary(validEnvelopes.length, 1, refused.length)), shown(result));
+
+  const reported = rejections(result.stdout);
+  t.deepEqual([...reported.keys()], refused.map((r) => r.number), shown(result));
+  for (const { number, expect } of refused) t.regex(reported.get(number) ?? '', expect, `line ${number}`);
+
+  const events = await readLog(db.log);
+  t.deepEqual(
+    events.map((e) => ({ id: e.id, type: e.type, stream: e.stream, data: e.data })),
+    validEnvelopes.map((v) => ({ id: v.id, type: v.type, stream: v.stream, data: v.data })),
+  );
+  // Nothing of a refused line: no other stream, and the namespace's name is still its own.
+  t.deepEqual([...new Set(events.map((e) => e.stream))].sort(), [...new Set(validEnvelopes.map((v) => v.stream))].sort());
+  t.deepEqual((await db.log.readStream('namespace-1')).map((e) => e.id), [valid.namespace.id, valid.metadata.id]);
+});
+
+test('append: a batch size of 1 reports the same refusals', async (t) => {
+  const db = await database(t);
+  const namespace = envelopeFor('NamespaceCreated', { namespace_id: 1, name: 'default' });
+  const lines = [
+    JSON.stringify(namespace),
+    'nope',
+    JSON.stringify(envelopeFor('NamespaceCreated', { namespace_id: 2, name: 'default' })),
+    JSON.stringify(envelopeFor('EnvironmentCreated', { environment_id: 1, namespace_id: 1, name: 'env' })),
+  ];
+  const result = await cli(db, ['append', '--batch-size', '1', writeFile(t, lines)]);
+  t.is(result.code, 1, shown(result));
+  t.true(result.stdout.includes(summary(2, 0, 2)), shown(result));
+  t.deepEqual([...rejections(result.stdout).keys()], [2, 3]);
+});
+
+test('append: the same event twice in one file (one batch) is one append and one duplicate', async (t) => {
+  const db = await database(t);
+  const setting = envelopeFor('SettingStored', { id: 1, prefix: 'setting', key: 'conda_included_packages', value: ['ipykernel'] });
+  const usage = envelopeFor('StorageUsageReported', { disk_usage: 1, free_storage: 2, total_storage: 3 });
+  const lines = ndjson([setting, usage, setting, usage]);
+  const result = await cli(db, ['append', writeFile(t, lines)]);
+  t.is(result.code, 0, shown(result));
+  t.true(result.stdout.includes(summary(2, 2, 0)), shown(result));
+  t.deepEqual((await readLog(db.log)).map((e) => e.id), [setting.id, usage.id]);
+});
+
+// ---------------------------------------------------------------------------------------------
+// 5. standard input
+
+test('append - reads the envelopes from standard input', async (t) => {
+  const db = await database(t);
+  const history = realisticHistory();
+  const result = await cli(db, ['append', '-'], ndjson(history).join('\n'));
+  t.is(result.code, 0, shown(result));
+  t.true(result.stdout.includes(summary(history.length, 0, 0)), shown(result));
+  t.deepEqual((await readLog(db.log)).map((e) => e.id), history.map((h) => h.id));
+});
+
+// ---------------------------------------------------------------------------------------------
+// 6. help, usage errors, missing file
+
+test('--help of the program, append and export exits 0 and prints usage', async (t) => {
+  const unused = { url: 'postgres://postgres@127.0.0.1:1/unused' };
+  const program = await cli(unused, ['--help']);
+  t.is(program.code, 0, shown(program));
+  t.regex(program.stdout, /Usage: conda-store-events/);
+  t.regex(program.stdout, /append/);
+  t.regex(program.stdout, /export/);
+
+  const append = await cli(unused, ['append', '--help']);
+  t.is(append.code, 0, shown(append));
+  t.regex(append.stdout, /Usage: conda-store-events append .*<file>/);
+  t.regex(append.stdout, /--batch-size/);
+
+  const exported = await cli(unused, ['export', '--help']);
+  t.is(exported.code, 0, shown(exported));
+  t.regex(exported.stdout, /Usage: conda-store-events export/);
+  t.regex(exported.stdout, /--from/);
+  t.regex(exported.stdout, /--stream/);
+});
+
+test('usage errors exit 2 with one error on stderr, no stack trace, and touch nothing', async (t) => {
+  const db = await database(t);
+  const cases: [string[], RegExp][] = [
+    [['--bogus'], /unknown option '--bogus'/],
+    [['append', '--bogus', 'x.ndjson'], /unknown option '--bogus'/],
+    [['export', '--bogus'], /unknown option '--bogus'/],
+    [['no-such-command'], /unknown command 'no-such-command'/],
+    [['append'], /missing required argument 'file'/],
+    [['export', '--from', 'zero'], /--from must be a positive integer, got "zero"/],
+    [['append', '--batch-size', '0', 'x.ndjson'], /--batch-size must be a positive integer, got "0"/],
+  ];
+  for (const [args, message] of cases) {
+    const result = await cli(db, args);
+    const context = `${args.join(' ')}: ${shown(result)}`;
+    t.is(result.code, 2, context);
+    t.regex(result.stderr, /^error: /m, context);
+    t.regex(result.stderr, message, context);
+    t.notRegex(result.stderr, /^\s+at /m, `no stack trace: ${context}`);
+    t.is(result.stdout, '', context);
+  }
+  t.is(await db.log.headPosition(), 0);
+});
+
+test('append of a missing file exits 2 with an error naming the file', async (t) => {
+  const db = await database(t);
+  const missing = path.join(tempDir(t), 'no-such-file.ndjson');
+  const result = await cli(db, ['append', missing]);
+  t.is(result.code, 2, shown(result));
+  t.true(result.stderr.includes(missing), shown(result));
+  t.regex(result.stderr, /^error: /m);
+  t.is(result.stdout, '');
+});
+
+// ---------------------------------------------------------------------------------------------
+// 7. no database
+
+test('append with no database server listening exits non-zero with an error on stderr', async (t) => {
+  const file = writeFile(t, ndjson(realisticHistory().slice(0, 3)));
+  const result = await runCli(['append', file], { env: { DATABASE_URL: 'postgres://postgres@127.0.0.1:1/conda_store_events' } });
+  t.not(result.code, 0, shown(result));
+  t.not(result.code, null, shown(result));
+  t.regex(result.stderr, /^error: .*ECONNREFUSED/m, shown(result));
+  t.notRegex(result.stderr, /^\s+at /m, 'no stack trace');
+  t.is(result.stdout, '');
+});
+
+test('export with no database server listening exits non-zero with an error on stderr', async (t) => {
+  const result = await runCli(['export'], { env: { DATABASE_URL: 'postgres://postgres@127.0.0.1:1/conda_store_events' } });
+  t.not(result.code, 0, shown(result));
+  t.regex(result.stderr, /^error: .*ECONNREFUSED/m, shown(result));
+  t.is(result.stdout, '');
+});
