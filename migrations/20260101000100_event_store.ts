@@ -88,8 +88,8 @@ export async function down(knex: Knex): Promise<void> {
  * DETAIL carries a JSON object with the facts (stream, expected, actual, key, ...).
  */
 const APPEND_EVENTS_FUNCTION = `
--- For the appended groups (all of them, or only p_only_group): releases the keys they give up,
--- checks their preconditions, then claims their keys. A key held by another stream is a
+-- For the appended groups (all of them, or only p_only_group): checks their preconditions,
+-- releases the keys they give up, then claims their keys. A key held by another stream is a
 -- duplicate; re-claiming a key one's own stream holds is not. Preconditions see the log as it
 -- was before this call, plus the keys of earlier groups of the call.
 CREATE FUNCTION event_store.apply_keys(
@@ -102,11 +102,6 @@ DECLARE
   r record;
   v_owner text;
 BEGIN
-  DELETE FROM event_store.keys k
-  USING unnest(p_release_group, p_release_name, p_release_value) AS rl(grp, name, value)
-  WHERE (p_only_group IS NULL OR rl.grp = p_only_group) AND p_found[rl.grp] < p_size[rl.grp]
-    AND k.name = rl.name AND k.stream = p_streams[rl.grp] AND (rl.value IS NULL OR k.value = rl.value);
-
   FOR r IN
     SELECT c.grp, c.stream, c.kind, c.arg, c.message
     FROM unnest(p_cond_group, p_cond_stream, p_cond_kind, p_cond_arg, p_cond_message) AS c(grp, stream, kind, arg, message)
@@ -133,6 +128,11 @@ BEGIN
               DETAIL = json_build_object('stream', p_streams[r.grp], 'condition', r.kind, 'subject', r.stream)::text;
     END IF;
   END LOOP;
+
+  DELETE FROM event_store.keys k
+  USING unnest(p_release_group, p_release_name, p_release_value) AS rl(grp, name, value)
+  WHERE (p_only_group IS NULL OR rl.grp = p_only_group) AND p_found[rl.grp] < p_size[rl.grp]
+    AND k.name = rl.name AND k.stream = p_streams[rl.grp] AND (rl.value IS NULL OR k.value = rl.value);
 
   FOR r IN
     WITH wanted AS (

@@ -76,7 +76,10 @@ export const builds = defineProjection({
         op: 'update',
         table: 'build',
         where: { id: data.build_id },
-        set: data.size == null ? { status: 'COMPLETED', ended_on: data.ended_on } : { status: 'COMPLETED', ended_on: data.ended_on, size: data.size },
+        set:
+          data.size == null
+            ? { status: 'COMPLETED', ended_on: data.ended_on }
+            : { status: 'COMPLETED', ended_on: data.ended_on, size: data.size },
       },
     ],
 
@@ -112,7 +115,9 @@ export const builds = defineProjection({
       {
         op: 'sql',
         table: 'build',
-        text: 'UPDATE build SET deleted_on = $1::timestamp WHERE environment_id IN (SELECT id FROM environment WHERE namespace_id = $2::integer)',
+        text:
+          'UPDATE build SET deleted_on = $1::timestamp ' +
+          'WHERE environment_id IN (SELECT id FROM environment WHERE namespace_id = $2::integer)',
         values: [data.deleted_on, data.namespace_id],
       },
     ],

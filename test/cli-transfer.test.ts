@@ -12,9 +12,7 @@ import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import type { EventLog, RecordedEvent } from '../src/log/types.js';
 import { runCli, type CliResult } from './helpers/cli.js';
 import { freshDatabase, type TestDatabase } from './helpers/database.js';
-import { realisticHistory as fullHistory } from './helpers/history.js';
-const BROKEN = new Set(['NamespaceRoleMappingRemoved', 'ArtifactDeleted', 'BuildPurged', 'EnvironmentPurged', 'NamespacePurged']);
-const realisticHistory = () => fullHistory().filter((e) => !BROKEN.has(e.type));
+import { realisticHistory } from './helpers/history.js';
 import { envelopeFor } from './helpers/samples.js';
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,9 @@
 import { Command } from 'commander';
 import { appendCommand } from './append.js';
+import { catchUpCommand } from './catch-up.js';
 import { exportCommand } from './export.js';
+import { serveCommand } from './serve.js';
+import { statusCommand } from './status.js';
 
 const program = new Command('conda-store-events')
   .description('conda-store-events: the event log of conda-store\'s data and the projections that keep its tables')
@@ -10,6 +13,9 @@ NATS_URL, LOG_LEVEL. See README.md.`)
   .showHelpAfterError()
   .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2));
 
+serveCommand(program);
+catchUpCommand(program);
+statusCommand(program);
 appendCommand(program);
 exportCommand(program);
 

@@ -84,19 +84,24 @@ export function createRunner(options: RunnerOptions): Runner {
     return projected ? changesFor(projection, projected) : [];
   };
 
-  /** Runs statements for the changes and moves the id sequences of inserted tables past their highest id. */
+  /**
+   * Runs statements for the changes, then moves each id sequence past the highest id inserted, as
+   * conda-store's own inserts would have (ids come from events, so the sequences never hand them
+   * out; they stay usable for anything that inserts without an id).
+   */
   async function execute(client: pg.ClientBase, changes: RowChange[]): Promise<void> {
-    const inserted = new Set<string>();
     for (const statement of compileChanges(changes, tables!)) {
       await client.query(statement.text, statement.values);
-      if (statement.inserts) inserted.add(statement.inserts);
     }
-    for (const table of inserted) {
+    const highest = new Map<string, number>();
+    for (const change of changes) {
+      if ((change.op === 'insert' || change.op === 'upsert') && typeof change.row.id === 'number') {
+        highest.set(change.table, Math.max(highest.get(change.table) ?? 0, change.row.id));
+      }
+    }
+    for (const [table, id] of highest) {
       const sequence = tables!.get(table)?.idSequence;
-      if (!sequence) continue;
-      await client.query(
-        `SELECT setval('${sequence}', m) FROM (SELECT max(id) AS m FROM "${table}") x WHERE m >= (SELECT last_value FROM ${sequence})`,
-      );
+      if (sequence) await client.query(`SELECT setval('${sequence}', $1) WHERE $1 >= (SELECT last_value FROM ${sequence})`, [id]);
     }
   }
 

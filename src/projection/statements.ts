@@ -10,8 +10,6 @@ import type { TableInfo } from './columns.js';
 export interface Statement {
   text: string;
   values: unknown[];
-  /** Tables whose `id` sequence must be moved past the highest id after the batch. */
-  inserts?: string;
 }
 
 const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
@@ -108,7 +106,7 @@ function compileGroup(group: RowChange[], tables: Map<string, TableInfo>): State
           update.length ? `UPDATE SET ${update.map((c) => `${quote(c)} = EXCLUDED.${quote(c)}`).join(', ')}` : 'NOTHING'
         }`;
       }
-      return { text, values, inserts: first.table };
+      return { text, values };
     }
     case 'update': {
       const whereColumns = Object.keys(first.where);

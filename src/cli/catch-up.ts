@@ -1,0 +1,37 @@
+import type { Command } from 'commander';
+import { condaStoreProjections } from '../../projections/index.js';
+import { createProjectionService } from '../projection/service.js';
+import { parsePositive } from './append.js';
+import { createProgress } from './progress.js';
+import { runCommand } from './runtime.js';
+
+export function catchUpCommand(program: Command): void {
+  program
+    .command('catch-up')
+    .description('apply every pending event to every projection, then exit (batch jobs, tests)')
+    .option('--batch-size <n>', 'events per transaction', (v) => parsePositive(v, '--batch-size'), 1000)
+    .action((options: { batchSize: number }) =>
+      runCommand(async ({ config, log, logger }) => {
+        const head = await log.headPosition();
+        const progress = createProgress('catch-up', head, 'position');
+        const service = createProjectionService({
+          databaseUrl: config.databaseUrl,
+          log,
+          logger,
+          projections: condaStoreProjections,
+          batchSize: options.batchSize,
+          onBatch: ({ position }) => progress.update(Math.min(position, head)),
+        });
+        const stop = new AbortController();
+        const onSignal = () => stop.abort();
+        process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+        try {
+          await service.catchUp(stop.signal);
+        } finally {
+          progress.stop();
+          await service.close();
+        }
+        logger.info({ head }, 'caught up');
+      }),
+    );
+}

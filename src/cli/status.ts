@@ -1,0 +1,33 @@
+import type { Command } from 'commander';
+import pg from 'pg';
+import { readStatuses } from '../projection/checkpoint.js';
+import { runCommand } from './runtime.js';
+
+export function statusCommand(program: Command): void {
+  program
+    .command('status')
+    .description("log head, each projection's checkpoint, lag, state and error")
+    .option('--json', 'print JSON instead of a table')
+    .action((options: { json?: boolean }) =>
+      runCommand(async ({ config, log }) => {
+        const head = await log.headPosition();
+        const pool = new pg.Pool({ connectionString: config.databaseUrl, max: 1 });
+        try {
+          const projections = (await readStatuses(pool)).map((p) => ({ ...p, lag: Math.max(head - p.position, 0) }));
+          if (options.json) {
+            process.stdout.write(`${JSON.stringify({ head, projections }, null, 2)}\n`);
+            return;
+          }
+          process.stdout.write(`log head: ${head}\n\n`);
+          const rows = [['projection', 'checkpoint', 'lag', 'state'], ...projections.map((p) => [p.name, String(p.position), String(p.lag), p.state])];
+          const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+          for (const row of rows) process.stdout.write(`${row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ')}\n`);
+          for (const p of projections.filter((p) => p.state === 'failed')) {
+            process.stdout.write(`\n${p.name} stopped at position ${p.errorPosition}, event ${p.errorEventId} (${p.errorEventType}):\n  ${p.error}\n`);
+          }
+        } finally {
+          await pool.end();
+        }
+      }),
+    );
+}

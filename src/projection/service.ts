@@ -1,0 +1,104 @@
+/**
+ * Runs projections for a process: groups them (projections that share foreign keys are applied
+ * together), takes ownership of each group, and catches up or stays live.
+ */
+import pg from 'pg';
+import type { EventLog } from '../log/types.js';
+import type { Logger } from '../logger.js';
+import type { ProjectionDefinition } from './definition.js';
+import { acquireOwnership } from './ownership.js';
+import { createRunner } from './runner.js';
+import { isTransient } from './transient.js';
+
+export interface ProjectionServiceOptions {
+  databaseUrl: string;
+  log: EventLog;
+  logger: Logger;
+  projections: ProjectionDefinition[];
+  batchSize?: number;
+  onBatch?: (progress: { group: string; position: number; events: number }) => void;
+}
+
+function groupsOf(projections: ProjectionDefinition[]): Map<string, ProjectionDefinition[]> {
+  const groups = new Map<string, ProjectionDefinition[]>();
+  for (const projection of projections) groups.set(projection.group, [...(groups.get(projection.group) ?? []), projection]);
+  return groups;
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
+  });
+
+export function createProjectionService(options: ProjectionServiceOptions) {
+  const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 4 });
+  pool.on('error', (error) => options.logger.warn({ err: error }, 'projection pool: idle connection lost'));
+  const groups = groupsOf(options.projections);
+
+  const runnerFor = (group: string, projections: ProjectionDefinition[]) =>
+    createRunner({
+      log: options.log,
+      pool,
+      projections,
+      logger: options.logger.child({ group }),
+      batchSize: options.batchSize,
+      onBatch: (progress) => options.onBatch?.({ group, ...progress }),
+    });
+
+  return {
+    /** Applies every pending event to every projection, then returns. Waits for groups another process owns. */
+    async catchUp(signal?: AbortSignal): Promise<void> {
+      for (const [group, projections] of groups) {
+        const ownership = await acquireOwnership(options.databaseUrl, group, {
+          signal,
+          onWaiting: () => options.logger.info({ group }, 'another process owns this projection group; waiting'),
+        });
+        if (!ownership) return;
+        try {
+          await runnerFor(group, projections).catchUp(signal);
+        } finally {
+          await ownership.release();
+        }
+      }
+    },
+
+    /** Keeps every group current until `signal` aborts; takes over a group when its owner dies. */
+    async serve(signal: AbortSignal): Promise<void> {
+      await Promise.all(
+        [...groups].map(async ([group, projections]) => {
+          const logger = options.logger.child({ group });
+          let failures = 0;
+          while (!signal.aborted) {
+            const ownership = await acquireOwnership(options.databaseUrl, group, {
+              signal,
+              onWaiting: () => logger.info('another process owns this projection group; waiting to take over'),
+            }).catch((error) => {
+              if (!isTransient(error)) throw error;
+              return null;
+            });
+            if (ownership === undefined) return; // aborted
+            if (ownership === null) {
+              await sleep(Math.min(1000 * 2 ** failures++, 10_000), signal);
+              continue;
+            }
+            logger.info('owning projection group');
+            const stop = AbortSignal.any([signal, ownership.lost]);
+            try {
+              await runnerFor(group, projections).runLive(stop);
+              failures = 0;
+            } catch (error) {
+              if (!isTransient(error)) throw error;
+              logger.warn({ err: error }, 'database unavailable; resuming when it is back');
+              await sleep(Math.min(1000 * 2 ** failures++, 10_000), signal);
+            } finally {
+              await ownership.release();
+            }
+          }
+        }),
+      );
+    },
+
+    close: () => pool.end(),
+  };
+}
