@@ -40,6 +40,7 @@ export const serverState = defineProjection({
         table: 'keyvaluestore',
         text: STORE_SETTING,
         values: [data.id, data.prefix, data.key, JSON.stringify(data.value) ?? null],
+        insertsId: data.id,
       },
     ],
 

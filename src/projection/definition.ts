@@ -23,8 +23,9 @@ export type RowChange =
   /**
    * One set-based statement for what the shapes above cannot say (a soft delete that follows
    * foreign keys). `$1..$n` are `values`. It must only touch the projection's own tables.
+   * `insertsId`: the id of a row it may insert, so the runner keeps the id sequence past it.
    */
-  | { op: 'sql'; table: string; text: string; values: unknown[] };
+  | { op: 'sql'; table: string; text: string; values: unknown[]; insertsId?: number };
 
 /** An event as handlers see it: typed data, plus where it sits in the log. */
 export interface ProjectedEvent<T extends EventType = EventType> {

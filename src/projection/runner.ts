@@ -95,9 +95,8 @@ export function createRunner(options: RunnerOptions): Runner {
     }
     const highest = new Map<string, number>();
     for (const change of changes) {
-      if ((change.op === 'insert' || change.op === 'upsert') && typeof change.row.id === 'number') {
-        highest.set(change.table, Math.max(highest.get(change.table) ?? 0, change.row.id));
-      }
+      const id = change.op === 'sql' ? change.insertsId : change.op === 'insert' || change.op === 'upsert' ? change.row.id : undefined;
+      if (typeof id === 'number') highest.set(change.table, Math.max(highest.get(change.table) ?? 0, id));
     }
     for (const [table, id] of highest) {
       const sequence = tables!.get(table)?.idSequence;
