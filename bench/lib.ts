@@ -16,10 +16,12 @@ export interface BenchArgs {
   quick: boolean;
   /** Measured rounds per scenario; the median is reported. */
   rounds: number | undefined;
+  /** Events loaded into each contender's store (then ANALYZE) before measuring: a log that is not new. */
+  prefill: number;
 }
 
 export function parseArgs(argv: string[] = process.argv.slice(2)): BenchArgs {
-  const args: BenchArgs = { scale: 1, quick: false, rounds: undefined };
+  const args: BenchArgs = { scale: 1, quick: false, rounds: undefined, prefill: 0 };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const [flag, inline] = arg.split('=', 2) as [string, string | undefined];
@@ -30,8 +32,9 @@ export function parseArgs(argv: string[] = process.argv.slice(2)): BenchArgs {
     };
     if (flag === '--scale') args.scale = positive(flag, Number(value()));
     else if (flag === '--rounds') args.rounds = Math.round(positive(flag, Number(value())));
+    else if (flag === '--prefill') args.prefill = Math.round(Number(value()));
     else if (flag === '--quick') args.quick = true;
-    else throw new Error(`unknown argument: ${arg} (known: --scale N, --rounds N, --quick)`);
+    else throw new Error(`unknown argument: ${arg} (known: --scale N, --rounds N, --prefill N, --quick)`);
   }
   return args;
 }
@@ -119,7 +122,8 @@ export const fmt = (n: number, digits: number) => (Number.isFinite(n) ? n.toFixe
 export function writeResults(name: string, results: unknown): string {
   fs.mkdirSync(RESULTS_DIR, { recursive: true });
   const file = path.join(RESULTS_DIR, `${name}.json`);
-  fs.writeFileSync(file, JSON.stringify(results, null, 2) + '\n');
+  const bigints = (_key: string, value: unknown) => (typeof value === 'bigint' ? Number(value) : value);
+  fs.writeFileSync(file, JSON.stringify(results, bigints, 2) + '\n');
   return file;
 }
 

@@ -1,8 +1,11 @@
 /**
- * From row changes to set-based SQL: consecutive changes of the same shape (same operation, table
- * and columns) become one statement over `unnest()` of one array per column, so a batch of 1,000
- * package builds is one INSERT with 12 parameters, not 1,000 round trips. Order is kept: only
- * neighbours merge. Pure: the statements are run by the runner.
+ * From row changes to set-based SQL: changes of the same shape (same operation, table and columns)
+ * become one statement over `unnest()` of one array per column, so a batch of 1,000 package
+ * builds is one INSERT with 12 parameters, not 1,000 round trips. Updates, upserts, deletes and
+ * raw statements keep their order and merge only with neighbours. Runs of plain inserts are
+ * gathered per shape and written parents first (the tables' foreign-key order), since a channel
+ * sync interleaves one package with its builds: without this, every few rows would be a statement.
+ * Pure: the statements are run by the runner.
  */
 import type { Row, RowChange } from './definition.js';
 import type { TableInfo } from './columns.js';
@@ -41,15 +44,31 @@ export function compileChanges(changes: RowChange[], tables: Map<string, TableIn
   let group: RowChange[] = [];
   let shape = '';
   let targets = new Set<string>();
+  // Plain inserts since the last other change, by shape, in order of first appearance.
+  let inserts = new Map<string, RowChange[]>();
 
   const flush = () => {
     if (group.length) statements.push(compileGroup(group, tables));
     group = [];
+    shape = '';
     targets = new Set();
+  };
+  const flushInserts = () => {
+    const groups = [...inserts.values()];
+    const rank = (g: RowChange[]) => tables.get(g[0]!.table)?.rank ?? 0;
+    groups.sort((a, b) => rank(a) - rank(b)); // stable: same rank keeps first-appearance order
+    for (const g of groups) statements.push(compileGroup(g, tables));
+    inserts = new Map();
   };
 
   for (const change of changes) {
     const next = shapeOf(change);
+    if (change.op === 'insert') {
+      flush();
+      inserts.set(next, [...(inserts.get(next) ?? []), change]);
+      continue;
+    }
+    if (inserts.size) flushInserts();
     const target = targetOf(change);
     if (next !== shape || next === 'sql' || (target !== undefined && targets.has(target))) {
       flush();
@@ -59,6 +78,7 @@ export function compileChanges(changes: RowChange[], tables: Map<string, TableIn
     if (target !== undefined) targets.add(target);
   }
   flush();
+  flushInserts();
   return statements;
 }
 

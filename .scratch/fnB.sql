@@ -1,0 +1,254 @@
+
+-- For the appended groups (all of them, or only p_only_group): checks their preconditions,
+-- releases the keys they give up, then claims their keys. A key held by another stream is a
+-- duplicate; re-claiming a key one's own stream holds is not. Preconditions see the log as it
+-- was before this call, plus the keys of earlier groups of the call.
+CREATE OR REPLACE FUNCTION event_store.apply_keys(
+  p_streams text[], p_found int[], p_size int[], p_only_group int,
+  p_claim_group int[], p_claim_name text[], p_claim_value text[], p_claim_parent text[],
+  p_release_group int[], p_release_name text[], p_release_value text[],
+  p_cond_group int[], p_cond_stream text[], p_cond_kind text[], p_cond_arg text[], p_cond_message text[]
+) RETURNS void LANGUAGE plpgsql AS $fn$
+DECLARE
+  r record;
+  v_owner text;
+BEGIN
+  FOR r IN
+    SELECT c.grp, c.stream, c.kind, c.arg, c.message
+    FROM unnest(p_cond_group, p_cond_stream, p_cond_kind, p_cond_arg, p_cond_message) AS c(grp, stream, kind, arg, message)
+    WHERE (p_only_group IS NULL OR c.grp = p_only_group) AND p_found[c.grp] < p_size[c.grp]
+  LOOP
+    IF NOT (CASE r.kind
+      -- 'exists': the aggregate of stream r.stream exists (its key "stream" is claimed, not released)
+      WHEN 'exists' THEN EXISTS (
+        SELECT 1 FROM event_store.keys k WHERE k.name = 'stream' AND k.value = r.stream)
+      -- 'key': the key (r.arg, r.stream) is held, e.g. a package build id
+      WHEN 'key' THEN EXISTS (
+        SELECT 1 FROM event_store.keys k WHERE k.name = r.arg AND k.value = r.stream)
+      -- 'child_of': the aggregate of stream r.stream exists and its parent is r.arg
+      WHEN 'child_of' THEN EXISTS (
+        SELECT 1 FROM event_store.keys k WHERE k.name = 'stream' AND k.value = r.stream AND k.parent = r.arg)
+      WHEN 'no_children' THEN NOT EXISTS (
+        SELECT 1 FROM event_store.keys k WHERE k.parent = r.stream AND k.name = 'stream')
+      WHEN 'version' THEN r.arg::int = coalesce(
+        (SELECT max(e.stream_version) FROM event_store.events e WHERE e.stream = r.stream), -1)
+      ELSE false
+    END) THEN
+      RAISE EXCEPTION '%', r.message
+        USING ERRCODE = 'CS005',
+              DETAIL = json_build_object('stream', p_streams[r.grp], 'condition', r.kind, 'subject', r.stream)::text;
+    END IF;
+  END LOOP;
+
+  DELETE FROM event_store.keys k
+  USING unnest(p_release_group, p_release_name, p_release_value) AS rl(grp, name, value)
+  WHERE (p_only_group IS NULL OR rl.grp = p_only_group) AND p_found[rl.grp] < p_size[rl.grp]
+    AND k.name = rl.name AND k.stream = p_streams[rl.grp] AND (rl.value IS NULL OR k.value = rl.value);
+
+  FOR r IN
+    WITH wanted AS (
+      SELECT c.grp, c.name, c.value, c.parent
+      FROM unnest(p_claim_group, p_claim_name, p_claim_value, p_claim_parent) AS c(grp, name, value, parent)
+      WHERE (p_only_group IS NULL OR c.grp = p_only_group) AND p_found[c.grp] < p_size[c.grp]
+    ), inserted AS (
+      INSERT INTO event_store.keys (name, value, stream, parent)
+      SELECT w.name, w.value, p_streams[w.grp], w.parent FROM wanted w
+      ON CONFLICT (name, value) DO NOTHING
+      RETURNING name, value, stream
+    )
+    SELECT w.grp, w.name, w.value FROM wanted w
+    WHERE NOT EXISTS (SELECT 1 FROM inserted i
+                      WHERE i.name = w.name AND i.value = w.value AND i.stream = p_streams[w.grp])
+  LOOP
+    SELECT k.stream INTO v_owner FROM event_store.keys k WHERE k.name = r.name AND k.value = r.value;
+    IF v_owner IS DISTINCT FROM p_streams[r.grp] THEN
+      RAISE EXCEPTION 'duplicate %: "%" is already taken by %', r.name, r.value, v_owner
+        USING ERRCODE = 'CS004',
+              DETAIL = json_build_object('key', r.name, 'value', r.value, 'stream', p_streams[r.grp],
+                                         'taken_by', v_owner)::text;
+    END IF;
+  END LOOP;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION event_store.append_events(
+  p_ids         uuid[],   -- per event
+  p_groups      int[],    -- per event: index (1-based) of its group
+  p_types       text[],
+  p_data        jsonb[],
+  p_metadata    jsonb[],
+  p_streams     text[],   -- per group: stream written
+  p_expected    text[],   -- per group: 'any' | 'no_stream' | 'stream_exists' | '<version>'
+  p_claim_group int[],    -- per claimed key
+  p_claim_name  text[],
+  p_claim_value text[],
+  p_claim_parent text[],
+  p_release_group int[],  -- per released key (released keys are the group's stream's own)
+  p_release_name  text[],
+  p_release_value text[], -- NULL: every key of that name the stream holds
+  p_cond_group  int[],    -- per precondition
+  p_cond_stream text[],
+  p_cond_kind   text[],   -- 'exists' | 'key' | 'child_of' | 'version' | 'no_children' (see apply_keys)
+  p_cond_arg    text[],
+  p_cond_message text[]
+) RETURNS TABLE (event_id uuid, global_position bigint, stream_version int, recorded_at timestamptz, duplicate boolean)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  n_events  int := coalesce(cardinality(p_ids), 0);
+  n_groups  int := coalesce(cardinality(p_streams), 0);
+  v_found   int[];          -- per group: how many of its events are already in the log
+  v_size    int[];          -- per group: how many events it has
+  v_pos     bigint[];       -- per event: global position (existing or new)
+  v_ver     int[];          -- per event: stream version
+  v_at      timestamptz[];  -- per event: recorded_at
+  v_dup     boolean[];      -- per event: already in the log
+  v_current jsonb;          -- stream -> current version, advanced as groups are appended
+  v_cur     int;
+  v_exp     text;
+  v_first   bigint;
+  v_new     int := 0;
+  v_tx      xid8;
+  v_now     timestamptz := now();
+  r         record;
+  g         int;
+  i         int;
+BEGIN
+  -- The transaction id must be assigned under the position lock below. If this transaction
+  -- already wrote something, its id is older than its positions and readers could skip events.
+  IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
+    RAISE EXCEPTION 'append_events must be the first write of its transaction' USING ERRCODE = 'CS007';
+  END IF;
+
+  -- 1. Lock every stream written (exclusive) or read by a precondition (shared), in one global
+  --    order (by key), so that concurrent appenders never deadlock. Advisory locks need no
+  --    transaction id, which keeps step 5 the first write.
+  PERFORM CASE WHEN l.exclusive THEN pg_advisory_xact_lock(7401, l.k)
+               ELSE pg_advisory_xact_lock_shared(7401, l.k) END
+  FROM (
+    SELECT hashtext(s.stream) AS k, bool_or(s.exclusive) AS exclusive
+    FROM (SELECT unnest(p_streams) AS stream, true AS exclusive
+          UNION ALL SELECT unnest(p_cond_stream), false) s
+    GROUP BY 1 ORDER BY 1
+  ) l;
+
+  -- 2. Idempotency: events whose id is already in the log must be the same event.
+  v_found := array_fill(0, ARRAY[n_groups]);
+  v_size  := array_fill(0, ARRAY[n_groups]);
+  v_pos   := array_fill(NULL::bigint, ARRAY[n_events]);
+  v_ver   := array_fill(NULL::int, ARRAY[n_events]);
+  v_at    := array_fill(NULL::timestamptz, ARRAY[n_events]);
+  v_dup   := array_fill(false, ARRAY[n_events]);
+  FOR i IN 1..n_events LOOP
+    v_size[p_groups[i]] := v_size[p_groups[i]] + 1;
+  END LOOP;
+  FOR r IN
+    SELECT x.ord::int AS i, e.stream, e.type, e.data, e.global_position, e.stream_version, e.recorded_at
+    FROM unnest(p_ids) WITH ORDINALITY AS x(id, ord)
+    JOIN event_store.events e ON e.id = x.id
+  LOOP
+    g := p_groups[r.i];
+    IF r.stream <> p_streams[g] OR r.type <> p_types[r.i] OR r.data <> p_data[r.i] THEN
+      RAISE EXCEPTION 'event % is already in the log with different content', p_ids[r.i]
+        USING ERRCODE = 'CS002',
+              DETAIL = json_build_object('id', p_ids[r.i], 'stream', r.stream, 'type', r.type,
+                                         'global_position', r.global_position)::text;
+    END IF;
+    v_found[g] := v_found[g] + 1;
+    v_pos[r.i] := r.global_position;
+    v_ver[r.i] := r.stream_version;
+    v_at[r.i]  := r.recorded_at;
+    v_dup[r.i] := true;
+  END LOOP;
+  FOR g IN 1..n_groups LOOP
+    IF v_found[g] > 0 AND v_found[g] < v_size[g] THEN
+      RAISE EXCEPTION 'append to % mixes % event(s) already in the log with % new one(s)',
+        p_streams[g], v_found[g], v_size[g] - v_found[g]
+        USING ERRCODE = 'CS003', DETAIL = json_build_object('stream', p_streams[g])::text;
+    END IF;
+  END LOOP;
+
+  -- 3. Current version of each written stream (-1: no stream), read under the locks above.
+  SELECT coalesce(jsonb_object_agg(s.stream, coalesce(
+           (SELECT max(e.stream_version) FROM event_store.events e WHERE e.stream = s.stream), -1)),
+         '{}'::jsonb)
+    INTO v_current
+    FROM (SELECT DISTINCT unnest(p_streams) AS stream) s;
+
+  -- 4. Expected versions, group by group, in call order; stream versions of the new events.
+  FOR g IN 1..n_groups LOOP
+    CONTINUE WHEN v_found[g] = v_size[g];
+    v_cur := (v_current ->> p_streams[g])::int;
+    v_exp := coalesce(p_expected[g], 'any');
+    IF NOT (CASE v_exp
+      WHEN 'any' THEN true
+      WHEN 'no_stream' THEN v_cur = -1
+      WHEN 'stream_exists' THEN v_cur >= 0
+      ELSE v_cur = v_exp::int
+    END) THEN
+      RAISE EXCEPTION 'wrong expected version for stream %: expected %, actual %', p_streams[g], v_exp,
+        CASE WHEN v_cur = -1 THEN 'no_stream' ELSE v_cur::text END
+        USING ERRCODE = 'CS001',
+              DETAIL = json_build_object('stream', p_streams[g], 'expected', v_exp, 'actual', v_cur)::text;
+    END IF;
+    FOR i IN 1..n_events LOOP
+      IF p_groups[i] = g THEN
+        v_cur := v_cur + 1;
+        v_ver[i] := v_cur;
+        v_new := v_new + 1;
+      END IF;
+    END LOOP;
+    v_current := jsonb_set(v_current, ARRAY[p_streams[g]], to_jsonb(v_cur));
+  END LOOP;
+
+  IF v_new > 0 THEN
+    -- 5. Allocate the transaction id and a contiguous block of positions under one short lock:
+    --    this is what makes position order equal transaction-id order. The lock is a session
+    --    lock released right away (an xact lock would serialise every commit and its fsync).
+    PERFORM pg_advisory_lock(7402, 0);
+      v_tx := pg_current_xact_id();
+      v_first := nextval('event_store.global_position_seq');
+      IF v_new > 1 THEN
+        PERFORM setval('event_store.global_position_seq', v_first + v_new - 1);
+      END IF;
+    PERFORM pg_advisory_unlock(7402, 0);
+
+    FOR i IN 1..n_events LOOP
+      IF NOT v_dup[i] THEN
+        v_pos[i] := v_first;
+        v_at[i] := v_now;
+        v_first := v_first + 1;
+      END IF;
+    END LOOP;
+
+    -- 6. Keys and preconditions, group by group in call order: a batch may create a namespace
+    --    and then an environment in it, or purge a name and re-create it. One pass for all
+    --    groups when nothing in the call can depend on an earlier group (the common case).
+    IF coalesce(cardinality(p_claim_name),0) + coalesce(cardinality(p_release_name),0) + coalesce(cardinality(p_cond_kind),0) = 0 THEN NULL;
+    ELSIF n_groups = 1 OR (coalesce(cardinality(p_release_name), 0) = 0 AND coalesce(cardinality(p_cond_kind), 0) = 0) THEN
+      PERFORM event_store.apply_keys(p_streams, v_found, v_size, NULL,
+        p_claim_group, p_claim_name, p_claim_value, p_claim_parent, p_release_group, p_release_name, p_release_value,
+        p_cond_group, p_cond_stream, p_cond_kind, p_cond_arg, p_cond_message);
+    ELSE
+      FOR g IN 1..n_groups LOOP
+        CONTINUE WHEN v_found[g] = v_size[g];
+        PERFORM event_store.apply_keys(p_streams, v_found, v_size, g,
+          p_claim_group, p_claim_name, p_claim_value, p_claim_parent, p_release_group, p_release_name, p_release_value,
+          p_cond_group, p_cond_stream, p_cond_kind, p_cond_arg, p_cond_message);
+      END LOOP;
+    END IF;
+
+    -- 7. The events, after the preconditions, which see the log as it was before this call.
+    INSERT INTO event_store.events
+      (global_position, id, stream, stream_version, type, data, metadata, recorded_at, transaction_id)
+    SELECT x.pos, x.id, p_streams[x.grp], x.ver, x.type, x.data, coalesce(x.meta, '{}'::jsonb), v_now, v_tx
+    FROM unnest(v_pos, p_ids, p_groups, v_ver, p_types, p_data, p_metadata, v_dup)
+      AS x(pos, id, grp, ver, type, data, meta, dup)
+    WHERE NOT x.dup;
+  END IF;
+
+  RETURN QUERY
+    SELECT x.id, x.pos, x.ver, x.at, x.dup
+    FROM unnest(p_ids, v_pos, v_ver, v_at, v_dup) AS x(id, pos, ver, at, dup);
+END
+$fn$;
+

@@ -1,0 +1,489 @@
+/**
+ * The projection runner under crashes, as an operator's processes meet them: the real CLI in
+ * child processes, killed with SIGKILL between batches and in the middle of one, two `serve`
+ * processes competing for the projection group, and SIGTERM during a large catch-up.
+ * contract.md, "Projections": the checkpoint is saved in the same transaction as the row changes,
+ * so a crash never applies an event twice or skips one; one process owns a group at a time
+ * (advisory lock) and another takes over when the owner dies.
+ *
+ * What the tables should hold is computed by a clean, uninterrupted catch-up of the same log in a
+ * database of its own; the tables are compared by a digest of each of the sixteen tables.
+ */
+import crypto from 'node:crypto';
+import type { ChildProcess } from 'node:child_process';
+import { setTimeout as delay } from 'node:timers/promises';
+import test, { type ExecutionContext } from 'ava';
+import pg from 'pg';
+import type { Envelope } from '../src/catalogue/index.js';
+import { createPostgresEventLog } from '../src/log/postgres/index.js';
+import type { EventLog, RecordedEvent } from '../src/log/types.js';
+import { createLogger } from '../src/logger.js';
+import { createProjectionService } from '../src/projection/service.js';
+import { condaStoreProjections } from '../projections/index.js';
+import { runCli, spawnCli, type CliResult } from './helpers/cli.js';
+import { freshDatabase, serverUrl } from './helpers/database.js';
+import { appendInBatches, generatedHistory } from './helpers/generated-history.js';
+import { condaStoreTableNames } from './schema/conda-store-spec.js';
+
+/** Every wait is bounded: a bug fails the test rather than hanging it. */
+const DEADLINE_MS = 60_000;
+/** Advisory-lock class of projection-group ownership (src/projection/ownership.ts). */
+const OWNERSHIP_LOCK_CLASS = 7403;
+const EMPTY_DIGEST = crypto.createHash('md5').update('').digest('hex');
+
+// ---------------------------------------------------------------------------------------------
+// Databases
+
+function urlFor(database: string): string {
+  const url = new URL(serverUrl);
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
+async function withAdmin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: urlFor('postgres') });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+const dropDatabase = (name: string) => withAdmin((admin) => admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => undefined);
+
+/** A copy of a database nobody is connected to (CREATE DATABASE ... TEMPLATE), dropped when the test ends. */
+async function copyOf(t: ExecutionContext | undefined, source: string, prefix = ''): Promise<{ name: string; url: string }> {
+  const name = `cse_test_${prefix}${crypto.randomBytes(6).toString('hex')}`;
+  await withAdmin((admin) => admin.query(`CREATE DATABASE ${name} TEMPLATE ${source}`));
+  t?.teardown(() => dropDatabase(name));
+  return { name, url: urlFor(name) };
+}
+
+/**
+ * The crash tests' log (about 3,800 events), appended once into a database of the file's own;
+ * each test works on a copy, which is much faster than appending the log again.
+ */
+const crashHistory = generatedHistory({ namespaces: 8, environmentsPerNamespace: 4, buildsPerEnvironment: 4, packages: 350, packageBuildsPerPackage: 6 });
+
+const ownDatabases: string[] = [];
+test.after.always(async () => {
+  for (const name of ownDatabases) await dropDatabase(name);
+});
+
+let seeded: Promise<string> | undefined;
+/** The name of a database holding crashHistory in its log and nothing in its tables. */
+function seededDatabase(t: ExecutionContext): Promise<string> {
+  seeded ??= (async () => {
+    // A migrated database (the tests' template), copied at once into one this file owns.
+    const migrated = await freshDatabase(t);
+    const seed = await copyOf(undefined, migrated.name, 'crash_seed_');
+    ownDatabases.push(seed.name);
+    const log = createPostgresEventLog({ connectionString: seed.url });
+    try {
+      await appendInBatches(log, crashHistory);
+    } finally {
+      await log.close();
+    }
+    return seed.name;
+  })();
+  return seeded;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tables, checkpoints and the reference
+
+type Digests = Record<string, string>;
+
+/** A digest of every row of each of the sixteen tables. */
+async function digests(db: pg.ClientBase): Promise<Digests> {
+  const result: Digests = {};
+  for (const table of condaStoreTableNames) {
+    const { rows } = await db.query<{ digest: string }>(
+      `SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) AS digest FROM public."${table}" t`,
+    );
+    result[table] = rows[0]!.digest;
+  }
+  return result;
+}
+
+interface Checkpoint {
+  name: string;
+  position: number;
+  state: string;
+  error: string | null;
+}
+
+async function checkpoints(db: pg.ClientBase): Promise<Checkpoint[]> {
+  const { rows } = await db.query<Checkpoint>('SELECT name, position::int AS position, state, error FROM event_store.projections ORDER BY name');
+  return rows;
+}
+
+/** Where the group stands: its lowest checkpoint (0 before the first run). */
+async function checkpoint(db: pg.ClientBase): Promise<number> {
+  const { rows } = await db.query<{ position: number }>('SELECT coalesce(min(position), 0)::int AS position FROM event_store.projections');
+  return rows[0]!.position;
+}
+
+async function head(db: pg.ClientBase): Promise<number> {
+  const { rows } = await db.query<{ head: number }>('SELECT coalesce(max(global_position), 0)::int AS head FROM event_store.events');
+  return rows[0]!.head;
+}
+
+/** Sessions holding the ownership lock of a projection group in this database. */
+async function owners(db: pg.ClientBase): Promise<number> {
+  const { rows } = await db.query<{ owners: number }>(
+    `SELECT count(*)::int AS owners FROM pg_locks
+      WHERE locktype = 'advisory' AND classid = $1 AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+    [OWNERSHIP_LOCK_CLASS],
+  );
+  return rows[0]!.owners;
+}
+
+/** The group's checkpoint, and whether another session has a transaction with a transaction id open (a batch in flight). */
+async function batchState(db: pg.ClientBase): Promise<{ position: number; inFlight: boolean }> {
+  const { rows } = await db.query<{ position: number; in_flight: boolean }>(
+    `SELECT (SELECT coalesce(min(position), 0)::int FROM event_store.projections) AS position,
+            EXISTS (SELECT 1 FROM pg_stat_activity
+                     WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL) AS in_flight`,
+  );
+  return { position: rows[0]!.position, inFlight: rows[0]!.in_flight };
+}
+
+async function connect(t: ExecutionContext, url: string): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  t.teardown(() => client.end().catch(() => undefined));
+  return client;
+}
+
+/** The log's events up to `last` only: a catch-up that stops there. */
+function upTo(log: EventLog, last: number): EventLog {
+  async function* limited(source: AsyncIterable<RecordedEvent[]>): AsyncGenerator<RecordedEvent[]> {
+    for await (const batch of source) {
+      const kept = batch.filter((event) => event.globalPosition <= last);
+      if (kept.length) yield kept;
+      if (kept.length < batch.length) return;
+    }
+  }
+  return { ...log, readAll: (options) => limited(log.readAll(options)) };
+}
+
+/** A clean, uninterrupted catch-up in this process (up to `last`, or the head), then the digests. */
+async function cleanCatchUp(url: string, last?: number): Promise<Digests> {
+  const log = createPostgresEventLog({ connectionString: url });
+  const service = createProjectionService({
+    databaseUrl: url,
+    log: last === undefined ? log : upTo(log, last),
+    logger: createLogger('silent'),
+    projections: condaStoreProjections,
+    batchSize: 500,
+  });
+  try {
+    await service.catchUp();
+  } finally {
+    await service.close();
+    await log.close();
+  }
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    if (last !== undefined && (await checkpoint(client)) !== last) throw new Error(`the reference catch-up stopped at ${await checkpoint(client)}, not ${last}`);
+    return await digests(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** What the tables hold after a clean catch-up of the seeded database's log (up to `last`, or all of it). */
+async function referenceOfSeed(t: ExecutionContext, last?: number): Promise<Digests> {
+  const copy = await copyOf(undefined, await seededDatabase(t));
+  try {
+    return await cleanCatchUp(copy.url, last);
+  } finally {
+    await dropDatabase(copy.name);
+  }
+}
+
+let fullReference: Promise<Digests> | undefined;
+const crashReference = (t: ExecutionContext) => (fullReference ??= referenceOfSeed(t));
+
+// ---------------------------------------------------------------------------------------------
+// Child processes
+
+interface LogLine {
+  msg?: string;
+  level?: number;
+  [key: string]: unknown;
+}
+
+interface Running {
+  child: ChildProcess;
+  /** The JSON log lines written to stderr so far. */
+  lines: LogLine[];
+  output(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  hasExited(): boolean;
+  logged(msg: string): number;
+}
+
+/** Starts the CLI (stdout and stderr always drained), killed with SIGKILL when the test ends if still running. */
+function start(t: ExecutionContext, url: string, args: string[]): Running {
+  const child = spawnCli(args, { env: { DATABASE_URL: url, LOG_LEVEL: 'info' } });
+  const lines: LogLine[] = [];
+  let stdout = '';
+  let stderr = '';
+  let pending = '';
+  let done = false;
+  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => {
+    const text = chunk.toString();
+    stderr += text;
+    pending += text;
+    const parts = pending.split('\n');
+    pending = parts.pop()!;
+    for (const line of parts) {
+      if (!line.startsWith('{')) continue;
+      try {
+        lines.push(JSON.parse(line) as LogLine);
+      } catch {
+        // not a log line
+      }
+    }
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      done = true;
+      resolve({ code, signal });
+    });
+  });
+  t.teardown(async () => {
+    if (!done) {
+      child.kill('SIGKILL');
+      await exited.catch(() => undefined);
+    }
+  });
+  return {
+    child,
+    lines,
+    output: () => `args: ${args.join(' ')}\nstdout:\n${stdout}\nstderr:\n${stderr}`,
+    exited,
+    hasExited: () => done,
+    logged: (msg) => lines.filter((line) => line.msg === msg).length,
+  };
+}
+
+/** Polls `probe` until it returns something other than undefined/false; fails after the deadline. */
+async function until<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = DEADLINE_MS): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`gave up after ${timeoutMs} ms waiting for ${what}`);
+    await delay(10);
+  }
+}
+
+/** Waits for a child's exit, within the deadline. */
+async function exitOf(running: Running, timeoutMs = DEADLINE_MS) {
+  await until(`the exit of ${running.output()}`, () => running.hasExited(), timeoutMs);
+  return running.exited;
+}
+
+const shown = (result: CliResult) => `exit ${result.code}\nstdout:\n${result.stdout}\nstderr:\n${result.stderr}`;
+
+/** After a full catch-up: every projection running, at the head, without an error. */
+function assertAllAtHead(t: ExecutionContext, rows: Checkpoint[], at: number) {
+  t.is(rows.length, condaStoreProjections.length);
+  t.deepEqual(
+    rows,
+    condaStoreProjections
+      .map((p) => p.name)
+      .sort()
+      .map((name) => ({ name, position: at, state: 'running', error: null })),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. SIGKILL between batches and in the middle of one
+
+test('catch-up killed with SIGKILL between and in the middle of batches, again and again, applies every event exactly once', async (t) => {
+  const t00 = Date.now();
+  const reference = crashReference(t);
+  const db = await copyOf(t, await seededDatabase(t));
+  t.log(`seeded: ${Date.now() - t00} ms`);
+  const client = await connect(t, db.url);
+  const last = await head(client);
+  t.is(last, crashHistory.length);
+
+  // How each run is ended once it has made progress: at once, after a small random delay (often
+  // inside the next batch), or as soon as a batch transaction is seen open (certainly inside one).
+  const plan = ['at-progress', 'in-batch', 'random-delay', 'in-batch', 'random-delay', 'at-progress', 'in-batch'] as const;
+  let kills = 0;
+  let confirmedMidBatch = 0;
+  const positions: number[] = [];
+  for (const mode of plan) {
+    const before = await checkpoint(client);
+    if (before >= last) break;
+    // The previous owner's session is gone (its lock released), so the next run starts at once.
+    await until('the killed process to release the group', async () => (await owners(client)) === 0);
+
+    const t0 = Date.now();
+    const run = start(t, db.url, ['catch-up', '--batch-size', '50']);
+    const progressed = await until(`progress past ${before}\n${run.output()}`, async () => {
+      if (run.hasExited()) return 'exited' as const;
+      return (await checkpoint(client)) > before ? ('moved' as const) : undefined;
+    });
+    if (progressed === 'exited') break; // it finished the log: nothing left to interrupt
+
+    let open: { position: number; inFlight: boolean } | undefined;
+    if (mode === 'random-delay') await delay(Math.floor(Math.random() * 40));
+    if (mode === 'in-batch') {
+      open = await until('a batch transaction', async () => {
+        if (run.hasExited()) return { position: -1, inFlight: false };
+        const state = await batchState(client);
+        return state.inFlight ? state : undefined;
+      });
+    }
+    run.child.kill('SIGKILL');
+    const exit = await exitOf(run);
+    if (exit.signal !== 'SIGKILL') break; // it finished before the signal landed
+    kills += 1;
+    t.log(`run ${kills}: ${Date.now() - t0} ms`);
+    const after = await checkpoint(client);
+    positions.push(after);
+    // The batch seen open never committed: its checkpoint did not move, so the kill landed inside it.
+    if (open?.inFlight && after === open.position) confirmedMidBatch += 1;
+    t.true(after >= before && after < last, `checkpoint ${after} after a kill (was ${before}, head ${last})`);
+  }
+  t.log(`${kills} kills, ${confirmedMidBatch} certainly mid-batch; checkpoints after each kill: ${positions.join(', ')}`);
+  t.true(kills >= 5, `only ${kills} kills: the catch-up ran through before it could be killed`);
+  t.true(confirmedMidBatch >= 1, 'no kill landed inside a batch');
+
+  await until('the killed process to release the group', async () => (await owners(client)) === 0);
+  const t1 = Date.now();
+  const finish = await runCli(['catch-up'], { env: { DATABASE_URL: db.url } });
+  t.log(`final: ${Date.now() - t1} ms`);
+  t.is(finish.code, 0, shown(finish));
+
+  assertAllAtHead(t, await checkpoints(client), last);
+  const t2 = Date.now();
+  const expected = await reference;
+  t.log(`reference wait: ${Date.now() - t2} ms, total ${Date.now() - t00}`);
+  t.false(Object.values(expected).includes(EMPTY_DIGEST), 'every table of the reference has rows');
+  t.deepEqual(await digests(client), expected);
+});
+
+// ---------------------------------------------------------------------------------------------
+// 2. Two serve processes: one owner, takeover on SIGKILL, clean SIGTERM
+
+test('two serve processes: one owns the group, the other takes over when it is killed, every event is projected once', async (t) => {
+  const history = generatedHistory({ namespaces: 6, environmentsPerNamespace: 3, buildsPerEnvironment: 3, packages: 120, packageBuildsPerPackage: 4, seed: 'takeover' });
+  const parts = [0.3, 0.55, 0.75, 1].map((end, i, ends) => history.slice(Math.floor((ends[i - 1] ?? 0) * history.length), Math.floor(end * history.length)));
+
+  // The reference: the same log, caught up cleanly in a database of its own (meanwhile).
+  const reference = (async () => {
+    const other = await freshDatabase(t);
+    const otherLog = createPostgresEventLog({ connectionString: other.url });
+    try {
+      await appendInBatches(otherLog, history);
+    } finally {
+      await otherLog.close();
+    }
+    return cleanCatchUp(other.url);
+  })();
+  reference.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
+
+  const db = await freshDatabase(t);
+  const log = createPostgresEventLog({ connectionString: db.url });
+  t.teardown(() => log.close());
+  const client = await connect(t, db.url);
+  const appendPart = async (part: Envelope[]) => {
+    await appendInBatches(log, part, 200);
+    return head(client);
+  };
+  const projected = (position: number) => until(`the projections to reach ${position}`, async () => (await checkpoint(client)) >= position);
+
+  await appendPart(parts[0]!);
+  const serves = [start(t, db.url, ['serve', '--batch-size', '100']), start(t, db.url, ['serve', '--batch-size', '100'])];
+  const OWNING = 'owning projection group';
+  const WAITING = 'another process owns this projection group; waiting to take over';
+  await until(`one owner and one waiter\n${serves.map((s) => s.output()).join('\n')}`, () =>
+    serves.some((s) => s.logged(OWNING) === 1) && serves.some((s) => s.logged(WAITING) === 1),
+  );
+  const owner = serves.find((s) => s.logged(OWNING) === 1)!;
+  const survivor = serves.find((s) => s !== owner)!;
+  t.is(survivor.logged(OWNING), 0, 'only one process owns the group');
+  t.is(await owners(client), 1);
+  await projected(await head(client));
+
+  // Events appended while both run: the owner projects them, the other still waits.
+  await projected(await appendPart(parts[1]!));
+  t.is(owner.logged(OWNING), 1);
+  t.is(survivor.logged(OWNING), 0, 'only one process owns the group');
+  t.is(await owners(client), 1);
+
+  // The owner dies; events keep arriving, before and after the other takes over.
+  owner.child.kill('SIGKILL');
+  t.is((await exitOf(owner)).signal, 'SIGKILL');
+  const afterKill = await appendPart(parts[2]!);
+  await until(`the survivor to take over\n${survivor.output()}`, () => survivor.logged(OWNING) === 1);
+  t.is(await owners(client), 1);
+  await projected(afterKill);
+  const final = await appendPart(parts[3]!);
+  t.is(final, history.length);
+  await projected(final);
+
+  t.is(survivor.logged(OWNING), 1);
+  assertAllAtHead(t, await checkpoints(client), final);
+  const expected = await reference;
+  t.false(Object.values(expected).includes(EMPTY_DIGEST), 'every table of the reference has rows');
+  t.deepEqual(await digests(client), expected);
+
+  // SIGTERM: a clean shutdown, exit 0.
+  survivor.child.kill('SIGTERM');
+  const exit = await exitOf(survivor, 15_000);
+  t.is(exit.code, 0, survivor.output());
+  t.is(survivor.logged('stopped'), 1, survivor.output());
+  t.is(await owners(client), 0);
+});
+
+// ---------------------------------------------------------------------------------------------
+// 3. SIGTERM during a large catch-up
+
+test('serve stopped with SIGTERM while catching up a large backlog exits 0 promptly at a consistent checkpoint', async (t) => {
+  const reference = crashReference(t);
+  const db = await copyOf(t, await seededDatabase(t));
+  const client = await connect(t, db.url);
+  const last = await head(client);
+
+  const serve = start(t, db.url, ['serve', '--batch-size', '50']);
+  await until(`progress\n${serve.output()}`, async () => {
+    if (serve.hasExited()) throw new Error(`serve exited\n${serve.output()}`);
+    return (await checkpoint(client)) > 0;
+  });
+  const signalled = Date.now();
+  serve.child.kill('SIGTERM');
+  const exit = await exitOf(serve, 15_000);
+  const tookMs = Date.now() - signalled;
+  t.log(`serve exited ${tookMs} ms after SIGTERM`);
+  t.is(exit.code, 0, serve.output());
+  t.true(tookMs < 10_000, `serve took ${tookMs} ms to stop`);
+  t.is(serve.logged('stopped'), 1, serve.output());
+  t.is(await owners(client), 0);
+
+  // It stopped in the backlog, every projection of the group at the same checkpoint, and the
+  // tables are exactly what a clean catch-up to that checkpoint gives.
+  const rows = await checkpoints(client);
+  const stoppedAt = rows[0]!.position;
+  t.true(stoppedAt > 0 && stoppedAt < last, `stopped at ${stoppedAt} of ${last}`);
+  t.true(rows.every((row) => row.position === stoppedAt && row.state === 'running'), JSON.stringify(rows));
+  t.deepEqual(await digests(client), await referenceOfSeed(t, stoppedAt));
+
+  // And a catch-up goes on from there to exactly the clean result.
+  const finish = await runCli(['catch-up'], { env: { DATABASE_URL: db.url } });
+  t.is(finish.code, 0, shown(finish));
+  assertAllAtHead(t, await checkpoints(client), last);
+  t.deepEqual(await digests(client), await reference);
+});

@@ -1,0 +1,655 @@
+/**
+ * The projection runner end to end, against PostgreSQL: a history appended through the
+ * append-time rules, projected by the projection service, read back from conda-store's tables.
+ * Exact rows for the realistic history; the same tables whatever the database or batch size; a
+ * projection that fails stops at its event while the others go on, and resumes after a fix;
+ * live projection under concurrent writers; and the append-time rules that keep every accepted
+ * event projectable.
+ */
+import { createHash } from 'node:crypto';
+import test, { type ExecutionContext } from 'ava';
+import type { Envelope, EventData, EventType } from '../src/catalogue/index.js';
+import { validateEnvelope } from '../src/catalogue/index.js';
+import { appendEnvelopes, RuleViolationError } from '../src/decide/index.js';
+import { DuplicateKeyError, PreconditionFailedError, WrongExpectedVersionError } from '../src/log/errors.js';
+import { createPostgresEventLog } from '../src/log/postgres/index.js';
+import type { EventLog } from '../src/log/types.js';
+import { defineProjection, type ProjectionDefinition, type RowChange } from '../src/projection/definition.js';
+import { createProjectionService } from '../src/projection/service.js';
+import { condaStoreProjections, solves } from '../projections/index.js';
+import { runCli } from './helpers/cli.js';
+import { realisticHistory } from './helpers/history.js';
+import {
+  allTableRows,
+  catchUp,
+  checkpointRows,
+  ID_TABLES,
+  projectHistory,
+  silentLogger,
+  slots,
+  tableDigests,
+  tableRows,
+  TABLES,
+  testLog,
+  waitUntil,
+  type TableName,
+  type TableRow,
+} from './helpers/projection.js';
+import { envelopeFor } from './helpers/samples.js';
+
+/** At most three of this file's tests hold databases at once (connections). */
+const slot = slots(3);
+
+// ---------------------------------------------------------------------------------------------
+// The realistic history, projected by hand (events.md and conda-store-tables.md §3), table by
+// table, every column in table order. Timestamps as to_json writes `timestamp without time zone`.
+
+const specA = { name: 'python-data', channels: ['conda-forge'], dependencies: ['python=3.12', 'numpy'] };
+const specB = { name: 'r-env', channels: ['defaults'], dependencies: ['r-base'], lockfile: { version: 1 } };
+
+const EXPECTED: Record<TableName, TableRow[]> = {
+  // Namespace 3 ('scratch') was soft-deleted, then purged: gone. Namespace 2 was created without
+  // metadata_: conda-store's default {}. Namespace 1's metadata_ was replaced by the update.
+  namespace: [
+    { id: 1, name: 'default', deleted_on: null, metadata_: { owner: 'platform', cost_center: 42 } },
+    { id: 2, name: 'data-team', deleted_on: null, metadata_: {} },
+  ],
+  // Mapping 1 was removed; mapping 2's role `editor` is stored as `developer`.
+  namespace_role_mapping: [{ id: 2, namespace_id: 2, entity: 'data-team/*', role: 'developer' }],
+  // The second grant of the pair (1 → 2) changed the role of the first row, which keeps id 1;
+  // grant 3 (2 → 1) was revoked.
+  namespace_role_mapping_v2: [{ id: 1, namespace_id: 1, other_namespace_id: 2, role: 'admin' }],
+  specification: [
+    { id: 1, name: 'python-data', spec: specA, sha256: 'a'.repeat(64), created_on: '2024-03-02T10:00:00.123456', is_lockfile: false },
+    { id: 2, name: 'r-env', spec: specB, sha256: 'b'.repeat(64), created_on: '2024-03-02T11:00:00', is_lockfile: true },
+  ],
+  // Environment 3 was purged with its namespace. Environment 2 was soft-deleted; its only build
+  // was canceled, so it never had a current build.
+  environment: [
+    { id: 1, namespace_id: 1, name: 'python-data', current_build_id: 1, deleted_on: null, description: 'PyData' },
+    { id: 2, namespace_id: 2, name: 'r-env', current_build_id: null, deleted_on: '2024-03-07T12:00:00', description: 'R for the data team' },
+  ],
+  build: [
+    // Completed: its status_info from the build keeps, its size from BuildCompleted.
+    {
+      id: 1, specification_id: 1, environment_id: 1, status: 'COMPLETED', size: 734003200,
+      scheduled_on: '2024-03-02T10:00:00.123456', started_on: '2024-03-02T10:00:05', ended_on: '2024-03-02T10:04:31',
+      deleted_on: null, status_info: 'solving', build_key_version: 2, hash: null,
+    },
+    // Failed, then deleted on its own (soft) and sized 0.
+    {
+      id: 2, specification_id: 1, environment_id: 1, status: 'FAILED', size: 0,
+      scheduled_on: '2024-03-03T10:00:00', started_on: '2024-03-03T10:00:02', ended_on: '2024-03-03T10:01:12',
+      deleted_on: '2024-03-04T08:00:00', status_info: 'conda solve failed: nothing provides numpy', build_key_version: 3,
+      hash: '5f0e6c2b9a8d7e4f1c3b2a0d9e8f7c6b',
+    },
+    // Canceled while queued (never started), stamped by its environment's delete.
+    {
+      id: 3, specification_id: 2, environment_id: 2, status: 'CANCELED', size: 0,
+      scheduled_on: '2024-03-02T11:00:00', started_on: null, ended_on: '2024-03-02T11:00:30',
+      deleted_on: '2024-03-07T12:00:00', status_info: 'canceled by alice', build_key_version: 2, hash: null,
+    },
+    // Build 4 was purged with namespace 3.
+  ],
+  // Build 2's artifact 5 was deleted; build 4's artifact 6 went with the build.
+  build_artifact: [
+    { id: 1, build_id: 1, artifact_type: 'LOGS', key: 'logs/aaaaaaaa-1709373600-1-python-data.log' },
+    { id: 2, build_id: 1, artifact_type: 'LOCKFILE', key: 'lockfile/aaaaaaaa-1709373600-1-python-data.yml' },
+    { id: 3, build_id: 1, artifact_type: 'YAML', key: 'yaml/aaaaaaaa-1709373600-1-python-data.yml' },
+    { id: 4, build_id: 1, artifact_type: 'DIRECTORY', key: '/opt/conda-store/default/aaaaaaaa-1709373600-1-python-data' },
+  ],
+  // Build 4's link to 1001 went with the build.
+  build_conda_package_build: [
+    { build_id: 1, conda_package_build_id: 1001 },
+    { build_id: 1, conda_package_build_id: 1002 },
+  ],
+  solve: [{ id: 1, specification_id: 1, scheduled_on: '2024-03-02T10:00:00', started_on: '2024-03-02T10:00:01', ended_on: '2024-03-02T10:00:09' }],
+  solve_conda_package_build: [
+    { solve_id: 1, conda_package_build_id: 1001 },
+    { solve_id: 1, conda_package_build_id: 1002 },
+  ],
+  // Channel 2 was never synced.
+  conda_channel: [
+    { id: 1, name: 'https://conda.anaconda.org/conda-forge', last_update: '2024-03-02T09:30:00' },
+    { id: 2, name: 'defaults', last_update: null },
+  ],
+  conda_package: [
+    { id: 1, channel_id: 1, license: 'BSD-3-Clause', license_family: 'BSD', name: 'numpy', version: '1.26.4', summary: 'Array computing', description: 'NumPy is the fundamental package.' },
+    { id: 2, channel_id: 1, license: 'Python-2.0', license_family: null, name: 'python', version: '3.12.1', summary: null, description: null },
+    { id: 3, channel_id: 2, license: null, license_family: null, name: 'r-base', version: '4.3.2', summary: null, description: null },
+  ],
+  conda_package_build: [
+    {
+      id: 1001, package_id: 1, channel_id: 1, build: 'py312h8753938_0', build_number: 0,
+      constrains: ['numpy-base <0a0'], depends: ['python >=3.12,<3.13.0a0', 'libblas >=3.9.0'],
+      md5: '8a9bb0b4ab9c16b7b3ec6d8c1bd6c3b2', sha256: '1b2b9ac8b0fb8d1e5b2dbd4e9b2f7a3f0f4e2c6a8b1d3e5f7a9c0b2d4e6f8a1c',
+      size: 6985724, subdir: 'linux-64', timestamp: 1707225876123,
+    },
+    {
+      id: 1002, package_id: 2, channel_id: 1, build: 'hab00c5b_100_cpython', build_number: 100,
+      constrains: null, depends: [],
+      md5: '0c7f2ad5bb0b8b0d6e2dbc6f5a3f9e11', sha256: '2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90a1b',
+      size: 32100000, subdir: 'linux-64', timestamp: 1702000000000,
+    },
+    {
+      id: 1003, package_id: 3, channel_id: 2, build: 'h2a9d1d5_0', build_number: 0,
+      constrains: null, depends: ['libgcc-ng >=12'],
+      md5: '9f8e7d6c5b4a39281706f5e4d3c2b1a0', sha256: '3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c',
+      size: 25000000, subdir: null, timestamp: null,
+    },
+    {
+      id: 1004, package_id: 1, channel_id: 1, build: 'py312h8753938_0', build_number: 0,
+      constrains: null, depends: ['python >=3.12,<3.13.0a0'],
+      md5: 'aa9bb0b4ab9c16b7b3ec6d8c1bd6c3b2', sha256: '4b2b9ac8b0fb8d1e5b2dbd4e9b2f7a3f0f4e2c6a8b1d3e5f7a9c0b2d4e6f8a1c',
+      size: 6000000, subdir: 'osx-arm64', timestamp: 1707225876999,
+    },
+  ],
+  // The singleton row, with the latest report.
+  conda_store_configuration: [{ id: 1, disk_usage: 12884901888, free_storage: 53687091200, total_storage: 107374182400 }],
+  // One row per (prefix, key): the third setting updated the first row (its id stays 1).
+  keyvaluestore: [
+    { id: 1, prefix: 'setting', key: 'conda_included_packages', value: ['ipykernel', 'notebook'] },
+    { id: 2, prefix: 'setting/default/python-data', key: 'conda_included_packages', value: [] },
+  ],
+  worker: [{ id: 1, initialized: true }],
+};
+
+/** Asserts every table, column by column (one deepEqual per table, so a failure names it). */
+async function assertTables(t: ExecutionContext, url: string, expected: Record<TableName, TableRow[]>): Promise<void> {
+  const actual = await allTableRows(url);
+  for (const table of TABLES) t.deepEqual(actual[table], expected[table], `table ${table}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Exact rows
+
+test('realistic history projects to exactly the expected rows', async (t) => {
+  await slot(t);
+  const history = realisticHistory();
+  const db = await projectHistory(t, history);
+
+  await assertTables(t, db.url, EXPECTED);
+
+  // SQL NULL, not the JSON value null: absent optional fields give NULL columns.
+  t.deepEqual(
+    (await db.query<{ id: number }>('SELECT id FROM conda_package_build WHERE constrains IS NULL ORDER BY id')).map((r) => r.id),
+    [1002, 1003, 1004],
+  );
+  t.deepEqual(
+    (await db.query<{ id: number }>('SELECT id FROM conda_package_build WHERE subdir IS NULL AND timestamp IS NULL ORDER BY id')).map((r) => r.id),
+    [1003],
+  );
+  // json (not jsonb) columns, holding what the events carried.
+  const types = await db.query<{ table_name: string; column_name: string; data_type: string }>(
+    `SELECT table_name, column_name, data_type FROM information_schema.columns
+      WHERE table_schema = 'public' AND column_name IN ('metadata_', 'spec', 'constrains', 'depends', 'value')
+      ORDER BY table_name, column_name`,
+  );
+  t.true(types.length === 5 && types.every((c) => c.data_type === 'json'), JSON.stringify(types));
+  t.deepEqual(
+    (await db.query<{ kind: string }>(`SELECT json_typeof(value) AS kind FROM keyvaluestore ORDER BY id`)).map((r) => r.kind),
+    ['array', 'array'],
+  );
+
+  // Every projection reached the head.
+  const head = await db.log.headPosition();
+  t.is(head, history.length);
+  const checkpoints = await checkpointRows(db.url);
+  t.deepEqual(Object.keys(checkpoints).sort(), condaStoreProjections.map((p) => p.name).sort());
+  for (const checkpoint of Object.values(checkpoints)) {
+    t.like(checkpoint, { position: head, state: 'running', error: null }, checkpoint.name);
+  }
+
+  // Each id sequence is past the highest id: an insert without an id (conda-store's own) works.
+  for (const table of ID_TABLES) {
+    const [row] = await db.query<{ max: number | null; next: string }>(
+      `SELECT (SELECT max(id) FROM "${table}") AS max, nextval(pg_get_serial_sequence('public.${table}', 'id'))::text AS next`,
+    );
+    t.true(Number(row!.next) > (row!.max ?? 0), `${table}: nextval ${row!.next} must be past max(id) ${row!.max}`);
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// 2, 3. Determinism
+
+test('projecting the same history into two databases gives identical tables', async (t) => {
+  await slot(t);
+  const [first, second] = await Promise.all([projectHistory(t, realisticHistory()), projectHistory(t, realisticHistory())]);
+  const [a, b] = await Promise.all([tableDigests(first.url), tableDigests(second.url)]);
+  t.deepEqual(a, b);
+  t.deepEqual(Object.keys(a).sort(), [...TABLES].sort());
+  t.true(TABLES.every((table) => !a[table].startsWith('0 rows')), 'every table has rows');
+});
+
+test('batching does not change the result: batch sizes 1, 7 and 1000 give identical tables', async (t) => {
+  await slot(t);
+  const sizes = [1, 7, 1000];
+  const dbs = await Promise.all(sizes.map((batchSize) => projectHistory(t, realisticHistory(), { batchSize })));
+  const digests = await Promise.all(dbs.map((db) => tableDigests(db.url)));
+  t.deepEqual(digests[0], digests[2], 'batch size 1 vs 1000');
+  t.deepEqual(digests[1], digests[2], 'batch size 7 vs 1000');
+  // And the rows are the right ones, not merely the same ones.
+  await assertTables(t, dbs[0]!.url, EXPECTED);
+  for (const db of dbs) {
+    const head = await db.log.headPosition();
+    t.true(Object.values(await checkpointRows(db.url)).every((c) => c.position === head && c.state === 'running'));
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// 4. A failing projection stops at its event; the others go on; status shows it; a fix resumes it
+
+const BROKEN = 'solves projection cannot apply SolveCompleted (broken on purpose)';
+
+const brokenSolves: Record<string, { group: string; solveCompleted: NonNullable<typeof solves.handlers.SolveCompleted>; error: RegExp }> = {
+  'a handler that throws': {
+    group: solves.group,
+    solveCompleted: () => {
+      throw new Error(BROKEN);
+    },
+    error: new RegExp(BROKEN.replace(/[()]/g, '\\$&')),
+  },
+  'a row that breaks a foreign key': {
+    group: solves.group,
+    solveCompleted: (event) => [
+      ...solves.handlers.SolveCompleted!(event),
+      { op: 'insert', table: 'solve_conda_package_build', row: { solve_id: event.data.solve_id, conda_package_build_id: 999_999 } } satisfies RowChange,
+    ],
+    error: /violates foreign key constraint "solve_conda_package_build_conda_package_build_id_fkey"/,
+  },
+  'a handler that throws, in a group of its own': {
+    group: 'test',
+    solveCompleted: () => {
+      throw new Error(BROKEN);
+    },
+    error: new RegExp(BROKEN.replace(/[()]/g, '\\$&')),
+  },
+};
+
+for (const [how, broken] of Object.entries(brokenSolves)) {
+  test(`a projection that fails on an event (${how}) stops there, the others go on, status shows it, and a fix resumes it`, async (t) => {
+    await slot(t);
+    const history = realisticHistory();
+    const db = await testLog(t);
+    const appended = await appendEnvelopes(db.log, history);
+    const index = history.findIndex((envelope) => envelope.type === 'SolveCompleted');
+    const failing = appended[index]!;
+    const head = await db.log.headPosition();
+
+    const broke: ProjectionDefinition = defineProjection({
+      ...solves,
+      group: broken.group,
+      handlers: { ...solves.handlers, SolveCompleted: broken.solveCompleted },
+    });
+    const projections = condaStoreProjections.map((p) => (p === solves ? broke : p));
+    await catchUp(db.url, db.log, { projections });
+
+    // The failed projection: stopped at the event, which it did not apply.
+    const checkpoints = await checkpointRows(db.url);
+    t.like(checkpoints.solves, {
+      state: 'failed',
+      position: failing.globalPosition - 1,
+      error_position: failing.globalPosition,
+      error_event_id: failing.id,
+      error_event_type: 'SolveCompleted',
+    });
+    t.regex(checkpoints.solves!.error ?? '', broken.error);
+    t.deepEqual(await tableRows(db.url, 'solve'), [{ ...EXPECTED.solve[0], ended_on: null }]);
+    t.deepEqual(await tableRows(db.url, 'solve_conda_package_build'), []);
+
+    // The others went on to the head, and their tables are complete.
+    for (const projection of condaStoreProjections.filter((p) => p !== solves)) {
+      t.like(checkpoints[projection.name], { state: 'running', position: head, error: null }, projection.name);
+    }
+    const actual = await allTableRows(db.url);
+    for (const table of TABLES.filter((table) => !solves.tables.includes(table))) t.deepEqual(actual[table], EXPECTED[table], table);
+
+    // `status` shows the projection, where it stopped, the event and the error.
+    const status = await runCli(['status'], { env: { DATABASE_URL: db.url } });
+    t.is(status.code, 0, status.stderr);
+    t.regex(status.stdout, new RegExp(`^log head: ${head}$`, 'm'));
+    t.regex(status.stdout, new RegExp(`^solves\\s+${failing.globalPosition - 1}\\s+${head - failing.globalPosition + 1}\\s+failed\\s*$`, 'm'));
+    t.regex(status.stdout, new RegExp(`^namespaces\\s+${head}\\s+0\\s+running\\s*$`, 'm'));
+    t.true(status.stdout.includes(`solves stopped at position ${failing.globalPosition}, event ${failing.id} (SolveCompleted)`), status.stdout);
+    t.regex(status.stdout, broken.error);
+
+    // A second run with the definition still broken stops at the same event again.
+    await catchUp(db.url, db.log, { projections });
+    t.like((await checkpointRows(db.url)).solves, { state: 'failed', position: failing.globalPosition - 1, error_position: failing.globalPosition });
+
+    // Fixed: it resumes from its checkpoint, and every table ends right.
+    await catchUp(db.url, db.log);
+    for (const checkpoint of Object.values(await checkpointRows(db.url))) {
+      t.like(
+        checkpoint,
+        { state: 'running', position: head, error: null, error_position: null, error_event_id: null, error_event_type: null },
+        checkpoint.name,
+      );
+    }
+    await assertTables(t, db.url, EXPECTED);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Live: serve while four writers append concurrently
+
+const WRITERS = [1, 2, 3, 4];
+const ENVIRONMENTS = [1, 2, 3];
+
+/** Writer w's times, minute m: the event's form and the column's. */
+const at = (w: number, m: number) => `2024-04-0${w}T10:${String(m).padStart(2, '0')}:00`;
+const hex = (text: string) => createHash('sha256').update(text).digest('hex');
+
+/** Ids of writer w: one namespace, channel and specification each, three packages, three environments. */
+const ids = {
+  packageOf: (w: number, k: number) => 10 * w + k,
+  packageBuildOf: (w: number, k: number) => 1000 * w + k,
+  environmentOf: (w: number, e: number) => 10 * w + e,
+  /** b: 1 completes, 2 fails and is deleted, 3 is canceled. */
+  buildOf: (w: number, e: number, b: number) => 100 * w + 10 * e + b,
+  artifactOf: (w: number, e: number, b: number) => 1000 * w + 10 * e + b,
+};
+
+/** Writer w's history: a channel sync, a namespace whose environments see builds through their lifecycle, settings. */
+function writerHistory(w: number): Envelope[] {
+  const events: Envelope[] = [];
+  const add = <T extends EventType>(type: T, data: EventData<T>) => events.push(envelopeFor(type, data));
+  add('CondaChannelRegistered', { channel_id: w, name: `channel-${w}` });
+  for (const k of [1, 2, 3]) {
+    const packageId = ids.packageOf(w, k);
+    add('CondaPackageRegistered', { package_id: packageId, channel_id: w, name: `pkg-${k}`, version: `${w}.0` });
+    add('CondaPackageBuildRegistered', {
+      conda_package_build_id: ids.packageBuildOf(w, k), package_id: packageId, channel_id: w, build: 'h0_0', build_number: 0,
+      depends: [], md5: hex(`md5-${w}-${k}`).slice(0, 32), sha256: hex(`pkg-${w}-${k}`), size: 1000 * k, subdir: 'noarch',
+    });
+  }
+  add('CondaChannelSynced', { channel_id: w, last_update: `${at(w, 0)}Z` });
+  add('NamespaceCreated', { namespace_id: w, name: `ns-${w}` });
+  add('SpecificationRegistered', {
+    specification_id: w, name: `env-${w}`, spec: { name: `env-${w}`, dependencies: ['python'] }, sha256: hex(`spec-${w}`),
+    created_on: `${at(w, 1)}Z`, is_lockfile: false,
+  });
+  for (const e of ENVIRONMENTS) {
+    const environment_id = ids.environmentOf(w, e);
+    add('EnvironmentCreated', { environment_id, namespace_id: w, name: `env-${w}-${e}` });
+    const [completed, failed, canceled] = [1, 2, 3].map((b) => ids.buildOf(w, e, b)) as [number, number, number];
+    add('BuildScheduled', { build_id: completed, environment_id, specification_id: w, scheduled_on: `${at(w, 10 * e)}Z`, build_key_version: 2 });
+    add('BuildStarted', { build_id: completed, started_on: `${at(w, 10 * e + 1)}Z` });
+    add('BuildPackagesRecorded', { build_id: completed, conda_package_build_ids: [ids.packageBuildOf(w, 1), ids.packageBuildOf(w, 2)] });
+    add('ArtifactStored', { build_id: completed, build_artifact_id: ids.artifactOf(w, e, 1), artifact_type: 'LOGS', key: `logs/${completed}.log` });
+    add('BuildCompleted', { build_id: completed, ended_on: `${at(w, 10 * e + 2)}Z`, size: completed * 10 });
+    add('EnvironmentCurrentBuildSet', { environment_id, current_build_id: completed });
+    add('BuildScheduled', { build_id: failed, environment_id, specification_id: w, scheduled_on: `${at(w, 10 * e + 3)}Z`, build_key_version: 2 });
+    add('BuildStarted', { build_id: failed, started_on: `${at(w, 10 * e + 4)}Z` });
+    add('ArtifactStored', { build_id: failed, build_artifact_id: ids.artifactOf(w, e, 2), artifact_type: 'LOGS', key: `logs/${failed}.log` });
+    add('BuildFailed', { build_id: failed, ended_on: `${at(w, 10 * e + 5)}Z`, status_info: `build ${failed} failed` });
+    add('BuildDeleted', { build_id: failed, deleted_on: `${at(w, 10 * e + 6)}Z` });
+    add('ArtifactDeleted', { build_id: failed, build_artifact_id: ids.artifactOf(w, e, 2) });
+    add('BuildSizeUpdated', { build_id: failed, size: 0 });
+    add('BuildScheduled', { build_id: canceled, environment_id, specification_id: w, scheduled_on: `${at(w, 10 * e + 7)}Z`, build_key_version: 2 });
+    add('BuildCanceled', { build_id: canceled, ended_on: `${at(w, 10 * e + 8)}Z` });
+  }
+  add('SettingStored', { id: w, prefix: `setting/ns-${w}`, key: 'conda_included_packages', value: [`pkg-${w}`] });
+  add('WorkerInitialized', { id: w, initialized: true });
+  return events;
+}
+
+/** What writer w's history projects to, derived from the generator's plan (not from the handlers). */
+function writerExpectation(w: number) {
+  const environment: TableRow[] = [];
+  const build: TableRow[] = [];
+  const build_artifact: TableRow[] = [];
+  const build_conda_package_build: TableRow[] = [];
+  for (const e of ENVIRONMENTS) {
+    const [completed, failed, canceled] = [1, 2, 3].map((b) => ids.buildOf(w, e, b)) as [number, number, number];
+    environment.push({ id: ids.environmentOf(w, e), namespace_id: w, name: `env-${w}-${e}`, current_build_id: completed, deleted_on: null, description: null });
+    const common = { specification_id: w, environment_id: ids.environmentOf(w, e), build_key_version: 2, hash: null };
+    build.push(
+      { id: completed, ...common, status: 'COMPLETED', size: completed * 10, scheduled_on: at(w, 10 * e), started_on: at(w, 10 * e + 1), ended_on: at(w, 10 * e + 2), deleted_on: null, status_info: null },
+      { id: failed, ...common, status: 'FAILED', size: 0, scheduled_on: at(w, 10 * e + 3), started_on: at(w, 10 * e + 4), ended_on: at(w, 10 * e + 5), deleted_on: at(w, 10 * e + 6), status_info: `build ${failed} failed` },
+      { id: canceled, ...common, status: 'CANCELED', size: 0, scheduled_on: at(w, 10 * e + 7), started_on: null, ended_on: at(w, 10 * e + 8), deleted_on: null, status_info: null },
+    );
+    build_artifact.push({ id: ids.artifactOf(w, e, 1), build_id: completed, artifact_type: 'LOGS', key: `logs/${completed}.log` });
+    build_conda_package_build.push(
+      { build_id: completed, conda_package_build_id: ids.packageBuildOf(w, 1) },
+      { build_id: completed, conda_package_build_id: ids.packageBuildOf(w, 2) },
+    );
+  }
+  return {
+    namespace: [{ id: w, name: `ns-${w}`, deleted_on: null, metadata_: {} }],
+    conda_channel: [{ id: w, name: `channel-${w}`, last_update: at(w, 0) }],
+    conda_package: [1, 2, 3].map((k) => ({
+      id: ids.packageOf(w, k), channel_id: w, license: null, license_family: null, name: `pkg-${k}`, version: `${w}.0`, summary: null, description: null,
+    })),
+    conda_package_build: [1, 2, 3].map((k) => ({
+      id: ids.packageBuildOf(w, k), package_id: ids.packageOf(w, k), channel_id: w, build: 'h0_0', build_number: 0, constrains: null, depends: [],
+      md5: hex(`md5-${w}-${k}`).slice(0, 32), sha256: hex(`pkg-${w}-${k}`), size: 1000 * k, subdir: 'noarch', timestamp: null,
+    })),
+    specification: [{ id: w, name: `env-${w}`, spec: { name: `env-${w}`, dependencies: ['python'] }, sha256: hex(`spec-${w}`), created_on: at(w, 1), is_lockfile: false }],
+    environment,
+    build,
+    build_artifact,
+    build_conda_package_build,
+    keyvaluestore: [{ id: w, prefix: `setting/ns-${w}`, key: 'conda_included_packages', value: [`pkg-${w}`] }],
+    worker: [{ id: w, initialized: true }],
+  } satisfies Partial<Record<TableName, TableRow[]>>;
+}
+
+test('serve projects live while four writers append concurrently, and stops when aborted', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  const histories = WRITERS.map(writerHistory);
+  for (const envelope of histories.flat()) validateEnvelope(envelope); // the generator writes valid events
+
+  const service = createProjectionService({ databaseUrl: db.url, log: db.log, logger: silentLogger, projections: condaStoreProjections, batchSize: 50 });
+  t.teardown(() => service.close());
+  const stop = new AbortController();
+  let served = false;
+  const serving = service.serve(stop.signal).then(() => {
+    served = true;
+  });
+  t.teardown(() => stop.abort());
+
+  // The service is up (its checkpoints exist) before anything is written: what follows is live.
+  await waitUntil(async () => Object.keys(await checkpointRows(db.url)).length === condaStoreProjections.length, 'the service to start');
+
+  // Each writer has a log (a pool, a listener) of its own, like a producer process.
+  const writers: EventLog[] = WRITERS.map(() => createPostgresEventLog({ connectionString: db.url, poolSize: 2 }));
+  t.teardown(() => Promise.all(writers.map((log) => log.close())).then(() => undefined));
+  const appended = await Promise.all(histories.map((history, i) => appendEnvelopes(writers[i]!, history)));
+  t.is(appended.flat().length, histories.flat().length);
+
+  const head = await db.log.headPosition();
+  t.is(head, histories.flat().length);
+  // The writers interleaved: no writer's events form one contiguous run of positions.
+  const interleaved = appended.filter((events) => events[events.length - 1]!.globalPosition - events[0]!.globalPosition + 1 > events.length);
+  t.log(`${interleaved.length} of ${WRITERS.length} writers interleaved with another`);
+
+  // Generous: the global reader waits for every write transaction older than its snapshot's
+  // xmin, those of other databases on the server included (other tests, benchmarks).
+  await waitUntil(async () => Object.values(await checkpointRows(db.url)).every((c) => c.position >= head), `every checkpoint to reach ${head}`, {
+    timeoutMs: 90_000,
+  });
+  t.false(served, 'serve is still running');
+
+  const checkpoints = await checkpointRows(db.url);
+  for (const checkpoint of Object.values(checkpoints)) t.like(checkpoint, { position: head, state: 'running', error: null }, checkpoint.name);
+
+  const expectations = WRITERS.map(writerExpectation);
+  const expected = {} as Record<TableName, TableRow[]>;
+  for (const table of TABLES) {
+    const rows = expectations.flatMap((e) => (e as Partial<Record<TableName, TableRow[]>>)[table] ?? []);
+    const key = table === 'build_conda_package_build' ? (r: TableRow) => [r.build_id, r.conda_package_build_id] : (r: TableRow) => [r.id];
+    expected[table] = rows.sort((a, b) => {
+      const [x, y] = [key(a) as number[], key(b) as number[]];
+      return x[0]! - y[0]! || (x[1] ?? 0) - (y[1] ?? 0);
+    });
+  }
+  expected.namespace_role_mapping = [];
+  expected.namespace_role_mapping_v2 = [];
+  expected.solve = [];
+  expected.solve_conda_package_build = [];
+  expected.conda_store_configuration = [];
+  await assertTables(t, db.url, expected);
+  t.is(expected.build.length, WRITERS.length * ENVIRONMENTS.length * 3);
+
+  // Aborting stops serve: it resolves, promptly.
+  stop.abort();
+  await Promise.race([serving, new Promise((_, reject) => setTimeout(() => reject(new Error('serve did not resolve within 10 s of the abort')), 10_000))]);
+  t.true(served);
+});
+
+// ---------------------------------------------------------------------------------------------
+// 6. Append-time rules: a violation is refused with a clear error, and nothing is appended
+
+/**
+ * Namespace 1 'default' with environments 1 and 2; specification 1; channel 1 with package 1 and
+ * package build 1001. Builds of environment 1: 1 COMPLETED, 2 QUEUED, 3 CANCELED, 4 FAILED;
+ * build 5 of environment 2 COMPLETED.
+ */
+function baseHistory(): Envelope[] {
+  const events: Envelope[] = [];
+  const add = <T extends EventType>(type: T, data: EventData<T>) => events.push(envelopeFor(type, data));
+  add('NamespaceCreated', { namespace_id: 1, name: 'default' });
+  add('SpecificationRegistered', { specification_id: 1, name: 'python-data', spec: specA, sha256: 'a'.repeat(64), created_on: '2024-03-02T10:00:00Z', is_lockfile: false });
+  add('CondaChannelRegistered', { channel_id: 1, name: 'conda-forge' });
+  add('CondaPackageRegistered', { package_id: 1, channel_id: 1, name: 'numpy', version: '1.26.4' });
+  add('CondaPackageBuildRegistered', {
+    conda_package_build_id: 1001, package_id: 1, channel_id: 1, build: 'py312_0', build_number: 0, depends: [], md5: 'm'.repeat(32), sha256: 'c'.repeat(64), size: 1, subdir: 'linux-64',
+  });
+  add('EnvironmentCreated', { environment_id: 1, namespace_id: 1, name: 'python-data' });
+  add('EnvironmentCreated', { environment_id: 2, namespace_id: 1, name: 'other' });
+  const schedule = (build_id: number, environment_id = 1) =>
+    add('BuildScheduled', { build_id, environment_id, specification_id: 1, scheduled_on: '2024-03-02T10:00:00Z', build_key_version: 2 });
+  const start = (build_id: number) => add('BuildStarted', { build_id, started_on: '2024-03-02T10:00:01Z' });
+  schedule(1);
+  start(1);
+  add('BuildCompleted', { build_id: 1, ended_on: '2024-03-02T10:05:00Z' });
+  schedule(2);
+  schedule(3);
+  add('BuildCanceled', { build_id: 3, ended_on: '2024-03-02T10:00:02Z' });
+  schedule(4);
+  start(4);
+  add('BuildFailed', { build_id: 4, ended_on: '2024-03-02T10:00:03Z' });
+  schedule(5, 2);
+  start(5);
+  add('BuildCompleted', { build_id: 5, ended_on: '2024-03-02T10:05:00Z' });
+  return events;
+}
+
+type ErrorClass = new (...args: never[]) => Error;
+
+const refusals: Array<{ title: string; envelope: () => Envelope; error: ErrorClass; message: RegExp }> = [
+  {
+    title: 'BuildStarted on a COMPLETED build',
+    envelope: () => envelopeFor('BuildStarted', { build_id: 1, started_on: '2024-03-02T11:00:00Z' }),
+    error: RuleViolationError,
+    message: /^BuildStarted on build-1: the build is COMPLETED \(allowed: QUEUED\)$/,
+  },
+  {
+    title: 'BuildCompleted on a QUEUED build (it must be BUILDING)',
+    envelope: () => envelopeFor('BuildCompleted', { build_id: 2, ended_on: '2024-03-02T11:00:00Z' }),
+    error: RuleViolationError,
+    message: /^BuildCompleted on build-2: the build is QUEUED \(allowed: BUILDING\)$/,
+  },
+  {
+    title: 'BuildDeleted of a CANCELED build',
+    envelope: () => envelopeFor('BuildDeleted', { build_id: 3, deleted_on: '2024-03-02T11:00:00Z' }),
+    error: RuleViolationError,
+    message: /^BuildDeleted on build-3: the build is CANCELED \(allowed: COMPLETED, FAILED\)$/,
+  },
+  {
+    title: 'EnvironmentCurrentBuildSet to a FAILED build',
+    envelope: () => envelopeFor('EnvironmentCurrentBuildSet', { environment_id: 1, current_build_id: 4 }),
+    error: RuleViolationError,
+    message: /^EnvironmentCurrentBuildSet on environment-1: the current build must be COMPLETED, build 4 is FAILED/,
+  },
+  {
+    title: 'EnvironmentCurrentBuildSet to a build of another environment',
+    envelope: () => envelopeFor('EnvironmentCurrentBuildSet', { environment_id: 1, current_build_id: 5 }),
+    error: PreconditionFailedError,
+    message: /build 5 is not a build of environment-1/,
+  },
+  {
+    title: 'EnvironmentPurged while it has builds',
+    envelope: () => envelopeFor('EnvironmentPurged', { environment_id: 1 }),
+    error: PreconditionFailedError,
+    message: /environment-1 still has builds/,
+  },
+  {
+    title: 'NamespacePurged while it has environments',
+    envelope: () => envelopeFor('NamespacePurged', { namespace_id: 1 }),
+    error: PreconditionFailedError,
+    message: /namespace-1 still has environments/,
+  },
+  {
+    title: 'EnvironmentCreated in a missing namespace',
+    envelope: () => envelopeFor('EnvironmentCreated', { environment_id: 9, namespace_id: 99, name: 'orphan' }),
+    error: PreconditionFailedError,
+    message: /namespace 99 does not exist/,
+  },
+  {
+    title: 'BuildScheduled with a missing specification',
+    envelope: () =>
+      envelopeFor('BuildScheduled', { build_id: 9, environment_id: 1, specification_id: 99, scheduled_on: '2024-03-02T11:00:00Z', build_key_version: 2 }),
+    error: PreconditionFailedError,
+    message: /specification 99 does not exist/,
+  },
+  {
+    title: 'CondaPackageBuildRegistered for a missing package',
+    envelope: () =>
+      envelopeFor('CondaPackageBuildRegistered', {
+        conda_package_build_id: 1009, package_id: 99, channel_id: 1, build: 'py312_0', build_number: 0, depends: [], md5: 'm'.repeat(32), sha256: 'd'.repeat(64), size: 1, subdir: 'linux-64',
+      }),
+    error: PreconditionFailedError,
+    message: /conda_package-99 does not exist/,
+  },
+  {
+    title: 'BuildPackagesRecorded with an unknown package build id',
+    envelope: () => envelopeFor('BuildPackagesRecorded', { build_id: 1, conda_package_build_ids: [1001, 4242] }),
+    error: PreconditionFailedError,
+    message: /conda_package_build 4242 does not exist/,
+  },
+  {
+    title: 'a second NamespaceCreated with a taken name',
+    envelope: () => envelopeFor('NamespaceCreated', { namespace_id: 2, name: 'default' }),
+    error: DuplicateKeyError,
+    message: /namespace\.name.*default|default.*namespace\.name/,
+  },
+  {
+    title: 'a creating event with a numeric expectedVersion',
+    envelope: () => envelopeFor('NamespaceCreated', { namespace_id: 2, name: 'fresh' }, { expectedVersion: 0 }),
+    error: RuleViolationError,
+    message: /^NamespaceCreated on namespace-2: it starts the stream, so expectedVersion must be "no_stream" or absent, not 0$/,
+  },
+  {
+    title: 'a creating event for an id in use (its stream exists)',
+    envelope: () => envelopeFor('NamespaceCreated', { namespace_id: 1, name: 'fresh' }),
+    error: WrongExpectedVersionError,
+    message: /^wrong expected version for stream namespace-1: expected no_stream, actual 0$/,
+  },
+];
+
+for (const refusal of refusals) {
+  test(`append-time rules refuse ${refusal.title}, and nothing is appended`, async (t) => {
+    await slot(t);
+    const db = await testLog(t);
+    await appendEnvelopes(db.log, baseHistory());
+    const envelope = refusal.envelope();
+    validateEnvelope(envelope); // well-formed: only the rule refuses it
+    const head = await db.log.headPosition();
+    const streamBefore = await db.log.readStream(envelope.stream);
+
+    const error = await t.throwsAsync(appendEnvelopes(db.log, [envelope]), { instanceOf: refusal.error });
+    t.regex(error!.message, refusal.message);
+
+    t.is(await db.log.headPosition(), head, 'nothing appended');
+    t.deepEqual(await db.log.readStream(envelope.stream), streamBefore);
+    const [{ count }] = (await db.query<{ count: number }>('SELECT count(*)::int AS count FROM event_store.events WHERE id = $1', [envelope.id])) as [{ count: number }];
+    t.is(count, 0);
+
+    // The log still projects, completely: the refused event left no trace in the tables either.
+    await catchUp(db.url, db.log);
+    t.true(Object.values(await checkpointRows(db.url)).every((c) => c.state === 'running' && c.position === head));
+  });
+}
