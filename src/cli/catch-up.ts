@@ -3,7 +3,7 @@ import { condaStoreProjections } from '../../projections/index.js';
 import { createProjectionService } from '../projection/service.js';
 import { parsePositive } from './append.js';
 import { createProgress } from './progress.js';
-import { runCommand } from './runtime.js';
+import { runCommand, stopOnSignals } from './runtime.js';
 
 export function catchUpCommand(program: Command): void {
   program
@@ -22,11 +22,9 @@ export function catchUpCommand(program: Command): void {
           batchSize: options.batchSize,
           onBatch: ({ position }) => progress.update(Math.min(position, head)),
         });
-        const stop = new AbortController();
-        const onSignal = () => stop.abort();
-        process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+        const stop = stopOnSignals(logger);
         try {
-          await service.catchUp(stop.signal);
+          await service.catchUp(stop);
         } finally {
           progress.stop();
           await service.close();

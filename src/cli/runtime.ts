@@ -36,3 +36,14 @@ export async function runCommand(action: (runtime: Runtime) => Promise<number | 
   }
   process.exit(code);
 }
+
+/** An AbortSignal that SIGINT or SIGTERM aborts: long commands finish their batch, save, and exit 0. */
+export function stopOnSignals(logger: Logger): AbortSignal {
+  const stop = new AbortController();
+  const onSignal = (signal: string) => {
+    logger.info({ signal }, 'shutting down');
+    stop.abort();
+  };
+  process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+  return stop.signal;
+}

@@ -3,7 +3,7 @@ import { condaStoreProjections } from '../../projections/index.js';
 import { migrateLatest } from '../db/migrate.js';
 import { createProjectionService } from '../projection/service.js';
 import { parsePositive } from './append.js';
-import { runCommand } from './runtime.js';
+import { runCommand, stopOnSignals } from './runtime.js';
 
 export function serveCommand(program: Command): void {
   program
@@ -26,15 +26,10 @@ export function serveCommand(program: Command): void {
           onBatch: ({ group, position, events }) => logger.debug({ group, position, events }, 'batch applied'),
         });
         // Clean shutdown: the in-flight batch finishes and commits with its checkpoint, then we exit.
-        const stop = new AbortController();
-        const onSignal = (signal: string) => {
-          logger.info({ signal }, 'shutting down');
-          stop.abort();
-        };
-        process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+        const stop = stopOnSignals(logger);
         logger.info('serving');
         try {
-          await service.serve(stop.signal);
+          await service.serve(stop);
         } finally {
           await service.close();
         }
