@@ -88,52 +88,63 @@ export async function down(knex: Knex): Promise<void> {
  * DETAIL carries a JSON object with the facts (stream, expected, actual, key, ...).
  */
 const APPEND_EVENTS_FUNCTION = `
--- For the appended groups (all of them, or only p_only_group): checks their preconditions,
--- releases the keys they give up, then claims their keys. A key held by another stream is a
--- duplicate; re-claiming a key one's own stream holds is not. Preconditions see the log as it
--- was before this call, plus the keys of earlier groups of the call.
-CREATE FUNCTION event_store.apply_keys(
-  p_streams text[], p_found int[], p_size int[], p_only_group int,
-  p_claim_group int[], p_claim_name text[], p_claim_value text[], p_claim_parent text[],
-  p_release_group int[], p_release_name text[], p_release_value text[],
+-- The first precondition of the appended groups (all of them, or only p_only_group) that does
+-- not hold, or nothing. Keys claimed by this call count only for groups after the claiming one:
+-- a batch may create a namespace and then an environment in it, not the other way round.
+-- Set-based (one hash join), so a batch of thousands of package builds is one statement.
+CREATE FUNCTION event_store.failed_precondition(
+  p_found int[], p_size int[], p_only_group int,
+  p_claim_group int[], p_claim_name text[], p_claim_value text[],
   p_cond_group int[], p_cond_stream text[], p_cond_kind text[], p_cond_arg text[], p_cond_message text[]
+) RETURNS TABLE (grp int, subject text, kind text, message text) LANGUAGE sql STABLE AS $fn$
+  WITH claimed AS (
+    SELECT cl.name, cl.value, min(cl.grp) AS grp
+    FROM unnest(p_claim_group, p_claim_name, p_claim_value) AS cl(grp, name, value)
+    WHERE p_found[cl.grp] < p_size[cl.grp]
+    GROUP BY 1, 2
+  ), conditions AS (
+    SELECT c.grp, c.stream, c.kind, c.arg, c.message, c.ord,
+           CASE c.kind WHEN 'key' THEN c.arg ELSE 'stream' END AS key_name
+    FROM unnest(p_cond_group, p_cond_stream, p_cond_kind, p_cond_arg, p_cond_message)
+           WITH ORDINALITY AS c(grp, stream, kind, arg, message, ord)
+    WHERE p_found[c.grp] < p_size[c.grp] AND (p_only_group IS NULL OR c.grp = p_only_group)
+  )
+  SELECT c.grp, c.stream, c.kind, c.message
+  FROM conditions c
+  LEFT JOIN claimed later ON later.name = c.key_name AND later.value = c.stream AND later.grp >= c.grp
+  WHERE NOT (CASE c.kind
+    -- 'exists': the aggregate of stream c.stream exists (its key "stream" is held)
+    WHEN 'exists' THEN later.grp IS NULL AND EXISTS (
+      SELECT 1 FROM event_store.keys k WHERE k.name = 'stream' AND k.value = c.stream)
+    -- 'key': the key (c.arg, c.stream) is held, e.g. a package build id
+    WHEN 'key' THEN later.grp IS NULL AND EXISTS (
+      SELECT 1 FROM event_store.keys k WHERE k.name = c.arg AND k.value = c.stream)
+    -- 'child_of': the aggregate of stream c.stream exists and its parent is c.arg
+    WHEN 'child_of' THEN later.grp IS NULL AND EXISTS (
+      SELECT 1 FROM event_store.keys k WHERE k.name = 'stream' AND k.value = c.stream AND k.parent = c.arg)
+    WHEN 'no_children' THEN NOT EXISTS (
+      SELECT 1 FROM event_store.keys k
+      WHERE k.parent = c.stream AND k.name = 'stream'
+        AND NOT EXISTS (SELECT 1 FROM claimed cl WHERE cl.name = 'stream' AND cl.value = k.value AND cl.grp >= c.grp))
+    -- 'version': the stream is at version c.arg (the events of this call are not inserted yet)
+    WHEN 'version' THEN c.arg::int = coalesce(
+      (SELECT max(e.stream_version) FROM event_store.events e WHERE e.stream = c.stream), -1)
+    ELSE false
+  END)
+  ORDER BY c.grp, c.ord
+  LIMIT 1
+$fn$;
+
+-- Claims keys for the appended groups (all of them, or only p_only_group). A key held by another
+-- stream is a duplicate; re-claiming a key one's own stream holds is not.
+CREATE FUNCTION event_store.claim_keys(
+  p_streams text[], p_found int[], p_size int[], p_only_group int,
+  p_claim_group int[], p_claim_name text[], p_claim_value text[], p_claim_parent text[]
 ) RETURNS void LANGUAGE plpgsql AS $fn$
 DECLARE
   r record;
   v_owner text;
 BEGIN
-  FOR r IN
-    SELECT c.grp, c.stream, c.kind, c.arg, c.message
-    FROM unnest(p_cond_group, p_cond_stream, p_cond_kind, p_cond_arg, p_cond_message) AS c(grp, stream, kind, arg, message)
-    WHERE (p_only_group IS NULL OR c.grp = p_only_group) AND p_found[c.grp] < p_size[c.grp]
-  LOOP
-    IF NOT (CASE r.kind
-      -- 'exists': the aggregate of stream r.stream exists (its key "stream" is claimed, not released)
-      WHEN 'exists' THEN EXISTS (
-        SELECT 1 FROM event_store.keys k WHERE k.name = 'stream' AND k.value = r.stream)
-      -- 'key': the key (r.arg, r.stream) is held, e.g. a package build id
-      WHEN 'key' THEN EXISTS (
-        SELECT 1 FROM event_store.keys k WHERE k.name = r.arg AND k.value = r.stream)
-      -- 'child_of': the aggregate of stream r.stream exists and its parent is r.arg
-      WHEN 'child_of' THEN EXISTS (
-        SELECT 1 FROM event_store.keys k WHERE k.name = 'stream' AND k.value = r.stream AND k.parent = r.arg)
-      WHEN 'no_children' THEN NOT EXISTS (
-        SELECT 1 FROM event_store.keys k WHERE k.parent = r.stream AND k.name = 'stream')
-      WHEN 'version' THEN r.arg::int = coalesce(
-        (SELECT max(e.stream_version) FROM event_store.events e WHERE e.stream = r.stream), -1)
-      ELSE false
-    END) THEN
-      RAISE EXCEPTION '%', r.message
-        USING ERRCODE = 'CS005',
-              DETAIL = json_build_object('stream', p_streams[r.grp], 'condition', r.kind, 'subject', r.stream)::text;
-    END IF;
-  END LOOP;
-
-  DELETE FROM event_store.keys k
-  USING unnest(p_release_group, p_release_name, p_release_value) AS rl(grp, name, value)
-  WHERE (p_only_group IS NULL OR rl.grp = p_only_group) AND p_found[rl.grp] < p_size[rl.grp]
-    AND k.name = rl.name AND k.stream = p_streams[rl.grp] AND (rl.value IS NULL OR k.value = rl.value);
-
   FOR r IN
     WITH wanted AS (
       SELECT c.grp, c.name, c.value, c.parent
@@ -177,7 +188,7 @@ CREATE FUNCTION event_store.append_events(
   p_release_value text[], -- NULL: every key of that name the stream holds
   p_cond_group  int[],    -- per precondition
   p_cond_stream text[],
-  p_cond_kind   text[],   -- 'exists' | 'key' | 'child_of' | 'version' | 'no_children' (see apply_keys)
+  p_cond_kind   text[],   -- 'exists' | 'key' | 'child_of' | 'version' | 'no_children' (see failed_precondition)
   p_cond_arg    text[],
   p_cond_message text[]
 ) RETURNS TABLE (event_id uuid, global_position bigint, stream_version int, recorded_at timestamptz, duplicate boolean)
@@ -314,19 +325,33 @@ BEGIN
       END IF;
     END LOOP;
 
-    -- 6. Keys and preconditions, group by group in call order: a batch may create a namespace
-    --    and then an environment in it, or purge a name and re-create it. One pass for all
-    --    groups when nothing in the call can depend on an earlier group (the common case).
-    IF n_groups = 1 OR (coalesce(cardinality(p_release_name), 0) = 0 AND coalesce(cardinality(p_cond_kind), 0) = 0) THEN
-      PERFORM event_store.apply_keys(p_streams, v_found, v_size, NULL,
-        p_claim_group, p_claim_name, p_claim_value, p_claim_parent, p_release_group, p_release_name, p_release_value,
-        p_cond_group, p_cond_stream, p_cond_kind, p_cond_arg, p_cond_message);
+    -- 6. Keys and preconditions. Without releases, in bulk: claims first, then every
+    --    precondition in one statement (claims of this call count only for later groups). With
+    --    releases (purges, rare), group by group: preconditions, releases, claims, so that a purge
+    --    and the re-creation of the same name later in the batch see each other in order.
+    IF coalesce(cardinality(p_release_name), 0) = 0 THEN
+      PERFORM event_store.claim_keys(p_streams, v_found, v_size, NULL,
+        p_claim_group, p_claim_name, p_claim_value, p_claim_parent);
+      SELECT * INTO r FROM event_store.failed_precondition(v_found, v_size, NULL,
+        p_claim_group, p_claim_name, p_claim_value, p_cond_group, p_cond_stream, p_cond_kind, p_cond_arg, p_cond_message);
+      IF FOUND THEN
+        RAISE EXCEPTION '%', r.message USING ERRCODE = 'CS005',
+          DETAIL = json_build_object('stream', p_streams[r.grp], 'condition', r.kind, 'subject', r.subject)::text;
+      END IF;
     ELSE
       FOR g IN 1..n_groups LOOP
         CONTINUE WHEN v_found[g] = v_size[g];
-        PERFORM event_store.apply_keys(p_streams, v_found, v_size, g,
-          p_claim_group, p_claim_name, p_claim_value, p_claim_parent, p_release_group, p_release_name, p_release_value,
-          p_cond_group, p_cond_stream, p_cond_kind, p_cond_arg, p_cond_message);
+        SELECT * INTO r FROM event_store.failed_precondition(v_found, v_size, g,
+          p_claim_group, p_claim_name, p_claim_value, p_cond_group, p_cond_stream, p_cond_kind, p_cond_arg, p_cond_message);
+        IF FOUND THEN
+          RAISE EXCEPTION '%', r.message USING ERRCODE = 'CS005',
+            DETAIL = json_build_object('stream', p_streams[r.grp], 'condition', r.kind, 'subject', r.subject)::text;
+        END IF;
+        DELETE FROM event_store.keys k
+        USING unnest(p_release_group, p_release_name, p_release_value) AS rl(grp, name, value)
+        WHERE rl.grp = g AND k.name = rl.name AND k.stream = p_streams[g] AND (rl.value IS NULL OR k.value = rl.value);
+        PERFORM event_store.claim_keys(p_streams, v_found, v_size, g,
+          p_claim_group, p_claim_name, p_claim_value, p_claim_parent);
       END LOOP;
     END IF;
 

@@ -55,6 +55,27 @@ function toProjected(event: RecordedEvent): ProjectedEvent | undefined {
   };
 }
 
+/**
+ * Reads the next batch while the current one is being applied: PostgreSQL writes one batch while
+ * this process receives and parses the next, which keeps both cores busy.
+ */
+async function* readAhead<T>(source: AsyncIterable<T>): AsyncGenerator<T> {
+  const iterator = source[Symbol.asyncIterator]();
+  let next = iterator.next();
+  try {
+    for (;;) {
+      const result = await next;
+      if (result.done) return;
+      next = iterator.next();
+      yield result.value;
+    }
+  } finally {
+    // The batch read ahead is dropped: its events are read again from the checkpoint next time.
+    next.catch(() => undefined);
+    void iterator.return?.(undefined)?.catch(() => undefined);
+  }
+}
+
 export function createRunner(options: RunnerOptions): Runner {
   const { pool, projections, logger } = options;
   const batchSize = options.batchSize ?? 1000;
@@ -213,7 +234,7 @@ export function createRunner(options: RunnerOptions): Runner {
   async function consume(source: AsyncIterable<RecordedEvent[]>, signal?: AbortSignal): Promise<number> {
     let position = 0;
     let count = 0;
-    for await (const batch of source) {
+    for await (const batch of readAhead(source)) {
       await applyWithRetry(batch, signal);
       position = batch[batch.length - 1]!.globalPosition;
       count += batch.length;
