@@ -335,6 +335,9 @@ async function main() {
   ));
   const costliestNested = cseBreakdown.statements.find((b) => b.nested);
   if (costliestNested) log(`\nslowest run of the costliest nested statement:\n${costliestNested.slowestPlan.trimEnd()}`);
+  for (const scanning of cseBreakdown.statements.filter((b) => b !== costliestNested && /Seq Scan on events/.test(b.slowestPlan))) {
+    log(`\na nested statement whose cached plan scans the whole log (mean ${fmt(scanning.meanMs, 3)} ms):\n${scanning.slowestPlan.trimEnd()}`);
+  }
 
   // ------------------------------------------------------------------- global reads
   // From an empty log again (same database name, recreated), so that the sizes are exact and the

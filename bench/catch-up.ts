@@ -202,7 +202,7 @@ async function main() {
   console.log(`rate at the end vs the start: ${fmt(cse.lastRate / cse.firstRate, 2)}x (target >= 1.0x, i.e. no slowdown as the log grows) ${cse.lastRate >= cse.firstRate * 0.9 ? 'PASS' : 'MISS'}`);
   const file = writeResults('catch-up', { date: new Date().toISOString(), total, batch: BATCH, environment: env, catchUp: cse, baseline: raw, ratio });
   console.log(`results: ${file}`);
-  await dropDatabase(url);
+  if (!process.env.KEEP_BENCH_DB) await dropDatabase(url);
 }
 
 await main();

@@ -202,7 +202,9 @@ DECLARE
   v_ver     int[];          -- per event: stream version
   v_at      timestamptz[];  -- per event: recorded_at
   v_dup     boolean[];      -- per event: already in the log
-  v_current jsonb;          -- stream -> current version, advanced as groups are appended
+  v_versions int[];         -- per distinct stream: current version, advanced as events are placed
+  v_group_stream int[];     -- per group: index of its stream in v_versions
+  v_checked boolean[];      -- per group: expected version checked
   v_cur     int;
   v_exp     text;
   v_first   bigint;
@@ -267,37 +269,43 @@ BEGIN
     END IF;
   END LOOP;
 
-  -- 3. Current version of each written stream (-1: no stream), read under the locks above.
-  SELECT coalesce(jsonb_object_agg(s.stream, coalesce(
-           (SELECT max(e.stream_version) FROM event_store.events e WHERE e.stream = s.stream), -1)),
-         '{}'::jsonb)
-    INTO v_current
-    FROM (SELECT DISTINCT unnest(p_streams) AS stream) s;
+  -- 3. Current version of each written stream (-1: no stream), read under the locks above, in
+  --    an array indexed by stream, and for each group the index of its stream.
+  WITH streams AS (
+    SELECT d.stream, row_number() OVER (ORDER BY d.stream)::int AS idx
+    FROM (SELECT DISTINCT unnest(p_streams) AS stream) d
+  )
+  SELECT (SELECT array_agg(coalesce((SELECT max(e.stream_version) FROM event_store.events e WHERE e.stream = s.stream), -1)
+                           ORDER BY s.idx) FROM streams s),
+         (SELECT array_agg(s.idx ORDER BY g.ord) FROM unnest(p_streams) WITH ORDINALITY AS g(stream, ord)
+                                                 JOIN streams s ON s.stream = g.stream)
+    INTO v_versions, v_group_stream;
 
-  -- 4. Expected versions, group by group, in call order; stream versions of the new events.
-  FOR g IN 1..n_groups LOOP
+  -- 4. Expected versions, checked at each group's first event in call order (a group's events
+  --    are contiguous); stream versions of the new events. One pass over the events.
+  v_checked := array_fill(false, ARRAY[n_groups]);
+  FOR i IN 1..n_events LOOP
+    g := p_groups[i];
     CONTINUE WHEN v_found[g] = v_size[g];
-    v_cur := (v_current ->> p_streams[g])::int;
-    v_exp := coalesce(p_expected[g], 'any');
-    IF NOT (CASE v_exp
-      WHEN 'any' THEN true
-      WHEN 'no_stream' THEN v_cur = -1
-      WHEN 'stream_exists' THEN v_cur >= 0
-      ELSE v_cur = v_exp::int
-    END) THEN
-      RAISE EXCEPTION 'wrong expected version for stream %: expected %, actual %', p_streams[g], v_exp,
-        CASE WHEN v_cur = -1 THEN 'no_stream' ELSE v_cur::text END
-        USING ERRCODE = 'CS001',
-              DETAIL = json_build_object('stream', p_streams[g], 'expected', v_exp, 'actual', v_cur)::text;
-    END IF;
-    FOR i IN 1..n_events LOOP
-      IF p_groups[i] = g THEN
-        v_cur := v_cur + 1;
-        v_ver[i] := v_cur;
-        v_new := v_new + 1;
+    v_cur := v_versions[v_group_stream[g]];
+    IF NOT v_checked[g] THEN
+      v_checked[g] := true;
+      v_exp := coalesce(p_expected[g], 'any');
+      IF NOT (CASE v_exp
+        WHEN 'any' THEN true
+        WHEN 'no_stream' THEN v_cur = -1
+        WHEN 'stream_exists' THEN v_cur >= 0
+        ELSE v_cur = v_exp::int
+      END) THEN
+        RAISE EXCEPTION 'wrong expected version for stream %: expected %, actual %', p_streams[g], v_exp,
+          CASE WHEN v_cur = -1 THEN 'no_stream' ELSE v_cur::text END
+          USING ERRCODE = 'CS001',
+                DETAIL = json_build_object('stream', p_streams[g], 'expected', v_exp, 'actual', v_cur)::text;
       END IF;
-    END LOOP;
-    v_current := jsonb_set(v_current, ARRAY[p_streams[g]], to_jsonb(v_cur));
+    END IF;
+    v_ver[i] := v_cur + 1;
+    v_versions[v_group_stream[g]] := v_cur + 1;
+    v_new := v_new + 1;
   END LOOP;
 
   IF v_new > 0 THEN

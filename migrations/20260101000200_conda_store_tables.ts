@@ -90,7 +90,7 @@ export async function up(knex: Knex): Promise<void> {
       spec        json NOT NULL,
       sha256      varchar(255) NOT NULL,
       created_on  timestamp without time zone,
-      is_lockfile boolean NOT NULL DEFAULT false,
+      -- is_lockfile comes with its own migration (20260101000350), as in conda-store (bf065abf375b).
       CONSTRAINT specification_pkey PRIMARY KEY (id),
       CONSTRAINT specification_sha256_key UNIQUE (sha256)
     )`);

@@ -11,12 +11,13 @@ import type { ProjectionDefinition } from '../src/projection/definition.js';
 import { builds } from './builds.js';
 import { channels } from './channels.js';
 import { environments } from './environments.js';
+import { namespaceUsage } from './namespace-usage.js';
 import { namespaces } from './namespaces.js';
 import { serverState } from './server-state.js';
 import { solves } from './solves.js';
 import { specifications } from './specifications.js';
 
-export { builds, channels, environments, namespaces, serverState, solves, specifications };
+export { builds, channels, environments, namespaces, namespaceUsage, serverState, solves, specifications };
 
 export const condaStoreProjections: ProjectionDefinition[] = [
   namespaces,
@@ -28,7 +29,10 @@ export const condaStoreProjections: ProjectionDefinition[] = [
   serverState,
 ];
 
+/** Every projection the commands run: conda-store's tables, then read models of this project's own. */
+export const allProjections: ProjectionDefinition[] = [...condaStoreProjections, namespaceUsage];
+
 /** The projections by name, as the command line names them ('namespaces', 'server-state', ...). */
 export const projectionsByName: Readonly<Record<string, ProjectionDefinition>> = Object.freeze(
-  Object.fromEntries(condaStoreProjections.map((projection) => [projection.name, projection])),
+  Object.fromEntries(allProjections.map((projection) => [projection.name, projection])),
 );

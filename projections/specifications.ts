@@ -1,9 +1,13 @@
-/** specification, from the specification stream. */
+/**
+ * specification, from the specification stream.
+ * v2: writes is_lockfile (the column conda-store's alembic revision bf065abf375b added; here
+ * migration 20260101000350 plus `rebuild-projections`, see the README's worked example).
+ */
 import { defineProjection } from '../src/projection/definition.js';
 
 export const specifications = defineProjection({
   name: 'specifications',
-  version: 1,
+  version: 2,
   group: 'conda-store',
   tables: ['specification'],
   handlers: {

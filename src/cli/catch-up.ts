@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { condaStoreProjections } from '../../projections/index.js';
+import { allProjections } from '../../projections/index.js';
 import { createProjectionService } from '../projection/service.js';
 import { parsePositive } from './append.js';
 import { createProgress } from './progress.js';
@@ -18,7 +18,7 @@ export function catchUpCommand(program: Command): void {
           databaseUrl: config.databaseUrl,
           log,
           logger,
-          projections: condaStoreProjections,
+          projections: allProjections,
           batchSize: options.batchSize,
           onBatch: ({ position }) => progress.update(Math.min(position, head)),
         });

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { condaStoreProjections } from '../../projections/index.js';
+import { allProjections } from '../../projections/index.js';
 import { migrateLatest } from '../db/migrate.js';
 import { createProjectionService } from '../projection/service.js';
 import { parsePositive } from './append.js';
@@ -21,7 +21,7 @@ export function serveCommand(program: Command): void {
           databaseUrl: config.databaseUrl,
           log,
           logger,
-          projections: condaStoreProjections,
+          projections: allProjections,
           batchSize: options.batchSize,
           onBatch: ({ group, position, events }) => logger.debug({ group, position, events }, 'batch applied'),
         });

@@ -13,6 +13,7 @@ import type { Logger } from '../logger.js';
 import { describeTables, type TableInfo } from './columns.js';
 import { ensureCheckpoints, lockCheckpoints, markFailed, resumeFailed, saveCheckpoints, type CheckpointRow } from './checkpoint.js';
 import { changesFor, type ProjectedEvent, type ProjectionDefinition, type RowChange } from './definition.js';
+import { recordMissingFingerprints } from './fingerprint.js';
 import { compileChanges } from './statements.js';
 import { isTransient } from './transient.js';
 
@@ -95,6 +96,7 @@ export function createRunner(options: RunnerOptions): Runner {
       }
       await ensureCheckpoints(pool, names);
       await resumeFailed(pool, names);
+      if (schema === 'public') await recordMissingFingerprints(pool, projections);
     })().catch((error) => {
       initialised = undefined;
       throw error;

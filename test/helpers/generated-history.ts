@@ -206,9 +206,11 @@ export function generatedHistory(options: GeneratedHistoryOptions): Envelope[] {
 /**
  * Appends envelopes in order, in atomic batches of `batchSize` (decide, then one `append` call per
  * batch, as `conda-store-events append` does): much faster than one append per event. Throws on
- * the first envelope a rule refuses.
+ * the first envelope a rule refuses. The default of 100 is the fastest measured: the cost of one
+ * `append_events` call grows faster than linearly with the number of requests in it
+ * (3,800 events: 2.1 s in batches of 100, 6.1 s in batches of 500, 33 s in one batch).
  */
-export async function appendInBatches(log: EventLog, envelopes: readonly Envelope[], batchSize = 500): Promise<AppendedEvent[]> {
+export async function appendInBatches(log: EventLog, envelopes: readonly Envelope[], batchSize = 100): Promise<AppendedEvent[]> {
   const appended: AppendedEvent[] = [];
   for (let start = 0; start < envelopes.length; start += batchSize) {
     const batch = envelopes.slice(start, start + batchSize);

@@ -1,0 +1,52 @@
+/**
+ * namespace_usage: a read model conda-store does not have, built from old history by a migration
+ * plus `rebuild-projections` (the README's second worked example): per namespace, how many builds
+ * were scheduled, how many completed, and the total size of its completed builds.
+ *
+ * It is a group of its own (no foreign keys to conda-store's tables), so it is owned, applied and
+ * rebuilt independently. Events name a build's environment, not its namespace: two small tables
+ * of its own remember which namespace an environment and a build belong to.
+ */
+import { defineProjection } from '../src/projection/definition.js';
+
+const COUNT_BUILD = `
+  WITH owner AS (
+    INSERT INTO namespace_usage_build (build_id, namespace_id, completed, size)
+    SELECT $1::integer, e.namespace_id, false, 0 FROM namespace_usage_environment e WHERE e.environment_id = $2::integer
+    RETURNING namespace_id
+  )
+  UPDATE namespace_usage u SET builds = u.builds + 1 FROM owner WHERE u.namespace_id = owner.namespace_id`;
+
+const COMPLETE_BUILD = `
+  WITH done AS (
+    UPDATE namespace_usage_build SET completed = true, size = coalesce($2::bigint, size)
+    WHERE build_id = $1::integer AND NOT completed
+    RETURNING namespace_id, size
+  )
+  UPDATE namespace_usage u SET completed_builds = u.completed_builds + 1, total_size = u.total_size + done.size
+  FROM done WHERE u.namespace_id = done.namespace_id`;
+
+const RESIZE_BUILD = `
+  WITH old AS (SELECT namespace_id, size, completed FROM namespace_usage_build WHERE build_id = $1::integer),
+  resized AS (UPDATE namespace_usage_build SET size = $2::bigint WHERE build_id = $1::integer RETURNING build_id)
+  UPDATE namespace_usage u SET total_size = u.total_size - old.size + $2::bigint
+  FROM old WHERE u.namespace_id = old.namespace_id AND old.completed AND EXISTS (SELECT 1 FROM resized)`;
+
+export const namespaceUsage = defineProjection({
+  name: 'namespace_usage',
+  version: 1,
+  group: 'namespace_usage',
+  tables: ['namespace_usage', 'namespace_usage_environment', 'namespace_usage_build'],
+  handlers: {
+    NamespaceCreated: ({ data }) => [
+      { op: 'insert', table: 'namespace_usage', row: { namespace_id: data.namespace_id, builds: 0, completed_builds: 0, total_size: 0 } },
+    ],
+    NamespacePurged: ({ data }) => [{ op: 'delete', table: 'namespace_usage', where: { namespace_id: data.namespace_id } }],
+    EnvironmentCreated: ({ data }) => [
+      { op: 'insert', table: 'namespace_usage_environment', row: { environment_id: data.environment_id, namespace_id: data.namespace_id } },
+    ],
+    BuildScheduled: ({ data }) => [{ op: 'sql', table: 'namespace_usage', text: COUNT_BUILD, values: [data.build_id, data.environment_id] }],
+    BuildCompleted: ({ data }) => [{ op: 'sql', table: 'namespace_usage', text: COMPLETE_BUILD, values: [data.build_id, data.size ?? null] }],
+    BuildSizeUpdated: ({ data }) => [{ op: 'sql', table: 'namespace_usage', text: RESIZE_BUILD, values: [data.build_id, data.size] }],
+  },
+});
