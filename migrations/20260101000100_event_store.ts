@@ -146,19 +146,21 @@ DECLARE
   v_owner text;
 BEGIN
   FOR r IN
+    -- Streams are joined by group number, not subscripted: p_streams[i] on a text array walks
+    -- the array from its start, which would make a batch of thousands quadratic.
     WITH wanted AS (
-      SELECT c.grp, c.name, c.value, c.parent
+      SELECT c.grp, c.name, c.value, c.parent, s.stream
       FROM unnest(p_claim_group, p_claim_name, p_claim_value, p_claim_parent) AS c(grp, name, value, parent)
+      JOIN unnest(p_streams) WITH ORDINALITY AS s(stream, grp) ON s.grp = c.grp
       WHERE (p_only_group IS NULL OR c.grp = p_only_group) AND p_found[c.grp] < p_size[c.grp]
     ), inserted AS (
       INSERT INTO event_store.keys (name, value, stream, parent)
-      SELECT w.name, w.value, p_streams[w.grp], w.parent FROM wanted w
+      SELECT w.name, w.value, w.stream, w.parent FROM wanted w
       ON CONFLICT (name, value) DO NOTHING
       RETURNING name, value, stream
     )
     SELECT w.grp, w.name, w.value FROM wanted w
-    WHERE NOT EXISTS (SELECT 1 FROM inserted i
-                      WHERE i.name = w.name AND i.value = w.value AND i.stream = p_streams[w.grp])
+    WHERE NOT EXISTS (SELECT 1 FROM inserted i WHERE i.name = w.name AND i.value = w.value AND i.stream = w.stream)
   LOOP
     SELECT k.stream INTO v_owner FROM event_store.keys k WHERE k.name = r.name AND k.value = r.value;
     IF v_owner IS DISTINCT FROM p_streams[r.grp] THEN
@@ -244,15 +246,17 @@ BEGIN
     v_size[p_groups[i]] := v_size[p_groups[i]] + 1;
   END LOOP;
   FOR r IN
-    SELECT x.ord::int AS i, e.stream, e.type, e.data, e.global_position, e.stream_version, e.recorded_at
-    FROM unnest(p_ids) WITH ORDINALITY AS x(id, ord)
+    SELECT x.ord::int AS i, x.grp, x.id, e.stream, e.type, e.global_position, e.stream_version, e.recorded_at,
+           (e.stream <> s.stream OR e.type <> x.type OR e.data <> x.data) AS differs
+    FROM unnest(p_ids, p_groups, p_types, p_data) WITH ORDINALITY AS x(id, grp, type, data, ord)
     JOIN event_store.events e ON e.id = x.id
+    JOIN unnest(p_streams) WITH ORDINALITY AS s(stream, grp) ON s.grp = x.grp
   LOOP
-    g := p_groups[r.i];
-    IF r.stream <> p_streams[g] OR r.type <> p_types[r.i] OR r.data <> p_data[r.i] THEN
-      RAISE EXCEPTION 'event % is already in the log with different content', p_ids[r.i]
+    g := r.grp;
+    IF r.differs THEN
+      RAISE EXCEPTION 'event % is already in the log with different content', r.id
         USING ERRCODE = 'CS002',
-              DETAIL = json_build_object('id', p_ids[r.i], 'stream', r.stream, 'type', r.type,
+              DETAIL = json_build_object('id', r.id, 'stream', r.stream, 'type', r.type,
                                          'global_position', r.global_position)::text;
     END IF;
     v_found[g] := v_found[g] + 1;
@@ -366,10 +370,12 @@ BEGIN
     -- 7. The events, after the preconditions, which see the log as it was before this call.
     INSERT INTO event_store.events
       (global_position, id, stream, stream_version, type, data, metadata, recorded_at, transaction_id)
-    SELECT x.pos, x.id, p_streams[x.grp], x.ver, x.type, x.data, coalesce(x.meta, '{}'::jsonb), v_now, v_tx
+    SELECT x.pos, x.id, s.stream, x.ver, x.type, x.data, coalesce(x.meta, '{}'::jsonb), v_now, v_tx
     FROM unnest(v_pos, p_ids, p_groups, v_ver, p_types, p_data, p_metadata, v_dup)
       AS x(pos, id, grp, ver, type, data, meta, dup)
-    WHERE NOT x.dup;
+    JOIN unnest(p_streams) WITH ORDINALITY AS s(stream, grp) ON s.grp = x.grp
+    WHERE NOT x.dup
+    ORDER BY x.pos;
   END IF;
 
   RETURN QUERY
