@@ -1,9 +1,23 @@
 import { Command } from 'commander';
+import type { Logger } from '../logger.js';
 import { allProjections } from '../../projections/index.js';
-import { planRebuild, rebuildGroup } from '../projection/rebuild.js';
+import { planRebuild, rebuildGroups } from '../projection/rebuild.js';
 import { parsePositive } from './append.js';
 import { createProgress } from './progress.js';
 import { EXIT, runCommand, stopOnSignals } from './runtime.js';
+
+/**
+ * Test hook (crash tests): with CSE_REBUILD_PAUSE_AT=filled|finished|swapping the rebuild logs
+ * `rebuild paused` at that phase and waits there until it is killed.
+ */
+function pauseAt(phase: string | undefined, logger: Logger) {
+  if (!phase) return undefined;
+  return async (reached: string) => {
+    if (reached !== phase) return;
+    logger.info({ phase }, 'rebuild paused');
+    await new Promise(() => undefined);
+  };
+}
 
 const program = new Command('rebuild-projections')
   .description('rebuild projections from the log into shadow tables, then swap them in atomically')
@@ -30,20 +44,21 @@ swap leaves everything as it was. Exit code 0 on success, 2 on failure.`)
       }
       if (options.dryRun) return;
       const signal = stopOnSignals(logger);
-      for (const entry of plan) {
-        const head = await log.headPosition();
-        const progress = createProgress(`rebuild ${entry.group}`, head, 'events');
-        const report = await rebuildGroup({
-          databaseUrl: config.databaseUrl,
-          log,
-          logger,
-          projections: allProjections.filter((p) => p.group === entry.group),
-          batchSize: options.batchSize,
-          signal,
-          onProgress: ({ position }) => progress.update(Math.min(position, head)),
-        });
-        progress.stop();
-        process.stdout.write(`rebuilt group ${report.group}: ${report.events} events in ${report.seconds.toFixed(1)} s\n`);
+      const head = await log.headPosition();
+      const progress = createProgress(`rebuild ${plan.map((entry) => entry.group).join(', ')}`, head, 'events');
+      const reports = await rebuildGroups({
+        databaseUrl: config.databaseUrl,
+        log,
+        logger,
+        groups: plan.map((entry) => allProjections.filter((p) => p.group === entry.group)),
+        batchSize: options.batchSize,
+        signal,
+        onProgress: ({ position }) => progress.update(Math.min(position, head)),
+        onPhase: pauseAt(process.env.CSE_REBUILD_PAUSE_AT, logger),
+      });
+      progress.stop();
+      for (const report of reports) {
+        process.stdout.write(`rebuilt group ${report.group}: up to position ${report.position} in ${report.seconds.toFixed(1)} s\n`);
         for (const [table, rows] of Object.entries(report.rows)) process.stdout.write(`  ${table}: ${rows} rows\n`);
       }
     }),

@@ -32,6 +32,8 @@ export interface RunnerOptions {
 }
 
 export interface Runner {
+  /** Applies one batch (events at or below a projection's checkpoint are skipped), retrying transient failures. */
+  apply(events: RecordedEvent[], signal?: AbortSignal): Promise<void>;
   /** Applies every event committed now, then returns the position reached. */
   catchUp(signal?: AbortSignal): Promise<number>;
   /** Applies events as they arrive until `signal` aborts. */
@@ -233,29 +235,46 @@ export function createRunner(options: RunnerOptions): Runner {
     }
   }
 
-  async function consume(source: AsyncIterable<RecordedEvent[]>, signal?: AbortSignal): Promise<number> {
-    let position = 0;
-    let count = 0;
-    for await (const batch of readAhead(source)) {
-      await applyWithRetry(batch, signal);
-      position = batch[batch.length - 1]!.globalPosition;
-      count += batch.length;
-      options.onBatch?.({ position, events: count });
-      if (signal?.aborted) break;
-    }
-    return position;
-  }
-
-  return {
+  const runner: Runner = {
+    apply: applyWithRetry,
     resumePosition,
-    async catchUp(signal) {
-      const from = (await resumePosition()) + 1;
-      const reached = await consume(options.log.readAll({ from, batchSize }), signal);
-      return Math.max(reached, from - 1);
-    },
+    catchUp: (signal) => catchUpTogether(options.log, [runner], { batchSize, signal, onBatch: options.onBatch }),
     async runLive(signal) {
       const from = (await resumePosition()) + 1;
-      await consume(options.log.subscribe({ from, batchSize, signal }), signal);
+      await consume(options.log.subscribe({ from, batchSize, signal }), [runner], { signal, onBatch: options.onBatch });
     },
   };
+  return runner;
+}
+
+interface FeedOptions {
+  batchSize?: number;
+  signal?: AbortSignal;
+  onBatch?: (progress: { position: number; events: number }) => void;
+}
+
+async function consume(source: AsyncIterable<RecordedEvent[]>, runners: Runner[], options: FeedOptions): Promise<number> {
+  let position = 0;
+  let count = 0;
+  for await (const batch of readAhead(source)) {
+    for (const runner of runners) await runner.apply(batch, options.signal);
+    position = batch[batch.length - 1]!.globalPosition;
+    count += batch.length;
+    options.onBatch?.({ position, events: count });
+    if (options.signal?.aborted) break;
+  }
+  return position;
+}
+
+/**
+ * Catches several runners up with one read of the log: each batch goes to every runner in turn
+ * (rebuilding or catching up several groups reads the log once, not once per group). Returns
+ * the position reached.
+ */
+export async function catchUpTogether(log: EventLog, runners: Runner[], options: FeedOptions = {}): Promise<number> {
+  const positions = await Promise.all(runners.map((runner) => runner.resumePosition()));
+  const from = Math.min(...positions) + 1;
+  if (!Number.isSafeInteger(from)) return 0; // every projection stopped on an error
+  const reached = await consume(log.readAll({ from, batchSize: options.batchSize ?? 1000 }), runners, options);
+  return Math.max(reached, from - 1);
 }

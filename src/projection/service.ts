@@ -6,8 +6,8 @@ import pg from 'pg';
 import type { EventLog } from '../log/types.js';
 import type { Logger } from '../logger.js';
 import type { ProjectionDefinition } from './definition.js';
-import { acquireOwnership } from './ownership.js';
-import { createRunner } from './runner.js';
+import { acquireOwnership, type Ownership } from './ownership.js';
+import { catchUpTogether, createRunner } from './runner.js';
 import { isTransient } from './transient.js';
 
 export interface ProjectionServiceOptions {
@@ -47,19 +47,30 @@ export function createProjectionService(options: ProjectionServiceOptions) {
     });
 
   return {
-    /** Applies every pending event to every projection, then returns. Waits for groups another process owns. */
+    /**
+     * Applies every pending event to every projection, then returns; the log is read once for all
+     * groups. Waits for groups another process owns (taken in name order, so two processes never
+     * hold one group each while waiting for the other's).
+     */
     async catchUp(signal?: AbortSignal): Promise<void> {
-      for (const [group, projections] of groups) {
-        const ownership = await acquireOwnership(options.databaseUrl, group, {
-          signal,
-          onWaiting: () => options.logger.info({ group }, 'another process owns this projection group; waiting'),
-        });
-        if (!ownership) return;
-        try {
-          await runnerFor(group, projections).catchUp(signal);
-        } finally {
-          await ownership.release();
+      const owned: Ownership[] = [];
+      try {
+        for (const group of [...groups.keys()].sort()) {
+          const ownership = await acquireOwnership(options.databaseUrl, group, {
+            signal,
+            onWaiting: () => options.logger.info({ group }, 'another process owns this projection group; waiting'),
+          });
+          if (!ownership) return;
+          owned.push(ownership);
         }
+        const runners = [...groups].map(([group, projections]) => runnerFor(group, projections));
+        await catchUpTogether(options.log, runners, {
+          batchSize: options.batchSize,
+          signal,
+          onBatch: (progress) => options.onBatch?.({ group: 'all', ...progress }),
+        });
+      } finally {
+        for (const ownership of owned) await ownership.release();
       }
     },
 
