@@ -8,14 +8,12 @@
  *   npm run bench -- catch-up            1,000,000 events
  *   npm run bench -- catch-up --quick    100,000 events
  */
-import pg from 'pg';
 import { allProjections } from '../projections/index.js';
-import { migrateLatest } from '../src/db/migrate.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import { createLogger } from '../src/logger.js';
 import { createProjectionService } from '../src/projection/service.js';
-import { benchDatabaseUrl, dropDatabase, environment, fmt, fmtInt, formatTable, parseArgs, recreateDatabase, writeResults } from './lib.js';
-import { BATCH, fillLog, readAndCopyBaseline, tracker, type Run } from './shared/conda-log.js';
+import { benchDatabaseUrl, dropDatabase, fmt, fmtInt, formatTable, parseArgs, writeResults } from './lib.js';
+import { BATCH, preparedLog, readAndCopyBaseline, tracker, type Run } from './shared/conda-log.js';
 
 const args = parseArgs();
 const total = Math.round((args.quick ? 100_000 : 1_000_000) * args.scale);
@@ -40,13 +38,7 @@ async function catchUp(): Promise<Run> {
 
 async function main() {
   console.log(`bench/catch-up: ${fmtInt(total)} events (mostly CondaPackageBuildRegistered), batch ${BATCH}`);
-  await recreateDatabase(url);
-  await migrateLatest(url);
-  const envPool = new pg.Pool({ connectionString: url, max: 1 });
-  const env = await environment(envPool);
-  await envPool.end();
-  console.log('filling the log...');
-  await fillLog(url, total);
+  const env = await preparedLog(url, total);
   console.log('baseline: read + COPY into plain tables...');
   const raw = await readAndCopyBaseline(url);
   console.log('catch-up of the 16 projection tables...');

@@ -7,15 +7,13 @@
  *   npm run bench -- rebuild            1,000,000 events
  *   npm run bench -- rebuild --quick    100,000 events
  */
-import pg from 'pg';
 import { allProjections } from '../projections/index.js';
-import { migrateLatest } from '../src/db/migrate.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import { createLogger } from '../src/logger.js';
 import { rebuildGroup } from '../src/projection/rebuild.js';
 import { createProjectionService } from '../src/projection/service.js';
-import { benchDatabaseUrl, dropDatabase, environment, fmt, fmtInt, formatTable, parseArgs, recreateDatabase, writeResults } from './lib.js';
-import { BATCH, fillLog, readAndCopyBaseline, tracker, type Run } from './shared/conda-log.js';
+import { benchDatabaseUrl, dropDatabase, fmt, fmtInt, formatTable, parseArgs, writeResults } from './lib.js';
+import { BATCH, preparedLog, readAndCopyBaseline, tracker, type Run } from './shared/conda-log.js';
 
 const args = parseArgs();
 const total = Math.round((args.quick ? 100_000 : 1_000_000) * args.scale);
@@ -46,13 +44,7 @@ async function rebuildAll(): Promise<Run> {
 
 async function main() {
   console.log(`bench/rebuild: ${fmtInt(total)} events (mostly CondaPackageBuildRegistered), batch ${BATCH}`);
-  await recreateDatabase(url);
-  await migrateLatest(url);
-  const envPool = new pg.Pool({ connectionString: url, max: 1 });
-  const env = await environment(envPool);
-  await envPool.end();
-  console.log('filling the log...');
-  await fillLog(url, total);
+  const env = await preparedLog(url, total);
   console.log('projecting it live first (the tables a rebuild replaces)...');
   const log = createPostgresEventLog({ connectionString: url });
   const service = createProjectionService({ databaseUrl: url, log, logger, projections: allProjections, batchSize: BATCH });

@@ -21,7 +21,7 @@ import { createLogger } from '../src/logger.js';
 import { createProjectionService } from '../src/projection/service.js';
 import { condaStoreProjections } from '../projections/index.js';
 import { runCli, spawnCli, type CliResult } from './helpers/cli.js';
-import { freshDatabase, serverUrl } from './helpers/database.js';
+import { freshDatabase, urlFor, withAdmin } from './helpers/database.js';
 import { appendInBatches, generatedHistory } from './helpers/generated-history.js';
 import { condaStoreTableNames } from './schema/conda-store-spec.js';
 
@@ -33,22 +33,6 @@ const EMPTY_DIGEST = crypto.createHash('md5').update('').digest('hex');
 
 // ---------------------------------------------------------------------------------------------
 // Databases
-
-function urlFor(database: string): string {
-  const url = new URL(serverUrl);
-  url.pathname = `/${database}`;
-  return url.toString();
-}
-
-async function withAdmin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: urlFor('postgres') });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
 
 const dropDatabase = (name: string) => withAdmin((admin) => admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => undefined);
 

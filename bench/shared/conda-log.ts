@@ -13,7 +13,8 @@ import type { Envelope } from '../../src/catalogue/index.js';
 import { toAppendRequest } from '../../src/decide/index.js';
 import { createPostgresEventLog } from '../../src/log/postgres/index.js';
 import { changesFor, type ProjectedEvent } from '../../src/projection/definition.js';
-import { fmtInt, packageBuildData } from '../lib.js';
+import { migrateLatest } from '../../src/db/migrate.js';
+import { environment, fmtInt, packageBuildData, recreateDatabase } from '../lib.js';
 
 export const BATCH = 2000;
 
@@ -146,3 +147,15 @@ export async function readAndCopyBaseline(url: string): Promise<Run> {
   return track.result();
 }
 
+
+/** A fresh, migrated bench database holding a filled log; returns the machine facts for the results. */
+export async function preparedLog(url: string, total: number): Promise<Record<string, unknown>> {
+  await recreateDatabase(url);
+  await migrateLatest(url);
+  const pool = new pg.Pool({ connectionString: url, max: 1 });
+  const facts = await environment(pool);
+  await pool.end();
+  console.log('filling the log...');
+  await fillLog(url, total);
+  return facts;
+}
