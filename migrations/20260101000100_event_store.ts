@@ -234,6 +234,10 @@ BEGIN
           UNION ALL SELECT unnest(p_cond_stream), false) s
     GROUP BY 1 ORDER BY 1
   ) l;
+  -- The appender's badge, held to commit and shared by all appenders: readers find the transaction
+  -- ids of appenders in flight through it (src/log/postgres/read-bound.sql), so that only they, not
+  -- every writing transaction of the server, hold readers back.
+  PERFORM pg_advisory_xact_lock_shared(7406, 0);
 
   -- 2. Idempotency: events whose id is already in the log must be the same event.
   v_found := array_fill(0, ARRAY[n_groups]);

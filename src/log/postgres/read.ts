@@ -5,6 +5,7 @@ import { sqlFile, toNumber } from './sql.js';
 const READ_FORWARD_SQL = sqlFile(import.meta.url, 'read-stream-forward.sql');
 const READ_BACKWARD_SQL = sqlFile(import.meta.url, 'read-stream-backward.sql');
 const READ_ALL_SQL = sqlFile(import.meta.url, 'read-all.sql');
+const READ_BOUND_SQL = sqlFile(import.meta.url, 'read-bound.sql');
 const HEAD_SQL = sqlFile(import.meta.url, 'head.sql');
 
 interface EventRow {
@@ -45,9 +46,13 @@ export async function readStream(pool: pg.Pool | pg.PoolClient, stream: string, 
   return rows.map(toRecorded);
 }
 
-/** One batch of the global log from `from` (inclusive), only as far as is safe to read (see read-all.sql). */
+/**
+ * One batch of the global log from `from` (inclusive), only as far as is safe to read: the bound
+ * comes from one statement, the events from the next (its snapshot must be the later one).
+ */
 export async function readBatch(pool: pg.Pool | pg.PoolClient, from: number, limit: number): Promise<RecordedEvent[]> {
-  const { rows } = await pool.query<EventRow>({ name: 'cse_read_all', text: READ_ALL_SQL, values: [from, limit] });
+  const { rows: [bound] } = await pool.query<{ bound: string }>({ name: 'cse_read_bound', text: READ_BOUND_SQL });
+  const { rows } = await pool.query<EventRow>({ name: 'cse_read_all', text: READ_ALL_SQL, values: [from, limit, bound!.bound] });
   return rows.map(toRecorded);
 }
 
