@@ -1,3 +1,0 @@
-SELECT * FROM event_store.append_events(ARRAY[gen_random_uuid()], ARRAY[1], ARRAY['T'], ARRAY['{"a":1}'::jsonb], ARRAY[NULL::jsonb], ARRAY['zz-'||gen_random_uuid()], ARRAY['no_stream'], NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
-SELECT * FROM event_store.append_events(ARRAY[gen_random_uuid()], ARRAY[1], ARRAY['T'], ARRAY['{"a":1}'::jsonb], ARRAY[NULL::jsonb], ARRAY['zz-'||gen_random_uuid()], ARRAY['no_stream'], NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
-SELECT * FROM event_store.append_events(ARRAY[gen_random_uuid()], ARRAY[1], ARRAY['T'], ARRAY['{"a":1}'::jsonb], ARRAY[NULL::jsonb], ARRAY['zz-'||gen_random_uuid()], ARRAY['no_stream'], NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);

@@ -1,1 +1,0 @@
-SELECT * FROM event_store.append_events(ARRAY[gen_random_uuid()], ARRAY[1], ARRAY['T'], ARRAY['{"a":1}'::jsonb], ARRAY[NULL::jsonb], ARRAY['pb-'||gen_random_uuid()], ARRAY['no_stream'], NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);

@@ -1,1 +1,0 @@
-INSERT INTO raw (global_position,id,stream,stream_version,type,data,metadata,transaction_id) VALUES (nextval('event_store.global_position_seq')+100000000,gen_random_uuid(),'pb-'||gen_random_uuid(),0,'T','{"a":1}','{}',pg_current_xact_id());
