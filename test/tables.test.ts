@@ -4,6 +4,7 @@
  * `knex migrate:rollback --all` removes them again.
  */
 import test from 'ava';
+import { allProjections } from '../projections/index.js';
 import { migrateLatest, rollbackAll } from '../src/db/migrate.js';
 import { freshDatabase } from './helpers/database.js';
 import {
@@ -20,16 +21,20 @@ import { condaStoreSequences, condaStoreTableNames, condaStoreTables } from './s
 
 const CONDA_STORE_MIGRATION = '20260101000200_conda_store_tables.ts';
 
-test('public holds exactly the 16 conda-store tables, their sequences and indexes, and no types', async (t) => {
+/** Tables of this project's own read models (namespace_usage...): in public too, beside conda-store's. */
+const readModelTables = allProjections.filter((p) => p.group !== 'conda-store').flatMap((p) => p.tables);
+const ofReadModel = (name: string) => readModelTables.some((table) => name === table || name === `${table}_pkey`);
+
+test('public holds exactly the 16 conda-store tables (plus the read models), their sequences and indexes, and no types', async (t) => {
   const db = await freshDatabase(t);
   await withClient(db.url, async (client) => {
-    t.deepEqual(await listTables(client, 'public'), condaStoreTableNames, 'tables');
+    t.deepEqual(await listTables(client, 'public'), [...condaStoreTableNames, ...readModelTables].sort(), 'tables');
     t.deepEqual(await listSequences(client, 'public'), condaStoreSequences, 'sequences');
 
     const expectedIndexes = Object.values(condaStoreTables)
       .flatMap((definition) => definition.indexes.map((index) => index.name))
       .sort();
-    const relations = await listRelations(client, 'public');
+    const relations = (await listRelations(client, 'public')).filter((relation) => !ofReadModel(relation.name));
     t.deepEqual(
       relations.filter((relation) => relation.kind === 'index').map((relation) => relation.name),
       expectedIndexes,
@@ -70,5 +75,6 @@ test('rollback --all leaves public empty, and migrate:latest works again afterwa
   const reapplied = await migrateLatest(db.url);
   t.deepEqual(reapplied, applied, 'the same migrations apply again');
   const actual = await withClient(db.url, (client) => describeSchema(client, 'public'));
+  for (const table of readModelTables) delete actual[table];
   t.deepEqual(actual, condaStoreTables, 'public after rollback and migrate:latest');
 });

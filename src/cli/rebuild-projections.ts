@@ -1,23 +1,31 @@
 import { Command } from 'commander';
-import type { Logger } from '../logger.js';
 import { allProjections } from '../../projections/index.js';
-import { planRebuild, rebuildGroups } from '../projection/rebuild.js';
+import { planRebuild, rebuildGroups, type RebuildPhase } from '../projection/rebuild.js';
 import { parsePositive } from './append.js';
 import { createProgress } from './progress.js';
 import { EXIT, runCommand, stopOnSignals } from './runtime.js';
 
 /**
- * Test hook (crash tests): with CSE_REBUILD_PAUSE_AT=filled|finished|swapping the rebuild logs
- * `rebuild paused` at that phase and waits there until it is killed.
+ * TEST HOOK, not for operators (test/rebuild.test.ts kills the rebuild at chosen points): with
+ * CSE_REBUILD_PAUSE_AT=filled|finished|swapping the rebuild writes the JSON line
+ * `{"msg":"rebuild paused","phase":"<phase>"}` on stderr when it reaches that phase and waits
+ * there until the process is killed, or until SIGINT/SIGTERM (then it stops as Ctrl-C does).
+ * `swapping` pauses inside the swap transaction, holding the live tables' locks.
  */
-function pauseAt(phase: string | undefined, logger: Logger) {
+function pauseAt(phase: string | undefined, signal: AbortSignal) {
   if (!phase) return undefined;
-  return async (reached: string) => {
+  if (!['filled', 'finished', 'swapping'].includes(phase)) throw new Error(`CSE_REBUILD_PAUSE_AT: unknown phase "${phase}" (filled, finished or swapping)`);
+  return async (reached: RebuildPhase) => {
     if (reached !== phase) return;
-    logger.info({ phase }, 'rebuild paused');
-    await new Promise(() => undefined);
+    process.stderr.write(`${JSON.stringify({ msg: 'rebuild paused', phase })}\n`);
+    await new Promise<void>((resolve) => {
+      const keepAlive = setInterval(() => undefined, 60_000);
+      signal.addEventListener('abort', () => { clearInterval(keepAlive); resolve(); }, { once: true });
+    });
   };
 }
+
+const count = (n: number) => n.toLocaleString('en-US');
 
 const program = new Command('rebuild-projections')
   .description('rebuild projections from the log into shadow tables, then swap them in atomically')
@@ -44,22 +52,32 @@ swap leaves everything as it was. Exit code 0 on success, 2 on failure.`)
       }
       if (options.dryRun) return;
       const signal = stopOnSignals(logger);
-      const head = await log.headPosition();
-      const progress = createProgress(`rebuild ${plan.map((entry) => entry.group).join(', ')}`, head, 'events');
+      let total = await log.headPosition();
+      const progress = createProgress(`rebuild ${plan.map((entry) => entry.group).join(', ')}`, total, 'events');
+      const groups = plan.map((entry) => allProjections.filter((p) => p.group === entry.group));
       const reports = await rebuildGroups({
         databaseUrl: config.databaseUrl,
         log,
         logger,
-        groups: plan.map((entry) => allProjections.filter((p) => p.group === entry.group)),
+        groups,
         batchSize: options.batchSize,
         signal,
-        onProgress: ({ position }) => progress.update(Math.min(position, head)),
-        onPhase: pauseAt(process.env.CSE_REBUILD_PAUSE_AT, logger),
+        onProgress: ({ position, phase, group }) => {
+          if (position > total) progress.setTotal((total = position)); // appended meanwhile
+          progress.update(position, phase === 'fill' ? '' : `(${phase}${group ? ` ${group}` : ''})`);
+        },
+        onPhase: pauseAt(process.env.CSE_REBUILD_PAUSE_AT, signal),
       });
       progress.stop();
-      for (const report of reports) {
-        process.stdout.write(`rebuilt group ${report.group}: up to position ${report.position} in ${report.seconds.toFixed(1)} s\n`);
-        for (const [table, rows] of Object.entries(report.rows)) process.stdout.write(`  ${table}: ${rows} rows\n`);
+      for (const [i, report] of reports.entries()) {
+        const rate = Math.round(report.events / Math.max(report.seconds, 0.001));
+        process.stdout.write(
+          `rebuilt group ${report.group}: ${count(report.events)} events applied, up to position ${report.position}, in ${report.seconds.toFixed(1)} s (${count(rate)} events/s)\n`,
+        );
+        for (const projection of groups[i]!) {
+          const rows = projection.tables.map((table) => `${table} ${count(report.rows[table] ?? 0)}`).join(', ');
+          process.stdout.write(`  ${projection.name}: ${rows} rows\n`);
+        }
       }
     }),
   );

@@ -1,20 +1,33 @@
 /**
- * Blue/green rebuild of a projection group: fill shadow tables in a schema of their own from the
- * log, add foreign keys and indexes after the load, then swap them in atomically with the
- * checkpoints and fingerprints, and drop the old tables.
+ * Blue/green rebuild of projection groups: fill shadow tables in a schema of their own from the
+ * log (one read of the log for every group), add foreign keys and indexes after the load, catch
+ * up, then swap each group's tables in atomically with its checkpoints and fingerprints, and drop
+ * the old tables.
  *
  * - Readers see the old tables, complete, until the swap commits, and the new ones after: the swap
- *   is `ALTER TABLE ... SET SCHEMA` (catalog only) of every table in one transaction.
- * - Checkpoints travel with the tables: the live checkpoints take the shadow's positions, so events
- *   appended after the shadow's last batch are applied to the new tables by `serve` (or the next
- *   catch-up), and none twice: a running `serve` locks the same checkpoint rows per batch.
+ *   is `ALTER TABLE ... SET SCHEMA` (catalog only) of every table in one transaction, which first
+ *   takes ACCESS EXCLUSIVE locks on all the live tables at once, so a query arriving meanwhile
+ *   waits and then reads the new table; it never fails or sees a table half-way. When a
+ *   long-running reader holds a table, the lock attempt gives up after a moment (lock_timeout,
+ *   below the server's deadlock_timeout: the swap yields, never the reader) and is retried.
+ * - Checkpoints travel with the tables. The swap transaction locks the live checkpoint rows first,
+ *   as every runner batch does (a running `serve` finishes its batch, then waits), and catches the
+ *   shadow tables up to the live checkpoints: a `serve` that applied events to the old tables
+ *   during the rebuild will not read them again, so the new tables must hold them. The live
+ *   checkpoints then take the shadow's positions; what comes after is applied to the new tables
+ *   by `serve` (or the next catch-up), and nothing twice.
  * - A crash or Ctrl-C at any point before the swap commits leaves the live tables, checkpoints and
- *   fingerprints as they were; the next run drops the leftover shadow schema and checkpoints.
+ *   fingerprints as they were; an error or Ctrl-C drops the shadow tables on the way out, and the
+ *   next run drops what a crash left (the shadow schema and checkpoints).
  * - One rebuild per group at a time (an advisory lock); a second one is refused.
- * Projections that share foreign keys (a group) are rebuilt together.
+ * - The shadow tables get the live tables' definitions (table-definition.ts): the same columns,
+ *   constraint and index names, sequences, owner and grants. Foreign keys that cascade are there
+ *   during the load (a delete must cascade as it does live); the others are added after it.
+ * Projections that share foreign keys (a group) are rebuilt together; a foreign key from a table
+ * outside the group into it would be lost in the swap, so such a rebuild is refused.
  */
 import pg from 'pg';
-import type { EventLog } from '../log/types.js';
+import type { EventLog, RecordedEvent } from '../log/types.js';
 import type { Logger } from '../logger.js';
 import type { ProjectionDefinition } from './definition.js';
 import { fingerprintChange, fingerprintOf } from './fingerprint.js';
@@ -23,6 +36,9 @@ import { readTableDefinitions, type TableDefinition } from './table-definition.j
 
 const REBUILD_LOCK_CLASS = 7405;
 const SHADOW_PREFIX = 'rebuild:';
+/** Swap attempts when readers hold the live tables, and how long each waits for them (grows to the max). */
+const SWAP_ATTEMPTS = 30;
+const SWAP_LOCK_TIMEOUT_MS = { first: 200, max: 800 };
 
 export class RebuildInProgressError extends Error {
   override name = 'RebuildInProgressError';
@@ -30,6 +46,8 @@ export class RebuildInProgressError extends Error {
     super(`a rebuild of projection group "${group}" is already running in another process`);
   }
 }
+
+export type RebuildPhase = 'filled' | 'finished' | 'swapping';
 
 export interface RebuildOptions {
   databaseUrl: string;
@@ -39,15 +57,26 @@ export interface RebuildOptions {
   groups: ProjectionDefinition[][];
   batchSize?: number;
   signal?: AbortSignal;
-  onProgress?: (progress: { position: number; events: number; phase: 'fill' | 'swap' }) => void;
-  /** Test hook: called at each phase boundary (the crash tests kill the process there). */
-  onPhase?: (phase: 'filled' | 'finished' | 'swapping') => Promise<void> | void;
+  /** After each batch: the position reached and the events applied so far. */
+  onProgress?: (progress: { position: number; events: number; phase: 'fill' | 'catch-up' | 'swap'; group?: string }) => void;
+  /**
+   * Test hook, called at each phase boundary: `filled` (the log is loaded), `finished` (foreign
+   * keys and indexes added, before the catch-up), `swapping` (once per group, inside the swap
+   * transaction: the tables moved and the checkpoints written, just before COMMIT). The crash
+   * tests kill the process there; the write tests append events there.
+   */
+  onPhase?: (phase: RebuildPhase) => Promise<void> | void;
 }
 
 export interface RebuildReport {
   group: string;
+  /** The log position the new tables were built to (the live checkpoints took it). */
   position: number;
+  /** Events read from the log and applied to the shadow tables. */
+  events: number;
+  /** Rows of each new table, just after the swap. */
   rows: Record<string, number>;
+  /** From the start of the run to this group's swap. */
   seconds: number;
 }
 
@@ -67,85 +96,212 @@ interface GroupRebuild {
   old: string;
   definitions: TableDefinition[];
   runner: Runner;
+  /** The shadow schema is this run's, to drop on the way out if the swap does not happen. */
+  created: boolean;
+  swapped: boolean;
 }
 
 export async function rebuildGroups(options: RebuildOptions): Promise<RebuildReport[]> {
   const { logger } = options;
   const started = performance.now();
   const admin = new pg.Client({ connectionString: options.databaseUrl });
+  admin.on('error', (error) => logger.warn({ err: error }, 'rebuild: connection lost'));
   await admin.connect();
   const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 3 });
+  pool.on('error', (error) => logger.warn({ err: error }, 'rebuild pool: idle connection lost'));
+  // A connection lost while checked out fails its next statement rather than crash the process.
+  pool.on('connect', (client) => client.on('error', () => undefined));
   const interrupted = () => {
     if (options.signal?.aborted) throw new Error('rebuild interrupted: the live tables, checkpoints and fingerprints are unchanged');
   };
+  let events = 0;
+  const feed = (phase: 'fill' | 'catch-up', group?: string) => {
+    const before = events;
+    return {
+      batchSize: options.batchSize,
+      signal: options.signal,
+      onBatch: (progress: { position: number; events: number }) => {
+        events = before + progress.events;
+        options.onProgress?.({ position: progress.position, events, phase, group });
+      },
+    };
+  };
+  const rebuilds: GroupRebuild[] = [];
+  const shadowRunner = (r: Pick<GroupRebuild, 'projections' | 'shadow'>) =>
+    createRunner({
+      log: options.log,
+      pool,
+      projections: r.projections,
+      logger,
+      batchSize: options.batchSize,
+      schema: r.shadow,
+      checkpointName: (projection) => `${SHADOW_PREFIX}${projection.name}`,
+    });
   try {
-    const rebuilds: GroupRebuild[] = [];
     for (const projections of options.groups) {
       const group = projections[0]!.group;
       const { rows: [lock] } = await admin.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [REBUILD_LOCK_CLASS, group]);
       if (!lock!.ok) throw new RebuildInProgressError(group);
       const names = projections.map((p) => p.name);
-      const tables = projections.flatMap((p) => p.tables);
       const { shadow, old } = schemaNames(group);
-      rebuilds.push({
-        group, projections, tables, names, shadow, old,
-        shadowNames: names.map((name) => `${SHADOW_PREFIX}${name}`),
-        definitions: await readTableDefinitions(admin, 'public', tables),
-        runner: createRunner({
-          log: options.log,
-          pool,
-          projections,
-          logger,
-          batchSize: options.batchSize,
-          schema: shadow,
-          checkpointName: (projection) => `${SHADOW_PREFIX}${projection.name}`,
-        }),
-      });
+      const r = { group, projections, tables: projections.flatMap((p) => p.tables), names, shadow, old };
+      rebuilds.push({ ...r, shadowNames: names.map((name) => `${SHADOW_PREFIX}${name}`), definitions: [], runner: shadowRunner(r), created: false, swapped: false });
     }
 
     for (const r of rebuilds) {
       // Leftovers of an interrupted run.
       await admin.query(`DROP SCHEMA IF EXISTS ${quote(r.shadow)} CASCADE; DROP SCHEMA IF EXISTS ${quote(r.old)} CASCADE`);
       await admin.query('DELETE FROM event_store.projections WHERE name = ANY($1)', [r.shadowNames]);
-      // Shadow tables: columns, defaults, keys and checks now; foreign keys and indexes after the load.
+      await refuseForeignReferences(admin, r);
+      r.definitions = await readTableDefinitions(admin, 'public', r.tables);
+      // Shadow tables: columns, defaults, keys, checks and cascading foreign keys now; the other
+      // foreign keys and the indexes after the load.
+      r.created = true;
       await inTransaction(admin, r.shadow, async () => {
         await admin.query(`CREATE SCHEMA ${quote(r.shadow)}`);
         for (const d of r.definitions) for (const statement of [...d.sequences, d.create, ...d.ownership]) await admin.query(statement);
+        for (const d of r.definitions) for (const statement of d.beforeLoad) await admin.query(statement);
       });
     }
 
-    const runners = rebuilds.map((r) => r.runner);
-    const feed = { batchSize: options.batchSize, signal: options.signal, onBatch: ({ position, events }: { position: number; events: number }) => options.onProgress?.({ position, events, phase: 'fill' as const }) };
-    let position = await catchUpTogether(options.log, runners, feed);
+    let position = await catchUpTogether(options.log, rebuilds.map((r) => r.runner), feed('fill'));
     interrupted();
     await options.onPhase?.('filled');
+    interrupted();
 
     for (const r of rebuilds) {
       await inTransaction(admin, r.shadow, async () => {
-        for (const d of r.definitions) for (const statement of d.finish) await admin.query(statement);
+        for (const d of r.definitions) {
+          for (const statement of d.finish) if (!d.beforeLoad.includes(statement)) await admin.query(statement);
+          for (const statement of d.privileges) await admin.query(statement);
+        }
       });
     }
     await options.onPhase?.('finished');
-
-    // Events appended during the load and the index build.
-    position = Math.max(position, await catchUpTogether(options.log, runners, feed));
     interrupted();
-    await options.onPhase?.('swapping');
+
+    // Events appended during the load and the index build, by runners that read the tables'
+    // foreign keys afresh (the order they insert parents and children in depends on them).
+    for (const r of rebuilds) r.runner = shadowRunner(r);
+    position = Math.max(position, await catchUpTogether(options.log, rebuilds.map((r) => r.runner), feed('catch-up')));
+    interrupted();
 
     const reports: RebuildReport[] = [];
     for (const r of rebuilds) {
-      reports.push({ group: r.group, position, rows: await swap(admin, r), seconds: (performance.now() - started) / 1000 });
-      options.onProgress?.({ position, events: 0, phase: 'swap' });
-      logger.info(reports[reports.length - 1], 'rebuilt');
+      const reached = await swap(r);
+      const rows: Record<string, number> = {};
+      for (const table of r.tables) {
+        const { rows: [count] } = await admin.query<{ n: string }>(`SELECT count(*) AS n FROM public.${quote(table)}`);
+        rows[table] = Number(count!.n);
+      }
+      const report = { group: r.group, position: Math.max(position, reached), events, rows, seconds: (performance.now() - started) / 1000 };
+      reports.push(report);
+      options.onProgress?.({ position: report.position, events, phase: 'swap', group: r.group });
+      logger.info(report, 'rebuilt');
     }
     return reports;
   } catch (error) {
     await admin.query('ROLLBACK').catch(() => undefined);
+    // What this run created and did not swap in: dropped now (a crash leaves it to the next run).
+    for (const r of rebuilds.filter((r) => r.created && !r.swapped)) {
+      try {
+        await admin.query(`DROP SCHEMA IF EXISTS ${quote(r.shadow)} CASCADE`);
+        await admin.query('DELETE FROM event_store.projections WHERE name = ANY($1)', [r.shadowNames]);
+      } catch (cleanup) {
+        logger.warn({ err: cleanup, group: r.group }, 'could not drop the shadow tables; the next rebuild will');
+      }
+    }
     throw error;
   } finally {
     await admin.query('SELECT pg_advisory_unlock_all()').catch(() => undefined);
     await admin.end().catch(() => undefined);
     await pool.end().catch(() => undefined);
+  }
+
+  /**
+   * Swaps a group's shadow tables in, retrying while readers hold the live tables longer than a
+   * lock attempt waits. Returns the position the new tables were brought to.
+   */
+  async function swap(r: GroupRebuild): Promise<number> {
+    const fingerprints = new Map<string, string>();
+    for (const projection of r.projections) fingerprints.set(projection.name, await fingerprintOf(admin, projection, 'public'));
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const reached = await swapOnce(r, fingerprints, Math.min(SWAP_LOCK_TIMEOUT_MS.first * attempt, SWAP_LOCK_TIMEOUT_MS.max));
+        r.swapped = true;
+        await admin
+          .query(`DROP SCHEMA ${quote(r.old)} CASCADE; DROP SCHEMA ${quote(r.shadow)} CASCADE`)
+          .catch((error) => logger.warn({ err: error, group: r.group }, 'could not drop the old tables; the next rebuild will'));
+        return reached;
+      } catch (error) {
+        await admin.query('ROLLBACK').catch(() => undefined);
+        const code = (error as { code?: string }).code;
+        const busy = code === '55P03' /* lock_not_available */ || code === '40P01'; /* deadlock_detected */
+        if (!busy || options.signal?.aborted) throw error;
+        if (attempt >= SWAP_ATTEMPTS) {
+          throw new Error(
+            `could not lock the tables of group "${r.group}" for the swap after ${attempt} attempts: long-running transactions hold them ` +
+              '(see pg_stat_activity); the live tables, checkpoints and fingerprints are unchanged',
+          );
+        }
+        logger.warn({ group: r.group, attempt }, 'readers hold the live tables; trying the swap again');
+        await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+      }
+    }
+  }
+
+  async function swapOnce(r: GroupRebuild, fingerprints: Map<string, string>, lockTimeoutMs: number): Promise<number> {
+    await admin.query('BEGIN');
+    // The live checkpoint rows first, as every runner batch locks them: a serve's batch in flight
+    // commits first, the next one waits for the swap. (Rows created if never built, so that a
+    // serve starting now waits too.)
+    await admin.query('INSERT INTO event_store.projections (name) SELECT unnest($1::text[]) ON CONFLICT (name) DO NOTHING', [r.names]);
+    const { rows: live } = await admin.query<{ position: string }>(
+      'SELECT name, position FROM event_store.projections WHERE name = ANY($1) ORDER BY name FOR UPDATE',
+      [r.names],
+    );
+    // The new tables must hold every event the live ones hold: a serve running during the rebuild
+    // went on from its own position and will not read those events again.
+    const livePosition = Math.max(0, ...live.map((row) => Number(row.position)));
+    const reached = await catchUpTogether(upTo(options.log, livePosition), [r.runner], feed('catch-up', r.group));
+    interrupted();
+    const { rows: shadows } = await admin.query<{ name: string; position: string; state: string; error: string | null; error_position: string | null; error_event_type: string | null; error_event_id: string | null }>(
+      `SELECT name, position, state, error, error_position, error_event_type, error_event_id::text
+         FROM event_store.projections WHERE name = ANY($1) ORDER BY name FOR UPDATE`,
+      [r.shadowNames],
+    );
+    for (const shadow of shadows) {
+      const name = shadow.name.slice(SHADOW_PREFIX.length);
+      if (shadow.state !== 'running') {
+        throw new Error(
+          `projection ${name} stopped at event ${shadow.error_position} (${shadow.error_event_type} ${shadow.error_event_id}) during the rebuild: ` +
+            `${shadow.error}; the live tables, checkpoints and fingerprints are unchanged`,
+        );
+      }
+      if (Number(shadow.position) < livePosition) throw new Error(`projection ${name}: the rebuilt tables are at ${shadow.position}, behind the live ones at ${livePosition}`);
+    }
+
+    // Every live table at once; a reader that holds one makes this attempt give up, not wait.
+    await admin.query(`SET LOCAL lock_timeout = ${lockTimeoutMs}`);
+    await admin.query(`LOCK TABLE ${r.tables.map((table) => `public.${quote(table)}`).join(', ')} IN ACCESS EXCLUSIVE MODE`);
+    await admin.query('SET LOCAL lock_timeout = 0');
+    await admin.query(`CREATE SCHEMA ${quote(r.old)}`);
+    for (const table of r.tables) await admin.query(`ALTER TABLE public.${quote(table)} SET SCHEMA ${quote(r.old)}`);
+    for (const table of r.tables) await admin.query(`ALTER TABLE ${quote(r.shadow)}.${quote(table)} SET SCHEMA public`);
+    for (const projection of r.projections) {
+      await admin.query(
+        `INSERT INTO event_store.projections (name, position, fingerprint, state)
+         SELECT $1, s.position, $3, s.state FROM event_store.projections s WHERE s.name = $2
+         ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, fingerprint = EXCLUDED.fingerprint, state = EXCLUDED.state,
+           error = NULL, error_position = NULL, error_event_id = NULL, error_event_type = NULL, updated_at = now()`,
+        [projection.name, `${SHADOW_PREFIX}${projection.name}`, fingerprints.get(projection.name)],
+      );
+    }
+    await admin.query('DELETE FROM event_store.projections WHERE name = ANY($1)', [r.shadowNames]);
+    await options.onPhase?.('swapping');
+    interrupted();
+    await admin.query('COMMIT');
+    return Math.max(reached, ...shadows.map((shadow) => Number(shadow.position)));
   }
 }
 
@@ -157,44 +313,48 @@ export async function rebuildGroup(options: Omit<RebuildOptions, 'groups'> & { p
 
 async function inTransaction(client: pg.Client, searchPath: string, work: () => Promise<void>): Promise<void> {
   await client.query('BEGIN');
-  await client.query(`SET LOCAL search_path TO ${quote(searchPath)}`);
+  // The group's own tables resolve to the shadow ones; anything else (a foreign key to a table of
+  // another group) to the live one.
+  await client.query(`SET LOCAL search_path TO ${quote(searchPath)}, public`);
   await work();
   await client.query('COMMIT');
 }
 
 /**
- * Swaps a group's shadow tables in: one transaction moves the live tables out and the shadow ones
- * in (catalog changes only), and hands the shadow checkpoints and the new fingerprints to the live
- * projections. Returns the row counts of the new tables.
+ * The swap moves the group's live tables out and drops them: a foreign key into them from a table
+ * outside the group would be dropped with them. Refused, with what to do instead.
  */
-async function swap(admin: pg.Client, r: GroupRebuild): Promise<Record<string, number>> {
-  const rows: Record<string, number> = {};
-  for (const table of r.tables) {
-    const { rows: [count] } = await admin.query<{ n: string }>(`SELECT count(*) AS n FROM ${quote(r.shadow)}.${quote(table)}`);
-    rows[table] = Number(count!.n);
-  }
-  const fingerprints = new Map<string, string>();
-  for (const projection of r.projections) fingerprints.set(projection.name, await fingerprintOf(admin, projection, 'public'));
-
-  await admin.query('BEGIN');
-  // The checkpoint rows first, as every runner batch does: a live serve's batch finishes or waits.
-  await admin.query('SELECT name FROM event_store.projections WHERE name = ANY($1) ORDER BY name FOR UPDATE', [[...r.names, ...r.shadowNames]]);
-  await admin.query(`CREATE SCHEMA ${quote(r.old)}`);
-  for (const table of r.tables) await admin.query(`ALTER TABLE public.${quote(table)} SET SCHEMA ${quote(r.old)}`);
-  for (const table of r.tables) await admin.query(`ALTER TABLE ${quote(r.shadow)}.${quote(table)} SET SCHEMA public`);
-  for (const projection of r.projections) {
-    await admin.query(
-      `INSERT INTO event_store.projections (name, position, fingerprint, state)
-       SELECT $1, s.position, $3, s.state FROM event_store.projections s WHERE s.name = $2
-       ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position, fingerprint = EXCLUDED.fingerprint, state = EXCLUDED.state,
-         error = NULL, error_position = NULL, error_event_id = NULL, error_event_type = NULL, updated_at = now()`,
-      [projection.name, `${SHADOW_PREFIX}${projection.name}`, fingerprints.get(projection.name)],
+async function refuseForeignReferences(admin: pg.Client, r: Pick<GroupRebuild, 'group' | 'tables'>): Promise<void> {
+  const { rows } = await admin.query<{ constraint: string; child: string; parent: string }>(
+    `SELECT c.conname::text AS constraint, cn.nspname || '.' || child.relname AS child, parent.relname::text AS parent
+       FROM pg_constraint c
+       JOIN pg_class child ON child.oid = c.conrelid JOIN pg_namespace cn ON cn.oid = child.relnamespace
+       JOIN pg_class parent ON parent.oid = c.confrelid JOIN pg_namespace pn ON pn.oid = parent.relnamespace
+      WHERE c.contype = 'f' AND pn.nspname = 'public' AND parent.relname = ANY($1)
+        AND NOT (cn.nspname = 'public' AND child.relname = ANY($1))
+      ORDER BY 1`,
+    [r.tables],
+  );
+  if (rows.length) {
+    const [first] = rows;
+    throw new Error(
+      `cannot rebuild projection group "${r.group}": ${first!.child} references ${first!.parent} by foreign key ${first!.constraint}, ` +
+        `which the swap would drop; the projection that owns ${first!.child} must be in group "${r.group}"`,
     );
   }
-  await admin.query('DELETE FROM event_store.projections WHERE name = ANY($1)', [r.shadowNames]);
-  await admin.query('COMMIT');
-  await admin.query(`DROP SCHEMA ${quote(r.old)} CASCADE; DROP SCHEMA ${quote(r.shadow)} CASCADE`);
-  return rows;
+}
+
+/** The log up to `last` only: a catch-up that stops there (and reads nothing when already past it). */
+function upTo(log: EventLog, last: number): EventLog {
+  async function* limited(source: () => AsyncIterable<RecordedEvent[]>, from: number): AsyncGenerator<RecordedEvent[]> {
+    if (from > last) return;
+    for await (const batch of source()) {
+      const kept = batch.filter((event) => event.globalPosition <= last);
+      if (kept.length) yield kept;
+      if (kept.length < batch.length || batch[batch.length - 1]!.globalPosition >= last) return;
+    }
+  }
+  return { ...log, readAll: (options = {}) => limited(() => log.readAll(options), options.from ?? 1) };
 }
 
 export interface RebuildPlanEntry {

@@ -202,7 +202,9 @@ export function createRunner(options: RunnerOptions): Runner {
         await saveCheckpoints(client, advancing(checkpoints, event.globalPosition), event.globalPosition);
       });
     }
-    if (!found) throw batchError;
+    // Event by event, everything went in: the batch failed only as a whole (e.g. two changes that
+    // merged badly). Nothing is lost; say so and go on.
+    if (!found) logger.warn({ err: batchError, from: events[0]!.globalPosition, to: events[events.length - 1]!.globalPosition }, 'batch failed as a whole but applied event by event');
   }
 
   /** Applies a batch, retrying transient failures with back-off until it goes through or `signal` aborts. */

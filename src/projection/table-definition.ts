@@ -3,7 +3,8 @@
  * constraints and indexes, as DDL that recreates it in another schema. Read from the catalog with
  * `search_path` set to the table's schema, so that every name in the DDL is unqualified and
  * resolves, when run with the target schema first in `search_path`, to the target's objects.
- * Used to create rebuild shadow tables, and (hashed) as the schema part of a fingerprint.
+ * Used to create rebuild shadow tables, and (the DDL fields, hashed) as the schema part of a
+ * fingerprint; the owner and privileges are carried over too, but are not part of a fingerprint.
  */
 import type pg from 'pg';
 
@@ -17,6 +18,17 @@ export interface TableDefinition {
   ownership: string[];
   /** What is cheaper to add after the load: foreign keys and plain indexes. */
   finish: string[];
+  /**
+   * The foreign keys of `finish` whose ON DELETE / ON UPDATE action changes rows (CASCADE, SET
+   * NULL, SET DEFAULT): a rebuild adds these before the load, so that a delete during the fill
+   * cascades as it does live. The others only check, and are added after the load.
+   */
+  beforeLoad: string[];
+  /**
+   * The owner (when it is not the user reading the definition) and the privileges granted on the
+   * table and its sequences: a reader's role keeps its access to a rebuilt table.
+   */
+  privileges: string[];
 }
 
 const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
@@ -57,8 +69,9 @@ async function readOne(client: pg.ClientBase, schema: string, table: string): Pr
       ORDER BY s.relname`,
     [relation.oid],
   );
-  const { rows: constraints } = await client.query<{ name: string; type: string; definition: string }>(
-    `SELECT conname AS name, contype AS type, pg_get_constraintdef(oid) AS definition
+  const { rows: constraints } = await client.query<{ name: string; type: string; definition: string; acts: boolean }>(
+    `SELECT conname AS name, contype AS type, pg_get_constraintdef(oid) AS definition,
+            contype = 'f' AND (confdeltype IN ('c', 'n', 'd') OR confupdtype IN ('c', 'n', 'd')) AS acts
        FROM pg_constraint WHERE conrelid = $1 ORDER BY contype, conname`,
     [relation.oid],
   );
@@ -70,8 +83,24 @@ async function readOne(client: pg.ClientBase, schema: string, table: string): Pr
     [relation.oid],
   );
 
+  // The owner, when it is not the user reading (who will own the copy), and the grants to others.
+  const { rows: acl } = await client.query<{ owner: string | null; grant: string | null }>(
+    `SELECT CASE WHEN c.oid = $1 AND c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = current_user)
+                 THEN quote_ident(pg_get_userbyid(c.relowner)) END AS owner,
+            CASE WHEN a.grantee IS NOT NULL AND a.grantee <> c.relowner
+                 THEN 'GRANT ' || a.privilege_type || CASE c.relkind WHEN 'S' THEN ' ON SEQUENCE ' ELSE ' ON TABLE ' END || quote_ident(c.relname)
+                      || ' TO ' || CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END
+                      || CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END END AS grant
+       FROM pg_class c LEFT JOIN LATERAL aclexplode(c.relacl) a ON true
+      WHERE c.oid = $1 OR c.oid IN (SELECT d.objid FROM pg_depend d WHERE d.refobjid = $1 AND d.deptype = 'a' AND d.classid = 'pg_class'::regclass)
+      ORDER BY 2`,
+    [relation.oid],
+  );
+
   const columnLines = columns.map((c) => `${quote(c.name)} ${c.type}${c.default ? ` DEFAULT ${c.default}` : ''}${c.notnull ? ' NOT NULL' : ''}`);
   const loadConstraints = constraints.filter((c) => c.type !== 'f').map((c) => `CONSTRAINT ${quote(c.name)} ${c.definition}`);
+  const addForeignKey = (c: { name: string; definition: string }) => `ALTER TABLE ${quote(table)} ADD CONSTRAINT ${quote(c.name)} ${c.definition}`;
+  const owner = acl.find((row) => row.owner)?.owner;
   return {
     table,
     sequences: sequences.map(
@@ -80,9 +109,15 @@ async function readOne(client: pg.ClientBase, schema: string, table: string): Pr
     create: `CREATE TABLE ${quote(table)} (\n  ${[...columnLines, ...loadConstraints].join(',\n  ')}\n)`,
     ownership: sequences.map((s) => `ALTER SEQUENCE ${quote(s.name)} OWNED BY ${quote(table)}.${quote(s.column)}`),
     finish: [
-      ...constraints.filter((c) => c.type === 'f').map((c) => `ALTER TABLE ${quote(table)} ADD CONSTRAINT ${quote(c.name)} ${c.definition}`),
+      ...constraints.filter((c) => c.type === 'f').map(addForeignKey),
       // pg_get_indexdef qualifies the table whatever the search_path: unqualify it.
       ...indexes.map((i) => i.definition.replace(` ON ${schema}.`, ' ON ').replace(` ON ${quote(schema)}.`, ' ON ')),
+    ],
+    beforeLoad: constraints.filter((c) => c.acts).map(addForeignKey),
+    privileges: [
+      // ALTER TABLE ... OWNER TO also gives the table's sequences to the new owner.
+      ...(owner ? [`ALTER TABLE ${quote(table)} OWNER TO ${owner}`] : []),
+      ...acl.flatMap((row) => (row.grant ? [row.grant] : [])),
     ],
   };
 }

@@ -1,0 +1,752 @@
+/**
+ * rebuild-projections (issue #5; contract.md, "Rebuild"): blue/green rebuilds of projection groups
+ * into shadow tables, swapped in atomically with their checkpoints and fingerprints.
+ *
+ * - Equivalence: after `rebuild-projections --all` every table is identical, row for row and id for
+ *   id, to what live projection produced for the same log, and defined exactly as before.
+ * - SIGKILL during the fill, after it (with events appended meanwhile), and inside the swap;
+ *   SIGINT: the live tables, checkpoints and fingerprints stay as they were, the next run cleans up
+ *   and succeeds.
+ * - A reader in a loop sees complete tables, the old ones then the new ones, and never an error.
+ * - Events appended during a rebuild all reach the swapped-in tables, with and without a `serve`
+ *   running across the swap.
+ * - Fingerprints decide what a bare `rebuild-projections` rebuilds; a second rebuild of a group is
+ *   refused; the README's two worked examples, run as a maintainer types them.
+ *
+ * The log is appended once into a database of the file's own and projected once into another;
+ * each test works on a copy (CREATE DATABASE ... TEMPLATE). The rebuild is the real CLI in a child
+ * process wherever the test is about what an operator runs.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import test, { type ExecutionContext } from 'ava';
+import knexFactory from 'knex';
+import type { Envelope } from '../src/catalogue/index.js';
+import { prepareDatabase } from '../src/db/ensure-database.js';
+import { knexConfig } from '../src/db/knex-config.js';
+import { appendEnvelopes } from '../src/decide/index.js';
+import { createPostgresEventLog } from '../src/log/postgres/index.js';
+import type { EventLog } from '../src/log/types.js';
+import { defineProjection, type ProjectionDefinition } from '../src/projection/definition.js';
+import { planRebuild, RebuildInProgressError, rebuildGroup } from '../src/projection/rebuild.js';
+import { createProjectionService } from '../src/projection/service.js';
+import { allProjections, condaStoreProjections, namespaceUsage, specifications } from '../projections/index.js';
+import { root } from './helpers/cli.js';
+import { freshDatabase } from './helpers/database.js';
+import { appendInBatches, generatedHistory } from './helpers/generated-history.js';
+import { realisticHistory } from './helpers/history.js';
+import { describeTable, type Queryable } from './helpers/introspect.js';
+import { catchUp, silentLogger, slots } from './helpers/projection.js';
+import {
+  checksumSql,
+  connect,
+  copyOf,
+  digests,
+  dropDatabase,
+  expectedNamespaceUsage,
+  headOf,
+  leftovers,
+  liveCheckpoints,
+  namespaceUsageRows,
+  noRebuildRunning,
+  PROJECTION_TABLES,
+  runNpx,
+  runRebuild,
+  schemaSnapshot,
+  sequencesBehindMaxId,
+  shown,
+  startRebuild,
+  tableOids,
+  until,
+  withDatabase,
+  type LiveCheckpoint,
+  type SchemaSnapshot,
+} from './helpers/rebuild.js';
+import { condaStoreTableNames, condaStoreTables } from './schema/conda-store-spec.js';
+
+/** Tests run at once, a few at a time: each opens several connections and child processes. */
+const slot = slots(4);
+
+const CONDA_STORE_TABLES = condaStoreProjections.flatMap((projection) => projection.tables);
+const USAGE_TABLES = namespaceUsage.tables;
+const NO_LEFTOVERS = { schemas: [], checkpoints: [] };
+
+// ---------------------------------------------------------------------------------------------
+// The log: about 1,600 events of a generated conda-store history. The first 80 % are in every
+// test's log and projected live; the rest is what tests append during a rebuild ("any prefix of a
+// generated history is a valid history").
+
+const history = generatedHistory({ namespaces: 5, environmentsPerNamespace: 3, buildsPerEnvironment: 3, packages: 180, packageBuildsPerPackage: 5, seed: 'rebuild' });
+const BASE = Math.floor(history.length * 0.8);
+const base = history.slice(0, BASE);
+const rest = history.slice(BASE);
+
+const ownDatabases: string[] = [];
+test.after.always(async () => {
+  for (const name of ownDatabases) await dropDatabase(name);
+});
+
+function openLog(t: ExecutionContext, url: string): EventLog {
+  const log = createPostgresEventLog({ connectionString: url });
+  t.teardown(() => log.close());
+  return log;
+}
+
+let seeded: Promise<string> | undefined;
+/** A database with `base` in its log and nothing projected. */
+function seedDatabase(t: ExecutionContext): Promise<string> {
+  seeded ??= (async () => {
+    const migrated = await freshDatabase(t);
+    const seed = await copyOf(undefined, migrated.name, 'rebuild_seed_');
+    ownDatabases.push(seed.name);
+    const log = createPostgresEventLog({ connectionString: seed.url });
+    try {
+      await appendInBatches(log, base);
+    } finally {
+      await log.close();
+    }
+    return seed.name;
+  })();
+  return seeded;
+}
+
+interface Built {
+  name: string;
+  digests: Record<string, string>;
+  checkpoints: LiveCheckpoint[];
+  schema: SchemaSnapshot;
+}
+
+let built: Promise<Built> | undefined;
+/** A database with `base` in its log, projected live by every projection (catch-up), and what it holds. */
+function builtDatabase(t: ExecutionContext): Promise<Built> {
+  built ??= (async () => {
+    const db = await copyOf(undefined, await seedDatabase(t), 'rebuild_built_');
+    ownDatabases.push(db.name);
+    const log = createPostgresEventLog({ connectionString: db.url });
+    try {
+      await catchUp(db.url, log, { projections: allProjections, batchSize: 500 });
+    } finally {
+      await log.close();
+    }
+    return withDatabase(db.url, async (client) => ({
+      name: db.name,
+      digests: await digests(client),
+      checkpoints: await liveCheckpoints(client),
+      schema: await schemaSnapshot(client),
+    }));
+  })();
+  return built;
+}
+
+let fullReference: Promise<Record<string, string>> | undefined;
+/** The digests of a clean projection of the whole history (`base` then `rest`), computed once. */
+function referenceOfWholeHistory(t: ExecutionContext): Promise<Record<string, string>> {
+  fullReference ??= (async () => {
+    const db = await copyOf(undefined, await seedDatabase(t), 'rebuild_ref_');
+    try {
+      const log = createPostgresEventLog({ connectionString: db.url });
+      try {
+        await appendInBatches(log, rest);
+        await catchUp(db.url, log, { projections: allProjections, batchSize: 500 });
+      } finally {
+        await log.close();
+      }
+      return await withDatabase(db.url, digests);
+    } finally {
+      await dropDatabase(db.name);
+    }
+  })();
+  return fullReference;
+}
+
+/** After a full rebuild or catch-up: every live projection running at the head, without an error. */
+async function assertAllAtHead(t: ExecutionContext, client: Queryable) {
+  const head = await headOf(client);
+  const rows = await liveCheckpoints(client);
+  t.deepEqual(
+    rows.map(({ name, position, state, error }) => ({ name, position, state, error })),
+    allProjections
+      .map((p) => p.name)
+      .sort()
+      .map((name) => ({ name, position: head, state: 'running', error: null })),
+    'every live checkpoint at the head',
+  );
+}
+
+/** Applies the Knex migrations one by one, up to (not including) `before`, as a database of an older release had them. */
+async function migrateUpTo(url: string, before: string): Promise<string[]> {
+  await prepareDatabase(url);
+  const knex = knexFactory(knexConfig(url));
+  const applied: string[] = [];
+  try {
+    for (;;) {
+      const [, pending] = (await knex.migrate.list()) as [unknown[], Array<string | { file: string }>];
+      const next = pending.map((migration) => (typeof migration === 'string' ? migration : migration.file)).sort()[0];
+      if (!next || next >= before) return applied;
+      await knex.migrate.up();
+      applied.push(next);
+    }
+  } finally {
+    await knex.destroy();
+  }
+}
+
+/** The migration file whose name ends so, read from the migrations directory (others may be added before it). */
+function migrationNamed(suffix: string): string {
+  const file = fs.readdirSync(path.join(root, 'migrations')).find((name) => name.endsWith(suffix));
+  if (!file) throw new Error(`no migration *${suffix} in migrations/`);
+  return file;
+}
+
+const shadowPosition = async (client: Queryable) => {
+  const { rows } = await client.query<{ position: number }>(`SELECT coalesce(max(position), 0)::float8 AS position FROM event_store.projections WHERE name LIKE 'rebuild:%'`);
+  return rows[0]!.position;
+};
+
+// ---------------------------------------------------------------------------------------------
+// 1. Equivalence
+
+test('rebuild-projections --all: every table identical, row for row and id for id, and defined exactly as before', async (t) => {
+  await slot(t);
+  const reference = await builtDatabase(t);
+  const db = await copyOf(t, reference.name);
+  const client = await connect(t, db.url);
+  // A privilege a reader's role relies on: the swapped-in tables keep it. (Not a reason to rebuild.)
+  await client.query('GRANT SELECT ON public.build, public.namespace_usage TO PUBLIC; GRANT USAGE ON SEQUENCE public.build_id_seq TO PUBLIC');
+  const before = await schemaSnapshot(client);
+  t.notDeepEqual(before.privileges, reference.schema.privileges, 'the grants show in the snapshot');
+  const oidsBefore = await tableOids(client, PROJECTION_TABLES);
+
+  const result = await runRebuild(db.url, ['--all', '--batch-size', '500']);
+  t.is(result.code, 0, shown(result));
+  t.regex(result.stdout, /rebuilt group conda-store/, shown(result));
+  t.regex(result.stdout, /rebuilt group namespace_usage/, shown(result));
+
+  t.deepEqual(await digests(client), reference.digests, 'rows, ids and sequences as live projection left them');
+  t.deepEqual(await schemaSnapshot(client), before, 'columns, constraints, indexes, sequences, owners and privileges');
+  for (const table of condaStoreTableNames) {
+    t.deepEqual(await describeTable(client, 'public', table), condaStoreTables[table], `${table} is still as test/schema/conda-store-spec.ts has it`);
+  }
+  t.deepEqual(await sequencesBehindMaxId(client), [], 'every id sequence still hands out ids past max(id)');
+  t.deepEqual(await leftovers(client), NO_LEFTOVERS);
+  const oidsAfter = await tableOids(client, PROJECTION_TABLES);
+  t.deepEqual(
+    PROJECTION_TABLES.filter((table) => oidsAfter[table] === oidsBefore[table]),
+    [],
+    'every table was swapped for a rebuilt one',
+  );
+  t.deepEqual(await liveCheckpoints(client), reference.checkpoints, 'checkpoints at the head, same fingerprints (the definitions did not change)');
+});
+
+// ---------------------------------------------------------------------------------------------
+// 2. SIGKILL at several points, and SIGINT
+
+const killPoints = [
+  { what: 'during the fill', pauseAt: undefined, appendWhileStopped: false },
+  { what: 'after the fill and the index build, before the catch-up, with events appended meanwhile', pauseAt: 'finished', appendWhileStopped: true },
+  { what: 'inside the swap transaction, just before it commits', pauseAt: 'swapping', appendWhileStopped: false },
+] as const;
+
+for (const point of killPoints) {
+  test(`SIGKILL ${point.what}: live tables, checkpoints and fingerprints unchanged and readable; the next run cleans up and succeeds`, async (t) => {
+    await slot(t);
+    const reference = await builtDatabase(t);
+    const db = await copyOf(t, reference.name);
+    const client = await connect(t, db.url);
+
+    const running = point.pauseAt
+      ? startRebuild(t, db.url, ['--all'], { CSE_REBUILD_PAUSE_AT: point.pauseAt })
+      : startRebuild(t, db.url, ['--all', '--batch-size', '20']);
+    const alive = () => {
+      if (running.hasExited()) throw new Error(`the rebuild exited before it was killed\n${running.output()}`);
+    };
+    if (point.pauseAt) {
+      await until(() => `the rebuild to pause at ${point.pauseAt}\n${running.output()}`, () => (alive(), running.pausedAt() === point.pauseAt));
+    } else {
+      // As soon as the shadow checkpoint moves: a batch or two into a fill of about 65 batches.
+      await until(() => `the shadow checkpoint to move\n${running.output()}`, async () => (alive(), (await shadowPosition(client)) > 0));
+    }
+    if (point.appendWhileStopped) await appendInBatches(openLog(t, db.url), rest);
+    running.child.kill('SIGKILL');
+    t.is((await running.exited).signal, 'SIGKILL');
+    await noRebuildRunning(client);
+    if (!point.pauseAt) t.true((await shadowPosition(client)) < BASE, 'killed in the middle of the fill');
+
+    t.deepEqual(await digests(client), reference.digests, 'live tables unchanged and readable');
+    t.deepEqual(await liveCheckpoints(client), reference.checkpoints, 'live checkpoints and fingerprints unchanged');
+    t.deepEqual(await schemaSnapshot(client), reference.schema, 'live table definitions unchanged');
+
+    const next = await runRebuild(db.url, ['--all']);
+    t.is(next.code, 0, shown(next));
+    t.deepEqual(await leftovers(client), NO_LEFTOVERS, 'no shadow schema or shadow checkpoint left');
+    t.deepEqual(await digests(client), point.appendWhileStopped ? await referenceOfWholeHistory(t) : reference.digests, 'the tables of a clean projection of the log');
+    t.deepEqual(await schemaSnapshot(client), reference.schema);
+    await assertAllAtHead(t, client);
+  });
+}
+
+test('SIGINT (Ctrl-C) during a rebuild: exits non-zero, everything as it was, nothing left behind', async (t) => {
+  await slot(t);
+  const reference = await builtDatabase(t);
+  const db = await copyOf(t, reference.name);
+  const client = await connect(t, db.url);
+  const running = startRebuild(t, db.url, ['--all'], { CSE_REBUILD_PAUSE_AT: 'filled' });
+  await until(() => `the rebuild to pause\n${running.output()}`, () => running.pausedAt() === 'filled' || (running.hasExited() && 'exited'));
+  t.is(running.pausedAt(), 'filled', running.output());
+  running.child.kill('SIGINT');
+  await until(() => `the rebuild to exit on SIGINT\n${running.output()}`, () => running.hasExited(), 30_000);
+  const { code } = await running.exited;
+  t.is(code, 2, running.output());
+  t.regex(running.output(), /interrupted/);
+  t.deepEqual(await leftovers(client), NO_LEFTOVERS, 'the shadow tables and checkpoints are dropped on the way out');
+  t.deepEqual(await digests(client), reference.digests);
+  t.deepEqual(await liveCheckpoints(client), reference.checkpoints);
+});
+
+// ---------------------------------------------------------------------------------------------
+// 3. Readers during a rebuild
+
+test('a reader querying in a loop during a rebuild sees the complete old tables, then the complete new ones, and no error', async (t) => {
+  await slot(t);
+  const reference = await builtDatabase(t);
+  const db = await copyOf(t, reference.name);
+  const reader = await connect(t, db.url);
+
+  const counted = ['conda_package_build', 'build', 'build_artifact', 'environment', 'namespace', 'specification', 'solve_conda_package_build', 'namespace_usage'];
+  const countSql = (table: string) => `SELECT count(*)::int AS n, max(tableoid::text) AS oid FROM public."${table}"`;
+  const joinSql = `SELECT count(*)::int AS n FROM build b JOIN environment e ON e.id = b.environment_id JOIN namespace n ON n.id = e.namespace_id
+                    JOIN build_conda_package_build l ON l.build_id = b.id JOIN conda_package_build p ON p.id = l.conda_package_build_id`;
+  const checksummed = ['conda_package_build', 'namespace_usage'];
+  const expected = new Map<string, unknown>();
+  for (const table of counted) expected.set(`count ${table}`, (await reader.query<{ n: number }>(countSql(table))).rows[0]!.n);
+  expected.set('join', (await reader.query<{ n: number }>(joinSql)).rows[0]!.n);
+  for (const table of checksummed) expected.set(`checksum ${table}`, (await reader.query<{ checksum: string }>(checksumSql(table))).rows[0]!.checksum);
+  t.true((expected.get('count conda_package_build') as number) > 500);
+
+  const errors: string[] = [];
+  const wrong: string[] = [];
+  const oids = new Map<string, Set<string>>(counted.map((table) => [table, new Set<string>()]));
+  let rounds = 0;
+  const observe = (what: string, value: unknown) => {
+    if (value !== expected.get(what)) wrong.push(`${what}: ${String(value)}, expected ${String(expected.get(what))}`);
+  };
+  const round = async () => {
+    for (const table of counted) {
+      try {
+        const { rows } = await reader.query<{ n: number; oid: string }>(countSql(table));
+        observe(`count ${table}`, rows[0]!.n);
+        oids.get(table)!.add(rows[0]!.oid);
+      } catch (error) {
+        errors.push(`${table}: ${(error as Error).message}`);
+      }
+    }
+    try {
+      observe('join', (await reader.query<{ n: number }>(joinSql)).rows[0]!.n);
+      for (const table of checksummed) observe(`checksum ${table}`, (await reader.query<{ checksum: string }>(checksumSql(table))).rows[0]!.checksum);
+    } catch (error) {
+      errors.push(`join/checksum: ${(error as Error).message}`);
+    }
+    rounds++;
+  };
+
+  let stop = false;
+  const loop = (async () => {
+    while (!stop) await round();
+  })();
+  const running = startRebuild(t, db.url, ['--all', '--batch-size', '200']);
+  try {
+    await until(() => `the rebuild to finish\n${running.output()}`, () => running.hasExited());
+  } finally {
+    stop = true;
+    await loop;
+  }
+  await round();
+  t.is((await running.exited).code, 0, running.output());
+  t.deepEqual(errors, [], 'no query failed');
+  t.deepEqual(wrong, [], 'every count and checksum is the full table');
+  for (const [table, seen] of oids) t.is(seen.size, 2, `${table}: the reader saw the old table, then the new one`);
+  t.true(rounds > 3, `${rounds} rounds`);
+});
+
+// ---------------------------------------------------------------------------------------------
+// 4. Events appended during a rebuild
+
+/**
+ * Rebuilds both groups in this process while `rest` is appended: a quarter in the background from
+ * the start, then a slice at each phase boundary of the conda-store group's rebuild (after the
+ * fill, after the index build, at the swap), the last slice after the rebuild. With `serve`, the
+ * live projection keeps applying them meanwhile (and is waited for at the first two boundaries,
+ * so that it is ahead of the shadow tables when they are swapped in).
+ */
+async function rebuildWhileAppending(t: ExecutionContext, withServe: boolean) {
+  await slot(t);
+  const reference = await builtDatabase(t);
+  const db = await copyOf(t, reference.name);
+  const client = await connect(t, db.url);
+  const log = openLog(t, db.url);
+
+  const cut = (fraction: number) => Math.floor(rest.length * fraction);
+  const [background, atFilled, atFinished, atSwap, after] = [
+    rest.slice(0, cut(0.25)),
+    rest.slice(cut(0.25), cut(0.5)),
+    rest.slice(cut(0.5), cut(0.7)),
+    rest.slice(cut(0.7), cut(0.85)),
+    rest.slice(cut(0.85)),
+  ];
+  let queue: Promise<unknown> = Promise.resolve();
+  const append = (envelopes: Envelope[]) => (queue = queue.then(() => appendInBatches(log, envelopes, 20)));
+
+  const liveAtHead = async () => {
+    const head = await headOf(client);
+    const rows = await liveCheckpoints(client);
+    return rows.length === allProjections.length && rows.every((row) => row.position >= head);
+  };
+  const stopServe = new AbortController();
+  let serving: Promise<void> | undefined;
+  if (withServe) {
+    const service = createProjectionService({ databaseUrl: db.url, log, logger: silentLogger, projections: allProjections, batchSize: 50 });
+    serving = service.serve(stopServe.signal).finally(() => service.close());
+    t.teardown(async () => {
+      stopServe.abort();
+      await serving?.catch(() => undefined);
+    });
+    await until('serve to take the groups', liveAtHead);
+  }
+
+  for (let i = 0; i < background.length; i += 20) void append(background.slice(i, i + 20));
+  const phases: string[] = [];
+  const onPhase = async (phase: 'filled' | 'finished' | 'swapping') => {
+    phases.push(phase);
+    if (phase === 'filled' || phase === 'finished') {
+      await append(phase === 'filled' ? atFilled : atFinished);
+      if (withServe) await until(`serve to apply what was appended at ${phase}`, liveAtHead);
+    } else {
+      await append(atSwap);
+    }
+  };
+  const rebuildLog = openLog(t, db.url);
+  const groups = [condaStoreProjections, [namespaceUsage]];
+  for (const [i, projections] of groups.entries()) {
+    await rebuildGroup({ databaseUrl: db.url, log: rebuildLog, logger: silentLogger, projections, batchSize: 100, onPhase: i === 0 ? onPhase : undefined });
+  }
+  t.deepEqual(phases, ['filled', 'finished', 'swapping']);
+  await append(after);
+  await queue;
+
+  if (withServe) {
+    await until('serve to apply every event', liveAtHead);
+    stopServe.abort();
+    await serving;
+  } else {
+    await catchUp(db.url, log, { projections: allProjections });
+  }
+  t.deepEqual(await digests(client), await referenceOfWholeHistory(t), 'the tables of a clean projection of the whole log');
+  await assertAllAtHead(t, client);
+  t.deepEqual(await leftovers(client), NO_LEFTOVERS);
+}
+
+test('events appended during a rebuild (fill, index build, swap) all reach the swapped-in tables; catch-up applies the rest', (t) => rebuildWhileAppending(t, false));
+
+test('a serve running across the swap keeps working: every event appended before, during and after is applied once', (t) => rebuildWhileAppending(t, true));
+
+// ---------------------------------------------------------------------------------------------
+// 5. Fingerprints
+
+test('fingerprints: nothing to rebuild on a built database; a new version or a changed table plans exactly that group; empty again after', async (t) => {
+  await slot(t);
+  const reference = await builtDatabase(t);
+  const db = await copyOf(t, reference.name);
+  const client = await connect(t, db.url);
+
+  const bare = await runRebuild(db.url, ['--dry-run']);
+  t.is(bare.code, 0, shown(bare));
+  t.regex(bare.stdout, /nothing to rebuild/);
+  t.deepEqual(await planRebuild(db.url, allProjections, [], false), []);
+
+  // A new version of one projection's handlers: that projection's group, and only it.
+  const usageV2 = defineProjection({ ...namespaceUsage, version: 2 });
+  const withV2 = allProjections.map((p) => (p.name === namespaceUsage.name ? usageV2 : p));
+  t.deepEqual(await planRebuild(db.url, withV2, [], false), [{ group: 'namespace_usage', projections: [{ name: 'namespace_usage', reason: 'version v1 -> v2' }] }]);
+
+  // A migration-like change to one of its tables.
+  await client.query('ALTER TABLE public.namespace_usage ADD COLUMN x integer');
+  t.deepEqual(await planRebuild(db.url, allProjections, [], false), [
+    { group: 'namespace_usage', projections: [{ name: 'namespace_usage', reason: 'table definition changed' }] },
+  ]);
+  const digestsBefore = await digests(client);
+  const oidsBefore = await tableOids(client, PROJECTION_TABLES);
+  const dryRun = await runRebuild(db.url, ['--dry-run']);
+  t.is(dryRun.code, 0, shown(dryRun));
+  t.is(dryRun.stdout, 'would rebuild group namespace_usage:\n  namespace_usage: table definition changed\n');
+  t.deepEqual(await tableOids(client, PROJECTION_TABLES), oidsBefore, '--dry-run changes nothing');
+
+  const rebuilt = await runRebuild(db.url, []);
+  t.is(rebuilt.code, 0, shown(rebuilt));
+  t.regex(rebuilt.stdout, /rebuilt group namespace_usage/);
+  t.notRegex(rebuilt.stdout, /conda-store/);
+  const oidsAfter = await tableOids(client, PROJECTION_TABLES);
+  t.deepEqual(
+    PROJECTION_TABLES.filter((table) => oidsAfter[table] !== oidsBefore[table]),
+    [...USAGE_TABLES].sort(),
+    'only the namespace_usage group was rebuilt',
+  );
+  t.deepEqual(await digests(client), digestsBefore, 'same rows (the new column null)');
+  t.true((await describeTable(client, 'public', 'namespace_usage')).columns.some((column) => column.name === 'x'), 'the rebuilt table has the new column');
+  t.deepEqual(await planRebuild(db.url, allProjections, [], false), []);
+  const after = await runRebuild(db.url, ['--dry-run']);
+  t.regex(after.stdout, /nothing to rebuild/, shown(after));
+});
+
+// ---------------------------------------------------------------------------------------------
+// 6. One rebuild of a group at a time
+
+test('a second rebuild of a group that is being rebuilt is refused with a clear message; another group is not held up', async (t) => {
+  await slot(t);
+  const reference = await builtDatabase(t);
+  const db = await copyOf(t, reference.name);
+  const client = await connect(t, db.url);
+  const first = startRebuild(t, db.url, ['builds'], { CSE_REBUILD_PAUSE_AT: 'filled' });
+  await until(() => `the first rebuild to pause\n${first.output()}`, () => first.pausedAt() === 'filled' || (first.hasExited() && 'exited'));
+  t.is(first.pausedAt(), 'filled', first.output());
+
+  const log = openLog(t, db.url);
+  const error = await t.throwsAsync(rebuildGroup({ databaseUrl: db.url, log, logger: silentLogger, projections: condaStoreProjections }), { instanceOf: RebuildInProgressError });
+  t.regex(error!.message, /rebuild of projection group "conda-store" is already running/);
+
+  const second = await runRebuild(db.url, ['solves']);
+  t.is(second.code, 2, shown(second));
+  t.regex(second.stderr, /error: a rebuild of projection group "conda-store" is already running in another process/);
+
+  const other = await runRebuild(db.url, ['namespace_usage']);
+  t.is(other.code, 0, shown(other));
+  t.regex(other.stdout, /rebuilt group namespace_usage/);
+
+  first.child.kill('SIGKILL');
+  await first.exited;
+  await noRebuildRunning(client);
+  t.deepEqual(await digests(client), reference.digests);
+});
+
+// ---------------------------------------------------------------------------------------------
+// 7. The README's worked examples, as a maintainer runs them
+
+/** specifications as the release before is_lockfile had it (version 1: no is_lockfile). */
+const specificationsV1 = defineProjection({
+  ...specifications,
+  version: 1,
+  handlers: {
+    SpecificationRegistered: ({ data }) => [
+      {
+        op: 'insert',
+        table: 'specification',
+        row: { id: data.specification_id, name: data.name, spec: data.spec, sha256: data.sha256, created_on: data.created_on ?? null },
+      },
+    ],
+  },
+});
+
+test('worked example 1: specification.is_lockfile as a Knex migration plus rebuild-projections, from a database built without it', async (t) => {
+  await slot(t);
+  const lockfileMigration = migrationNamed('_specification_is_lockfile.ts');
+  const db = await freshDatabase(t, { migrated: false });
+  const applied = await migrateUpTo(db.url, lockfileMigration);
+  t.true(applied.length >= 3 && !applied.includes(lockfileMigration), applied.join(', '));
+  const events = realisticHistory();
+  const log = openLog(t, db.url);
+  await appendEnvelopes(log, events);
+  const previousRelease: ProjectionDefinition[] = condaStoreProjections.map((p) => (p.name === specifications.name ? specificationsV1 : p));
+  await catchUp(db.url, log, { projections: previousRelease });
+  const client = await connect(t, db.url);
+  const hasColumn = async () =>
+    (await client.query(`SELECT 1 FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'specification' AND column_name = 'is_lockfile'`)).rowCount === 1;
+  t.false(await hasColumn());
+
+  // 1-2. The projection change and the migration are in the checkout; apply the migration.
+  const migrate = await runNpx(db.url, ['knex', 'migrate:latest']);
+  t.is(migrate.code, 0, shown(migrate));
+  t.true(await hasColumn());
+  const lockfileColumn = async () => (await client.query<{ id: number; is_lockfile: boolean }>('SELECT id, is_lockfile FROM specification ORDER BY id')).rows;
+  t.true((await lockfileColumn()).every((row) => !row.is_lockfile), 'after the migration alone, every row has the default, false');
+
+  // 3. What a bare rebuild would do, and why.
+  const dryRun = await runNpx(db.url, ['rebuild-projections', '--dry-run']);
+  t.is(dryRun.code, 0, shown(dryRun));
+  t.regex(dryRun.stdout, /would rebuild group conda-store:\n/);
+  t.regex(dryRun.stdout, /\n {2}specifications: version v1 -> v2, table definition changed\n/);
+  t.regex(dryRun.stdout, /\n {2}builds: shares foreign keys with specifications\n/);
+  t.regex(dryRun.stdout, /would rebuild group namespace_usage:\n {2}namespace_usage: never built with a recorded fingerprint\n/);
+
+  // 4. The rebuild.
+  const rebuild = await runNpx(db.url, ['rebuild-projections']);
+  t.is(rebuild.code, 0, shown(rebuild));
+  const expected = events.flatMap((e) => (e.type === 'SpecificationRegistered' ? [{ id: e.data.specification_id, is_lockfile: e.data.is_lockfile }] : []));
+  t.true(expected.some((row) => row.is_lockfile) && expected.some((row) => !row.is_lockfile));
+  t.deepEqual(await lockfileColumn(), expected, 'is_lockfile true exactly for the lockfile specifications');
+  t.deepEqual(await namespaceUsageRows(client), expectedNamespaceUsage(events));
+
+  // The same tables as the current code projects the same log into a database migrated at once.
+  const fresh = await freshDatabase(t);
+  const freshLog = openLog(t, fresh.url);
+  await appendEnvelopes(freshLog, events);
+  await catchUp(fresh.url, freshLog, { projections: allProjections });
+  t.deepEqual(await digests(client), await withDatabase(fresh.url, digests));
+
+  const again = await runNpx(db.url, ['rebuild-projections', '--dry-run']);
+  t.regex(again.stdout, /nothing to rebuild/, shown(again));
+});
+
+test('worked example 2: namespace_usage, a new read model, complete for all past events after migrate:latest and rebuild-projections', async (t) => {
+  await slot(t);
+  const usageMigration = migrationNamed('_namespace_usage.ts');
+  const db = await freshDatabase(t, { migrated: false });
+  await migrateUpTo(db.url, usageMigration);
+  const shape = { namespaces: 5, environmentsPerNamespace: 2, buildsPerEnvironment: 3 };
+  const events = generatedHistory({ ...shape, packages: 30, packageBuildsPerPackage: 2, seed: 'usage' });
+  const log = openLog(t, db.url);
+  await appendInBatches(log, events);
+  // The release before namespace_usage existed projected conda-store's tables only.
+  await catchUp(db.url, log, { projections: condaStoreProjections });
+  const client = await connect(t, db.url);
+  const condaStoreBefore = await tableOids(client, CONDA_STORE_TABLES);
+
+  const migrate = await runNpx(db.url, ['knex', 'migrate:latest']);
+  t.is(migrate.code, 0, shown(migrate));
+  t.deepEqual(await namespaceUsageRows(client), [], 'the migration creates the table empty');
+
+  const dryRun = await runNpx(db.url, ['rebuild-projections', '--dry-run']);
+  t.is(dryRun.code, 0, shown(dryRun));
+  t.is(dryRun.stdout, 'would rebuild group namespace_usage:\n  namespace_usage: never built with a recorded fingerprint\n');
+
+  const rebuild = await runNpx(db.url, ['rebuild-projections']);
+  t.is(rebuild.code, 0, shown(rebuild));
+  const rows = await namespaceUsageRows(client);
+  // By hand: every namespace has 2 environments of 3 builds; completed builds and their sizes from the BuildCompleted events.
+  t.deepEqual(rows.map((row) => row.namespace_id), [1, 2, 3, 4, 5]);
+  t.true(rows.every((row) => row.builds === shape.environmentsPerNamespace * shape.buildsPerEnvironment));
+  t.deepEqual(rows, expectedNamespaceUsage(events));
+  t.true(rows.some((row) => row.completed_builds > 0 && row.total_size > 0));
+  t.deepEqual(await tableOids(client, CONDA_STORE_TABLES), condaStoreBefore, "conda-store's tables were not rebuilt");
+  await assertAllAtHead(t, client);
+
+  const again = await runNpx(db.url, ['rebuild-projections', '--dry-run']);
+  t.regex(again.stdout, /nothing to rebuild/, shown(again));
+});
+
+// ---------------------------------------------------------------------------------------------
+// 8. The command line
+
+test('rebuild-projections --help, an unknown name, and --dry-run that changes nothing', async (t) => {
+  await slot(t);
+  const reference = await builtDatabase(t);
+  const db = await copyOf(t, reference.name);
+  const client = await connect(t, db.url);
+
+  const help = await runRebuild(db.url, ['--help']);
+  t.is(help.code, 0, shown(help));
+  t.regex(help.stdout, /Usage: rebuild-projections/);
+  t.regex(help.stdout, /--dry-run/);
+
+  const unknown = await runRebuild(db.url, ['no_such_projection']);
+  t.is(unknown.code, 2, shown(unknown));
+  t.regex(unknown.stderr, /unknown projection\(s\): no_such_projection/);
+  for (const projection of allProjections) t.true(unknown.stderr.includes(projection.name), `lists ${projection.name}`);
+
+  const oids = await tableOids(client, PROJECTION_TABLES);
+  const all = await runRebuild(db.url, ['--all', '--dry-run']);
+  t.is(all.code, 0, shown(all));
+  t.regex(all.stdout, /would rebuild group conda-store:\n {2}namespaces: all projections asked for\n/);
+  t.regex(all.stdout, /would rebuild group namespace_usage:\n {2}namespace_usage: all projections asked for\n/);
+  const named = await runRebuild(db.url, ['solves', '--dry-run']);
+  t.is(named.code, 0, shown(named));
+  t.regex(named.stdout, /^would rebuild group conda-store:\n/);
+  t.regex(named.stdout, /\n {2}solves: named on the command line\n/);
+  t.regex(named.stdout, /\n {2}builds: shares foreign keys with solves\n/);
+  t.notRegex(named.stdout, /namespace_usage/);
+
+  t.deepEqual(await tableOids(client, PROJECTION_TABLES), oids);
+  t.deepEqual(await digests(client), reference.digests);
+  t.deepEqual(await liveCheckpoints(client), reference.checkpoints);
+  t.deepEqual(await leftovers(client), NO_LEFTOVERS);
+});
+
+// ---------------------------------------------------------------------------------------------
+// 9. What the shadow tables must do as the live ones do, and rebuilds that must not happen
+
+/** A projection of this test's own whose deletes rely on a cascading foreign key. */
+const cascadeDemo = defineProjection({
+  name: 'cascade_demo',
+  version: 1,
+  group: 'cascade_demo',
+  tables: ['demo_namespace', 'demo_environment'],
+  handlers: {
+    NamespaceCreated: ({ data }) => [{ op: 'insert', table: 'demo_namespace', row: { id: data.namespace_id, name: data.name } }],
+    EnvironmentCreated: ({ data }) => [{ op: 'insert', table: 'demo_environment', row: { id: data.environment_id, namespace_id: data.namespace_id } }],
+    // The environment rows go with their namespace: ON DELETE CASCADE does it.
+    NamespacePurged: ({ data }) => [{ op: 'delete', table: 'demo_namespace', where: { id: data.namespace_id } }],
+  },
+});
+
+const demoRows = async (client: Queryable) =>
+  (await client.query<{ rows: unknown }>(`SELECT json_build_array((SELECT json_agg(n ORDER BY n.id) FROM demo_namespace n), (SELECT json_agg(e ORDER BY e.id) FROM demo_environment e)) AS rows`)).rows[0]!.rows;
+
+test('a delete that cascades live cascades during the rebuild too (cascading foreign keys exist during the load)', async (t) => {
+  await slot(t);
+  const db = await freshDatabase(t);
+  const client = await connect(t, db.url);
+  await client.query(`
+    CREATE TABLE public.demo_namespace (id integer PRIMARY KEY, name text NOT NULL);
+    CREATE TABLE public.demo_environment (id integer PRIMARY KEY, namespace_id integer NOT NULL
+      CONSTRAINT demo_environment_namespace_fkey REFERENCES public.demo_namespace (id) ON DELETE CASCADE)`);
+  const log = openLog(t, db.url);
+  const events = realisticHistory();
+  await appendEnvelopes(log, events);
+  t.true(events.some((e) => e.type === 'NamespacePurged' && e.data.namespace_id === 3), 'namespace 3, with an environment, is purged');
+  await catchUp(db.url, log, { projections: [cascadeDemo] });
+  const live = await demoRows(client);
+  t.deepEqual(live, [
+    [{ id: 1, name: 'default' }, { id: 2, name: 'data-team' }],
+    [{ id: 1, namespace_id: 1 }, { id: 2, namespace_id: 2 }],
+  ]);
+  const definition = await describeTable(client, 'public', 'demo_environment');
+  await rebuildGroup({ databaseUrl: db.url, log, logger: silentLogger, projections: [cascadeDemo], batchSize: 10 });
+  t.deepEqual(await demoRows(client), live, 'the same rows as live projection');
+  t.deepEqual(await describeTable(client, 'public', 'demo_environment'), definition, 'the foreign key, ON DELETE CASCADE, as before');
+});
+
+test('refused rebuilds leave everything as it was: a projection that fails on an event, a foreign key from outside the group', async (t) => {
+  await slot(t);
+  const reference = await builtDatabase(t);
+  const db = await copyOf(t, reference.name);
+  const client = await connect(t, db.url);
+  const log = openLog(t, db.url);
+
+  // A new version whose handler throws on one event: the rebuild stops before the swap.
+  const doomed = base.flatMap((e) => (e.type === 'BuildCompleted' ? [e.data.build_id] : []))[2]!;
+  const failing = defineProjection({
+    ...namespaceUsage,
+    version: 2,
+    handlers: {
+      ...namespaceUsage.handlers,
+      BuildCompleted: (event) => {
+        if (event.data.build_id === doomed) throw new Error(`cannot handle build ${doomed}`);
+        return namespaceUsage.handlers.BuildCompleted!(event);
+      },
+    },
+  });
+  const failure = await t.throwsAsync(rebuildGroup({ databaseUrl: db.url, log, logger: silentLogger, projections: [failing], batchSize: 50 }));
+  t.regex(failure!.message, /projection namespace_usage stopped at event \d+ \(BuildCompleted [0-9a-f-]+\) during the rebuild: cannot handle build \d+; the live tables/);
+  t.deepEqual(await digests(client), reference.digests);
+  t.deepEqual(await liveCheckpoints(client), reference.checkpoints);
+  t.deepEqual(await leftovers(client), NO_LEFTOVERS, 'the shadow tables are dropped on the way out');
+
+  // A table of no projection's group that references namespace_usage: the swap would drop its foreign key.
+  await client.query('CREATE TABLE public.usage_note (namespace_id integer CONSTRAINT usage_note_fkey REFERENCES public.namespace_usage (namespace_id))');
+  const refused = await runRebuild(db.url, ['namespace_usage']);
+  t.is(refused.code, 2, shown(refused));
+  t.regex(refused.stderr, /cannot rebuild projection group "namespace_usage": public.usage_note references namespace_usage by foreign key usage_note_fkey/);
+  t.deepEqual(await digests(client), reference.digests);
+  t.deepEqual(await liveCheckpoints(client), reference.checkpoints);
+  t.deepEqual(await leftovers(client), NO_LEFTOVERS);
+  t.is((await client.query(`SELECT 1 FROM pg_constraint WHERE conname = 'usage_note_fkey'`)).rowCount, 1);
+});
