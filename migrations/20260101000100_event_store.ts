@@ -97,11 +97,15 @@ CREATE FUNCTION event_store.failed_precondition(
   p_claim_group int[], p_claim_name text[], p_claim_value text[],
   p_cond_group int[], p_cond_stream text[], p_cond_kind text[], p_cond_arg text[], p_cond_message text[]
 ) RETURNS TABLE (grp int, subject text, kind text, message text) LANGUAGE sql STABLE AS $fn$
+  -- The keys claimed by this call, as one JSON object (name, unit separator, value) -> first
+  -- group: each condition looks up in it (a binary search) rather than joining, since the plan of
+  -- a join between two arrays of unknown size can be a nested loop, quadratic in the batch.
   WITH claimed AS (
-    SELECT cl.name, cl.value, min(cl.grp) AS grp
-    FROM unnest(p_claim_group, p_claim_name, p_claim_value) AS cl(grp, name, value)
-    WHERE p_found[cl.grp] < p_size[cl.grp]
-    GROUP BY 1, 2
+    SELECT coalesce(jsonb_object_agg(k, grp), '{}'::jsonb) AS groups
+    FROM (SELECT cl.name || chr(31) || cl.value AS k, min(cl.grp) AS grp
+          FROM unnest(p_claim_group, p_claim_name, p_claim_value) AS cl(grp, name, value)
+          WHERE p_found[cl.grp] < p_size[cl.grp]
+          GROUP BY 1) x
   ), conditions AS (
     SELECT c.grp, c.stream, c.kind, c.arg, c.message, c.ord,
            CASE c.kind WHEN 'key' THEN c.arg ELSE 'stream' END AS key_name
@@ -110,22 +114,21 @@ CREATE FUNCTION event_store.failed_precondition(
     WHERE p_found[c.grp] < p_size[c.grp] AND (p_only_group IS NULL OR c.grp = p_only_group)
   )
   SELECT c.grp, c.stream, c.kind, c.message
-  FROM conditions c
-  LEFT JOIN claimed later ON later.name = c.key_name AND later.value = c.stream AND later.grp >= c.grp
+  FROM conditions c CROSS JOIN claimed m
   WHERE NOT (CASE c.kind
-    -- 'exists': the aggregate of stream c.stream exists (its key "stream" is held)
-    WHEN 'exists' THEN later.grp IS NULL AND EXISTS (
+    -- 'exists': the aggregate of stream c.stream exists (its key "stream" is held, not by a later group)
+    WHEN 'exists' THEN coalesce((m.groups ->> ('stream' || chr(31) || c.stream))::int < c.grp, true) AND EXISTS (
       SELECT 1 FROM event_store.keys k WHERE k.name = 'stream' AND k.value = c.stream)
     -- 'key': the key (c.arg, c.stream) is held, e.g. a package build id
-    WHEN 'key' THEN later.grp IS NULL AND EXISTS (
+    WHEN 'key' THEN coalesce((m.groups ->> (c.arg || chr(31) || c.stream))::int < c.grp, true) AND EXISTS (
       SELECT 1 FROM event_store.keys k WHERE k.name = c.arg AND k.value = c.stream)
     -- 'child_of': the aggregate of stream c.stream exists and its parent is c.arg
-    WHEN 'child_of' THEN later.grp IS NULL AND EXISTS (
+    WHEN 'child_of' THEN coalesce((m.groups ->> ('stream' || chr(31) || c.stream))::int < c.grp, true) AND EXISTS (
       SELECT 1 FROM event_store.keys k WHERE k.name = 'stream' AND k.value = c.stream AND k.parent = c.arg)
     WHEN 'no_children' THEN NOT EXISTS (
       SELECT 1 FROM event_store.keys k
       WHERE k.parent = c.stream AND k.name = 'stream'
-        AND NOT EXISTS (SELECT 1 FROM claimed cl WHERE cl.name = 'stream' AND cl.value = k.value AND cl.grp >= c.grp))
+        AND coalesce((m.groups ->> ('stream' || chr(31) || k.value))::int < c.grp, true))
     -- 'version': the stream is at version c.arg (the events of this call are not inserted yet)
     WHEN 'version' THEN c.arg::int = coalesce(
       (SELECT max(e.stream_version) FROM event_store.events e WHERE e.stream = c.stream), -1)
@@ -136,52 +139,56 @@ CREATE FUNCTION event_store.failed_precondition(
 $fn$;
 
 -- Claims keys for the appended groups (all of them, or only p_only_group). A key held by another
--- stream is a duplicate; re-claiming a key one's own stream holds is not.
+-- stream is a duplicate; re-claiming a key one's own stream holds is not. Arrays are zipped, never
+-- joined: a join of two arrays of unknown size may be planned as a quadratic nested loop.
 CREATE FUNCTION event_store.claim_keys(
-  p_streams text[], p_found int[], p_size int[], p_only_group int,
-  p_claim_group int[], p_claim_name text[], p_claim_value text[], p_claim_parent text[]
+  p_found int[], p_size int[], p_only_group int,
+  p_claim_group int[], p_claim_stream text[], p_claim_name text[], p_claim_value text[], p_claim_parent text[]
 ) RETURNS void LANGUAGE plpgsql AS $fn$
 DECLARE
   r record;
-  v_owner text;
+  v_wanted bigint;
+  v_inserted bigint;
 BEGIN
-  FOR r IN
-    -- Streams are joined by group number, not subscripted: p_streams[i] on a text array walks
-    -- the array from its start, which would make a batch of thousands quadratic.
-    WITH wanted AS (
-      SELECT c.grp, c.name, c.value, c.parent, s.stream
-      FROM unnest(p_claim_group, p_claim_name, p_claim_value, p_claim_parent) AS c(grp, name, value, parent)
-      JOIN unnest(p_streams) WITH ORDINALITY AS s(stream, grp) ON s.grp = c.grp
-      WHERE (p_only_group IS NULL OR c.grp = p_only_group) AND p_found[c.grp] < p_size[c.grp]
-    ), inserted AS (
-      INSERT INTO event_store.keys (name, value, stream, parent)
-      SELECT w.name, w.value, w.stream, w.parent FROM wanted w
-      ON CONFLICT (name, value) DO NOTHING
-      RETURNING name, value, stream
-    )
-    SELECT w.grp, w.name, w.value FROM wanted w
-    WHERE NOT EXISTS (SELECT 1 FROM inserted i WHERE i.name = w.name AND i.value = w.value AND i.stream = w.stream)
-  LOOP
-    SELECT k.stream INTO v_owner FROM event_store.keys k WHERE k.name = r.name AND k.value = r.value;
-    IF v_owner IS DISTINCT FROM p_streams[r.grp] THEN
-      RAISE EXCEPTION 'duplicate %: "%" is already taken by %', r.name, r.value, v_owner
-        USING ERRCODE = 'CS004',
-              DETAIL = json_build_object('key', r.name, 'value', r.value, 'stream', p_streams[r.grp],
-                                         'taken_by', v_owner)::text;
-    END IF;
-  END LOOP;
+  WITH wanted AS (
+    SELECT c.name, c.value, c.stream, c.parent
+    FROM unnest(p_claim_group, p_claim_stream, p_claim_name, p_claim_value, p_claim_parent) AS c(grp, stream, name, value, parent)
+    WHERE (p_only_group IS NULL OR c.grp = p_only_group) AND p_found[c.grp] < p_size[c.grp]
+  ), inserted AS (
+    INSERT INTO event_store.keys (name, value, stream, parent)
+    SELECT w.name, w.value, w.stream, w.parent FROM wanted w
+    ON CONFLICT (name, value) DO NOTHING
+    RETURNING 1
+  )
+  SELECT (SELECT count(*) FROM wanted), (SELECT count(*) FROM inserted) INTO v_wanted, v_inserted;
+  IF v_inserted = v_wanted THEN
+    RETURN;
+  END IF;
+  -- Some keys were there already: fine if this stream holds them, a duplicate otherwise.
+  SELECT c.name, c.value, c.stream, k.stream AS owner INTO r
+  FROM unnest(p_claim_group, p_claim_stream, p_claim_name, p_claim_value) AS c(grp, stream, name, value)
+  JOIN event_store.keys k ON k.name = c.name AND k.value = c.value
+  WHERE (p_only_group IS NULL OR c.grp = p_only_group) AND p_found[c.grp] < p_size[c.grp] AND k.stream <> c.stream
+  LIMIT 1;
+  IF FOUND THEN
+    RAISE EXCEPTION 'duplicate %: "%" is already taken by %', r.name, r.value, r.owner
+      USING ERRCODE = 'CS004',
+            DETAIL = json_build_object('key', r.name, 'value', r.value, 'stream', r.stream, 'taken_by', r.owner)::text;
+  END IF;
 END
 $fn$;
 
 CREATE FUNCTION event_store.append_events(
   p_ids         uuid[],   -- per event
   p_groups      int[],    -- per event: index (1-based) of its group
+  p_event_streams text[], -- per event: its group's stream (zipped with the events, never looked up)
   p_types       text[],
   p_data        jsonb[],
   p_metadata    jsonb[],
   p_streams     text[],   -- per group: stream written
   p_expected    text[],   -- per group: 'any' | 'no_stream' | 'stream_exists' | '<version>'
   p_claim_group int[],    -- per claimed key
+  p_claim_stream text[],  -- per claimed key: its group's stream
   p_claim_name  text[],
   p_claim_value text[],
   p_claim_parent text[],
@@ -256,10 +263,9 @@ BEGIN
   END LOOP;
   FOR r IN
     SELECT x.ord::int AS i, x.grp, x.id, e.stream, e.type, e.global_position, e.stream_version, e.recorded_at,
-           (e.stream <> s.stream OR e.type <> x.type OR e.data <> x.data) AS differs
-    FROM unnest(p_ids, p_groups, p_types, p_data) WITH ORDINALITY AS x(id, grp, type, data, ord)
+           (e.stream <> x.stream OR e.type <> x.type OR e.data <> x.data) AS differs
+    FROM unnest(p_ids, p_groups, p_event_streams, p_types, p_data) WITH ORDINALITY AS x(id, grp, stream, type, data, ord)
     JOIN event_store.events e ON e.id = x.id
-    JOIN unnest(p_streams) WITH ORDINALITY AS s(stream, grp) ON s.grp = x.grp
   LOOP
     g := r.grp;
     IF r.differs THEN
@@ -353,8 +359,8 @@ BEGIN
     IF coalesce(cardinality(p_release_name), 0) = 0 THEN
       -- (Each call costs a fraction of a millisecond even with nothing to do: skip empty ones.)
       IF coalesce(cardinality(p_claim_name), 0) > 0 THEN
-        PERFORM event_store.claim_keys(p_streams, v_found, v_size, NULL,
-          p_claim_group, p_claim_name, p_claim_value, p_claim_parent);
+        PERFORM event_store.claim_keys(v_found, v_size, NULL,
+          p_claim_group, p_claim_stream, p_claim_name, p_claim_value, p_claim_parent);
       END IF;
       IF coalesce(cardinality(p_cond_kind), 0) > 0 THEN
         SELECT * INTO r FROM event_store.failed_precondition(v_found, v_size, NULL,
@@ -376,20 +382,18 @@ BEGIN
         DELETE FROM event_store.keys k
         USING unnest(p_release_group, p_release_name, p_release_value) AS rl(grp, name, value)
         WHERE rl.grp = g AND k.name = rl.name AND k.stream = p_streams[g] AND (rl.value IS NULL OR k.value = rl.value);
-        PERFORM event_store.claim_keys(p_streams, v_found, v_size, g,
-          p_claim_group, p_claim_name, p_claim_value, p_claim_parent);
+        PERFORM event_store.claim_keys(v_found, v_size, g,
+          p_claim_group, p_claim_stream, p_claim_name, p_claim_value, p_claim_parent);
       END LOOP;
     END IF;
 
     -- 7. The events, after the preconditions, which see the log as it was before this call.
     INSERT INTO event_store.events
       (global_position, id, stream, stream_version, type, data, metadata, recorded_at, transaction_id)
-    SELECT x.pos, x.id, s.stream, x.ver, x.type, x.data, coalesce(x.meta, '{}'::jsonb), v_now, v_tx
-    FROM unnest(v_pos, p_ids, p_groups, v_ver, p_types, p_data, p_metadata, v_dup)
-      AS x(pos, id, grp, ver, type, data, meta, dup)
-    JOIN unnest(p_streams) WITH ORDINALITY AS s(stream, grp) ON s.grp = x.grp
-    WHERE NOT x.dup
-    ORDER BY x.pos;
+    SELECT x.pos, x.id, x.stream, x.ver, x.type, x.data, coalesce(x.meta, '{}'::jsonb), v_now, v_tx
+    FROM unnest(v_pos, p_ids, p_event_streams, v_ver, p_types, p_data, p_metadata, v_dup)
+      AS x(pos, id, stream, ver, type, data, meta, dup)
+    WHERE NOT x.dup;
   END IF;
 
   RETURN QUERY

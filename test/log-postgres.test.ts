@@ -1,5 +1,6 @@
 import test, { type ExecutionContext } from 'ava';
 import pg from 'pg';
+import { APPEND_SQL, appendParameters } from '../src/log/postgres/append.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import { freshDatabase } from './helpers/database.js';
 import { collect, events, logContract } from './log-contract.js';
@@ -40,7 +41,7 @@ test('postgres: append_events refuses to run after other writes of its transacti
   await client.query('CREATE TEMP TABLE scratch (x int)');
   await client.query('INSERT INTO scratch VALUES (1)');
   await t.throwsAsync(
-    client.query(`SELECT * FROM event_store.append_events(ARRAY[gen_random_uuid()], ARRAY[1], ARRAY['T'], ARRAY['{}'::jsonb], ARRAY[NULL::jsonb], ARRAY['s'], ARRAY['any'], NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)`),
+    client.query(APPEND_SQL, appendParameters([{ stream: 's', events: events(1) }])),
     { message: /first write of its transaction/ },
   );
   await client.query('ROLLBACK');
@@ -53,7 +54,7 @@ test('postgres: a reader does not skip an event whose transaction commits after 
   await a.connect();
   t.teardown(() => a.end());
   await a.query('BEGIN');
-  await a.query(`SELECT * FROM event_store.append_events(ARRAY[gen_random_uuid()], ARRAY[1], ARRAY['Late'], ARRAY['{}'::jsonb], ARRAY[NULL::jsonb], ARRAY['late'], ARRAY['any'], NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)`);
+  await a.query(APPEND_SQL, appendParameters([{ stream: 'late', events: events(1, 'Late') }]));
   const [b] = await log.append({ stream: 'early', events: events(1) });
   t.is(b!.globalPosition, 2);
   // B is committed, but position 1 is in flight: a reader must not deliver B before A.

@@ -3,16 +3,16 @@ import type { AppendedEvent, AppendRequest } from '../types.js';
 import { translateError } from './errors.js';
 import { sqlFile, toNumber } from './sql.js';
 
-const APPEND_SQL = sqlFile(import.meta.url, 'append.sql');
+export const APPEND_SQL = sqlFile(import.meta.url, 'append.sql');
 
 /**
  * Flattens the requests into the column arrays of `event_store.append_events()` (one round trip,
  * one implicit transaction: see migrations/20260101000100_event_store.ts for the algorithm).
  */
 export function appendParameters(requests: AppendRequest[]): unknown[] {
-  const ids: string[] = [], groups: number[] = [], types: string[] = [], data: string[] = [], metadata: (string | null)[] = [];
+  const ids: string[] = [], groups: number[] = [], eventStreams: string[] = [], types: string[] = [], data: string[] = [], metadata: (string | null)[] = [];
   const streams: string[] = [], expected: string[] = [];
-  const claimGroup: number[] = [], claimName: string[] = [], claimValue: string[] = [], claimParent: (string | null)[] = [];
+  const claimGroup: number[] = [], claimStream: string[] = [], claimName: string[] = [], claimValue: string[] = [], claimParent: (string | null)[] = [];
   const releaseGroup: number[] = [], releaseName: string[] = [], releaseValue: (string | null)[] = [];
   const condGroup: number[] = [], condStream: string[] = [], condKind: string[] = [], condArg: (string | null)[] = [], condMessage: string[] = [];
   requests.forEach((request, index) => {
@@ -22,12 +22,14 @@ export function appendParameters(requests: AppendRequest[]): unknown[] {
     for (const event of request.events) {
       ids.push(event.id);
       groups.push(group);
+      eventStreams.push(request.stream);
       types.push(event.type);
       data.push(JSON.stringify(event.data));
       metadata.push(event.metadata ? JSON.stringify(event.metadata) : null);
     }
     for (const claim of request.claims ?? []) {
       claimGroup.push(group);
+      claimStream.push(request.stream);
       claimName.push(claim.name);
       claimValue.push(claim.value);
       claimParent.push(claim.parent ?? null);
@@ -51,7 +53,7 @@ export function appendParameters(requests: AppendRequest[]): unknown[] {
       condMessage.push(condition.message);
     }
   });
-  return [ids, groups, types, data, metadata, streams, expected, claimGroup, claimName, claimValue, claimParent,
+  return [ids, groups, eventStreams, types, data, metadata, streams, expected, claimGroup, claimStream, claimName, claimValue, claimParent,
     releaseGroup, releaseName, releaseValue, condGroup, condStream, condKind, condArg, condMessage];
 }
 
