@@ -5,7 +5,7 @@
  *   npx tsx bench/append.ts [--scale N] [--rounds N] [--quick] [--prefill N]
  *
  * --scale multiplies the number of events of every scenario and the log sizes of the read timings;
- * --rounds sets the measured rounds (default 3); --quick skips the 1,000,000-event read timing;
+ * --rounds sets the measured rounds (default 5); --quick skips the 1,000,000-event read timing;
  * --prefill N loads N events into each store and runs ANALYZE before measuring (default 0: the
  * stores are new, as the bench database is).
  *
@@ -54,7 +54,7 @@ const POOL_SIZE = 10;
 const WRITERS = 8;
 const BATCH = 100;
 const WARMUP = 200;
-const ROUNDS = args.rounds ?? 3;
+const ROUNDS = args.rounds ?? 5;
 const scaled = (n: number, multiple = 1) => Math.max(multiple, Math.round((n * args.scale) / multiple) * multiple);
 
 const DB_URL = benchDatabaseUrl('cse_bench_append');
@@ -144,7 +144,7 @@ const SCENARIOS: Scenario[] = [
     key: 'single_new',
     label: '1 ev/append, sequential, new streams (no_stream)',
     target: 0.9,
-    events: scaled(3000),
+    events: scaled(1500),
     warmupEvents: WARMUP,
     run: sequential,
   },
@@ -152,7 +152,7 @@ const SCENARIOS: Scenario[] = [
     key: 'single_existing',
     label: '1 ev/append, sequential, existing streams (expected version)',
     target: 0.9,
-    events: scaled(1000),
+    events: scaled(500),
     warmupEvents: WARMUP,
     // Appends to the streams that single_new created under the same tag (each has version 0).
     async run(contender, events, tag) {
@@ -163,7 +163,7 @@ const SCENARIOS: Scenario[] = [
     key: 'concurrent_8',
     label: `1 ev/append, ${WRITERS} concurrent writers, new streams`,
     target: 0.8,
-    events: scaled(12000, WRITERS),
+    events: scaled(6000, WRITERS),
     warmupEvents: WARMUP,
     async run(contender, events, tag) {
       const per = events.length / WRITERS;
@@ -178,7 +178,7 @@ const SCENARIOS: Scenario[] = [
     key: 'batch_100',
     label: `${BATCH} ev/append, sequential, new streams (no_stream)`,
     target: 0.85,
-    events: scaled(15000, BATCH),
+    events: scaled(8000, BATCH),
     warmupEvents: WARMUP,
     async run(contender, events, tag) {
       for (let i = 0; i < events.length; i += BATCH) {
@@ -361,22 +361,34 @@ async function main() {
     log(`  readAll at ${fmtInt(target)}: ${read.batches} batches in ${fmt(read.totalMs, 0)} ms, ${fmt(read.msPerBatch, 2)} ms/batch, ${fmtInt(read.evPerSec)} ev/s; first batch ${fmt(read.firstBatchMs, 2)} ms, last batch ${fmt(read.lastBatchMs, 2)} ms; held back ${read.heldBack}x (${fmt(read.heldBackMs, 0)} ms)`);
   }
   const readTable = formatTable(
-    ['log size', 'batches', 'readAll total ms', 'ms/batch (mean)', 'ms/batch (p50)', 'ms/batch (p95)', 'ev/s', 'first batch ms', 'last batch ms', 'last/first', 'held-back waits'],
+    ['log size', 'batches', 'readAll total ms', 'ms/batch (mean)', 'ms/batch (p50)', 'ms/batch (p95)', 'ev/s', 'first batch ms', 'last batch ms', 'last/first',
+      'server ms first/last', 'pages first/last', 'held-back waits'],
     readResults.map((r) => [
       fmtInt(r.size), fmtInt(r.batches), fmt(r.totalMs, 0), fmt(r.msPerBatch, 2), fmt(r.p50, 2), fmt(r.p95, 2),
       fmtInt(r.evPerSec), fmt(r.firstBatchMs, 2), fmt(r.lastBatchMs, 2), `${fmt(r.lastBatchMs / r.firstBatchMs, 2)}x`,
+      `${fmt(r.firstServer.ms, 2)} / ${fmt(r.lastServer.ms, 2)}`, `${fmtInt(r.firstServer.buffers)} / ${fmtInt(r.lastServer.buffers)}`,
       r.heldBack > 0 ? `${r.heldBack} (${fmt(r.heldBackMs, 0)} ms)` : '0',
     ]),
   );
   log(`\nGlobal reads: readAll({ batchSize: 1000 }) over the whole log (ms/batch over full batches; held-back waits: time spent`);
-  log(`waiting behind transactions in flight, not counted in ms/batch); first/last batch = median of ${ONE_BATCH_REPEATS} reads of the first / last 1000 events\n`);
+  log(`waiting behind transactions in flight, not counted in ms/batch); first/last batch = median of ${ONE_BATCH_REPEATS} reads of the first / last 1000 events;`);
+  log(`server ms, pages = EXPLAIN (ANALYZE, BUFFERS) of read-all.sql for those two batches (median of 5): execution time and shared pages touched\n`);
   log(readTable);
   let readVerdict: string | undefined;
   if (readResults.length === 2) {
     const [small, big] = readResults as [(typeof readResults)[0], (typeof readResults)[0]];
+    const verdict = (ratio: number) => (ratio <= 1.25 ? 'PASS' : 'MISS');
     const growth = big.msPerBatch / small.msPerBatch;
-    const lastGrowth = big.lastBatchMs / small.lastBatchMs;
-    readVerdict = `ms/batch ${fmtInt(small.size)} -> ${fmtInt(big.size)}: ${fmt(small.msPerBatch, 2)} -> ${fmt(big.msPerBatch, 2)} (${fmt(growth, 2)}x); last batch ${fmt(small.lastBatchMs, 2)} -> ${fmt(big.lastBatchMs, 2)} (${fmt(lastGrowth, 2)}x): ${growth <= 1.25 && lastGrowth <= 1.25 ? 'PASS (does not grow with log size)' : 'MISS (grows with log size)'}`;
+    const tail = readResults.map((r) => `${fmt(r.lastBatchMs / r.firstBatchMs, 2)}x at ${fmtInt(r.size)}`).join(', ');
+    const tailWorst = Math.max(...readResults.map((r) => r.lastBatchMs / r.firstBatchMs));
+    const pagesGrowth = big.lastServer.buffers / small.lastServer.buffers;
+    const serverGrowth = big.lastServer.ms / small.lastServer.ms;
+    readVerdict = [
+      `ms/batch over the whole log, ${fmtInt(small.size)} -> ${fmtInt(big.size)}: ${fmt(small.msPerBatch, 2)} -> ${fmt(big.msPerBatch, 2)} (${fmt(growth, 2)}x): ${verdict(growth)}`,
+      `last batch / first batch: ${tail}: ${verdict(tailWorst)}`,
+      `last batch on the server, ${fmtInt(small.size)} -> ${fmtInt(big.size)}: ${fmt(small.lastServer.ms, 2)} -> ${fmt(big.lastServer.ms, 2)} ms (${fmt(serverGrowth, 2)}x), ` +
+        `${fmtInt(small.lastServer.buffers)} -> ${fmtInt(big.lastServer.buffers)} pages (${fmt(pagesGrowth, 2)}x): ${verdict(pagesGrowth)}`,
+    ].join('\n');
     log(`\n${readVerdict}`);
   }
 
@@ -405,6 +417,9 @@ async function main() {
 // that has served the scenarios, so with the plans the store's sessions really cached.
 
 const APPEND_SQL = fs.readFileSync(new URL('../src/log/postgres/append.sql', import.meta.url), 'utf8');
+const READ_ALL_SQL = fs.readFileSync(new URL('../src/log/postgres/read-all.sql', import.meta.url), 'utf8');
+const READ_ALL_PARAMS = Math.max(0, ...[...READ_ALL_SQL.matchAll(/\$(\d+)/g)].map((m) => Number(m[1])));
+const READ_BOUND_FILE = new URL('../src/log/postgres/read-bound.sql', import.meta.url);
 
 interface StatementCost {
   statement: string;
@@ -490,6 +505,7 @@ async function serverBreakdown(
 const FILL_BATCH = 1000;
 const FILL_WRITERS = 2;
 const ONE_BATCH_REPEATS = 21;
+let fillStreams = 0;
 
 /** Events in the log (positions may have gaps: a rolled-back append leaves one). */
 async function countEvents(db: pg.Pool): Promise<number> {
@@ -501,7 +517,6 @@ async function fillTo(eventLog: EventLog & { pool: pg.Pool }, target: number): P
   let remaining = target - (await countEvents(eventLog.pool));
   if (remaining <= 0) return { events: 0, ms: 0 };
   const total = remaining;
-  let n = 0;
   const start = now();
   let lastReport = start;
   await Promise.all(
@@ -509,7 +524,7 @@ async function fillTo(eventLog: EventLog & { pool: pg.Pool }, target: number): P
       while (remaining > 0) {
         const size = Math.min(FILL_BATCH, remaining);
         remaining -= size;
-        await eventLog.append({ stream: `conda_package-fill-${++n}`, expectedVersion: 'no_stream', events: makeEvents(size) });
+        await eventLog.append({ stream: `conda_package-fill-${++fillStreams}`, expectedVersion: 'no_stream', events: makeEvents(size) });
         if (now() - lastReport > 15_000) {
           lastReport = now();
           log(`  filling: ${fmtInt(total - remaining)}/${fmtInt(total)}`);
@@ -564,6 +579,31 @@ async function timeReads(eventLog: EventLog & { pool: pg.Pool }, size: number) {
     first.push(await oneBatch(1));
     last.push(await oneBatch(lastBatchFrom));
   }
+  // The same two batches on the server alone (no transfer, no parsing): time and pages touched.
+  // Parameters as readBatch() in src/log/postgres/read.ts passes them: from, limit, then the bound
+  // of read-bound.sql when read-all.sql takes one.
+  const explain = async (from: number) => {
+    try {
+      const runs: { ms: number; buffers: number }[] = [];
+      for (let i = 0; i < 5; i++) {
+        const values: unknown[] = [from, 1000];
+        if (READ_ALL_PARAMS > 2) {
+          const { rows: [bound] } = await eventLog.pool.query<{ bound: string }>(fs.readFileSync(READ_BOUND_FILE, 'utf8'));
+          values.push(bound!.bound);
+        }
+        const { rows: plan } = await eventLog.pool.query<{ 'QUERY PLAN': [{ 'Execution Time': number; Plan: Record<string, number> }] }>(
+          `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${READ_ALL_SQL}`, values.slice(0, READ_ALL_PARAMS));
+        const top = plan[0]!['QUERY PLAN'][0];
+        runs.push({ ms: top['Execution Time'], buffers: (top.Plan['Shared Hit Blocks'] ?? 0) + (top.Plan['Shared Read Blocks'] ?? 0) });
+      }
+      return { ms: median(runs.map((r) => r.ms)), buffers: median(runs.map((r) => r.buffers)) };
+    } catch (error) {
+      log(`  (EXPLAIN of read-all.sql failed: ${(error as Error).message})`);
+      return { ms: NaN, buffers: NaN };
+    }
+  };
+  const firstServer = await explain(1);
+  const lastServer = await explain(lastBatchFrom);
   return {
     batches,
     heldBack,
@@ -575,6 +615,8 @@ async function timeReads(eventLog: EventLog & { pool: pg.Pool }, size: number) {
     evPerSec: (events * 1000) / totalMs,
     firstBatchMs: median(first),
     lastBatchMs: median(last),
+    firstServer,
+    lastServer,
   };
 }
 
