@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import { allProjections } from '../../projections/index.js';
 import { migrateLatest } from '../db/migrate.js';
+import { runIngestion } from '../ingest/service.js';
+import { ingestNamesFromEnv } from '../ingest/stream.js';
 import { createProjectionService } from '../projection/service.js';
 import { parsePositive } from './append.js';
 import { runCommand, stopOnSignals } from './runtime.js';
@@ -8,10 +10,13 @@ import { runCommand, stopOnSignals } from './runtime.js';
 export function serveCommand(program: Command): void {
   program
     .command('serve')
-    .description('keep the projections current from the live log until SIGINT/SIGTERM')
+    .description('ingest events from NATS JetStream and keep the projections current from the live log until SIGINT/SIGTERM')
     .option('--migrate', 'run the Knex migrations (knex migrate:latest) first')
     .option('--batch-size <n>', 'events per transaction', (v) => parsePositive(v, '--batch-size'), 1000)
-    .action((options: { migrate?: boolean; batchSize: number }) =>
+    .option('--no-ingest', 'do not ingest events from NATS (projections only)')
+    .option('--ingest-batch-size <n>', 'NATS messages per database transaction at most', (v) => parsePositive(v, '--ingest-batch-size'), 500)
+    .addHelpText('after', '\nIngestion: NATS_URL; NATS_STREAM, NATS_SUBJECT_PREFIX, NATS_DURABLE override the contract\'s names (CONDA_STORE_EVENTS, condastore, conda-store-events).')
+    .action((options: { migrate?: boolean; batchSize: number; ingest: boolean; ingestBatchSize: number }) =>
       runCommand(async ({ config, log, logger }) => {
         if (options.migrate) {
           const applied = await migrateLatest(config.databaseUrl);
@@ -25,11 +30,27 @@ export function serveCommand(program: Command): void {
           batchSize: options.batchSize,
           onBatch: ({ group, position, events }) => logger.debug({ group, position, events }, 'batch applied'),
         });
-        // Clean shutdown: the in-flight batch finishes and commits with its checkpoint, then we exit.
+        // Clean shutdown: ingestion stops fetching, finishes and acks its in-flight batch and drains
+        // NATS; then the projections finish their batch and commit it with its checkpoint.
         const stop = stopOnSignals(logger);
-        logger.info('serving');
+        const failed = new AbortController();
+        const projectionStop = new AbortController();
+        const ingestStop = AbortSignal.any([stop, failed.signal]);
+        const ingesting = options.ingest
+          ? runIngestion({ natsUrl: config.natsUrl, log, databaseUrl: config.databaseUrl, logger, names: ingestNamesFromEnv(), batchSize: options.ingestBatchSize, signal: ingestStop })
+          : new Promise<void>((resolve) => (ingestStop.aborted ? resolve() : ingestStop.addEventListener('abort', () => resolve(), { once: true })));
+        logger.info({ ingest: options.ingest }, 'serving');
         try {
-          await service.serve(stop);
+          const results = await Promise.allSettled(
+            [ingesting.finally(() => projectionStop.abort()), service.serve(projectionStop.signal)].map((task) =>
+              task.catch((error) => {
+                failed.abort();
+                projectionStop.abort();
+                throw error;
+              }),
+            ),
+          );
+          for (const result of results) if (result.status === 'rejected') throw result.reason;
         } finally {
           await service.close();
         }

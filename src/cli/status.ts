@@ -1,12 +1,14 @@
 import type { Command } from 'commander';
 import pg from 'pg';
+import { formatIngestionStatus, readIngestionStatus } from '../ingest/status.js';
+import { ingestNamesFromEnv } from '../ingest/stream.js';
 import { readStatuses } from '../projection/checkpoint.js';
 import { runCommand } from './runtime.js';
 
 export function statusCommand(program: Command): void {
   program
     .command('status')
-    .description("log head, each projection's checkpoint, lag, state and error")
+    .description("log head, each projection's checkpoint, lag, state and error; NATS ingestion figures")
     .option('--json', 'print JSON instead of a table')
     .action((options: { json?: boolean }) =>
       runCommand(async ({ config, log }) => {
@@ -14,8 +16,9 @@ export function statusCommand(program: Command): void {
         const pool = new pg.Pool({ connectionString: config.databaseUrl, max: 1 });
         try {
           const projections = (await readStatuses(pool)).map((p) => ({ ...p, lag: Math.max(head - p.position, 0) }));
+          const ingestion = await readIngestionStatus(pool, config.natsUrl, ingestNamesFromEnv());
           if (options.json) {
-            process.stdout.write(`${JSON.stringify({ head, projections }, null, 2)}\n`);
+            process.stdout.write(`${JSON.stringify({ head, projections, ingestion }, null, 2)}\n`);
             return;
           }
           process.stdout.write(`log head: ${head}\n\n`);
@@ -25,6 +28,7 @@ export function statusCommand(program: Command): void {
           for (const p of projections.filter((p) => p.state === 'failed')) {
             process.stdout.write(`\n${p.name} stopped at position ${p.errorPosition}, event ${p.errorEventId} (${p.errorEventType}):\n  ${p.error}\n`);
           }
+          process.stdout.write(`\n${formatIngestionStatus(ingestion, config.natsUrl).join('\n')}\n`);
         } finally {
           await pool.end();
         }

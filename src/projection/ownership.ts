@@ -44,8 +44,10 @@ export async function acquireOwnership(
       warned = true;
     }
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, pollMs);
-      options.signal?.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
+      // The listener goes with the timer: one per poll would pile up on a long-lived signal.
+      const done = () => { clearTimeout(timer); options.signal?.removeEventListener('abort', done); resolve(); };
+      const timer = setTimeout(done, pollMs);
+      options.signal?.addEventListener('abort', done, { once: true });
     });
   }
   return undefined;

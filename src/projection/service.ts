@@ -34,6 +34,10 @@ const sleep = (ms: number, signal?: AbortSignal) =>
 export function createProjectionService(options: ProjectionServiceOptions) {
   const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 4 });
   pool.on('error', (error) => options.logger.warn({ err: error }, 'projection pool: idle connection lost'));
+  // pg-pool leaves a checked-out client without an 'error' listener: a connection lost between two
+  // statements of a batch (database restart, network cut) would crash the process with an uncaught
+  // 'error' event. With this listener the next statement fails instead (a transient error: retried).
+  pool.on('connect', (client) => client.on('error', () => undefined));
   const groups = groupsOf(options.projections);
 
   const runnerFor = (group: string, projections: ProjectionDefinition[]) =>

@@ -1,0 +1,393 @@
+/**
+ * bench/ingest: NATS ingestion end to end, publish → log → projected tables, against the raw
+ * batched-INSERT rate of the same data measured in the same run.
+ *
+ *   npm run bench -- ingest            200,000 events
+ *   npm run bench -- ingest --quick    20,000 events
+ *
+ * - Workload: a channel sync (CondaPackageRegistered, then CondaPackageBuildRegistered of that
+ *   package), the bulk of conda-store's events. 4 publishers, each on its own NATS connection and
+ *   owning whole packages, publish with the library client (`publishEvents`: validate, publish,
+ *   wait for the JetStream acks, up to 256 outstanding per connection, which keeps the order).
+ * - `conda-store-events serve` runs as a child process (the real command: ingestion and
+ *   projections), on a stream of its own. The bench reads its debug log lines ("batch applied",
+ *   with the position each projection group reached) to know when an event is projected.
+ * - Throughput: events / (first publish → last event projected by every projection group).
+ * - Latency at a fixed 1,000 events/s (10 s; 5 s with --quick): for each event, from the moment
+ *   its publish starts to the moment the batch that projects it has committed; p50 and p99.
+ * - Raw baseline, same run, same database: the same events written with plain batched INSERTs
+ *   (one transaction per batch of the ingester's size, one connection): the events into a copy
+ *   of event_store.events without the log's function, locks or keys, and their rows into
+ *   constraint-free copies of the projection tables (rows from the same pure handlers). That is
+ *   the least work that stores what ingestion stores; the events-only rate is printed beside it.
+ *   Target: throughput >= 0.5x the raw rate; p99 < 50 ms at 1,000 events/s.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { connect, type NatsConnection } from 'nats';
+import pg from 'pg';
+import { allProjections, condaStoreProjections } from '../projections/index.js';
+import type { Envelope } from '../src/catalogue/index.js';
+import { migrateLatest } from '../src/db/migrate.js';
+import { publishEvent, publishEvents } from '../src/ingest/publish.js';
+import { ensureIngestion, type IngestNames } from '../src/ingest/stream.js';
+import { changesFor, type ProjectedEvent } from '../src/projection/definition.js';
+import {
+  BENCH_DIR,
+  benchDatabaseUrl,
+  dropDatabase,
+  environment,
+  fmt,
+  fmtInt,
+  formatTable,
+  now,
+  packageBuildData,
+  parseArgs,
+  percentile,
+  recreateDatabase,
+  writeResults,
+} from './lib.js';
+
+const args = parseArgs();
+const total = Math.round((args.quick ? 20_000 : 200_000) * args.scale);
+const latencySeconds = args.quick ? 5 : 10;
+const RATE = 1000;
+const PUBLISHERS = 4;
+/** Acknowledgements a publisher waits for at once in the throughput run. */
+const IN_FLIGHT = 256;
+const BATCH = Number(process.env.INGEST_BATCH ?? 500);
+const url = benchDatabaseUrl('cse_bench_ingest');
+const natsUrl = process.env.NATS_URL || 'nats://127.0.0.1:4222';
+const hex = randomBytes(4).toString('hex');
+const names: IngestNames = { stream: `CSE_BENCH_${hex}`, subjectPrefix: `cse-bench-${hex}`, durable: 'bench' };
+const CHANNELS = 3;
+/** Wall-clock milliseconds (sub-millisecond), comparable with the times in serve's log lines. */
+const wallClock = () => performance.timeOrigin + performance.now();
+
+// ---------------------------------------------------------------------------------------------
+// Workload
+
+const envelope = (type: string, stream: string, data: Record<string, unknown>) =>
+  ({ id: randomUUID(), type, stream, data, metadata: { producer: 'bench' } }) as Envelope;
+
+/** Packages `first`.. with their builds (3 per package), as per-package event lists, `n` events in all. */
+function packages(first: number, n: number): Envelope[][] {
+  const result: Envelope[][] = [];
+  let emitted = 0;
+  for (let p = first; emitted < n; p++) {
+    const channelId = 1 + (p % CHANNELS);
+    const events = [envelope('CondaPackageRegistered', `conda_package-${p}`, { package_id: p, channel_id: channelId, name: `pkg-${p}`, version: '1.0.0', license: 'BSD-3-Clause', summary: 'bench package' })];
+    for (let b = 0; b < 3 && emitted + events.length < n; b++) {
+      const k = p * 3 + b;
+      events.push(envelope('CondaPackageBuildRegistered', `conda_package-${p}`, { ...packageBuildData(k), package_id: p, channel_id: channelId, conda_package_build_id: k }));
+    }
+    emitted += events.length;
+    result.push(events);
+  }
+  return result;
+}
+
+/** Deals whole packages to the publishers, round robin. */
+function deal(perPackage: Envelope[][]): Envelope[][] {
+  const lanes: Envelope[][] = Array.from({ length: PUBLISHERS }, () => []);
+  perPackage.forEach((events, i) => lanes[i % PUBLISHERS]!.push(...events));
+  return lanes;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The serve child and what its log says
+
+interface Serve {
+  child: ChildProcess;
+  /** Per projection group, (time, position) of every batch applied, in order. */
+  applied: Map<string, { at: number; position: number }[]>;
+  ingested: { at: number; messages: number; position?: number }[];
+  ready: Promise<void>;
+  exited: Promise<number | null>;
+}
+
+function startServe(): Serve {
+  // SERVE_NODE_ARGS: extra node options for the serve process (e.g. --cpu-prof to profile it).
+  const nodeArgs = (process.env.SERVE_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, path.join(BENCH_DIR, '..', 'bin', 'conda-store-events.js'), 'serve', '--ingest-batch-size', String(BATCH)], {
+    env: { ...process.env, DATABASE_URL: url, NATS_URL: natsUrl, NATS_STREAM: names.stream, NATS_SUBJECT_PREFIX: names.subjectPrefix, NATS_DURABLE: names.durable, LOG_LEVEL: 'debug' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const applied = new Map<string, { at: number; position: number }[]>();
+  const ingested: { at: number; messages: number; position?: number }[] = [];
+  let pending = '';
+  let onReady!: () => void;
+  const ready = new Promise<void>((resolve) => (onReady = resolve));
+  child.stderr!.setEncoding('utf8').on('data', (text: string) => {
+    pending += text;
+    const lines = pending.split('\n');
+    pending = lines.pop()!;
+    for (const line of lines) {
+      if (!line.startsWith('{')) continue;
+      const entry = JSON.parse(line) as { msg: string; level: number; time: number; group?: string; position?: number; messages?: number };
+      // serve's own clock (pino's time: wall-clock ms, written right after the batch committed),
+      // not the moment this busy process reads the line.
+      const at = entry.time;
+      if (entry.msg === 'batch applied') {
+        let list = applied.get(entry.group!);
+        if (!list) applied.set(entry.group!, (list = []));
+        list.push({ at, position: entry.position! });
+      } else if (entry.msg === 'batch ingested') {
+        ingested.push({ at, messages: entry.messages!, position: entry.position });
+      } else if (entry.msg === 'ingesting events from NATS') {
+        onReady();
+      } else if (entry.level >= 40) {
+        process.stderr.write(`  serve: ${line}\n`);
+      }
+    }
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  return { child, applied, ingested, ready, exited };
+}
+
+const groups = [...new Set(allProjections.map((p) => p.group))];
+
+/** When the ingester had appended `position` (its batch committed). */
+function inLogAt(serve: Serve, position: number): number | undefined {
+  return serve.ingested.find((batch) => batch.position !== undefined && batch.position >= position)?.at;
+}
+
+/** When every group had applied `position` (undefined if not yet). */
+function projectedAt(serve: Serve, position: number): number | undefined {
+  let latest = 0;
+  for (const group of groups) {
+    const list = serve.applied.get(group) ?? [];
+    // binary search: first batch at or past the position
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (list[mid]!.position >= position) hi = mid;
+      else lo = mid + 1;
+    }
+    if (lo === list.length) return undefined;
+    latest = Math.max(latest, list[lo]!.at);
+  }
+  return latest;
+}
+
+async function waitFor(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 600_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runs
+
+/**
+ * Publishes each lane on its own connection. As fast as possible: `publishEvents` with up to
+ * IN_FLIGHT acknowledgements outstanding per publisher (one connection keeps its order). Paced:
+ * each event at its due time (lane i's k-th event at t0 + (k * PUBLISHERS + i) / pace s), without
+ * waiting for the previous one's acknowledgement; `started` gets each event's publish time.
+ */
+async function publishLanes(connections: NatsConnection[], lanes: Envelope[][], started?: Map<string, number>, pace?: number): Promise<void> {
+  const t0 = now();
+  await Promise.all(
+    lanes.map(async (lane, i) => {
+      const nc = connections[i]!;
+      const js = nc.jetstream();
+      if (!pace) {
+        await publishEvents(nc, lane, { names, js, maxInFlight: IN_FLIGHT });
+        return;
+      }
+      const acks: Promise<unknown>[] = [];
+      for (let k = 0; k < lane.length; k++) {
+        const due = t0 + ((k * PUBLISHERS + i) * 1000) / pace;
+        const wait = due - now();
+        if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
+        started!.set(lane[k]!.id, wallClock());
+        acks.push(publishEvent(nc, lane[k]!, { names, js }));
+      }
+      await Promise.all(acks);
+    }),
+  );
+}
+
+async function positionsOf(pool: pg.Pool, ids: string[]): Promise<Map<string, number>> {
+  const { rows } = await pool.query<{ id: string; position: string }>('SELECT id::text, global_position::text AS position FROM event_store.events WHERE id = ANY($1::uuid[])', [ids]);
+  return new Map(rows.map((row) => [row.id, Number(row.position)]));
+}
+
+/** The raw baseline: the same events (and their projected rows) in plain batched INSERTs. */
+async function rawBaseline(pool: pg.Pool, events: Envelope[]): Promise<{ eventsOnly: number; withRows: number }> {
+  await pool.query(`
+    DROP TABLE IF EXISTS raw_events; DROP SEQUENCE IF EXISTS raw_events_position_seq;
+    CREATE SEQUENCE raw_events_position_seq AS bigint MINVALUE 1;
+    CREATE TABLE raw_events (LIKE event_store.events INCLUDING ALL);
+    ALTER TABLE raw_events ALTER COLUMN global_position SET DEFAULT nextval('raw_events_position_seq'),
+                           ALTER COLUMN transaction_id SET DEFAULT pg_current_xact_id();
+  `);
+  const tables = ['conda_package', 'conda_package_build'];
+  for (const table of tables) await pool.query(`DROP TABLE IF EXISTS raw_${table}; CREATE TABLE raw_${table} (LIKE ${table})`);
+  const client = await pool.connect();
+  const insertEvents = (batch: Envelope[], suffix: string) =>
+    client.query(
+      `INSERT INTO raw_events${suffix} (id, stream, stream_version, type, data, metadata)
+       SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::jsonb[], $6::jsonb[])`,
+      [batch.map((e) => e.id), batch.map((e) => e.stream), batch.map((_, i) => i), batch.map((e) => e.type), batch.map((e) => JSON.stringify(e.data)), batch.map((e) => JSON.stringify(e.metadata ?? {}))],
+    );
+  try {
+    // Events only.
+    await client.query('CREATE TABLE raw_events_only (LIKE raw_events INCLUDING DEFAULTS)');
+    let started = now();
+    for (let i = 0; i < events.length; i += BATCH) {
+      await client.query('BEGIN');
+      await insertEvents(events.slice(i, i + BATCH), '_only');
+      await client.query('COMMIT');
+    }
+    const eventsOnly = events.length / ((now() - started) / 1000);
+    // Events and their rows.
+    started = now();
+    for (let i = 0; i < events.length; i += BATCH) {
+      const batch = events.slice(i, i + BATCH);
+      const rows = new Map<string, Record<string, unknown>[]>();
+      for (const event of batch) {
+        for (const projection of condaStoreProjections) {
+          for (const change of changesFor(projection, { ...event, streamVersion: 0, globalPosition: 0, metadata: {} } as unknown as ProjectedEvent)) {
+            if (change.op === 'insert') rows.set(change.table, [...(rows.get(change.table) ?? []), change.row]);
+          }
+        }
+      }
+      await client.query('BEGIN');
+      await insertEvents(batch, '');
+      for (const [table, list] of rows) {
+        const columns = Object.keys(list[0]!);
+        const list_ = columns.map((c) => `"${c}"`).join(', ');
+        await client.query(`INSERT INTO raw_${table} (${list_}) SELECT ${list_} FROM json_populate_recordset(NULL::raw_${table}, $1::json)`, [JSON.stringify(list)]);
+      }
+      await client.query('COMMIT');
+    }
+    const withRows = events.length / ((now() - started) / 1000);
+    return { eventsOnly, withRows };
+  } finally {
+    client.release();
+  }
+}
+
+async function main() {
+  console.log(`bench/ingest: ${fmtInt(total)} events (a channel sync), ${PUBLISHERS} publishers, serve --ingest-batch-size ${BATCH}`);
+  await recreateDatabase(url);
+  await migrateLatest(url);
+  const pool = new pg.Pool({ connectionString: url, max: 2 });
+  const env = await environment(pool);
+  const connections = await Promise.all(Array.from({ length: PUBLISHERS }, (_, i) => connect({ servers: natsUrl, name: `bench publisher ${i}` })));
+  const admin = connections[0]!;
+  await ensureIngestion(admin, names);
+  const serve = startServe();
+  try {
+    await serve.ready;
+
+    // Channels first (every package needs its channel).
+    for (let c = 1; c <= CHANNELS; c++) await publishEvent(admin, envelope('CondaChannelRegistered', `conda_channel-${c}`, { channel_id: c, name: `channel-${c}` }), { names });
+    await waitFor(() => serve.ingested.reduce((n, batch) => n + batch.messages, 0) >= CHANNELS, 'the channels');
+
+    // 1. Throughput.
+    const throughputPackages = packages(1, total);
+    const throughputEvents = throughputPackages.flat();
+    if (throughputEvents.length !== total) throw new Error(`workload of ${throughputEvents.length} events, expected ${total}`);
+    console.log('raw baseline: the same events in plain batched INSERTs...');
+    const raw = await rawBaseline(pool, throughputEvents);
+    console.log(`throughput: publishing ${fmtInt(total)} events as fast as possible...`);
+    const t0 = wallClock();
+    await publishLanes(connections, deal(throughputPackages));
+    const published = wallClock();
+    const ingestedMessages = () => serve.ingested.reduce((n, batch) => n + batch.messages, 0);
+    await waitFor(() => ingestedMessages() >= CHANNELS + total, 'every event in the log');
+    const head = Number((await pool.query<{ head: string }>('SELECT max(global_position)::text AS head FROM event_store.events')).rows[0]!.head);
+    await waitFor(() => projectedAt(serve, head) !== undefined, 'every event projected');
+    const projected = projectedAt(serve, head)!;
+    const ingestedAll = serve.ingested.reduce((acc, b) => (acc.n < CHANNELS + total ? { n: acc.n + b.messages, at: b.at } : acc), { n: 0, at: 0 }).at;
+    const seconds = (projected - t0) / 1000;
+    const rate = total / seconds;
+
+    // 2. Latency at a fixed rate.
+    const latencyCount = RATE * latencySeconds;
+    console.log(`latency: ${fmtInt(latencyCount)} events at ${fmtInt(RATE)} events/s...`);
+    const latencyPackages = packages(10_000_000, latencyCount);
+    const latencyEvents = latencyPackages.flat();
+    const latencyStarted = new Map<string, number>();
+    const l0 = now();
+    await publishLanes(connections, deal(latencyPackages), latencyStarted, RATE);
+    const achievedRate = latencyCount / ((now() - l0) / 1000);
+    await waitFor(() => ingestedMessages() >= CHANNELS + total + latencyCount, 'every latency event in the log');
+    const positions = await positionsOf(pool, latencyEvents.map((e) => e.id));
+    const maxPosition = Math.max(...positions.values());
+    await waitFor(() => projectedAt(serve, maxPosition) !== undefined, 'every latency event projected');
+    const latencies = latencyEvents.map((e) => projectedAt(serve, positions.get(e.id)!)! - latencyStarted.get(e.id)!);
+    const toLog = latencyEvents.map((e) => (inLogAt(serve, positions.get(e.id)!) ?? NaN) - latencyStarted.get(e.id)!);
+    const logToProjected = latencyEvents.map((e) => projectedAt(serve, positions.get(e.id)!)! - (inLogAt(serve, positions.get(e.id)!) ?? NaN));
+    const p50 = percentile(latencies, 50);
+    const p99 = percentile(latencies, 99);
+
+    serve.child.kill('SIGTERM');
+    const code = await serve.exited;
+    const { rows: [check] } = await pool.query<{ events: string; rejected: string }>(
+      'SELECT (SELECT count(*) FROM event_store.events)::text AS events, (SELECT count(*) FROM event_store.rejected_messages)::text AS rejected',
+    );
+    const expectedEvents = CHANNELS + total + latencyCount;
+    if (Number(check!.events) !== expectedEvents || Number(check!.rejected) !== 0) {
+      throw new Error(`the log holds ${check!.events} events (expected ${expectedEvents}), ${check!.rejected} rejected messages`);
+    }
+
+    const ratio = rate / raw.withRows;
+    console.log();
+    console.log(
+      formatTable(
+        ['run', 'events', 'seconds', 'ev/s'],
+        [
+          [`publish (${PUBLISHERS} publishers, ${IN_FLIGHT} acks in flight each)`, fmtInt(total), fmt((published - t0) / 1000, 1), fmtInt(total / ((published - t0) / 1000))],
+          ['publish → in the log', fmtInt(total), fmt((ingestedAll - t0) / 1000, 1), fmtInt(total / ((ingestedAll - t0) / 1000))],
+          ['publish → projected (sustained)', fmtInt(total), fmt(seconds, 1), fmtInt(rate)],
+          ['raw batched INSERT: events + their table rows', fmtInt(total), fmt(total / raw.withRows, 1), fmtInt(raw.withRows)],
+          ['raw batched INSERT: events only', fmtInt(total), fmt(total / raw.eventsOnly, 1), fmtInt(raw.eventsOnly)],
+        ],
+      ),
+    );
+    console.log(`\nthroughput vs raw batched INSERT (events + rows): ${fmt(ratio, 2)}x (target >= 0.5x) ${ratio >= 0.5 ? 'PASS' : 'MISS'}`);
+    console.log(`throughput vs raw batched INSERT (events only): ${fmt(rate / raw.eventsOnly, 2)}x`);
+    console.log(
+      `latency publish → projected at ${fmtInt(achievedRate)} events/s (${fmtInt(latencyCount)} events): p50 ${fmt(p50, 1)} ms, p99 ${fmt(p99, 1)} ms, max ${fmt(Math.max(...latencies), 1)} ms (target p99 < 50 ms) ${p99 < 50 ? 'PASS' : 'MISS'}`,
+    );
+    console.log(`  publish → in the log (ingestion): p50 ${fmt(percentile(toLog, 50), 1)} ms, p99 ${fmt(percentile(toLog, 99), 1)} ms`);
+    console.log(`  in the log → projected (projection service): p50 ${fmt(percentile(logToProjected, 50), 1)} ms, p99 ${fmt(percentile(logToProjected, 99), 1)} ms`);
+    if (code !== 0) console.log(`serve exited with code ${code}`);
+    const file = writeResults('ingest', {
+      date: new Date().toISOString(),
+      total,
+      publishers: PUBLISHERS,
+      batch: BATCH,
+      environment: env,
+      throughput: { seconds, rate, publishSeconds: (published - t0) / 1000, inLogSeconds: (ingestedAll - t0) / 1000 },
+      raw,
+      ratio,
+      latency: {
+        rate: achievedRate,
+        events: latencyCount,
+        p50,
+        p99,
+        max: Math.max(...latencies),
+        toLog: { p50: percentile(toLog, 50), p99: percentile(toLog, 99) },
+        logToProjected: { p50: percentile(logToProjected, 50), p99: percentile(logToProjected, 99) },
+      },
+    });
+    console.log(`results: ${file}`);
+  } finally {
+    if (serve.child.exitCode === null) serve.child.kill('SIGKILL');
+    const jsm = await admin.jetstreamManager();
+    await jsm.streams.delete(names.stream).catch(() => undefined);
+    await Promise.all(connections.map((nc) => nc.close()));
+    await pool.end();
+    if (!process.env.KEEP_BENCH_DB) await dropDatabase(url);
+  }
+}
+
+await main();

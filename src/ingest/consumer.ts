@@ -1,0 +1,613 @@
+/**
+ * The ingester: takes events from the JetStream stream into the log (contract.md, "NATS
+ * ingestion"; architecture.md: producer ─NATS─▶ ingest ─▶ validate ─▶ decide ─▶ log.append).
+ *
+ * How a message goes in:
+ * - A durable pull consumer is read with bounded fetches (at most `batchSize` messages, expiring
+ *   after about a second) into a buffer keyed by stream sequence.
+ * - Batches are taken from the buffer in stream order only: a batch is the run of sequences just
+ *   after the last one handled (the "floor"). A message that arrives before an older one (a
+ *   redelivery after a nak or a crash, another process's leftovers) waits for it. This is what
+ *   lets a producer rely on JetStream's order: a namespace it published (and saw acknowledged)
+ *   before an environment is appended first, whatever was redelivered in between.
+ * - Each message is parsed and validated against the catalogue; the valid ones are decided and
+ *   appended with `appendBatch` (one atomic append per batch in the normal case, each message's
+ *   expectedVersion honoured); the refused ones, and messages that are not even events, are
+ *   stored in `event_store.rejected_messages` (committed durably); then, and only then, every
+ *   message of the batch is acked. The counters for `status` follow in the background.
+ * - A duplicate (an event id already in the log) is acked without a second append, however it
+ *   got here: redelivery, a producer's retry, the same event published again days later.
+ * - A transient failure (database unreachable) acks nothing: the batch is nak'ed with a growing
+ *   delay and comes back; ingestion resumes by itself when the database does.
+ * - One process ingests at a time (an advisory lock, as for projection groups); another takes
+ *   over when it dies. Exactly-once does not depend on the lock (the log is idempotent by event
+ *   id), order does not either (the stream-order gate above); it only avoids two processes
+ *   waiting on each other's messages.
+ */
+import type { ConsumerInfo, JetStreamManager, JsMsg, NatsConnection } from 'nats';
+import pg from 'pg';
+import { EventValidationError, validateEnvelope, type Envelope } from '../catalogue/index.js';
+import { appendBatch, type BatchOutcome } from '../decide/append-batch.js';
+import type { AppendedEvent, EventLog } from '../log/types.js';
+import type { Logger } from '../logger.js';
+import { acquireOwnership } from '../projection/ownership.js';
+import { isTransient } from '../projection/transient.js';
+import { ensureIngestion, eventSubject, isNotFoundError, resolveNames, type ConsumerSettings, type IngestNames } from './stream.js';
+
+export interface IngesterOptions {
+  /** A connection the caller owns (connect with `connectNats`: it reconnects forever). */
+  nc: NatsConnection;
+  log: EventLog;
+  /** The database of the rejected messages and counters (and of the ownership lock). */
+  databaseUrl: string;
+  logger: Logger;
+  names?: Partial<IngestNames>;
+  /** Used when the consumer has to be created. */
+  consumer?: ConsumerSettings;
+  /** Messages per database transaction at most; default 500. Batches are what has arrived, up to this: small at low rates, full under load, where the log's append costs least per event. */
+  batchSize?: number;
+  /** How long one fetch waits for messages (JetStream pull request expiry); default 1,000 ms, at least 1,000. */
+  fetchExpiresMs?: number;
+  /** Nak delays: the first, doubled at every consecutive failure up to the maximum; default 250 ms to 10 s. */
+  retryDelayMs?: { initial?: number; max?: number };
+  /** Called after each batch is acked. */
+  onBatch?: (report: IngestBatchReport) => void;
+  /** Called when a batch is nak'ed because of a transient failure. */
+  onRetry?: (info: { messages: number; delayMs: number; error: unknown }) => void;
+}
+
+export interface RejectedMessage {
+  subject: string;
+  sequence: number;
+  reason: string;
+}
+
+export interface IngestBatchReport {
+  messages: number;
+  /** Events appended by this batch (first time in the log), with their positions. */
+  appended: AppendedEvent[];
+  duplicates: number;
+  rejected: RejectedMessage[];
+  /** The last stream sequence handled. */
+  sequence: number;
+  /** Where the batch's time went: parsing and validation, decide and append, storing rejected messages. */
+  timings: { validateMs: number; appendMs: number; rejectedMs: number };
+}
+
+export interface Ingester {
+  /** Ingests until `signal` aborts: then stops fetching, finishes and acks what it holds, and returns. */
+  run(signal: AbortSignal): Promise<void>;
+}
+
+/** The counters' key in event_store.ingestion_stats. */
+export const statsKey = (names: IngestNames) => `${names.stream}/${names.durable}`;
+
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+interface Parsed {
+  msg: JsMsg;
+  envelope?: Envelope;
+  reason?: string;
+  eventId?: string;
+  eventType?: string;
+}
+
+/** A message's body as an envelope, or why it is not one. Never throws. */
+export function parseMessage(msg: Pick<JsMsg, 'data' | 'subject'>, names: IngestNames): { envelope: Envelope; reason?: undefined; eventId: string; eventType: string } | { envelope?: undefined; reason: string; eventId?: string; eventType?: string } {
+  if (msg.data.length === 0) return { reason: 'empty message body (expected a JSON envelope { id, type, stream, data, ... })' };
+  let text: string;
+  try {
+    text = decoder.decode(msg.data);
+  } catch {
+    return { reason: 'message body is not valid UTF-8 (expected a JSON envelope)' };
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    return { reason: `not valid JSON: ${(error as Error).message}` };
+  }
+  const fields = typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+  const eventId = typeof fields.id === 'string' ? fields.id : undefined;
+  const eventType = typeof fields.type === 'string' ? fields.type : undefined;
+  let envelope: Envelope;
+  try {
+    envelope = validateEnvelope(value);
+  } catch (error) {
+    // Anything else the validator throws is a fault of ours, but it must not make this message
+    // come back forever and block the ones behind it: it is rejected, with the error, and kept.
+    if (!(error instanceof EventValidationError)) return { reason: `could not be validated: ${(error as Error)?.message ?? String(error)}`, eventId, eventType };
+    return { reason: `invalid event: ${error.message}`, eventId, eventType };
+  }
+  const expected = eventSubject(names, envelope.type);
+  if (msg.subject !== expected) {
+    return { reason: `subject ${msg.subject} does not match the event type ${envelope.type}: publish it to ${expected}`, eventId, eventType };
+  }
+  return { envelope, eventId: envelope.id, eventType: envelope.type };
+}
+
+/**
+ * Text as PostgreSQL's text and jsonb take it: no NUL character, no lone surrogate (either would
+ * make the row fail to insert, and that message would block every one behind it).
+ */
+function textColumn(text: string): string {
+  return text.replace(/\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
+}
+
+/**
+ * An append error that may come from the event itself rather than from the system: integrity
+ * (23) and program-limit (54) errors of the database, or an exception without an SQLSTATE (ours,
+ * on this event's data). Data exceptions (22) are already refusals (appendBatch).
+ */
+function mayBeTheEventsFault(error: unknown): boolean {
+  if (isTransient(error)) return false;
+  const code = (error as { code?: unknown })?.code;
+  if (typeof code !== 'string') return true;
+  return code.startsWith('23') || code.startsWith('54');
+}
+
+function headersOf(msg: JsMsg): Record<string, string[]> {
+  const result: Record<string, string[]> = {};
+  if (!msg.headers) return result;
+  for (const [key, values] of msg.headers) result[key] = values;
+  return result;
+}
+
+/**
+ * Acks, naks and progress notices are fire-and-forget: while NATS reconnects they are buffered,
+ * and on a closed connection they are lost, which only means a redelivery (handled as a duplicate).
+ */
+function tell(msg: JsMsg, what: 'ack' | 'nak' | 'working', delayMs?: number): void {
+  try {
+    if (what === 'ack') msg.ack();
+    else if (what === 'nak') msg.nak(delayMs);
+    else msg.working();
+  } catch {
+    // connection closed
+  }
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    if (signal?.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+
+/** Something happened (a message arrived, space freed, the fetch ended): wakes whoever waits. */
+function changes() {
+  const waiters = new Set<() => void>();
+  return {
+    notify() {
+      for (const wake of [...waiters]) wake();
+    },
+    wait(ms: number): Promise<void> {
+      return new Promise((resolve) => {
+        const wake = () => {
+          clearTimeout(timer);
+          waiters.delete(wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, ms);
+        waiters.add(wake);
+      });
+    },
+  };
+}
+
+export function createIngester(options: IngesterOptions): Ingester {
+  const names = resolveNames(options.names);
+  const { nc, log, logger } = options;
+  const batchSize = options.batchSize ?? 500;
+  const fetchExpiresMs = Math.max(1000, options.fetchExpiresMs ?? 1000);
+  const retryInitial = options.retryDelayMs?.initial ?? 250;
+  const retryMax = options.retryDelayMs?.max ?? 10_000;
+  const key = statsKey(names);
+  const subjectPrefix = eventSubject(names, '');
+  /** Messages held at most (fetched but not yet handled). */
+  const bufferCap = batchSize * 4;
+
+  const delayFor = (failures: number) => Math.min(retryInitial * 2 ** Math.min(failures, 20), retryMax);
+
+  // -------------------------------------------------------------------------------------------
+  // One batch: parse, append, store the rejected ones; count.
+
+  /**
+   * Stores rejected messages: one statement (atomic), committed durably before the messages are
+   * acked. A redelivered message lands on its existing row. Returns the rows inserted.
+   */
+  async function storeRejections(pool: pg.Pool, rejections: { parsed: Parsed; reason: string }[]): Promise<number> {
+    if (rejections.length === 0) return 0;
+    const values: unknown[] = [];
+    const rows = rejections.map(({ parsed, reason }, i) => {
+      const { msg } = parsed;
+      let text: string | null;
+      try {
+        text = textColumn(decoder.decode(msg.data));
+      } catch {
+        text = null;
+      }
+      const headers = Object.fromEntries(Object.entries(headersOf(msg)).map(([k, v]) => [textColumn(k), v.map(textColumn)]));
+      // When JetStream stored it, to the microsecond: the same for every delivery of the message.
+      const nanos = msg.info.timestampNanos;
+      const storedAt = new Date(Math.floor(nanos / 1e6)).toISOString().replace('Z', `${String(Math.floor(nanos / 1e3) % 1000).padStart(3, '0')}Z`);
+      values.push(
+        textColumn(msg.subject), JSON.stringify(headers), Buffer.from(msg.data), text, textColumn(reason), msg.info.stream, msg.seq, storedAt,
+        parsed.eventId === undefined ? null : textColumn(parsed.eventId), parsed.eventType === undefined ? null : textColumn(parsed.eventType),
+      );
+      const p = i * 10;
+      return `($${p + 1}, $${p + 2}::jsonb, $${p + 3}::bytea, $${p + 4}, $${p + 5}, $${p + 6}, $${p + 7}::bigint, $${p + 8}::timestamptz, $${p + 9}, $${p + 10})`;
+    });
+    const result = await pool.query(
+      `INSERT INTO event_store.rejected_messages (subject, headers, body, body_text, reason, nats_stream, stream_sequence, stored_at, event_id, event_type)
+       VALUES ${rows.join(', ')}
+       ON CONFLICT (nats_stream, stream_sequence, stored_at) DO NOTHING`,
+      values,
+    );
+    return result.rowCount ?? 0;
+  }
+
+  /**
+   * The counters of event_store.ingestion_stats, written in the background, off the path of a
+   * batch: increments gather while a write is in flight and go in the next one (asynchronous
+   * commit). They are figures for `status`, not records: a crash may lose the last increments
+   * (the messages of a batch whose counts were lost count as duplicates when redelivered).
+   */
+  function createCounters(pool: pg.Pool) {
+    let pending = { accepted: 0, duplicates: 0, rejected: 0, sequence: 0 };
+    let writing: Promise<void> | undefined;
+    const write = async () => {
+      while (pending.accepted || pending.duplicates || pending.rejected || pending.sequence) {
+        const delta = pending;
+        pending = { accepted: 0, duplicates: 0, rejected: 0, sequence: 0 };
+        try {
+          await pool.query(
+            `INSERT INTO event_store.ingestion_stats AS s (consumer, accepted, duplicates, rejected, last_stream_sequence, updated_at)
+             VALUES ($1, $2, $3, $4, $5, now())
+             ON CONFLICT (consumer) DO UPDATE SET
+               accepted = s.accepted + excluded.accepted,
+               duplicates = s.duplicates + excluded.duplicates,
+               rejected = s.rejected + excluded.rejected,
+               last_stream_sequence = greatest(s.last_stream_sequence, excluded.last_stream_sequence),
+               updated_at = now()`,
+            [key, delta.accepted, delta.duplicates, delta.rejected, delta.sequence],
+          );
+        } catch (error) {
+          // Kept for the next write (the database is probably down; the batches fail too).
+          pending = {
+            accepted: pending.accepted + delta.accepted,
+            duplicates: pending.duplicates + delta.duplicates,
+            rejected: pending.rejected + delta.rejected,
+            sequence: Math.max(pending.sequence, delta.sequence),
+          };
+          logger.debug({ err: error }, 'ingestion counters not written yet');
+          return;
+        }
+      }
+    };
+    return {
+      add(delta: { accepted: number; duplicates: number; rejected: number; sequence: number }) {
+        pending = {
+          accepted: pending.accepted + delta.accepted,
+          duplicates: pending.duplicates + delta.duplicates,
+          rejected: pending.rejected + delta.rejected,
+          sequence: Math.max(pending.sequence, delta.sequence),
+        };
+        writing ??= write().finally(() => (writing = undefined));
+      },
+      /** Waits for the writes in flight, then writes what is left (at shutdown). */
+      async flush() {
+        await writing;
+        await write();
+      },
+    };
+  }
+
+  /**
+   * Appends the valid messages of a batch. An error that may be one event's fault rather than the
+   * system's (a database error of class 23 integrity or 54 program limit, e.g. a key too large to
+   * index, or an exception of ours while deciding) fails the batch as a whole; it is then tried
+   * message by message, and the message that still fails is rejected with that error rather than
+   * blocking every message behind it. Any other error (database down, permission denied, a table
+   * missing) is the system's: the batch is retried, nothing is rejected because of it.
+   */
+  async function appendValid(valid: Parsed[]): Promise<BatchOutcome[]> {
+    const envelopes = valid.map((p) => p.envelope!);
+    try {
+      return await appendBatch(log, envelopes);
+    } catch (error) {
+      if (!mayBeTheEventsFault(error)) throw error;
+      logger.warn({ err: error }, 'batch failed on an error that may be one event\'s fault; appending its messages one by one');
+    }
+    const outcomes: BatchOutcome[] = [];
+    for (const envelope of envelopes) {
+      try {
+        outcomes.push(...(await appendBatch(log, [envelope])));
+      } catch (error) {
+        if (!mayBeTheEventsFault(error)) throw error;
+        const err = error instanceof Error ? error : new Error(String(error));
+        outcomes.push({ status: 'rejected', error: err, reason: `could not be appended: ${err.message}` });
+      }
+    }
+    return outcomes;
+  }
+
+  async function processBatch(pool: pg.Pool, counters: ReturnType<typeof createCounters>, batch: JsMsg[]): Promise<IngestBatchReport> {
+    const started = performance.now();
+    const parsed: Parsed[] = batch.map((msg) => ({ msg, ...parseMessage(msg, names) }));
+    const valid = parsed.filter((p) => p.envelope);
+    const validated = performance.now();
+    const outcomes = valid.length ? await appendValid(valid) : [];
+    const appendedAt = performance.now();
+    const rejections = parsed.filter((p) => p.reason !== undefined).map((p) => ({ parsed: p, reason: p.reason! }));
+    const appended: AppendedEvent[] = [];
+    let duplicates = 0;
+    outcomes.forEach((outcome, i) => {
+      if (outcome.status === 'appended') appended.push(outcome.event);
+      else if (outcome.status === 'duplicate') duplicates += 1;
+      else {
+        // Name the event in every refusal (rule violations already do: "BuildStarted on build-1: ...").
+        const { type, stream } = valid[i]!.envelope!;
+        const reason = outcome.reason.startsWith(`${type} on `) ? outcome.reason : `${type} on ${stream}: ${outcome.reason}`;
+        rejections.push({ parsed: valid[i]!, reason });
+      }
+    });
+    rejections.sort((a, b) => a.parsed.msg.seq - b.parsed.msg.seq);
+    const sequence = batch[batch.length - 1]!.seq;
+    const inserted = await storeRejections(pool, rejections);
+    counters.add({ accepted: appended.length, duplicates, rejected: inserted, sequence });
+    const stored = performance.now();
+    for (const { parsed: p, reason } of rejections) {
+      logger.warn({ subject: p.msg.subject, sequence: p.msg.seq, eventId: p.eventId, reason }, 'message rejected');
+    }
+    return {
+      messages: batch.length,
+      appended,
+      duplicates,
+      rejected: rejections.map(({ parsed: p, reason }) => ({ subject: p.msg.subject, sequence: p.msg.seq, reason })),
+      sequence,
+      timings: { validateMs: validated - started, appendMs: appendedAt - validated, rejectedMs: stored - appendedAt },
+    };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // One session: while this process owns ingestion and the stream and consumer are there.
+
+  /** Everything at or below this stream sequence is handled (acked by someone, or not in the stream). */
+  async function floorFromServer(jsm: JetStreamManager): Promise<number> {
+    const [consumer, stream] = await Promise.all([jsm.consumers.info(names.stream, names.durable), jsm.streams.info(names.stream)]);
+    return Math.max(consumer.ack_floor.stream_seq, stream.state.first_seq - 1);
+  }
+
+  async function session(pool: pg.Pool, counters: ReturnType<typeof createCounters>, owned: AbortSignal, consumerInfo: ConsumerInfo): Promise<void> {
+    const jsm = await nc.jetstreamManager();
+    const consumer = await nc.jetstream().consumers.get(names.stream, names.durable);
+    const ackWaitMs = Math.max(1000, Math.floor((consumerInfo.config.ack_wait ?? 30e9) / 1e6));
+    let floor = await floorFromServer(jsm);
+    const buffer = new Map<number, JsMsg>();
+    const changed = changes();
+    let inFlight: JsMsg[] = [];
+    let readerDone = false;
+    let readerError: unknown;
+    let failures = 0;
+
+    // Held messages must not be redelivered while this process still works on them.
+    const keepAlive = setInterval(() => {
+      for (const msg of inFlight) tell(msg, 'working');
+      for (const msg of buffer.values()) tell(msg, 'working');
+    }, Math.max(500, Math.floor(ackWaitMs / 3)));
+
+    /** The sequence the gate waits for: the one after the floor, or after the batch in flight. */
+    const nextExpected = () => (inFlight.length ? inFlight[inFlight.length - 1]!.seq : floor) + 1;
+    /** Messages are held but the next one in order is not among them. */
+    const blocked = () => buffer.size > 0 && !buffer.has(nextExpected());
+
+    const reader = (async () => {
+      try {
+        // Room for more: the buffer is not full, or it is full of messages that wait for a missing
+        // one, which only a fetch can bring (JetStream serves redeliveries first, and its
+        // max_ack_pending bounds how many messages this process can hold).
+        const room = () => buffer.size < bufferCap || blocked();
+        while (!owned.aborted) {
+          while (!room() && !owned.aborted) await changed.wait(1000);
+          if (owned.aborted) break;
+          // Blocked: a whole batch, so that redeliveries (served first) come back at once.
+          const messages = await consumer.fetch({ max_messages: blocked() ? batchSize : Math.max(1, Math.min(batchSize, bufferCap - buffer.size)), expires: fetchExpiresMs });
+          // The fetch ends when it has its messages or expires; stopping waits for it, so no
+          // message is delivered to a subscription that is gone.
+          const guard = setTimeout(() => void messages.close(), fetchExpiresMs + 10_000);
+          try {
+            for await (const msg of messages) {
+              if (msg.seq <= floor) {
+                tell(msg, 'ack'); // handled already: a redelivery whose ack was lost
+                continue;
+              }
+              buffer.set(msg.seq, msg);
+              changed.notify();
+            }
+          } finally {
+            clearTimeout(guard);
+          }
+        }
+      } catch (error) {
+        readerError = error;
+      } finally {
+        readerDone = true;
+        changed.notify();
+      }
+    })();
+
+    /** The run of sequences just above the floor, up to a batch. */
+    const takeRun = (): JsMsg[] => {
+      for (const [seq, msg] of buffer) {
+        if (seq <= floor) {
+          tell(msg, 'ack');
+          buffer.delete(seq);
+        }
+      }
+      const run: JsMsg[] = [];
+      for (let seq = floor + 1; run.length < batchSize && buffer.has(seq); seq++) {
+        run.push(buffer.get(seq)!);
+        buffer.delete(seq);
+      }
+      if (run.length) changed.notify();
+      return run;
+    };
+
+    /**
+     * Nothing follows the floor but later messages are here. Usually the missing one is on its
+     * way (a nak'ed message coming back, a dead owner's message after its ack wait); it may also
+     * not exist (deleted from the stream): then it is skipped.
+     */
+    const resolveGap = async () => {
+      const serverFloor = await floorFromServer(jsm);
+      if (serverFloor > floor) {
+        floor = serverFloor;
+        return;
+      }
+      const lowest = Math.min(...buffer.keys());
+      for (let seq = floor + 1; seq < lowest && seq <= floor + 1000; seq++) {
+        try {
+          const stored = await jsm.streams.getMessage(names.stream, { seq });
+          if (stored.subject.startsWith(subjectPrefix)) return; // it exists: wait for its delivery
+        } catch (error) {
+          if (!isNotFoundError(error)) throw error;
+        }
+        logger.debug({ sequence: seq }, 'stream sequence not in the stream; skipped');
+        floor = seq;
+      }
+    };
+
+    let blockedSince: number | undefined;
+    let lastGapCheck = 0;
+    try {
+      for (;;) {
+        const batch = takeRun();
+        if (batch.length === 0) {
+          if (readerDone) break;
+          if (buffer.size > 0) {
+            const now = Date.now();
+            blockedSince ??= now;
+            if (now - blockedSince >= 200 && now - lastGapCheck >= 1000) {
+              lastGapCheck = now;
+              await resolveGap().catch((error) => logger.warn({ err: error }, 'could not inspect the stream for a missing message'));
+              continue;
+            }
+          } else {
+            blockedSince = undefined;
+          }
+          await changed.wait(buffer.size > 0 ? 200 : 1000);
+          continue;
+        }
+        blockedSince = undefined;
+        inFlight = batch;
+        try {
+          const report = await processBatch(pool, counters, batch);
+          for (const msg of batch) tell(msg, 'ack');
+          floor = batch[batch.length - 1]!.seq;
+          failures = 0;
+          logger.debug(
+            {
+              messages: report.messages,
+              appended: report.appended.length,
+              duplicates: report.duplicates,
+              rejected: report.rejected.length,
+              sequence: floor,
+              position: report.appended.at(-1)?.globalPosition,
+              ...report.timings,
+            },
+            'batch ingested',
+          );
+          options.onBatch?.(report);
+        } catch (error) {
+          // Nothing of this batch is acked: it comes back after the delay, and the messages
+          // after it wait for it (they are behind the floor).
+          const delayMs = delayFor(failures++);
+          for (const msg of batch) tell(msg, 'nak', delayMs);
+          const transient = isTransient(error);
+          logger[transient ? 'warn' : 'error'](
+            { err: error, messages: batch.length, delayMs, firstSequence: batch[0]!.seq },
+            transient ? 'database unavailable: batch nak\'ed, retrying after the delay' : 'batch failed: nak\'ed, retrying after the delay',
+          );
+          options.onRetry?.({ messages: batch.length, delayMs, error });
+          if (owned.aborted) break;
+        } finally {
+          inFlight = [];
+        }
+      }
+    } finally {
+      clearInterval(keepAlive);
+      // Stop the fetch at once if the loop ended early (an error): its messages come back later.
+      if (!readerDone) await Promise.race([reader, sleep(fetchExpiresMs + 2000)]);
+      // What is left could not be handled in order: it goes back to JetStream for the next owner.
+      for (const msg of buffer.values()) tell(msg, 'nak');
+      buffer.clear();
+    }
+    if (readerError && !owned.aborted) throw readerError;
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  return {
+    async run(signal: AbortSignal): Promise<void> {
+      const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 1, connectionTimeoutMillis: 10_000 });
+      const countersPool = new pg.Pool({ connectionString: options.databaseUrl, max: 1, connectionTimeoutMillis: 10_000, options: '-c synchronous_commit=off' });
+      for (const p of [pool, countersPool]) p.on('error', (error) => logger.warn({ err: error }, 'ingestion pool: idle connection lost'));
+      const counters = createCounters(countersPool);
+      let failures = 0;
+      const pause = async (error: unknown, what: string) => {
+        const delayMs = delayFor(failures++);
+        logger.warn({ err: error, delayMs }, what);
+        await sleep(delayMs, signal);
+      };
+      try {
+        while (!signal.aborted) {
+          if (nc.isClosed()) throw new Error('the NATS connection is closed');
+          let consumerInfo: ConsumerInfo;
+          try {
+            ({ consumer: consumerInfo } = await ensureIngestion(nc, names, options.consumer));
+          } catch (error) {
+            await pause(error, `NATS: cannot set up stream ${names.stream} and consumer ${names.durable}; retrying`);
+            continue;
+          }
+          let ownership;
+          try {
+            ownership = await acquireOwnership(options.databaseUrl, `ingest:${key}`, {
+              signal,
+              onWaiting: () => logger.info({ stream: names.stream, durable: names.durable }, 'another process is ingesting; waiting to take over'),
+            });
+          } catch (error) {
+            if (!isTransient(error)) throw error;
+            await pause(error, 'database unavailable; ingestion resumes when it is back');
+            continue;
+          }
+          if (!ownership) break;
+          const owned = AbortSignal.any([signal, ownership.lost]);
+          logger.info({ stream: names.stream, durable: names.durable, subjects: `${subjectPrefix}>` }, 'ingesting events from NATS');
+          try {
+            await session(pool, counters, owned, consumerInfo);
+            if (!signal.aborted) {
+              // The ownership connection was lost: the database is probably down.
+              await pause(new Error('ownership connection lost'), 'database connection lost; ingestion resumes when it is back');
+            } else {
+              failures = 0;
+            }
+          } catch (error) {
+            await pause(error, 'ingestion interrupted; resuming');
+          } finally {
+            await ownership.release();
+          }
+        }
+      } finally {
+        await counters.flush().catch(() => undefined);
+        await pool.end().catch(() => undefined);
+        await countersPool.end().catch(() => undefined);
+      }
+    },
+  };
+}

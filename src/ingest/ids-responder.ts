@@ -1,0 +1,98 @@
+/**
+ * Id allocation over NATS request-reply (events.md, "Identity and determinism"), for producers
+ * that do not link the library (conda-store is Python): a request on `condastore.ids.<kind>` with
+ * body `{"n": 10}` (n optional, default 1) is answered `{"ids": [..]}` from the kind's sequence,
+ * or `{"error": "..."}`. Responders of several `serve` processes share a queue group, so each
+ * request is answered once.
+ */
+import type { Msg, NatsConnection, Subscription } from 'nats';
+import { ID_KINDS, isIdKind } from '../catalogue/index.js';
+import type { EventLog } from '../log/types.js';
+import type { Logger } from '../logger.js';
+import { isTransient } from '../projection/transient.js';
+import { idsSubject, idsWildcard, resolveNames, type IngestNames } from './stream.js';
+
+/** The most ids one request may take. */
+export const MAX_IDS_PER_REQUEST = 10_000;
+
+export interface IdsReply {
+  ids?: number[];
+  error?: string;
+}
+
+/** Parses a request body: `{"n": 10}`, `{}` or empty (n = 1). Throws with a message for the requester. */
+function requestedCount(data: Uint8Array): number {
+  const text = new TextDecoder().decode(data).trim();
+  if (text === '') return 1;
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new Error(`request body must be JSON like {"n": 10}, got ${JSON.stringify(text.slice(0, 60))}`);
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new Error('request body must be a JSON object like {"n": 10}');
+  const extra = Object.keys(body).filter((key) => key !== 'n');
+  if (extra.length) throw new Error(`unknown field ${extra.map((k) => JSON.stringify(k)).join(', ')} (the body is {"n": <count>})`);
+  const n = (body as { n?: unknown }).n ?? 1;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > MAX_IDS_PER_REQUEST) {
+    throw new Error(`n must be an integer from 1 to ${MAX_IDS_PER_REQUEST}, got ${JSON.stringify(n)}`);
+  }
+  return n;
+}
+
+/** Answers one request. */
+export async function answerIdsRequest(log: EventLog, kind: string, data: Uint8Array): Promise<IdsReply> {
+  if (!isIdKind(kind)) return { error: `unknown id kind ${JSON.stringify(kind)} (known: ${ID_KINDS.join(', ')})` };
+  let n: number;
+  try {
+    n = requestedCount(data);
+  } catch (error) {
+    return { error: (error as Error).message };
+  }
+  try {
+    return { ids: await log.allocateIds(kind, n) };
+  } catch (error) {
+    const message = (error as Error).message;
+    return { error: isTransient(error) ? `database unavailable, try again: ${message}` : message };
+  }
+}
+
+export interface IdsResponder {
+  subscription: Subscription;
+  /** Stops answering (pending answers still go out before the connection drains). */
+  stop(): void;
+}
+
+/** Subscribes the responder on `<prefix>.ids.*` in a queue group. */
+export function startIdsResponder(nc: NatsConnection, log: EventLog, logger: Logger, names: Partial<IngestNames> = {}): IdsResponder {
+  const resolved = resolveNames(names);
+  const prefixLength = idsSubject(resolved, '').length;
+  const subscription = nc.subscribe(idsWildcard(resolved), {
+    queue: `${resolved.durable}-ids`,
+    callback: (error, msg: Msg) => {
+      if (error) {
+        logger.warn({ err: error }, 'id allocation subscription error');
+        return;
+      }
+      const kind = msg.subject.slice(prefixLength);
+      void answerIdsRequest(log, kind, msg.data).then((reply) => {
+        if (reply.error) logger.debug({ kind, error: reply.error }, 'id allocation request refused');
+        if (!msg.reply) return;
+        try {
+          msg.respond(JSON.stringify(reply));
+        } catch (respondError) {
+          logger.warn({ err: respondError, kind }, 'could not answer an id allocation request (connection closing)');
+        }
+      });
+    },
+  });
+  return { subscription, stop: () => subscription.unsubscribe() };
+}
+
+/** The requester's side: `n` fresh ids of a kind from a running `serve` (throws its error). */
+export async function requestIds(nc: NatsConnection, kind: string, n = 1, options: { names?: Partial<IngestNames>; timeoutMs?: number } = {}): Promise<number[]> {
+  const reply = await nc.request(idsSubject(resolveNames(options.names), kind), JSON.stringify({ n }), { timeout: options.timeoutMs ?? 5000 });
+  const body = JSON.parse(new TextDecoder().decode(reply.data)) as IdsReply;
+  if (body.error !== undefined || !Array.isArray(body.ids)) throw new Error(`id allocation for ${kind} failed: ${body.error ?? 'malformed reply'}`);
+  return body.ids;
+}

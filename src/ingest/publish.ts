@@ -1,0 +1,131 @@
+/**
+ * The producer client (contract.md, "NATS ingestion"): validates an event against the catalogue
+ * before anything is sent, publishes it to `condastore.events.<type>` with `Nats-Msg-Id: <id>`,
+ * and waits for JetStream's acknowledgement, after which the event is stored in the stream and
+ * will reach the log (or `event_store.rejected_messages`, if an append-time rule refuses it).
+ */
+import { randomUUID } from 'node:crypto';
+import type { JetStreamClient, NatsConnection } from 'nats';
+import {
+  definitionOf,
+  isEventType,
+  validateEnvelope,
+  type Envelope,
+  type EnvelopeMetadata,
+  type EventData,
+  type EventType,
+  type ExpectedVersion,
+} from '../catalogue/index.js';
+import { eventSubject, resolveNames, type IngestNames } from './stream.js';
+
+/** An event to publish: an envelope whose id (a fresh uuid) and stream (from its data) may be left out. */
+export type EventToPublish<T extends EventType = EventType> = {
+  [K in T]: { id?: string; type: K; stream?: string; expectedVersion?: ExpectedVersion; data: EventData<K>; metadata?: EnvelopeMetadata };
+}[T];
+
+export interface PublishOptions {
+  /** Subject prefix and stream name, when not the contract's (condastore, CONDA_STORE_EVENTS). */
+  names?: Partial<IngestNames>;
+  /** Milliseconds to wait for JetStream's acknowledgement; default 5,000. */
+  timeoutMs?: number;
+  /** A JetStream client to reuse (else one is made from the connection). */
+  js?: JetStreamClient;
+}
+
+export interface PublishEventsOptions extends PublishOptions {
+  /**
+   * Publishes awaiting their acknowledgement at once; default 1 (each event after the previous
+   * one's acknowledgement). One connection keeps its messages in order, so a larger window keeps
+   * the order too as long as every publish succeeds; when one fails, events after it may already
+   * be in the stream, ahead of it. For bulk traffic whose events do not depend on each other
+   * beyond their own stream (a channel sync), where a retry of the whole list is the recovery.
+   */
+  maxInFlight?: number;
+}
+
+export interface PublishedEvent {
+  id: string;
+  type: string;
+  stream: string;
+  subject: string;
+  /** The message's sequence in the JetStream stream. */
+  sequence: number;
+  /** True when JetStream had already stored a message with this id (within its duplicate window). */
+  duplicate: boolean;
+}
+
+/** Completes (id, stream) and validates an event; throws EventValidationError before anything is sent. */
+export function toEnvelope(event: EventToPublish | Envelope): Envelope {
+  const candidate: Record<string, unknown> = { ...event };
+  if (candidate.id === undefined) candidate.id = randomUUID();
+  if (candidate.stream === undefined && typeof event.type === 'string' && isEventType(event.type)) {
+    try {
+      candidate.stream = (definitionOf(event.type).streamOf as (data: unknown) => string)(event.data);
+    } catch {
+      // invalid data: validation below says what is wrong with it
+    }
+  }
+  for (const key of Object.keys(candidate)) if (candidate[key] === undefined) delete candidate[key];
+  return validateEnvelope(candidate);
+}
+
+/** Thrown when no JetStream stream captures the subject (the stream does not exist yet). */
+export class NoStreamError extends Error {
+  override name = 'NoStreamError';
+}
+
+async function publishValidated(nc: NatsConnection, js: JetStreamClient, envelope: Envelope, names: IngestNames, timeoutMs: number): Promise<PublishedEvent> {
+  const subject = eventSubject(names, envelope.type);
+  try {
+    const ack = await js.publish(subject, JSON.stringify(envelope), { msgID: envelope.id, timeout: timeoutMs, expect: { streamName: names.stream } });
+    return { id: envelope.id, type: envelope.type, stream: envelope.stream, subject, sequence: ack.seq, duplicate: ack.duplicate };
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === '503' || /no responders/i.test((error as Error).message)) {
+      throw new NoStreamError(
+        `no JetStream stream captures ${subject} on ${nc.getServer()}: start conda-store-events serve (it creates stream ${names.stream}) or create the stream`,
+      );
+    }
+    throw error;
+  }
+}
+
+/** Validates one event, publishes it and waits for the JetStream acknowledgement. */
+export async function publishEvent(nc: NatsConnection, event: EventToPublish | Envelope, options: PublishOptions = {}): Promise<PublishedEvent> {
+  const envelope = toEnvelope(event);
+  const names = resolveNames(options.names);
+  return publishValidated(nc, options.js ?? nc.jetstream(), envelope, names, options.timeoutMs ?? 5000);
+}
+
+/**
+ * Validates every event first (nothing is sent if one is invalid), then publishes them one after
+ * the other, each after the previous one's acknowledgement: they reach the log in this order. On
+ * a failure, the events before it are published; publishing the list again is safe (the ingester
+ * ignores an event id it already has).
+ */
+export async function publishEvents(nc: NatsConnection, events: (EventToPublish | Envelope)[], options: PublishEventsOptions = {}): Promise<PublishedEvent[]> {
+  const envelopes = events.map(toEnvelope);
+  const names = resolveNames(options.names);
+  const js = options.js ?? nc.jetstream();
+  const timeoutMs = options.timeoutMs ?? 5000;
+  const window = Math.max(1, Math.floor(options.maxInFlight ?? 1));
+  const published: PublishedEvent[] = new Array(envelopes.length);
+  if (window === 1) {
+    for (let i = 0; i < envelopes.length; i++) published[i] = await publishValidated(nc, js, envelopes[i]!, names, timeoutMs);
+    return published;
+  }
+  // Sent in order from one connection; at most `window` acknowledgements outstanding.
+  const inFlight = new Set<Promise<void>>();
+  let failure: unknown;
+  for (let i = 0; i < envelopes.length && failure === undefined; i++) {
+    const sending: Promise<void> = publishValidated(nc, js, envelopes[i]!, names, timeoutMs).then(
+      (result) => void (published[i] = result),
+      (error) => void (failure ??= error),
+    ).finally(() => inFlight.delete(sending));
+    inFlight.add(sending);
+    if (inFlight.size >= window) await Promise.race(inFlight);
+  }
+  await Promise.all(inFlight);
+  if (failure !== undefined) throw failure;
+  return published;
+}

@@ -1,0 +1,168 @@
+/**
+ * The JetStream side of ingestion (contract.md, "NATS ingestion"): the names, the stream
+ * `CONDA_STORE_EVENTS` on `condastore.events.>` and the durable pull consumer of `serve`.
+ * The names are configurable (tests and benches use streams of their own); the defaults are the
+ * contract's.
+ */
+import {
+  AckPolicy,
+  connect,
+  DeliverPolicy,
+  DiscardPolicy,
+  nanos,
+  RetentionPolicy,
+  StorageType,
+  type ConnectionOptions,
+  type ConsumerConfig,
+  type ConsumerInfo,
+  type JetStreamManager,
+  type NatsConnection,
+  type StreamInfo,
+} from 'nats';
+
+export interface IngestNames {
+  /** JetStream stream name; default CONDA_STORE_EVENTS. */
+  stream: string;
+  /** First subject token: events on `<prefix>.events.<EventType>`, ids on `<prefix>.ids.<kind>`; default condastore. */
+  subjectPrefix: string;
+  /** Durable consumer name of the ingester; default conda-store-events. */
+  durable: string;
+}
+
+export const DEFAULT_INGEST_NAMES: IngestNames = Object.freeze({
+  stream: 'CONDA_STORE_EVENTS',
+  subjectPrefix: 'condastore',
+  durable: 'conda-store-events',
+});
+
+/**
+ * The names from the environment: NATS_STREAM, NATS_SUBJECT_PREFIX, NATS_DURABLE (all optional;
+ * for running a second, separate ingestion on the same NATS server, e.g. in tests).
+ */
+export function ingestNamesFromEnv(env: NodeJS.ProcessEnv = process.env): IngestNames {
+  return resolveNames({ stream: env.NATS_STREAM || undefined, subjectPrefix: env.NATS_SUBJECT_PREFIX || undefined, durable: env.NATS_DURABLE || undefined });
+}
+
+export function resolveNames(names: Partial<IngestNames> = {}): IngestNames {
+  const resolved = {
+    stream: names.stream ?? DEFAULT_INGEST_NAMES.stream,
+    subjectPrefix: names.subjectPrefix ?? DEFAULT_INGEST_NAMES.subjectPrefix,
+    durable: names.durable ?? DEFAULT_INGEST_NAMES.durable,
+  };
+  if (!/^[A-Za-z0-9_-]+$/.test(resolved.stream)) throw new Error(`invalid JetStream stream name "${resolved.stream}" (letters, digits, _ and - only)`);
+  if (!/^[A-Za-z0-9_-]+$/.test(resolved.durable)) throw new Error(`invalid durable consumer name "${resolved.durable}" (letters, digits, _ and - only)`);
+  if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(resolved.subjectPrefix)) throw new Error(`invalid subject prefix "${resolved.subjectPrefix}" (dot-separated tokens, no wildcards)`);
+  return resolved;
+}
+
+/** `condastore.events.>`: every subject the stream captures. */
+export const eventsWildcard = (names: IngestNames) => `${names.subjectPrefix}.events.>`;
+/** `condastore.events.BuildStarted`: where an event of a type is published. */
+export const eventSubject = (names: IngestNames, type: string) => `${names.subjectPrefix}.events.${type}`;
+/** `condastore.ids.*`: the id-allocation requests. */
+export const idsWildcard = (names: IngestNames) => `${names.subjectPrefix}.ids.*`;
+export const idsSubject = (names: IngestNames, kind: string) => `${names.subjectPrefix}.ids.${kind}`;
+
+export interface ConsumerSettings {
+  /** How long a delivered message may stay unacked before JetStream redelivers it; default 30 s. */
+  ackWaitMs?: number;
+  /** Unacked messages at most (across every fetch); default 20,000. */
+  maxAckPending?: number;
+}
+
+/** Connection options of a long-running process: reconnect forever, every second. */
+export function serviceConnectionOptions(url: string, name: string): ConnectionOptions {
+  return {
+    servers: url.split(',').map((server) => server.trim()),
+    name,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 1000,
+    waitOnFirstConnect: true,
+    pingInterval: 10_000,
+  };
+}
+
+/** Connects to NATS for a service (reconnecting forever; the first connection is retried too). */
+export function connectNats(url: string, name = 'conda-store-events'): Promise<NatsConnection> {
+  return connect(serviceConnectionOptions(url, name));
+}
+
+const isNotFound = (error: unknown) => {
+  const e = error as { code?: string; api_error?: { err_code?: number }; message?: string };
+  return e?.code === '404' || e?.api_error?.err_code === 10059 || e?.api_error?.err_code === 10014 || /not found/i.test(e?.message ?? '');
+};
+
+/**
+ * Creates the stream if it does not exist: file storage, work-queue retention (a message stays
+ * until the ingester has acked it, i.e. until its event is in the log, then goes: the log is the
+ * record), JetStream's 2-minute duplicate window on Nats-Msg-Id. An existing stream is used as it
+ * is (an operator may have tuned it), as long as it captures the events subjects.
+ */
+export async function ensureStream(jsm: JetStreamManager, names: IngestNames): Promise<StreamInfo> {
+  const subject = eventsWildcard(names);
+  try {
+    const info = await jsm.streams.info(names.stream);
+    if (!info.config.subjects?.includes(subject)) {
+      throw new Error(`JetStream stream ${names.stream} exists but does not capture ${subject} (its subjects: ${info.config.subjects?.join(', ') || 'none'})`);
+    }
+    return info;
+  } catch (error) {
+    if (!isNotFound(error)) throw error;
+  }
+  try {
+    return await jsm.streams.add({
+      name: names.stream,
+      subjects: [subject],
+      storage: StorageType.File,
+      retention: RetentionPolicy.Workqueue,
+      discard: DiscardPolicy.Old,
+      duplicate_window: nanos(2 * 60_000),
+      num_replicas: 1,
+      description: 'conda-store events, ingested into the event log by conda-store-events serve',
+    });
+  } catch (error) {
+    // Another process created it meanwhile.
+    if (/already in use|exists/i.test((error as Error).message)) return jsm.streams.info(names.stream);
+    throw error;
+  }
+}
+
+/** The durable pull consumer's configuration: explicit acks, redelivered forever, from the start. */
+export function consumerConfig(names: IngestNames, settings: ConsumerSettings = {}): Partial<ConsumerConfig> {
+  return {
+    durable_name: names.durable,
+    ack_policy: AckPolicy.Explicit,
+    ack_wait: nanos(settings.ackWaitMs ?? 30_000),
+    max_deliver: -1,
+    deliver_policy: DeliverPolicy.All,
+    filter_subject: eventsWildcard(names),
+    max_ack_pending: settings.maxAckPending ?? 20_000,
+    max_waiting: 64,
+    description: 'conda-store-events ingester',
+  };
+}
+
+/** Creates the durable consumer if it does not exist; an existing one is used as it is. */
+export async function ensureConsumer(jsm: JetStreamManager, names: IngestNames, settings: ConsumerSettings = {}): Promise<ConsumerInfo> {
+  try {
+    return await jsm.consumers.info(names.stream, names.durable);
+  } catch (error) {
+    if (!isNotFound(error)) throw error;
+  }
+  try {
+    return await jsm.consumers.add(names.stream, consumerConfig(names, settings));
+  } catch (error) {
+    if (/already in use|exists/i.test((error as Error).message)) return jsm.consumers.info(names.stream, names.durable);
+    throw error;
+  }
+}
+
+/** The stream and the consumer, created if missing. */
+export async function ensureIngestion(nc: NatsConnection, names: IngestNames, settings: ConsumerSettings = {}): Promise<{ stream: StreamInfo; consumer: ConsumerInfo }> {
+  const jsm = await nc.jetstreamManager();
+  const stream = await ensureStream(jsm, names);
+  const consumer = await ensureConsumer(jsm, names, settings);
+  return { stream, consumer };
+}
+
+export { isNotFound as isNotFoundError };

@@ -1,0 +1,651 @@
+/**
+ * NATS ingestion against a real NATS JetStream and PostgreSQL (contract.md, "NATS ingestion";
+ * issue #6). Each test has its own database and its own stream, subjects and consumer.
+ *
+ * Given events published over NATS (concurrently, twice, mixed with malformed messages, while the
+ * database is cut off, while `serve` is killed or stopped), when ingested, then the log holds
+ * each valid event exactly once, in an order the producers could rely on, every invalid message
+ * is in event_store.rejected_messages with a reason naming what is wrong, and the tables are
+ * exactly those of the same history appended directly.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import test, { type ExecutionContext } from 'ava';
+import { connect } from 'nats';
+import { EventValidationError, type Envelope } from '../src/catalogue/index.js';
+import { requestIds, startIdsResponder } from '../src/ingest/ids-responder.js';
+import { NoStreamError, publishEvent, publishEvents } from '../src/ingest/publish.js';
+import { connectNats, eventSubject, idsSubject } from '../src/ingest/stream.js';
+import { createPostgresEventLog } from '../src/log/postgres/index.js';
+import { createProjectionService } from '../src/projection/service.js';
+import { condaStoreProjections } from '../projections/index.js';
+import { root, runCli, spawnCli, waitForExit } from './helpers/cli.js';
+import { serverUrl } from './helpers/database.js';
+import { generatedHistory } from './helpers/generated-history.js';
+import { realisticHistory } from './helpers/history.js';
+import { consumerFigures, natsUrl, privateNats, publishRaw, runIngester, tcpProxy, testNats, type TestNats } from './helpers/nats.js';
+import { catchUp, checkpointRows, projectHistory, silentLogger, tableDigests, testLog, waitUntil, type TestLog } from './helpers/projection.js';
+import { envelopeFor } from './helpers/samples.js';
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/** The tables of the same envelopes appended directly (appendEnvelopes) and caught up: the reference. */
+async function referenceDigests(t: ExecutionContext, envelopes: Envelope[]) {
+  const reference = await projectHistory(t, envelopes);
+  return tableDigests(reference.url);
+}
+
+async function logCount(db: Pick<TestLog, 'query'>): Promise<number> {
+  const [row] = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM event_store.events');
+  return row!.n;
+}
+
+/**
+ * The log holds each envelope exactly once and nothing else, and within every stream the events
+ * are in the order the producers published them.
+ */
+async function assertExactlyOnce(t: ExecutionContext, db: Pick<TestLog, 'query'>, envelopes: Envelope[]) {
+  const rows = await db.query<{ id: string; stream: string }>('SELECT id::text, stream FROM event_store.events ORDER BY global_position');
+  t.is(rows.length, envelopes.length, 'one event per envelope');
+  t.is(new Set(rows.map((r) => r.id)).size, rows.length, 'no event twice');
+  t.deepEqual(rows.map((r) => r.id).sort(), envelopes.map((e) => e.id).sort(), 'the same events');
+  const byStream = (list: { id: string; stream: string }[]) => {
+    const streams = new Map<string, string[]>();
+    for (const { id, stream } of list) streams.set(stream, [...(streams.get(stream) ?? []), id]);
+    return Object.fromEntries([...streams].sort(([a], [b]) => a.localeCompare(b)));
+  };
+  t.deepEqual(byStream(rows), byStream(envelopes), 'each stream in publishing order');
+}
+
+async function ingestionStats(db: Pick<TestLog, 'query'>) {
+  const rows = await db.query<{ accepted: number; duplicates: number; rejected: number }>(
+    'SELECT accepted::int, duplicates::int, rejected::int FROM event_store.ingestion_stats',
+  );
+  return rows[0] ?? { accepted: 0, duplicates: 0, rejected: 0 };
+}
+
+/** The counters (written in the background, so waited for) are `expected`. */
+async function assertStats(t: ExecutionContext, db: Pick<TestLog, 'query'>, expected: { accepted: number; duplicates: number; rejected: number }) {
+  const matches = (stats: typeof expected) => stats.accepted === expected.accepted && stats.duplicates === expected.duplicates && stats.rejected === expected.rejected;
+  await waitUntil(async () => matches(await ingestionStats(db)), `ingestion_stats ${JSON.stringify(expected)}`, { timeoutMs: 10_000 }).catch(() => undefined);
+  t.deepEqual(await ingestionStats(db), expected, 'ingestion_stats');
+}
+
+async function rejectedCount(db: Pick<TestLog, 'query'>): Promise<number> {
+  const [row] = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM event_store.rejected_messages');
+  return row!.n;
+}
+
+/** Every projection is at the head of the log. */
+async function projectionsCaughtUp(db: Pick<TestLog, 'query' | 'url'>): Promise<boolean> {
+  const head = (await db.query<{ head: number }>('SELECT coalesce(max(global_position), 0)::int AS head FROM event_store.events'))[0]!.head;
+  const checkpoints = Object.values(await checkpointRows(db.url));
+  return checkpoints.length >= condaStoreProjections.length && checkpoints.every((c) => c.position >= head);
+}
+
+/** Publishes each envelope, then the same event again with another Nats-Msg-Id (beyond JetStream's dedupe). */
+async function publishTwice(nats: TestNats, envelopes: Envelope[], signal?: AbortSignal): Promise<number> {
+  let published = 0;
+  for (const envelope of envelopes) {
+    if (signal?.aborted) break;
+    await publishEvent(nats.nc, envelope, { names: nats.names });
+    await publishRaw(nats.nc, eventSubject(nats.names, envelope.type), JSON.stringify(envelope), { msgID: `${envelope.id}:again` });
+    published += 1;
+  }
+  return published;
+}
+
+interface Serve {
+  child: ChildProcess;
+  stderr(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** `conda-store-events serve` as a child process on the test's database and stream; killed at teardown. */
+function startServe(t: ExecutionContext, databaseUrl: string, nats: TestNats, args: string[] = []): Serve {
+  const child = spawnCli(['serve', '--ingest-batch-size', '25', ...args], { env: { DATABASE_URL: databaseUrl, ...nats.env, LOG_LEVEL: 'warn' } });
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+  child.stdout!.resume();
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  });
+  return { child, stderr: () => stderr, exited };
+}
+
+/** The streams an event touches: its own and those of the aggregates its data names. */
+const REFERENCES: Record<string, string> = {
+  namespace_id: 'namespace',
+  other_namespace_id: 'namespace',
+  environment_id: 'environment',
+  specification_id: 'specification',
+  build_id: 'build',
+  current_build_id: 'build',
+  channel_id: 'conda_channel',
+  package_id: 'conda_package',
+  solve_id: 'solve',
+  conda_package_build_id: 'conda_package_build',
+  conda_package_build_ids: 'conda_package_build',
+};
+/** Events whose effect reaches rows of other aggregates (soft deletes cascade, purges need children gone). */
+const BARRIERS = new Set(['NamespaceDeleted', 'EnvironmentDeleted', 'NamespacePurged', 'EnvironmentPurged', 'BuildPurged']);
+
+function touched(envelope: Envelope): Set<string> {
+  const keys = new Set([envelope.stream]);
+  for (const [field, value] of Object.entries(envelope.data as Record<string, unknown>)) {
+    const kind = REFERENCES[field];
+    if (kind) for (const id of Array.isArray(value) ? value : [value]) keys.add(`${kind}-${id}`);
+  }
+  return keys;
+}
+
+/**
+ * Publishes a history with `k` concurrent publishers, each on its own connection and owning whole
+ * aggregates (streams), so each stream's events come from one publisher in order. Like real
+ * producers, a publisher waits for the acknowledgement of the events its next event depends on
+ * (another publisher's namespace before its environment): JetStream's order then carries that
+ * dependency to the log. Returns the number of times publishers ran concurrently.
+ */
+async function publishConcurrently(nats: TestNats, envelopes: Envelope[], k: number): Promise<void> {
+  const owner = new Map<string, number>();
+  for (const envelope of envelopes) if (!owner.has(envelope.stream)) owner.set(envelope.stream, owner.size % k);
+  const keys = envelopes.map(touched);
+  const acked = envelopes.map(() => {
+    let resolve!: () => void;
+    const promise = new Promise<void>((r) => (resolve = r));
+    return { promise, resolve };
+  });
+  const dependencies = envelopes.map((envelope, i) =>
+    envelopes
+      .slice(0, i)
+      .map((_, j) => j)
+      .filter((j) => owner.get(envelopes[j]!.stream) !== owner.get(envelope.stream))
+      .filter((j) => BARRIERS.has(envelope.type) || BARRIERS.has(envelopes[j]!.type) || [...keys[j]!].some((key) => keys[i]!.has(key))),
+  );
+  await Promise.all(
+    Array.from({ length: k }, async (_, publisher) => {
+      const nc = await connect({ servers: natsUrl, name: `publisher ${publisher}` });
+      try {
+        for (let i = 0; i < envelopes.length; i++) {
+          if (owner.get(envelopes[i]!.stream) !== publisher) continue;
+          await Promise.all(dependencies[i]!.map((j) => acked[j]!.promise));
+          await publishEvent(nc, envelopes[i]!, { names: nats.names });
+          acked[i]!.resolve();
+        }
+      } finally {
+        await nc.close();
+      }
+    }),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ordering and exactly-once
+
+test.serial('the realistic history, published by three concurrent publishers, ends as exactly the expected rows', async (t) => {
+  const db = await testLog(t);
+  const nats = await testNats(t, { create: true });
+  const history = realisticHistory();
+  const ingester = runIngester(t, { nc: nats.nc, log: db.log, databaseUrl: db.url, names: nats.names, batchSize: 10 });
+
+  await publishConcurrently(nats, history, 3);
+  await waitUntil(() => ingester.totals().messages >= history.length, 'every message ingested');
+
+  t.deepEqual(ingester.totals(), { messages: history.length, appended: history.length, duplicates: 0, rejected: 0 });
+  await assertExactlyOnce(t, db, history);
+  await assertStats(t, db, { accepted: history.length, duplicates: 0, rejected: 0 });
+  t.is(await rejectedCount(db), 0);
+  await waitUntil(async () => (await consumerFigures(nats.jsm, nats.names)).ackPending === 0, 'every message acked');
+  t.like(await consumerFigures(nats.jsm, nats.names), { pending: 0, ackPending: 0 });
+
+  await catchUp(db.url, db.log);
+  t.deepEqual(await tableDigests(db.url), await referenceDigests(t, history));
+});
+
+test.serial('every event published three times (twice past the JetStream dedupe window) is in the log once', async (t) => {
+  const db = await testLog(t);
+  const nats = await testNats(t, { create: true });
+  const history = realisticHistory();
+  const ingester = runIngester(t, { nc: nats.nc, log: db.log, databaseUrl: db.url, names: nats.names, batchSize: 16 });
+
+  // Each event, then at once the same event under another Nats-Msg-Id (often in the same batch);
+  // then the whole history again without Nats-Msg-Id, after it is in the log (a build event
+  // delivered again after its build completed must be a duplicate, not a broken rule).
+  await publishTwice(nats, history);
+  await waitUntil(() => ingester.totals().messages >= 2 * history.length, 'the first two copies ingested');
+  for (const envelope of history) await publishRaw(nats.nc, eventSubject(nats.names, envelope.type), JSON.stringify(envelope));
+  await waitUntil(() => ingester.totals().messages >= 3 * history.length, 'every copy ingested');
+
+  t.deepEqual(ingester.totals(), { messages: 3 * history.length, appended: history.length, duplicates: 2 * history.length, rejected: 0 });
+  await assertExactlyOnce(t, db, history);
+  await assertStats(t, db, { accepted: history.length, duplicates: 2 * history.length, rejected: 0 });
+  t.is(await rejectedCount(db), 0);
+
+  await catchUp(db.url, db.log);
+  t.deepEqual(await tableDigests(db.url), await referenceDigests(t, history));
+});
+
+test.serial('a message held by a consumer that died is waited for: a later one never overtakes it', async (t) => {
+  const db = await testLog(t);
+  const nats = await testNats(t, { create: { ackWaitMs: 2000 } });
+  const namespace = envelopeFor('NamespaceCreated', { namespace_id: 1, name: 'default' });
+  const environment = envelopeFor('EnvironmentCreated', { environment_id: 1, namespace_id: 1, name: 'python-data' });
+  await publishEvents(nats.nc, [namespace, environment], { names: nats.names });
+  // Another process took the namespace's message and died without acking it: JetStream hands the
+  // environment's message to the ingester first, and the namespace's only after its ack wait.
+  const dead = await connect({ servers: natsUrl });
+  const held = await (await dead.jetstream().consumers.get(nats.names.stream, nats.names.durable)).next({ expires: 5000 });
+  t.is(held?.seq, 1);
+  await dead.close();
+
+  const ingester = runIngester(t, { nc: nats.nc, log: db.log, databaseUrl: db.url, names: nats.names });
+  await waitUntil(() => ingester.totals().messages >= 2, 'both messages ingested', { timeoutMs: 20_000 });
+  t.like(ingester.totals(), { appended: 2, rejected: 0 });
+  const rows = await db.query<{ id: string }>('SELECT id::text FROM event_store.events ORDER BY global_position');
+  t.deepEqual(rows.map((r) => r.id), [namespace.id, environment.id], 'the namespace first, as published');
+});
+
+// ---------------------------------------------------------------------------------------------
+// Rejected messages
+
+const UUID = () => randomUUID();
+const ns = (data: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
+  JSON.stringify({ id: UUID(), type: 'NamespaceCreated', stream: `namespace-${String(data.namespace_id)}`, data, ...extra });
+
+interface CorpusEntry {
+  what: string;
+  /** The event type the message is published under (its subject); default NamespaceCreated. */
+  subjectType?: string;
+  /** A whole subject, when it is not `<prefix>.events.<type>`. */
+  subject?: (names: TestNats['names']) => string;
+  body: string | Uint8Array;
+  reason: RegExp;
+}
+
+/** Messages that are wrong whatever the log holds: published among the valid ones. */
+const MALFORMED: CorpusEntry[] = [
+  { what: 'empty body', body: '', reason: /empty message body/ },
+  { what: 'not UTF-8', body: new Uint8Array([0xff, 0xfe, 0x7b, 0x22]), reason: /not valid UTF-8/ },
+  { what: 'not JSON', body: 'namespace default created', reason: /not valid JSON/ },
+  { what: 'truncated JSON', body: '{"id": "8c9d6e1f-', reason: /not valid JSON/ },
+  { what: 'a JSON array', body: '[{"type": "NamespaceCreated"}]', reason: /envelope: \/: must be an object \(got an array\)/ },
+  { what: 'a JSON string', body: '"NamespaceCreated"', reason: /\/: must be an object/ },
+  { what: 'JSON null', body: 'null', reason: /\/: must be an object/ },
+  { what: 'a JSON number', body: '42', reason: /\/: must be an object/ },
+  { what: 'no id', body: JSON.stringify({ type: 'NamespaceCreated', stream: 'namespace-31', data: { namespace_id: 31, name: 'x31' } }), reason: /\/id: is required/ },
+  { what: 'id not a uuid', body: ns({ namespace_id: 32, name: 'x32' }, { id: 'event-32' }), reason: /\/id: must be a UUID .*\(got "event-32"\)/ },
+  { what: 'no type', body: JSON.stringify({ id: UUID(), stream: 'namespace-33', data: { namespace_id: 33, name: 'x33' } }), reason: /\/type: is required/ },
+  { what: 'unknown type', subjectType: 'PackageExploded', body: JSON.stringify({ id: UUID(), type: 'PackageExploded', stream: 'x-1', data: {} }), reason: /unknown event type "PackageExploded"/ },
+  { what: 'misspelt type', subjectType: 'NamespaceCreate', body: ns({ namespace_id: 34, name: 'x34' }, { type: 'NamespaceCreate' }), reason: /unknown event type "NamespaceCreate" \(did you mean NamespaceCreated\?\)/ },
+  { what: 'no stream', body: JSON.stringify({ id: UUID(), type: 'NamespaceCreated', data: { namespace_id: 35, name: 'x35' } }), reason: /\/stream: is required/ },
+  { what: 'stream of another aggregate', body: ns({ namespace_id: 36, name: 'x36' }, { stream: 'namespace-37' }), reason: /\/stream: expected namespace-36 .*got namespace-37/ },
+  { what: 'no data', body: JSON.stringify({ id: UUID(), type: 'NamespaceCreated', stream: 'namespace-38' }), reason: /\/data: is required/ },
+  { what: 'data an array', body: ns({ namespace_id: 39 }, { data: [39, 'x39'] }), reason: /\/data: must be an object/ },
+  { what: 'required field missing', body: ns({ namespace_id: 40 }), reason: /\/data\/name: is required/ },
+  { what: 'field of the wrong type', body: ns({ namespace_id: 41 }, { data: { namespace_id: 'forty-one', name: 'x41' }, stream: 'namespace-41' }), reason: /\/data\/namespace_id: must be a positive integer \(got "forty-one"\)/ },
+  { what: 'negative id', subjectType: 'BuildStarted', body: JSON.stringify({ id: UUID(), type: 'BuildStarted', stream: 'build--3', data: { build_id: -3, started_on: '2024-03-02T10:00:05Z' } }), reason: /\/data\/build_id: must be >= 1 \(got -3\)/ },
+  { what: 'not a timestamp', subjectType: 'BuildStarted', body: JSON.stringify({ id: UUID(), type: 'BuildStarted', stream: 'build-1', data: { build_id: 1, started_on: 'yesterday' } }), reason: /\/data\/started_on: .*\(got "yesterday"\)/ },
+  { what: 'value outside an enum', subjectType: 'ArtifactStored', body: JSON.stringify({ id: UUID(), type: 'ArtifactStored', stream: 'build-1', data: { build_id: 1, build_artifact_id: 99, artifact_type: 'TARBALL', key: 'k' } }), reason: /\/data\/artifact_type: must be one of .*DIRECTORY.*\(got "TARBALL"\)/ },
+  { what: 'unknown data field', body: ns({ namespace_id: 42, name: 'x42', owner: 'me' }), reason: /\/data\/owner: is not allowed/ },
+  { what: 'misspelt envelope field', body: ns({ namespace_id: 43, name: 'x43' }, { expected_version: 'no_stream' }), reason: /\/expected_version: is not allowed \(did you mean expectedVersion\?\)/ },
+  { what: 'expectedVersion not a version', body: ns({ namespace_id: 44, name: 'x44' }, { expectedVersion: 'latest' }), reason: /\/expectedVersion: must be a non-negative integer or one of no_stream, stream_exists, any/ },
+  { what: 'negative expectedVersion', body: ns({ namespace_id: 45, name: 'x45' }, { expectedVersion: -1 }), reason: /\/expectedVersion: must be/ },
+  { what: 'metadata not an object', body: ns({ namespace_id: 46, name: 'x46' }, { metadata: 'from the server' }), reason: /\/metadata: must be an object/ },
+  { what: 'schema version from the future', body: ns({ namespace_id: 47, name: 'x47' }, { metadata: { schema_version: 99 } }), reason: /\/metadata\/schema_version: must be at most 1/ },
+  { what: 'recognised metadata key of the wrong type', body: ns({ namespace_id: 48, name: 'x48' }, { metadata: { user: 7 } }), reason: /\/metadata\/user: must be a string \(got 7\)/ },
+  { what: 'published under another type', subjectType: 'BuildStarted', body: ns({ namespace_id: 49, name: 'x49' }), reason: /subject \S+\.events\.BuildStarted does not match the event type NamespaceCreated: publish it to \S+\.events\.NamespaceCreated/ },
+  { what: 'subject with an extra token', subject: (names) => `${eventSubject(names, 'NamespaceCreated')}.v2`, body: ns({ namespace_id: 50, name: 'x50' }), reason: /subject \S+\.events\.NamespaceCreated\.v2 does not match the event type NamespaceCreated/ },
+  { what: 'spec not an object', subjectType: 'SpecificationRegistered', body: JSON.stringify({ id: UUID(), type: 'SpecificationRegistered', stream: 'specification-9', data: { specification_id: 9, name: 's', spec: 'python=3.12', sha256: 'c'.repeat(64), is_lockfile: false } }), reason: /\/data\/spec: must be an object/ },
+  { what: 'string longer than its column', subjectType: 'SpecificationRegistered', body: JSON.stringify({ id: UUID(), type: 'SpecificationRegistered', stream: 'specification-9', data: { specification_id: 9, name: 's', spec: {}, sha256: 'f'.repeat(300), is_lockfile: false } }), reason: /\/data\/sha256: must be at most 255 characters \(got 300\)/ },
+  { what: 'a list that is not an array', subjectType: 'BuildPackagesRecorded', body: JSON.stringify({ id: UUID(), type: 'BuildPackagesRecorded', stream: 'build-1', data: { build_id: 1, conda_package_build_ids: 1001 } }), reason: /\/data\/conda_package_build_ids: must be an array/ },
+  { what: 'empty id', body: ns({ namespace_id: 51, name: 'x51' }, { id: '' }), reason: /\/id: must be a UUID/ },
+  { what: 'NUL character in the id', body: ns({ namespace_id: 52, name: 'x52' }, { id: 'a\u0000b' }), reason: /\/id: must be a UUID .*\(got "a\\u0000b"\)/ },
+  { what: 'a raw NUL byte in the body', body: '{"id": "\u0000"}', reason: /not valid JSON: Bad control character in string literal/ },
+  { what: 'NUL character in free-form JSON (jsonb cannot store it)', body: ns({ namespace_id: 53, name: 'x53', metadata_: { note: 'a\u0000b' } }), reason: /NamespaceCreated on namespace-53: the database cannot store this event: unsupported Unicode escape sequence/ },
+];
+
+/** Messages that are valid events but that the log, as the history leaves it, must refuse. */
+function refusedAfter(history: Envelope[]): CorpusEntry[] {
+  const env = (type: string, data: Record<string, unknown>, extra: Record<string, unknown> = {}): CorpusEntry['body'] =>
+    JSON.stringify({ ...envelopeFor(type as never, data as never), ...extra });
+  const first = history[0]!;
+  return [
+    { what: 'duplicate namespace name', body: env('NamespaceCreated', { namespace_id: 60, name: 'default' }), reason: /duplicate namespace\.name: "default" is already taken by namespace-1/ },
+    { what: 'wrong expected version', subjectType: 'NamespaceMetadataUpdated', body: env('NamespaceMetadataUpdated', { namespace_id: 1, metadata_: {} }, { expectedVersion: 0 }), reason: /wrong expected version for stream namespace-1: expected 0, actual \d+/ },
+    { what: 'an aggregate created twice', body: env('NamespaceCreated', { namespace_id: 2, name: 'other-name' }), reason: /wrong expected version for stream namespace-2: expected no_stream/ },
+    { what: 'first event with a numeric expectedVersion', body: env('NamespaceCreated', { namespace_id: 61, name: 'fresh' }, { expectedVersion: 3 }), reason: /it starts the stream, so expectedVersion must be "no_stream" or absent, not 3/ },
+    { what: 'build status out of order', subjectType: 'BuildStarted', body: env('BuildStarted', { build_id: 1, started_on: '2024-03-09T00:00:00Z' }), reason: /BuildStarted on build-1: the build is COMPLETED \(allowed: QUEUED\)/ },
+    { what: 'current build not completed', subjectType: 'EnvironmentCurrentBuildSet', body: env('EnvironmentCurrentBuildSet', { environment_id: 1, current_build_id: 2 }), reason: /the current build must be COMPLETED, build 2 is FAILED/ },
+    { what: 'environment in a missing namespace', subjectType: 'EnvironmentCreated', body: env('EnvironmentCreated', { environment_id: 62, namespace_id: 99, name: 'orphan' }), reason: /namespace 99 does not exist/ },
+    { what: 'build of a missing environment', subjectType: 'BuildScheduled', body: env('BuildScheduled', { build_id: 63, environment_id: 98, specification_id: 1, scheduled_on: '2024-03-09T00:00:00Z', build_key_version: 2 }), reason: /environment 98 does not exist/ },
+    { what: 'an event id reused for other content', body: JSON.stringify({ ...first, data: { ...(first.data as object), name: 'renamed' } }), subjectType: first.type, reason: /already in the log with different content/ },
+    { what: 'duplicate specification sha256', subjectType: 'SpecificationRegistered', body: env('SpecificationRegistered', { specification_id: 64, name: 'copy', spec: {}, sha256: 'a'.repeat(64), is_lockfile: false }), reason: /duplicate specification\.sha256/ },
+    { what: 'duplicate package', subjectType: 'CondaPackageRegistered', body: env('CondaPackageRegistered', { package_id: 65, channel_id: 1, name: 'numpy', version: '1.26.4' }), reason: /duplicate conda_package/ },
+    { what: 'purge of a namespace that has environments', subjectType: 'NamespacePurged', body: env('NamespacePurged', { namespace_id: 1 }), reason: /namespace-1 still has environments: purge them first/ },
+    { what: 'event of a build that does not exist', subjectType: 'BuildStarted', body: env('BuildStarted', { build_id: 999, started_on: '2024-03-09T00:00:00Z' }), reason: /BuildStarted on build-999: the build is unknown/ },
+  ];
+}
+
+test.serial('malformed and refused messages mixed into valid traffic: each is stored with its reason; every valid event goes in', async (t) => {
+  const db = await testLog(t);
+  const nats = await testNats(t, { create: true });
+  const history = realisticHistory();
+  const trailing = [
+    envelopeFor('NamespaceCreated', { namespace_id: 10, name: 'late-team' }),
+    envelopeFor('EnvironmentCreated', { environment_id: 10, namespace_id: 10, name: 'late-env' }),
+    envelopeFor('SettingStored', { id: 10, prefix: 'setting/late-team', key: 'conda_allowed_channels', value: ['conda-forge'] }),
+  ];
+  const refused = refusedAfter(history);
+  const corpus = [...MALFORMED, ...refused];
+  t.true(corpus.length >= 30, `${corpus.length} kinds`);
+  const ingester = runIngester(t, { nc: nats.nc, log: db.log, databaseUrl: db.url, names: nats.names, batchSize: 8 });
+
+  const sent: { entry: CorpusEntry; sequence: number }[] = [];
+  const send = async (entry: CorpusEntry) => {
+    const subject = entry.subject?.(nats.names) ?? eventSubject(nats.names, entry.subjectType ?? 'NamespaceCreated');
+    const ack = await publishRaw(nats.nc, subject, entry.body, { headers: { 'X-Producer': 'corpus-test' } });
+    sent.push({ entry, sequence: ack.seq });
+  };
+  // The malformed ones between the history's events; the refused ones once the history is in,
+  // followed by more valid events (one bad message blocks nothing).
+  let m = 0;
+  for (const envelope of history) {
+    await publishEvent(nats.nc, envelope, { names: nats.names });
+    if (m < MALFORMED.length) await send(MALFORMED[m++]!);
+  }
+  while (m < MALFORMED.length) await send(MALFORMED[m++]!);
+  await waitUntil(() => ingester.totals().messages >= history.length + MALFORMED.length, 'the history and the malformed messages ingested');
+  for (const entry of refused) await send(entry);
+  await publishEvents(nats.nc, trailing, { names: nats.names });
+  const total = history.length + corpus.length + trailing.length;
+  await waitUntil(() => ingester.totals().messages >= total, 'every message ingested');
+
+  const valid = [...history, ...trailing];
+  const validIds = new Set(valid.map((e) => e.id));
+  const appendedIds = new Set(ingester.reports.flatMap((r) => r.appended.map((e) => e.id)));
+  for (const { entry } of sent) {
+    const id = typeof entry.body === 'string' ? /"id":"([^"]+)"/.exec(entry.body)?.[1] : undefined;
+    if (id && appendedIds.has(id) && !validIds.has(id)) t.fail(`${entry.what}: appended`);
+  }
+  t.like(ingester.totals(), { messages: total, appended: valid.length, duplicates: 0, rejected: corpus.length });
+  await assertExactlyOnce(t, db, valid);
+
+  const rows = await db.query<{ subject: string; headers: Record<string, string[]>; body: Buffer; body_text: string | null; reason: string; stream_sequence: string; received_at: Date }>(
+    'SELECT subject, headers, body, body_text, reason, stream_sequence, received_at FROM event_store.rejected_messages ORDER BY stream_sequence',
+  );
+  t.is(rows.length, corpus.length);
+  for (const { entry, sequence } of sent) {
+    const row = rows.find((r) => Number(r.stream_sequence) === sequence);
+    if (!row) {
+      t.fail(`${entry.what}: no rejected_messages row`);
+      continue;
+    }
+    if (!entry.reason.test(row.reason)) t.log(`${entry.what}: ${row.reason}`);
+    t.regex(row.reason, entry.reason, entry.what);
+    const body = typeof entry.body === 'string' ? Buffer.from(entry.body) : Buffer.from(entry.body);
+    t.true(row.body.equals(body), `${entry.what}: the raw body is kept`);
+    t.is(row.body_text, entry.what === 'not UTF-8' ? null : body.toString('utf8').replaceAll('\u0000', '\uFFFD'), `${entry.what}: the body as text (NUL, which text cannot hold, as U+FFFD)`);
+    t.is(row.subject, entry.subject?.(nats.names) ?? eventSubject(nats.names, entry.subjectType ?? 'NamespaceCreated'));
+    t.deepEqual(row.headers['X-Producer'], ['corpus-test'], `${entry.what}: headers kept`);
+    t.true(row.received_at instanceof Date);
+  }
+  await assertStats(t, db, { accepted: valid.length, duplicates: 0, rejected: corpus.length });
+
+  // `status` counts them.
+  const status = await runCli(['status'], { env: { DATABASE_URL: db.url, ...nats.env } });
+  t.is(status.code, 0, status.stderr);
+  t.regex(status.stdout, new RegExp(`messages accepted: ${valid.length}, duplicates: 0, rejected: ${corpus.length}`));
+  t.regex(status.stdout, /consumer lag: 0 /);
+
+  await catchUp(db.url, db.log);
+  t.deepEqual(await tableDigests(db.url), await referenceDigests(t, valid));
+});
+
+// ---------------------------------------------------------------------------------------------
+// Failures: database outage, crash, shutdown
+
+const volume = generatedHistory({ namespaces: 4, environmentsPerNamespace: 3, buildsPerEnvironment: 3, packages: 100, packageBuildsPerPackage: 4, seed: 'ingest' });
+let volumeDigests: ReturnType<typeof referenceDigests> | undefined;
+/** The reference tables of `volume`, computed once for the tests that use it. */
+const referenceOfVolume = (t: ExecutionContext) => (volumeDigests ??= referenceDigests(t, volume));
+
+test.serial('database outage during ingestion: nothing lost, nothing rejected, ingestion resumes by itself', async (t) => {
+  const db = await testLog(t);
+  const nats = await testNats(t, { create: true });
+  const target = new URL(serverUrl);
+  const proxy = await tcpProxy(t, { host: target.hostname, port: Number(target.port || 5432) });
+  const proxiedUrl = proxy.urlThrough(db.url);
+  // The ingester and the projections reach PostgreSQL only through the proxy.
+  const log = createPostgresEventLog({ connectionString: proxiedUrl, onError: () => undefined });
+  const projections = createProjectionService({ databaseUrl: proxiedUrl, log, logger: silentLogger, projections: condaStoreProjections });
+  const stopProjections = new AbortController();
+  const projecting = projections.serve(stopProjections.signal);
+  t.teardown(async () => {
+    stopProjections.abort();
+    await projecting.catch(() => undefined);
+    await projections.close();
+    await log.close();
+  });
+  const ingester = runIngester(t, { nc: nats.nc, log, databaseUrl: proxiedUrl, names: nats.names, batchSize: 25, retryDelayMs: { initial: 100, max: 1000 } });
+
+  const publishing = publishEvents(nats.nc, volume, { names: nats.names });
+  await waitUntil(async () => (await logCount(db)) >= 150, 'ingestion under way');
+  proxy.cut();
+  const atCut = await logCount(db);
+  // While the database is away, messages wait in JetStream (nothing is acked, nothing rejected).
+  await publishing;
+  await waitUntil(async () => (await consumerFigures(nats.jsm, nats.names)).pending > 0, 'messages waiting in JetStream');
+  t.true((await logCount(db)) < volume.length, 'ingestion stalled while the database was cut off');
+  t.log(`cut at ${atCut} events; ${proxy.dropped} connections dropped; ${ingester.retries} batches nak'ed`);
+  proxy.restore();
+
+  await waitUntil(async () => (await logCount(db)) >= volume.length, 'ingestion resumed and complete', { timeoutMs: 60_000 });
+  await waitUntil(() => projectionsCaughtUp(db), 'projections resumed and caught up', { timeoutMs: 60_000 });
+  await assertExactlyOnce(t, db, volume);
+  t.is(await rejectedCount(db), 0, 'nothing rejected because of the outage');
+  await waitUntil(async () => (await consumerFigures(nats.jsm, nats.names)).ackPending === 0, 'every message acked');
+  t.like(await consumerFigures(nats.jsm, nats.names), { pending: 0, ackPending: 0 });
+  t.deepEqual(await tableDigests(db.url), await referenceOfVolume(t));
+});
+
+test.serial('NATS restarts during ingestion: the ingester reconnects by itself and nothing is lost', async (t) => {
+  const db = await testLog(t);
+  const server = await privateNats(t);
+  const history = realisticHistory();
+  const names = { stream: 'CSE_RESTART', subjectPrefix: 'cse-restart', durable: 'cse-restart' };
+  const nc = await connectNats(server.url, 'ingester');
+  t.teardown(() => nc.close());
+  const ingester = runIngester(t, { nc, log: db.log, databaseUrl: db.url, names, batchSize: 10, retryDelayMs: { initial: 100, max: 1000 } });
+  const producer = await connectNats(server.url, 'producer');
+  t.teardown(() => producer.close());
+  await waitUntil(async () => (await (await producer.jetstreamManager()).streams.info(names.stream).then(() => true, () => false)), 'the stream created by the ingester');
+
+  const half = Math.floor(history.length / 2);
+  await publishEvents(producer, history.slice(0, half), { names });
+  await waitUntil(() => ingester.totals().messages >= half, 'the first half ingested');
+  await server.stop();
+  await server.start();
+  // The producer reconnects too; a publish that fails while it does is retried (the ingester
+  // would drop a duplicate anyway).
+  for (const envelope of history.slice(half)) {
+    await waitUntil(() => publishEvent(producer, envelope, { names, timeoutMs: 2000 }).then(() => true, () => false), `publish ${envelope.type}`, { timeoutMs: 30_000 });
+  }
+  await waitUntil(() => ingester.totals().messages >= history.length, 'the second half ingested after the restart', { timeoutMs: 60_000 });
+  t.like(ingester.totals(), { appended: history.length, rejected: 0 });
+  await assertExactlyOnce(t, db, history);
+});
+
+test.serial('serve killed with SIGKILL mid-batch, restarted: redelivered messages are not applied twice, tables right', async (t) => {
+  const db = await testLog(t);
+  // A short ack wait: what the killed process held comes back within seconds.
+  const nats = await testNats(t, { create: { ackWaitMs: 2000 } });
+  const first = startServe(t, db.url, nats);
+
+  const publishing = publishTwice(nats, volume);
+  await waitUntil(async () => (await logCount(db)) >= 120, 'ingestion under way');
+  first.child.kill('SIGKILL');
+  t.is((await first.exited).signal, 'SIGKILL');
+  const atKill = await logCount(db);
+  t.true(atKill < volume.length, 'killed before the end');
+  // It died holding messages it had not acked: JetStream redelivers them to the next process.
+  const held = (await consumerFigures(nats.jsm, nats.names)).ackPending;
+  t.true(held > 0, 'messages in flight at the kill');
+
+  const second = startServe(t, db.url, nats);
+  const restarted = Date.now();
+  t.is(await publishing, volume.length);
+  await waitUntil(async () => (await logCount(db)) >= volume.length, 'every event in the log', { timeoutMs: 60_000 });
+  await waitUntil(async () => {
+    const figures = await consumerFigures(nats.jsm, nats.names);
+    return figures.pending === 0 && figures.ackPending === 0;
+  }, 'every message acked', { timeoutMs: 60_000 });
+  await waitUntil(() => projectionsCaughtUp(db), 'projections caught up');
+  const recovered = Date.now() - restarted;
+
+  await assertExactlyOnce(t, db, volume);
+  t.is(await rejectedCount(db), 0);
+  const stats = await ingestionStats(db);
+  t.log(`killed at ${atKill} events holding ${held} unacked messages; restarted serve had everything in and projected after ${recovered} ms; stats ${JSON.stringify(stats)}`);
+  // The counters are figures, written in the background: the killed process's last increments
+  // may be lost with it. They never count an event twice, nor a rejection that did not happen.
+  t.true(stats.accepted <= volume.length && stats.accepted + stats.duplicates <= 2 * volume.length + held, JSON.stringify(stats));
+  t.is(stats.rejected, 0);
+  t.deepEqual(await tableDigests(db.url), await referenceOfVolume(t));
+
+  second.child.kill('SIGTERM');
+  const exit = await second.exited;
+  t.is(exit.code, 0, second.stderr());
+});
+
+test.serial('graceful shutdown under load loses nothing: SIGTERM while publishing, restart, every event once', async (t) => {
+  const db = await testLog(t);
+  const nats = await testNats(t, { create: { ackWaitMs: 30_000 } });
+  const first = startServe(t, db.url, nats);
+
+  const publishing = publishEvents(nats.nc, volume, { names: nats.names });
+  await waitUntil(async () => (await logCount(db)) >= 150, 'ingestion under way');
+  const stopping = Date.now();
+  first.child.kill('SIGTERM');
+  const exit = await first.exited;
+  t.is(exit.code, 0, first.stderr());
+  t.log(`stopped in ${Date.now() - stopping} ms at ${await logCount(db)} events`);
+  // Everything the stopped process took is either in the log and acked, or handed back: no
+  // message waits for the 30 s ack wait.
+  const afterStop = await consumerFigures(nats.jsm, nats.names);
+  t.is(await logCount(db), afterStop.ackFloor, 'what is in the log is exactly what was acked');
+
+  const second = startServe(t, db.url, nats);
+  await publishing;
+  await waitUntil(async () => (await logCount(db)) >= volume.length, 'every event in the log', { timeoutMs: 60_000 });
+  await waitUntil(() => projectionsCaughtUp(db), 'projections caught up');
+  await assertExactlyOnce(t, db, volume);
+  await assertStats(t, db, { accepted: volume.length, duplicates: 0, rejected: 0 });
+  t.deepEqual(await tableDigests(db.url), await referenceOfVolume(t));
+
+  // `status` while serving: the figures and no lag.
+  await waitUntil(async () => (await consumerFigures(nats.jsm, nats.names)).ackPending === 0, 'every message acked');
+  const status = await runCli(['status', '--json'], { env: { DATABASE_URL: db.url, ...nats.env } });
+  t.is(status.code, 0, status.stderr);
+  const ingestion = (JSON.parse(status.stdout) as { ingestion: Record<string, unknown> }).ingestion;
+  t.like(ingestion, { stream: nats.names.stream, accepted: volume.length, duplicates: 0, rejected: 0, nats: { reachable: true, consumer: true, lag: 0 } });
+
+  second.child.kill('SIGINT');
+  t.is((await second.exited).code, 0, second.stderr());
+});
+
+// ---------------------------------------------------------------------------------------------
+// Producers: the client, id allocation, status without NATS
+
+test('publishEvent validates before sending, fills in id and stream, and waits for the JetStream ack', async (t) => {
+  const nats = await testNats(t, { create: true });
+  const published = await publishEvent(nats.nc, { type: 'NamespaceCreated', data: { namespace_id: 7, name: 'data-science' } }, { names: nats.names });
+  t.like(published, { type: 'NamespaceCreated', stream: 'namespace-7', subject: eventSubject(nats.names, 'NamespaceCreated'), sequence: 1, duplicate: false });
+  t.regex(published.id, /^[0-9a-f-]{36}$/);
+  // The same event again: JetStream recognises the Nats-Msg-Id.
+  const again = await publishEvent(nats.nc, { id: published.id, type: 'NamespaceCreated', data: { namespace_id: 7, name: 'data-science' } }, { names: nats.names });
+  t.like(again, { sequence: 1, duplicate: true });
+
+  const invalid = await t.throwsAsync(publishEvent(nats.nc, { type: 'NamespaceCreated', data: { namespace_id: 0, name: '' } } as never, { names: nats.names }), { instanceOf: EventValidationError });
+  t.regex(invalid!.message, /\/data\/namespace_id: must be >= 1/);
+  await t.throwsAsync(publishEvents(nats.nc, [envelopeFor('NamespaceCreated', { namespace_id: 8, name: 'ok' }), { type: 'Nope', data: {} } as never], { names: nats.names }), {
+    instanceOf: EventValidationError,
+    message: /unknown event type "Nope"/,
+  });
+  t.is((await nats.jsm.streams.info(nats.names.stream)).state.messages, 1, 'nothing invalid was sent, nor anything before it');
+
+  const noStream = await testNats(t);
+  await t.throwsAsync(publishEvent(noStream.nc, envelopeFor('NamespaceCreated'), { names: noStream.names, timeoutMs: 2000 }), {
+    instanceOf: NoStreamError,
+    message: new RegExp(`no JetStream stream captures ${noStream.names.subjectPrefix}\\.events\\.NamespaceCreated`),
+  });
+});
+
+test.serial('the README producer example runs against serve with the contract\'s names, and its events reach the tables', async (t) => {
+  const example = fs.readFileSync(path.join(root, 'test', 'examples', 'producer.ts'), 'utf8');
+  const code = example.slice(example.indexOf("import { connect } from 'nats';"));
+  t.true(fs.readFileSync(path.join(root, 'README.md'), 'utf8').includes(code), 'README.md quotes test/examples/producer.ts verbatim');
+
+  // A NATS server of its own: serve uses the default stream CONDA_STORE_EVENTS and subjects condastore.*.
+  const db = await testLog(t);
+  const server = await privateNats(t);
+  const child = spawnCli(['serve'], { env: { DATABASE_URL: db.url, NATS_URL: server.url, LOG_LEVEL: 'warn' } });
+  const exited = waitForExit(child, 120_000);
+  t.teardown(() => void child.kill('SIGKILL'));
+  const producerNc = await connect({ servers: server.url });
+  t.teardown(() => producerNc.close());
+  await waitUntil(() => producerNc.jetstreamManager().then((jsm) => jsm.consumers.info('CONDA_STORE_EVENTS', 'conda-store-events')).then(() => true, () => false), 'serve to create the stream and its consumer');
+  await waitUntil(() => requestIds(producerNc, 'worker', 1, { timeoutMs: 1000 }).then(() => true, () => false), 'the id responder');
+
+  const run = await waitForExit(spawn(process.execPath, ['--import', 'tsx', path.join(root, 'test', 'examples', 'producer.ts')], { cwd: root, env: { ...process.env, NATS_URL: server.url } }));
+  t.is(run.code, 0, run.stderr);
+  t.regex(run.stdout, /^published namespace 1 and environment 1$/m);
+
+  await waitUntil(async () => (await db.query('SELECT 1 FROM public.environment')).length === 1, 'the environment projected');
+  t.deepEqual(await db.query('SELECT id, name FROM public.namespace'), [{ id: 1, name: 'data-science' }]);
+  t.deepEqual(await db.query('SELECT id, namespace_id, name, description FROM public.environment'), [{ id: 1, namespace_id: 1, name: 'pandas', description: 'pandas and friends' }]);
+  const events = await db.query<{ type: string; metadata: Record<string, unknown> }>('SELECT type, metadata FROM event_store.events ORDER BY global_position');
+  t.deepEqual(events.map((e) => e.type), ['NamespaceCreated', 'EnvironmentCreated']);
+  t.is(events[1]!.metadata.producer, 'example');
+
+  child.kill('SIGTERM');
+  const exit = await exited;
+  t.is(exit.code, 0, exit.stderr);
+});
+
+test('id allocation over NATS request-reply', async (t) => {
+  const db = await testLog(t);
+  const nats = await testNats(t);
+  const responder = startIdsResponder(nats.nc, db.log, silentLogger, nats.names);
+  t.teardown(() => responder.stop());
+  await nats.nc.flush();
+
+  const ask = async (kind: string, body: string) => JSON.parse(new TextDecoder().decode((await nats.nc.request(idsSubject(nats.names, kind), body, { timeout: 5000 })).data));
+  t.deepEqual(await ask('build', '{"n": 3}'), { ids: [1, 2, 3] });
+  t.deepEqual(await ask('build', '{"n": 2}'), { ids: [4, 5] });
+  t.deepEqual(await ask('namespace', ''), { ids: [1] });
+  t.deepEqual(await requestIds(nats.nc, 'conda_package_build', 4, { names: nats.names }), [1, 2, 3, 4]);
+  t.regex((await ask('bulid', '{"n": 1}')).error, /unknown id kind "bulid" \(known: namespace, .*build/);
+  t.regex((await ask('build', '{"n": 0}')).error, /n must be an integer from 1 to 10000, got 0/);
+  t.regex((await ask('build', '{"n": "ten"}')).error, /n must be an integer/);
+  t.regex((await ask('build', '{"count": 2}')).error, /unknown field "count"/);
+  t.regex((await ask('build', 'ten please')).error, /request body must be JSON like \{"n": 10\}/);
+  await t.throwsAsync(requestIds(nats.nc, 'nope', 1, { names: nats.names }), { message: /id allocation for nope failed: unknown id kind "nope"/ });
+  // The ids handed out are the allocator's: the library call continues the same sequence.
+  t.deepEqual(await db.log.allocateIds('build', 1), [6]);
+});
+
+test('status works when NATS is unreachable, and says so', async (t) => {
+  const db = await testLog(t);
+  const status = await runCli(['status'], { env: { DATABASE_URL: db.url, NATS_URL: 'nats://127.0.0.1:1' } });
+  t.is(status.code, 0, status.stderr);
+  t.regex(status.stdout, /^log head: 0$/m);
+  t.regex(status.stdout, /messages accepted: 0, duplicates: 0, rejected: 0/);
+  t.regex(status.stdout, /NATS unreachable at nats:\/\/127\.0\.0\.1:1: .+ \(lag unknown\)/);
+});
