@@ -20,7 +20,7 @@ import type { EventLog, RecordedEvent } from '../src/log/types.js';
 import { createLogger } from '../src/logger.js';
 import { createProjectionService } from '../src/projection/service.js';
 import { allProjections, condaStoreProjections } from '../projections/index.js';
-import { runCli, spawnCli, type CliResult } from './helpers/cli.js';
+import { runCli, spawnCli, watchChild, type CliResult, type Watched } from './helpers/cli.js';
 import { freshDatabase, urlFor, withAdmin } from './helpers/database.js';
 import { appendInBatches, generatedHistory } from './helpers/generated-history.js';
 import { condaStoreTableNames } from './schema/conda-store-spec.js';
@@ -203,68 +203,18 @@ function crashReference(t: ExecutionContext): Promise<Digests> {
 // ---------------------------------------------------------------------------------------------
 // Child processes
 
-interface LogLine {
-  msg?: string;
-  level?: number;
-  [key: string]: unknown;
-}
-
-interface Running {
-  child: ChildProcess;
-  /** The JSON log lines written to stderr so far. */
-  lines: LogLine[];
-  output(): string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  hasExited(): boolean;
+interface Running extends Watched {
   logged(msg: string): number;
 }
 
 /** Starts the CLI (stdout and stderr always drained), killed with SIGKILL when the test ends if still running. */
 function start(t: ExecutionContext, url: string, args: string[]): Running {
-  const child = spawnCli(args, { env: { DATABASE_URL: url, LOG_LEVEL: 'info' } });
-  const lines: LogLine[] = [];
-  let stdout = '';
-  let stderr = '';
-  let pending = '';
-  let done = false;
-  child.stdout!.setEncoding('utf8').on('data', (text: string) => (stdout += text));
-  child.stderr!.setEncoding('utf8').on('data', (text: string) => {
-    stderr += text;
-    pending += text;
-    const parts = pending.split('\n');
-    pending = parts.pop()!;
-    for (const line of parts) {
-      if (!line.startsWith('{')) continue;
-      try {
-        lines.push(JSON.parse(line) as LogLine);
-      } catch {
-        // not a log line
-      }
-    }
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      done = true;
-      resolve({ code, signal });
-    });
-  });
-  exited.catch(() => undefined); // a spawn error shows when the test awaits the exit
-  t.teardown(async () => {
-    if (!done) {
-      child.kill('SIGKILL');
-      await exited.catch(() => undefined);
-    }
-  });
+  const watched = watchChild(t, spawnCli(args, { env: { DATABASE_URL: url, LOG_LEVEL: 'info' } }), `args: ${args.join(' ')}`);
   return {
-    child,
-    lines,
-    output: () => `args: ${args.join(' ')}\nstdout:\n${stdout}\nstderr:\n${stderr}`,
-    exited,
-    hasExited: () => done,
+    ...watched,
     // Ownership lines name their group: count those of conda-store's group (serve also owns
     // namespace_usage's group and the ingester).
-    logged: (msg) => lines.filter((line) => line.msg === msg && (line.group === undefined || line.group === 'conda-store')).length,
+    logged: (msg) => watched.lines.filter((line) => line.msg === msg && (line.group === undefined || line.group === 'conda-store')).length,
   };
 }
 

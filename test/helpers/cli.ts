@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { ExecutionContext } from 'ava';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const cliPath = path.join(root, 'bin', 'conda-store-events.js');
@@ -86,4 +87,62 @@ export function waitForExit(child: ChildProcess, timeoutMs = 60_000): Promise<Cl
 export function runCli(args: string[], options: CliOptions = {}): Promise<CliResult> {
   const child = spawnCli(args, { ...options, input: options.input ?? '' });
   return waitForExit(child, options.timeoutMs);
+}
+
+/** A JSON log line a CLI wrote on stderr. */
+export interface LogLine {
+  msg?: string;
+  level?: number;
+  [key: string]: unknown;
+}
+
+/** A CLI child process being watched: its JSON log lines so far, its output, its exit. */
+export interface Watched {
+  child: ChildProcess;
+  lines: LogLine[];
+  output(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  hasExited(): boolean;
+}
+
+/**
+ * Drains a child's stdout and stderr (collecting stderr's JSON log lines) and SIGKILLs it when the
+ * test ends if it is still running.
+ */
+export function watchChild(t: ExecutionContext, child: ChildProcess, label: string): Watched {
+  const lines: LogLine[] = [];
+  let stdout = '';
+  let stderr = '';
+  let pending = '';
+  let done = false;
+  child.stdout!.setEncoding('utf8').on('data', (text: string) => (stdout += text));
+  child.stderr!.setEncoding('utf8').on('data', (text: string) => {
+    stderr += text;
+    pending += text;
+    const parts = pending.split('\n');
+    pending = parts.pop()!;
+    for (const line of parts) {
+      if (!line.startsWith('{')) continue;
+      try {
+        lines.push(JSON.parse(line) as LogLine);
+      } catch {
+        // not a log line
+      }
+    }
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      done = true;
+      resolve({ code, signal });
+    });
+  });
+  exited.catch(() => undefined); // a spawn error shows when the test awaits the exit
+  t.teardown(async () => {
+    if (!done) {
+      child.kill('SIGKILL');
+      await exited.catch(() => undefined);
+    }
+  });
+  return { child, lines, output: () => `${label}\nstdout:\n${stdout}\nstderr:\n${stderr}`, exited, hasExited: () => done };
 }

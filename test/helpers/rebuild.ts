@@ -12,8 +12,7 @@ import type { ExecutionContext } from 'ava';
 import pg from 'pg';
 import type { Envelope } from '../../src/catalogue/index.js';
 import { allProjections } from '../../projections/index.js';
-import { cliEnv, root, waitForExit, type CliResult } from './cli.js';
-import { serverUrl } from './database.js';
+import { cliEnv, root, waitForExit, watchChild, type CliResult, type Watched } from './cli.js';
 import { describeTable, listRelations, listSequences, type Queryable, type Relation, type SequenceDefinition, type TableDefinition } from './introspect.js';
 
 export const rebuildCliPath = path.join(root, 'bin', 'rebuild-projections.js');
@@ -29,15 +28,9 @@ const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
 // ---------------------------------------------------------------------------------------------
 // Databases
 
-export function urlFor(database: string): string {
-  const url = new URL(serverUrl);
-  url.pathname = `/${database}`;
-  return url.toString();
-}
+import { urlFor, withAdmin } from './database.js';
 
-export async function withAdmin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  return withDatabase(urlFor('postgres'), fn);
-}
+export { urlFor, withAdmin };
 
 /** Opens a client on `url`, runs `fn`, closes it. */
 export async function withDatabase<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
@@ -77,19 +70,8 @@ export async function connect(t: ExecutionContext, url: string): Promise<pg.Clie
 // Child processes
 
 /** A JSON log line of a child's stderr. */
-export interface LogLine {
-  msg?: string;
-  [key: string]: unknown;
-}
-
-export interface Running {
-  child: ChildProcess;
-  /** The JSON lines written to stderr so far. */
-  lines: LogLine[];
-  output(): string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  hasExited(): boolean;
-  /** The phase the rebuild reported it paused at (test hook CSE_REBUILD_PAUSE_AT), if any yet. */
+export interface Running extends Watched {
+  /** The phase the rebuild paused at (CSE_REBUILD_PAUSE_AT), once it has. */
   pausedAt(): string | undefined;
 }
 
@@ -103,48 +85,8 @@ export function startRebuild(t: ExecutionContext, url: string, args: string[], e
     env: cliEnv({ DATABASE_URL: url, ...env }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const lines: LogLine[] = [];
-  let stdout = '';
-  let stderr = '';
-  let pending = '';
-  let done = false;
-  child.stdout!.setEncoding('utf8').on('data', (text: string) => (stdout += text));
-  child.stderr!.setEncoding('utf8').on('data', (text: string) => {
-    stderr += text;
-    pending += text;
-    const parts = pending.split('\n');
-    pending = parts.pop()!;
-    for (const line of parts) {
-      if (!line.startsWith('{')) continue;
-      try {
-        lines.push(JSON.parse(line) as LogLine);
-      } catch {
-        // not a JSON line
-      }
-    }
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      done = true;
-      resolve({ code, signal });
-    });
-  });
-  exited.catch(() => undefined);
-  t.teardown(async () => {
-    if (!done) {
-      child.kill('SIGKILL');
-      await exited.catch(() => undefined);
-    }
-  });
-  return {
-    child,
-    lines,
-    output: () => `rebuild-projections ${args.join(' ')}\nstdout:\n${stdout}\nstderr:\n${stderr}`,
-    exited,
-    hasExited: () => done,
-    pausedAt: () => lines.find((line) => line.msg === 'rebuild paused')?.phase as string | undefined,
-  };
+  const watched = watchChild(t, child, `rebuild-projections ${args.join(' ')}`);
+  return { ...watched, pausedAt: () => watched.lines.find((line) => line.msg === 'rebuild paused')?.phase as string | undefined };
 }
 
 /** Runs `node bin/rebuild-projections.js ARGS` against `url` to completion. */
