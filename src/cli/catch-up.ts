@@ -1,9 +1,7 @@
 import type { Command } from 'commander';
-import { allProjections } from '../../projections/index.js';
-import { createProjectionService } from '../projection/service.js';
 import { parsePositive } from './append.js';
 import { createProgress } from './progress.js';
-import { runCommand, stopOnSignals } from './runtime.js';
+import { projectionServiceOf, runCommand, stopOnSignals } from './runtime.js';
 
 export function catchUpCommand(program: Command): void {
   program
@@ -11,17 +9,11 @@ export function catchUpCommand(program: Command): void {
     .description('apply every pending event to every projection, then exit (batch jobs, tests)')
     .option('--batch-size <n>', 'events per transaction', (v) => parsePositive(v, '--batch-size'), 1000)
     .action((options: { batchSize: number }) =>
-      runCommand(async ({ config, log, logger }) => {
+      runCommand(async (runtime) => {
+        const { log, logger } = runtime;
         const head = await log.headPosition();
         const progress = createProgress('catch-up', head, 'position');
-        const service = createProjectionService({
-          databaseUrl: config.databaseUrl,
-          log,
-          logger,
-          projections: allProjections,
-          batchSize: options.batchSize,
-          onBatch: ({ position }) => progress.update(Math.min(position, head)),
-        });
+        const service = projectionServiceOf(runtime, options.batchSize, ({ position }) => progress.update(Math.min(position, head)));
         const stop = stopOnSignals(logger);
         try {
           await service.catchUp(stop);

@@ -1,7 +1,9 @@
+import { allProjections } from '../../projections/index.js';
 import { loadConfig, type Config } from '../config.js';
 import { openEventLog } from '../log/index.js';
 import type { EventLog } from '../log/types.js';
 import { createLogger, type Logger } from '../logger.js';
+import { createProjectionService } from '../projection/service.js';
 
 export interface Runtime {
   config: Config;
@@ -46,4 +48,13 @@ export function stopOnSignals(logger: Logger): AbortSignal {
   };
   process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
   return stop.signal;
+}
+
+/** The projection service of the commands: every projection, the configured database and log. */
+export function projectionServiceOf(
+  { config, log, logger }: Runtime,
+  batchSize: number,
+  onBatch?: (progress: { group: string; position: number; events: number }) => void,
+) {
+  return createProjectionService({ databaseUrl: config.databaseUrl, log, logger, projections: allProjections, batchSize, onBatch });
 }

@@ -1,11 +1,9 @@
 import type { Command } from 'commander';
-import { allProjections } from '../../projections/index.js';
 import { migrateLatest } from '../db/migrate.js';
 import { runIngestion } from '../ingest/service.js';
 import { ingestNamesFromEnv } from '../ingest/stream.js';
-import { createProjectionService } from '../projection/service.js';
 import { parsePositive } from './append.js';
-import { runCommand, stopOnSignals } from './runtime.js';
+import { projectionServiceOf, runCommand, stopOnSignals } from './runtime.js';
 
 export function serveCommand(program: Command): void {
   program
@@ -22,14 +20,9 @@ export function serveCommand(program: Command): void {
           const applied = await migrateLatest(config.databaseUrl);
           logger.info({ applied }, 'migrations applied');
         }
-        const service = createProjectionService({
-          databaseUrl: config.databaseUrl,
-          log,
-          logger,
-          projections: allProjections,
-          batchSize: options.batchSize,
-          onBatch: ({ group, position, events }) => logger.debug({ group, position, events }, 'batch applied'),
-        });
+        const service = projectionServiceOf({ config, log, logger }, options.batchSize, ({ group, position, events }) =>
+          logger.debug({ group, position, events }, 'batch applied'),
+        );
         // Clean shutdown: ingestion stops fetching, finishes and acks its in-flight batch and drains
         // NATS; then the projections finish their batch and commit it with its checkpoint.
         const stop = stopOnSignals(logger);
