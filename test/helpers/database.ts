@@ -54,6 +54,12 @@ function migratedTemplate(): Promise<string> {
         await admin.query(`CREATE DATABASE ${building}`);
         await migrateLatest(urlFor(building));
         await admin.query(`ALTER DATABASE ${building} RENAME TO ${name}`);
+        // Templates of older migrations are of no use any more: drop them (one in use is left).
+        const { rows } = await admin.query<{ datname: string }>(
+          `SELECT datname FROM pg_database WHERE datname LIKE 'cse\\_template\\_%' AND datname <> $1 AND datname NOT LIKE '%\\_building'`,
+          [name],
+        );
+        for (const { datname } of rows) await admin.query(`DROP DATABASE IF EXISTS ${datname}`).catch(() => undefined);
       }
       return name;
     } finally {
