@@ -21,7 +21,7 @@ import { createLogger } from '../src/logger.js';
 import { createProjectionService } from '../src/projection/service.js';
 import { allProjections, condaStoreProjections } from '../projections/index.js';
 import { runCli, spawnCli, watchChild, type CliResult, type Watched } from './helpers/cli.js';
-import { freshDatabase, urlFor, withAdmin } from './helpers/database.js';
+import { copyOf, dropDatabase, freshDatabase, seededOnce, urlFor, withAdmin } from './helpers/database.js';
 import { appendInBatches, generatedHistory } from './helpers/generated-history.js';
 import { condaStoreTableNames } from './schema/conda-store-spec.js';
 
@@ -34,45 +34,21 @@ const EMPTY_DIGEST = crypto.createHash('md5').update('').digest('hex');
 // ---------------------------------------------------------------------------------------------
 // Databases
 
-const dropDatabase = (name: string) => withAdmin((admin) => admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => undefined);
-
-/** A copy of a database nobody is connected to (CREATE DATABASE ... TEMPLATE), dropped when the test ends. */
-async function copyOf(t: ExecutionContext | undefined, source: string, prefix = ''): Promise<{ name: string; url: string }> {
-  const name = `cse_test_${prefix}${crypto.randomBytes(6).toString('hex')}`;
-  await withAdmin((admin) => admin.query(`CREATE DATABASE ${name} TEMPLATE ${source}`));
-  t?.teardown(() => dropDatabase(name));
-  return { name, url: urlFor(name) };
-}
-
 /**
  * The crash tests' log (about 3,600 events), appended once into a database of the file's own;
  * each test works on a copy, which is much faster than appending the log again.
  */
 const crashHistory = generatedHistory({ namespaces: 8, environmentsPerNamespace: 4, buildsPerEnvironment: 4, packages: 320, packageBuildsPerPackage: 6 });
 
-const ownDatabases: string[] = [];
-test.after.always(async () => {
-  for (const name of ownDatabases) await dropDatabase(name);
-});
-
-let seeded: Promise<string> | undefined;
 /** The name of a database holding crashHistory in its log and nothing in its tables. */
-function seededDatabase(t: ExecutionContext): Promise<string> {
-  seeded ??= (async () => {
-    // A migrated database (the tests' template), copied at once into one this file owns.
-    const migrated = await freshDatabase(t);
-    const seed = await copyOf(undefined, migrated.name, 'crash_seed_');
-    ownDatabases.push(seed.name);
-    const log = createPostgresEventLog({ connectionString: seed.url });
-    try {
-      await appendInBatches(log, crashHistory);
-    } finally {
-      await log.close();
-    }
-    return seed.name;
-  })();
-  return seeded;
-}
+const seededDatabase = seededOnce(test, 'crash_seed_', async (url) => {
+  const log = createPostgresEventLog({ connectionString: url });
+  try {
+    await appendInBatches(log, crashHistory);
+  } finally {
+    await log.close();
+  }
+});
 
 // ---------------------------------------------------------------------------------------------
 // Tables, checkpoints and the reference

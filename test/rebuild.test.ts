@@ -32,7 +32,7 @@ import { planRebuild, RebuildInProgressError, rebuildGroup } from '../src/projec
 import { createProjectionService } from '../src/projection/service.js';
 import { allProjections, condaStoreProjections, namespaceUsage, specifications } from '../projections/index.js';
 import { root } from './helpers/cli.js';
-import { freshDatabase } from './helpers/database.js';
+import { freshDatabase, seededOnce } from './helpers/database.js';
 import { appendInBatches, generatedHistory } from './helpers/generated-history.js';
 import { realisticHistory } from './helpers/history.js';
 import { describeTable, type Queryable } from './helpers/introspect.js';
@@ -92,23 +92,15 @@ function openLog(t: ExecutionContext, url: string): EventLog {
   return log;
 }
 
-let seeded: Promise<string> | undefined;
 /** A database with `base` in its log and nothing projected. */
-function seedDatabase(t: ExecutionContext): Promise<string> {
-  seeded ??= (async () => {
-    const migrated = await freshDatabase(t);
-    const seed = await copyOf(undefined, migrated.name, 'rebuild_seed_');
-    ownDatabases.push(seed.name);
-    const log = createPostgresEventLog({ connectionString: seed.url });
-    try {
-      await appendInBatches(log, base);
-    } finally {
-      await log.close();
-    }
-    return seed.name;
-  })();
-  return seeded;
-}
+const seedDatabase = seededOnce(test, 'rebuild_seed_', async (url) => {
+  const log = createPostgresEventLog({ connectionString: url });
+  try {
+    await appendInBatches(log, base);
+  } finally {
+    await log.close();
+  }
+});
 
 interface Built {
   name: string;

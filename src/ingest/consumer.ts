@@ -26,6 +26,7 @@
  */
 import type { ConsumerInfo, JetStreamManager, JsMsg, NatsConnection } from 'nats';
 import pg from 'pg';
+import { createPool } from '../db/pool.js';
 import { EventValidationError, validateEnvelope, type Envelope } from '../catalogue/index.js';
 import { appendBatch, type BatchOutcome } from '../decide/append-batch.js';
 import type { AppendedEvent, EventLog } from '../log/types.js';
@@ -555,9 +556,9 @@ export function createIngester(options: IngesterOptions): Ingester {
 
   return {
     async run(signal: AbortSignal): Promise<void> {
-      const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 1, connectionTimeoutMillis: 10_000 });
-      const countersPool = new pg.Pool({ connectionString: options.databaseUrl, max: 1, connectionTimeoutMillis: 10_000, options: '-c synchronous_commit=off' });
-      for (const p of [pool, countersPool]) p.on('error', (error) => logger.warn({ err: error }, 'ingestion pool: idle connection lost'));
+      const onError = (error: unknown) => logger.warn({ err: error }, 'ingestion pool: connection lost');
+      const pool = createPool({ connectionString: options.databaseUrl, max: 1, connectionTimeoutMillis: 10_000, onError });
+      const countersPool = createPool({ connectionString: options.databaseUrl, max: 1, connectionTimeoutMillis: 10_000, options: '-c synchronous_commit=off', onError });
       const counters = createCounters(countersPool);
       let failures = 0;
       const pause = async (error: unknown, what: string) => {

@@ -27,6 +27,7 @@
  * outside the group into it would be lost in the swap, so such a rebuild is refused.
  */
 import pg from 'pg';
+import { createPool } from '../db/pool.js';
 import type { EventLog, RecordedEvent } from '../log/types.js';
 import type { Logger } from '../logger.js';
 import type { ProjectionDefinition } from './definition.js';
@@ -107,10 +108,7 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
   const admin = new pg.Client({ connectionString: options.databaseUrl });
   admin.on('error', (error) => logger.warn({ err: error }, 'rebuild: connection lost'));
   await admin.connect();
-  const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 3 });
-  pool.on('error', (error) => logger.warn({ err: error }, 'rebuild pool: idle connection lost'));
-  // A connection lost while checked out fails its next statement rather than crash the process.
-  pool.on('connect', (client) => client.on('error', () => undefined));
+  const pool = createPool({ connectionString: options.databaseUrl, max: 3, onError: (error) => logger.warn({ err: error }, 'rebuild pool: connection lost') });
   const interrupted = () => {
     if (options.signal?.aborted) throw new Error('rebuild interrupted: the live tables, checkpoints and fingerprints are unchanged');
   };

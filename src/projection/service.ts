@@ -2,7 +2,7 @@
  * Runs projections for a process: groups them (projections that share foreign keys are applied
  * together), takes ownership of each group, and catches up or stays live.
  */
-import pg from 'pg';
+import { createPool } from '../db/pool.js';
 import type { EventLog } from '../log/types.js';
 import type { Logger } from '../logger.js';
 import type { ProjectionDefinition } from './definition.js';
@@ -32,12 +32,7 @@ const sleep = (ms: number, signal?: AbortSignal) =>
   });
 
 export function createProjectionService(options: ProjectionServiceOptions) {
-  const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 4 });
-  pool.on('error', (error) => options.logger.warn({ err: error }, 'projection pool: idle connection lost'));
-  // pg-pool leaves a checked-out client without an 'error' listener: a connection lost between two
-  // statements of a batch (database restart, network cut) would crash the process with an uncaught
-  // 'error' event. With this listener the next statement fails instead (a transient error: retried).
-  pool.on('connect', (client) => client.on('error', () => undefined));
+  const pool = createPool({ connectionString: options.databaseUrl, max: 4, onError: (error) => options.logger.warn({ err: error }, 'projection pool: connection lost') });
   const groups = groupsOf(options.projections);
 
   const runnerFor = (group: string, projections: ProjectionDefinition[]) =>

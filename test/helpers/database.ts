@@ -86,3 +86,40 @@ export async function freshDatabase(t: ExecutionContext, options: { migrated?: b
   t.teardown(() => withAdmin((admin) => admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => undefined));
   return { name, url: urlFor(name) };
 }
+
+export const dropDatabase = (name: string) =>
+  withAdmin((admin) => admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => undefined);
+
+/**
+ * A copy of a database nobody is connected to (CREATE DATABASE ... TEMPLATE), dropped when the
+ * test ends (or by the caller, without `t`).
+ */
+export async function copyOf(t: ExecutionContext | undefined, source: string, prefix = ''): Promise<TestDatabase> {
+  const name = `cse_test_${prefix}${crypto.randomBytes(6).toString('hex')}`;
+  await withAdmin((admin) => admin.query(`CREATE DATABASE ${name} TEMPLATE ${source}`));
+  t?.teardown(() => dropDatabase(name));
+  return { name, url: urlFor(name) };
+}
+
+/**
+ * A migrated database holding `fill`'s events in its log, built once per test file (the first
+ * caller builds it) and dropped after the file's tests: tests copy it (copyOf) instead of
+ * appending the same log again.
+ */
+export function seededOnce(
+  test: { after: { always: (fn: () => Promise<void>) => void } },
+  prefix: string,
+  fill: (url: string) => Promise<void>,
+): (t: ExecutionContext) => Promise<string> {
+  let seeded: Promise<string> | undefined;
+  test.after.always(async () => {
+    if (seeded) await dropDatabase(await seeded.catch(() => ''));
+  });
+  return (t) =>
+    (seeded ??= (async () => {
+      const migrated = await freshDatabase(t);
+      const seed = await copyOf(undefined, migrated.name, prefix);
+      await fill(seed.url);
+      return seed.name;
+    })());
+}

@@ -13,7 +13,7 @@ import pg from 'pg';
 import type { Envelope } from '../../src/catalogue/index.js';
 import { allProjections } from '../../projections/index.js';
 import { cliEnv, root, waitForExit, watchChild, type CliResult, type Watched } from './cli.js';
-import { describeTable, listRelations, listSequences, type Queryable, type Relation, type SequenceDefinition, type TableDefinition } from './introspect.js';
+import { describeTable, withClient, listRelations, listSequences, type Queryable, type Relation, type SequenceDefinition, type TableDefinition } from './introspect.js';
 
 export const rebuildCliPath = path.join(root, 'bin', 'rebuild-projections.js');
 
@@ -28,34 +28,12 @@ const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
 // ---------------------------------------------------------------------------------------------
 // Databases
 
-import { urlFor, withAdmin } from './database.js';
+import { copyOf, dropDatabase, urlFor, withAdmin } from './database.js';
 
-export { urlFor, withAdmin };
+export { copyOf, dropDatabase, urlFor, withAdmin };
 
 /** Opens a client on `url`, runs `fn`, closes it. */
-export async function withDatabase<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
-
-export const dropDatabase = (name: string) =>
-  withAdmin((admin) => admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => undefined);
-
-/**
- * A copy of a database nobody is connected to (CREATE DATABASE ... TEMPLATE), dropped when the
- * test ends (or by the caller, without `t`).
- */
-export async function copyOf(t: ExecutionContext | undefined, source: string, prefix = ''): Promise<{ name: string; url: string }> {
-  const name = `cse_test_${prefix}${crypto.randomBytes(6).toString('hex')}`;
-  await withAdmin((admin) => admin.query(`CREATE DATABASE ${name} TEMPLATE ${source}`));
-  t?.teardown(() => dropDatabase(name));
-  return { name, url: urlFor(name) };
-}
+export const withDatabase = withClient;
 
 /** A client for the rest of the test, closed at teardown. */
 export async function connect(t: ExecutionContext, url: string): Promise<pg.Client> {

@@ -1,4 +1,5 @@
-import pg from 'pg';
+import type pg from 'pg';
+import { createPool } from '../../db/pool.js';
 import type { AppendRequest, EventLog } from '../types.js';
 import { append } from './append.js';
 import { allocateIds } from './ids.js';
@@ -16,10 +17,8 @@ export interface PostgresEventLogOptions {
 
 /** The PostgreSQL backend of the event log (schema `event_store`, created by the Knex migrations). */
 export function createPostgresEventLog(options: PostgresEventLogOptions): EventLog & { pool: pg.Pool } {
-  const pool = new pg.Pool({ connectionString: options.connectionString, max: options.poolSize ?? 10 });
   const onError = options.onError ?? (() => undefined);
-  // An idle client's error (server restart) must not crash the process; the next query reconnects.
-  pool.on('error', onError);
+  const pool = createPool({ connectionString: options.connectionString, max: options.poolSize ?? 10, onError });
   const wakeups = createWakeups(pool, options.connectionString, onError);
 
   return {
