@@ -2,6 +2,7 @@ import test, { type ExecutionContext } from 'ava';
 import pg from 'pg';
 import { APPEND_SQL, appendParameters } from '../src/log/postgres/append.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
+import { READ_BOUND_SQL } from '../src/log/postgres/read.js';
 import { freshDatabase } from './helpers/database.js';
 import { collect, events, logContract } from './log-contract.js';
 
@@ -62,6 +63,61 @@ test('postgres: a reader does not skip an event whose transaction commits after 
   await a.query('COMMIT');
   const all = await reading;
   t.deepEqual(all.map((e) => e.type), ['Late', 'Tested']);
+});
+
+// Regression: pg_locks shows 32-bit transaction ids; the reader widened an appender's id that was
+// above its snapshot's xmax as if it came from the previous epoch. The bound went negative, every
+// committed event became readable, and a subscription skipped the one still in flight (seen as a
+// projection missing an EnvironmentCreated while four writers appended concurrently).
+test('postgres: reader bound with an appender that got its transaction id after the reader\'s snapshot', async (t) => {
+  const log = await postgresLog(t);
+  const reader = new pg.Client({ connectionString: log.url });
+  const appender = new pg.Client({ connectionString: log.url });
+  await Promise.all([reader.connect(), appender.connect()]);
+  t.teardown(() => Promise.all([reader.end(), appender.end()]).then(() => undefined));
+  // The reader's snapshot first (repeatable read keeps it for the whole transaction; pg_locks is
+  // read live at each statement), then the appender takes its id: it is above the snapshot's xmax.
+  await reader.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+  const { rows: [snapshot] } = await reader.query<{ xmax: string }>('SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS xmax');
+  await appender.query('SELECT pg_current_xact_id()'); // another transaction takes the id at xmax
+  await appender.query('BEGIN');
+  await appender.query(APPEND_SQL, appendParameters([{ stream: 'late', events: events(1, 'Late') }]));
+  const { rows: [inFlight] } = await appender.query<{ xid: string }>('SELECT pg_current_xact_id()::text AS xid');
+  t.true(BigInt(inFlight!.xid) > BigInt(snapshot!.xmax), 'the appender got its id after the snapshot');
+
+  const { rows: [read] } = await reader.query<{ bound: string }>(READ_BOUND_SQL);
+  await reader.query('COMMIT');
+  t.is(read!.bound, snapshot!.xmax, 'bounded by the snapshot, not wrapped below zero');
+
+  // And end to end: a later append commits while the first is in flight; the reader waits for both.
+  const [later] = await log.append({ stream: 'early', events: events(1) });
+  t.is(later!.globalPosition, 2);
+  const reading = collect(log.readAll({ batchSize: 10 }));
+  await appender.query('COMMIT');
+  t.deepEqual((await reading).map((e) => e.globalPosition), [1, 2]);
+});
+
+test('postgres: six producers (a pool each) append one event at a time while a subscription reads: every position arrives, in order, none skipped', async (t) => {
+  const log = await postgresLog(t);
+  const producers = Array.from({ length: 6 }, () => createPostgresEventLog({ connectionString: log.url, poolSize: 1 }));
+  t.teardown(() => Promise.all(producers.map((p) => p.close())).then(() => undefined));
+  const perProducer = 150;
+  const total = producers.length * perProducer;
+  // Small batches, read while the producers write: many reads land between an appender taking its
+  // transaction id and committing. The loop ends on the last position, so a skip cannot hang it.
+  const controller = new AbortController();
+  const positions: number[] = [];
+  const reading = (async () => {
+    for await (const batch of log.subscribe({ batchSize: 7, signal: controller.signal })) {
+      positions.push(...batch.map((e) => e.globalPosition));
+      if (positions[positions.length - 1]! >= total) controller.abort();
+    }
+  })();
+  await Promise.all(producers.map(async (producer, p) => {
+    for (let i = 0; i < perProducer; i++) await producer.append({ stream: `producer-${p}`, events: events(1) });
+  }));
+  await reading;
+  t.deepEqual(positions, Array.from({ length: total }, (_, i) => i + 1));
 });
 
 test('postgres: a long-running write that is not an append does not hold readers back', async (t) => {

@@ -4,21 +4,29 @@
 -- transaction holds an exclusive lock on its own id. One read of pg_locks sees both at once.
 -- Appenders that get their id after this statement started get one >= xmax, so the bound is
 -- safe; the next statement's snapshot sees every transaction below it finished.
--- Only appenders count, so a long-running write elsewhere on the server (a migration, another
--- database's batch job) does not hold the log's readers back.
+-- Only appenders of this database count, so a long-running write elsewhere on the server (a
+-- migration, another database's batch job) does not hold the log's readers back.
 WITH locks AS MATERIALIZED (
-  SELECT locktype, classid, objid, objsubid, pid, mode, granted, transactionid FROM pg_locks
+  SELECT locktype, database, classid, objid, objsubid, pid, mode, granted, transactionid FROM pg_locks
 ), snapshot AS (
   SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax
 ), appenders AS (
-  -- 32-bit transaction ids of appenders in flight, widened with the epoch of xmax.
-  SELECT (s.xmax & ~4294967295::bigint) + l.transactionid::text::bigint AS xid, s.xmax
+  -- pg_locks shows 32-bit transaction ids. Every id in flight lies within 2^31 of xmax, so its
+  -- 64-bit value is xmax plus the signed 32-bit distance between the two. The distance is
+  -- positive for appenders that got their id after this statement's snapshot (they cannot lower
+  -- the bound); taking it as a wrap into the previous epoch instead once made the bound negative,
+  -- and the reader skipped events (test/log-postgres.test.ts, "reader bound ... after its snapshot").
+  SELECT s.xmax + CASE WHEN d.diff >= 2147483648 THEN d.diff - 4294967296
+                       WHEN d.diff < -2147483648 THEN d.diff + 4294967296
+                       ELSE d.diff END AS xid
   FROM snapshot s
   JOIN locks l ON l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' AND l.granted
+  CROSS JOIN LATERAL (SELECT l.transactionid::text::bigint - (s.xmax & 4294967295) AS diff) d
   WHERE l.pid IN (SELECT b.pid FROM locks b
-                  WHERE b.locktype = 'advisory' AND b.classid = 7406 AND b.objid = 0 AND b.objsubid = 2 AND b.granted)
+                  WHERE b.locktype = 'advisory' AND b.classid = 7406 AND b.objid = 0 AND b.objsubid = 2 AND b.granted
+                    AND b.database = (SELECT oid FROM pg_database WHERE datname = current_database()))
 )
 SELECT least(
   (SELECT xmax FROM snapshot),
-  (SELECT min(CASE WHEN xid > xmax THEN xid - 4294967296 ELSE xid END) FROM appenders)
+  (SELECT min(xid) FROM appenders)
 )::text AS bound

@@ -5,7 +5,7 @@ import { sqlFile, toNumber } from './sql.js';
 const READ_FORWARD_SQL = sqlFile(import.meta.url, 'read-stream-forward.sql');
 const READ_BACKWARD_SQL = sqlFile(import.meta.url, 'read-stream-backward.sql');
 const READ_ALL_SQL = sqlFile(import.meta.url, 'read-all.sql');
-const READ_BOUND_SQL = sqlFile(import.meta.url, 'read-bound.sql');
+export const READ_BOUND_SQL = sqlFile(import.meta.url, 'read-bound.sql');
 const HEAD_SQL = sqlFile(import.meta.url, 'head.sql');
 
 interface EventRow {
