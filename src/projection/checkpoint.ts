@@ -39,8 +39,9 @@ export async function lockCheckpoints(client: pg.ClientBase, names: string[]): P
   return new Map(rows.map((row) => [row.name, { name: row.name, position: toNumber(row.position), state: row.state }]));
 }
 
-export async function saveCheckpoints(client: pg.ClientBase, names: string[], position: number): Promise<void> {
-  if (names.length) await client.query(SAVE, [names, position]);
+/** Moves the checkpoints `names` to `position` and each id sequence past its highest id (`sequences`: name → id). */
+export async function saveCheckpoints(client: pg.ClientBase, names: string[], position: number, sequences: Map<string, number> = new Map()): Promise<void> {
+  if (names.length || sequences.size) await client.query(SAVE, [names, position, [...sequences.keys()], [...sequences.values()]]);
 }
 
 export async function markFailed(

@@ -110,30 +110,34 @@ export function createRunner(options: RunnerOptions): Runner {
   };
 
   /**
-   * Runs statements for the changes, then moves each id sequence past the highest id inserted, as
-   * conda-store's own inserts would have (ids come from events, so the sequences never hand them
-   * out; they stay usable for anything that inserts without an id).
+   * Runs statements for the changes; returns, per id sequence, the highest id inserted: the
+   * batch's end moves each sequence past it, as conda-store's own inserts would have (ids come
+   * from events, so the sequences never hand them out; they stay usable for anything that inserts
+   * without an id).
    */
-  async function execute(client: pg.ClientBase, changes: RowChange[]): Promise<void> {
+  async function execute(client: pg.ClientBase, changes: RowChange[]): Promise<Map<string, number>> {
     for (const statement of compileChanges(changes, tables!)) {
       await client.query(statement.text, statement.values);
     }
     const highest = new Map<string, number>();
     for (const change of changes) {
       const id = change.op === 'sql' ? change.insertsId : change.op === 'insert' || change.op === 'upsert' ? change.row.id : undefined;
-      if (typeof id === 'number') highest.set(change.table, Math.max(highest.get(change.table) ?? 0, id));
+      const sequence = tables!.get(change.table)?.idSequence;
+      if (typeof id === 'number' && sequence) highest.set(sequence, Math.max(highest.get(sequence) ?? 0, id));
     }
-    for (const [table, id] of highest) {
-      const sequence = tables!.get(table)?.idSequence;
-      if (sequence) await client.query(`SELECT setval('${sequence}', $1) WHERE $1 >= (SELECT last_value FROM ${sequence})`, [id]);
-    }
+    return highest;
   }
+
+  // Projection transactions commit asynchronously: they hold derived data only. A server crash
+  // can lose the last few hundred milliseconds of them, rows and checkpoint together (a commit is
+  // never torn), and the runner applies those events again from the log, whose appends are
+  // synchronous. Waiting for each batch's WAL flush would only add latency.
+  const begin = `BEGIN; SET LOCAL search_path TO "${schema}", public; SET LOCAL synchronous_commit TO off`;
 
   async function inTransaction<T>(work: (client: pg.PoolClient, checkpoints: Map<string, CheckpointRow>) => Promise<T>): Promise<T> {
     const client = await pool.connect();
     try {
-      await client.query('BEGIN');
-      await client.query(`SET LOCAL search_path TO "${schema}", public`);
+      await client.query(begin);
       const checkpoints = await lockCheckpoints(client, names);
       const result = await work(client, checkpoints);
       await client.query('COMMIT');
@@ -161,8 +165,8 @@ export function createRunner(options: RunnerOptions): Runner {
         for (const event of events) {
           for (const projection of pending(checkpoints, event)) changes.push(...changesOf(projection, event));
         }
-        await execute(client, changes);
-        await saveCheckpoints(client, advancing(checkpoints, last), last);
+        const sequences = await execute(client, changes);
+        await saveCheckpoints(client, advancing(checkpoints, last), last, sequences);
       });
     } catch (error) {
       if (isTransient(error)) throw error;
@@ -183,10 +187,11 @@ export function createRunner(options: RunnerOptions): Runner {
     for (const event of events) {
       await inTransaction(async (client, checkpoints) => {
         const failedHere: string[] = [];
+        const sequences = new Map<string, number>();
         for (const projection of pending(checkpoints, event)) {
           await client.query('SAVEPOINT projection');
           try {
-            await execute(client, changesOf(projection, event));
+            for (const [sequence, id] of await execute(client, changesOf(projection, event))) sequences.set(sequence, Math.max(sequences.get(sequence) ?? 0, id));
             await client.query('RELEASE SAVEPOINT projection');
           } catch (error) {
             if (isTransient(error)) throw error;
@@ -199,7 +204,7 @@ export function createRunner(options: RunnerOptions): Runner {
         }
         for (const name of failedHere) checkpoints.get(name)!.state = 'failed';
         found ||= failedHere.length > 0;
-        await saveCheckpoints(client, advancing(checkpoints, event.globalPosition), event.globalPosition);
+        await saveCheckpoints(client, advancing(checkpoints, event.globalPosition), event.globalPosition, sequences);
       });
     }
     // Event by event, everything went in: the batch failed only as a whole (e.g. two changes that
