@@ -16,6 +16,7 @@ export const builds = defineProjection({
   name: 'builds',
   version: 1,
   group: 'conda-store',
+  upsertKeys: { build_conda_package_build: [['build_id', 'conda_package_build_id']] },
   tables: ['build', 'build_artifact', 'build_conda_package_build'],
   handlers: {
     // Every column is written, the server default of build_key_version included, so the row

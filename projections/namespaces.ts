@@ -17,6 +17,7 @@ export const namespaces = defineProjection({
   name: 'namespaces',
   version: 1,
   group: 'conda-store',
+  upsertKeys: { namespace_role_mapping_v2: [['namespace_id', 'other_namespace_id']] },
   tables: ['namespace', 'namespace_role_mapping', 'namespace_role_mapping_v2'],
   handlers: {
     NamespaceCreated: ({ data }) => [

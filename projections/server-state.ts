@@ -18,6 +18,7 @@ export const serverState = defineProjection({
   name: 'server-state',
   version: 1,
   group: 'conda-store',
+  upsertKeys: { conda_store_configuration: [['id']], worker: [['id']] },
   tables: ['conda_store_configuration', 'keyvaluestore', 'worker'],
   handlers: {
     // The singleton row, created lazily with id 1 as conda-store does.

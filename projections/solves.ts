@@ -5,6 +5,7 @@ export const solves = defineProjection({
   name: 'solves',
   version: 1,
   group: 'conda-store',
+  upsertKeys: { solve_conda_package_build: [['solve_id', 'conda_package_build_id']] },
   tables: ['solve', 'solve_conda_package_build'],
   handlers: {
     SolveScheduled: ({ data }) => [

@@ -257,6 +257,14 @@ const brokenSolves: Record<string, { group: string; solveCompleted: NonNullable<
     ],
     error: /violates foreign key constraint "solve_conda_package_build_conda_package_build_id_fkey"/,
   },
+  'an upsert on a key its definition does not declare': {
+    group: solves.group,
+    solveCompleted: (event) => [
+      ...solves.handlers.SolveCompleted!(event),
+      { op: 'upsert', table: 'solve', row: { id: event.data.solve_id }, key: ['id'], update: [] } satisfies RowChange,
+    ],
+    error: /projection solves upserts solve on \(id\), a key its definition does not declare in upsertKeys/,
+  },
   'a handler that throws, in a group of its own': {
     group: 'test',
     solveCompleted: () => {

@@ -53,6 +53,20 @@ export interface ProjectionDefinition {
    */
   group: string;
   handlers: Handlers;
+  /**
+   * The conflict targets of its upserts, per table (`{ worker: [['id']] }`). The runner refuses an
+   * upsert on a key not listed here; rebuild-projections keeps these unique constraints during the
+   * load (PostgreSQL needs them to arbitrate) and adds the other unique constraints after it.
+   */
+  upsertKeys?: Record<string, string[][]>;
+}
+
+/** `table(a,b)`: how an upsert key is compared, whatever the order of its columns. */
+export const keySignature = (table: string, columns: string[]) => `${table}(${[...columns].sort().join(',')})`;
+
+/** The upsert keys a group of projections declares, as key signatures. */
+export function declaredUpsertKeys(projections: ProjectionDefinition[]): Set<string> {
+  return new Set(projections.flatMap((p) => Object.entries(p.upsertKeys ?? {}).flatMap(([table, keys]) => keys.map((key) => keySignature(table, key)))));
 }
 
 export function defineProjection(definition: ProjectionDefinition): ProjectionDefinition {

@@ -30,7 +30,7 @@ import pg from 'pg';
 import { createPool } from '../db/pool.js';
 import type { EventLog, RecordedEvent } from '../log/types.js';
 import type { Logger } from '../logger.js';
-import type { ProjectionDefinition } from './definition.js';
+import { declaredUpsertKeys, keySignature, type ProjectionDefinition } from './definition.js';
 import { fingerprintChange, fingerprintOf } from './fingerprint.js';
 import { catchUpTogether, createRunner, type Runner } from './runner.js';
 import { readTableDefinitions, type TableDefinition } from './table-definition.js';
@@ -96,10 +96,38 @@ interface GroupRebuild {
   shadow: string;
   old: string;
   definitions: TableDefinition[];
+  /** ADD CONSTRAINT statements of the unique constraints dropped from the shadow tables for the load. */
+  deferredUniques: string[];
   runner: Runner;
   /** The shadow schema is this run's, to drop on the way out if the swap does not happen. */
   created: boolean;
   swapped: boolean;
+}
+
+/**
+ * Drops the shadow tables' unique constraints that no upsert of the group arbitrates on, and
+ * returns the statements that add them back after the load: one sorted index build instead of a
+ * per-row insert into an index that outgrows shared buffers (conda_package_build's six-column key
+ * above all). A duplicate the live tables would have refused then fails that statement, naming
+ * the constraint, and the rebuild is refused with the live tables unchanged.
+ */
+async function deferUniqueConstraints(admin: pg.Client, r: { shadow: string; tables: string[]; projections: ProjectionDefinition[] }): Promise<string[]> {
+  const arbiters = declaredUpsertKeys(r.projections);
+  const { rows } = await admin.query<{ table: string; name: string; definition: string; columns: string[] }>(
+    `SELECT t.relname AS table, c.conname AS name, pg_get_constraintdef(c.oid) AS definition,
+            array(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey)) AS columns
+       FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+      WHERE n.nspname = $1 AND t.relname = ANY($2) AND c.contype = 'u'
+        AND NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.contype = 'f' AND f.conindid = c.conindid)
+      ORDER BY 1, 2`,
+    [r.shadow, r.tables],
+  );
+  const deferred: string[] = [];
+  for (const row of rows.filter((row) => !arbiters.has(keySignature(row.table, row.columns)))) {
+    await admin.query(`ALTER TABLE ${quote(row.table)} DROP CONSTRAINT ${quote(row.name)}`);
+    deferred.push(`ALTER TABLE ${quote(row.table)} ADD CONSTRAINT ${quote(row.name)} ${row.definition}`);
+  }
+  return deferred;
 }
 
 export async function rebuildGroups(options: RebuildOptions): Promise<RebuildReport[]> {
@@ -143,7 +171,7 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
       const names = projections.map((p) => p.name);
       const { shadow, old } = schemaNames(group);
       const r = { group, projections, tables: projections.flatMap((p) => p.tables), names, shadow, old };
-      rebuilds.push({ ...r, shadowNames: names.map((name) => `${SHADOW_PREFIX}${name}`), definitions: [], runner: shadowRunner(r), created: false, swapped: false });
+      rebuilds.push({ ...r, shadowNames: names.map((name) => `${SHADOW_PREFIX}${name}`), definitions: [], deferredUniques: [], runner: shadowRunner(r), created: false, swapped: false });
     }
 
     for (const r of rebuilds) {
@@ -159,6 +187,7 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
         await admin.query(`CREATE SCHEMA ${quote(r.shadow)}`);
         for (const d of r.definitions) for (const statement of [...d.sequences, d.create, ...d.ownership]) await admin.query(statement);
         for (const d of r.definitions) for (const statement of d.beforeLoad) await admin.query(statement);
+        r.deferredUniques = await deferUniqueConstraints(admin, r);
       });
     }
 
@@ -169,6 +198,7 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
 
     for (const r of rebuilds) {
       await inTransaction(admin, r.shadow, async () => {
+        for (const statement of r.deferredUniques) await admin.query(statement);
         for (const d of r.definitions) {
           for (const statement of d.finish) if (!d.beforeLoad.includes(statement)) await admin.query(statement);
           for (const statement of d.privileges) await admin.query(statement);

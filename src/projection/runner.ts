@@ -12,7 +12,7 @@ import type { EventLog, RecordedEvent } from '../log/types.js';
 import type { Logger } from '../logger.js';
 import { describeTables, type TableInfo } from './columns.js';
 import { ensureCheckpoints, lockCheckpoints, markFailed, resumeFailed, saveCheckpoints, type CheckpointRow } from './checkpoint.js';
-import { changesFor, type ProjectedEvent, type ProjectionDefinition, type RowChange } from './definition.js';
+import { changesFor, declaredUpsertKeys, keySignature, type ProjectedEvent, type ProjectionDefinition, type RowChange } from './definition.js';
 import { recordMissingFingerprints } from './fingerprint.js';
 import { compileChanges } from './statements.js';
 import { isTransient } from './transient.js';
@@ -104,9 +104,16 @@ export function createRunner(options: RunnerOptions): Runner {
       throw error;
     }));
 
+  const upsertKeys = declaredUpsertKeys(projections);
   const changesOf = (projection: ProjectionDefinition, event: RecordedEvent): RowChange[] => {
     const projected = toProjected(event);
-    return projected ? changesFor(projection, projected) : [];
+    const changes = projected ? changesFor(projection, projected) : [];
+    for (const change of changes) {
+      if (change.op === 'upsert' && !upsertKeys.has(keySignature(change.table, change.key))) {
+        throw new Error(`projection ${projection.name} upserts ${change.table} on (${change.key.join(', ')}), a key its definition does not declare in upsertKeys`);
+      }
+    }
+    return changes;
   };
 
   /**
