@@ -706,6 +706,34 @@ test('a delete that cascades live cascades during the rebuild too (cascading for
   t.deepEqual(await describeTable(client, 'public', 'demo_environment'), definition, 'the foreign key, ON DELETE CASCADE, as before');
 });
 
+test('a row that breaks a unique constraint added after the load refuses the rebuild, naming the constraint; the live tables stay', async (t) => {
+  await slot(t);
+  const reference = await builtDatabase(t);
+  const db = await copyOf(t, reference.name);
+  const client = await connect(t, db.url);
+  const log = openLog(t, db.url);
+  t.true(base.filter((e) => e.type === 'SpecificationRegistered').length > 1, 'the history has several specifications');
+
+  // A new version that gives every specification the same sha256: live, the projection would stop
+  // at the second one; in a rebuild the key is only added after the load, and that fails.
+  const sameSha = defineProjection({
+    ...specifications,
+    version: specifications.version + 1,
+    handlers: {
+      ...specifications.handlers,
+      SpecificationRegistered: (event) =>
+        specifications.handlers.SpecificationRegistered!(event).map((change) =>
+          change.op === 'insert' ? { ...change, row: { ...change.row, sha256: '0'.repeat(64) } } : change),
+    },
+  });
+  const projections = condaStoreProjections.map((p) => (p.name === specifications.name ? sameSha : p));
+  const failure = await t.throwsAsync(rebuildGroup({ databaseUrl: db.url, log, logger: silentLogger, projections, batchSize: 50 }));
+  t.regex(failure!.message, /the rebuilt tables of projection group "conda-store" break a unique constraint of the live tables: could not create unique index "specification_sha256_key" \(Key \(sha256\)=\(0{64}\) is duplicated\.\); the live tables, checkpoints and fingerprints are unchanged/);
+  t.deepEqual(await digests(client), reference.digests);
+  t.deepEqual(await liveCheckpoints(client), reference.checkpoints);
+  t.deepEqual(await leftovers(client), NO_LEFTOVERS, 'the shadow tables are dropped on the way out');
+});
+
 test('refused rebuilds leave everything as it was: a projection that fails on an event, a foreign key from outside the group', async (t) => {
   await slot(t);
   const reference = await builtDatabase(t);

@@ -198,7 +198,14 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
 
     for (const r of rebuilds) {
       await inTransaction(admin, r.shadow, async () => {
-        for (const statement of r.deferredUniques) await admin.query(statement);
+        for (const statement of r.deferredUniques) {
+          await admin.query(statement).catch((error: Error & { detail?: string }) => {
+            throw new Error(
+              `the rebuilt tables of projection group "${r.group}" break a unique constraint of the live tables: ${error.message}` +
+                `${error.detail ? ` (${error.detail})` : ''}; the live tables, checkpoints and fingerprints are unchanged`,
+            );
+          });
+        }
         for (const d of r.definitions) {
           for (const statement of d.finish) if (!d.beforeLoad.includes(statement)) await admin.query(statement);
           for (const statement of d.privileges) await admin.query(statement);
