@@ -4,9 +4,9 @@ import type { Knex } from 'knex';
  * The event log: schema `event_store`.
  *
  * - `events`: the append-only log. `transaction_id` and `global_position` are allocated together
- *   under one short lock, so position order equals transaction-id order. A reader that only takes
- *   events with `transaction_id < pg_snapshot_xmin(pg_current_snapshot())` therefore never skips
- *   an event that commits later with a lower position (see src/log/postgres/read-all.sql).
+ *   under one short lock, so position order equals transaction-id order among appenders. A reader
+ *   that only takes events below the oldest appender still in flight therefore never skips an
+ *   event that commits later with a lower position (src/log/postgres/read-bound.sql).
  * - `keys`: the small index append-time rules need, kept atomically with the log: unique keys of
  *   conda-store's tables (claimed with the event that introduces them), the existence of each
  *   aggregate (key `stream`) and its parent aggregate (for "purge only after its children").
@@ -331,18 +331,22 @@ BEGIN
     -- 5. Allocate the transaction id and a contiguous block of positions under one short lock:
     --    this is what makes position order equal transaction-id order. The lock is a session
     --    lock released right away (an xact lock would serialise every commit and its fsync).
-    PERFORM pg_advisory_lock(7402, 0);
+    --    A session lock outlives an aborted transaction: taking and releasing it inside one block
+    --    whose handler releases it leaves no moment where a cancel or a timeout could return the
+    --    connection to its pool still holding it (every other appender would wait on it).
     BEGIN
+      PERFORM pg_advisory_lock(7402, 0);
       v_tx := pg_current_xact_id();
       v_first := nextval('event_store.global_position_seq');
       IF v_new > 1 THEN
         PERFORM setval('event_store.global_position_seq', v_first + v_new - 1);
       END IF;
+      PERFORM pg_advisory_unlock(7402, 0);
     EXCEPTION WHEN OTHERS OR query_canceled THEN
+      -- Canceled while waiting for the lock, it was never taken: unlocking only warns.
       PERFORM pg_advisory_unlock(7402, 0);
       RAISE;
     END;
-    PERFORM pg_advisory_unlock(7402, 0);
 
     FOR i IN 1..n_events LOOP
       IF NOT v_dup[i] THEN

@@ -252,6 +252,22 @@ test.serial('a message held by a consumer that died is waited for: a later one n
   t.deepEqual(rows.map((r) => r.id), [namespace.id, environment.id], 'the namespace first, as published');
 });
 
+test.serial('messages deleted from the stream leave a gap that is skipped: the ones after it go in, in order', async (t) => {
+  const db = await testLog(t);
+  const nats = await testNats(t, { create: true });
+  const namespaces = [1, 2, 3, 4, 5].map((id) => envelopeFor('NamespaceCreated', { namespace_id: id, name: `ns-${id}` }));
+  await publishEvents(nats.nc, namespaces, { names: nats.names });
+  // An operator removed sequences 2 to 4 (e.g. with `nats stream rmm`) before they were ingested.
+  for (const seq of [2, 3, 4]) await nats.jsm.streams.deleteMessage(nats.names.stream, seq);
+
+  const ingester = runIngester(t, { nc: nats.nc, log: db.log, databaseUrl: db.url, names: nats.names });
+  await waitUntil(() => ingester.totals().messages >= 2, 'the remaining messages ingested', { timeoutMs: 20_000 });
+  t.like(ingester.totals(), { appended: 2, rejected: 0 });
+  const rows = await db.query<{ id: string }>('SELECT id::text FROM event_store.events ORDER BY global_position');
+  t.deepEqual(rows.map((r) => r.id), [namespaces[0]!.id, namespaces[4]!.id]);
+  await waitUntil(async () => (await consumerFigures(nats.jsm, nats.names)).ackPending === 0, 'every message acked');
+});
+
 // ---------------------------------------------------------------------------------------------
 // Rejected messages
 

@@ -120,6 +120,26 @@ test('postgres: six producers (a pool each) append one event at a time while a s
   t.deepEqual(positions, Array.from({ length: total }, (_, i) => i + 1));
 });
 
+test('postgres: an append canceled at the position lock leaves no lock behind; the next append goes through', async (t) => {
+  const log = await postgresLog(t);
+  const holder = new pg.Client({ connectionString: log.url });
+  const appender = new pg.Client({ connectionString: log.url });
+  await Promise.all([holder.connect(), appender.connect()]);
+  t.teardown(() => Promise.all([holder.end(), appender.end()]).then(() => undefined));
+  // Another session holds the position lock: the append waits at step 5 until its timeout cancels it.
+  await holder.query('SELECT pg_advisory_lock(7402, 0)');
+  await appender.query("SET statement_timeout = '300ms'");
+  await t.throwsAsync(appender.query(APPEND_SQL, appendParameters([{ stream: 'canceled', events: events(1) }])), { message: /statement timeout/ });
+  await holder.query('SELECT pg_advisory_unlock(7402, 0)');
+
+  const { rows } = await appender.query<{ n: number }>(
+    "SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = 7402 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+  );
+  t.is(rows[0]!.n, 0, 'nobody holds the position lock');
+  await appender.query(APPEND_SQL, appendParameters([{ stream: 'after', events: events(1) }]));
+  t.deepEqual((await collect(log.readAll())).map((e) => e.stream), ['after']);
+});
+
 test('postgres: a long-running write that is not an append does not hold readers back', async (t) => {
   const log = await postgresLog(t);
   const other = new pg.Client({ connectionString: log.url });

@@ -10,7 +10,6 @@
  * database of its own; the tables are compared by a digest of each of the sixteen tables.
  */
 import crypto from 'node:crypto';
-import type { ChildProcess } from 'node:child_process';
 import { setTimeout as delay } from 'node:timers/promises';
 import test, { type ExecutionContext } from 'ava';
 import pg from 'pg';
@@ -21,7 +20,7 @@ import { createLogger } from '../src/logger.js';
 import { createProjectionService } from '../src/projection/service.js';
 import { allProjections, condaStoreProjections } from '../projections/index.js';
 import { runCli, spawnCli, watchChild, type CliResult, type Watched } from './helpers/cli.js';
-import { copyOf, dropDatabase, freshDatabase, seededOnce, urlFor, withAdmin } from './helpers/database.js';
+import { copyOf, dropDatabase, freshDatabase, seededOnce } from './helpers/database.js';
 import { appendInBatches, generatedHistory } from './helpers/generated-history.js';
 import { condaStoreTableNames } from './schema/conda-store-spec.js';
 

@@ -16,6 +16,7 @@ import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import type { EventLog } from '../src/log/types.js';
 import { defineProjection, type ProjectionDefinition, type RowChange } from '../src/projection/definition.js';
 import { createProjectionService } from '../src/projection/service.js';
+import { isTransient } from '../src/projection/transient.js';
 import { condaStoreProjections, solves } from '../projections/index.js';
 import { runCli } from './helpers/cli.js';
 import { realisticHistory } from './helpers/history.js';
@@ -337,6 +338,18 @@ for (const [how, broken] of Object.entries(brokenSolves)) {
     await assertTables(t, db.url, EXPECTED);
   });
 }
+
+// Regression: EAI_AGAIN (a host name that does not resolve for a moment, e.g. while a database
+// container restarts) did not match /^E[A-Z]+$/, so serve stopped instead of waiting.
+test('transient errors: connection and DNS failures are retried; an error about the data is not', (t) => {
+  const withCode = (code: string) => Object.assign(new Error(code), { code });
+  for (const code of ['ECONNREFUSED', 'ECONNRESET', 'EAI_AGAIN', 'ENOTFOUND', '08006', '57P01', '53300', '40001', '40P01', '55P03']) {
+    t.true(isTransient(withCode(code)), code);
+  }
+  t.true(isTransient(new Error('Connection terminated unexpectedly')));
+  for (const code of ['23503', '23505', '22P02', '42P01']) t.false(isTransient(withCode(code)), code);
+  t.false(isTransient(new Error('cannot handle build 42')));
+});
 
 // ---------------------------------------------------------------------------------------------
 // 5. Live: serve while four writers append concurrently

@@ -1,8 +1,8 @@
 import fs from 'node:fs';
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
 import { appendNdjson } from '../transfer/append-ndjson.js';
 import { createProgress } from './progress.js';
-import { EXIT, runCommand } from './runtime.js';
+import { EXIT, parsePositive, runCommand } from './runtime.js';
 
 export function appendCommand(program: Command): void {
   program
@@ -27,11 +27,4 @@ export function appendCommand(program: Command): void {
         return report.rejected.length > 0 ? EXIT.refused : EXIT.ok;
       }),
     );
-}
-
-/** An option's parser: commander reports an InvalidArgumentError as a usage error (any other error would crash). */
-export function parsePositive(value: string, flag: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${flag} must be a positive integer, got "${value}"`);
-  return n;
 }

@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
-import { parsePositive } from './append.js';
 import { createProgress } from './progress.js';
-import { projectionServiceOf, runCommand, stopOnSignals } from './runtime.js';
+import { parsePositive, projectionServiceOf, runCommand, stopOnSignals } from './runtime.js';
 
 export function catchUpCommand(program: Command): void {
   program

@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
 import { exportNdjson } from '../transfer/export-ndjson.js';
-import { parsePositive } from './append.js';
 import { createProgress } from './progress.js';
-import { runCommand } from './runtime.js';
+import { parsePositive, runCommand } from './runtime.js';
 
 export function exportCommand(program: Command): void {
   program

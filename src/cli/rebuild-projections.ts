@@ -1,9 +1,8 @@
 import { Command } from 'commander';
 import { allProjections } from '../../projections/index.js';
 import { planRebuild, rebuildGroups, type RebuildPhase } from '../projection/rebuild.js';
-import { parsePositive } from './append.js';
 import { createProgress } from './progress.js';
-import { EXIT, runCommand, stopOnSignals } from './runtime.js';
+import { EXIT, parsePositive, runCommand, stopOnSignals } from './runtime.js';
 
 /**
  * TEST HOOK, not for operators (test/rebuild.test.ts kills the rebuild at chosen points): with

@@ -1,3 +1,4 @@
+import { InvalidArgumentError } from 'commander';
 import { allProjections } from '../../projections/index.js';
 import { loadConfig, type Config } from '../config.js';
 import { openEventLog } from '../log/index.js';
@@ -57,4 +58,14 @@ export function projectionServiceOf(
   onBatch?: (progress: { group: string; position: number; events: number }) => void,
 ) {
   return createProjectionService({ databaseUrl: config.databaseUrl, log, logger, projections: allProjections, batchSize, onBatch });
+}
+
+/**
+ * An option's parser: a positive integer, or an InvalidArgumentError naming the flag (commander
+ * reports it as a usage error; any other error would crash).
+ */
+export function parsePositive(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${flag} must be a positive integer, got "${value}"`);
+  return n;
 }

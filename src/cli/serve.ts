@@ -2,8 +2,7 @@ import type { Command } from 'commander';
 import { migrateLatest } from '../db/migrate.js';
 import { runIngestion } from '../ingest/service.js';
 import { ingestNamesFromEnv } from '../ingest/stream.js';
-import { parsePositive } from './append.js';
-import { projectionServiceOf, runCommand, stopOnSignals } from './runtime.js';
+import { parsePositive, projectionServiceOf, runCommand, stopOnSignals } from './runtime.js';
 
 export function serveCommand(program: Command): void {
   program

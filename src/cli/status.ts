@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import pg from 'pg';
+import { createPool } from '../db/pool.js';
 import { formatIngestionStatus, readIngestionStatus } from '../ingest/status.js';
 import { ingestNamesFromEnv } from '../ingest/stream.js';
 import { readStatuses } from '../projection/checkpoint.js';
@@ -13,7 +13,7 @@ export function statusCommand(program: Command): void {
     .action((options: { json?: boolean }) =>
       runCommand(async ({ config, log }) => {
         const head = await log.headPosition();
-        const pool = new pg.Pool({ connectionString: config.databaseUrl, max: 1 });
+        const pool = createPool({ connectionString: config.databaseUrl, max: 1, onError: () => undefined });
         try {
           const projections = (await readStatuses(pool)).map((p) => ({ ...p, lag: Math.max(head - p.position, 0) }));
           const ingestion = await readIngestionStatus(pool, config.natsUrl, ingestNamesFromEnv());

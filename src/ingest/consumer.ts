@@ -34,6 +34,7 @@ import type { Logger } from '../logger.js';
 import { acquireOwnership } from '../projection/ownership.js';
 import { isTransient } from '../projection/transient.js';
 import { ensureIngestion, eventSubject, isNotFoundError, resolveNames, type ConsumerSettings, type IngestNames } from './stream.js';
+import { sleep } from '../sleep.js';
 
 export interface IngesterOptions {
   /** A connection the caller owns (connect with `connectNats`: it reconnects forever). */
@@ -167,18 +168,6 @@ function tell(msg: JsMsg, what: 'ack' | 'nak' | 'working', delayMs?: number): vo
     // connection closed
   }
 }
-
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    if (signal?.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
 
 /** Something happened (a message arrived, space freed, the fetch ended): wakes whoever waits. */
 function changes() {
@@ -472,7 +461,9 @@ export function createIngester(options: IngesterOptions): Ingester {
         return;
       }
       const lowest = Math.min(...buffer.keys());
-      for (let seq = floor + 1; seq < lowest && seq <= floor + 1000; seq++) {
+      // At most 1,000 lookups per check (the loop moves the floor, so the limit is fixed first).
+      const limit = floor + 1000;
+      for (let seq = floor + 1; seq < lowest && seq <= limit; seq++) {
         try {
           const stored = await jsm.streams.getMessage(names.stream, { seq });
           if (stored.subject.startsWith(subjectPrefix)) return; // it exists: wait for its delivery
@@ -588,6 +579,8 @@ export function createIngester(options: IngesterOptions): Ingester {
             continue;
           }
           if (!ownership) break;
+          // NATS and the database both answered: the next failure starts from the first delay.
+          failures = 0;
           const owned = AbortSignal.any([signal, ownership.lost]);
           logger.info({ stream: names.stream, durable: names.durable, subjects: `${subjectPrefix}>` }, 'ingesting events from NATS');
           try {
@@ -595,8 +588,6 @@ export function createIngester(options: IngesterOptions): Ingester {
             if (!signal.aborted) {
               // The ownership connection was lost: the database is probably down.
               await pause(new Error('ownership connection lost'), 'database connection lost; ingestion resumes when it is back');
-            } else {
-              failures = 0;
             }
           } catch (error) {
             await pause(error, 'ingestion interrupted; resuming');

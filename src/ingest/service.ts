@@ -9,6 +9,7 @@ import type { Logger } from '../logger.js';
 import { createIngester, type IngesterOptions } from './consumer.js';
 import { startIdsResponder } from './ids-responder.js';
 import { resolveNames, serviceConnectionOptions, type IngestNames } from './stream.js';
+import { sleep } from '../sleep.js';
 
 export interface IngestionServiceOptions extends Pick<IngesterOptions, 'batchSize' | 'consumer' | 'onBatch' | 'onRetry'> {
   natsUrl: string;
@@ -18,17 +19,6 @@ export interface IngestionServiceOptions extends Pick<IngesterOptions, 'batchSiz
   names?: Partial<IngestNames>;
   signal: AbortSignal;
 }
-
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
 
 /** Connects, retrying (with a warning) until NATS answers or `signal` aborts. */
 async function connectUntil(natsUrl: string, logger: Logger, signal: AbortSignal): Promise<NatsConnection | undefined> {

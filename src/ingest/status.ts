@@ -5,7 +5,7 @@
 import { connect } from 'nats';
 import type pg from 'pg';
 import { statsKey } from './consumer.js';
-import { eventsWildcard, isNotFoundError, type IngestNames } from './stream.js';
+import { eventsWildcard, isNotFoundError, natsServers, type IngestNames } from './stream.js';
 
 export type NatsFigures =
   | {
@@ -39,7 +39,7 @@ export interface IngestionStatus {
 async function natsFigures(natsUrl: string, names: IngestNames, timeoutMs: number): Promise<NatsFigures> {
   let nc;
   try {
-    nc = await connect({ servers: natsUrl.split(','), timeout: timeoutMs, reconnect: false, maxReconnectAttempts: 0, name: 'conda-store-events status' });
+    nc = await connect({ servers: natsServers(natsUrl), timeout: timeoutMs, reconnect: false, maxReconnectAttempts: 0, name: 'conda-store-events status' });
   } catch (error) {
     return { reachable: false, error: (error as Error).message || String(error) };
   }

@@ -70,10 +70,13 @@ export interface ConsumerSettings {
   maxAckPending?: number;
 }
 
+/** NATS_URL's servers: a comma-separated list, spaces allowed. */
+export const natsServers = (url: string) => url.split(',').map((server) => server.trim());
+
 /** Connection options of a long-running process: reconnect forever, every second. */
 export function serviceConnectionOptions(url: string, name: string): ConnectionOptions {
   return {
-    servers: url.split(',').map((server) => server.trim()),
+    servers: natsServers(url),
     name,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 1000,

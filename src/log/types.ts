@@ -80,8 +80,6 @@ export interface ReadAllOptions {
   /** First global position to return (inclusive); default 1. */
   from?: number;
   batchSize?: number;
-  /** Only events of this stream (for export --stream). */
-  stream?: string;
 }
 
 export interface SubscribeOptions extends ReadAllOptions {

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { sleep } from '../sleep.js';
 
 /** Advisory-lock class of projection groups (7401: streams, 7402: positions; see the log's migration). */
 const OWNERSHIP_LOCK_CLASS = 7403;
@@ -43,12 +44,7 @@ export async function acquireOwnership(
       options.onWaiting?.();
       warned = true;
     }
-    await new Promise<void>((resolve) => {
-      // The listener goes with the timer: one per poll would pile up on a long-lived signal.
-      const done = () => { clearTimeout(timer); options.signal?.removeEventListener('abort', done); resolve(); };
-      const timer = setTimeout(done, pollMs);
-      options.signal?.addEventListener('abort', done, { once: true });
-    });
+    await sleep(pollMs, options.signal);
   }
   return undefined;
 }

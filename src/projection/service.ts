@@ -9,6 +9,7 @@ import type { ProjectionDefinition } from './definition.js';
 import { acquireOwnership, type Ownership } from './ownership.js';
 import { catchUpTogether, createRunner } from './runner.js';
 import { isTransient } from './transient.js';
+import { sleep } from '../sleep.js';
 
 export interface ProjectionServiceOptions {
   databaseUrl: string;
@@ -24,12 +25,6 @@ function groupsOf(projections: ProjectionDefinition[]): Map<string, ProjectionDe
   for (const projection of projections) groups.set(projection.group, [...(groups.get(projection.group) ?? []), projection]);
   return groups;
 }
-
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
-  });
 
 export function createProjectionService(options: ProjectionServiceOptions) {
   const pool = createPool({ connectionString: options.databaseUrl, max: 4, onError: (error) => options.logger.warn({ err: error }, 'projection pool: connection lost') });

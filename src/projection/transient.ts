@@ -16,6 +16,6 @@ export function isTransient(error: unknown): boolean {
     code === '40001' || // serialization failure
     code === '40P01' || // deadlock
     code === '55P03' || // lock not available
-    /^E[A-Z]+$/.test(code) // Node socket errors (ECONNREFUSED, ...)
+    /^E[A-Z_]+$/.test(code) // Node socket and DNS errors (ECONNREFUSED, EAI_AGAIN, ...)
   );
 }

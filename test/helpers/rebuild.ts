@@ -5,8 +5,7 @@
  * projection table (rows and id sequence), every table's definition, the live checkpoints with
  * their fingerprints, and the leftovers of an interrupted rebuild.
  */
-import crypto from 'node:crypto';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import pg from 'pg';

@@ -42,7 +42,7 @@ export function appendParameters(requests: AppendRequest[]): unknown[] {
     for (const condition of request.preconditions ?? []) {
       condGroup.push(group);
       condKind.push(condition.kind);
-      // 'key' conditions travel as (stream: value, arg: name); see event_store.apply_keys().
+      // 'key' conditions travel as (stream: value, arg: name); see event_store.failed_precondition().
       condStream.push(condition.kind === 'key' ? condition.value : condition.stream);
       condArg.push(
         condition.kind === 'version' ? String(condition.version)

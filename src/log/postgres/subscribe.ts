@@ -8,7 +8,7 @@ const SAFETY_POLL_MS = 1000;
 /** Back-off while committed events wait behind a transaction still in flight. */
 const HELD_BACK_DELAYS_MS = [1, 2, 5, 10, 20, 50, 100];
 
-export const DEFAULT_BATCH_SIZE = 1000;
+const DEFAULT_BATCH_SIZE = 1000;
 
 /**
  * Reads the global log in position order from `from`: all that is committed, then (when `live`)
