@@ -5,6 +5,7 @@
  */
 import test from 'ava';
 import { EVENT_TYPES, type EventType } from '../src/catalogue/index.js';
+import { foreignKeyOrder, type ForeignKeyEdge } from '../src/projection/columns.js';
 import { handledTypes, type RowChange } from '../src/projection/definition.js';
 import { allProjections, condaStoreProjections, projectionsByName } from '../projections/index.js';
 import { project, projectAll, type ModuleChange } from './helpers/project.js';
@@ -645,3 +646,24 @@ test('the realistic history: a soft-deleted namespace stamps its environment and
     ],
   );
 });
+
+// Regression: the environment <-> build cycle was cut wherever the alphabetical walk met it; it
+// only came out right because "build" sorts before "environment".
+test('foreign-key order: a cycle is cut at its nullable key, whatever the names; parents first', (t) => {
+  for (const [env, build] of [['environment', 'build'], ['a_environment', 'z_build']] as const) {
+    const edges: ForeignKeyEdge[] = [
+      { child: env, parent: 'namespace', nullable: false },
+      { child: env, parent: build, nullable: true }, // current_build_id
+      { child: build, parent: env, nullable: false }, // environment_id
+      { child: 'build_artifact', parent: build, nullable: false },
+      { child: 'package_build', parent: 'package', nullable: true }, // nullable but no cycle: still ordered
+    ];
+    const ranks = foreignKeyOrder([env, build, 'namespace', 'build_artifact', 'package', 'package_build'], edges);
+    const before = (a: string, b: string) => t.true(ranks.get(a)! < ranks.get(b)!, `${a} before ${b}`);
+    before('namespace', env);
+    before(env, build);
+    before(build, 'build_artifact');
+    before('package', 'package_build');
+  }
+});
+

@@ -10,7 +10,7 @@ export interface TableInfo {
   columns: Map<string, ColumnInfo>;
   /** The sequence behind an `id` column, if any (to keep it past the highest id). */
   idSequence: string | undefined;
-  /** Position in foreign-key order: a table's parents have lower ranks (cycles broken arbitrarily but stably). */
+  /** Position in foreign-key order: a table's parents have lower ranks (see foreignKeyOrder). */
   rank: number;
 }
 
@@ -39,29 +39,60 @@ export async function describeTables(client: pg.ClientBase, tables: string[], sc
   const missing = tables.filter((table) => !info.has(table));
   if (missing.length) throw new Error(`projection tables missing from schema ${schema}: ${missing.join(', ')} (run knex migrate:latest)`);
 
-  const { rows: edges } = await client.query<{ child: string; parent: string }>(
-    `SELECT child.relname AS child, parent.relname AS parent
+  const { rows: edges } = await client.query<ForeignKeyEdge>(
+    `SELECT child.relname AS child, parent.relname AS parent,
+            bool_or(NOT a.attnotnull) AS nullable
        FROM pg_constraint f
        JOIN pg_class child ON child.oid = f.conrelid
        JOIN pg_class parent ON parent.oid = f.confrelid
        JOIN pg_namespace n ON n.oid = child.relnamespace
+       JOIN pg_attribute a ON a.attrelid = f.conrelid AND a.attnum = ANY(f.conkey)
       WHERE f.contype = 'f' AND n.nspname = $1 AND child.relname = ANY($2) AND child.oid <> parent.oid
+      GROUP BY f.oid, child.relname, parent.relname
       ORDER BY 1, 2`,
     [schema, tables],
   );
-  const parents = new Map<string, string[]>();
-  for (const edge of edges) parents.set(edge.child, [...(parents.get(edge.child) ?? []), edge.parent]);
-  // Depth-first topological order; an edge back into the current path (environment <-> build) is skipped.
+  for (const [table, rank] of foreignKeyOrder(tables, edges)) info.get(table)!.rank = rank;
+  return info;
+}
+
+export interface ForeignKeyEdge {
+  child: string;
+  parent: string;
+  /** A column of the key may be NULL: a row can go in before its parent, and point at it later. */
+  nullable: boolean;
+}
+
+/**
+ * Ranks tables so that parents come before children: the order inserts must follow. A cycle
+ * (environment.current_build_id <-> build.environment_id) is broken at a nullable key that closes
+ * it, never at a NOT NULL one: an environment goes in before its first build, which sets
+ * current_build_id later. Were it broken the other way, every batch with a new environment and its
+ * first build would fail as a whole and be replayed event by event.
+ */
+export function foreignKeyOrder(tables: string[], edges: ForeignKeyEdge[]): Map<string, number> {
+  const parentsOf = (kept: ForeignKeyEdge[]) => {
+    const parents = new Map<string, string[]>();
+    for (const edge of kept) parents.set(edge.child, [...(parents.get(edge.child) ?? []), edge.parent]);
+    return parents;
+  };
+  const all = parentsOf(edges);
+  const reaches = (from: string, to: string, seen = new Set<string>()): boolean =>
+    from === to || (!seen.has(from) && (seen.add(from), (all.get(from) ?? []).some((next) => reaches(next, to, seen))));
+  // A nullable edge child -> parent closes a cycle when the parent leads back to the child.
+  const parents = parentsOf(edges.filter((edge) => !(edge.nullable && reaches(edge.parent, edge.child))));
+
   const state = new Map<string, 'visiting' | 'done'>();
-  let next = 0;
+  const ranks = new Map<string, number>();
   const visit = (table: string) => {
     if (state.has(table)) return;
     state.set(table, 'visiting');
+    // A cycle of NOT NULL keys cannot be filled by any order; it is cut where found.
     for (const parent of parents.get(table) ?? []) if (state.get(parent) !== 'visiting') visit(parent);
     state.set(table, 'done');
-    const entry = info.get(table);
-    if (entry) entry.rank = next++;
+    ranks.set(table, ranks.size);
   };
   for (const table of [...tables].sort()) visit(table);
-  return info;
+  for (const table of ranks.keys()) if (!tables.includes(table)) ranks.delete(table);
+  return ranks;
 }

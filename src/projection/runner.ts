@@ -16,6 +16,7 @@ import { changesFor, declaredUpsertKeys, keySignature, type ProjectedEvent, type
 import { recordMissingFingerprints } from './fingerprint.js';
 import { compileChanges } from './statements.js';
 import { isTransient } from './transient.js';
+import { sleep } from '../sleep.js';
 
 export interface RunnerOptions {
   log: EventLog;
@@ -56,6 +57,11 @@ function toProjected(event: RecordedEvent): ProjectedEvent | undefined {
     globalPosition: event.globalPosition,
     metadata: current.metadata ?? {},
   };
+}
+
+/** The batch's events as handlers see them, each upcast once for every projection of the group. */
+function projectedOnce(events: RecordedEvent[]): ProjectedEvent[] {
+  return events.flatMap((event) => toProjected(event) ?? []);
 }
 
 /**
@@ -105,13 +111,18 @@ export function createRunner(options: RunnerOptions): Runner {
     }));
 
   const upsertKeys = declaredUpsertKeys(projections);
-  const changesOf = (projection: ProjectionDefinition, event: RecordedEvent): RowChange[] => {
-    const projected = toProjected(event);
-    const changes = projected ? changesFor(projection, projected) : [];
+  /** Upsert keys already found declared, as written (`table:a,b`): the check runs once per shape. */
+  const declaredAsWritten = new Set<string>();
+  const changesOf = (projection: ProjectionDefinition, event: ProjectedEvent): RowChange[] => {
+    const changes = changesFor(projection, event);
     for (const change of changes) {
-      if (change.op === 'upsert' && !upsertKeys.has(keySignature(change.table, change.key))) {
+      if (change.op !== 'upsert') continue;
+      const written = `${change.table}:${change.key.join(',')}`;
+      if (declaredAsWritten.has(written)) continue;
+      if (!upsertKeys.has(keySignature(change.table, change.key))) {
         throw new Error(`projection ${projection.name} upserts ${change.table} on (${change.key.join(', ')}), a key its definition does not declare in upsertKeys`);
       }
+      declaredAsWritten.add(written);
     }
     return changes;
   };
@@ -157,11 +168,11 @@ export function createRunner(options: RunnerOptions): Runner {
     }
   }
 
-  /** Which projections still need this event: running, and their checkpoint is below it. */
-  const pending = (checkpoints: Map<string, CheckpointRow>, event: RecordedEvent) =>
+  /** Which projections still need this event: they handle its type, run, and their checkpoint is below it. */
+  const pending = (checkpoints: Map<string, CheckpointRow>, event: ProjectedEvent) =>
     projections.filter((projection) => {
       const checkpoint = checkpoints.get(nameOf(projection))!;
-      return checkpoint.state === 'running' && checkpoint.position < event.globalPosition;
+      return event.type in projection.handlers && checkpoint.state === 'running' && checkpoint.position < event.globalPosition;
     });
 
   async function applyBatch(events: RecordedEvent[]): Promise<void> {
@@ -169,7 +180,7 @@ export function createRunner(options: RunnerOptions): Runner {
     try {
       await inTransaction(async (client, checkpoints) => {
         const changes: RowChange[] = [];
-        for (const event of events) {
+        for (const event of projectedOnce(events)) {
           for (const projection of pending(checkpoints, event)) changes.push(...changesOf(projection, event));
         }
         const sequences = await execute(client, changes);
@@ -192,13 +203,14 @@ export function createRunner(options: RunnerOptions): Runner {
   async function isolateFailure(events: RecordedEvent[], batchError: unknown): Promise<void> {
     let found = false;
     for (const event of events) {
+      const projected = toProjected(event);
       await inTransaction(async (client, checkpoints) => {
         const failedHere: string[] = [];
         const sequences = new Map<string, number>();
-        for (const projection of pending(checkpoints, event)) {
+        for (const projection of projected ? pending(checkpoints, projected) : []) {
           await client.query('SAVEPOINT projection');
           try {
-            for (const [sequence, id] of await execute(client, changesOf(projection, event))) sequences.set(sequence, Math.max(sequences.get(sequence) ?? 0, id));
+            for (const [sequence, id] of await execute(client, changesOf(projection, projected!))) sequences.set(sequence, Math.max(sequences.get(sequence) ?? 0, id));
             await client.query('RELEASE SAVEPOINT projection');
           } catch (error) {
             if (isTransient(error)) throw error;
@@ -230,7 +242,8 @@ export function createRunner(options: RunnerOptions): Runner {
         if (!isTransient(error) || signal?.aborted) throw error;
         const delay = RETRY_DELAYS_MS[Math.min(attempt, RETRY_DELAYS_MS.length - 1)]!;
         logger.warn({ err: error, attempt, delayMs: delay }, 'database unavailable, retrying the batch');
-        await new Promise((resolve) => setTimeout(resolve, delay));
+        await sleep(delay, signal);
+        if (signal?.aborted) throw error;
       }
     }
   }

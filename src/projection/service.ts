@@ -73,6 +73,9 @@ export function createProjectionService(options: ProjectionServiceOptions) {
       await Promise.all(
         [...groups].map(async ([group, projections]) => {
           const logger = options.logger.child({ group });
+          // One runner for the whole run: a failed projection is tried again at a restart (after a
+          // fix), not each time the group is taken over after an outage.
+          const runner = runnerFor(group, projections);
           let failures = 0;
           while (!signal.aborted) {
             const ownership = await acquireOwnership(options.databaseUrl, group, {
@@ -90,7 +93,7 @@ export function createProjectionService(options: ProjectionServiceOptions) {
             logger.info('owning projection group');
             const stop = AbortSignal.any([signal, ownership.lost]);
             try {
-              await runnerFor(group, projections).runLive(stop);
+              await runner.runLive(stop);
               failures = 0;
             } catch (error) {
               if (!isTransient(error)) throw error;
