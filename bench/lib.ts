@@ -5,6 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { DEFAULT_DATABASE_URL, withDefaultUser } from '../src/config.js';
+import { quoteIdent } from '../src/log/postgres/sql.js';
 
 export const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 export const RESULTS_DIR = path.join(BENCH_DIR, 'results');
@@ -65,7 +66,6 @@ async function withAdminClient<T>(url: string, fn: (client: pg.Client, name: str
   }
 }
 
-const quoteIdent = (name: string) => `"${name.replaceAll('"', '""')}"`;
 
 export async function dropDatabase(url: string): Promise<void> {
   await withAdminClient(url, (client, name) => client.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`));

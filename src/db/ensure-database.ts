@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { MIGRATIONS_SCHEMA } from './knex-config.js';
+import { quoteIdent } from '../log/postgres/sql.js';
 
 /**
  * Creates the database named in `url` when it does not exist yet (the contract's default
@@ -17,7 +18,7 @@ export async function ensureDatabase(url: string): Promise<void> {
     const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
     if (rowCount) return;
     try {
-      await client.query(`CREATE DATABASE "${name.replaceAll('"', '""')}"`);
+      await client.query(`CREATE DATABASE ${quoteIdent(name)}`);
     } catch (error) {
       // Another process created it between our check and our CREATE: that is fine.
       if ((error as { code?: string }).code !== '42P04') throw error;

@@ -7,6 +7,7 @@ const SAVE = sqlFile(import.meta.url, 'checkpoint-save.sql');
 const FAIL = sqlFile(import.meta.url, 'checkpoint-fail.sql');
 const RESUME = sqlFile(import.meta.url, 'checkpoint-resume.sql');
 const STATUS = sqlFile(import.meta.url, 'checkpoint-status.sql');
+const DELETE = sqlFile(import.meta.url, 'checkpoint-delete.sql');
 
 type Queryable = pg.Pool | pg.ClientBase;
 
@@ -27,6 +28,10 @@ export interface ProjectionStatus extends CheckpointRow {
 
 export async function ensureCheckpoints(db: Queryable, names: string[]): Promise<void> {
   await db.query(ENSURE, [names]);
+}
+
+export async function deleteCheckpoints(db: Queryable, names: string[]): Promise<void> {
+  await db.query(DELETE, [names]);
 }
 
 export async function resumeFailed(db: Queryable, names: string[]): Promise<void> {

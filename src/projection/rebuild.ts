@@ -31,9 +31,11 @@ import { createPool } from '../db/pool.js';
 import type { EventLog, RecordedEvent } from '../log/types.js';
 import type { Logger } from '../logger.js';
 import { declaredUpsertKeys, keySignature, type ProjectionDefinition } from './definition.js';
+import { deleteCheckpoints, ensureCheckpoints, lockCheckpoints } from './checkpoint.js';
 import { fingerprintChange, fingerprintOf } from './fingerprint.js';
 import { catchUpTogether, createRunner, type Runner } from './runner.js';
 import { readTableDefinitions, type TableDefinition } from './table-definition.js';
+import { quoteIdent as quote, toNumber } from '../log/postgres/sql.js';
 
 const REBUILD_LOCK_CLASS = 7405;
 const SHADOW_PREFIX = 'rebuild:';
@@ -81,7 +83,6 @@ export interface RebuildReport {
   seconds: number;
 }
 
-const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
 const schemaNames = (group: string) => {
   const safe = group.replace(/[^a-z0-9_]/gi, '_').toLowerCase();
   return { shadow: `rebuild_${safe}`, old: `rebuild_old_${safe}` };
@@ -177,7 +178,7 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
     for (const r of rebuilds) {
       // Leftovers of an interrupted run.
       await admin.query(`DROP SCHEMA IF EXISTS ${quote(r.shadow)} CASCADE; DROP SCHEMA IF EXISTS ${quote(r.old)} CASCADE`);
-      await admin.query('DELETE FROM event_store.projections WHERE name = ANY($1)', [r.shadowNames]);
+      await deleteCheckpoints(admin, r.shadowNames);
       await refuseForeignReferences(admin, r);
       r.definitions = await readTableDefinitions(admin, 'public', r.tables);
       // Shadow tables: columns, defaults, keys, checks and cascading foreign keys now; the other
@@ -193,6 +194,9 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
 
     let position = await catchUpTogether(options.log, rebuilds.map((r) => r.runner), feed('fill'));
     interrupted();
+    // A projection that stopped on an event dooms its group's rebuild: say so now, before keys,
+    // indexes and a catch-up that would only read the log again up to the same event.
+    for (const r of rebuilds) await shadowCheckpoints(r, '');
     await options.onPhase?.('filled');
     interrupted();
 
@@ -207,7 +211,7 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
           });
         }
         for (const d of r.definitions) {
-          for (const statement of d.finish) if (!d.beforeLoad.includes(statement)) await admin.query(statement);
+          for (const statement of d.afterLoad) await admin.query(statement);
           for (const statement of d.privileges) await admin.query(statement);
         }
       });
@@ -241,7 +245,7 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
     for (const r of rebuilds.filter((r) => r.created && !r.swapped)) {
       try {
         await admin.query(`DROP SCHEMA IF EXISTS ${quote(r.shadow)} CASCADE`);
-        await admin.query('DELETE FROM event_store.projections WHERE name = ANY($1)', [r.shadowNames]);
+        await deleteCheckpoints(admin, r.shadowNames);
       } catch (cleanup) {
         logger.warn({ err: cleanup, group: r.group }, 'could not drop the shadow tables; the next rebuild will');
       }
@@ -285,27 +289,17 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
     }
   }
 
-  async function swapOnce(r: GroupRebuild, fingerprints: Map<string, string>, lockTimeoutMs: number): Promise<number> {
-    await admin.query('BEGIN');
-    // The live checkpoint rows first, as every runner batch locks them: a serve's batch in flight
-    // commits first, the next one waits for the swap. (Rows created if never built, so that a
-    // serve starting now waits too.)
-    await admin.query('INSERT INTO event_store.projections (name) SELECT unnest($1::text[]) ON CONFLICT (name) DO NOTHING', [r.names]);
-    const { rows: live } = await admin.query<{ position: string }>(
-      'SELECT name, position FROM event_store.projections WHERE name = ANY($1) ORDER BY name FOR UPDATE',
-      [r.names],
-    );
-    // The new tables must hold every event the live ones hold: a serve running during the rebuild
-    // went on from its own position and will not read those events again.
-    const livePosition = Math.max(0, ...live.map((row) => Number(row.position)));
-    const reached = await catchUpTogether(upTo(options.log, livePosition), [r.runner], feed('catch-up', r.group));
-    interrupted();
-    const { rows: shadows } = await admin.query<{ name: string; position: string; state: string; error: string | null; error_position: string | null; error_event_type: string | null; error_event_id: string | null }>(
+  /**
+   * The group's shadow checkpoints (their live names and positions), or the refusal of the rebuild
+   * when one of its projections stopped on an event.
+   */
+  async function shadowCheckpoints(r: GroupRebuild, lock: 'FOR UPDATE' | ''): Promise<{ name: string; position: number }[]> {
+    const { rows } = await admin.query<{ name: string; position: string; state: string; error: string | null; error_position: string | null; error_event_type: string | null; error_event_id: string | null }>(
       `SELECT name, position, state, error, error_position, error_event_type, error_event_id::text
-         FROM event_store.projections WHERE name = ANY($1) ORDER BY name FOR UPDATE`,
+         FROM event_store.projections WHERE name = ANY($1) ORDER BY name ${lock}`,
       [r.shadowNames],
     );
-    for (const shadow of shadows) {
+    return rows.map((shadow) => {
       const name = shadow.name.slice(SHADOW_PREFIX.length);
       if (shadow.state !== 'running') {
         throw new Error(
@@ -313,7 +307,25 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
             `${shadow.error}; the live tables, checkpoints and fingerprints are unchanged`,
         );
       }
-      if (Number(shadow.position) < livePosition) throw new Error(`projection ${name}: the rebuilt tables are at ${shadow.position}, behind the live ones at ${livePosition}`);
+      return { name, position: toNumber(shadow.position) };
+    });
+  }
+
+  async function swapOnce(r: GroupRebuild, fingerprints: Map<string, string>, lockTimeoutMs: number): Promise<number> {
+    await admin.query('BEGIN');
+    // The live checkpoint rows first, as every runner batch locks them: a serve's batch in flight
+    // commits first, the next one waits for the swap. (Rows created if never built, so that a
+    // serve starting now waits too.)
+    await ensureCheckpoints(admin, r.names);
+    const live = await lockCheckpoints(admin, r.names);
+    // The new tables must hold every event the live ones hold: a serve running during the rebuild
+    // went on from its own position and will not read those events again.
+    const livePosition = Math.max(0, ...[...live.values()].map((row) => row.position));
+    const reached = await catchUpTogether(upTo(options.log, livePosition), [r.runner], feed('catch-up', r.group));
+    interrupted();
+    const shadows = await shadowCheckpoints(r, 'FOR UPDATE');
+    for (const shadow of shadows) {
+      if (shadow.position < livePosition) throw new Error(`projection ${shadow.name}: the rebuilt tables are at ${shadow.position}, behind the live ones at ${livePosition}`);
     }
 
     // Every live table at once; a reader that holds one makes this attempt give up, not wait.
@@ -332,11 +344,11 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
         [projection.name, `${SHADOW_PREFIX}${projection.name}`, fingerprints.get(projection.name)],
       );
     }
-    await admin.query('DELETE FROM event_store.projections WHERE name = ANY($1)', [r.shadowNames]);
+    await deleteCheckpoints(admin, r.shadowNames);
     await options.onPhase?.('swapping');
     interrupted();
     await admin.query('COMMIT');
-    return Math.max(reached, ...shadows.map((shadow) => Number(shadow.position)));
+    return Math.max(reached, ...shadows.map((shadow) => shadow.position));
   }
 }
 

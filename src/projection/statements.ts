@@ -9,13 +9,13 @@
  */
 import type { Row, RowChange } from './definition.js';
 import type { TableInfo } from './columns.js';
+import { quoteIdent as quote } from '../log/postgres/sql.js';
 
 export interface Statement {
   text: string;
   values: unknown[];
 }
 
-const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
 
 function shapeOf(change: RowChange): string {
   switch (change.op) {

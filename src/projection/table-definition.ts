@@ -7,6 +7,7 @@
  * fingerprint; the owner and privileges are carried over too, but are not part of a fingerprint.
  */
 import type pg from 'pg';
+import { quoteIdent as quote } from '../log/postgres/sql.js';
 
 export interface TableDefinition {
   table: string;
@@ -24,6 +25,8 @@ export interface TableDefinition {
    * cascades as it does live. The others only check, and are added after the load.
    */
   beforeLoad: string[];
+  /** The rest of `finish`: added once the load is done. */
+  afterLoad: string[];
   /**
    * The owner (when it is not the user reading the definition) and the privileges granted on the
    * table and its sequences: a reader's role keeps its access to a rebuilt table.
@@ -31,7 +34,6 @@ export interface TableDefinition {
   privileges: string[];
 }
 
-const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
 
 export async function readTableDefinitions(client: pg.ClientBase, schema: string, tables: string[]): Promise<TableDefinition[]> {
   await client.query(`SET search_path TO ${quote(schema)}`);
@@ -101,6 +103,9 @@ async function readOne(client: pg.ClientBase, schema: string, table: string): Pr
   const loadConstraints = constraints.filter((c) => c.type !== 'f').map((c) => `CONSTRAINT ${quote(c.name)} ${c.definition}`);
   const addForeignKey = (c: { name: string; definition: string }) => `ALTER TABLE ${quote(table)} ADD CONSTRAINT ${quote(c.name)} ${c.definition}`;
   const owner = acl.find((row) => row.owner)?.owner;
+  const foreignKeys = constraints.filter((c) => c.type === 'f');
+  // pg_get_indexdef qualifies the table whatever the search_path: unqualify it.
+  const plainIndexes = indexes.map((i) => i.definition.replace(` ON ${schema}.`, ' ON ').replace(` ON ${quote(schema)}.`, ' ON '));
   return {
     table,
     sequences: sequences.map(
@@ -108,12 +113,9 @@ async function readOne(client: pg.ClientBase, schema: string, table: string): Pr
     ),
     create: `CREATE TABLE ${quote(table)} (\n  ${[...columnLines, ...loadConstraints].join(',\n  ')}\n)`,
     ownership: sequences.map((s) => `ALTER SEQUENCE ${quote(s.name)} OWNED BY ${quote(table)}.${quote(s.column)}`),
-    finish: [
-      ...constraints.filter((c) => c.type === 'f').map(addForeignKey),
-      // pg_get_indexdef qualifies the table whatever the search_path: unqualify it.
-      ...indexes.map((i) => i.definition.replace(` ON ${schema}.`, ' ON ').replace(` ON ${quote(schema)}.`, ' ON ')),
-    ],
-    beforeLoad: constraints.filter((c) => c.acts).map(addForeignKey),
+    finish: [...foreignKeys.map(addForeignKey), ...plainIndexes],
+    beforeLoad: foreignKeys.filter((c) => c.acts).map(addForeignKey),
+    afterLoad: [...foreignKeys.filter((c) => !c.acts).map(addForeignKey), ...plainIndexes],
     privileges: [
       // ALTER TABLE ... OWNER TO also gives the table's sequences to the new owner.
       ...(owner ? [`ALTER TABLE ${quote(table)} OWNER TO ${owner}`] : []),

@@ -14,6 +14,7 @@ import type { ProjectionDefinition } from '../../src/projection/definition.js';
 import { createProjectionService } from '../../src/projection/service.js';
 import { condaStoreProjections } from '../../projections/index.js';
 import { freshDatabase } from './database.js';
+import { quoteIdent as quote } from '../../src/log/postgres/sql.js';
 
 export const silentLogger = createLogger('silent');
 
@@ -44,7 +45,6 @@ export const ID_TABLES = TABLES.filter((table) => TABLE_KEYS[table][0] === 'id' 
 
 type Queryable = pg.Pool | pg.Client | pg.PoolClient;
 
-const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
 const orderBy = (table: TableName) => TABLE_KEYS[table].map((column) => `t.${quote(column)}`).join(', ');
 
 /** Runs `fn` with a database: a pool or client as given, or a short-lived client for a URL. */

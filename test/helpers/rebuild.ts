@@ -22,12 +22,12 @@ export const PROJECTION_TABLES: string[] = allProjections.flatMap((projection) =
 /** Advisory-lock class of a running rebuild (src/projection/rebuild.ts). */
 const REBUILD_LOCK_CLASS = 7405;
 
-const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
 
 // ---------------------------------------------------------------------------------------------
 // Databases
 
 import { copyOf, dropDatabase, urlFor, withAdmin } from './database.js';
+import { quoteIdent as quote } from '../../src/log/postgres/sql.js';
 
 export { copyOf, dropDatabase, urlFor, withAdmin };
 

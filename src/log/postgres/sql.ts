@@ -11,3 +11,8 @@ export function toNumber(value: string | number): number {
   if (!Number.isSafeInteger(n)) throw new Error(`integer out of range: ${value}`);
   return n;
 }
+
+/** An SQL identifier, double-quoted (embedded quotes doubled): for names that cannot be parameters. */
+export function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
