@@ -19,8 +19,8 @@ export type { AppendedEvent, AppendRequest, EventInput, EventLog, KeyClaim, KeyR
 export * from './catalogue/index.js';
 
 // Append-time rules, and appending validated envelopes through them.
-export { appendEnvelopes, decide, isStaleDecision, keyChanges, RuleViolationError, toAppendRequest, type Decision } from './decide/index.js';
-export { appendBatch, type BatchOutcome } from './decide/append-batch.js';
+export { decide, isStaleDecision, keyChanges, RuleViolationError, toAppendRequest, type Decision } from './decide/index.js';
+export { appendBatch, appendEnvelopes, type BatchOutcome } from './decide/append-batch.js';
 
 // Projections: definitions, the service that keeps them current, conda-store's projections.
 export { createProjectionService, type ProjectionServiceOptions } from './projection/service.js';

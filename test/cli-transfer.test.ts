@@ -178,6 +178,8 @@ test('append: malformed and refused lines are reported with their line numbers; 
     channel: envelopeFor('CondaChannelRegistered', { channel_id: 1, name: 'conda-forge' }),
     setting: envelopeFor('SettingStored', { id: 1, prefix: 'setting', key: 'conda_included_packages', value: ['ipykernel'] }),
   };
+  // Random, so that compression cannot bring it under the btree limit of the stream index.
+  const longPrefix = crypto.randomBytes(4000).toString('hex');
   const namespaceCreated = (data: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
     JSON.stringify({ id: crypto.randomUUID(), type: 'NamespaceCreated', stream: `namespace-${String(data.namespace_id)}`, data, ...extra });
 
@@ -207,6 +209,12 @@ test('append: malformed and refused lines are reported with their line numbers; 
     {
       text: JSON.stringify(envelopeFor('NamespaceMetadataUpdated', { namespace_id: 1, metadata_: { stolen: true } }, { id: namespace.id })),
       expect: new RegExp(`event ${namespace.id} is already in the log with different content`),
+    },
+    // The database's own refusals of an event's content: the line is reported, the file goes on.
+    { text: namespaceCreated({ namespace_id: 8, name: 'eight', metadata_: { note: 'a\u0000b' } }), expect: /the database cannot store this event: unsupported Unicode escape sequence/ },
+    {
+      text: JSON.stringify(envelopeFor('SettingStored', { id: 2, prefix: longPrefix, key: 'k', value: 1 })),
+      expect: /the database refused this event: index row size \d+ exceeds btree version 4 maximum 2704/,
     },
     { text: JSON.stringify(valid.environment), valid: valid.environment },
     { text: JSON.stringify(valid.channel), valid: valid.channel },

@@ -9,7 +9,7 @@
  * exactly those of the same history appended directly.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
@@ -286,6 +286,9 @@ interface CorpusEntry {
 }
 
 /** Messages that are wrong whatever the log holds: published among the valid ones. */
+/** Random, so that compression cannot bring it under the btree limit. */
+const LONG_PREFIX = randomBytes(4000).toString('hex');
+
 const MALFORMED: CorpusEntry[] = [
   { what: 'empty body', body: '', reason: /empty message body/ },
   { what: 'not UTF-8', body: new Uint8Array([0xff, 0xfe, 0x7b, 0x22]), reason: /not valid UTF-8/ },
@@ -324,6 +327,12 @@ const MALFORMED: CorpusEntry[] = [
   { what: 'empty id', body: ns({ namespace_id: 51, name: 'x51' }, { id: '' }), reason: /\/id: must be a UUID/ },
   { what: 'NUL character in the id', body: ns({ namespace_id: 52, name: 'x52' }, { id: 'a\u0000b' }), reason: /\/id: must be a UUID .*\(got "a\\u0000b"\)/ },
   { what: 'a raw NUL byte in the body', body: '{"id": "\u0000"}', reason: /not valid JSON: Bad control character in string literal/ },
+  {
+    what: 'a setting prefix too long for the stream index (the database refuses it: SQLSTATE 54000)',
+    subjectType: 'SettingStored',
+    body: JSON.stringify({ id: UUID(), type: 'SettingStored', stream: `keyvaluestore-${LONG_PREFIX}`, data: { id: 9, prefix: LONG_PREFIX, key: 'k', value: 1 } }),
+    reason: /^SettingStored on keyvaluestore-[0-9a-f]{8000}: the database refused this event: index row size \d+ exceeds btree version 4 maximum 2704/,
+  },
   { what: 'NUL character in free-form JSON (jsonb cannot store it)', body: ns({ namespace_id: 53, name: 'x53', metadata_: { note: 'a\u0000b' } }), reason: /NamespaceCreated on namespace-53: the database cannot store this event: unsupported Unicode escape sequence/ },
 ];
 

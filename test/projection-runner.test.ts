@@ -10,7 +10,8 @@ import { createHash } from 'node:crypto';
 import test, { type ExecutionContext } from 'ava';
 import type { Envelope, EventData, EventType } from '../src/catalogue/index.js';
 import { validateEnvelope } from '../src/catalogue/index.js';
-import { appendEnvelopes, RuleViolationError } from '../src/decide/index.js';
+import { appendBatch, appendEnvelopes } from '../src/decide/append-batch.js';
+import { decide, isStaleDecision, RuleViolationError } from '../src/decide/index.js';
 import { DuplicateKeyError, PreconditionFailedError, WrongExpectedVersionError } from '../src/log/errors.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import type { EventLog } from '../src/log/types.js';
@@ -674,3 +675,23 @@ for (const refusal of refusals) {
     t.true(Object.values(await checkpointRows(db.url)).every((c) => c.state === 'running' && c.position === head));
   });
 }
+
+test('a decision made stale by a concurrent append is refused by the log (version precondition), then decided again', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  await appendEnvelopes(db.log, baseHistory());
+  // Build 2 is QUEUED: starting it is allowed, and the decision records the version it read.
+  const start = envelopeFor('BuildStarted', { build_id: 2, started_on: '2024-03-02T11:00:00Z' });
+  const [decision] = await decide(db.log, [start]);
+  t.like(decision!.request!.preconditions?.find((p) => p.kind === 'version'), { stream: 'build-2', version: 0 });
+  // Meanwhile another writer cancels the build.
+  await appendEnvelopes(db.log, [envelopeFor('BuildCanceled', { build_id: 2, ended_on: '2024-03-02T10:59:00Z' })]);
+
+  const stale = await t.throwsAsync(db.log.append(decision!.request!), { instanceOf: PreconditionFailedError });
+  t.like(stale, { condition: 'version', stream: 'build-2' });
+  t.true(isStaleDecision(stale));
+  // Decided again (what appendEnvelopes and appendBatch do), the rule now refuses it.
+  await t.throwsAsync(appendEnvelopes(db.log, [start]), { instanceOf: RuleViolationError, message: /the build is CANCELED \(allowed: QUEUED\)/ });
+  const [outcome] = await appendBatch(db.log, [start]);
+  t.like(outcome, { status: 'rejected', reason: 'BuildStarted on build-2: the build is CANCELED (allowed: QUEUED)' });
+});

@@ -24,7 +24,7 @@ import knexFactory from 'knex';
 import type { Envelope } from '../src/catalogue/index.js';
 import { prepareDatabase } from '../src/db/ensure-database.js';
 import { knexConfig } from '../src/db/knex-config.js';
-import { appendEnvelopes } from '../src/decide/index.js';
+import { appendEnvelopes } from '../src/decide/append-batch.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import type { EventLog } from '../src/log/types.js';
 import { defineProjection, type ProjectionDefinition } from '../src/projection/definition.js';

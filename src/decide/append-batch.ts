@@ -12,13 +12,17 @@
  *   checked against the log (a duplicate when identical, refused when not).
  * - Duplicates: an event already in the log is a duplicate, never a rejection, even when its
  *   rule no longer holds (a BuildStarted delivered again after the build completed).
- * - An event the database cannot store (a NUL character in free-form JSON) is rejected too.
- * - Infrastructure errors (database down) are thrown: nothing is reported for the batch, and
- *   the caller retries it; events appended before the failure are then duplicates.
+ * - An event the database refuses for its own content is rejected too: a NUL character in
+ *   free-form JSON (class 22), a value too large to index (54), an integrity error (23); so is an
+ *   event that makes deciding fail with an error of ours. One such event never blocks the others.
+ * - Infrastructure errors (database down, permissions, a missing table) are thrown: nothing is
+ *   reported for the batch, and the caller retries it; events appended before the failure are
+ *   then duplicates.
  */
 import { isDeepStrictEqual } from 'node:util';
 import type { Envelope } from '../catalogue/index.js';
 import { EventLogError } from '../log/errors.js';
+import { isTransient } from '../projection/transient.js';
 import type { AppendedEvent, EventLog } from '../log/types.js';
 import { decide, isStaleDecision, type Decision } from './index.js';
 
@@ -28,12 +32,26 @@ export type BatchOutcome =
   | { status: 'rejected'; error: Error; reason: string };
 
 /**
- * The database refused the event's data (SQLSTATE class 22, data exception: a NUL character or a
- * lone surrogate in free-form JSON, which jsonb cannot store): the event's fault, like a refusal.
+ * Why an error is the event's fault rather than the system's, or undefined when it is the
+ * system's. The log's own refusals (EventLogError) are handled apart; transient errors are never
+ * the event's fault.
  */
-function isDataException(error: unknown): error is Error {
-  const code = (error as { code?: unknown })?.code;
-  return error instanceof Error && typeof code === 'string' && code.startsWith('22');
+function eventsFault(error: unknown): string | undefined {
+  if (!(error instanceof Error) || error instanceof EventLogError || isTransient(error)) return undefined;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code !== 'string') return `could not be appended: ${error.message}`; // ours, on this event
+  // A NUL character or a lone surrogate in free-form JSON, which jsonb cannot store.
+  if (code.startsWith('22')) return `the database cannot store this event: ${error.message}`;
+  // Integrity, and program limits such as a stream name too long for its index.
+  if (code.startsWith('23') || code.startsWith('54')) return `the database refused this event: ${error.message}`;
+  return undefined;
+}
+
+/** The outcome of an envelope that failed with `error`: rejected when it is the event's fault, else thrown. */
+function rejectedOrThrow(error: unknown): BatchOutcome {
+  const reason = eventsFault(error);
+  if (reason === undefined) throw error;
+  return { status: 'rejected', error: error as Error, reason };
 }
 
 /** How many times a chunk (or one envelope) is decided again when a stream it read moved meanwhile. */
@@ -78,29 +96,54 @@ async function alreadyInLog(log: EventLog, envelope: Envelope): Promise<Appended
   };
 }
 
-async function refusal(log: EventLog, envelope: Envelope, error: Error): Promise<BatchOutcome> {
+/**
+ * A rule refused the envelope: it may still be a duplicate (a BuildStarted delivered again after
+ * its build completed). The log never refuses an event it already holds, so its own refusals need
+ * no such lookup.
+ */
+async function ruleRefusal(log: EventLog, envelope: Envelope, error: Error): Promise<BatchOutcome> {
   const existing = await alreadyInLog(log, envelope);
   if (existing) return { status: 'duplicate', event: existing };
-  return { status: 'rejected', error, reason: error.message };
+  return rejected(error);
 }
+
+const rejected = (error: Error): BatchOutcome => ({ status: 'rejected', error, reason: error.message });
 
 const outcomeOf = (event: AppendedEvent): BatchOutcome => (event.duplicate ? { status: 'duplicate', event } : { status: 'appended', event });
 
 /** One envelope on its own: decided, appended, decided again if stale. */
 async function appendOne(log: EventLog, envelope: Envelope): Promise<BatchOutcome> {
   for (let attempt = 0; ; attempt++) {
-    const [decision] = await decide(log, [envelope]);
-    if (decision!.error) return refusal(log, envelope, decision!.error);
+    let decision: Decision;
     try {
-      const [event] = await log.append(decision!.request!);
+      [decision] = (await decide(log, [envelope])) as [Decision];
+    } catch (error) {
+      return rejectedOrThrow(error);
+    }
+    if (decision.error) return ruleRefusal(log, envelope, decision.error);
+    try {
+      const [event] = await log.append(decision.request);
       return outcomeOf(event!);
     } catch (error) {
-      if (isDataException(error)) return { status: 'rejected', error, reason: `the database cannot store this event: ${error.message}` };
-      if (!(error instanceof EventLogError)) throw error;
+      if (!(error instanceof EventLogError)) return rejectedOrThrow(error);
       if (isStaleDecision(error) && attempt < STALE_RETRIES) continue;
-      return refusal(log, envelope, error);
+      return rejected(error);
     }
   }
+}
+
+/**
+ * Decides and appends envelopes one by one (the simple path for producers and tests), each as the
+ * bulk path would on its own. Throws the rule or log error of the first envelope refused.
+ */
+export async function appendEnvelopes(log: EventLog, envelopes: Envelope[]): Promise<AppendedEvent[]> {
+  const appended: AppendedEvent[] = [];
+  for (const envelope of envelopes) {
+    const outcome = await appendOne(log, envelope);
+    if (outcome.status === 'rejected') throw outcome.error;
+    appended.push(outcome.event);
+  }
+  return appended;
 }
 
 const sameEvent = (a: Envelope, b: Envelope) =>
@@ -114,14 +157,21 @@ const sameEvent = (a: Envelope, b: Envelope) =>
  */
 async function appendChunk(log: EventLog, chunk: Envelope[], repeatedIds?: Set<string>): Promise<BatchOutcome[] | undefined> {
   for (let attempt = 0; attempt <= STALE_RETRIES; attempt++) {
-    const decisions: Decision[] = await decide(log, chunk);
+    let decisions: Decision[];
+    try {
+      decisions = await decide(log, chunk);
+    } catch (error) {
+      if (eventsFault(error) === undefined) throw error;
+      if (repeatedIds) return undefined;
+      break; // deciding failed on some envelope: find which, one by one
+    }
     if (repeatedIds && decisions.some((decision, i) => decision.error && repeatedIds.has(chunk[i]!.id))) return undefined;
     const requests = decisions.flatMap((decision) => (decision.request ? [decision.request] : []));
     let appended: AppendedEvent[];
     try {
       appended = await log.append(requests);
     } catch (error) {
-      if (!(error instanceof EventLogError) && !isDataException(error)) throw error;
+      if (!(error instanceof EventLogError) && eventsFault(error) === undefined) throw error;
       if (isStaleDecision(error)) continue;
       if (repeatedIds) return undefined; // replayed one by one, repeats in their places
       break; // one envelope is refused: find which, one by one
@@ -131,7 +181,7 @@ async function appendChunk(log: EventLog, chunk: Envelope[], repeatedIds?: Set<s
     let next = 0;
     for (let i = 0; i < chunk.length; i++) {
       const { error } = decisions[i]!;
-      outcomes.push(error ? await refusal(log, chunk[i]!, error) : outcomeOf(appended[next++]!));
+      outcomes.push(error ? await ruleRefusal(log, chunk[i]!, error) : outcomeOf(appended[next++]!));
     }
     return outcomes;
   }

@@ -7,7 +7,7 @@
  */
 import type { Envelope } from '../catalogue/index.js';
 import { PreconditionFailedError } from '../log/errors.js';
-import type { AppendedEvent, AppendRequest, EventLog, ExpectedVersion, Precondition } from '../log/types.js';
+import type { AppendRequest, EventLog, ExpectedVersion, Precondition } from '../log/types.js';
 import { allowedFrom, evolveBuild, initialBuildState, type BuildState } from './build-state.js';
 import { RuleViolationError } from './errors.js';
 import { keyChanges } from './keys.js';
@@ -100,28 +100,10 @@ export async function decide(log: EventLog, envelopes: Envelope[]): Promise<Deci
   return decisions;
 }
 
-/** True when an append failed only because a stream read by `decide` moved: decide again. */
-export function isStaleDecision(error: unknown): boolean {
-  return error instanceof PreconditionFailedError && error.message.endsWith(STALE);
-}
-
 /**
- * Decides and appends envelopes one by one (the simple path for producers and tests); a stale
- * decision is taken again. Throws the rule or log error of the first envelope refused.
+ * True when an append failed only because a stream read by `decide` moved: decide again. Only
+ * `decide` adds `version` preconditions (producers' requests carry expected versions instead).
  */
-export async function appendEnvelopes(log: EventLog, envelopes: Envelope[]): Promise<AppendedEvent[]> {
-  const appended: AppendedEvent[] = [];
-  for (const envelope of envelopes) {
-    for (let attempt = 0; ; attempt++) {
-      const [decision] = await decide(log, [envelope]);
-      if (decision!.error) throw decision!.error;
-      try {
-        appended.push(...(await log.append(decision!.request!)));
-        break;
-      } catch (error) {
-        if (!isStaleDecision(error) || attempt >= 5) throw error;
-      }
-    }
-  }
-  return appended;
+export function isStaleDecision(error: unknown): boolean {
+  return error instanceof PreconditionFailedError && error.condition === 'version';
 }

@@ -28,7 +28,7 @@ import type { ConsumerInfo, JetStreamManager, JsMsg, NatsConnection } from 'nats
 import pg from 'pg';
 import { createPool } from '../db/pool.js';
 import { EventValidationError, validateEnvelope, type Envelope } from '../catalogue/index.js';
-import { appendBatch, type BatchOutcome } from '../decide/append-batch.js';
+import { appendBatch } from '../decide/append-batch.js';
 import type { AppendedEvent, EventLog } from '../log/types.js';
 import type { Logger } from '../logger.js';
 import { acquireOwnership } from '../projection/ownership.js';
@@ -134,18 +134,6 @@ export function parseMessage(msg: Pick<JsMsg, 'data' | 'subject'>, names: Ingest
  */
 function textColumn(text: string): string {
   return text.replace(/\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
-}
-
-/**
- * An append error that may come from the event itself rather than from the system: integrity
- * (23) and program-limit (54) errors of the database, or an exception without an SQLSTATE (ours,
- * on this event's data). Data exceptions (22) are already refusals (appendBatch).
- */
-function mayBeTheEventsFault(error: unknown): boolean {
-  if (isTransient(error)) return false;
-  const code = (error as { code?: unknown })?.code;
-  if (typeof code !== 'string') return true;
-  return code.startsWith('23') || code.startsWith('54');
 }
 
 function headersOf(msg: JsMsg): Record<string, string[]> {
@@ -298,41 +286,12 @@ export function createIngester(options: IngesterOptions): Ingester {
     };
   }
 
-  /**
-   * Appends the valid messages of a batch. An error that may be one event's fault rather than the
-   * system's (a database error of class 23 integrity or 54 program limit, e.g. a key too large to
-   * index, or an exception of ours while deciding) fails the batch as a whole; it is then tried
-   * message by message, and the message that still fails is rejected with that error rather than
-   * blocking every message behind it. Any other error (database down, permission denied, a table
-   * missing) is the system's: the batch is retried, nothing is rejected because of it.
-   */
-  async function appendValid(valid: Parsed[]): Promise<BatchOutcome[]> {
-    const envelopes = valid.map((p) => p.envelope!);
-    try {
-      return await appendBatch(log, envelopes);
-    } catch (error) {
-      if (!mayBeTheEventsFault(error)) throw error;
-      logger.warn({ err: error }, 'batch failed on an error that may be one event\'s fault; appending its messages one by one');
-    }
-    const outcomes: BatchOutcome[] = [];
-    for (const envelope of envelopes) {
-      try {
-        outcomes.push(...(await appendBatch(log, [envelope])));
-      } catch (error) {
-        if (!mayBeTheEventsFault(error)) throw error;
-        const err = error instanceof Error ? error : new Error(String(error));
-        outcomes.push({ status: 'rejected', error: err, reason: `could not be appended: ${err.message}` });
-      }
-    }
-    return outcomes;
-  }
-
   async function processBatch(pool: pg.Pool, counters: ReturnType<typeof createCounters>, batch: JsMsg[]): Promise<IngestBatchReport> {
     const started = performance.now();
     const parsed: Parsed[] = batch.map((msg) => ({ msg, ...parseMessage(msg, names) }));
     const valid = parsed.filter((p) => p.envelope);
     const validated = performance.now();
-    const outcomes = valid.length ? await appendValid(valid) : [];
+    const outcomes = valid.length ? await appendBatch(log, valid.map((p) => p.envelope!)) : [];
     const appendedAt = performance.now();
     const rejections = parsed.filter((p) => p.reason !== undefined).map((p) => ({ parsed: p, reason: p.reason! }));
     const appended: AppendedEvent[] = [];

@@ -36,7 +36,8 @@ export class DuplicateKeyError extends EventLogError {
 /** A precondition on another stream (exists, has no children, is at a version) did not hold. */
 export class PreconditionFailedError extends EventLogError {
   override name = 'PreconditionFailedError';
-  constructor(message: string, readonly stream: string, readonly subject: string) {
+  /** `condition`: the kind of precondition that failed ('exists', 'key', 'child_of', 'version', 'no_children'). */
+  constructor(message: string, readonly stream: string, readonly subject: string, readonly condition: string) {
     super(message);
   }
 }

@@ -6,7 +6,7 @@
 import type { ExecutionContext } from 'ava';
 import pg from 'pg';
 import type { Envelope } from '../../src/catalogue/index.js';
-import { appendEnvelopes } from '../../src/decide/index.js';
+import { appendEnvelopes } from '../../src/decide/append-batch.js';
 import { createPostgresEventLog } from '../../src/log/postgres/index.js';
 import type { AppendedEvent, EventLog } from '../../src/log/types.js';
 import { createLogger } from '../../src/logger.js';

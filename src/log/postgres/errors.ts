@@ -34,7 +34,7 @@ export function translateError(error: unknown): unknown {
     case 'CS004':
       return new DuplicateKeyError(pgError.message, String(detail.key), String(detail.value), detail.taken_by as string | undefined);
     case 'CS005':
-      return new PreconditionFailedError(pgError.message, String(detail.stream), String(detail.subject));
+      return new PreconditionFailedError(pgError.message, String(detail.stream), String(detail.subject), String(detail.condition));
     default:
       return new EventLogError(pgError.message);
   }
