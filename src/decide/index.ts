@@ -64,6 +64,15 @@ function buildStates(log: EventLog) {
   };
 }
 
+/** The build stream an envelope's rules concern: its own, or the build it makes current. */
+function buildStreamOf(envelope: Envelope): string | undefined {
+  if (envelope.type === 'EnvironmentCurrentBuildSet') return `build-${envelope.data.current_build_id}`;
+  return envelope.stream.startsWith('build-') ? envelope.stream : undefined;
+}
+
+/** The build stream whose state deciding `envelope` reads (a BuildScheduled starts one: nothing to read). */
+const buildStateRead = (envelope: Envelope) => (envelope.type === 'BuildScheduled' ? undefined : buildStreamOf(envelope));
+
 export type Decision = { request: AppendRequest; error?: undefined } | { request?: undefined; error: Error };
 
 /**
@@ -73,12 +82,15 @@ export type Decision = { request: AppendRequest; error?: undefined } | { request
  */
 export async function decide(log: EventLog, envelopes: Envelope[]): Promise<Decision[]> {
   const builds = buildStates(log);
+  // The builds whose state a rule reads, from the log all at once (the pool runs the reads side
+  // by side) rather than one after the other as the loop meets them.
+  await Promise.all([...new Set(envelopes.flatMap((envelope) => buildStateRead(envelope) ?? []))].map((stream) => builds.get(stream)));
   const decisions: Decision[] = [];
   for (const envelope of envelopes) {
     try {
       const request = toAppendRequest(envelope);
-      const buildStream = envelope.type === 'EnvironmentCurrentBuildSet' ? `build-${envelope.data.current_build_id}` : envelope.stream.startsWith('build-') ? envelope.stream : undefined;
-      if (buildStream && envelope.type !== 'BuildScheduled') {
+      const buildStream = buildStateRead(envelope);
+      if (buildStream) {
         const entry = await builds.get(buildStream);
         const allowed = envelope.type === 'EnvironmentCurrentBuildSet' ? (['COMPLETED'] as const) : allowedFrom[envelope.type];
         if (allowed && !(entry.state.status && allowed.includes(entry.state.status))) {
@@ -90,7 +102,7 @@ export async function decide(log: EventLog, envelopes: Envelope[]): Promise<Deci
           request.preconditions = [...(request.preconditions ?? []), check];
         }
       }
-      if (buildStream === envelope.stream) builds.advance(envelope.stream, envelope.type);
+      if (buildStreamOf(envelope) === envelope.stream) builds.advance(envelope.stream, envelope.type);
       decisions.push({ request });
     } catch (error) {
       if (!(error instanceof RuleViolationError)) throw error;

@@ -29,4 +29,7 @@ WITH locks AS MATERIALIZED (
 SELECT least(
   (SELECT xmax FROM snapshot),
   (SELECT min(xid) FROM appenders)
-)::text AS bound
+)::text AS bound,
+-- The head as this statement sees it: when the events below the bound stop short of it, a
+-- committed event waits behind an appender in flight (the reader waits, it does not skip).
+(SELECT coalesce(max(global_position), 0) FROM event_store.events)::text AS head

@@ -49,11 +49,12 @@ export async function readStream(pool: pg.Pool | pg.PoolClient, stream: string, 
 /**
  * One batch of the global log from `from` (inclusive), only as far as is safe to read: the bound
  * comes from one statement, the events from the next (its snapshot must be the later one).
+ * `head`: the last position committed when the bound was taken.
  */
-export async function readBatch(pool: pg.Pool | pg.PoolClient, from: number, limit: number): Promise<RecordedEvent[]> {
-  const { rows: [bound] } = await pool.query<{ bound: string }>({ name: 'cse_read_bound', text: READ_BOUND_SQL });
+export async function readBatch(pool: pg.Pool | pg.PoolClient, from: number, limit: number): Promise<{ events: RecordedEvent[]; head: number }> {
+  const { rows: [bound] } = await pool.query<{ bound: string; head: string }>({ name: 'cse_read_bound', text: READ_BOUND_SQL });
   const { rows } = await pool.query<EventRow>({ name: 'cse_read_all', text: READ_ALL_SQL, values: [from, limit, bound!.bound] });
-  return rows.map(toRecorded);
+  return { events: rows.map(toRecorded), head: toNumber(bound!.head) };
 }
 
 export async function headPosition(pool: pg.Pool | pg.PoolClient): Promise<number> {

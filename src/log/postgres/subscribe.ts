@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { RecordedEvent, SubscribeOptions } from '../types.js';
-import { headPosition, readBatch } from './read.js';
+import { readBatch } from './read.js';
 import type { Wakeups } from './wakeups.js';
 
 /** How long a live subscription sleeps without a notification before it looks anyway. */
@@ -26,14 +26,15 @@ export async function* readLog(
   let next = options.from ?? 1;
   let heldBackRounds = 0;
   while (!signal?.aborted) {
-    const batch = await readBatch(pool, next, batchSize);
+    const { events: batch, head } = await readBatch(pool, next, batchSize);
     if (batch.length > 0) {
       next = batch[batch.length - 1]!.globalPosition + 1;
       heldBackRounds = 0;
       yield batch;
       if (batch.length === batchSize) continue;
     }
-    if ((await headPosition(pool)) >= next) {
+    // Committed events past what was read: they wait behind an appender still in flight.
+    if (head >= next) {
       const delay = HELD_BACK_DELAYS_MS[Math.min(heldBackRounds++, HELD_BACK_DELAYS_MS.length - 1)]!;
       await wakeups.wait(delay, signal);
       continue;
