@@ -236,6 +236,45 @@ export function logContract(test: TestFn, makeLog: LogFactory, backend: string):
     t.is((await collect(log.readAll())).length, 3);
   });
 
+  it('releases apply in call order within one append: the groups before a purge and after it see it in order', async (t, log) => {
+    await log.append({ stream: 'namespace-1', events: events(1), claims: [{ name: 'stream', value: 'namespace-1' }, { name: 'namespace.name', value: 'default' }] });
+    // One call: a group before the purge, the purge (it gives the name up), a namespace that takes
+    // the name, and an environment that needs the groups before it.
+    await log.append([
+      { stream: 'namespace-3', events: events(1), claims: [{ name: 'stream', value: 'namespace-3' }] },
+      { stream: 'namespace-1', events: events(1), releases: [{ name: 'namespace.name' }] },
+      { stream: 'namespace-2', events: events(1), claims: [{ name: 'stream', value: 'namespace-2' }, { name: 'namespace.name', value: 'default' }] },
+      {
+        stream: 'environment-1',
+        events: events(1),
+        claims: [{ name: 'stream', value: 'environment-1', parent: 'namespace-2' }],
+        preconditions: [
+          { kind: 'exists', stream: 'namespace-2', message: 'namespace 2 does not exist' },
+          { kind: 'exists', stream: 'namespace-3', message: 'namespace 3 does not exist' },
+        ],
+      },
+    ]);
+    t.is(await log.headPosition(), 5);
+    // The other way round in one call: the claim comes before the release, so the name is still taken.
+    const error = await t.throwsAsync(
+      log.append([
+        { stream: 'namespace-5', events: events(1), claims: [{ name: 'namespace.name', value: 'default' }] },
+        { stream: 'namespace-2', events: events(1), releases: [{ name: 'namespace.name' }] },
+      ]),
+      { instanceOf: DuplicateKeyError },
+    );
+    t.is(error!.takenBy, 'namespace-2');
+    // A precondition after the purge in the same call sees the children it left.
+    await t.throwsAsync(
+      log.append([
+        { stream: 'namespace-3', events: events(1), releases: [{ name: 'stream' }] },
+        { stream: 'environment-1', events: events(1), preconditions: [{ kind: 'exists', stream: 'namespace-3', message: 'namespace 3 is gone' }] },
+      ]),
+      { instanceOf: PreconditionFailedError, message: 'namespace 3 is gone' },
+    );
+    t.is(await log.headPosition(), 5);
+  });
+
   it('reads a stream forward and backward from a version', async (t, log) => {
     await log.append({ stream: 'r', events: events(5) });
     const versions = async (options: Parameters<EventLog['readStream']>[1]) => (await log.readStream('r', options)).map((e) => e.streamVersion);
