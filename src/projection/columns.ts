@@ -3,7 +3,6 @@ import type pg from 'pg';
 export interface ColumnInfo {
   /** The column's type as a cast: `integer`, `character varying(255)`, `json`, ... */
   type: string;
-  json: boolean;
 }
 
 export interface TableInfo {
@@ -15,8 +14,8 @@ export interface TableInfo {
 }
 
 /**
- * Column types of the projection tables, read once from the catalog: the runner casts every
- * parameter to its column's type, so set-based statements (unnest of arrays) need no guessing.
+ * Column types of the projection tables, read once from the catalog: the runner types every
+ * field of its set-based statements as its column (json_to_recordset), so nothing is guessed.
  */
 export async function describeTables(client: pg.ClientBase, tables: string[], schema = 'public'): Promise<Map<string, TableInfo>> {
   const { rows } = await client.query<{ table: string; column: string; type: string; sequence: string | null }>(
@@ -33,7 +32,7 @@ export async function describeTables(client: pg.ClientBase, tables: string[], sc
   for (const row of rows) {
     let table = info.get(row.table);
     if (!table) info.set(row.table, (table = { columns: new Map(), idSequence: undefined, rank: 0 }));
-    table.columns.set(row.column, { type: row.type, json: row.type === 'json' || row.type === 'jsonb' });
+    table.columns.set(row.column, { type: row.type });
     if (row.column === 'id' && row.sequence) table.idSequence = row.sequence;
   }
   const missing = tables.filter((table) => !info.has(table));
