@@ -427,6 +427,7 @@ test.serial('malformed and refused messages mixed into valid traffic: each is st
   const status = await runCli(['status'], { env: { DATABASE_URL: db.url, ...nats.env } });
   t.is(status.code, 0, status.stderr);
   t.regex(status.stdout, new RegExp(`messages accepted: ${valid.length}, duplicates: 0, rejected: ${corpus.length}`));
+  t.regex(status.stdout, new RegExp(`last stream sequence handled: ${valid.length + corpus.length}\n`));
   t.regex(status.stdout, /consumer lag: 0 /);
 
   await catchUp(db.url, db.log);

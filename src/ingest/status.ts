@@ -30,6 +30,8 @@ export interface IngestionStatus {
   accepted: number;
   /** Messages whose event was already in the log (redeliveries, retries, republished events). */
   duplicates: number;
+  /** The stream sequence of the last message handled (0: none yet). */
+  lastSequence: number;
   /** Rows of event_store.rejected_messages (all sources). */
   rejected: number;
   lastRejectedAt: string | null;
@@ -68,7 +70,10 @@ async function natsFigures(natsUrl: string, names: IngestNames, timeoutMs: numbe
 
 export async function readIngestionStatus(pool: pg.Pool, natsUrl: string, names: IngestNames, options: { timeoutMs?: number } = {}): Promise<IngestionStatus> {
   const [stats, rejected, nats] = await Promise.all([
-    pool.query<{ accepted: string; duplicates: string }>('SELECT accepted::text, duplicates::text FROM event_store.ingestion_stats WHERE consumer = $1', [statsKey(names)]),
+    pool.query<{ accepted: string; duplicates: string; last_stream_sequence: string }>(
+      'SELECT accepted::text, duplicates::text, last_stream_sequence::text FROM event_store.ingestion_stats WHERE consumer = $1',
+      [statsKey(names)],
+    ),
     pool.query<{ count: string; last: Date | null }>('SELECT count(*)::text AS count, max(received_at) AS last FROM event_store.rejected_messages'),
     natsFigures(natsUrl, names, options.timeoutMs ?? 2000),
   ]);
@@ -78,6 +83,7 @@ export async function readIngestionStatus(pool: pg.Pool, natsUrl: string, names:
     subjects: eventsWildcard(names),
     accepted: Number(stats.rows[0]?.accepted ?? 0),
     duplicates: Number(stats.rows[0]?.duplicates ?? 0),
+    lastSequence: Number(stats.rows[0]?.last_stream_sequence ?? 0),
     rejected: Number(rejected.rows[0]!.count),
     lastRejectedAt: rejected.rows[0]!.last?.toISOString() ?? null,
     nats,
@@ -90,6 +96,7 @@ export function formatIngestionStatus(status: IngestionStatus, natsUrl: string):
     `ingestion (stream ${status.stream}, consumer ${status.durable}, subjects ${status.subjects}):`,
     `  messages accepted: ${status.accepted}, duplicates: ${status.duplicates}, rejected: ${status.rejected}` +
       (status.lastRejectedAt ? ` (last at ${status.lastRejectedAt}; see event_store.rejected_messages)` : ''),
+    `  last stream sequence handled: ${status.lastSequence}`,
   ];
   const nats = status.nats;
   if (!nats.reachable) lines.push(`  NATS unreachable at ${natsUrl}: ${nats.error} (lag unknown)`);
