@@ -238,12 +238,27 @@ test('batching does not change the result: batch sizes 1, 7 and 1000 give identi
   }
 });
 
+test('set-based foreign-key checks do not change the result: every insert checked after its batch, or row by row by the triggers', async (t) => {
+  await slot(t);
+  const modes = [1, Infinity];
+  const dbs = await Promise.all(modes.map((setBasedKeyChecksFrom) => projectHistory(t, realisticHistory(), { batchSize: 1000, setBasedKeyChecksFrom })));
+  for (const db of dbs) await assertTables(t, db.url, EXPECTED);
+  t.deepEqual(await tableDigests(dbs[0]!.url), await tableDigests(dbs[1]!.url));
+});
+
 // ---------------------------------------------------------------------------------------------
 // 4. A failing projection stops at its event; the others go on; status shows it; a fix resumes it
 
 const BROKEN = 'solves projection cannot apply SolveCompleted (broken on purpose)';
 
-const brokenSolves: Record<string, { group: string; solveCompleted: NonNullable<typeof solves.handlers.SolveCompleted>; error: RegExp }> = {
+interface BrokenSolves {
+  group: string;
+  solveCompleted: NonNullable<typeof solves.handlers.SolveCompleted>;
+  error: RegExp;
+  setBasedKeyChecksFrom?: number;
+}
+
+const brokenSolves: Record<string, BrokenSolves> = {
   'a handler that throws': {
     group: solves.group,
     solveCompleted: () => {
@@ -258,6 +273,16 @@ const brokenSolves: Record<string, { group: string; solveCompleted: NonNullable<
       { op: 'insert', table: 'solve_conda_package_build', row: { solve_id: event.data.solve_id, conda_package_build_id: 999_999 } } satisfies RowChange,
     ],
     error: /violates foreign key constraint "solve_conda_package_build_conda_package_build_id_fkey"/,
+  },
+  'a row that breaks a foreign key, checked set-based after the batch': {
+    group: solves.group,
+    solveCompleted: (event) => [
+      ...solves.handlers.SolveCompleted!(event),
+      { op: 'insert', table: 'solve_conda_package_build', row: { solve_id: event.data.solve_id, conda_package_build_id: 999_999 } } satisfies RowChange,
+    ],
+    // With every insert's triggers off, only the set-based check can catch it.
+    error: /insert or update on table "solve_conda_package_build" violates foreign key constraint "solve_conda_package_build_conda_package_build_id_fkey"/,
+    setBasedKeyChecksFrom: 1,
   },
   'an upsert on a key its definition does not declare': {
     group: solves.group,
@@ -292,7 +317,8 @@ for (const [how, broken] of Object.entries(brokenSolves)) {
       handlers: { ...solves.handlers, SolveCompleted: broken.solveCompleted },
     });
     const projections = condaStoreProjections.map((p) => (p === solves ? broke : p));
-    await catchUp(db.url, db.log, { projections });
+    const { setBasedKeyChecksFrom } = broken;
+    await catchUp(db.url, db.log, { projections, setBasedKeyChecksFrom });
 
     // The failed projection: stopped at the event, which it did not apply.
     const checkpoints = await checkpointRows(db.url);
@@ -324,7 +350,7 @@ for (const [how, broken] of Object.entries(brokenSolves)) {
     t.regex(status.stdout, broken.error);
 
     // A second run with the definition still broken stops at the same event again.
-    await catchUp(db.url, db.log, { projections });
+    await catchUp(db.url, db.log, { projections, setBasedKeyChecksFrom });
     t.like((await checkpointRows(db.url)).solves, { state: 'failed', position: failing.globalPosition - 1, error_position: failing.globalPosition });
 
     // Fixed: it resumes from its checkpoint, and every table ends right.

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { quoteIdent, sqlFile } from '../log/postgres/sql.js';
 
 export interface ColumnInfo {
   /** The column's type as a cast: `integer`, `character varying(255)`, `json`, ... */
@@ -11,6 +12,24 @@ export interface TableInfo {
   idSequence: string | undefined;
   /** Position in foreign-key order: a table's parents have lower ranks (see foreignKeyOrder). */
   rank: number;
+  /** Its foreign keys (this table is the child). */
+  foreignKeys: ForeignKey[];
+  /** Its columns that a foreign key of any table references (this table is the parent). */
+  referenced: Set<string>;
+  /** It has triggers or rules of its own, beyond the ones PostgreSQL makes for constraints. */
+  ownTriggers: boolean;
+}
+
+export interface ForeignKey {
+  /** The constraint's name, as errors name it. */
+  name: string;
+  columns: string[];
+  /** The parent table: its name, and its schema-qualified name for SQL. */
+  parentTable: string;
+  parent: string;
+  parentColumns: string[];
+  /** MATCH SIMPLE (the default): a key with a NULL column is not checked. */
+  matchSimple: boolean;
 }
 
 /**
@@ -31,28 +50,42 @@ export async function describeTables(client: pg.ClientBase, tables: string[], sc
   const info = new Map<string, TableInfo>();
   for (const row of rows) {
     let table = info.get(row.table);
-    if (!table) info.set(row.table, (table = { columns: new Map(), idSequence: undefined, rank: 0 }));
+    if (!table) info.set(row.table, (table = { columns: new Map(), idSequence: undefined, rank: 0, foreignKeys: [], referenced: new Set(), ownTriggers: false }));
     table.columns.set(row.column, { type: row.type });
     if (row.column === 'id' && row.sequence) table.idSequence = row.sequence;
   }
   const missing = tables.filter((table) => !info.has(table));
   if (missing.length) throw new Error(`projection tables missing from schema ${schema}: ${missing.join(', ')} (run knex migrate:latest)`);
 
-  const { rows: edges } = await client.query<ForeignKeyEdge>(
-    `SELECT child.relname AS child, parent.relname AS parent,
-            bool_or(NOT a.attnotnull) AS nullable
-       FROM pg_constraint f
-       JOIN pg_class child ON child.oid = f.conrelid
-       JOIN pg_class parent ON parent.oid = f.confrelid
-       JOIN pg_namespace n ON n.oid = child.relnamespace
-       JOIN pg_attribute a ON a.attrelid = f.conrelid AND a.attnum = ANY(f.conkey)
-      WHERE f.contype = 'f' AND n.nspname = $1 AND child.relname = ANY($2) AND child.oid <> parent.oid
-      GROUP BY f.oid, child.relname, parent.relname
-      ORDER BY 1, 2`,
-    [schema, tables],
-  );
+  const { rows: keys } = await client.query<ForeignKeyRow>(sqlFile(import.meta.url, 'foreign-keys.sql'), [schema, tables]);
+  const edges: ForeignKeyEdge[] = [];
+  for (const key of keys) {
+    const child = key.child_schema === schema ? info.get(key.child) : undefined;
+    const parent = key.parent_schema === schema ? info.get(key.parent_table) : undefined;
+    for (const column of key.parent_columns) parent?.referenced.add(column);
+    if (!child) continue;
+    child.foreignKeys.push({
+      name: key.name, columns: key.columns, parentTable: key.parent_table, parent: `${quoteIdent(key.parent_schema)}.${quoteIdent(key.parent_table)}`,
+      parentColumns: key.parent_columns, matchSimple: key.match_simple,
+    });
+    if (key.parent_schema === schema && key.child !== key.parent_table) edges.push({ child: key.child, parent: key.parent_table, nullable: key.nullable });
+  }
+  const { rows: triggered } = await client.query<{ table: string }>(sqlFile(import.meta.url, 'own-triggers.sql'), [schema, tables]);
+  for (const { table } of triggered) info.get(table)!.ownTriggers = true;
   for (const [table, rank] of foreignKeyOrder(tables, edges)) info.get(table)!.rank = rank;
   return info;
+}
+
+interface ForeignKeyRow {
+  name: string;
+  child_schema: string;
+  child: string;
+  columns: string[];
+  parent_schema: string;
+  parent_table: string;
+  parent_columns: string[];
+  match_simple: boolean;
+  nullable: boolean;
 }
 
 export interface ForeignKeyEdge {

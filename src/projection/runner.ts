@@ -12,9 +12,10 @@ import type { EventLog, RecordedEvent } from '../log/types.js';
 import type { Logger } from '../logger.js';
 import { describeTables, type TableInfo } from './columns.js';
 import { ensureCheckpoints, lockCheckpoints, markFailed, resumeFailed, saveCheckpoints, type CheckpointRow } from './checkpoint.js';
-import { changesFor, declaredUpsertKeys, keySignature, type ProjectedEvent, type ProjectionDefinition, type RowChange } from './definition.js';
+import { changesFor, declaredUpsertKeys, keySignature, type ProjectedEvent, type ProjectionDefinition, type Row, type RowChange } from './definition.js';
 import { recordMissingFingerprints } from './fingerprint.js';
 import { compileChanges } from './statements.js';
+import { checkKeys, keyChecks, mayTurnTriggersOff } from './key-checks.js';
 import { isTransient } from './transient.js';
 import { sleep } from '../sleep.js';
 
@@ -30,6 +31,12 @@ export interface RunnerOptions {
   /** Checkpoint name of a projection (the rebuild keeps its shadow checkpoints apart). */
   checkpointName?: (projection: ProjectionDefinition) => string;
   onBatch?: (progress: { position: number; events: number }) => void;
+  /**
+   * An INSERT of at least this many rows runs with its table's triggers off and has its foreign
+   * keys checked set-based afterwards (key-checks.ts), when the role may (default 32: below that,
+   * the extra round trips cost more than the per-row checks they save).
+   */
+  setBasedKeyChecksFrom?: number;
 }
 
 export interface Runner {
@@ -91,7 +98,9 @@ export function createRunner(options: RunnerOptions): Runner {
   const schema = options.schema ?? 'public';
   const nameOf = options.checkpointName ?? ((projection: ProjectionDefinition) => projection.name);
   const names = projections.map(nameOf);
+  const keyChecksFrom = options.setBasedKeyChecksFrom ?? 32;
   let tables: Map<string, TableInfo> | undefined;
+  let triggersMayBeOff = false;
   let initialised: Promise<void> | undefined;
 
   const init = () =>
@@ -99,6 +108,8 @@ export function createRunner(options: RunnerOptions): Runner {
       const client = await pool.connect();
       try {
         tables = await describeTables(client, projections.flatMap((p) => p.tables), schema);
+        triggersMayBeOff = await mayTurnTriggersOff(client);
+        if (!triggersMayBeOff) logger.info('foreign keys are checked row by row: this role may not set session_replication_role (GRANT SET ON PARAMETER session_replication_role for set-based checks)');
       } finally {
         client.release();
       }
@@ -134,9 +145,23 @@ export function createRunner(options: RunnerOptions): Runner {
    * without an id).
    */
   async function execute(client: pg.ClientBase, changes: RowChange[]): Promise<Map<string, number>> {
+    let triggersOff = false;
+    const switchTriggers = async (off: boolean) => {
+      if (off === triggersOff) return;
+      await client.query(`SET LOCAL session_replication_role = ${off ? 'replica' : 'origin'}`);
+      triggersOff = off;
+    };
+    const written: { table: string; rows: Row[] }[] = [];
     for (const statement of compileChanges(changes, tables!)) {
+      const checked = triggersMayBeOff && statement.checked && statement.checked.rows.length >= keyChecksFrom ? statement.checked : undefined;
+      await switchTriggers(checked !== undefined);
       await client.query(statement.text, statement.values);
+      if (checked) written.push(checked);
     }
+    // Back on before anything else runs in this transaction (the next projection's changes in a
+    // savepoint, the checkpoint), then the keys of what went in without them.
+    await switchTriggers(false);
+    await checkKeys(client, keyChecks(written, tables!));
     const highest = new Map<string, number>();
     for (const change of changes) {
       const id = change.op === 'sql' ? change.insertsId : change.op === 'insert' || change.op === 'upsert' ? change.row.id : undefined;

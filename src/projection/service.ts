@@ -17,6 +17,8 @@ export interface ProjectionServiceOptions {
   logger: Logger;
   projections: ProjectionDefinition[];
   batchSize?: number;
+  /** See RunnerOptions.setBasedKeyChecksFrom. */
+  setBasedKeyChecksFrom?: number;
   onBatch?: (progress: { group: string; position: number; events: number }) => void;
 }
 
@@ -37,6 +39,7 @@ export function createProjectionService(options: ProjectionServiceOptions) {
       projections,
       logger: options.logger.child({ group }),
       batchSize: options.batchSize,
+      setBasedKeyChecksFrom: options.setBasedKeyChecksFrom,
       onBatch: (progress) => options.onBatch?.({ group, ...progress }),
     });
 

@@ -14,6 +14,13 @@ import { quoteIdent as quote } from '../log/postgres/sql.js';
 export interface Statement {
   text: string;
   values: unknown[];
+  /**
+   * Set on an INSERT or upsert that may run with the table's triggers off, provided the foreign
+   * keys of `rows` are then checked set-based (key-checks.ts): its end state is the rows as given
+   * (so checking them is checking the table), and no trigger of its own or ON UPDATE action of a
+   * parent key is skipped.
+   */
+  checked?: { table: string; rows: Row[] };
 }
 
 
@@ -65,7 +72,9 @@ export function compileChanges(changes: RowChange[], tables: Map<string, TableIn
     const next = shapeOf(change);
     if (change.op === 'insert') {
       flush();
-      inserts.set(next, [...(inserts.get(next) ?? []), change]);
+      const same = inserts.get(next);
+      if (same) same.push(change);
+      else inserts.set(next, [change]);
       continue;
     }
     if (inserts.size) flushInserts();
@@ -82,7 +91,7 @@ export function compileChanges(changes: RowChange[], tables: Map<string, TableIn
   return statements;
 }
 
-function columnOf(tables: Map<string, TableInfo>, table: string, column: string) {
+export function columnOf(tables: Map<string, TableInfo>, table: string, column: string) {
   const info = tables.get(table);
   if (!info) throw new Error(`projection writes table "${table}", which it does not declare`);
   const col = info.columns.get(column);
@@ -97,7 +106,7 @@ function columnOf(tables: Map<string, TableInfo>, table: string, column: string)
  * parameter per column in JavaScript, which was the largest cost of a rebuild after parsing the
  * log. `fields`: [name in the JSON objects, column whose type it takes].
  */
-function recordset(tables: Map<string, TableInfo>, table: string, alias: string, fields: [string, string][]): string {
+export function recordset(tables: Map<string, TableInfo>, table: string, alias: string, fields: [string, string][]): string {
   const definition = fields.map(([name, column]) => `${quote(name)} ${columnOf(tables, table, column).type}`);
   return `json_to_recordset($1::json) AS ${alias}(${definition.join(', ')})`;
 }
@@ -113,13 +122,15 @@ function compileGroup(group: RowChange[], tables: Map<string, TableInfo>): State
       const columns = Object.keys(first.row);
       const source = recordset(tables, first.table, 'v', columns.map((c) => [c, c]));
       let text = `INSERT INTO ${table} (${columns.map(quote).join(', ')}) SELECT ${columns.map((c) => `v.${quote(c)}`).join(', ')} FROM ${source}`;
-      if (first.op === 'upsert') {
-        const update = first.update ?? columns.filter((column) => !first.key.includes(column));
-        text += ` ON CONFLICT (${first.key.map(quote).join(', ')}) DO ${
-          update.length ? `UPDATE SET ${update.map((c) => `${quote(c)} = EXCLUDED.${quote(c)}`).join(', ')}` : 'NOTHING'
+      const update = first.op === 'upsert' ? { key: first.key, columns: first.update ?? columns.filter((column) => !first.key.includes(column)) } : undefined;
+      if (update) {
+        text += ` ON CONFLICT (${update.key.map(quote).join(', ')}) DO ${
+          update.columns.length ? `UPDATE SET ${update.columns.map((c) => `${quote(c)} = EXCLUDED.${quote(c)}`).join(', ')}` : 'NOTHING'
         }`;
       }
-      return { text, values: [JSON.stringify(group.map((change) => (change as { row: Row }).row))] };
+      const rows = group.map((change) => (change as { row: Row }).row);
+      const checked = triggersMayBeSkipped(tables.get(first.table)!, columns, update) ? { checked: { table: first.table, rows } } : {};
+      return { text, values: [JSON.stringify(rows)], ...checked };
     }
     case 'update': {
       const whereColumns = Object.keys(first.where);
@@ -143,4 +154,23 @@ function compileGroup(group: RowChange[], tables: Map<string, TableInfo>): State
       };
     }
   }
+}
+
+/**
+ * Whether an INSERT (or upsert: `update` = its conflict key and the columns it updates) of rows
+ * with these columns does nothing beyond writing those rows when the table's triggers are off:
+ * - no trigger or rule of the table's own would be skipped;
+ * - every foreign key is MATCH SIMPLE and all its columns are written, so the rows say what the
+ *   key will hold (a column left to its default would not);
+ * - an upsert that hits a conflict leaves every key column as written (it updates them, or they
+ *   are the conflict key), and updates no column another table references (whose ON UPDATE
+ *   action the parent's trigger would apply).
+ */
+function triggersMayBeSkipped(info: TableInfo, columns: string[], update: { key: string[]; columns: string[] } | undefined): boolean {
+  if (info.ownTriggers) return false;
+  const written = new Set(columns);
+  if (!info.foreignKeys.every((key) => key.matchSimple && key.columns.every((column) => written.has(column)))) return false;
+  if (!update) return true;
+  const kept = new Set([...update.key, ...update.columns]);
+  return info.foreignKeys.every((key) => key.columns.every((column) => kept.has(column))) && !update.columns.some((column) => info.referenced.has(column));
 }

@@ -161,6 +161,8 @@ export async function testLog(t: ExecutionContext): Promise<TestLog> {
 export interface CatchUpOptions {
   projections?: ProjectionDefinition[];
   batchSize?: number;
+  /** Statements of at least this many rows have their foreign keys checked set-based (Infinity: never). */
+  setBasedKeyChecksFrom?: number;
 }
 
 /** Runs the projection service's catch-up once (its own pool, closed afterwards). */
@@ -171,6 +173,7 @@ export async function catchUp(url: string, log: EventLog, options: CatchUpOption
     logger: silentLogger,
     projections: options.projections ?? condaStoreProjections,
     batchSize: options.batchSize,
+    setBasedKeyChecksFrom: options.setBasedKeyChecksFrom,
   });
   try {
     await service.catchUp();

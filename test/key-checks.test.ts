@@ -1,0 +1,98 @@
+/**
+ * Set-based foreign-key checks (src/projection/key-checks.ts): which statements may run with their
+ * table's triggers off, the checks built for them, and who may turn triggers off. The end-to-end
+ * cases (same rows either way; a broken key stops the projection) are in projection-runner.test.ts.
+ */
+import { randomUUID } from 'node:crypto';
+import test from 'ava';
+import pg from 'pg';
+import type { ForeignKey, TableInfo } from '../src/projection/columns.js';
+import type { RowChange } from '../src/projection/definition.js';
+import { foreignKeyViolation, keyChecks, mayTurnTriggersOff } from '../src/projection/key-checks.js';
+import { compileChanges } from '../src/projection/statements.js';
+import { freshDatabase, withAdmin } from './helpers/database.js';
+
+const buildOfPackage: ForeignKey = {
+  name: 'conda_package_build_package_id_fkey',
+  columns: ['package_id'],
+  parentTable: 'conda_package',
+  parent: '"public"."conda_package"',
+  parentColumns: ['id'],
+  matchSimple: true,
+};
+
+function table(columns: string[], extra: Partial<TableInfo> = {}): TableInfo {
+  return {
+    columns: new Map(columns.map((column) => [column, { type: 'integer' }])),
+    idSequence: undefined,
+    rank: 0,
+    foreignKeys: [],
+    referenced: new Set(),
+    ownTriggers: false,
+    ...extra,
+  };
+}
+
+const tables = new Map<string, TableInfo>([
+  ['conda_package', table(['id', 'n'], { referenced: new Set(['id']) })],
+  ['conda_package_build', table(['id', 'package_id', 'n'], { foreignKeys: [buildOfPackage] })],
+]);
+
+const checkedOf = (change: RowChange) => compileChanges([change], tables)[0]!.checked;
+
+test('an insert whose end state is its rows may run without triggers; an upsert that could keep or change other keys may not', (t) => {
+  t.truthy(checkedOf({ op: 'insert', table: 'conda_package_build', row: { id: 1, package_id: 2, n: 0 } }));
+  // The foreign key column left to its default: the rows do not say what the key will hold.
+  t.falsy(checkedOf({ op: 'insert', table: 'conda_package_build', row: { id: 1, n: 0 } }));
+  // DO NOTHING on a conflict keeps the row that is there, not the one checked.
+  t.falsy(checkedOf({ op: 'upsert', table: 'conda_package_build', row: { id: 1, package_id: 2, n: 0 }, key: ['id'], update: [] }));
+  t.truthy(checkedOf({ op: 'upsert', table: 'conda_package_build', row: { id: 1, package_id: 2, n: 0 }, key: ['id'] }));
+  // Updating a column another table references would skip the parent side's ON UPDATE action.
+  t.falsy(checkedOf({ op: 'upsert', table: 'conda_package', row: { id: 1, n: 0 }, key: ['n'] }));
+  t.truthy(checkedOf({ op: 'upsert', table: 'conda_package', row: { id: 1, n: 0 }, key: ['id'] }));
+  // A table with a trigger of its own never runs without it.
+  const triggered = new Map([...tables, ['conda_package', table(['id', 'n'], { ownTriggers: true })]]);
+  t.falsy(compileChanges([{ op: 'insert', table: 'conda_package', row: { id: 1, n: 0 } }], triggered)[0]!.checked);
+  // Updates and deletes always run with their triggers (cascades, the parent side of keys).
+  t.falsy(checkedOf({ op: 'update', table: 'conda_package_build', where: { id: 1 }, set: { package_id: 3 } }));
+  t.falsy(checkedOf({ op: 'delete', table: 'conda_package', where: { id: 1 } }));
+});
+
+test('one check per foreign key over the distinct keys of the rows; NULL keys are not checked (MATCH SIMPLE)', (t) => {
+  const rows = [{ package_id: 2 }, { package_id: 2 }, { package_id: null }, { package_id: 5 }];
+  const checks = keyChecks([{ table: 'conda_package_build', rows }, { table: 'conda_package_build', rows: [{ package_id: 7 }] }], tables);
+  t.is(checks.length, 1);
+  t.deepEqual(JSON.parse(checks[0]!.values[0] as string), [{ k0: 2 }, { k0: 5 }, { k0: 7 }]);
+  t.regex(checks[0]!.text, /FROM "public"\."conda_package" p JOIN k ON p\."id" = k\.k0 FOR KEY SHARE OF p/);
+  t.deepEqual(keyChecks([{ table: 'conda_package_build', rows: [{ package_id: null }] }], tables), []);
+  t.deepEqual(keyChecks([{ table: 'conda_package', rows: [{ id: 1 }] }], tables), [], 'a table without foreign keys needs no check');
+});
+
+test("a violation reads as PostgreSQL's own: SQLSTATE 23503, the constraint, the key and the parent table", (t) => {
+  const [check] = keyChecks([{ table: 'conda_package_build', rows: [{ package_id: 9 }] }], tables);
+  const error = foreignKeyViolation(check!, { k0: 9 }) as Error & { code: string; constraint: string; detail: string };
+  t.is(error.message, 'insert or update on table "conda_package_build" violates foreign key constraint "conda_package_build_package_id_fkey"');
+  t.like(error, { code: '23503', constraint: 'conda_package_build_package_id_fkey', detail: 'Key (package_id)=(9) is not present in table "conda_package".' });
+});
+
+test('triggers may be turned off by a superuser, or by a role granted SET on session_replication_role; not by a plain role', async (t) => {
+  const db = await freshDatabase(t);
+  const role = `cse_test_${randomUUID().slice(0, 8)}`;
+  await withAdmin((admin) => admin.query(`CREATE ROLE ${role} LOGIN`));
+  t.teardown(() => withAdmin((admin) => admin.query(`REVOKE SET ON PARAMETER session_replication_role FROM ${role}; DROP ROLE ${role}`)));
+  const asRole = new URL(db.url);
+  asRole.username = role;
+  const may = async (url: string) => {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      return await mayTurnTriggersOff(client);
+    } finally {
+      await client.end();
+    }
+  };
+  t.true(await may(db.url), 'superuser');
+  t.false(await may(asRole.toString()), 'plain role');
+  await withAdmin((admin) => admin.query(`GRANT SET ON PARAMETER session_replication_role TO ${role}`));
+  t.true(await may(asRole.toString()), 'granted');
+});
