@@ -24,6 +24,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { connect, type NatsConnection } from 'nats';
 import pg from 'pg';
@@ -119,7 +120,10 @@ function startServe(): Serve {
   let pending = '';
   let onReady!: () => void;
   const ready = new Promise<void>((resolve) => (onReady = resolve));
+  // SERVE_LOG: a file that gets serve's log lines as they are (to study a run afterwards).
+  const keep = process.env.SERVE_LOG ? fs.createWriteStream(process.env.SERVE_LOG) : undefined;
   child.stderr!.setEncoding('utf8').on('data', (text: string) => {
+    keep?.write(text);
     pending += text;
     const lines = pending.split('\n');
     pending = lines.pop()!;
@@ -253,7 +257,10 @@ async function rawBaseline(pool: pg.Pool, events: Envelope[]): Promise<{ eventsO
       for (const event of batch) {
         for (const projection of condaStoreProjections) {
           for (const change of changesFor(projection, { ...event, streamVersion: 0, globalPosition: 0, metadata: {} } as unknown as ProjectedEvent)) {
-            if (change.op === 'insert') rows.set(change.table, [...(rows.get(change.table) ?? []), change.row]);
+            if (change.op !== 'insert') continue;
+            const list = rows.get(change.table);
+            if (list) list.push(change.row);
+            else rows.set(change.table, [change.row]);
           }
         }
       }

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { sqlFile, toNumber } from '../log/postgres/sql.js';
+import { inlineParameters, sqlFile, toNumber } from '../log/postgres/sql.js';
 
 const ENSURE = sqlFile(import.meta.url, 'checkpoint-ensure.sql');
 const LOCK = sqlFile(import.meta.url, 'checkpoint-lock.sql');
@@ -40,13 +40,31 @@ export async function resumeFailed(db: Queryable, names: string[]): Promise<void
 
 /** Locks the checkpoint rows for the rest of the transaction and returns them. */
 export async function lockCheckpoints(client: pg.ClientBase, names: string[]): Promise<Map<string, CheckpointRow>> {
-  const { rows } = await client.query<{ name: string; position: string; state: 'running' | 'failed' }>(LOCK, [names]);
-  return new Map(rows.map((row) => [row.name, { name: row.name, position: toNumber(row.position), state: row.state }]));
+  const { rows } = await client.query<LockRow>(LOCK, [names]);
+  return toCheckpoints(rows);
 }
 
-/** Moves the checkpoints `names` to `position` and each id sequence past its highest id (`sequences`: name → id). */
-export async function saveCheckpoints(client: pg.ClientBase, names: string[], position: number, sequences: Map<string, number> = new Map()): Promise<void> {
-  if (names.length || sequences.size) await client.query(SAVE, [names, position, [...sequences.keys()], [...sequences.values()]]);
+type LockRow = { name: string; position: string; state: 'running' | 'failed' };
+const toCheckpoints = (rows: LockRow[]) => new Map(rows.map((row) => [row.name, { name: row.name, position: toNumber(row.position), state: row.state }]));
+
+/**
+ * Opens a transaction with `begin` (BEGIN and its SETs, one simple query) and locks the checkpoint
+ * rows, in one round trip (a batch of a live projection is a few round trips in all, so each one
+ * counts).
+ */
+export async function beginAndLock(client: pg.ClientBase, begin: string, names: string[]): Promise<Map<string, CheckpointRow>> {
+  const results = (await client.query(`${begin}; ${inlineParameters(LOCK, [names])}`)) as unknown as pg.QueryResult<LockRow>[];
+  return toCheckpoints(results[results.length - 1]!.rows);
+}
+
+/**
+ * Moves the checkpoints `names` to `position`, each id sequence past its highest id inserted
+ * (`sequences`: name → id), and commits, in one round trip. Should the save fail, PostgreSQL
+ * runs nothing after it: no COMMIT.
+ */
+export async function saveAndCommit(client: pg.ClientBase, names: string[], position: number, sequences: Map<string, number> = new Map()): Promise<void> {
+  const save = names.length || sequences.size ? `${inlineParameters(SAVE, [names, position, [...sequences.keys()], [...sequences.values()]])}; ` : '';
+  await client.query(`${save}COMMIT`);
 }
 
 export async function markFailed(

@@ -11,7 +11,7 @@ import { isEventType, upcast } from '../catalogue/index.js';
 import type { EventLog, RecordedEvent } from '../log/types.js';
 import type { Logger } from '../logger.js';
 import { describeTables, type TableInfo } from './columns.js';
-import { ensureCheckpoints, lockCheckpoints, markFailed, resumeFailed, saveCheckpoints, type CheckpointRow } from './checkpoint.js';
+import { beginAndLock, ensureCheckpoints, lockCheckpoints, markFailed, resumeFailed, saveAndCommit, type CheckpointRow } from './checkpoint.js';
 import { changesFor, declaredUpsertKeys, keySignature, type ProjectedEvent, type ProjectionDefinition, type Row, type RowChange } from './definition.js';
 import { recordMissingFingerprints } from './fingerprint.js';
 import { compileChanges } from './statements.js';
@@ -48,9 +48,13 @@ export interface Runner {
   runLive(signal: AbortSignal): Promise<void>;
   /** The lowest checkpoint of the group's running projections (where reading resumes). */
   resumePosition(): Promise<number>;
+  /** Saves the checkpoints of batches passed over with nothing to apply (at the end of a run). */
+  flush(): Promise<void>;
 }
 
 const RETRY_DELAYS_MS = [100, 250, 500, 1000, 2000, 5000];
+/** How long a checkpoint may stay behind batches that had nothing to apply. */
+const IDLE_SAVE_MS = 1000;
 
 /** An event as handlers see it, brought to the current schema version: upcasting happens here only. */
 function toProjected(event: RecordedEvent): ProjectedEvent | undefined {
@@ -177,14 +181,28 @@ export function createRunner(options: RunnerOptions): Runner {
   // synchronous. Waiting for each batch's WAL flush would only add latency.
   const begin = `BEGIN; SET LOCAL search_path TO "${schema}", public; SET LOCAL synchronous_commit TO off`;
 
-  async function inTransaction<T>(work: (client: pg.PoolClient, checkpoints: Map<string, CheckpointRow>) => Promise<T>): Promise<T> {
+  /** Where a batch's transaction ends: the checkpoints that move, to where, and the id sequences. */
+  interface BatchEnd {
+    names: string[];
+    position: number;
+    sequences: Map<string, number>;
+  }
+
+  /** When a batch's transaction last committed (see applyBatch: batches with nothing to apply). */
+  let savedAt = 0;
+  /** The last position of batches passed over without a transaction since then. */
+  let unsaved: number | undefined;
+  /** Saves `unsaved` once no batch has done it for IDLE_SAVE_MS: the log may stay quiet for long. */
+  let idleSave: NodeJS.Timeout | undefined;
+
+  async function inTransaction(work: (client: pg.PoolClient, checkpoints: Map<string, CheckpointRow>) => Promise<BatchEnd>): Promise<void> {
     const client = await pool.connect();
     try {
-      await client.query(begin);
-      const checkpoints = await lockCheckpoints(client, names);
-      const result = await work(client, checkpoints);
-      await client.query('COMMIT');
-      return result;
+      const checkpoints = await beginAndLock(client, begin, names);
+      const end = await work(client, checkpoints);
+      await saveAndCommit(client, end.names, end.position, end.sequences);
+      savedAt = performance.now();
+      if (unsaved !== undefined && unsaved <= end.position) unsaved = undefined;
     } catch (error) {
       await client.query('ROLLBACK').catch(() => undefined);
       throw error;
@@ -200,8 +218,23 @@ export function createRunner(options: RunnerOptions): Runner {
       return event.type in projection.handlers && checkpoint.state === 'running' && checkpoint.position < event.globalPosition;
     });
 
+  const handledTypes = new Set(projections.flatMap((projection) => Object.keys(projection.handlers)));
+
   async function applyBatch(events: RecordedEvent[]): Promise<void> {
     const last = events[events.length - 1]!.globalPosition;
+    // A batch with no event of a type the group handles changes nothing: its checkpoint can move
+    // with a later batch. Live, every append wakes every group, and a group that handles few
+    // types (namespace_usage) would otherwise commit a transaction per append for nothing. The
+    // checkpoint still moves within IDLE_SAVE_MS (status shows a lag no older), and at the end
+    // of a catch-up or a live run (flush).
+    if (!events.some((event) => handledTypes.has(event.type)) && performance.now() - savedAt < IDLE_SAVE_MS) {
+      unsaved = last;
+      idleSave ??= setTimeout(() => {
+        idleSave = undefined;
+        flush().catch((error) => logger.error({ err: error }, 'could not save the checkpoint of events with nothing to apply'));
+      }, IDLE_SAVE_MS);
+      return;
+    }
     try {
       await inTransaction(async (client, checkpoints) => {
         const changes: RowChange[] = [];
@@ -209,11 +242,27 @@ export function createRunner(options: RunnerOptions): Runner {
           for (const projection of pending(checkpoints, event)) changes.push(...changesOf(projection, event));
         }
         const sequences = await execute(client, changes);
-        await saveCheckpoints(client, advancing(checkpoints, last), last, sequences);
+        return { names: advancing(checkpoints, last), position: last, sequences };
       });
     } catch (error) {
       if (isTransient(error)) throw error;
       await isolateFailure(events, error);
+    }
+  }
+
+  /** Moves the checkpoints past the batches passed over with nothing to apply. */
+  async function flush(): Promise<void> {
+    clearTimeout(idleSave);
+    idleSave = undefined;
+    const position = unsaved;
+    if (position === undefined) return;
+    try {
+      await init();
+      await inTransaction(async (_client, checkpoints) => ({ names: advancing(checkpoints, position), position, sequences: new Map() }));
+    } catch (error) {
+      // Only a lag lost: the next run passes over the same events again.
+      if (!isTransient(error)) throw error;
+      logger.warn({ err: error, position }, 'could not save the checkpoint of events with nothing to apply');
     }
   }
 
@@ -248,7 +297,7 @@ export function createRunner(options: RunnerOptions): Runner {
         }
         for (const name of failedHere) checkpoints.get(name)!.state = 'failed';
         found ||= failedHere.length > 0;
-        await saveCheckpoints(client, advancing(checkpoints, event.globalPosition), event.globalPosition, sequences);
+        return { names: advancing(checkpoints, event.globalPosition), position: event.globalPosition, sequences };
       });
     }
     // Event by event, everything went in: the batch failed only as a whole (e.g. two changes that
@@ -290,6 +339,7 @@ export function createRunner(options: RunnerOptions): Runner {
   const runner: Runner = {
     apply: applyWithRetry,
     resumePosition,
+    flush,
     catchUp: (signal) => catchUpTogether(options.log, [runner], { batchSize, signal, onBatch: options.onBatch }),
     async runLive(signal) {
       const from = (await resumePosition()) + 1;
@@ -315,6 +365,7 @@ async function consume(source: AsyncIterable<RecordedEvent[]>, runners: Runner[]
     options.onBatch?.({ position, events: count });
     if (options.signal?.aborted) break;
   }
+  for (const runner of runners) await runner.flush();
   return position;
 }
 

@@ -16,3 +16,30 @@ export function toNumber(value: string | number): number {
 export function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
+
+/**
+ * An SQL literal for a value of ours (a string, a safe integer, or an array of them), quoted as
+ * PostgreSQL's quote_literal does: for statements sent as one simple query, which takes no
+ * parameters. Anything else is refused rather than guessed.
+ */
+export function sqlLiteral(value: unknown): string {
+  if (Array.isArray(value)) return `ARRAY[${value.map(sqlLiteral).join(', ')}]`;
+  if (typeof value === 'number' && Number.isSafeInteger(value)) return String(value);
+  if (typeof value === 'string') {
+    const quoted = `'${value.replaceAll("'", "''")}'`;
+    // E'' so that a backslash means itself whatever standard_conforming_strings says.
+    return value.includes('\\') ? `E${quoted.replaceAll('\\', '\\\\')}` : quoted;
+  }
+  throw new Error(`cannot inline ${typeof value} ${String(value)} as an SQL literal`);
+}
+
+/**
+ * An SQL file's text with its parameters `$1..$n` replaced by literals of `values` (comments
+ * dropped first, so a value cannot end one): to send several statements in one round trip.
+ */
+export function inlineParameters(sql: string, values: unknown[]): string {
+  return sql.replace(/--[^\n]*/g, '').replace(/\$(\d+)/g, (_, n: string) => {
+    if (Number(n) > values.length) throw new Error(`no value for parameter $${n}`);
+    return sqlLiteral(values[Number(n) - 1]);
+  }).trim();
+}
