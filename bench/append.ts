@@ -418,7 +418,6 @@ async function main() {
 
 const APPEND_SQL = fs.readFileSync(new URL('../src/log/postgres/append.sql', import.meta.url), 'utf8');
 const READ_ALL_SQL = fs.readFileSync(new URL('../src/log/postgres/read-all.sql', import.meta.url), 'utf8');
-const READ_ALL_PARAMS = Math.max(0, ...[...READ_ALL_SQL.matchAll(/\$(\d+)/g)].map((m) => Number(m[1])));
 const READ_BOUND_FILE = new URL('../src/log/postgres/read-bound.sql', import.meta.url);
 
 interface StatementCost {
@@ -580,19 +579,17 @@ async function timeReads(eventLog: EventLog & { pool: pg.Pool }, size: number) {
     last.push(await oneBatch(lastBatchFrom));
   }
   // The same two batches on the server alone (no transfer, no parsing): time and pages touched.
-  // Parameters as readBatch() in src/log/postgres/read.ts passes them: from, limit, then the bound
-  // of read-bound.sql when read-all.sql takes one.
+  // The bound as readBatch() in src/log/postgres/read.ts sets it (event_store.read_bound), on the
+  // connection that then runs read-all.sql with its parameters (from, limit).
   const explain = async (from: number) => {
+    const client = await eventLog.pool.connect();
     try {
       const runs: { ms: number; buffers: number }[] = [];
       for (let i = 0; i < 5; i++) {
-        const values: unknown[] = [from, 1000];
-        if (READ_ALL_PARAMS > 2) {
-          const { rows: [bound] } = await eventLog.pool.query<{ bound: string }>(fs.readFileSync(READ_BOUND_FILE, 'utf8'));
-          values.push(bound!.bound);
-        }
-        const { rows: plan } = await eventLog.pool.query<{ 'QUERY PLAN': [{ 'Execution Time': number; Plan: Record<string, number> }] }>(
-          `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${READ_ALL_SQL}`, values.slice(0, READ_ALL_PARAMS));
+        const { rows: [bound] } = await client.query<{ bound: string }>(fs.readFileSync(READ_BOUND_FILE, 'utf8'));
+        await client.query(`SELECT set_config('event_store.read_bound', $1, false)`, [bound!.bound]);
+        const { rows: plan } = await client.query<{ 'QUERY PLAN': [{ 'Execution Time': number; Plan: Record<string, number> }] }>(
+          `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${READ_ALL_SQL}`, [from, 1000]);
         const top = plan[0]!['QUERY PLAN'][0];
         runs.push({ ms: top['Execution Time'], buffers: (top.Plan['Shared Hit Blocks'] ?? 0) + (top.Plan['Shared Read Blocks'] ?? 0) });
       }
@@ -600,6 +597,8 @@ async function timeReads(eventLog: EventLog & { pool: pg.Pool }, size: number) {
     } catch (error) {
       log(`  (EXPLAIN of read-all.sql failed: ${(error as Error).message})`);
       return { ms: NaN, buffers: NaN };
+    } finally {
+      client.release();
     }
   };
   const firstServer = await explain(1);

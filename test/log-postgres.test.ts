@@ -3,6 +3,7 @@ import pg from 'pg';
 import { APPEND_SQL, appendParameters } from '../src/log/postgres/append.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import { READ_BOUND_SQL } from '../src/log/postgres/read.js';
+import { createWakeups } from '../src/log/postgres/wakeups.js';
 import { freshDatabase } from './helpers/database.js';
 import { collect, events, logContract } from './log-contract.js';
 
@@ -48,22 +49,30 @@ test('postgres: append_events refuses to run after other writes of its transacti
   await client.query('ROLLBACK');
 });
 
-test('postgres: a reader does not skip an event whose transaction commits after a later one', async (t) => {
-  const log = await postgresLog(t);
-  // Transaction A takes its position first and stays open; B appends after it and commits.
-  const a = new pg.Client({ connectionString: log.url });
-  await a.connect();
-  t.teardown(() => a.end());
-  await a.query('BEGIN');
-  await a.query(APPEND_SQL, appendParameters([{ stream: 'late', events: events(1, 'Late') }]));
-  const [b] = await log.append({ stream: 'early', events: events(1) });
-  t.is(b!.globalPosition, 2);
-  // B is committed, but position 1 is in flight: a reader must not deliver B before A.
-  const reading = collect(log.readAll({ batchSize: 10 }));
-  await a.query('COMMIT');
-  const all = await reading;
-  t.deepEqual(all.map((e) => e.type), ['Late', 'Tested']);
-});
+// readBatch sends the bound and the read as one simple query (one implicit transaction): it must
+// be READ COMMITTED, two snapshots, even where the database's default isolation is another.
+for (const isolation of ['read committed', 'repeatable read']) {
+  test(`postgres: a reader does not skip an event whose transaction commits after a later one (default isolation ${isolation})`, async (t) => {
+    const log = await postgresLog(t);
+    const admin = new pg.Client({ connectionString: log.url });
+    await admin.connect();
+    await admin.query(`ALTER DATABASE "${new URL(log.url).pathname.slice(1)}" SET default_transaction_isolation = '${isolation}'`);
+    await admin.end();
+    // Transaction A takes its position first and stays open; B appends after it and commits.
+    const a = new pg.Client({ connectionString: log.url });
+    await a.connect();
+    t.teardown(() => a.end());
+    await a.query('BEGIN ISOLATION LEVEL READ COMMITTED');
+    await a.query(APPEND_SQL, appendParameters([{ stream: 'late', events: events(1, 'Late') }]));
+    const [b] = await log.append({ stream: 'early', events: events(1) });
+    t.is(b!.globalPosition, 2);
+    // B is committed, but position 1 is in flight: a reader must not deliver B before A.
+    const reading = collect(log.readAll({ batchSize: 10 }));
+    await a.query('COMMIT');
+    const all = await reading;
+    t.deepEqual(all.map((e) => e.type), ['Late', 'Tested']);
+  });
+}
 
 // Regression: pg_locks shows 32-bit transaction ids; the reader widened an appender's id that was
 // above its snapshot's xmax as if it came from the previous epoch. The bound went negative, every
@@ -153,4 +162,33 @@ test('postgres: a long-running write that is not an append does not hold readers
   // readAll returns only once nothing is held back: it would wait for `other` if it counted.
   t.is((await collect(log.readAll())).length, 3);
   await other.query('ROLLBACK');
+});
+
+// Regression: a notification that arrived while a subscription was reading (after its read had
+// started, before it waited again) woke nobody, and the event waited for the 1 s safety poll.
+test('postgres: a wake-up that comes while a subscriber reads is not lost; an append wakes this process at once', async (t) => {
+  t.timeout(20_000); // with the bug, the waits below last 60 s
+  const db = await freshDatabase(t);
+  const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+  const wakeups = createWakeups(pool, db.url, () => undefined);
+  t.teardown(async () => {
+    await wakeups.close();
+    await pool.end();
+  });
+  const other = new pg.Client({ connectionString: db.url });
+  await other.connect();
+  t.teardown(() => other.end());
+  await wakeups.wait(1); // connects the listener
+
+  // "Reading": the count is taken, then another process appends and notifies.
+  const seen = wakeups.seen();
+  await other.query(`SELECT pg_notify('event_store_appended', '')`);
+  while (wakeups.seen() === seen) await new Promise((resolve) => setTimeout(resolve, 5));
+  await wakeups.wait(60_000, undefined, seen); // returns at once: the wake-up came meanwhile
+
+  // An append of this process wakes its own subscribers without a trip through PostgreSQL.
+  const waiting = wakeups.wait(60_000);
+  wakeups.notify();
+  await waiting;
+  t.pass();
 });

@@ -36,6 +36,9 @@ import { isTransient } from '../projection/transient.js';
 import { ensureIngestion, eventSubject, isNotFoundError, resolveNames, type ConsumerSettings, type IngestNames } from './stream.js';
 import { sleep } from '../sleep.js';
 
+/** How often the ingestion counters (event_store.ingestion_stats) are written at most. */
+const COUNTERS_INTERVAL_MS = 250;
+
 export interface IngesterOptions {
   /** A connection the caller owns (connect with `connectNats`: it reconnects forever). */
   nc: NatsConnection;
@@ -239,6 +242,7 @@ export function createIngester(options: IngesterOptions): Ingester {
   function createCounters(pool: pg.Pool) {
     let pending = { accepted: 0, duplicates: 0, rejected: 0, sequence: 0 };
     let writing: Promise<void> | undefined;
+    let scheduled: NodeJS.Timeout | undefined;
     const write = async () => {
       while (pending.accepted || pending.duplicates || pending.rejected || pending.sequence) {
         const delta = pending;
@@ -276,10 +280,17 @@ export function createIngester(options: IngesterOptions): Ingester {
           rejected: pending.rejected + delta.rejected,
           sequence: Math.max(pending.sequence, delta.sequence),
         };
-        writing ??= write().finally(() => (writing = undefined));
+        // At most one write per COUNTERS_INTERVAL_MS: one per batch was a statement for every
+        // append under a steady trickle of events, for figures only status reads.
+        scheduled ??= setTimeout(() => {
+          scheduled = undefined;
+          writing ??= write().finally(() => (writing = undefined));
+        }, COUNTERS_INTERVAL_MS);
       },
       /** Waits for the writes in flight, then writes what is left (at shutdown). */
       async flush() {
+        clearTimeout(scheduled);
+        scheduled = undefined;
         await writing;
         await write();
       },

@@ -52,6 +52,7 @@ export interface Runner {
   flush(): Promise<void>;
 }
 
+const DEFAULT_BATCH_SIZE = 1000;
 const RETRY_DELAYS_MS = [100, 250, 500, 1000, 2000, 5000];
 /** How long a checkpoint may stay behind batches that had nothing to apply. */
 const IDLE_SAVE_MS = 1000;
@@ -76,29 +77,32 @@ function projectedOnce(events: RecordedEvent[]): ProjectedEvent[] {
 }
 
 /**
- * Reads the next batch while the current one is being applied: PostgreSQL writes one batch while
- * this process receives and parses the next, which keeps both cores busy.
+ * Reads the next batch while the current one is being applied, when the current one is full (a
+ * backlog): PostgreSQL writes one batch while this process receives and parses the next, which
+ * keeps both cores busy. After a partial batch (caught up, live) it reads once the batch is
+ * applied instead: read ahead, the next batch would hold only what was committed at that moment,
+ * a few events, each few costing a transaction; read after, it holds all appended meanwhile.
  */
-async function* readAhead<T>(source: AsyncIterable<T>): AsyncGenerator<T> {
+async function* readAhead(source: AsyncIterable<RecordedEvent[]>, batchSize: number): AsyncGenerator<RecordedEvent[]> {
   const iterator = source[Symbol.asyncIterator]();
-  let next = iterator.next();
+  let next: Promise<IteratorResult<RecordedEvent[]>> | undefined = iterator.next();
   try {
     for (;;) {
-      const result = await next;
+      const result: IteratorResult<RecordedEvent[]> = await (next ?? iterator.next());
       if (result.done) return;
-      next = iterator.next();
+      next = result.value.length >= batchSize ? iterator.next() : undefined;
       yield result.value;
     }
   } finally {
     // The batch read ahead is dropped: its events are read again from the checkpoint next time.
-    next.catch(() => undefined);
+    next?.catch(() => undefined);
     void iterator.return?.(undefined)?.catch(() => undefined);
   }
 }
 
 export function createRunner(options: RunnerOptions): Runner {
   const { pool, projections, logger } = options;
-  const batchSize = options.batchSize ?? 1000;
+  const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
   const schema = options.schema ?? 'public';
   const nameOf = options.checkpointName ?? ((projection: ProjectionDefinition) => projection.name);
   const names = projections.map(nameOf);
@@ -343,7 +347,7 @@ export function createRunner(options: RunnerOptions): Runner {
     catchUp: (signal) => catchUpTogether(options.log, [runner], { batchSize, signal, onBatch: options.onBatch }),
     async runLive(signal) {
       const from = (await resumePosition()) + 1;
-      await consume(options.log.subscribe({ from, batchSize, signal }), [runner], { signal, onBatch: options.onBatch });
+      await consume(options.log.subscribe({ from, batchSize, signal }), [runner], { batchSize, signal, onBatch: options.onBatch });
     },
   };
   return runner;
@@ -358,7 +362,7 @@ interface FeedOptions {
 async function consume(source: AsyncIterable<RecordedEvent[]>, runners: Runner[], options: FeedOptions): Promise<number> {
   let position = 0;
   let count = 0;
-  for await (const batch of readAhead(source)) {
+  for await (const batch of readAhead(source, options.batchSize ?? DEFAULT_BATCH_SIZE)) {
     for (const runner of runners) await runner.apply(batch, options.signal);
     position = batch[batch.length - 1]!.globalPosition;
     count += batch.length;
@@ -378,6 +382,6 @@ export async function catchUpTogether(log: EventLog, runners: Runner[], options:
   const positions = await Promise.all(runners.map((runner) => runner.resumePosition()));
   const from = Math.min(...positions) + 1;
   if (!Number.isSafeInteger(from)) return 0; // every projection stopped on an error
-  const reached = await consume(log.readAll({ from, batchSize: options.batchSize ?? 1000 }), runners, options);
+  const reached = await consume(log.readAll({ from, batchSize: options.batchSize ?? DEFAULT_BATCH_SIZE }), runners, options);
   return Math.max(reached, from - 1);
 }

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { ReadStreamOptions, RecordedEvent } from '../types.js';
-import { sqlFile, toNumber } from './sql.js';
+import { inlineParameters, sqlFile, toNumber } from './sql.js';
 
 const READ_FORWARD_SQL = sqlFile(import.meta.url, 'read-stream-forward.sql');
 const READ_BACKWARD_SQL = sqlFile(import.meta.url, 'read-stream-backward.sql');
@@ -46,15 +46,25 @@ export async function readStream(pool: pg.Pool | pg.PoolClient, stream: string, 
   return rows.map(toRecorded);
 }
 
+/** The bound as a transaction-local setting, which read-all.sql reads, and the head beside it. */
+const SET_BOUND_SQL = `SELECT set_config('event_store.read_bound', r.bound, true) AS bound, r.head FROM (${READ_BOUND_SQL.replace(/--[^\n]*/g, '').trim()}) AS r`;
+
 /**
  * One batch of the global log from `from` (inclusive), only as far as is safe to read: the bound
- * comes from one statement, the events from the next (its snapshot must be the later one).
+ * comes from one statement, the events from the next, whose snapshot is the later one. Both go in
+ * one simple query, one round trip: a simple query's statements run in one implicit transaction
+ * (the bound lives as long as it), each with its own snapshot, for which the transaction is READ
+ * COMMITTED whatever default_transaction_isolation says (one snapshot for both would skip events).
  * `head`: the last position committed when the bound was taken.
  */
 export async function readBatch(pool: pg.Pool | pg.PoolClient, from: number, limit: number): Promise<{ events: RecordedEvent[]; head: number }> {
-  const { rows: [bound] } = await pool.query<{ bound: string; head: string }>({ name: 'cse_read_bound', text: READ_BOUND_SQL });
-  const { rows } = await pool.query<EventRow>({ name: 'cse_read_all', text: READ_ALL_SQL, values: [from, limit, bound!.bound] });
-  return { events: rows.map(toRecorded), head: toNumber(bound!.head) };
+  const sql = `SET TRANSACTION ISOLATION LEVEL READ COMMITTED; ${SET_BOUND_SQL}; ${inlineParameters(READ_ALL_SQL, [from, limit])}`;
+  const [, bound, events] = (await pool.query(sql)) as unknown as [
+    pg.QueryResult,
+    pg.QueryResult<{ bound: string; head: string }>,
+    pg.QueryResult<EventRow>,
+  ];
+  return { events: events.rows.map(toRecorded), head: toNumber(bound.rows[0]!.head) };
 }
 
 export async function headPosition(pool: pg.Pool | pg.PoolClient): Promise<number> {

@@ -26,6 +26,7 @@ export async function* readLog(
   let next = options.from ?? 1;
   let heldBackRounds = 0;
   while (!signal?.aborted) {
+    const seen = wakeups.seen();
     const { events: batch, head } = await readBatch(pool, next, batchSize);
     if (batch.length > 0) {
       next = batch[batch.length - 1]!.globalPosition + 1;
@@ -36,10 +37,10 @@ export async function* readLog(
     // Committed events past what was read: they wait behind an appender still in flight.
     if (head >= next) {
       const delay = HELD_BACK_DELAYS_MS[Math.min(heldBackRounds++, HELD_BACK_DELAYS_MS.length - 1)]!;
-      await wakeups.wait(delay, signal);
+      await wakeups.wait(delay, signal, seen);
       continue;
     }
     if (!options.live) return;
-    await wakeups.wait(SAFETY_POLL_MS, signal);
+    await wakeups.wait(SAFETY_POLL_MS, signal, seen);
   }
 }

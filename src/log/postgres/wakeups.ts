@@ -3,9 +3,15 @@ import pg from 'pg';
 const CHANNEL = 'event_store_appended';
 
 export interface Wakeups {
-  /** Resolves on the next append notification, after `ms`, or when `signal` aborts. */
-  wait(ms: number, signal?: AbortSignal): Promise<void>;
-  /** Tells every listener, in every process, that something was appended. */
+  /** How many wake-ups there have been: take it before reading, and pass it to `wait`. */
+  seen(): number;
+  /**
+   * Resolves on the next append notification, after `ms`, or when `signal` aborts; at once if
+   * there has been a wake-up since `since` (one that came while the caller was reading, which
+   * would otherwise be missed until the next poll).
+   */
+  wait(ms: number, signal?: AbortSignal, since?: number): Promise<void>;
+  /** Tells every listener, in this process at once and in every other one, that something was appended. */
   notify(): void;
   close(): Promise<void>;
 }
@@ -19,6 +25,11 @@ export interface Wakeups {
  * coalesced: while one is in flight, any number of appends cause at most one more.
  * Subscribers still poll on a timeout, so a lost notification (writer crashed between commit and
  * NOTIFY, listener reconnecting) delays an event, never loses it.
+ *
+ * Subscribers of this process are woken directly, without the round trip through PostgreSQL (serve
+ * appends and projects in one process). The NOTIFY for the others goes out on the listening
+ * connection, so that its echo, which carries that connection's process id, can be told apart and
+ * does not wake this process's subscribers a second time for nothing.
  */
 export function createWakeups(pool: pg.Pool, connectionString: string, onError: (error: unknown) => void): Wakeups {
   const waiters = new Set<() => void>();
@@ -29,14 +40,19 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
   let notifyAgain = false;
   let notifyDone: Promise<void> = Promise.resolve();
 
+  let wakeups = 0;
   const wakeAll = () => {
+    wakeups++;
     for (const wake of [...waiters]) wake();
   };
 
   const listen = (): Promise<void> => {
     connecting ??= (async () => {
       const client = new pg.Client({ connectionString });
-      client.on('notification', wakeAll);
+      let ownPid: number | undefined;
+      client.on('notification', (message) => {
+        if (message.processId !== ownPid) wakeAll();
+      });
       client.on('error', (error) => {
         onError(error);
         if (listener === client) listener = undefined;
@@ -45,7 +61,8 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
       });
       try {
         await client.connect();
-        await client.query(`LISTEN ${CHANNEL}`);
+        const results = (await client.query(`LISTEN ${CHANNEL}; SELECT pg_backend_pid() AS pid`)) as unknown as pg.QueryResult<{ pid: number }>[];
+        ownPid = results[1]!.rows[0]!.pid;
         listener = client;
       } catch (error) {
         connecting = undefined;
@@ -61,7 +78,7 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
     try {
       do {
         notifyAgain = false;
-        await pool.query(`SELECT pg_notify('${CHANNEL}', '')`);
+        await (listener ?? pool).query(`SELECT pg_notify('${CHANNEL}', '')`);
       } while (notifyAgain && !closed);
     } catch (error) {
       onError(error);
@@ -71,9 +88,10 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
   };
 
   return {
-    async wait(ms, signal) {
+    seen: () => wakeups,
+    async wait(ms, signal, since) {
       if (!closed && !listener) await listen();
-      if (signal?.aborted) return;
+      if (signal?.aborted || (since !== undefined && since !== wakeups)) return;
       await new Promise<void>((resolve) => {
         const done = () => {
           clearTimeout(timer);
@@ -88,6 +106,7 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
     },
     notify() {
       if (closed) return;
+      wakeAll();
       if (notifying) {
         notifyAgain = true;
         return;
