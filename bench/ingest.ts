@@ -113,7 +113,7 @@ function startServe(): Serve {
   const nodeArgs = (process.env.SERVE_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const child = spawn(process.execPath, [...nodeArgs, path.join(BENCH_DIR, '..', 'bin', 'conda-store-events.js'), 'serve', '--ingest-batch-size', String(BATCH)], {
     env: { ...process.env, DATABASE_URL: url, NATS_URL: natsUrl, NATS_STREAM: names.stream, NATS_SUBJECT_PREFIX: names.subjectPrefix, NATS_DURABLE: names.durable, LOG_LEVEL: 'debug' },
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: ['ignore', process.env.SERVE_STDOUT ? fs.openSync(process.env.SERVE_STDOUT, 'w') : 'ignore', 'pipe'],
   });
   const applied = new Map<string, { at: number; position: number }[]>();
   const ingested: { at: number; messages: number; position?: number }[] = [];

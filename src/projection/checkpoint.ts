@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { inlineParameters, sqlFile, toNumber } from '../log/postgres/sql.js';
+import { inlineParameters, sqlFile, toNumber, withoutComments } from '../log/postgres/sql.js';
 
 const ENSURE = sqlFile(import.meta.url, 'checkpoint-ensure.sql');
 const LOCK = sqlFile(import.meta.url, 'checkpoint-lock.sql');
@@ -53,18 +53,19 @@ const toCheckpoints = (rows: LockRow[]) => new Map(rows.map((row) => [row.name, 
  * counts).
  */
 export async function beginAndLock(client: pg.ClientBase, begin: string, names: string[]): Promise<Map<string, CheckpointRow>> {
-  const results = (await client.query(`${begin}; ${inlineParameters(LOCK, [names])}`)) as unknown as pg.QueryResult<LockRow>[];
+  const results = (await client.query(`${begin}; ${inlineParameters(withoutComments(LOCK), [names])}`)) as unknown as pg.QueryResult<LockRow>[];
   return toCheckpoints(results[results.length - 1]!.rows);
 }
 
 /**
- * Moves the checkpoints `names` to `position`, each id sequence past its highest id inserted
- * (`sequences`: name → id), and commits, in one round trip. Should the save fail, PostgreSQL
+ * Runs the statements `before` (SQL text, see Statement.inline), moves the checkpoints `names` to
+ * `position` and each id sequence past its highest id inserted (`sequences`: name → id), and
+ * commits, in one round trip. Should the save fail, PostgreSQL
  * runs nothing after it: no COMMIT.
  */
-export async function saveAndCommit(client: pg.ClientBase, names: string[], position: number, sequences: Map<string, number> = new Map()): Promise<void> {
-  const save = names.length || sequences.size ? `${inlineParameters(SAVE, [names, position, [...sequences.keys()], [...sequences.values()]])}; ` : '';
-  await client.query(`${save}COMMIT`);
+export async function saveAndCommit(client: pg.ClientBase, names: string[], position: number, sequences: Map<string, number>, before: string[] = []): Promise<void> {
+  const save = names.length || sequences.size ? [inlineParameters(withoutComments(SAVE), [names, position, [...sequences.keys()], [...sequences.values()]])] : [];
+  await client.query([...before, ...save, 'COMMIT'].join(';\n'));
 }
 
 export async function markFailed(

@@ -14,7 +14,7 @@ import { describeTables, type TableInfo } from './columns.js';
 import { beginAndLock, ensureCheckpoints, lockCheckpoints, markFailed, resumeFailed, saveAndCommit, type CheckpointRow } from './checkpoint.js';
 import { changesFor, declaredUpsertKeys, keySignature, type ProjectedEvent, type ProjectionDefinition, type Row, type RowChange } from './definition.js';
 import { recordMissingFingerprints } from './fingerprint.js';
-import { compileChanges } from './statements.js';
+import { compileChanges, type Statement } from './statements.js';
 import { checkKeys, keyChecks, mayTurnTriggersOff } from './key-checks.js';
 import { isTransient } from './transient.js';
 import { sleep } from '../sleep.js';
@@ -147,12 +147,34 @@ export function createRunner(options: RunnerOptions): Runner {
   };
 
   /**
-   * Runs statements for the changes; returns, per id sequence, the highest id inserted: the
-   * batch's end moves each sequence past it, as conda-store's own inserts would have (ids come
-   * from events, so the sequences never hand them out; they stay usable for anything that inserts
-   * without an id).
+   * Per id sequence, the highest id the changes insert: the batch's end moves each sequence past
+   * it, as conda-store's own inserts would have (ids come from events, so the sequences never hand
+   * them out; they stay usable for anything that inserts without an id).
    */
-  async function execute(client: pg.ClientBase, changes: RowChange[]): Promise<Map<string, number>> {
+  function highestIds(changes: RowChange[]): Map<string, number> {
+    const highest = new Map<string, number>();
+    for (const change of changes) {
+      const id = change.op === 'sql' ? change.insertsId : change.op === 'insert' || change.op === 'upsert' ? change.row.id : undefined;
+      const sequence = tables!.get(change.table)?.idSequence;
+      if (typeof id === 'number' && sequence) highest.set(sequence, Math.max(highest.get(sequence) ?? 0, id));
+    }
+    return highest;
+  }
+
+  /**
+   * Runs the statements for the changes and returns the highest ids (highestIds). With
+   * `withCommit`, statements that need nothing afterwards (every one runs with its triggers and has
+   * its SQL text: see Statement.inline) are returned as `deferred` SQL instead, to go with the
+   * checkpoint and COMMIT in one round trip: a live batch of a few events is then two round trips,
+   * not one per statement more.
+   */
+  async function execute(client: pg.ClientBase, changes: RowChange[], withCommit = false): Promise<{ sequences: Map<string, number>; deferred: string[] }> {
+    const statements = compileChanges(changes, tables!);
+    const setBased = (statement: Statement) =>
+      triggersMayBeOff && statement.checked && statement.checked.rows.length >= keyChecksFrom ? statement.checked : undefined;
+    if (withCommit && statements.every((statement) => statement.inline && !setBased(statement))) {
+      return { sequences: highestIds(changes), deferred: statements.map((statement) => statement.inline!()) };
+    }
     let triggersOff = false;
     const switchTriggers = async (off: boolean) => {
       if (off === triggersOff) return;
@@ -160,8 +182,8 @@ export function createRunner(options: RunnerOptions): Runner {
       triggersOff = off;
     };
     const written: { table: string; rows: Row[] }[] = [];
-    for (const statement of compileChanges(changes, tables!)) {
-      const checked = triggersMayBeOff && statement.checked && statement.checked.rows.length >= keyChecksFrom ? statement.checked : undefined;
+    for (const statement of statements) {
+      const checked = setBased(statement);
       await switchTriggers(checked !== undefined);
       await client.query(statement.text, statement.values);
       if (checked) written.push(checked);
@@ -170,13 +192,7 @@ export function createRunner(options: RunnerOptions): Runner {
     // savepoint, the checkpoint), then the keys of what went in without them.
     await switchTriggers(false);
     await checkKeys(client, keyChecks(written, tables!));
-    const highest = new Map<string, number>();
-    for (const change of changes) {
-      const id = change.op === 'sql' ? change.insertsId : change.op === 'insert' || change.op === 'upsert' ? change.row.id : undefined;
-      const sequence = tables!.get(change.table)?.idSequence;
-      if (typeof id === 'number' && sequence) highest.set(sequence, Math.max(highest.get(sequence) ?? 0, id));
-    }
-    return highest;
+    return { sequences: highestIds(changes), deferred: [] };
   }
 
   // Projection transactions commit asynchronously: they hold derived data only. A server crash
@@ -190,6 +206,8 @@ export function createRunner(options: RunnerOptions): Runner {
     names: string[];
     position: number;
     sequences: Map<string, number>;
+    /** Statements of the batch still to run, before the checkpoint (see execute). */
+    deferred?: string[];
   }
 
   /** When a batch's transaction last committed (see applyBatch: batches with nothing to apply). */
@@ -204,7 +222,7 @@ export function createRunner(options: RunnerOptions): Runner {
     try {
       const checkpoints = await beginAndLock(client, begin, names);
       const end = await work(client, checkpoints);
-      await saveAndCommit(client, end.names, end.position, end.sequences);
+      await saveAndCommit(client, end.names, end.position, end.sequences, end.deferred);
       savedAt = performance.now();
       if (unsaved !== undefined && unsaved <= end.position) unsaved = undefined;
     } catch (error) {
@@ -245,8 +263,8 @@ export function createRunner(options: RunnerOptions): Runner {
         for (const event of projectedOnce(events)) {
           for (const projection of pending(checkpoints, event)) changes.push(...changesOf(projection, event));
         }
-        const sequences = await execute(client, changes);
-        return { names: advancing(checkpoints, last), position: last, sequences };
+        const { sequences, deferred } = await execute(client, changes, true);
+        return { names: advancing(checkpoints, last), position: last, sequences, deferred };
       });
     } catch (error) {
       if (isTransient(error)) throw error;
@@ -288,7 +306,7 @@ export function createRunner(options: RunnerOptions): Runner {
         for (const projection of projected ? pending(checkpoints, projected) : []) {
           await client.query('SAVEPOINT projection');
           try {
-            for (const [sequence, id] of await execute(client, changesOf(projection, projected!))) sequences.set(sequence, Math.max(sequences.get(sequence) ?? 0, id));
+            for (const [sequence, id] of (await execute(client, changesOf(projection, projected!))).sequences) sequences.set(sequence, Math.max(sequences.get(sequence) ?? 0, id));
             await client.query('RELEASE SAVEPOINT projection');
           } catch (error) {
             if (isTransient(error)) throw error;

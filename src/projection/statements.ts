@@ -9,7 +9,7 @@
  */
 import type { Row, RowChange } from './definition.js';
 import type { TableInfo } from './columns.js';
-import { quoteIdent as quote } from '../log/postgres/sql.js';
+import { inlineParameters, quoteIdent as quote } from '../log/postgres/sql.js';
 
 export interface Statement {
   text: string;
@@ -21,6 +21,11 @@ export interface Statement {
    * parent key is skipped.
    */
   checked?: { table: string; rows: Row[] };
+  /**
+   * The statement as SQL text with its one JSON parameter as a literal, to go with others in one
+   * simple query (one round trip); raw statements (`sql` changes) have none.
+   */
+  inline?: () => string;
 }
 
 
@@ -91,6 +96,11 @@ export function compileChanges(changes: RowChange[], tables: Map<string, TableIn
   return statements;
 }
 
+/** A compiled statement: text, and one parameter, the rows as JSON (no comments, no string literals). */
+function withInline(statement: Statement): Statement {
+  return { ...statement, inline: () => inlineParameters(statement.text, statement.values) };
+}
+
 export function columnOf(tables: Map<string, TableInfo>, table: string, column: string) {
   const info = tables.get(table);
   if (!info) throw new Error(`projection writes table "${table}", which it does not declare`);
@@ -130,7 +140,7 @@ function compileGroup(group: RowChange[], tables: Map<string, TableInfo>): State
       }
       const rows = group.map((change) => (change as { row: Row }).row);
       const checked = triggersMayBeSkipped(tables.get(first.table)!, columns, update) ? { checked: { table: first.table, rows } } : {};
-      return { text, values: [JSON.stringify(rows)], ...checked };
+      return withInline({ text, values: [JSON.stringify(rows)], ...checked });
     }
     case 'update': {
       const whereColumns = Object.keys(first.where);
@@ -140,18 +150,18 @@ function compileGroup(group: RowChange[], tables: Map<string, TableInfo>): State
         const { where, set } = change as { where: Row; set: Row };
         return Object.fromEntries([...whereColumns.map((c, i) => [`w${i}`, where[c]]), ...setColumns.map((c, i) => [`s${i}`, set[c]])]);
       });
-      return {
+      return withInline({
         text: `UPDATE ${table} AS t SET ${setColumns.map((c, i) => `${quote(c)} = v.s${i}`).join(', ')} FROM ${recordset(tables, first.table, 'v', fields)} WHERE ${whereColumns.map((c, i) => `t.${quote(c)} = v.w${i}`).join(' AND ')}`,
         values: [JSON.stringify(rows)],
-      };
+      });
     }
     case 'delete': {
       const whereColumns = Object.keys(first.where);
       const rows = group.map((change) => Object.fromEntries(whereColumns.map((c, i) => [`w${i}`, (change as { where: Row }).where[c]])));
-      return {
+      return withInline({
         text: `DELETE FROM ${table} AS t USING ${recordset(tables, first.table, 'v', whereColumns.map((c, i) => [`w${i}`, c]))} WHERE ${whereColumns.map((c, i) => `t.${quote(c)} = v.w${i}`).join(' AND ')}`,
         values: [JSON.stringify(rows)],
-      };
+      });
     }
   }
 }

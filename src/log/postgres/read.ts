@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { ReadStreamOptions, RecordedEvent } from '../types.js';
-import { inlineParameters, sqlFile, toNumber } from './sql.js';
+import { inlineParameters, sqlFile, toNumber, withoutComments } from './sql.js';
 
 const READ_FORWARD_SQL = sqlFile(import.meta.url, 'read-stream-forward.sql');
 const READ_BACKWARD_SQL = sqlFile(import.meta.url, 'read-stream-backward.sql');
@@ -46,8 +46,10 @@ export async function readStream(pool: pg.Pool | pg.PoolClient, stream: string, 
   return rows.map(toRecorded);
 }
 
+const READ_ALL_INLINE = withoutComments(READ_ALL_SQL);
+
 /** The bound as a transaction-local setting, which read-all.sql reads, and the head beside it. */
-const SET_BOUND_SQL = `SELECT set_config('event_store.read_bound', r.bound, true) AS bound, r.head FROM (${READ_BOUND_SQL.replace(/--[^\n]*/g, '').trim()}) AS r`;
+const SET_BOUND_SQL = `SELECT set_config('event_store.read_bound', r.bound, true) AS bound, r.head FROM (${withoutComments(READ_BOUND_SQL)}) AS r`;
 
 /**
  * One batch of the global log from `from` (inclusive), only as far as is safe to read: the bound
@@ -58,7 +60,7 @@ const SET_BOUND_SQL = `SELECT set_config('event_store.read_bound', r.bound, true
  * `head`: the last position committed when the bound was taken.
  */
 export async function readBatch(pool: pg.Pool | pg.PoolClient, from: number, limit: number): Promise<{ events: RecordedEvent[]; head: number }> {
-  const sql = `SET TRANSACTION ISOLATION LEVEL READ COMMITTED; ${SET_BOUND_SQL}; ${inlineParameters(READ_ALL_SQL, [from, limit])}`;
+  const sql = `SET TRANSACTION ISOLATION LEVEL READ COMMITTED; ${SET_BOUND_SQL}; ${inlineParameters(READ_ALL_INLINE, [from, limit])}`;
   const [, bound, events] = (await pool.query(sql)) as unknown as [
     pg.QueryResult,
     pg.QueryResult<{ bound: string; head: string }>,

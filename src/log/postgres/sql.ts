@@ -33,13 +33,18 @@ export function sqlLiteral(value: unknown): string {
   throw new Error(`cannot inline ${typeof value} ${String(value)} as an SQL literal`);
 }
 
+/** SQL without its `--` comments (for SQL files whose parameters are inlined: see inlineParameters). */
+export function withoutComments(sql: string): string {
+  return sql.replace(/--[^\n]*/g, '').trim();
+}
+
 /**
- * An SQL file's text with its parameters `$1..$n` replaced by literals of `values` (comments
- * dropped first, so a value cannot end one): to send several statements in one round trip.
+ * SQL with its parameters `$1..$n` replaced by literals of `values`: to send several statements in
+ * one round trip. Drop the comments of an SQL file first (withoutComments), lest a value end one.
  */
 export function inlineParameters(sql: string, values: unknown[]): string {
-  return sql.replace(/--[^\n]*/g, '').replace(/\$(\d+)/g, (_, n: string) => {
+  return sql.replace(/\$(\d+)/g, (_, n: string) => {
     if (Number(n) > values.length) throw new Error(`no value for parameter $${n}`);
     return sqlLiteral(values[Number(n) - 1]);
-  }).trim();
+  });
 }

@@ -1,0 +1,37 @@
+/**
+ * Statements sent together in one simple query carry their values as literals (sqlLiteral,
+ * inlineParameters): PostgreSQL must read back exactly the value, whatever it holds.
+ */
+import test from 'ava';
+import pg from 'pg';
+import { inlineParameters, sqlLiteral, withoutComments } from '../src/log/postgres/sql.js';
+import { serverUrl } from './helpers/database.js';
+
+const tricky = [
+  "it's", 'back\\slash', 'both \\\' quote', 'new\nline\ttab', '-- not a comment', '/* nor this */', '$1 $2', 'ünï😀', '',
+  JSON.stringify({ summary: 'a "quoted" \\ value\n', depends: ['x >=1'] }),
+];
+
+test('a literal reads back as the very value, under either standard_conforming_strings', async (t) => {
+  const client = new pg.Client({ connectionString: serverUrl });
+  await client.connect();
+  t.teardown(() => client.end());
+  for (const setting of ['on', 'off']) {
+    await client.query(`SET standard_conforming_strings = ${setting}`);
+    await client.query('SET escape_string_warning = off');
+    const { rows } = await client.query<{ v: string[] }>(`SELECT ${sqlLiteral(tricky)}::text[] AS v`);
+    t.deepEqual(rows[0]!.v, tricky, `standard_conforming_strings ${setting}`);
+    const { rows: numbers } = await client.query<{ v: string[] }>(`SELECT ${sqlLiteral([0, -5, 2 ** 53 - 1])}::bigint[]::text[] AS v`);
+    t.deepEqual(numbers[0]!.v, ['0', '-5', String(2 ** 53 - 1)]);
+  }
+  const json = tricky.at(-1)!;
+  const { rows } = await client.query<{ v: unknown }>(inlineParameters('SELECT $1::json AS v', [json]));
+  t.deepEqual(rows[0]!.v, JSON.parse(json));
+});
+
+test('values that have no exact literal are refused; comments of an SQL file go before inlining', (t) => {
+  t.throws(() => sqlLiteral(1.5), { message: /cannot inline number 1.5/ });
+  t.throws(() => sqlLiteral({}), { message: /cannot inline object/ });
+  t.throws(() => inlineParameters('SELECT $2', [1]), { message: 'no value for parameter $2' });
+  t.is(inlineParameters(withoutComments('-- the name $1\nSELECT $1'), ['a\n--']), "SELECT 'a\n--'");
+});
