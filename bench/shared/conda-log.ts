@@ -66,6 +66,8 @@ export interface Run {
   rate: number;
   firstRate: number;
   lastRate: number;
+  /** The rate over each successive 100k events (to tell a trend from a dip). */
+  windowRates: number[];
   peakRssMb: number;
 }
 
@@ -88,11 +90,14 @@ export function tracker() {
         return (b.events - a.events) / ((b.at - a.at) / 1000);
       };
       const seconds = (last.at - started) / 1000;
+      const windowRates: number[] = [];
+      for (let from = 0; from + window <= last.events && window > 0; from += window) windowRates.push(rateBetween(from, from + window));
       return {
         seconds,
         rate: last.events / seconds,
         firstRate: rateBetween(0, window),
         lastRate: rateBetween(last.events - window, last.events),
+        windowRates,
         peakRssMb: peakRss / 2 ** 20,
       };
     },
