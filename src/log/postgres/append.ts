@@ -10,7 +10,7 @@ export const APPEND_SQL = sqlFile(import.meta.url, 'append.sql');
  * one implicit transaction: see migrations/20260101000100_event_store.ts for the algorithm).
  */
 export function appendParameters(requests: AppendRequest[]): unknown[] {
-  const ids: string[] = [], groups: number[] = [], eventStreams: string[] = [], types: string[] = [], data: string[] = [], metadata: (string | null)[] = [];
+  const ids: string[] = [], groups: number[] = [], eventStreams: string[] = [], types: string[] = [], data: unknown[] = [], metadata: unknown[] = [];
   const streams: string[] = [], expected: string[] = [];
   const claimGroup: number[] = [], claimStream: string[] = [], claimName: string[] = [], claimValue: string[] = [], claimParent: (string | null)[] = [];
   const releaseGroup: number[] = [], releaseName: string[] = [], releaseValue: (string | null)[] = [];
@@ -24,8 +24,8 @@ export function appendParameters(requests: AppendRequest[]): unknown[] {
       groups.push(group);
       eventStreams.push(request.stream);
       types.push(event.type);
-      data.push(JSON.stringify(event.data));
-      metadata.push(event.metadata ? JSON.stringify(event.metadata) : null);
+      data.push(event.data);
+      metadata.push(event.metadata ?? null);
     }
     for (const claim of request.claims ?? []) {
       claimGroup.push(group);
@@ -53,7 +53,7 @@ export function appendParameters(requests: AppendRequest[]): unknown[] {
       condMessage.push(condition.message);
     }
   });
-  return [ids, groups, eventStreams, types, data, metadata, streams, expected, claimGroup, claimStream, claimName, claimValue, claimParent,
+  return [ids, groups, eventStreams, types, JSON.stringify(data), JSON.stringify(metadata), streams, expected, claimGroup, claimStream, claimName, claimValue, claimParent,
     releaseGroup, releaseName, releaseValue, condGroup, condStream, condKind, condArg, condMessage];
 }
 
