@@ -101,7 +101,7 @@ function withInline(statement: Statement): Statement {
   return { ...statement, inline: () => inlineParameters(statement.text, statement.values) };
 }
 
-export function columnOf(tables: Map<string, TableInfo>, table: string, column: string) {
+function columnOf(tables: Map<string, TableInfo>, table: string, column: string) {
   const info = tables.get(table);
   if (!info) throw new Error(`projection writes table "${table}", which it does not declare`);
   const col = info.columns.get(column);
