@@ -18,7 +18,7 @@ import type { EventLog } from '../src/log/types.js';
 import { defineProjection, type ProjectionDefinition, type RowChange } from '../src/projection/definition.js';
 import { createProjectionService } from '../src/projection/service.js';
 import { isTransient } from '../src/projection/transient.js';
-import { condaStoreProjections, solves } from '../projections/index.js';
+import { allProjections, condaStoreProjections, namespaceUsage, solves } from '../projections/index.js';
 import { runCli } from './helpers/cli.js';
 import { realisticHistory } from './helpers/history.js';
 import {
@@ -482,6 +482,39 @@ function writerExpectation(w: number) {
     worker: [{ id: w, initialized: true }],
   } satisfies Partial<Record<TableName, TableRow[]>>;
 }
+
+// A group passes over batches with no event of a type it handles (no transaction); its
+// checkpoint must still reach the head while the log is quiet, not only at the next relevant event.
+test('live, a group with nothing to apply still moves its checkpoint to the head', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  const service = createProjectionService({ databaseUrl: db.url, log: db.log, logger: silentLogger, projections: allProjections });
+  t.teardown(() => service.close());
+  const stop = new AbortController();
+  const serving = service.serve(stop.signal);
+  t.teardown(() => stop.abort());
+  await waitUntil(async () => Object.keys(await checkpointRows(db.url)).length === allProjections.length, 'the service to start');
+
+  // Channels and packages: namespace_usage handles none of them.
+  const events = [
+    envelopeFor('CondaChannelRegistered', { channel_id: 1, name: 'conda-forge' }),
+    envelopeFor('CondaPackageRegistered', { package_id: 1, channel_id: 1, name: 'numpy', version: '1.26.4' }),
+  ];
+  t.true(events.every((event) => !(event.type in namespaceUsage.handlers)));
+  const usageAt = async (position: number) => {
+    await waitUntil(async () => (await checkpointRows(db.url))[namespaceUsage.name]!.position === position, `namespace_usage's checkpoint to reach ${position}`, { timeoutMs: 30_000 });
+  };
+  // The first batch after a while commits; the next one, right after it, is passed over, and
+  // only the idle save can move the checkpoint past it.
+  await appendEnvelopes(db.log, [events[0]!]);
+  await usageAt(1);
+  await appendEnvelopes(db.log, [events[1]!]);
+  const head = await db.log.headPosition();
+  await usageAt(head);
+  t.is((await tableRows(db.url, 'conda_package')).length, 1);
+  stop.abort();
+  await serving;
+});
 
 test('serve projects live while four writers append concurrently, and stops when aborted', async (t) => {
   await slot(t);
