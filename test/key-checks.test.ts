@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import test from 'ava';
 import pg from 'pg';
-import type { ForeignKey, TableInfo } from '../src/projection/columns.js';
+import { describeTables, type ForeignKey, type TableInfo } from '../src/projection/columns.js';
 import type { RowChange } from '../src/projection/definition.js';
 import { foreignKeyViolation, keyChecks, mayTurnTriggersOff } from '../src/projection/key-checks.js';
 import { compileChanges } from '../src/projection/statements.js';
@@ -16,7 +16,7 @@ const buildOfPackage: ForeignKey = {
   name: 'conda_package_build_package_id_fkey',
   columns: ['package_id'],
   parentTable: 'conda_package',
-  parent: '"public"."conda_package"',
+  parent: 'ONLY "public"."conda_package"',
   parentColumns: ['id'],
   matchSimple: true,
 };
@@ -63,7 +63,7 @@ test('one check per foreign key over the distinct keys of the rows; NULL keys ar
   const checks = keyChecks([{ table: 'conda_package_build', rows }, { table: 'conda_package_build', rows: [{ package_id: 7 }] }], tables);
   t.is(checks.length, 1);
   t.deepEqual(JSON.parse(checks[0]!.values[0] as string), [{ k0: 2 }, { k0: 5 }, { k0: 7 }]);
-  t.regex(checks[0]!.text, /FROM "public"\."conda_package" p JOIN k ON p\."id" = k\.k0 FOR KEY SHARE OF p/);
+  t.regex(checks[0]!.text, /FROM ONLY "public"\."conda_package" p JOIN k ON p\."id" = k\.k0 FOR KEY SHARE OF p/);
   t.deepEqual(keyChecks([{ table: 'conda_package_build', rows: [{ package_id: null }] }], tables), []);
   t.deepEqual(keyChecks([{ table: 'conda_package', rows: [{ id: 1 }] }], tables), [], 'a table without foreign keys needs no check');
 });
@@ -95,4 +95,25 @@ test('triggers may be turned off by a superuser, or by a role granted SET on ses
   t.false(await may(asRole.toString()), 'plain role');
   await withAdmin((admin) => admin.query(`GRANT SET ON PARAMETER session_replication_role TO ${role}`));
   t.true(await may(asRole.toString()), 'granted');
+});
+
+test('from the catalog: a deferrable unique key keeps a table on its triggers; a parent is checked with ONLY unless partitioned', async (t) => {
+  const db = await freshDatabase(t);
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  t.teardown(() => client.end());
+  await client.query(`
+    CREATE SCHEMA k;
+    CREATE TABLE k.parent (id int PRIMARY KEY);
+    CREATE TABLE k.sharded (id int PRIMARY KEY) PARTITION BY RANGE (id);
+    CREATE TABLE k.plain (id int PRIMARY KEY, parent_id int REFERENCES k.parent (id), sharded_id int REFERENCES k.sharded (id));
+    CREATE TABLE k.deferred (id int PRIMARY KEY, parent_id int REFERENCES k.parent (id), code text UNIQUE DEFERRABLE INITIALLY DEFERRED);
+  `);
+  const tables = await describeTables(client, ['parent', 'sharded', 'plain', 'deferred'], 'k');
+  t.false(tables.get('plain')!.ownTriggers);
+  t.true(tables.get('deferred')!.ownTriggers, 'its unique key is checked by an internal trigger');
+  t.deepEqual(tables.get('plain')!.foreignKeys.map((key) => key.parent).sort(), ['"k"."sharded"', 'ONLY "k"."parent"']);
+  t.deepEqual([...tables.get('parent')!.referenced], ['id']);
+  t.falsy(compileChanges([{ op: 'insert', table: 'deferred', row: { id: 1, parent_id: 1, code: 'a' } }], tables)[0]!.checked);
+  t.truthy(compileChanges([{ op: 'insert', table: 'plain', row: { id: 1, parent_id: 1, sharded_id: 1 } }], tables)[0]!.checked);
 });

@@ -16,7 +16,7 @@ export interface TableInfo {
   foreignKeys: ForeignKey[];
   /** Its columns that a foreign key of any table references (this table is the parent). */
   referenced: Set<string>;
-  /** It has triggers or rules of its own, beyond the ones PostgreSQL makes for constraints. */
+  /** Its inserts need triggers beyond its foreign keys' (own triggers or rules, deferrable keys: own-triggers.sql). */
   ownTriggers: boolean;
 }
 
@@ -24,7 +24,10 @@ export interface ForeignKey {
   /** The constraint's name, as errors name it. */
   name: string;
   columns: string[];
-  /** The parent table: its name, and its schema-qualified name for SQL. */
+  /**
+   * The parent table: its name, and how SQL names it: schema-qualified, with ONLY unless it is
+   * partitioned, as PostgreSQL's own check does (a row of an inheriting table is no parent).
+   */
   parentTable: string;
   parent: string;
   parentColumns: string[];
@@ -65,7 +68,8 @@ export async function describeTables(client: pg.ClientBase, tables: string[], sc
     for (const column of key.parent_columns) parent?.referenced.add(column);
     if (!child) continue;
     child.foreignKeys.push({
-      name: key.name, columns: key.columns, parentTable: key.parent_table, parent: `${quoteIdent(key.parent_schema)}.${quoteIdent(key.parent_table)}`,
+      name: key.name, columns: key.columns, parentTable: key.parent_table,
+      parent: `${key.parent_partitioned ? '' : 'ONLY '}${quoteIdent(key.parent_schema)}.${quoteIdent(key.parent_table)}`,
       parentColumns: key.parent_columns, matchSimple: key.match_simple,
     });
     if (key.parent_schema === schema && key.child !== key.parent_table) edges.push({ child: key.child, parent: key.parent_table, nullable: key.nullable });
@@ -83,6 +87,7 @@ interface ForeignKeyRow {
   columns: string[];
   parent_schema: string;
   parent_table: string;
+  parent_partitioned: boolean;
   parent_columns: string[];
   match_simple: boolean;
   nullable: boolean;

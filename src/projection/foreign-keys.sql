@@ -6,6 +6,7 @@ SELECT f.conname AS name,
        (SELECT array_agg(a.attname::text ORDER BY k.i) FROM unnest(f.conkey) WITH ORDINALITY AS k(attnum, i)
           JOIN pg_attribute a ON a.attrelid = f.conrelid AND a.attnum = k.attnum) AS columns,
        pn.nspname AS parent_schema, parent.relname AS parent_table,
+       parent.relkind = 'p' AS parent_partitioned,
        (SELECT array_agg(a.attname::text ORDER BY k.i) FROM unnest(f.confkey) WITH ORDINALITY AS k(attnum, i)
           JOIN pg_attribute a ON a.attrelid = f.confrelid AND a.attnum = k.attnum) AS parent_columns,
        f.confmatchtype = 's' AS match_simple,

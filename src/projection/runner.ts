@@ -176,22 +176,28 @@ export function createRunner(options: RunnerOptions): Runner {
       return { sequences: highestIds(changes), deferred: statements.map((statement) => statement.inline!()) };
     }
     let triggersOff = false;
-    const switchTriggers = async (off: boolean) => {
-      if (off === triggersOff) return;
-      await client.query(`SET LOCAL session_replication_role = ${off ? 'replica' : 'origin'}`);
-      triggersOff = off;
+    let written: { table: string; rows: Row[] }[] = [];
+    // Triggers back on, then the keys of what went in without them: checked before any statement
+    // that runs with triggers (a delete of the parent later in the batch is legitimate, and a
+    // cascade would apply to the rows as they are then) and before the checkpoint.
+    const triggersOn = async () => {
+      if (!triggersOff) return;
+      await client.query('SET LOCAL session_replication_role = origin');
+      triggersOff = false;
+      await checkKeys(client, keyChecks(written, tables!));
+      written = [];
     };
-    const written: { table: string; rows: Row[] }[] = [];
     for (const statement of statements) {
       const checked = setBased(statement);
-      await switchTriggers(checked !== undefined);
+      if (!checked) await triggersOn();
+      else if (!triggersOff) {
+        await client.query('SET LOCAL session_replication_role = replica');
+        triggersOff = true;
+      }
       await client.query(statement.text, statement.values);
       if (checked) written.push(checked);
     }
-    // Back on before anything else runs in this transaction (the next projection's changes in a
-    // savepoint, the checkpoint), then the keys of what went in without them.
-    await switchTriggers(false);
-    await checkKeys(client, keyChecks(written, tables!));
+    await triggersOn();
     return { sequences: highestIds(changes), deferred: [] };
   }
 
@@ -254,7 +260,7 @@ export function createRunner(options: RunnerOptions): Runner {
       idleSave ??= setTimeout(() => {
         idleSave = undefined;
         flush().catch((error) => logger.error({ err: error }, 'could not save the checkpoint of events with nothing to apply'));
-      }, IDLE_SAVE_MS);
+      }, IDLE_SAVE_MS).unref();
       return;
     }
     try {
@@ -380,12 +386,18 @@ interface FeedOptions {
 async function consume(source: AsyncIterable<RecordedEvent[]>, runners: Runner[], options: FeedOptions): Promise<number> {
   let position = 0;
   let count = 0;
-  for await (const batch of readAhead(source, options.batchSize ?? DEFAULT_BATCH_SIZE)) {
-    for (const runner of runners) await runner.apply(batch, options.signal);
-    position = batch[batch.length - 1]!.globalPosition;
-    count += batch.length;
-    options.onBatch?.({ position, events: count });
-    if (options.signal?.aborted) break;
+  try {
+    for await (const batch of readAhead(source, options.batchSize ?? DEFAULT_BATCH_SIZE)) {
+      for (const runner of runners) await runner.apply(batch, options.signal);
+      position = batch[batch.length - 1]!.globalPosition;
+      count += batch.length;
+      options.onBatch?.({ position, events: count });
+      if (options.signal?.aborted) break;
+    }
+  } catch (error) {
+    // Saved (or dropped) now: no idle save may fire once the caller has closed the pool.
+    for (const runner of runners) await runner.flush().catch(() => undefined);
+    throw error;
   }
   for (const runner of runners) await runner.flush();
   return position;
