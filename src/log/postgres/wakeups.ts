@@ -78,7 +78,9 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
     try {
       do {
         notifyAgain = false;
-        await (listener ?? pool).query(`SELECT pg_notify('${CHANNEL}', '')`);
+        // Its own transaction needs no WAL flush: a notification is not durable anyway, and the
+        // append it announces has committed already.
+        await (listener ?? pool).query(`SET LOCAL synchronous_commit TO off; SELECT pg_notify('${CHANNEL}', '')`);
       } while (notifyAgain && !closed);
     } catch (error) {
       onError(error);
