@@ -1,6 +1,9 @@
 import type pg from 'pg';
 import { quoteIdent, sqlFile } from '../log/postgres/sql.js';
 
+const FOREIGN_KEYS_SQL = sqlFile(import.meta.url, 'foreign-keys.sql');
+const OWN_TRIGGERS_SQL = sqlFile(import.meta.url, 'own-triggers.sql');
+
 export interface ColumnInfo {
   /** The column's type as a cast: `integer`, `character varying(255)`, `json`, ... */
   type: string;
@@ -60,7 +63,7 @@ export async function describeTables(client: pg.ClientBase, tables: string[], sc
   const missing = tables.filter((table) => !info.has(table));
   if (missing.length) throw new Error(`projection tables missing from schema ${schema}: ${missing.join(', ')} (run knex migrate:latest)`);
 
-  const { rows: keys } = await client.query<ForeignKeyRow>(sqlFile(import.meta.url, 'foreign-keys.sql'), [schema, tables]);
+  const { rows: keys } = await client.query<ForeignKeyRow>(FOREIGN_KEYS_SQL, [schema, tables]);
   const edges: ForeignKeyEdge[] = [];
   for (const key of keys) {
     const child = key.child_schema === schema ? info.get(key.child) : undefined;
@@ -74,7 +77,7 @@ export async function describeTables(client: pg.ClientBase, tables: string[], sc
     });
     if (key.parent_schema === schema && key.child !== key.parent_table) edges.push({ child: key.child, parent: key.parent_table, nullable: key.nullable });
   }
-  const { rows: triggered } = await client.query<{ table: string }>(sqlFile(import.meta.url, 'own-triggers.sql'), [schema, tables]);
+  const { rows: triggered } = await client.query<{ table: string }>(OWN_TRIGGERS_SQL, [schema, tables]);
   for (const { table } of triggered) info.get(table)!.ownTriggers = true;
   for (const [table, rank] of foreignKeyOrder(tables, edges)) info.get(table)!.rank = rank;
   return info;
