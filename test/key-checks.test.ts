@@ -5,12 +5,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import test from 'ava';
-import pg from 'pg';
 import { describeTables, type ForeignKey, type TableInfo } from '../src/projection/columns.js';
 import type { RowChange } from '../src/projection/definition.js';
 import { foreignKeyViolation, keyChecks, mayTurnTriggersOff } from '../src/projection/key-checks.js';
 import { compileChanges } from '../src/projection/statements.js';
-import { freshDatabase, withAdmin } from './helpers/database.js';
+import { connect, freshDatabase, withAdmin, withClient } from './helpers/database.js';
 
 const buildOfPackage: ForeignKey = {
   name: 'conda_package_build_package_id_fkey',
@@ -82,15 +81,7 @@ test('triggers may be turned off by a superuser, or by a role granted SET on ses
   t.teardown(() => withAdmin((admin) => admin.query(`REVOKE SET ON PARAMETER session_replication_role FROM ${role}; DROP ROLE ${role}`)));
   const asRole = new URL(db.url);
   asRole.username = role;
-  const may = async (url: string) => {
-    const client = new pg.Client({ connectionString: url });
-    await client.connect();
-    try {
-      return await mayTurnTriggersOff(client);
-    } finally {
-      await client.end();
-    }
-  };
+  const may = (url: string) => withClient(url, mayTurnTriggersOff);
   t.true(await may(db.url), 'superuser');
   t.false(await may(asRole.toString()), 'plain role');
   await withAdmin((admin) => admin.query(`GRANT SET ON PARAMETER session_replication_role TO ${role}`));
@@ -99,9 +90,7 @@ test('triggers may be turned off by a superuser, or by a role granted SET on ses
 
 test('from the catalog: a deferrable unique key keeps a table on its triggers; a parent is checked with ONLY unless partitioned', async (t) => {
   const db = await freshDatabase(t);
-  const client = new pg.Client({ connectionString: db.url });
-  await client.connect();
-  t.teardown(() => client.end());
+  const client = await connect(t, db.url);
   await client.query(`
     CREATE SCHEMA k;
     CREATE TABLE k.parent (id int PRIMARY KEY);

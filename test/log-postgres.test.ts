@@ -4,7 +4,7 @@ import { APPEND_SQL, appendParameters } from '../src/log/postgres/append.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import { READ_BOUND_SQL } from '../src/log/postgres/read.js';
 import { createWakeups } from '../src/log/postgres/wakeups.js';
-import { freshDatabase } from './helpers/database.js';
+import { connect, freshDatabase, withAdmin } from './helpers/database.js';
 import { collect, events, logContract } from './log-contract.js';
 
 async function postgresLog(t: ExecutionContext) {
@@ -24,9 +24,7 @@ for (const statement of [
   test(`postgres: the database refuses "${statement.split(' ')[0]}" on the log, even as a superuser in replica mode`, async (t) => {
     const log = await postgresLog(t);
     await log.append({ stream: 'immutable', events: events(2) });
-    const client = new pg.Client({ connectionString: log.url });
-    await client.connect();
-    t.teardown(() => client.end());
+    const client = await connect(t, log.url);
     await t.throwsAsync(client.query(statement), { message: /append-only/ });
     await client.query('SET session_replication_role = replica');
     await t.throwsAsync(client.query(statement), { message: /append-only/ });
@@ -36,9 +34,7 @@ for (const statement of [
 
 test('postgres: append_events refuses to run after other writes of its transaction (it would break read ordering)', async (t) => {
   const log = await postgresLog(t);
-  const client = new pg.Client({ connectionString: log.url });
-  await client.connect();
-  t.teardown(() => client.end());
+  const client = await connect(t, log.url);
   await client.query('BEGIN');
   await client.query('CREATE TEMP TABLE scratch (x int)');
   await client.query('INSERT INTO scratch VALUES (1)');
@@ -54,14 +50,9 @@ test('postgres: append_events refuses to run after other writes of its transacti
 for (const isolation of ['read committed', 'repeatable read']) {
   test(`postgres: a reader does not skip an event whose transaction commits after a later one (default isolation ${isolation})`, async (t) => {
     const log = await postgresLog(t);
-    const admin = new pg.Client({ connectionString: log.url });
-    await admin.connect();
-    await admin.query(`ALTER DATABASE "${new URL(log.url).pathname.slice(1)}" SET default_transaction_isolation = '${isolation}'`);
-    await admin.end();
+    await withAdmin((admin) => admin.query(`ALTER DATABASE "${new URL(log.url).pathname.slice(1)}" SET default_transaction_isolation = '${isolation}'`));
     // Transaction A takes its position first and stays open; B appends after it and commits.
-    const a = new pg.Client({ connectionString: log.url });
-    await a.connect();
-    t.teardown(() => a.end());
+    const a = await connect(t, log.url);
     await a.query('BEGIN ISOLATION LEVEL READ COMMITTED');
     await a.query(APPEND_SQL, appendParameters([{ stream: 'late', events: events(1, 'Late') }]));
     const [b] = await log.append({ stream: 'early', events: events(1) });
@@ -80,10 +71,7 @@ for (const isolation of ['read committed', 'repeatable read']) {
 // projection missing an EnvironmentCreated while four writers appended concurrently).
 test('postgres: reader bound with an appender that got its transaction id after the reader\'s snapshot', async (t) => {
   const log = await postgresLog(t);
-  const reader = new pg.Client({ connectionString: log.url });
-  const appender = new pg.Client({ connectionString: log.url });
-  await Promise.all([reader.connect(), appender.connect()]);
-  t.teardown(() => Promise.all([reader.end(), appender.end()]).then(() => undefined));
+  const [reader, appender] = await Promise.all([connect(t, log.url), connect(t, log.url)]);
   // The reader's snapshot first (repeatable read keeps it for the whole transaction; pg_locks is
   // read live at each statement), then the appender takes its id: it is above the snapshot's xmax.
   await reader.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
@@ -131,10 +119,7 @@ test('postgres: six producers (a pool each) append one event at a time while a s
 
 test('postgres: an append canceled at the position lock leaves no lock behind; the next append goes through', async (t) => {
   const log = await postgresLog(t);
-  const holder = new pg.Client({ connectionString: log.url });
-  const appender = new pg.Client({ connectionString: log.url });
-  await Promise.all([holder.connect(), appender.connect()]);
-  t.teardown(() => Promise.all([holder.end(), appender.end()]).then(() => undefined));
+  const [holder, appender] = await Promise.all([connect(t, log.url), connect(t, log.url)]);
   // Another session holds the position lock: the append waits at step 5 until its timeout cancels it.
   await holder.query('SELECT pg_advisory_lock(7402, 0)');
   await appender.query("SET statement_timeout = '300ms'");
@@ -151,9 +136,7 @@ test('postgres: an append canceled at the position lock leaves no lock behind; t
 
 test('postgres: a long-running write that is not an append does not hold readers back', async (t) => {
   const log = await postgresLog(t);
-  const other = new pg.Client({ connectionString: log.url });
-  await other.connect();
-  t.teardown(() => other.end());
+  const other = await connect(t, log.url);
   // A transaction with an id, open for the whole test (a migration, a batch job, another database).
   await other.query('BEGIN');
   await other.query('CREATE TEMP TABLE busy (x int)');
@@ -175,9 +158,7 @@ test('postgres: a wake-up that comes while a subscriber reads is not lost; an ap
     await wakeups.close();
     await pool.end();
   });
-  const other = new pg.Client({ connectionString: db.url });
-  await other.connect();
-  t.teardown(() => other.end());
+  const other = await connect(t, db.url);
   await wakeups.wait(1); // connects the listener
 
   // "Reading": the count is taken, then another process appends and notifies.

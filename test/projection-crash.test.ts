@@ -20,7 +20,7 @@ import { createLogger } from '../src/logger.js';
 import { createProjectionService } from '../src/projection/service.js';
 import { allProjections, condaStoreProjections } from '../projections/index.js';
 import { runCli, spawnCli, watchChild, type CliResult, type Watched } from './helpers/cli.js';
-import { copyOf, dropDatabase, freshDatabase, seededOnce } from './helpers/database.js';
+import { connect, copyOf, dropDatabase, freshDatabase, seededOnce } from './helpers/database.js';
 import { appendInBatches, generatedHistory } from './helpers/generated-history.js';
 import { condaStoreTableNames } from './schema/conda-store-spec.js';
 
@@ -108,13 +108,6 @@ async function batchState(db: pg.ClientBase): Promise<{ position: number; inFlig
                      WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL) AS in_flight`,
   );
   return { position: rows[0]!.position, inFlight: rows[0]!.in_flight };
-}
-
-async function connect(t: ExecutionContext, url: string): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  t.teardown(() => client.end().catch(() => undefined));
-  return client;
 }
 
 /** The log's events up to `last` only: a catch-up that stops there. */

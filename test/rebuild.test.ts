@@ -131,6 +131,14 @@ function builtDatabase(t: ExecutionContext): Promise<Built> {
   return built;
 }
 
+/** A slot, then a copy of the built database for this test, and a client on it. */
+async function builtCopy(t: ExecutionContext) {
+  await slot(t);
+  const reference = await builtDatabase(t);
+  const db = await copyOf(t, reference.name);
+  return { reference, db, client: await connect(t, db.url) };
+}
+
 let fullReference: Promise<Record<string, string>> | undefined;
 /** The digests of a clean projection of the whole history (`base` then `rest`), computed once. */
 function referenceOfWholeHistory(t: ExecutionContext): Promise<Record<string, string>> {
@@ -200,10 +208,7 @@ const shadowPosition = async (client: Queryable) => {
 // 1. Equivalence
 
 test('rebuild-projections --all: every table identical, row for row and id for id, and defined exactly as before', async (t) => {
-  await slot(t);
-  const reference = await builtDatabase(t);
-  const db = await copyOf(t, reference.name);
-  const client = await connect(t, db.url);
+  const { reference, db, client } = await builtCopy(t);
   // A privilege a reader's role relies on: the swapped-in tables keep it. (Not a reason to rebuild.)
   await client.query('GRANT SELECT ON public.build, public.namespace_usage TO PUBLIC; GRANT USAGE ON SEQUENCE public.build_id_seq TO PUBLIC');
   const before = await schemaSnapshot(client);
@@ -242,10 +247,7 @@ const killPoints = [
 
 for (const point of killPoints) {
   test(`SIGKILL ${point.what}: live tables, checkpoints and fingerprints unchanged and readable; the next run cleans up and succeeds`, async (t) => {
-    await slot(t);
-    const reference = await builtDatabase(t);
-    const db = await copyOf(t, reference.name);
-    const client = await connect(t, db.url);
+    const { reference, db, client } = await builtCopy(t);
 
     const running = point.pauseAt
       ? startRebuild(t, db.url, ['--all'], { CSE_REBUILD_PAUSE_AT: point.pauseAt })
@@ -279,10 +281,7 @@ for (const point of killPoints) {
 }
 
 test('SIGINT (Ctrl-C) during a rebuild: exits non-zero, everything as it was, nothing left behind', async (t) => {
-  await slot(t);
-  const reference = await builtDatabase(t);
-  const db = await copyOf(t, reference.name);
-  const client = await connect(t, db.url);
+  const { reference, db, client } = await builtCopy(t);
   const running = startRebuild(t, db.url, ['--all'], { CSE_REBUILD_PAUSE_AT: 'filled' });
   await until(() => `the rebuild to pause\n${running.output()}`, () => running.pausedAt() === 'filled' || (running.hasExited() && 'exited'));
   t.is(running.pausedAt(), 'filled', running.output());
@@ -300,10 +299,7 @@ test('SIGINT (Ctrl-C) during a rebuild: exits non-zero, everything as it was, no
 // 3. Readers during a rebuild
 
 test('a reader querying in a loop during a rebuild sees the complete old tables, then the complete new ones, and no error', async (t) => {
-  await slot(t);
-  const reference = await builtDatabase(t);
-  const db = await copyOf(t, reference.name);
-  const reader = await connect(t, db.url);
+  const { db, client: reader } = await builtCopy(t);
 
   const counted = ['conda_package_build', 'build', 'build_artifact', 'environment', 'namespace', 'specification', 'solve_conda_package_build', 'namespace_usage'];
   const countSql = (table: string) => `SELECT count(*)::int AS n, max(tableoid::text) AS oid FROM public."${table}"`;
@@ -372,10 +368,7 @@ test('a reader querying in a loop during a rebuild sees the complete old tables,
  * so that it is ahead of the shadow tables when they are swapped in).
  */
 async function rebuildWhileAppending(t: ExecutionContext, withServe: boolean) {
-  await slot(t);
-  const reference = await builtDatabase(t);
-  const db = await copyOf(t, reference.name);
-  const client = await connect(t, db.url);
+  const { db, client } = await builtCopy(t);
   const log = openLog(t, db.url);
 
   const cut = (fraction: number) => Math.floor(rest.length * fraction);
@@ -446,10 +439,7 @@ test('a serve running across the swap keeps working: every event appended before
 // 5. Fingerprints
 
 test('fingerprints: nothing to rebuild on a built database; a new version or a changed table plans exactly that group; empty again after', async (t) => {
-  await slot(t);
-  const reference = await builtDatabase(t);
-  const db = await copyOf(t, reference.name);
-  const client = await connect(t, db.url);
+  const { db, client } = await builtCopy(t);
 
   const bare = await runRebuild(db.url, ['--dry-run']);
   t.is(bare.code, 0, shown(bare));
@@ -494,10 +484,7 @@ test('fingerprints: nothing to rebuild on a built database; a new version or a c
 // 6. One rebuild of a group at a time
 
 test('a second rebuild of a group that is being rebuilt is refused with a clear message; another group is not held up', async (t) => {
-  await slot(t);
-  const reference = await builtDatabase(t);
-  const db = await copyOf(t, reference.name);
-  const client = await connect(t, db.url);
+  const { reference, db, client } = await builtCopy(t);
   const first = startRebuild(t, db.url, ['builds'], { CSE_REBUILD_PAUSE_AT: 'filled' });
   await until(() => `the first rebuild to pause\n${first.output()}`, () => first.pausedAt() === 'filled' || (first.hasExited() && 'exited'));
   t.is(first.pausedAt(), 'filled', first.output());
@@ -629,10 +616,7 @@ test('worked example 2: namespace_usage, a new read model, complete for all past
 // 8. The command line
 
 test('rebuild-projections --help, an unknown name, and --dry-run that changes nothing', async (t) => {
-  await slot(t);
-  const reference = await builtDatabase(t);
-  const db = await copyOf(t, reference.name);
-  const client = await connect(t, db.url);
+  const { reference, db, client } = await builtCopy(t);
 
   const help = await runRebuild(db.url, ['--help']);
   t.is(help.code, 0, shown(help));
@@ -707,10 +691,7 @@ test('a delete that cascades live cascades during the rebuild too (cascading for
 });
 
 test('a row that breaks a unique constraint added after the load refuses the rebuild, naming the constraint; the live tables stay', async (t) => {
-  await slot(t);
-  const reference = await builtDatabase(t);
-  const db = await copyOf(t, reference.name);
-  const client = await connect(t, db.url);
+  const { reference, db, client } = await builtCopy(t);
   const log = openLog(t, db.url);
   t.true(base.filter((e) => e.type === 'SpecificationRegistered').length > 1, 'the history has several specifications');
 
@@ -735,10 +716,7 @@ test('a row that breaks a unique constraint added after the load refuses the reb
 });
 
 test('refused rebuilds leave everything as it was: a projection that fails on an event, a foreign key from outside the group', async (t) => {
-  await slot(t);
-  const reference = await builtDatabase(t);
-  const db = await copyOf(t, reference.name);
-  const client = await connect(t, db.url);
+  const { reference, db, client } = await builtCopy(t);
   const log = openLog(t, db.url);
 
   // A new version whose handler throws on one event: the rebuild stops before the swap.

@@ -6,7 +6,7 @@
 import test from 'ava';
 import { allProjections } from '../projections/index.js';
 import { migrateLatest, rollbackAll } from '../src/db/migrate.js';
-import { freshDatabase } from './helpers/database.js';
+import { freshDatabase, withClient } from './helpers/database.js';
 import {
   describeSchema,
   describeTable,
@@ -15,7 +15,6 @@ import {
   listSequences,
   listTables,
   listTypes,
-  withClient,
 } from './helpers/introspect.js';
 import { condaStoreSequences, condaStoreTableNames, condaStoreTables } from './schema/conda-store-spec.js';
 

@@ -18,14 +18,28 @@ export function urlFor(database: string): string {
   return url.toString();
 }
 
-export async function withAdmin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: urlFor('postgres') });
+/** Opens a client on `url`, runs `fn`, closes the client. */
+export async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
     return await fn(client);
   } finally {
     await client.end();
   }
+}
+
+/** A client for the rest of the test, closed at teardown. */
+export async function connect(t: ExecutionContext, url: string): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  client.on('error', () => undefined);
+  t.teardown(() => client.end().catch(() => undefined));
+  return client;
+}
+
+export function withAdmin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  return withClient(urlFor('postgres'), fn);
 }
 
 /** A name that changes whenever a migration file changes, so a stale template is never reused. */

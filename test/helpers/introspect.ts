@@ -7,7 +7,7 @@
  * Lists are in a fixed order (columns by position, everything else by name in code-unit order)
  * so that two descriptions of the same definition are deepEqual.
  */
-import pg from 'pg';
+import type pg from 'pg';
 
 /** Anything with node-postgres' `query` (a Client, a PoolClient, a Pool). */
 export interface Queryable {
@@ -146,17 +146,6 @@ const TYPE_KINDS: Record<string, TypeDefinition['kind']> = {
 
 function byName<T extends { name: string }>(a: T, b: T): number {
   return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
-}
-
-/** Opens a client on `url`, runs `fn`, closes the client. */
-export async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
 }
 
 /** Every relation in `schema` (tables, views, sequences, indexes, ...), by name. */

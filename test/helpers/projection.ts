@@ -13,7 +13,7 @@ import { createLogger } from '../../src/logger.js';
 import type { ProjectionDefinition } from '../../src/projection/definition.js';
 import { createProjectionService } from '../../src/projection/service.js';
 import { condaStoreProjections } from '../../projections/index.js';
-import { freshDatabase } from './database.js';
+import { freshDatabase, withClient } from './database.js';
 import { quoteIdent as quote } from '../../src/log/postgres/sql.js';
 
 export const silentLogger = createLogger('silent');
@@ -48,15 +48,8 @@ type Queryable = pg.Pool | pg.Client | pg.PoolClient;
 const orderBy = (table: TableName) => TABLE_KEYS[table].map((column) => `t.${quote(column)}`).join(', ');
 
 /** Runs `fn` with a database: a pool or client as given, or a short-lived client for a URL. */
-async function withDb<T>(db: string | Queryable, fn: (db: Queryable) => Promise<T>): Promise<T> {
-  if (typeof db !== 'string') return fn(db);
-  const client = new pg.Client({ connectionString: db });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
+function withDb<T>(db: string | Queryable, fn: (db: Queryable) => Promise<T>): Promise<T> {
+  return typeof db === 'string' ? withClient(db, fn) : fn(db);
 }
 
 export type TableRow = Record<string, unknown>;

@@ -8,11 +8,10 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
-import pg from 'pg';
 import type { Envelope } from '../../src/catalogue/index.js';
 import { allProjections } from '../../projections/index.js';
 import { cliEnv, root, waitForExit, watchChild, type CliResult, type Watched } from './cli.js';
-import { describeTable, withClient, listRelations, listSequences, type Queryable, type Relation, type SequenceDefinition, type TableDefinition } from './introspect.js';
+import { describeTable, listRelations, listSequences, type Queryable, type Relation, type SequenceDefinition, type TableDefinition } from './introspect.js';
 
 export const rebuildCliPath = path.join(root, 'bin', 'rebuild-projections.js');
 
@@ -26,22 +25,14 @@ const REBUILD_LOCK_CLASS = 7405;
 // ---------------------------------------------------------------------------------------------
 // Databases
 
-import { copyOf, dropDatabase, urlFor, withAdmin } from './database.js';
+import { connect, copyOf, dropDatabase, urlFor, withAdmin, withClient } from './database.js';
 import { quoteIdent as quote } from '../../src/log/postgres/sql.js';
 
-export { copyOf, dropDatabase, urlFor, withAdmin };
+export { connect, copyOf, dropDatabase, urlFor, withAdmin };
 
 /** Opens a client on `url`, runs `fn`, closes it. */
 export const withDatabase = withClient;
 
-/** A client for the rest of the test, closed at teardown. */
-export async function connect(t: ExecutionContext, url: string): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  client.on('error', () => undefined);
-  t.teardown(() => client.end().catch(() => undefined));
-  return client;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Child processes
