@@ -77,6 +77,16 @@ export function logContract(test: TestFn, makeLog: LogFactory, backend: string):
     t.is((await log.readStream('s-1')).length, 3);
   });
 
+  it('expectedVersion: a number above the current version is refused too (no gap in the stream)', async (t, log) => {
+    await log.append({ stream: 's-6', expectedVersion: 'no_stream', events: events(2) });
+    const error = await t.throwsAsync(log.append({ stream: 's-6', expectedVersion: 4, events: events(1) }), {
+      instanceOf: WrongExpectedVersionError,
+    });
+    t.is(error!.expected, 4);
+    t.is(error!.actual, 1);
+    t.deepEqual((await log.readStream('s-6')).map((e) => e.streamVersion), [0, 1]);
+  });
+
   it('expectedVersion: no_stream refuses an existing stream', async (t, log) => {
     await log.append({ stream: 's-2', events: events(1) });
     const error = await t.throwsAsync(log.append({ stream: 's-2', expectedVersion: 'no_stream', events: events(1) }), {

@@ -1,10 +1,12 @@
 import test, { type ExecutionContext } from 'ava';
 import pg from 'pg';
-import { APPEND_SQL, appendParameters } from '../src/log/postgres/append.js';
+import { randomUUID } from 'node:crypto';
+import { APPEND_SQL, APPEND_STREAM_SQL, appendParameters, appendStreamParameters } from '../src/log/postgres/append.js';
+import type { AppendRequest } from '../src/log/types.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import { READ_BOUND_SQL } from '../src/log/postgres/read.js';
 import { createWakeups } from '../src/log/postgres/wakeups.js';
-import { connect, freshDatabase, withAdmin } from './helpers/database.js';
+import { connect, freshDatabase, withAdmin, withClient } from './helpers/database.js';
 import { collect, events, logContract } from './log-contract.js';
 
 async function postgresLog(t: ExecutionContext) {
@@ -15,6 +17,19 @@ async function postgresLog(t: ExecutionContext) {
 }
 
 logContract(test, postgresLog, 'postgres');
+
+async function positionLockHolders(client: pg.Client): Promise<number> {
+  const { rows } = await client.query<{ n: number }>(
+    "SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = 7402 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+  );
+  return rows[0]!.n;
+}
+
+/** The two statements an append may run, as a query for a client of one's own (inside a transaction). */
+const appendPaths = {
+  'append_events()': (request: AppendRequest) => ({ text: APPEND_SQL, values: appendParameters([request]) }),
+  'fast path': (request: AppendRequest) => ({ text: APPEND_STREAM_SQL, values: appendStreamParameters(request) }),
+};
 
 for (const statement of [
   'UPDATE event_store.events SET type = $$Changed$$',
@@ -45,16 +60,27 @@ test('postgres: append_events refuses to run after other writes of its transacti
   await client.query('ROLLBACK');
 });
 
+test('postgres: the fast path writes nothing after other writes of its transaction, and the append falls back to append_events, which refuses', async (t) => {
+  const log = await postgresLog(t);
+  const client = await connect(t, log.url);
+  await client.query('BEGIN');
+  await client.query('CREATE TEMP TABLE scratch (x int)');
+  await client.query('INSERT INTO scratch VALUES (1)');
+  const { rows } = await client.query(appendPaths['fast path']({ stream: 's', events: events(1) }));
+  t.deepEqual(rows, []);
+  await client.query('ROLLBACK');
+});
+
 // readBatch sends the bound and the read as one simple query (one implicit transaction): it must
 // be READ COMMITTED, two snapshots, even where the database's default isolation is another.
-for (const isolation of ['read committed', 'repeatable read']) {
-  test(`postgres: a reader does not skip an event whose transaction commits after a later one (default isolation ${isolation})`, async (t) => {
+for (const [path, query] of Object.entries(appendPaths)) for (const isolation of ['read committed', 'repeatable read']) {
+  test(`postgres: a reader does not skip an event whose transaction commits after a later one (${path}, default isolation ${isolation})`, async (t) => {
     const log = await postgresLog(t);
     await withAdmin((admin) => admin.query(`ALTER DATABASE "${new URL(log.url).pathname.slice(1)}" SET default_transaction_isolation = '${isolation}'`));
     // Transaction A takes its position first and stays open; B appends after it and commits.
     const a = await connect(t, log.url);
     await a.query('BEGIN ISOLATION LEVEL READ COMMITTED');
-    await a.query(APPEND_SQL, appendParameters([{ stream: 'late', events: events(1, 'Late') }]));
+    await a.query(query({ stream: 'late', events: events(1, 'Late') }));
     const [b] = await log.append({ stream: 'early', events: events(1) });
     t.is(b!.globalPosition, 2);
     // B is committed, but position 1 is in flight: a reader must not deliver B before A.
@@ -117,20 +143,42 @@ test('postgres: six producers (a pool each) append one event at a time while a s
   t.deepEqual(positions, Array.from({ length: total }, (_, i) => i + 1));
 });
 
-test('postgres: an append canceled at the position lock leaves no lock behind; the next append goes through', async (t) => {
+for (const [path, query] of Object.entries(appendPaths)) test(`postgres: an append canceled at the position lock leaves no lock behind; the next append goes through (${path})`, async (t) => {
   const log = await postgresLog(t);
   const [holder, appender] = await Promise.all([connect(t, log.url), connect(t, log.url)]);
   // Another session holds the position lock: the append waits at step 5 until its timeout cancels it.
   await holder.query('SELECT pg_advisory_lock(7402, 0)');
   await appender.query("SET statement_timeout = '300ms'");
-  await t.throwsAsync(appender.query(APPEND_SQL, appendParameters([{ stream: 'canceled', events: events(1) }])), { message: /statement timeout/ });
+  await t.throwsAsync(appender.query(query({ stream: 'canceled', events: events(1) })), { message: /statement timeout/ });
   await holder.query('SELECT pg_advisory_unlock(7402, 0)');
 
-  const { rows } = await appender.query<{ n: number }>(
-    "SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = 7402 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-  );
-  t.is(rows[0]!.n, 0, 'nobody holds the position lock');
-  await appender.query(APPEND_SQL, appendParameters([{ stream: 'after', events: events(1) }]));
+  t.is(await positionLockHolders(appender), 0, 'nobody holds the position lock');
+  await appender.query(query({ stream: 'after', events: events(1) }));
+  t.deepEqual((await collect(log.readAll())).map((e) => e.stream), ['after']);
+});
+
+// The fast path takes the position lock (a session lock) and releases it within one statement. A
+// statement that fails in between (here: no right to the position sequence, after the lock) left
+// its connection holding it, back in the pool, and every other appender waited for it for good.
+test('postgres: a fast-path append that fails while holding the position lock releases it; other appenders go on', async (t) => {
+  const log = await postgresLog(t);
+  const role = `cse_test_${randomUUID().slice(0, 8)}`;
+  await withAdmin((admin) => admin.query(`CREATE ROLE ${role} LOGIN`));
+  t.teardown(async () => {
+    await withClient(log.url, (client) => client.query(`DROP OWNED BY ${role}`));
+    await withAdmin((admin) => admin.query(`DROP ROLE ${role}`));
+  });
+  await withClient(log.url, (client) => client.query(`GRANT USAGE ON SCHEMA event_store TO ${role}; GRANT SELECT, INSERT ON event_store.events TO ${role}`));
+  const asRole = new URL(log.url);
+  asRole.username = role;
+  const limited = createPostgresEventLog({ connectionString: asRole.toString(), poolSize: 1 });
+  t.teardown(() => limited.close());
+
+  await t.throwsAsync(limited.append({ stream: 'refused', events: events(1) }), { message: /permission denied for sequence global_position_seq/ });
+  const observer = await connect(t, log.url);
+  t.is(await positionLockHolders(observer), 0, 'the failed connection let the position lock go');
+  const [appended] = await log.append({ stream: 'after', events: events(1) });
+  t.is(appended!.streamVersion, 0);
   t.deepEqual((await collect(log.readAll())).map((e) => e.stream), ['after']);
 });
 

@@ -65,13 +65,66 @@ interface AppendRow {
   duplicate: boolean;
 }
 
+export const APPEND_STREAM_SQL = sqlFile(import.meta.url, 'append-stream.sql');
+const RELEASE_POSITION_LOCK_SQL = sqlFile(import.meta.url, 'release-position-lock.sql');
+
+/** An append the single INSERT of append-stream.sql can take: one stream, nothing but events. */
+export function takesFastPath(requests: AppendRequest[]): requests is [AppendRequest] {
+  const [request] = requests;
+  return requests.length === 1 && !request!.claims?.length && !request!.releases?.length && !request!.preconditions?.length;
+}
+
+/** The parameters of append-stream.sql. */
+export function appendStreamParameters(request: AppendRequest): unknown[] {
+  return [
+    request.stream,
+    String(request.expectedVersion ?? 'any'),
+    request.events.map((event) => event.id),
+    request.events.map((event) => event.type),
+    JSON.stringify(request.events.map((event) => event.data)),
+    JSON.stringify(request.events.map((event) => event.metadata ?? null)),
+  ];
+}
+
+/** The unique violations after which append_events() must decide: an id or a version taken. */
+function isTakenElsewhere(error: unknown): boolean {
+  const { code, constraint } = error as { code?: string; constraint?: string };
+  return code === '23505' && (constraint === 'events_id_key' || constraint === 'events_stream_version_key');
+}
+
+/**
+ * The fast path: one statement. Undefined when it wrote nothing (the expected version does not
+ * hold, an id is in the log already, the version was taken in between): append_events() then
+ * decides and explains, seeing everything committed since.
+ */
+async function appendToStream(pool: pg.Pool, request: AppendRequest): Promise<AppendRow[] | undefined> {
+  const client = await pool.connect();
+  let release: (error?: Error) => void = () => client.release();
+  try {
+    const { rows } = await client.query<AppendRow>({ name: 'cse_append_stream', text: APPEND_STREAM_SQL, values: appendStreamParameters(request) });
+    return rows.length > 0 ? rows : undefined;
+  } catch (error) {
+    try {
+      await client.query(RELEASE_POSITION_LOCK_SQL);
+    } catch (cleanupError) {
+      // A connection that cannot say whether it holds the lock is closed: that releases it.
+      release = () => client.release(cleanupError as Error);
+    }
+    if (isTakenElsewhere(error)) return undefined;
+    throw error;
+  } finally {
+    release();
+  }
+}
+
 export async function append(pool: pg.Pool, requests: AppendRequest[]): Promise<AppendedEvent[]> {
   const nonEmpty = requests.filter((request) => request.events.length > 0);
   if (nonEmpty.length === 0) return [];
   const streamOfEvent = nonEmpty.flatMap((request) => request.events.map(() => request.stream));
-  let rows: AppendRow[];
+  let rows: AppendRow[] | undefined;
   try {
-    ({ rows } = await pool.query<AppendRow>({ name: 'cse_append', text: APPEND_SQL, values: appendParameters(nonEmpty) }));
+    if (takesFastPath(nonEmpty)) rows = await appendToStream(pool, nonEmpty[0]);
+    rows ??= (await pool.query<AppendRow>({ name: 'cse_append', text: APPEND_SQL, values: appendParameters(nonEmpty) })).rows;
   } catch (error) {
     throw translateError(error);
   }
