@@ -1,7 +1,7 @@
 import test, { type ExecutionContext } from 'ava';
 import pg from 'pg';
 import { randomUUID } from 'node:crypto';
-import { APPEND_SQL, APPEND_STREAM_SQL, appendParameters, appendStreamParameters } from '../src/log/postgres/append.js';
+import { APPEND_SQL, appendParameters, appendStreamQuery } from '../src/log/postgres/append.js';
 import type { AppendRequest } from '../src/log/types.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import { READ_BOUND_SQL } from '../src/log/postgres/read.js';
@@ -28,7 +28,7 @@ async function positionLockHolders(client: pg.Client): Promise<number> {
 /** The two statements an append may run, as a query for a client of one's own (inside a transaction). */
 const appendPaths = {
   'append_events()': (request: AppendRequest) => ({ text: APPEND_SQL, values: appendParameters([request]) }),
-  'fast path': (request: AppendRequest) => ({ text: APPEND_STREAM_SQL, values: appendStreamParameters(request) }),
+  'fast path': (request: AppendRequest) => ({ text: appendStreamQuery(request).text, values: appendStreamQuery(request).values }),
 };
 
 for (const statement of [
@@ -220,4 +220,22 @@ test('postgres: a wake-up that comes while a subscriber reads is not lost; an ap
   wakeups.notify();
   await waiting;
   t.pass();
+});
+
+test('postgres: a burst of appends sends a few spaced NOTIFYs, the last one after the last append', async (t) => {
+  const db = await freshDatabase(t);
+  const intervalMs = 200;
+  const log = createPostgresEventLog({ connectionString: db.url, notifyIntervalMs: intervalMs });
+  t.teardown(() => log.close());
+  const listener = await connect(t, db.url);
+  const heard: number[] = [];
+  listener.on('notification', () => heard.push(performance.now()));
+  await listener.query('LISTEN event_store_appended');
+
+  const started = performance.now();
+  for (let i = 0; i < 30; i++) await log.append({ stream: `burst-${i}`, events: events(1) });
+  const finished = performance.now();
+  // One at once, then at most one per interval: the bound follows from the burst's own duration.
+  while (!heard.some((at) => at > finished)) await new Promise((resolve) => setTimeout(resolve, 10));
+  t.true(heard.length <= 2 + Math.ceil((finished - started) / intervalMs), `${heard.length} NOTIFYs for 30 appends in ${Math.round(finished - started)} ms`);
 });

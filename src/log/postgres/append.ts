@@ -65,7 +65,19 @@ interface AppendRow {
   duplicate: boolean;
 }
 
-export const APPEND_STREAM_SQL = sqlFile(import.meta.url, 'append-stream.sql');
+const APPEND_STREAM_TEMPLATE = sqlFile(import.meta.url, 'append-stream.sql');
+const EVENTS_MARKER = 'CROSS JOIN EVENTS';
+
+/** append-stream.sql with its events as one VALUES row ($4 id, $5 type, $6 data, $7 metadata): the cheapest plan for the common append. */
+export const APPEND_ONE_SQL = APPEND_STREAM_TEMPLATE.replace(EVENTS_MARKER,
+  'CROSS JOIN (VALUES ($4::uuid, $5::text, $6::jsonb, $7::jsonb, 1)) AS e(id, type, data, metadata, o)');
+
+/** append-stream.sql with its events as arrays ($4 ids, $5 types) and JSON arrays ($6 data, $7 metadata, null for none). */
+export const APPEND_MANY_SQL = APPEND_STREAM_TEMPLATE.replace(EVENTS_MARKER, `CROSS JOIN (
+  SELECT u.id, u.type, $6::jsonb -> (u.o::int - 1), nullif($7::jsonb -> (u.o::int - 1), 'null'::jsonb), u.o::int
+  FROM unnest($4::uuid[], $5::text[]) WITH ORDINALITY AS u(id, type, o)
+) AS e(id, type, data, metadata, o)`);
+
 const RELEASE_POSITION_LOCK_SQL = sqlFile(import.meta.url, 'release-position-lock.sql');
 
 /** An append the single INSERT of append-stream.sql can take: one stream, nothing but events. */
@@ -74,16 +86,31 @@ export function takesFastPath(requests: AppendRequest[]): requests is [AppendReq
   return requests.length === 1 && !request!.claims?.length && !request!.releases?.length && !request!.preconditions?.length;
 }
 
-/** The parameters of append-stream.sql. */
-export function appendStreamParameters(request: AppendRequest): unknown[] {
-  return [
-    request.stream,
-    String(request.expectedVersion ?? 'any'),
-    request.events.map((event) => event.id),
-    request.events.map((event) => event.type),
-    JSON.stringify(request.events.map((event) => event.data)),
-    JSON.stringify(request.events.map((event) => event.metadata ?? null)),
-  ];
+/** The statement and parameters of the fast path for `request`. */
+export function appendStreamQuery(request: AppendRequest): pg.QueryConfig {
+  const { stream, events } = request;
+  const expected = String(request.expectedVersion ?? 'any');
+  if (events.length === 1) {
+    const [event] = events;
+    return {
+      name: 'cse_append_one',
+      text: APPEND_ONE_SQL,
+      values: [stream, expected, 1, event!.id, event!.type, JSON.stringify(event!.data), event!.metadata ? JSON.stringify(event!.metadata) : null],
+    };
+  }
+  return {
+    name: 'cse_append_many',
+    text: APPEND_MANY_SQL,
+    values: [
+      stream,
+      expected,
+      events.length,
+      events.map((event) => event.id),
+      events.map((event) => event.type),
+      JSON.stringify(events.map((event) => event.data)),
+      JSON.stringify(events.map((event) => event.metadata ?? null)),
+    ],
+  };
 }
 
 /** The unique violations after which append_events() must decide: an id or a version taken. */
@@ -92,17 +119,32 @@ function isTakenElsewhere(error: unknown): boolean {
   return code === '23505' && (constraint === 'events_id_key' || constraint === 'events_stream_version_key');
 }
 
+interface FastRow {
+  global_position: string;
+  stream_version: number;
+  recorded_ms: number;
+}
+
 /**
  * The fast path: one statement. Undefined when it wrote nothing (the expected version does not
  * hold, an id is in the log already, the version was taken in between): append_events() then
  * decides and explains, seeing everything committed since.
  */
-async function appendToStream(pool: pg.Pool, request: AppendRequest): Promise<AppendRow[] | undefined> {
+async function appendToStream(pool: pg.Pool, request: AppendRequest): Promise<AppendedEvent[] | undefined> {
   const client = await pool.connect();
   let release: (error?: Error) => void = () => client.release();
   try {
-    const { rows } = await client.query<AppendRow>({ name: 'cse_append_stream', text: APPEND_STREAM_SQL, values: appendStreamParameters(request) });
-    return rows.length > 0 ? rows : undefined;
+    const { rows } = await client.query<FastRow>(appendStreamQuery(request));
+    if (rows.length === 0) return undefined;
+    const recordedAt = new Date(rows[0]!.recorded_ms);
+    return rows.map((row, index) => ({
+      id: request.events[index]!.id,
+      stream: request.stream,
+      streamVersion: row.stream_version,
+      globalPosition: toNumber(row.global_position),
+      recordedAt,
+      duplicate: false,
+    }));
   } catch (error) {
     try {
       await client.query(RELEASE_POSITION_LOCK_SQL);
@@ -120,20 +162,20 @@ async function appendToStream(pool: pg.Pool, request: AppendRequest): Promise<Ap
 export async function append(pool: pg.Pool, requests: AppendRequest[]): Promise<AppendedEvent[]> {
   const nonEmpty = requests.filter((request) => request.events.length > 0);
   if (nonEmpty.length === 0) return [];
-  const streamOfEvent = nonEmpty.flatMap((request) => request.events.map(() => request.stream));
-  let rows: AppendRow[] | undefined;
   try {
-    if (takesFastPath(nonEmpty)) rows = await appendToStream(pool, nonEmpty[0]);
-    rows ??= (await pool.query<AppendRow>({ name: 'cse_append', text: APPEND_SQL, values: appendParameters(nonEmpty) })).rows;
+    const fast = takesFastPath(nonEmpty) ? await appendToStream(pool, nonEmpty[0]) : undefined;
+    if (fast) return fast;
+    const { rows } = await pool.query<AppendRow>({ name: 'cse_append', text: APPEND_SQL, values: appendParameters(nonEmpty) });
+    const streamOfEvent = nonEmpty.flatMap((request) => request.events.map(() => request.stream));
+    return rows.map((row, index) => ({
+      id: row.event_id,
+      stream: streamOfEvent[index]!,
+      streamVersion: row.stream_version,
+      globalPosition: toNumber(row.global_position),
+      recordedAt: row.recorded_at,
+      duplicate: row.duplicate,
+    }));
   } catch (error) {
     throw translateError(error);
   }
-  return rows.map((row, index) => ({
-    id: row.event_id,
-    stream: streamOfEvent[index]!,
-    streamVersion: row.stream_version,
-    globalPosition: toNumber(row.global_position),
-    recordedAt: row.recorded_at,
-    duplicate: row.duplicate,
-  }));
 }

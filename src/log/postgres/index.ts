@@ -11,6 +11,11 @@ export interface PostgresEventLogOptions {
   connectionString: string;
   /** Connections in the pool (appends, reads); default 10. */
   poolSize?: number;
+  /**
+   * The least time between two NOTIFYs that tell other processes of appends (default 5 ms): how
+   * late, at most, their subscribers hear of an append. This process's own hear at once.
+   */
+  notifyIntervalMs?: number;
   /** Called with errors that are not thrown to a caller (listener connection lost, NOTIFY failed). */
   onError?: (error: unknown) => void;
 }
@@ -19,7 +24,7 @@ export interface PostgresEventLogOptions {
 export function createPostgresEventLog(options: PostgresEventLogOptions): EventLog & { pool: pg.Pool } {
   const onError = options.onError ?? (() => undefined);
   const pool = createPool({ connectionString: options.connectionString, max: options.poolSize ?? 10, onError });
-  const wakeups = createWakeups(pool, options.connectionString, onError);
+  const wakeups = createWakeups(pool, options.connectionString, onError, options.notifyIntervalMs);
 
   return {
     pool,

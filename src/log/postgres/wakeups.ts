@@ -2,6 +2,9 @@ import pg from 'pg';
 
 const CHANNEL = 'event_store_appended';
 
+/** The least time between two NOTIFYs of one event log (its other processes' extra wake-up latency). */
+export const DEFAULT_NOTIFY_INTERVAL_MS = 5;
+
 export interface Wakeups {
   /** How many wake-ups there have been: take it before reading, and pass it to `wait`. */
   seen(): number;
@@ -22,7 +25,9 @@ export interface Wakeups {
  * The NOTIFY is sent after the append has committed, from its own statement, never inside the
  * append: PostgreSQL serialises the commits of notifying transactions (a lock held across the
  * commit's fsync), which would undo group commit for concurrent writers. Notifications are
- * coalesced: while one is in flight, any number of appends cause at most one more.
+ * coalesced and spaced: at most one every `intervalMs`; the appends in between cause one more at
+ * the end of the interval. A NOTIFY is a transaction of its own, and one per append made 8
+ * concurrent writers a third slower; other processes hear of an append at most `intervalMs` late.
  * Subscribers still poll on a timeout, so a lost notification (writer crashed between commit and
  * NOTIFY, listener reconnecting) delays an event, never loses it.
  *
@@ -31,7 +36,7 @@ export interface Wakeups {
  * connection, so that its echo, which carries that connection's process id, can be told apart and
  * does not wake this process's subscribers a second time for nothing.
  */
-export function createWakeups(pool: pg.Pool, connectionString: string, onError: (error: unknown) => void): Wakeups {
+export function createWakeups(pool: pg.Pool, connectionString: string, onError: (error: unknown) => void, intervalMs = DEFAULT_NOTIFY_INTERVAL_MS): Wakeups {
   const waiters = new Set<() => void>();
   let listener: pg.Client | undefined;
   let connecting: Promise<void> | undefined;
@@ -39,6 +44,7 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
   let notifying = false;
   let notifyAgain = false;
   let notifyDone: Promise<void> = Promise.resolve();
+  let lastNotify = -Infinity;
 
   let wakeups = 0;
   const wakeAll = () => {
@@ -78,6 +84,9 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
     try {
       do {
         notifyAgain = false;
+        const wait = lastNotify + intervalMs - performance.now();
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+        lastNotify = performance.now();
         // Its own transaction needs no WAL flush: a notification is not durable anyway, and the
         // append it announces has committed already.
         await (listener ?? pool).query(`SET LOCAL synchronous_commit TO off; SELECT pg_notify('${CHANNEL}', '')`);
