@@ -198,9 +198,8 @@ async function publishLanes(connections: NatsConnection[], lanes: Envelope[][], 
   await Promise.all(
     lanes.map(async (lane, i) => {
       const nc = connections[i]!;
-      const js = nc.jetstream();
       if (!pace) {
-        await publishEvents(nc, lane, { names, js, maxInFlight: IN_FLIGHT });
+        await publishEvents(nc, lane, { names, maxInFlight: IN_FLIGHT });
         return;
       }
       const acks: Promise<unknown>[] = [];
@@ -209,7 +208,7 @@ async function publishLanes(connections: NatsConnection[], lanes: Envelope[][], 
         const wait = due - now();
         if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
         started!.set(lane[k]!.id, wallClock());
-        acks.push(publishEvent(nc, lane[k]!, { names, js }));
+        acks.push(publishEvent(nc, lane[k]!, { names }));
       }
       await Promise.all(acks);
     }),

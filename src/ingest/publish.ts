@@ -5,7 +5,7 @@
  * will reach the log (or `event_store.rejected_messages`, if an append-time rule refuses it).
  */
 import { randomUUID } from 'node:crypto';
-import type { JetStreamClient, NatsConnection } from 'nats';
+import type { NatsConnection } from 'nats';
 import {
   definitionOf,
   isEventType,
@@ -16,6 +16,7 @@ import {
   type EventType,
   type ExpectedVersion,
 } from '../catalogue/index.js';
+import { NoRespondersError, publishAcked } from './jetstream-acks.js';
 import { eventSubject, resolveNames, type IngestNames } from './stream.js';
 
 /** An event to publish: an envelope whose id (a fresh uuid) and stream (from its data) may be left out. */
@@ -28,8 +29,6 @@ export interface PublishOptions {
   names?: Partial<IngestNames>;
   /** Milliseconds to wait for JetStream's acknowledgement; default 5,000. */
   timeoutMs?: number;
-  /** A JetStream client to reuse (else one is made from the connection). */
-  js?: JetStreamClient;
 }
 
 export interface PublishEventsOptions extends PublishOptions {
@@ -74,14 +73,13 @@ export class NoStreamError extends Error {
   override name = 'NoStreamError';
 }
 
-async function publishValidated(nc: NatsConnection, js: JetStreamClient, envelope: Envelope, names: IngestNames, timeoutMs: number): Promise<PublishedEvent> {
+async function publishValidated(nc: NatsConnection, envelope: Envelope, names: IngestNames, timeoutMs: number): Promise<PublishedEvent> {
   const subject = eventSubject(names, envelope.type);
   try {
-    const ack = await js.publish(subject, JSON.stringify(envelope), { msgID: envelope.id, timeout: timeoutMs, expect: { streamName: names.stream } });
+    const ack = await publishAcked(nc, subject, JSON.stringify(envelope), envelope.id, names.stream, timeoutMs);
     return { id: envelope.id, type: envelope.type, stream: envelope.stream, subject, sequence: ack.seq, duplicate: ack.duplicate };
   } catch (error) {
-    const code = (error as { code?: string }).code;
-    if (code === '503' || /no responders/i.test((error as Error).message)) {
+    if (error instanceof NoRespondersError) {
       throw new NoStreamError(
         `no JetStream stream captures ${subject} on ${nc.getServer()}: start conda-store-events serve (it creates stream ${names.stream}) or create the stream`,
       );
@@ -94,7 +92,7 @@ async function publishValidated(nc: NatsConnection, js: JetStreamClient, envelop
 export async function publishEvent(nc: NatsConnection, event: EventToPublish | Envelope, options: PublishOptions = {}): Promise<PublishedEvent> {
   const envelope = toEnvelope(event);
   const names = resolveNames(options.names);
-  return publishValidated(nc, options.js ?? nc.jetstream(), envelope, names, options.timeoutMs ?? 5000);
+  return publishValidated(nc, envelope, names, options.timeoutMs ?? 5000);
 }
 
 /**
@@ -106,24 +104,33 @@ export async function publishEvent(nc: NatsConnection, event: EventToPublish | E
 export async function publishEvents(nc: NatsConnection, events: (EventToPublish | Envelope)[], options: PublishEventsOptions = {}): Promise<PublishedEvent[]> {
   const envelopes = events.map(toEnvelope);
   const names = resolveNames(options.names);
-  const js = options.js ?? nc.jetstream();
   const timeoutMs = options.timeoutMs ?? 5000;
   const window = Math.max(1, Math.floor(options.maxInFlight ?? 1));
   const published: PublishedEvent[] = new Array(envelopes.length);
   if (window === 1) {
-    for (let i = 0; i < envelopes.length; i++) published[i] = await publishValidated(nc, js, envelopes[i]!, names, timeoutMs);
+    for (let i = 0; i < envelopes.length; i++) published[i] = await publishValidated(nc, envelopes[i]!, names, timeoutMs);
     return published;
   }
-  // Sent in order from one connection; at most `window` acknowledgements outstanding.
+  // Sent in order from one connection; at most `window` acknowledgements outstanding. The window
+  // is refilled in bursts once half of it has come back: publishes made in one go leave in one
+  // socket write (nats.js flushes its buffer once per microtask turn), where one publish per
+  // acknowledgement cost one system call each, the largest cost of a bulk publisher.
   const inFlight = new Set<Promise<void>>();
+  let refill: (() => void) | undefined;
   let failure: unknown;
   for (let i = 0; i < envelopes.length && failure === undefined; i++) {
-    const sending: Promise<void> = publishValidated(nc, js, envelopes[i]!, names, timeoutMs).then(
+    if (inFlight.size >= window) await new Promise<void>((resolve) => (refill = resolve));
+    const sending: Promise<void> = publishValidated(nc, envelopes[i]!, names, timeoutMs).then(
       (result) => void (published[i] = result),
       (error) => void (failure ??= error),
-    ).finally(() => inFlight.delete(sending));
+    ).finally(() => {
+      inFlight.delete(sending);
+      if (refill && (inFlight.size <= window / 2 || failure !== undefined)) {
+        refill();
+        refill = undefined;
+      }
+    });
     inFlight.add(sending);
-    if (inFlight.size >= window) await Promise.race(inFlight);
   }
   await Promise.all(inFlight);
   if (failure !== undefined) throw failure;

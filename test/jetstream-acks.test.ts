@@ -1,0 +1,52 @@
+import test from 'ava';
+import { connect } from 'nats';
+import { JetStreamPublishError, publishAcked, PublishTimeoutError } from '../src/ingest/jetstream-acks.js';
+import { eventSubject } from '../src/ingest/stream.js';
+import { natsUrl, testNats } from './helpers/nats.js';
+
+test('acknowledgements of many publishes in flight on one connection each reach their own publish', async (t) => {
+  const nats = await testNats(t, { create: true });
+  const subject = eventSubject(nats.names, 'NamespaceCreated');
+  const ids = Array.from({ length: 300 }, (_, i) => `id-${i}`);
+  const acks = await Promise.all(ids.map((id) => publishAcked(nats.nc, subject, JSON.stringify({ id }), id, nats.names.stream, 5000)));
+  t.deepEqual(acks.map((ack) => ack.seq), ids.map((_, i) => i + 1), 'sent in order, each told its own sequence');
+  t.true(acks.every((ack) => ack.stream === nats.names.stream && !ack.duplicate));
+  const again = await publishAcked(nats.nc, subject, JSON.stringify({ id: 'id-7' }), 'id-7', nats.names.stream, 5000);
+  t.deepEqual(again, { stream: nats.names.stream, seq: 8, duplicate: true });
+});
+
+test('a refusal by JetStream (another stream expected) rejects with its description and code', async (t) => {
+  const nats = await testNats(t, { create: true });
+  const error = await t.throwsAsync(publishAcked(nats.nc, eventSubject(nats.names, 'NamespaceCreated'), '{}', 'x', 'NOT_THIS_STREAM', 5000), {
+    instanceOf: JetStreamPublishError,
+    message: /expected stream does not match/,
+  });
+  t.is(error!.code, 400);
+  t.is((await nats.jsm.streams.info(nats.names.stream)).state.messages, 0);
+});
+
+test('no acknowledgement (a plain subscriber that never answers) rejects with a timeout; a late answer is ignored', async (t) => {
+  const nats = await testNats(t);
+  const subject = `${nats.names.subjectPrefix}.silent`;
+  let reply: string | undefined;
+  const silent = nats.nc.subscribe(subject, { callback: (_error, msg) => (reply = msg.reply) });
+  t.teardown(() => silent.unsubscribe());
+  await nats.nc.flush();
+  await t.throwsAsync(publishAcked(nats.nc, subject, '{}', 'late', nats.names.stream, 200), { instanceOf: PublishTimeoutError, message: /within 200 ms/ });
+  t.truthy(reply);
+  nats.nc.publish(reply!, JSON.stringify({ stream: nats.names.stream, seq: 1 }));
+  await nats.nc.flush();
+  t.pass('a late acknowledgement settles nothing twice');
+});
+
+test('a connection that closes with publishes in flight rejects them', async (t) => {
+  const nats = await testNats(t);
+  const nc = await connect({ servers: natsUrl });
+  const subject = `${nats.names.subjectPrefix}.silent`;
+  const silent = nats.nc.subscribe(subject, { callback: () => undefined });
+  t.teardown(() => silent.unsubscribe());
+  await nats.nc.flush();
+  const pending = publishAcked(nc, subject, '{}', 'lost', nats.names.stream, 60_000);
+  await nc.close();
+  await t.throwsAsync(pending, { message: /connection closed before JetStream acknowledged/ });
+});
