@@ -11,7 +11,8 @@
  *
  * Everything runs in a fresh database `cse_bench_append` (dropped at the start and at the end).
  * Contenders, all with the same pg pool size, the same payloads and the same warm-up:
- *  - cse:    createPostgresEventLog().append() (the store: append_events() + the NOTIFY after it);
+ *  - cse:    createPostgresEventLog().append() (the store: for these one-stream appends, its fast
+ *            path, one INSERT of append-stream.sql; NOTIFYs spaced by 5 ms);
  *  - raw:    plain autocommit INSERTs into `raw_events`, a copy of event_store.events made with
  *            `LIKE ... INCLUDING ALL` (same columns, types, defaults, PK, unique constraints,
  *            check), global_position from a sequence, transaction_id DEFAULT pg_current_xact_id();
@@ -29,7 +30,7 @@ import pg from 'pg';
 import { getPostgreSQLEventStore, type PostgresEventStore } from '@event-driven-io/emmett-postgresql';
 import { migrateLatest } from '../src/db/migrate.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
-import { appendParameters } from '../src/log/postgres/append.js';
+import { APPEND_ONE_SQL, appendStreamQuery } from '../src/log/postgres/append.js';
 import type { EventLog } from '../src/log/types.js';
 import {
   type BenchEvent,
@@ -274,11 +275,9 @@ async function main() {
     `SELECT (SELECT count(*) FROM event_store.events)::text AS cse, (SELECT count(*) FROM raw_events)::text AS raw,
             (SELECT count(*) FROM emt_messages)::text AS emmett`);
   const counts = { cse: Number(countRow!.cse), raw: Number(countRow!.raw), emmett: Number(countRow!.emmett) };
-  const cseBreakdown = await serverBreakdown(cseLog.pool, BREAKDOWN_CALLS, APPEND_SQL, (client, i) =>
-    client.query({
-      name: 'cse_append', text: APPEND_SQL,
-      values: appendParameters([{ stream: stream('breakdown', i), expectedVersion: 'no_stream', events: makeEvents(1) }]),
-    }));
+  // What the store runs for a 1-event append to one stream: the fast path's INSERT.
+  const cseBreakdown = await serverBreakdown(cseLog.pool, BREAKDOWN_CALLS, APPEND_ONE_SQL, (client, i) =>
+    client.query(appendStreamQuery({ stream: stream('breakdown', i), expectedVersion: 'no_stream', events: makeEvents(1) })));
   const rawBreakdown = await serverBreakdown(rawPool, BREAKDOWN_CALLS, rawStatements.get(1)!, (client, i) =>
     rawAppend(client, stream('breakdown', i), makeEvents(1), 'new'));
 
@@ -323,14 +322,14 @@ async function main() {
   log(`\nWhere the time goes: 1-event appends on a pooled connection that ran the scenarios (its cached plans),`);
   log(`${BREAKDOWN_CALLS} calls each; rows: event_store.events ${fmtInt(counts.cse)}, raw_events ${fmtInt(counts.raw)}, emt_messages ${fmtInt(counts.emmett)}`);
   log(`latency without the commit (BEGIN; call; ROLLBACK), median: SELECT 1 ${fmt(rawBreakdown.selectOneMs, 3)} ms, ` +
-    `raw INSERT ${fmt(rawBreakdown.latencyNoCommitMs, 3)} ms, append_events() ${fmt(cseBreakdown.latencyNoCommitMs, 3)} ms`);
+    `raw INSERT ${fmt(rawBreakdown.latencyNoCommitMs, 3)} ms, the store's INSERT ${fmt(cseBreakdown.latencyNoCommitMs, 3)} ms`);
   log(`server time per statement (auto_explain, log_analyze on; a top-level time includes auto_explain's own logging of its nested statements):\n`);
   const breakdownRows = [
     ...rawBreakdown.statements.filter((b) => !b.nested).map((b) => ({ ...b, who: 'raw' })),
     ...cseBreakdown.statements.slice(0, 9).map((b) => ({ ...b, who: 'cse' })),
   ];
   log(formatTable(
-    ['contender', 'statement (nested statements of append_events() indented)', 'calls', 'mean ms', 'max ms'],
+    ['contender', 'statement (nested statements indented)', 'calls', 'mean ms', 'max ms'],
     breakdownRows.map((b) => [b.who, (b.nested ? '  ' : '') + b.statement.slice(0, 72), b.calls, fmt(b.meanMs, 3), fmt(b.maxMs, 3)]),
   ));
   const costliestNested = cseBreakdown.statements.find((b) => b.nested);
@@ -416,7 +415,6 @@ async function main() {
 // Where the time goes: auto_explain (log_analyze, log_nested_statements) on a pooled connection
 // that has served the scenarios, so with the plans the store's sessions really cached.
 
-const APPEND_SQL = fs.readFileSync(new URL('../src/log/postgres/append.sql', import.meta.url), 'utf8');
 const READ_ALL_SQL = fs.readFileSync(new URL('../src/log/postgres/read-all.sql', import.meta.url), 'utf8');
 const READ_BOUND_FILE = new URL('../src/log/postgres/read-bound.sql', import.meta.url);
 

@@ -285,7 +285,7 @@ async function main() {
   await migrateLatest(url);
   const pool = new pg.Pool({ connectionString: url, max: 2 });
   const env = await environment(pool);
-  const connections = await Promise.all(Array.from({ length: PUBLISHERS }, (_, i) => connect({ servers: natsUrl, name: `bench publisher ${i}`, noAsyncTraces: true })));
+  const connections = await Promise.all(Array.from({ length: PUBLISHERS }, (_, i) => connect({ servers: natsUrl, name: `bench publisher ${i}` })));
   const admin = connections[0]!;
   await ensureIngestion(admin, names);
   const serve = startServe();
