@@ -29,7 +29,7 @@ export { allProjections, condaStoreProjections, projectionsByName } from '../pro
 
 // NATS: the producer client, id allocation, and the ingester `serve` runs.
 export { NoStreamError, publishEvent, publishEvents, toEnvelope, type EventToPublish, type PublishedEvent, type PublishEventsOptions, type PublishOptions } from './ingest/publish.js';
-export { JetStreamPublishError, PublishTimeoutError } from './ingest/jetstream-acks.js';
+export { JetStreamPublishError, PublishNotAcknowledgedError } from './ingest/jetstream-acks.js';
 export { answerIdsRequest, MAX_IDS_PER_REQUEST, requestIds, startIdsResponder, type IdsReply } from './ingest/ids-responder.js';
 export { createIngester, parseMessage, type IngestBatchReport, type Ingester, type IngesterOptions, type RejectedMessage } from './ingest/consumer.js';
 export { runIngestion, type IngestionServiceOptions } from './ingest/service.js';

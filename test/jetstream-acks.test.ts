@@ -1,6 +1,6 @@
 import test from 'ava';
 import { connect } from 'nats';
-import { JetStreamPublishError, publishAcked, PublishTimeoutError } from '../src/ingest/jetstream-acks.js';
+import { JetStreamPublishError, publishAcked, PublishNotAcknowledgedError } from '../src/ingest/jetstream-acks.js';
 import { eventSubject } from '../src/ingest/stream.js';
 import { natsUrl, testNats } from './helpers/nats.js';
 
@@ -32,14 +32,15 @@ test('no acknowledgement (a plain subscriber that never answers) rejects with a 
   const silent = nats.nc.subscribe(subject, { callback: (_error, msg) => (reply = msg.reply) });
   t.teardown(() => silent.unsubscribe());
   await nats.nc.flush();
-  await t.throwsAsync(publishAcked(nats.nc, subject, '{}', 'late', nats.names.stream, 200), { instanceOf: PublishTimeoutError, message: /within 200 ms/ });
+  const timeout = await t.throwsAsync(publishAcked(nats.nc, subject, '{}', 'late', nats.names.stream, 200), { instanceOf: PublishNotAcknowledgedError, message: /within 200 ms/ });
+  t.is(timeout!.reason, 'timeout');
   t.truthy(reply);
   nats.nc.publish(reply!, JSON.stringify({ stream: nats.names.stream, seq: 1 }));
   await nats.nc.flush();
   t.pass('a late acknowledgement settles nothing twice');
 });
 
-test('a connection that closes with publishes in flight rejects them', async (t) => {
+test('a connection that closes with publishes in flight rejects them as not acknowledged (the message may be stored: a retry is safe)', async (t) => {
   const nats = await testNats(t);
   const nc = await connect({ servers: natsUrl });
   const subject = `${nats.names.subjectPrefix}.silent`;
@@ -48,5 +49,6 @@ test('a connection that closes with publishes in flight rejects them', async (t)
   await nats.nc.flush();
   const pending = publishAcked(nc, subject, '{}', 'lost', nats.names.stream, 60_000);
   await nc.close();
-  await t.throwsAsync(pending, { message: /connection closed before JetStream acknowledged/ });
+  const closed = await t.throwsAsync(pending, { instanceOf: PublishNotAcknowledgedError, message: /connection closed before JetStream acknowledged/ });
+  t.is(closed!.reason, 'closed');
 });

@@ -227,3 +227,18 @@ test('postgres: a burst of appends sends a few spaced NOTIFYs, the last one afte
   while (!heard.some((at) => at > finished)) await new Promise((resolve) => setTimeout(resolve, 10));
   t.true(heard.length <= 2 + Math.ceil((finished - started) / intervalMs), `${heard.length} NOTIFYs for 30 appends in ${Math.round(finished - started)} ms`);
 });
+
+test('postgres: closing the log sends the NOTIFY still waiting for its interval at once', async (t) => {
+  t.timeout(30_000); // without the flush on close, the second NOTIFY waits a minute
+  const db = await freshDatabase(t);
+  const log = createPostgresEventLog({ connectionString: db.url, notifyIntervalMs: 60_000 });
+  const listener = await connect(t, db.url);
+  let heard = 0;
+  listener.on('notification', () => heard++);
+  await listener.query('LISTEN event_store_appended');
+  await log.append({ stream: 'first', events: events(1) }); // notified at once
+  await log.append({ stream: 'second', events: events(1) }); // due at the end of the interval
+  await log.close();
+  while (heard < 2) await new Promise((resolve) => setTimeout(resolve, 10));
+  t.is(heard, 2);
+});

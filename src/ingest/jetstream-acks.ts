@@ -18,7 +18,11 @@ export interface PubAck {
   duplicate: boolean;
 }
 
-/** No JetStream stream captures the subject: the server answered "no responders" (503). */
+/**
+ * No JetStream stream captures the subject: the server answered "no responders" (503). It does so
+ * for connections with headers and no-responders on (nats.js's defaults); on others, such a
+ * publish ends as not acknowledged.
+ */
 export class NoRespondersError extends Error {
   override name = 'NoRespondersError';
 }
@@ -31,10 +35,16 @@ export class JetStreamPublishError extends Error {
   }
 }
 
-/** No acknowledgement within the timeout: the message may or may not be stored (a retry is safe: same id). */
-export class PublishTimeoutError extends Error {
-  override name = 'PublishTimeoutError';
-  readonly code = 'TIMEOUT';
+/**
+ * No acknowledgement came: its timeout passed (checked every 50 ms, so up to 50 ms late), or the
+ * connection closed first. The message may or may not be stored; publishing it again is safe
+ * (same id: JetStream's duplicate window, then the ingester, keep it once).
+ */
+export class PublishNotAcknowledgedError extends Error {
+  override name = 'PublishNotAcknowledgedError';
+  constructor(message: string, readonly reason: 'timeout' | 'closed') {
+    super(message);
+  }
 }
 
 interface Awaited {
@@ -46,6 +56,7 @@ interface Awaited {
 }
 
 interface AckCollector {
+  closed(): boolean;
   publish(subject: string, payload: string, msgId: string, stream: string, timeoutMs: number): Promise<PubAck>;
 }
 
@@ -55,14 +66,15 @@ const collectors = new WeakMap<NatsConnection, AckCollector>();
 /** Publishes `payload` to `subject` with Nats-Msg-Id and Nats-Expected-Stream; resolves with JetStream's acknowledgement. */
 export function publishAcked(nc: NatsConnection, subject: string, payload: string, msgId: string, stream: string, timeoutMs: number): Promise<PubAck> {
   let collector = collectors.get(nc);
-  if (!collector) {
-    collector = createAckCollector(nc, () => collectors.delete(nc));
+  // A collector whose subscription has closed (the connection closed or drained) is replaced.
+  if (!collector || collector.closed()) {
+    collector = createAckCollector(nc, (closed) => collectors.get(nc) === closed && collectors.delete(nc));
     collectors.set(nc, collector);
   }
   return collector.publish(subject, payload, msgId, stream, timeoutMs);
 }
 
-function createAckCollector(nc: NatsConnection, onClosed: () => void): AckCollector {
+function createAckCollector(nc: NatsConnection, onClosed: (collector: AckCollector) => void): AckCollector {
   const inboxPrefix = (nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix;
   const prefix = createInbox(inboxPrefix);
   const awaited = new Map<string, Awaited>();
@@ -100,20 +112,21 @@ function createAckCollector(nc: NatsConnection, onClosed: () => void): AckCollec
     },
   });
   void subscription.closed.then(() => {
-    onClosed();
-    failAll(new Error('the NATS connection closed before JetStream acknowledged the message'));
+    onClosed(collector);
+    failAll(new PublishNotAcknowledgedError('the NATS connection closed before JetStream acknowledged the message', 'closed'));
   });
 
   const sweep = () => {
     const now = Date.now();
     for (const [token, entry] of awaited) {
       if (entry.deadline <= now) {
-        settle(token, (expired) => expired.reject(new PublishTimeoutError(`no JetStream acknowledgement for ${expired.subject} within ${expired.timeoutMs} ms`)));
+        settle(token, (expired) => expired.reject(new PublishNotAcknowledgedError(`no JetStream acknowledgement for ${expired.subject} within ${expired.timeoutMs} ms`, 'timeout')));
       }
     }
   };
 
-  return {
+  const collector: AckCollector = {
+    closed: () => subscription.isClosed(),
     publish(subject, payload, msgId, stream, timeoutMs) {
       const token = (counter++).toString(36);
       const h = headers();
@@ -130,4 +143,5 @@ function createAckCollector(nc: NatsConnection, onClosed: () => void): AckCollec
       });
     },
   };
+  return collector;
 }

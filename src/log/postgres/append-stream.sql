@@ -10,18 +10,17 @@
 -- $1 stream, $2 expected version ('any' | 'no_stream' | 'stream_exists' | '<version>'), $3 the
 -- number of events; the events (id, type, data, metadata, o: 1, 2, ...) come from EVENTS, which
 -- append.ts replaces by a VALUES row for one event, or by arrays unnested for several ($4...).
-INSERT INTO event_store.events AS ev
-  (global_position, id, stream, stream_version, type, data, metadata, recorded_at, transaction_id)
-SELECT x.first + e.o - 1, e.id, $1::text, x.current + e.o, e.type, e.data,
-       coalesce(e.metadata, '{}'::jsonb), now(), x.tx
-FROM (
-  -- The locks of append_events(), in its order: the stream (exclusive, so that a precondition of
-  -- another append on this stream's version holds to its commit), the appender's badge (readers
-  -- find appenders in flight through it) and, for a moment, the position lock under which the
-  -- transaction id and the positions are taken together (position order = transaction-id order:
-  -- see migrations/20260101000100_event_store.ts, step 5). A target list is evaluated left to
-  -- right, once (its volatile functions keep the subquery from being pulled up): lock, id,
-  -- positions, unlock. The caller releases the position lock if the statement fails holding it.
+WITH positions AS MATERIALIZED (
+  -- The locks of append_events(), in its order: the stream (exclusive: not for this statement,
+  -- whose version check runs before it and relies on the unique keys, but so that another
+  -- append's precondition on this stream's version holds until that append commits), the
+  -- appender's badge (readers find appenders in flight through it) and, for a moment, the
+  -- position lock under which the transaction id and the positions are taken together (position
+  -- order = transaction-id order: see migrations/20260101000100_event_store.ts, step 5). A target
+  -- list is evaluated left to right: lock, id, positions, unlock. MATERIALIZED: a CTE runs once
+  -- whatever the plan around it; a subquery on the inner side of a join could run again for
+  -- every event and take positions out of transaction-id order. The caller releases the position
+  -- lock if the statement fails holding it.
   SELECT v.current,
          pg_advisory_xact_lock(7401, hashtext($1::text)) AS stream_locked,
          pg_advisory_xact_lock_shared(7406, 0) AS badge,
@@ -42,8 +41,12 @@ FROM (
     AND CASE $2::text WHEN 'any' THEN true WHEN 'no_stream' THEN true
                       WHEN 'stream_exists' THEN v.current >= 0
                       ELSE v.current::text = $2::text END
-  OFFSET 0
-) x
+)
+INSERT INTO event_store.events AS ev
+  (global_position, id, stream, stream_version, type, data, metadata, recorded_at, transaction_id)
+SELECT x.first + e.o - 1, e.id, $1::text, x.current + e.o, e.type, e.data,
+       coalesce(e.metadata, '{}'::jsonb), now(), x.tx
+FROM positions x
 CROSS JOIN EVENTS
 -- The caller knows the ids; recorded_at as epoch milliseconds costs less to read than a timestamp.
 RETURNING ev.global_position, ev.stream_version, (extract(epoch FROM ev.recorded_at) * 1000)::float8 AS recorded_ms

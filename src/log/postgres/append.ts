@@ -95,7 +95,7 @@ export function appendStreamQuery(request: AppendRequest): pg.QueryConfig {
     return {
       name: 'cse_append_one',
       text: APPEND_ONE_SQL,
-      values: [stream, expected, 1, event!.id, event!.type, JSON.stringify(event!.data), event!.metadata ? JSON.stringify(event!.metadata) : null],
+      values: [stream, expected, 1, event!.id, event!.type, JSON.stringify(event!.data ?? null), event!.metadata ? JSON.stringify(event!.metadata) : null],
     };
   }
   return {
@@ -136,15 +136,23 @@ async function appendToStream(pool: pg.Pool, request: AppendRequest): Promise<Ap
   try {
     const { rows } = await client.query<FastRow>(appendStreamQuery(request));
     if (rows.length === 0) return undefined;
+    // The events took versions current + 1, current + 2, ... in order: the version says which
+    // event a row is, whatever order RETURNING gives them in.
+    const firstVersion = rows.reduce((least, row) => Math.min(least, row.stream_version), Infinity);
     const recordedAt = new Date(rows[0]!.recorded_ms);
-    return rows.map((row, index) => ({
-      id: request.events[index]!.id,
-      stream: request.stream,
-      streamVersion: row.stream_version,
-      globalPosition: toNumber(row.global_position),
-      recordedAt,
-      duplicate: false,
-    }));
+    const appended: AppendedEvent[] = new Array(rows.length);
+    for (const row of rows) {
+      const index = row.stream_version - firstVersion;
+      appended[index] = {
+        id: request.events[index]!.id,
+        stream: request.stream,
+        streamVersion: row.stream_version,
+        globalPosition: toNumber(row.global_position),
+        recordedAt,
+        duplicate: false,
+      };
+    }
+    return appended;
   } catch (error) {
     try {
       await client.query(RELEASE_POSITION_LOCK_SQL);

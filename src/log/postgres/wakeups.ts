@@ -79,19 +79,33 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
     return connecting;
   };
 
+  let cutWait: (() => void) | undefined;
   const sendNotify = async () => {
     notifying = true;
     try {
       do {
+        const wait = closed ? 0 : lastNotify + intervalMs - performance.now();
+        if (wait > 0) {
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, wait);
+            cutWait = () => {
+              clearTimeout(timer);
+              resolve();
+            };
+          });
+          cutWait = undefined;
+        }
+        // Cleared after the wait: the appends made during it are announced by this NOTIFY.
         notifyAgain = false;
-        const wait = lastNotify + intervalMs - performance.now();
-        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
         lastNotify = performance.now();
         // Its own transaction needs no WAL flush: a notification is not durable anyway, and the
         // append it announces has committed already.
         await (listener ?? pool).query(`SET LOCAL synchronous_commit TO off; SELECT pg_notify('${CHANNEL}', '')`);
-      } while (notifyAgain && !closed);
+        // Appends made while it was sent get one more, also when closing (close() waits for it).
+      } while (notifyAgain);
     } catch (error) {
+      // Dropped, not retried: the database may be down. The next append notifies again, and
+      // other processes' subscribers look every second anyway.
       onError(error);
     } finally {
       notifying = false;
@@ -127,6 +141,7 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
     async close() {
       closed = true;
       wakeAll();
+      cutWait?.(); // the last NOTIFY goes out now rather than at the end of its interval
       await notifyDone;
       await connecting;
       await listener?.end().catch(() => undefined);
