@@ -52,3 +52,13 @@ test('a connection that closes with publishes in flight rejects them as not ackn
   const closed = await t.throwsAsync(pending, { instanceOf: PublishNotAcknowledgedError, message: /connection closed before JetStream acknowledged/ });
   t.is(closed!.reason, 'closed');
 });
+
+test('publishing on a connection already closed rejects (it does not throw), and nothing is left waiting', async (t) => {
+  const nats = await testNats(t, { create: true });
+  const nc = await connect({ servers: natsUrl });
+  await nc.close();
+  const publishing = publishAcked(nc, eventSubject(nats.names, 'NamespaceCreated'), '{}', 'never', nats.names.stream, 5000);
+  t.true(publishing instanceof Promise);
+  await t.throwsAsync(publishing, { message: /closed/i });
+  t.is((await nats.jsm.streams.info(nats.names.stream)).state.messages, 0);
+});

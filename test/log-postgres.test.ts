@@ -242,3 +242,21 @@ test('postgres: closing the log sends the NOTIFY still waiting for its interval 
   while (heard < 2) await new Promise((resolve) => setTimeout(resolve, 10));
   t.is(heard, 2);
 });
+
+test('postgres: a fast-path append whose connection dies while it waits for the position lock fails, appends nothing, and the pool goes on with a new connection', async (t) => {
+  const db = await freshDatabase(t);
+  const log = createPostgresEventLog({ connectionString: db.url, poolSize: 1 });
+  t.teardown(() => log.close());
+  const holder = await connect(t, db.url);
+  await holder.query('SELECT pg_advisory_lock(7402, 0)');
+  const appending = log.append({ stream: 'killed', events: events(1) });
+  const waiting = "FROM pg_locks WHERE locktype = 'advisory' AND classid = 7402 AND NOT granted";
+  while ((await holder.query(`SELECT 1 ${waiting}`)).rowCount === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+  await holder.query(`SELECT pg_terminate_backend(pid) ${waiting}`);
+  await t.throwsAsync(appending);
+  await holder.query('SELECT pg_advisory_unlock(7402, 0)');
+
+  const [after] = await log.append({ stream: 'after', events: events(1) });
+  t.is(after!.streamVersion, 0);
+  t.deepEqual((await collect(log.readAll())).map((e) => e.stream), ['after']);
+});

@@ -68,7 +68,11 @@ export function publishAcked(nc: NatsConnection, subject: string, payload: strin
   let collector = collectors.get(nc);
   // A collector whose subscription has closed (the connection closed or drained) is replaced.
   if (!collector || collector.closed()) {
-    collector = createAckCollector(nc, (closed) => collectors.get(nc) === closed && collectors.delete(nc));
+    try {
+      collector = createAckCollector(nc, (closed) => collectors.get(nc) === closed && collectors.delete(nc));
+    } catch (error) {
+      return Promise.reject(error as Error); // a closed connection refuses the subscription
+    }
     collectors.set(nc, collector);
   }
   return collector.publish(subject, payload, msgId, stream, timeoutMs);

@@ -73,7 +73,7 @@ export const APPEND_ONE_SQL = APPEND_STREAM_TEMPLATE.replace(EVENTS_MARKER,
   'CROSS JOIN (VALUES ($4::uuid, $5::text, $6::jsonb, $7::jsonb, 1)) AS e(id, type, data, metadata, o)');
 
 /** append-stream.sql with its events as arrays ($4 ids, $5 types) and JSON arrays ($6 data, $7 metadata, null for none). */
-export const APPEND_MANY_SQL = APPEND_STREAM_TEMPLATE.replace(EVENTS_MARKER, `CROSS JOIN (
+const APPEND_MANY_SQL = APPEND_STREAM_TEMPLATE.replace(EVENTS_MARKER, `CROSS JOIN (
   SELECT u.id, u.type, $6::jsonb -> (u.o::int - 1), nullif($7::jsonb -> (u.o::int - 1), 'null'::jsonb), u.o::int
   FROM unnest($4::uuid[], $5::text[]) WITH ORDINALITY AS u(id, type, o)
 ) AS e(id, type, data, metadata, o)`);
@@ -81,7 +81,7 @@ export const APPEND_MANY_SQL = APPEND_STREAM_TEMPLATE.replace(EVENTS_MARKER, `CR
 const RELEASE_POSITION_LOCK_SQL = sqlFile(import.meta.url, 'release-position-lock.sql');
 
 /** An append the single INSERT of append-stream.sql can take: one stream, nothing but events. */
-export function takesFastPath(requests: AppendRequest[]): requests is [AppendRequest] {
+function takesFastPath(requests: AppendRequest[]): requests is [AppendRequest] {
   const [request] = requests;
   return requests.length === 1 && !request!.claims?.length && !request!.releases?.length && !request!.preconditions?.length;
 }
@@ -132,7 +132,7 @@ interface FastRow {
  */
 async function appendToStream(pool: pg.Pool, request: AppendRequest): Promise<AppendedEvent[] | undefined> {
   const client = await pool.connect();
-  let release: (error?: Error) => void = () => client.release();
+  let broken: Error | undefined;
   try {
     const { rows } = await client.query<FastRow>(appendStreamQuery(request));
     if (rows.length === 0) return undefined;
@@ -154,16 +154,17 @@ async function appendToStream(pool: pg.Pool, request: AppendRequest): Promise<Ap
     }
     return appended;
   } catch (error) {
-    try {
-      await client.query(RELEASE_POSITION_LOCK_SQL);
-    } catch (cleanupError) {
-      // A connection that cannot say whether it holds the lock is closed: that releases it.
-      release = () => client.release(cleanupError as Error);
-    }
+    // A unique key raises in the INSERT, after the positions CTE has released the position lock:
+    // nothing to clean up, append_events() decides.
     if (isTakenElsewhere(error)) return undefined;
+    // Any other failure may have come while the lock was held.
+    await client.query(RELEASE_POSITION_LOCK_SQL).catch((cleanupError: Error) => {
+      // A connection that cannot say whether it holds the lock is closed: that releases it.
+      broken = cleanupError;
+    });
     throw error;
   } finally {
-    release();
+    client.release(broken);
   }
 }
 
