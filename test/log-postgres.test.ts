@@ -244,13 +244,15 @@ test('postgres: closing the log sends the NOTIFY still waiting for its interval 
 });
 
 test('postgres: a fast-path append whose connection dies while it waits for the position lock fails, appends nothing, and the pool goes on with a new connection', async (t) => {
+  t.timeout(60_000); // a hang here (the waiter never found) fails this test, not the whole run
   const db = await freshDatabase(t);
   const log = createPostgresEventLog({ connectionString: db.url, poolSize: 1 });
   t.teardown(() => log.close());
   const holder = await connect(t, db.url);
   await holder.query('SELECT pg_advisory_lock(7402, 0)');
   const appending = log.append({ stream: 'killed', events: events(1) });
-  const waiting = "FROM pg_locks WHERE locktype = 'advisory' AND classid = 7402 AND NOT granted";
+  // This database's waiter only: tests run in parallel, each in its own database.
+  const waiting = "FROM pg_locks WHERE locktype = 'advisory' AND classid = 7402 AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
   while ((await holder.query(`SELECT 1 ${waiting}`)).rowCount === 0) await new Promise((resolve) => setTimeout(resolve, 10));
   await holder.query(`SELECT pg_terminate_backend(pid) ${waiting}`);
   await t.throwsAsync(appending);
