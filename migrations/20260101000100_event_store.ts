@@ -87,7 +87,11 @@ export async function down(knex: Knex): Promise<void> {
  *   CS007 append must be the first write of its transaction
  * DETAIL carries a JSON object with the facts (stream, expected, actual, key, ...).
  */
-const APPEND_EVENTS_FUNCTION = `
+// The functions as this migration creates them. Later migrations that replace one import its
+// text from here for their `down`, so that a rollback restores exactly this version.
+
+/** event_store.failed_precondition(), first version (replaced by 20260101000600). */
+export const FAILED_PRECONDITION_V1 = `
 -- The first precondition of the appended groups p_from..p_to that does not hold, or nothing. Keys claimed by this call count only for groups after the claiming one:
 -- a batch may create a namespace and then an environment in it, not the other way round.
 -- Set-based (one hash join), so a batch of thousands of package builds is one statement.
@@ -138,7 +142,9 @@ CREATE FUNCTION event_store.failed_precondition(
   ORDER BY c.grp, c.ord
   LIMIT 1
 $fn$;
+`;
 
+const CHECK_PRECONDITIONS = `
 -- Raises CS005 for the first precondition of groups p_from..p_to that does not hold.
 CREATE FUNCTION event_store.check_preconditions(
   p_found int[], p_size int[], p_from int, p_to int, p_streams text[],
@@ -156,7 +162,10 @@ BEGIN
   END IF;
 END
 $fn$;
+`;
 
+/** event_store.claim_keys(), first version (replaced by 20260101000600). */
+export const CLAIM_KEYS_V1 = `
 -- Claims keys for the appended groups p_from..p_to. A key held by another
 -- stream is a duplicate; re-claiming a key one's own stream holds is not. Arrays are zipped, never
 -- joined: a join of two arrays of unknown size may be planned as a quadratic nested loop.
@@ -196,7 +205,9 @@ BEGIN
   END IF;
 END
 $fn$;
+`;
 
+const APPEND_EVENTS = `
 CREATE FUNCTION event_store.append_events(
   p_ids         uuid[],   -- per event
   p_groups      int[],    -- per event: index (1-based) of its group
@@ -426,3 +437,5 @@ BEGIN
 END
 $fn$;
 `;
+
+const APPEND_EVENTS_FUNCTION = [FAILED_PRECONDITION_V1, CHECK_PRECONDITIONS, CLAIM_KEYS_V1, APPEND_EVENTS].join('\n');

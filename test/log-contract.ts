@@ -194,6 +194,43 @@ export function logContract(test: TestFn, makeLog: LogFactory, backend: string):
     t.is(await log.headPosition(), 0);
   });
 
+  it('unique keys: a stream may claim again a key it holds, and its new keys of the same call are taken', async (t, log) => {
+    await log.append({ stream: 'namespace-1', events: events(1), claims: [{ name: 'namespace.name', value: 'a' }] });
+    await log.append({ stream: 'namespace-1', events: events(1), claims: [{ name: 'namespace.name', value: 'a' }, { name: 'namespace.name', value: 'b' }] });
+    const error = await t.throwsAsync(log.append({ stream: 'namespace-2', events: events(1), claims: [{ name: 'namespace.name', value: 'b' }] }), {
+      instanceOf: DuplicateKeyError,
+    });
+    t.is(error!.takenBy, 'namespace-1');
+    t.is(await log.headPosition(), 2);
+  });
+
+  it('preconditions: a key claimed in the same call counts for later groups only, whatever its name, and each group asking is answered for itself', async (t, log) => {
+    const needsBuild = (stream: string) => ({
+      stream,
+      events: events(1),
+      preconditions: [{ kind: 'key' as const, name: 'conda_package_build.id', value: '7', message: `${stream}: no package build 7` }],
+    });
+    // Asked before the claim in the call: refused, though the key is in the table when it is checked.
+    await t.throwsAsync(
+      log.append([needsBuild('build-1'), { stream: 'conda_package-1', events: events(1), claims: [{ name: 'conda_package_build.id', value: '7' }] }]),
+      { instanceOf: PreconditionFailedError, message: 'build-1: no package build 7' },
+    );
+    t.is(await log.headPosition(), 0);
+    // The same question asked by a group after the claim and by one before it: the one before fails.
+    await t.throwsAsync(
+      log.append([
+        needsBuild('build-1'),
+        { stream: 'conda_package-1', events: events(1), claims: [{ name: 'conda_package_build.id', value: '7' }] },
+        needsBuild('build-2'),
+      ]),
+      { instanceOf: PreconditionFailedError, message: 'build-1: no package build 7' },
+    );
+    // After the claim only: accepted, and asked again by a later call.
+    await log.append([{ stream: 'conda_package-1', events: events(1), claims: [{ name: 'conda_package_build.id', value: '7' }] }, needsBuild('build-1'), needsBuild('build-2')]);
+    await log.append(needsBuild('build-3'));
+    t.is((await collect(log.readAll())).length, 4);
+  });
+
   it('unique keys: a released key can be claimed again', async (t, log) => {
     await log.append({ stream: 'namespace-1', events: events(1), claims: [{ name: 'namespace.name', value: 'n' }] });
     await log.append({ stream: 'namespace-1', events: events(1), releases: [{ name: 'namespace.name' }] });

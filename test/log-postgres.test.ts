@@ -7,10 +7,22 @@ import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import { READ_BOUND_SQL } from '../src/log/postgres/read.js';
 import { createWakeups } from '../src/log/postgres/wakeups.js';
 import { connect, freshDatabase, withAdmin, withClient } from './helpers/database.js';
+import { slots } from './helpers/projection.js';
 import { collect, events, logContract } from './log-contract.js';
 
+/**
+ * A database of the test's own, once one of a few slots is free: the tests of this file all start
+ * at once, and some open a dozen connections (racing writers, producers with a pool each); all
+ * together they could exhaust the server's max_connections (100 by default).
+ */
+const slot = slots(10);
+async function ownDatabase(t: ExecutionContext) {
+  await slot(t);
+  return freshDatabase(t);
+}
+
 async function postgresLog(t: ExecutionContext) {
-  const db = await freshDatabase(t);
+  const db = await ownDatabase(t);
   const log = createPostgresEventLog({ connectionString: db.url });
   t.teardown(() => log.close());
   return Object.assign(log, { url: db.url });
@@ -186,8 +198,8 @@ test('postgres: a long-running write that is not an append does not hold readers
 // Regression: a notification that arrived while a subscription was reading (after its read had
 // started, before it waited again) woke nobody, and the event waited for the 1 s safety poll.
 test('postgres: a wake-up that comes while a subscriber reads is not lost; an append wakes this process at once', async (t) => {
+  const db = await ownDatabase(t);
   t.timeout(20_000); // with the bug, the waits below last 60 s
-  const db = await freshDatabase(t);
   const pool = new pg.Pool({ connectionString: db.url, max: 1 });
   const wakeups = createWakeups(pool, db.url, () => undefined);
   t.teardown(async () => {
@@ -211,7 +223,7 @@ test('postgres: a wake-up that comes while a subscriber reads is not lost; an ap
 });
 
 test('postgres: a burst of appends sends a few spaced NOTIFYs, the last one after the last append', async (t) => {
-  const db = await freshDatabase(t);
+  const db = await ownDatabase(t);
   const intervalMs = 200;
   const log = createPostgresEventLog({ connectionString: db.url, notifyIntervalMs: intervalMs });
   t.teardown(() => log.close());
@@ -229,8 +241,8 @@ test('postgres: a burst of appends sends a few spaced NOTIFYs, the last one afte
 });
 
 test('postgres: closing the log sends the NOTIFY still waiting for its interval at once', async (t) => {
+  const db = await ownDatabase(t);
   t.timeout(30_000); // without the flush on close, the second NOTIFY waits a minute
-  const db = await freshDatabase(t);
   const log = createPostgresEventLog({ connectionString: db.url, notifyIntervalMs: 60_000 });
   const listener = await connect(t, db.url);
   let heard = 0;
@@ -244,8 +256,8 @@ test('postgres: closing the log sends the NOTIFY still waiting for its interval 
 });
 
 test('postgres: a fast-path append whose connection dies while it waits for the position lock fails, appends nothing, and the pool goes on with a new connection', async (t) => {
+  const db = await ownDatabase(t);
   t.timeout(60_000); // a hang here (the waiter never found) fails this test, not the whole run
-  const db = await freshDatabase(t);
   const log = createPostgresEventLog({ connectionString: db.url, poolSize: 1 });
   t.teardown(() => log.close());
   const holder = await connect(t, db.url);

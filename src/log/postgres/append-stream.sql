@@ -49,4 +49,4 @@ SELECT x.first + e.o - 1, e.id, $1::text, x.current + e.o, e.type, e.data,
 FROM positions x
 CROSS JOIN EVENTS
 -- The caller knows the ids; recorded_at as epoch milliseconds costs less to read than a timestamp.
-RETURNING ev.global_position, ev.stream_version, (extract(epoch FROM ev.recorded_at) * 1000)::float8 AS recorded_ms
+RETURNING ev.global_position, ev.stream_version, date_part('epoch', ev.recorded_at) * 1000 AS recorded_ms

@@ -14,7 +14,8 @@ interface EventRow {
   type: string;
   stream: string;
   stream_version: number;
-  recorded_at: Date;
+  /** Epoch milliseconds: a number costs less to read than a timestamp's text. */
+  recorded_ms: number;
   data: Record<string, unknown>;
   metadata: Record<string, unknown>;
 }
@@ -26,7 +27,7 @@ function toRecorded(row: EventRow): RecordedEvent {
     stream: row.stream,
     streamVersion: row.stream_version,
     globalPosition: toNumber(row.global_position),
-    recordedAt: row.recorded_at,
+    recordedAt: new Date(row.recorded_ms),
     data: row.data,
     metadata: row.metadata,
   };
