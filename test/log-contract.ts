@@ -12,7 +12,7 @@ import {
   UnknownIdKindError,
   WrongExpectedVersionError,
 } from '../src/log/errors.js';
-import type { EventInput, EventLog, RecordedEvent } from '../src/log/types.js';
+import type { EventInput, EventLog, LogBatch, RecordedEvent } from '../src/log/types.js';
 
 export type LogFactory = (t: ExecutionContext) => Promise<EventLog>;
 
@@ -345,6 +345,53 @@ export function logContract(test: TestFn, makeLog: LogFactory, backend: string):
     const from = all[10]!.globalPosition;
     const rest = await collect(log.readAll({ from, batchSize: 100 }));
     t.deepEqual(rest.map((e) => e.id), all.slice(10).map((e) => e.id));
+  });
+
+  it('reads only the event types asked for; each batch says how far the log was read, past events of other types', async (t, log) => {
+    for (let i = 0; i < 4; i++) {
+      await log.append({ stream: `mixed-${i}`, events: [...events(2, 'Wanted'), ...events(3, 'Other'), ...events(1, 'AlsoWanted')] });
+    }
+    await log.append({ stream: 'tail', events: events(4, 'Other') });
+    const head = await log.headPosition();
+    const all = await collect(log.readAll());
+    const batches: LogBatch[] = [];
+    for await (const batch of log.readAll({ types: ['Wanted', 'AlsoWanted'], batchSize: 5 })) batches.push(batch);
+    const read = batches.flat();
+    t.deepEqual(read.map((e) => e.id), all.filter((e) => e.type !== 'Other').map((e) => e.id));
+    t.true(batches.every((b) => b.every((e) => e.globalPosition <= b.position)), 'a batch position is at least its last event');
+    t.true(batches.every((b, i) => i === 0 || b.position > batches[i - 1]!.position), 'positions move forward');
+    t.is(batches.at(-1)!.position, head, 'the events of other types at the end are read past');
+    // From a position, and nothing asked for: no events, but the read still gets to the head.
+    const from = all[10]!.globalPosition;
+    t.deepEqual((await collect(log.readAll({ from, types: ['Wanted'] }))).map((e) => e.id), all.slice(10).filter((e) => e.type === 'Wanted').map((e) => e.id));
+    const none: LogBatch[] = [];
+    for await (const batch of log.readAll({ types: [] })) none.push(batch);
+    t.deepEqual(none.flat(), []);
+    t.is(none.at(-1)!.position, head);
+  });
+
+  it('a subscription of some event types receives them live, and its position passes the others as they come', async (t, log) => {
+    await log.append({ stream: 'before', events: [...events(1, 'Other'), ...events(1, 'Wanted')] });
+    const controller = new AbortController();
+    t.teardown(() => controller.abort());
+    const received: RecordedEvent[] = [];
+    let position = 0;
+    let target = Infinity;
+    const reading = (async () => {
+      for await (const batch of log.subscribe({ types: ['Wanted'], signal: controller.signal })) {
+        received.push(...batch);
+        position = batch.position;
+        if (position >= target) return;
+      }
+    })();
+    await log.append({ stream: 'live', events: [...events(2, 'Wanted'), ...events(3, 'Other')] });
+    await log.append({ stream: 'live', events: events(2, 'Other') });
+    target = await log.headPosition();
+    if (position >= target) controller.abort(); // read to the end already: stop waiting for more
+    await reading;
+    t.deepEqual(received.map((e) => e.stream), ['before', 'live', 'live']);
+    t.true(received.every((e) => e.type === 'Wanted'));
+    t.is(position, target);
   });
 
   it('a subscription catches up, then receives live appends', async (t, log) => {

@@ -15,7 +15,7 @@ import test, { type ExecutionContext } from 'ava';
 import pg from 'pg';
 import type { Envelope } from '../src/catalogue/index.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
-import type { EventLog, RecordedEvent } from '../src/log/types.js';
+import { logUpTo } from '../src/log/up-to.js';
 import { createLogger } from '../src/logger.js';
 import { createProjectionService } from '../src/projection/service.js';
 import { allProjections, condaStoreProjections } from '../projections/index.js';
@@ -110,24 +110,12 @@ async function batchState(db: pg.ClientBase): Promise<{ position: number; inFlig
   return { position: rows[0]!.position, inFlight: rows[0]!.in_flight };
 }
 
-/** The log's events up to `last` only: a catch-up that stops there. */
-function upTo(log: EventLog, last: number): EventLog {
-  async function* limited(source: AsyncIterable<RecordedEvent[]>): AsyncGenerator<RecordedEvent[]> {
-    for await (const batch of source) {
-      const kept = batch.filter((event) => event.globalPosition <= last);
-      if (kept.length) yield kept;
-      if (kept.length < batch.length) return;
-    }
-  }
-  return { ...log, readAll: (options) => limited(log.readAll(options)) };
-}
-
 /** A clean, uninterrupted catch-up in this process (up to `last`, or the head), then the digests. */
 async function cleanCatchUp(url: string, last?: number): Promise<Digests> {
   const log = createPostgresEventLog({ connectionString: url });
   const service = createProjectionService({
     databaseUrl: url,
-    log: last === undefined ? log : upTo(log, last),
+    log: last === undefined ? log : logUpTo(log, last),
     logger: createLogger('silent'),
     projections: allProjections,
     batchSize: 500,

@@ -80,7 +80,20 @@ export interface ReadAllOptions {
   /** First global position to return (inclusive); default 1. */
   from?: number;
   batchSize?: number;
+  /**
+   * Only events of these types. The others are passed over where the log is stored (their data
+   * never leaves it), and each batch's `position` says how far the read got past them.
+   */
+  types?: readonly string[];
 }
+
+/**
+ * A batch of the global log: events in position order, and `position`, how far the log has been
+ * read: the last event's position, or beyond it when a type filter passed over later events. A
+ * filtered read may yield a batch without events, only to say how far it got (a reader that
+ * checkpoints saves that position, and does not read those events again).
+ */
+export type LogBatch = RecordedEvent[] & { readonly position: number };
 
 export interface SubscribeOptions extends ReadAllOptions {
   signal?: AbortSignal;
@@ -91,9 +104,9 @@ export interface EventLog {
   append(requests: AppendRequest | AppendRequest[]): Promise<AppendedEvent[]>;
   readStream(stream: string, options?: ReadStreamOptions): Promise<RecordedEvent[]>;
   /** The log in position order, in batches, up to what is committed now; never skips a late commit. */
-  readAll(options?: ReadAllOptions): AsyncIterable<RecordedEvent[]>;
+  readAll(options?: ReadAllOptions): AsyncIterable<LogBatch>;
   /** Catch-up from `from`, then live: batches in position order, each event exactly once. */
-  subscribe(options?: SubscribeOptions): AsyncIterable<RecordedEvent[]>;
+  subscribe(options?: SubscribeOptions): AsyncIterable<LogBatch>;
   /** The highest committed global position (0 for an empty log). */
   headPosition(): Promise<number>;
   /** `n` fresh ids for an aggregate kind, from that kind's sequence. */

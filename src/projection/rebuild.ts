@@ -28,12 +28,13 @@
  */
 import pg from 'pg';
 import { createPool } from '../db/pool.js';
-import type { EventLog, RecordedEvent } from '../log/types.js';
+import type { EventLog } from '../log/types.js';
 import type { Logger } from '../logger.js';
 import { declaredUpsertKeys, keySignature, type ProjectionDefinition } from './definition.js';
 import { deleteCheckpoints, ensureCheckpoints, lockCheckpoints } from './checkpoint.js';
 import { fingerprintChange, fingerprintOf } from './fingerprint.js';
 import { catchUpTogether, createRunner, type Runner } from './runner.js';
+import { logUpTo } from '../log/up-to.js';
 import { readTableDefinitions, type TableDefinition } from './table-definition.js';
 import { quoteIdent as quote, toNumber } from '../log/postgres/sql.js';
 
@@ -321,7 +322,7 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
     // The new tables must hold every event the live ones hold: a serve running during the rebuild
     // went on from its own position and will not read those events again.
     const livePosition = Math.max(0, ...[...live.values()].map((row) => row.position));
-    const reached = await catchUpTogether(upTo(options.log, livePosition), [r.runner], feed('catch-up', r.group));
+    const reached = await catchUpTogether(logUpTo(options.log, livePosition), [r.runner], feed('catch-up', r.group));
     interrupted();
     const shadows = await shadowCheckpoints(r, 'FOR UPDATE');
     for (const shadow of shadows) {
@@ -389,19 +390,6 @@ async function refuseForeignReferences(admin: pg.Client, r: Pick<GroupRebuild, '
         `which the swap would drop; the projection that owns ${first!.child} must be in group "${r.group}"`,
     );
   }
-}
-
-/** The log up to `last` only: a catch-up that stops there (and reads nothing when already past it). */
-function upTo(log: EventLog, last: number): EventLog {
-  async function* limited(source: () => AsyncIterable<RecordedEvent[]>, from: number): AsyncGenerator<RecordedEvent[]> {
-    if (from > last) return;
-    for await (const batch of source()) {
-      const kept = batch.filter((event) => event.globalPosition <= last);
-      if (kept.length) yield kept;
-      if (kept.length < batch.length || batch[batch.length - 1]!.globalPosition >= last) return;
-    }
-  }
-  return { ...log, readAll: (options = {}) => limited(() => log.readAll(options), options.from ?? 1) };
 }
 
 export interface RebuildPlanEntry {

@@ -8,7 +8,7 @@
  */
 import type pg from 'pg';
 import { isEventType, upcast } from '../catalogue/index.js';
-import type { EventLog, RecordedEvent } from '../log/types.js';
+import type { EventLog, LogBatch, RecordedEvent } from '../log/types.js';
 import type { Logger } from '../logger.js';
 import { describeTables, type TableInfo } from './columns.js';
 import { beginAndLock, ensureCheckpoints, lockCheckpoints, markFailed, resumeFailed, saveAndCommit, type CheckpointRow } from './checkpoint.js';
@@ -40,8 +40,13 @@ export interface RunnerOptions {
 }
 
 export interface Runner {
-  /** Applies one batch (events at or below a projection's checkpoint are skipped), retrying transient failures. */
-  apply(events: RecordedEvent[], signal?: AbortSignal): Promise<void>;
+  /** The event types the group handles: the log reads only these for it. */
+  readonly types: readonly string[];
+  /**
+   * Applies one batch (events at or below a projection's checkpoint are skipped) and moves the
+   * checkpoints to the batch's position, retrying transient failures.
+   */
+  apply(batch: LogBatch, signal?: AbortSignal): Promise<void>;
   /** Applies every event committed now, then returns the position reached. */
   catchUp(signal?: AbortSignal): Promise<number>;
   /** Applies events as they arrive until `signal` aborts. */
@@ -83,12 +88,12 @@ function projectedOnce(events: RecordedEvent[]): ProjectedEvent[] {
  * applied instead: read ahead, the next batch would hold only what was committed at that moment,
  * a few events, each few costing a transaction; read after, it holds all appended meanwhile.
  */
-async function* readAhead(source: AsyncIterable<RecordedEvent[]>, batchSize: number): AsyncGenerator<RecordedEvent[]> {
+async function* readAhead(source: AsyncIterable<LogBatch>, batchSize: number): AsyncGenerator<LogBatch> {
   const iterator = source[Symbol.asyncIterator]();
-  let next: Promise<IteratorResult<RecordedEvent[]>> | undefined = iterator.next();
+  let next: Promise<IteratorResult<LogBatch>> | undefined = iterator.next();
   try {
     for (;;) {
-      const result: IteratorResult<RecordedEvent[]> = await (next ?? iterator.next());
+      const result: IteratorResult<LogBatch> = await (next ?? iterator.next());
       if (result.done) return;
       next = result.value.length >= batchSize ? iterator.next() : undefined;
       yield result.value;
@@ -248,13 +253,13 @@ export function createRunner(options: RunnerOptions): Runner {
 
   const handledTypes = new Set(projections.flatMap((projection) => Object.keys(projection.handlers)));
 
-  async function applyBatch(events: RecordedEvent[]): Promise<void> {
-    const last = events[events.length - 1]!.globalPosition;
-    // A batch with no event of a type the group handles changes nothing: its checkpoint can move
-    // with a later batch. Live, every append wakes every group, and a group that handles few
-    // types (namespace_usage) would otherwise commit a transaction per append for nothing. The
-    // checkpoint still moves within IDLE_SAVE_MS (status shows a lag no older), and at the end
-    // of a catch-up or a live run (flush).
+  async function applyBatch(events: LogBatch): Promise<void> {
+    const last = events.position;
+    // A batch with no event of a type the group handles (or none at all: the log read past events
+    // of other types) changes nothing: its checkpoint can move with a later batch. Live, every
+    // append wakes every group, and a group that handles few types (namespace_usage) would
+    // otherwise commit a transaction per append for nothing. The checkpoint still moves within
+    // IDLE_SAVE_MS (status shows a lag no older), and at the end of a catch-up or a live run (flush).
     if (!events.some((event) => handledTypes.has(event.type)) && performance.now() - savedAt < IDLE_SAVE_MS) {
       unsaved = last;
       idleSave ??= setTimeout(() => {
@@ -334,7 +339,7 @@ export function createRunner(options: RunnerOptions): Runner {
   }
 
   /** Applies a batch, retrying transient failures with back-off until it goes through or `signal` aborts. */
-  async function applyWithRetry(events: RecordedEvent[], signal?: AbortSignal): Promise<void> {
+  async function applyWithRetry(events: LogBatch, signal?: AbortSignal): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
         await init();
@@ -365,13 +370,14 @@ export function createRunner(options: RunnerOptions): Runner {
   }
 
   const runner: Runner = {
+    types: [...handledTypes],
     apply: applyWithRetry,
     resumePosition,
     flush,
     catchUp: (signal) => catchUpTogether(options.log, [runner], { batchSize, signal, onBatch: options.onBatch }),
     async runLive(signal) {
       const from = (await resumePosition()) + 1;
-      await consume(options.log.subscribe({ from, batchSize, signal }), [runner], { batchSize, signal, onBatch: options.onBatch });
+      await consume(options.log.subscribe({ from, batchSize, signal, types: runner.types }), [runner], { batchSize, signal, onBatch: options.onBatch });
     },
   };
   return runner;
@@ -383,13 +389,13 @@ interface FeedOptions {
   onBatch?: (progress: { position: number; events: number }) => void;
 }
 
-async function consume(source: AsyncIterable<RecordedEvent[]>, runners: Runner[], options: FeedOptions): Promise<number> {
+async function consume(source: AsyncIterable<LogBatch>, runners: Runner[], options: FeedOptions): Promise<number> {
   let position = 0;
   let count = 0;
   try {
     for await (const batch of readAhead(source, options.batchSize ?? DEFAULT_BATCH_SIZE)) {
       for (const runner of runners) await runner.apply(batch, options.signal);
-      position = batch[batch.length - 1]!.globalPosition;
+      position = batch.position;
       count += batch.length;
       options.onBatch?.({ position, events: count });
       if (options.signal?.aborted) break;
@@ -412,6 +418,7 @@ export async function catchUpTogether(log: EventLog, runners: Runner[], options:
   const positions = await Promise.all(runners.map((runner) => runner.resumePosition()));
   const from = Math.min(...positions) + 1;
   if (!Number.isSafeInteger(from)) return 0; // every projection stopped on an error
-  const reached = await consume(log.readAll({ from, batchSize: options.batchSize ?? DEFAULT_BATCH_SIZE }), runners, options);
+  const types = [...new Set(runners.flatMap((runner) => runner.types))];
+  const reached = await consume(log.readAll({ from, batchSize: options.batchSize ?? DEFAULT_BATCH_SIZE, types }), runners, options);
   return Math.max(reached, from - 1);
 }

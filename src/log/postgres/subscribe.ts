@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { RecordedEvent, SubscribeOptions } from '../types.js';
+import type { LogBatch, SubscribeOptions } from '../types.js';
 import { readBatch } from './read.js';
 import type { Wakeups } from './wakeups.js';
 
@@ -20,19 +20,21 @@ export async function* readLog(
   pool: pg.Pool,
   wakeups: Wakeups,
   options: SubscribeOptions & { live: boolean },
-): AsyncGenerator<RecordedEvent[]> {
+): AsyncGenerator<LogBatch> {
   const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
   const { signal } = options;
   let next = options.from ?? 1;
   let heldBackRounds = 0;
   while (!signal?.aborted) {
     const seen = wakeups.seen();
-    const { events: batch, head } = await readBatch(pool, next, batchSize);
-    if (batch.length > 0) {
-      next = batch[batch.length - 1]!.globalPosition + 1;
+    const { events, head, position } = await readBatch(pool, next, batchSize, options.types);
+    // Events, or (reading some types only) events of other types passed over: a batch, even an
+    // empty one, so that the reader knows how far the log has been read.
+    if (position >= next) {
+      next = position + 1;
       heldBackRounds = 0;
-      yield batch;
-      if (batch.length === batchSize) continue;
+      yield Object.assign(events, { position });
+      if (events.length === batchSize) continue;
     }
     // Committed events past what was read: they wait behind an appender still in flight.
     if (head >= next) {
