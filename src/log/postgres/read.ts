@@ -73,24 +73,28 @@ export interface GlobalBatch {
  * With `types`, only events of those types, and a third statement for how far the read got.
  */
 export async function readBatch(pool: pg.Pool | pg.PoolClient, from: number, limit: number, types?: readonly string[]): Promise<GlobalBatch> {
-  const read = types
-    ? // The log in position order, filtered as it goes, stopping at the batch's last event. Left to
-      // itself, the planner would rather read every later event and sort the few it keeps, as it
-      // cannot know how few match (seen: 10 ms a read, growing with the log).
-      `SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; ${inlineParameters(READ_ALL_OF_TYPES_INLINE, [from, limit, [...types]])}`
-    : inlineParameters(READ_ALL_INLINE, [from, limit]);
-  const reached = types ? [inlineParameters(READ_REACHED_INLINE, [from])] : [];
-  const sql = ['SET TRANSACTION ISOLATION LEVEL READ COMMITTED', SET_BOUND_SQL, read, ...reached].join('; ');
-  const results = (await pool.query(sql)) as unknown as pg.QueryResult[];
-  const bound = results[1] as pg.QueryResult<{ bound: string; head: string }>;
-  // With types: the two SETs come before the read, the reached position after it.
-  const rows = results[types ? 4 : 2] as pg.QueryResult<EventRow>;
-  const reachedRow = types ? (results[5] as pg.QueryResult<{ reached: string }>) : undefined;
-  const events = rows.rows.map(toRecorded);
+  const read = types ? inlineParameters(READ_ALL_OF_TYPES_INLINE, [from, limit, [...types]]) : inlineParameters(READ_ALL_INLINE, [from, limit]);
+  const reached = types ? inlineParameters(READ_REACHED_INLINE, [from]) : undefined;
+  const statements = [
+    'SET TRANSACTION ISOLATION LEVEL READ COMMITTED',
+    // No parallel workers: a read is a short walk of the index, and a plan that starts workers for
+    // it (seen on the filtered read as the log grew) pays more in starting them than it saves.
+    'SET LOCAL max_parallel_workers_per_gather = 0',
+    // The log in position order, filtered as it goes, stopping at the batch's last event. Left to
+    // itself, the planner would rather read every later event and sort the few it keeps, as it
+    // cannot know how few match (seen: 10 ms a read in bench/ingest, growing with the log).
+    ...(types ? ['SET LOCAL enable_seqscan = off', 'SET LOCAL enable_bitmapscan = off'] : []),
+    SET_BOUND_SQL,
+    read,
+    ...(reached ? [reached] : []),
+  ];
+  const results = (await pool.query(statements.join('; '))) as unknown as pg.QueryResult[];
+  const resultOf = <R extends pg.QueryResultRow>(statement: string) => results[statements.indexOf(statement)] as pg.QueryResult<R>;
+  const events = resultOf<EventRow>(read).rows.map(toRecorded);
   const last = events.length ? events[events.length - 1]!.globalPosition : from - 1;
   // A full batch stops at its last event; only a read that returned less went past it all.
-  const position = reachedRow && events.length < limit ? Math.max(last, toNumber(reachedRow.rows[0]!.reached)) : last;
-  return { events, head: toNumber(bound.rows[0]!.head), position };
+  const past = reached && events.length < limit ? toNumber(resultOf<{ reached: string }>(reached).rows[0]!.reached) : last;
+  return { events, head: toNumber(resultOf<{ head: string }>(SET_BOUND_SQL).rows[0]!.head), position: Math.max(last, past) };
 }
 
 export async function headPosition(pool: pg.Pool | pg.PoolClient): Promise<number> {
