@@ -15,6 +15,7 @@ import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { connect } from 'nats';
 import { EventValidationError, type Envelope } from '../src/catalogue/index.js';
+import { fromStream } from '../src/ingest/consumer.js';
 import { requestIds, startIdsResponder } from '../src/ingest/ids-responder.js';
 import { NoStreamError, publishEvent, publishEvents } from '../src/ingest/publish.js';
 import { connectNats, eventSubject, idsSubject } from '../src/ingest/stream.js';
@@ -250,6 +251,35 @@ test.serial('a message held by a consumer that died is waited for: a later one n
   t.like(ingester.totals(), { appended: 2, rejected: 0 });
   const rows = await db.query<{ id: string }>('SELECT id::text FROM event_store.events ORDER BY global_position');
   t.deepEqual(rows.map((r) => r.id), [namespace.id, environment.id], 'the namespace first, as published');
+});
+
+// The ingester once sat idle for about half a minute in bench/ingest: a message it was waiting
+// for came back only after the consumer's ack wait. A delivery can be lost on the client side (a
+// fetch's subscription is closed when the fetch ends; a message the server sent for it after
+// that is dropped), or held by a process that died: either way the message is still in the
+// stream, and the ingester reads it from there after a short wait.
+test.serial('a message whose delivery was lost is read from the stream after a few seconds, not after the ack wait; order is kept', async (t) => {
+  const db = await testLog(t);
+  // An ack wait far longer than this test may take: only reading the stream can get the message in time.
+  const nats = await testNats(t, { create: { ackWaitMs: 10 * 60_000 } });
+  const namespaces = [1, 2, 3].map((id) => envelopeFor('NamespaceCreated', { namespace_id: id, name: `ns-${id}` }));
+  await publishEvents(nats.nc, namespaces, { names: nats.names });
+  // The first message is delivered to a subscription that never hands it on (a lost delivery).
+  const lost = await connect({ servers: natsUrl });
+  t.teardown(() => lost.close());
+  const delivered = await (await lost.jetstream().consumers.get(nats.names.stream, nats.names.durable)).next({ expires: 5000 });
+  t.is(delivered?.seq, 1);
+  // Read from the stream, it is the message as delivered, to its stored time (a rejected message's
+  // row is keyed by that time: its later delivery must land on the same row).
+  const read = fromStream(await nats.jsm.streams.getMessage(nats.names.stream, { seq: 1 }), nats.names.stream);
+  t.like(read, { seq: 1, subject: delivered!.subject, info: { stream: nats.names.stream, timestampNanos: delivered!.info.timestampNanos } });
+  t.deepEqual(Buffer.from(read.data), Buffer.from(delivered!.data));
+
+  const ingester = runIngester(t, { nc: nats.nc, log: db.log, databaseUrl: db.url, names: nats.names });
+  await waitUntil(() => ingester.totals().messages >= 3, 'all three messages ingested', { timeoutMs: 60_000 });
+  t.like(ingester.totals(), { appended: 3, duplicates: 0, rejected: 0 });
+  const rows = await db.query<{ id: string }>('SELECT id::text FROM event_store.events ORDER BY global_position');
+  t.deepEqual(rows.map((r) => r.id), namespaces.map((n) => n.id), 'in the order published');
 });
 
 test.serial('messages deleted from the stream leave a gap that is skipped: the ones after it go in, in order', async (t) => {

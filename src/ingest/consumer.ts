@@ -24,7 +24,7 @@
  *   id), order does not either (the stream-order gate above); it only avoids two processes
  *   waiting on each other's messages.
  */
-import type { ConsumerInfo, JetStreamManager, JsMsg, NatsConnection } from 'nats';
+import type { ConsumerInfo, JetStreamManager, JsMsg, NatsConnection, StoredMsg } from 'nats';
 import pg from 'pg';
 import { createPool } from '../db/pool.js';
 import { EventValidationError, validateEnvelope, type Envelope } from '../catalogue/index.js';
@@ -38,6 +38,11 @@ import { sleep } from '../sleep.js';
 
 /** How often the ingestion counters (event_store.ingestion_stats) are written at most. */
 const COUNTERS_INTERVAL_MS = 250;
+/**
+ * How long the ingester waits for a missing message that is in the stream before it reads it from
+ * the stream itself (see resolveGap), beyond any retry delay of its own.
+ */
+const MISSING_MESSAGE_WAIT_MS = 2000;
 
 export interface IngesterOptions {
   /** A connection the caller owns (connect with `connectNats`: it reconnects forever). */
@@ -89,8 +94,34 @@ export const statsKey = (names: IngestNames) => `${names.stream}/${names.durable
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
+/**
+ * A message as the ingester uses it: a JetStream delivery, or a message read from the stream
+ * directly (fromStream), which has no delivery to ack: its own delivery, when it comes, is below
+ * the floor and acked then.
+ */
+type Message = Pick<JsMsg, 'data' | 'subject' | 'seq' | 'headers' | 'ack' | 'nak' | 'working'> & { info: Pick<JsMsg['info'], 'stream' | 'timestampNanos'> };
+
+/** A message read from the stream, as a delivery of it would be (the same stored time, to the nanosecond). */
+export function fromStream(stored: StoredMsg, stream: string): Message {
+  // RFC 3339 with up to 9 fraction digits; as a decimal string of nanoseconds, parsed as the
+  // delivery's reply subject is (the same number, rounding included).
+  const [whole, fraction = ''] = stored.timestamp.replace(/Z$/, '').split('.');
+  const nanos = BigInt(Date.parse(`${whole}Z`)) * 1_000_000n + BigInt(fraction.padEnd(9, '0').slice(0, 9));
+  const nothing = () => undefined;
+  return {
+    data: stored.data,
+    subject: stored.subject,
+    seq: stored.seq,
+    headers: stored.header,
+    info: { stream, timestampNanos: Number(nanos.toString()) },
+    ack: nothing,
+    nak: nothing,
+    working: nothing,
+  };
+}
+
 interface Parsed {
-  msg: JsMsg;
+  msg: Message;
   envelope?: Envelope;
   reason?: string;
   eventId?: string;
@@ -139,7 +170,7 @@ function textColumn(text: string): string {
   return text.replace(/\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
 }
 
-function headersOf(msg: JsMsg): Record<string, string[]> {
+function headersOf(msg: Message): Record<string, string[]> {
   const result: Record<string, string[]> = {};
   if (!msg.headers) return result;
   for (const [key, values] of msg.headers) result[key] = values;
@@ -150,7 +181,7 @@ function headersOf(msg: JsMsg): Record<string, string[]> {
  * Acks, naks and progress notices are fire-and-forget: while NATS reconnects they are buffered,
  * and on a closed connection they are lost, which only means a redelivery (handled as a duplicate).
  */
-function tell(msg: JsMsg, what: 'ack' | 'nak' | 'working', delayMs?: number): void {
+function tell(msg: Message, what: 'ack' | 'nak' | 'working', delayMs?: number): void {
   try {
     if (what === 'ack') msg.ack();
     else if (what === 'nak') msg.nak(delayMs);
@@ -297,7 +328,7 @@ export function createIngester(options: IngesterOptions): Ingester {
     };
   }
 
-  async function processBatch(pool: pg.Pool, counters: ReturnType<typeof createCounters>, batch: JsMsg[]): Promise<IngestBatchReport> {
+  async function processBatch(pool: pg.Pool, counters: ReturnType<typeof createCounters>, batch: Message[]): Promise<IngestBatchReport> {
     const started = performance.now();
     const parsed: Parsed[] = batch.map((msg) => ({ msg, ...parseMessage(msg, names) }));
     const valid = parsed.filter((p) => p.envelope);
@@ -349,9 +380,9 @@ export function createIngester(options: IngesterOptions): Ingester {
     const consumer = await nc.jetstream().consumers.get(names.stream, names.durable);
     const ackWaitMs = Math.max(1000, Math.floor((consumerInfo.config.ack_wait ?? 30e9) / 1e6));
     let floor = await floorFromServer(jsm);
-    const buffer = new Map<number, JsMsg>();
+    const buffer = new Map<number, Message>();
     const changed = changes();
-    let inFlight: JsMsg[] = [];
+    let inFlight: Message[] = [];
     let readerDone = false;
     let readerError: unknown;
     let failures = 0;
@@ -403,14 +434,14 @@ export function createIngester(options: IngesterOptions): Ingester {
     })();
 
     /** The run of sequences just above the floor, up to a batch. */
-    const takeRun = (): JsMsg[] => {
+    const takeRun = (): Message[] => {
       for (const [seq, msg] of buffer) {
         if (seq <= floor) {
           tell(msg, 'ack');
           buffer.delete(seq);
         }
       }
-      const run: JsMsg[] = [];
+      const run: Message[] = [];
       for (let seq = floor + 1; run.length < batchSize && buffer.has(seq); seq++) {
         run.push(buffer.get(seq)!);
         buffer.delete(seq);
@@ -422,24 +453,44 @@ export function createIngester(options: IngesterOptions): Ingester {
     /**
      * Nothing follows the floor but later messages are here. Usually the missing one is on its
      * way (a nak'ed message coming back, a dead owner's message after its ack wait); it may also
-     * not exist (deleted from the stream): then it is skipped.
+     * not exist (deleted from the stream): then it is skipped. One that exists but has not come
+     * for a while (`waitedMs`) is read from the stream: its delivery may have been lost on the
+     * way (the client closes a fetch's subscription when the fetch ends, and a message the
+     * server sent for it after that is dropped) or be held by a process that died, and would
+     * otherwise come back only after the consumer's ack wait, with every later message waiting
+     * behind it. The stream is a work queue: a message not acked yet is still in it.
      */
-    const resolveGap = async () => {
+    const resolveGap = async (waitedMs: number) => {
       const serverFloor = await floorFromServer(jsm);
       if (serverFloor > floor) {
         floor = serverFloor;
         return;
       }
       const lowest = Math.min(...buffer.keys());
+      // After a failed batch, its messages come back after the retry delay: not read before.
+      const readAfterMs = MISSING_MESSAGE_WAIT_MS + (failures > 0 ? delayFor(failures - 1) : 0);
       // At most 1,000 lookups per check (the loop moves the floor, so the limit is fixed first).
       const limit = floor + 1000;
+      let read = false;
       for (let seq = floor + 1; seq < lowest && seq <= limit; seq++) {
         try {
           const stored = await jsm.streams.getMessage(names.stream, { seq });
-          if (stored.subject.startsWith(subjectPrefix)) return; // it exists: wait for its delivery
+          if (stored.subject.startsWith(subjectPrefix)) {
+            if (waitedMs < readAfterMs) return; // it exists: wait for its delivery a little longer
+            if (!buffer.has(seq)) {
+              logger.info({ sequence: seq, waitedMs: Math.round(waitedMs) }, 'message not delivered yet: read from the stream');
+              buffer.set(seq, fromStream(stored, names.stream));
+              changed.notify();
+            }
+            read = true;
+            continue;
+          }
         } catch (error) {
           if (!isNotFoundError(error)) throw error;
         }
+        // The floor may pass a sequence that is not there only if nothing before it waits to be
+        // handled: after a message read here, the next check skips it.
+        if (read) return;
         logger.debug({ sequence: seq }, 'stream sequence not in the stream; skipped');
         floor = seq;
       }
@@ -457,7 +508,7 @@ export function createIngester(options: IngesterOptions): Ingester {
             blockedSince ??= now;
             if (now - blockedSince >= 200 && now - lastGapCheck >= 1000) {
               lastGapCheck = now;
-              await resolveGap().catch((error) => logger.warn({ err: error }, 'could not inspect the stream for a missing message'));
+              await resolveGap(now - blockedSince).catch((error) => logger.warn({ err: error }, 'could not inspect the stream for a missing message'));
               continue;
             }
           } else {
