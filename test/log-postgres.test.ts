@@ -2,12 +2,13 @@ import test, { type ExecutionContext } from 'ava';
 import pg from 'pg';
 import { randomUUID } from 'node:crypto';
 import { APPEND_SQL, appendParameters, appendStreamQuery } from '../src/log/postgres/append.js';
+import { DuplicateKeyError, WrongExpectedVersionError } from '../src/log/errors.js';
 import type { AppendRequest } from '../src/log/types.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import { READ_BOUND_SQL } from '../src/log/postgres/read.js';
 import { createWakeups } from '../src/log/postgres/wakeups.js';
 import { connect, freshDatabase, withAdmin, withClient } from './helpers/database.js';
-import { slots } from './helpers/projection.js';
+import { slots, waitUntil } from './helpers/projection.js';
 import { collect, events, logContract } from './log-contract.js';
 
 /**
@@ -275,4 +276,31 @@ test('postgres: a fast-path append whose connection dies while it waits for the 
   const [after] = await log.append({ stream: 'after', events: events(1) });
   t.is(after!.streamVersion, 0);
   t.deepEqual((await collect(log.readAll())).map((e) => e.stream), ['after']);
+});
+
+// pg-pool's pool.query closes a connection on any error: every refused append cost a new
+// connection (a producer that often loses races paid a reconnect each time).
+test('postgres: a refused append gives its connection back to the pool; a failed connection is closed', async (t) => {
+  const db = await ownDatabase(t);
+  const log = createPostgresEventLog({ connectionString: db.url, poolSize: 1 });
+  t.teardown(() => log.close());
+  const backend = async () => (await log.pool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+  await log.append({ stream: 'refusals', events: events(1) });
+  const pid = await backend();
+  await t.throwsAsync(log.append({ stream: 'refusals', expectedVersion: 5, events: events(1) }), { instanceOf: WrongExpectedVersionError });
+  await log.append({ stream: 'claims', events: events(1), claims: [{ name: 'namespace.name', value: 'taken' }] });
+  await t.throwsAsync(log.append({ stream: 'other', events: events(1), claims: [{ name: 'namespace.name', value: 'taken' }] }), { instanceOf: DuplicateKeyError });
+  t.is(await backend(), pid, 'the same connection after two refusals');
+  // A connection that fails under an append (terminated while it waits for a stream lock) is
+  // not handed out again: the next append runs on a new one.
+  const blocker = await connect(t, db.url);
+  await blocker.query('BEGIN');
+  await blocker.query("SELECT pg_advisory_xact_lock(7401, hashtext('claims'))");
+  const failing = log.append({ stream: 'claims', events: events(1), claims: [{ name: 'namespace.name', value: 'x' }] });
+  await waitUntil(async () => (await blocker.query("SELECT 1 FROM pg_locks WHERE pid = $1 AND locktype = 'advisory' AND NOT granted", [pid])).rowCount === 1, 'the append to wait for the stream lock');
+  await withAdmin((admin) => admin.query('SELECT pg_terminate_backend($1)', [pid]));
+  await t.throwsAsync(failing);
+  await blocker.query('COMMIT');
+  await log.append({ stream: 'claims', events: events(1), claims: [{ name: 'namespace.name', value: 'x' }] });
+  t.not(await backend(), pid);
 });
