@@ -2,7 +2,7 @@ import test, { type ExecutionContext } from 'ava';
 import pg from 'pg';
 import { randomUUID } from 'node:crypto';
 import { APPEND_SQL, appendParameters, appendStreamQuery } from '../src/log/postgres/append.js';
-import { DuplicateKeyError, WrongExpectedVersionError } from '../src/log/errors.js';
+import { DuplicateKeyError, PreconditionFailedError, WrongExpectedVersionError } from '../src/log/errors.js';
 import type { AppendRequest } from '../src/log/types.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import { READ_BOUND_SQL } from '../src/log/postgres/read.js';
@@ -286,11 +286,23 @@ test('postgres: a refused append gives its connection back to the pool; a failed
   t.teardown(() => log.close());
   const backend = async () => (await log.pool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
   await log.append({ stream: 'refusals', events: events(1) });
-  const pid = await backend();
+  let pid = await backend();
   await t.throwsAsync(log.append({ stream: 'refusals', expectedVersion: 5, events: events(1) }), { instanceOf: WrongExpectedVersionError });
   await log.append({ stream: 'claims', events: events(1), claims: [{ name: 'namespace.name', value: 'taken' }] });
   await t.throwsAsync(log.append({ stream: 'other', events: events(1), claims: [{ name: 'namespace.name', value: 'taken' }] }), { instanceOf: DuplicateKeyError });
-  t.is(await backend(), pid, 'the same connection after two refusals');
+  await t.throwsAsync(log.append({ stream: 'child', events: events(1), preconditions: [{ kind: 'exists', stream: 'nowhere', message: 'no parent' }] }), { instanceOf: PreconditionFailedError });
+  t.is(await backend(), pid, 'the same connection after three refusals');
+  // A statement canceled (here by its timeout) may have held the position lock: its connection is closed.
+  await log.pool.query("SET statement_timeout = '200ms'");
+  await withClient(db.url, async (other) => {
+    await other.query('BEGIN');
+    await other.query("SELECT pg_advisory_xact_lock(7401, hashtext('slow'))");
+    await t.throwsAsync(log.append({ stream: 'slow', events: events(1), claims: [{ name: 'namespace.name', value: 'slow' }] }), { message: /statement timeout/ });
+    await other.query('COMMIT');
+  });
+  const afterTimeout = await backend();
+  t.not(afterTimeout, pid, 'a new connection after a canceled statement');
+  pid = afterTimeout;
   // A connection that fails under an append (terminated while it waits for a stream lock) is
   // not handed out again: the next append runs on a new one.
   const blocker = await connect(t, db.url);

@@ -16,11 +16,18 @@ export function createPool(config: pg.PoolConfig & { onError: (error: unknown) =
 }
 
 /**
+ * SQLSTATE classes of a statement refused for its content: the log's own refusals (CS: wrong
+ * expected version, duplicate key, failed precondition...), data exceptions (22), integrity (23)
+ * and program limits such as a value too large to index (54). The session is as it was after them.
+ */
+const REFUSALS = new Set(['CS', '22', '23', '54']);
+
+/**
  * Runs one statement on a connection of the pool and gives the connection back, also when the
- * statement is refused: an error of severity ERROR (a wrong expected version, a duplicate key)
- * leaves the session as it was. pg-pool's own `pool.query` closes the connection on any error,
- * so every refused append used to cost a new connection. A connection that failed (a FATAL
- * error, the network) is closed.
+ * statement is refused for its content (REFUSALS). pg-pool's own `pool.query` closes the
+ * connection on any error, so every refused append used to cost a new connection. After any other
+ * error the connection is closed, as before: a cancel, a timeout or a deadlock may have come while
+ * the statement held a session lock (the log's position lock), and closing is what releases it.
  */
 export async function queryKeepingConnection<R extends pg.QueryResultRow>(pool: pg.Pool, query: pg.QueryConfig): Promise<pg.QueryResult<R>> {
   const client = await pool.connect();
@@ -29,7 +36,8 @@ export async function queryKeepingConnection<R extends pg.QueryResultRow>(pool: 
     client.release();
     return result;
   } catch (error) {
-    const refused = error instanceof pg.DatabaseError && error.severity === 'ERROR';
+    const code = (error as { code?: unknown }).code;
+    const refused = error instanceof pg.DatabaseError && typeof code === 'string' && REFUSALS.has(code.slice(0, 2));
     client.release(refused ? undefined : (error as Error));
     throw error;
   }
