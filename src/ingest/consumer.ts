@@ -328,14 +328,26 @@ export function createIngester(options: IngesterOptions): Ingester {
     };
   }
 
+  /**
+   * Each message parsed and validated once, as it arrives (the reader does it while the batch
+   * before is being appended, when this process would otherwise wait for PostgreSQL), not when
+   * its batch is taken.
+   */
+  const parsedMessages = new WeakMap<Message, Parsed>();
+  const parsedMessage = (msg: Message): Parsed => {
+    let result = parsedMessages.get(msg);
+    if (!result) parsedMessages.set(msg, (result = { msg, ...parseMessage(msg, names) }));
+    return result;
+  };
+
   async function processBatch(pool: pg.Pool, counters: ReturnType<typeof createCounters>, batch: Message[]): Promise<IngestBatchReport> {
     const started = performance.now();
-    const parsed: Parsed[] = batch.map((msg) => ({ msg, ...parseMessage(msg, names) }));
-    const valid = parsed.filter((p) => p.envelope);
+    const parsedBatch: Parsed[] = batch.map(parsedMessage);
+    const valid = parsedBatch.filter((p) => p.envelope);
     const validated = performance.now();
     const outcomes = valid.length ? await appendBatch(log, valid.map((p) => p.envelope!)) : [];
     const appendedAt = performance.now();
-    const rejections = parsed.filter((p) => p.reason !== undefined).map((p) => ({ parsed: p, reason: p.reason! }));
+    const rejections = parsedBatch.filter((p) => p.reason !== undefined).map((p) => ({ parsed: p, reason: p.reason! }));
     const appended: AppendedEvent[] = [];
     let duplicates = 0;
     outcomes.forEach((outcome, i) => {
@@ -420,6 +432,7 @@ export function createIngester(options: IngesterOptions): Ingester {
               }
               buffer.set(msg.seq, msg);
               changed.notify();
+              parsedMessage(msg);
             }
           } finally {
             clearTimeout(guard);
@@ -479,8 +492,10 @@ export function createIngester(options: IngesterOptions): Ingester {
             if (waitedMs < readAfterMs) return; // it exists: wait for its delivery a little longer
             if (!buffer.has(seq)) {
               logger.info({ sequence: seq, waitedMs: Math.round(waitedMs) }, 'message not delivered yet: read from the stream');
-              buffer.set(seq, fromStream(stored, names.stream));
+              const msg = fromStream(stored, names.stream);
+              buffer.set(seq, msg);
               changed.notify();
+              parsedMessage(msg);
             }
             read = true;
             continue;
