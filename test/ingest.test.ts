@@ -23,7 +23,7 @@ import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import { createProjectionService } from '../src/projection/service.js';
 import { condaStoreProjections } from '../projections/index.js';
 import { root, runCli, spawnCli, waitForExit } from './helpers/cli.js';
-import { serverUrl } from './helpers/database.js';
+import { connect as connectPg, serverUrl } from './helpers/database.js';
 import { generatedHistory } from './helpers/generated-history.js';
 import { realisticHistory } from './helpers/history.js';
 import { consumerFigures, natsUrl, privateNats, publishRaw, runIngester, tcpProxy, testNats, type TestNats } from './helpers/nats.js';
@@ -280,6 +280,36 @@ test.serial('a message whose delivery was lost is read from the stream after a f
   t.like(ingester.totals(), { appended: 3, duplicates: 0, rejected: 0 });
   const rows = await db.query<{ id: string }>('SELECT id::text FROM event_store.events ORDER BY global_position');
   t.deepEqual(rows.map((r) => r.id), namespaces.map((n) => n.id), 'in the order published');
+});
+
+test.serial('a batch holding a message read from the stream fails: the message is read again after the retry delay, and goes in once, in order', async (t) => {
+  const db = await testLog(t);
+  const nats = await testNats(t, { create: { ackWaitMs: 10 * 60_000 } });
+  const namespaces = [1, 2, 3].map((id) => envelopeFor('NamespaceCreated', { namespace_id: id, name: `ns-${id}` }));
+  await publishEvents(nats.nc, namespaces, { names: nats.names });
+  const lost = await connect({ servers: natsUrl });
+  t.teardown(() => lost.close());
+  t.is((await (await lost.jetstream().consumers.get(nats.names.stream, nats.names.durable)).next({ expires: 5000 }))?.seq, 1);
+  // The first append will wait for a lock on namespace-1's stream, and its connection is then killed.
+  const blocker = await connectPg(t, db.url);
+  await blocker.query('BEGIN');
+  await blocker.query("SELECT pg_advisory_xact_lock(7401, hashtext('namespace-1'))");
+
+  const ingester = runIngester(t, { nc: nats.nc, log: db.log, databaseUrl: db.url, names: nats.names });
+  let waiter: number | undefined;
+  await waitUntil(async () => {
+    const { rows } = await blocker.query<{ pid: number }>("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 7401 AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())");
+    waiter = rows[0]?.pid;
+    return waiter !== undefined;
+  }, 'the batch with the message read from the stream to wait for the lock', { timeoutMs: 30_000 });
+  await blocker.query('SELECT pg_terminate_backend($1)', [waiter]);
+  await waitUntil(() => ingester.retries >= 1, 'the batch to fail and be retried');
+  await blocker.query('COMMIT');
+
+  await waitUntil(() => ingester.totals().messages >= 3, 'all three messages ingested', { timeoutMs: 60_000 });
+  t.like(ingester.totals(), { appended: 3, duplicates: 0, rejected: 0 });
+  const rows = await db.query<{ id: string }>('SELECT id::text FROM event_store.events ORDER BY global_position');
+  t.deepEqual(rows.map((r) => r.id), namespaces.map((n) => n.id), 'once each, in the order published');
 });
 
 test.serial('messages deleted from the stream leave a gap that is skipped: the ones after it go in, in order', async (t) => {
