@@ -62,7 +62,7 @@ test('one check per foreign key over the distinct keys of the rows; NULL keys ar
   const checks = keyChecks([{ table: 'conda_package_build', rows }, { table: 'conda_package_build', rows: [{ package_id: 7 }] }], tables);
   t.is(checks.length, 1);
   t.deepEqual(JSON.parse(checks[0]!.values[0] as string), [{ k0: 2 }, { k0: 5 }, { k0: 7 }]);
-  t.regex(checks[0]!.text, /FROM ONLY "public"\."conda_package" p JOIN k ON p\."id" = k\.k0 FOR KEY SHARE OF p/);
+  t.regex(checks[0]!.text, /CROSS JOIN LATERAL \(SELECT 1 FROM ONLY "public"\."conda_package" p WHERE p\."id" = k\.k0 FOR KEY SHARE OF p\)/);
   t.deepEqual(keyChecks([{ table: 'conda_package_build', rows: [{ package_id: null }] }], tables), []);
   t.deepEqual(keyChecks([{ table: 'conda_package', rows: [{ id: 1 }] }], tables), [], 'a table without foreign keys needs no check');
 });
@@ -105,4 +105,28 @@ test('from the catalog: a deferrable unique key keeps a table on its triggers; a
   t.deepEqual([...tables.get('parent')!.referenced], ['id']);
   t.falsy(compileChanges([{ op: 'insert', table: 'deferred', row: { id: 1, parent_id: 1, code: 'a' } }], tables)[0]!.checked);
   t.truthy(compileChanges([{ op: 'insert', table: 'plain', row: { id: 1, parent_id: 1, sharded_id: 1 } }], tables)[0]!.checked);
+});
+
+// Regression: the check joined the parent with the batch's keys, and the planner, going by
+// statistics taken while the parent was small (a catch-up grows parent and child together), read
+// the whole parent and hashed it for every batch. Each key is now looked up in the parent's index.
+test('a key check looks each key up in the parent index, even when the parent has grown since its statistics', async (t) => {
+  const db = await freshDatabase(t);
+  const client = await connect(t, db.url);
+  await client.query('ANALYZE public.conda_package'); // statistics of an empty table
+  await client.query(`INSERT INTO public.conda_channel (id, name) VALUES (1, 'main')`);
+  await client.query(`INSERT INTO public.conda_package (id, channel_id, name, version) SELECT g, 1, 'p' || g, '1' FROM generate_series(1, 50000) g`);
+  const tables = await describeTables(client, ['conda_package', 'conda_package_build'], 'public');
+  const rows = Array.from({ length: 125 }, (_, i) => ({ package_id: 30_000 + i, channel_id: 1 }));
+  const checks = keyChecks([{ table: 'conda_package_build', rows }], tables);
+  const check = checks.find((c) => c.key.parentTable === 'conda_package')!;
+  const { rows: [plan] } = await client.query<{ 'QUERY PLAN': unknown }>({ text: `EXPLAIN (FORMAT JSON) ${check.text}`, values: check.values });
+  const scans: string[] = [];
+  const walk = (node: { 'Node Type'?: string; 'Relation Name'?: string; Plans?: unknown[] }) => {
+    if (node['Relation Name'] === 'conda_package') scans.push(node['Node Type']!);
+    for (const child of node.Plans ?? []) walk(child as typeof node);
+  };
+  walk((plan!['QUERY PLAN'] as { Plan: Parameters<typeof walk>[0] }[])[0]!.Plan);
+  t.deepEqual(scans, ['Index Scan'], `conda_package is read by: ${scans.join(', ')}`);
+  t.deepEqual((await client.query(check.text, check.values)).rows, [], 'every key is there');
 });

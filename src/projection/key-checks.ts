@@ -65,9 +65,14 @@ export function keyChecks(written: { table: string; rows: Row[] }[], tables: Map
     const k = recordset(tables, table, 'k', key.columns.map((column, i) => [`k${i}`, column]));
     const parentMatches = key.parentColumns.map((column, i) => `p.${quote(column)} = k.k${i}`).join(' AND ');
     const foundMatches = key.columns.map((_, i) => `f.k${i} = k.k${i}`).join(' AND ');
+    // Each key looked up in the parent's unique index (a LATERAL subquery with a locking clause is
+    // never flattened into a join). As a join, the planner, going by statistics taken while the
+    // parent was small (the usual case during a catch-up, when parent and child grow together),
+    // read the whole parent and hashed it, for every batch: 5.7 ms instead of 0.5 ms for 125 keys
+    // against 50,000 packages, and growing with the table.
     const text =
       `WITH k AS (SELECT * FROM ${k}), ` +
-      `found AS (SELECT k.* FROM ${key.parent} p JOIN k ON ${parentMatches} FOR KEY SHARE OF p) ` +
+      `found AS (SELECT k.* FROM k CROSS JOIN LATERAL (SELECT 1 FROM ${key.parent} p WHERE ${parentMatches} FOR KEY SHARE OF p) held) ` +
       `SELECT k.* FROM k WHERE NOT EXISTS (SELECT 1 FROM found f WHERE ${foundMatches}) LIMIT 1`;
     return [{ table, key, text, values: [JSON.stringify([...distinct.values()])] }];
   });
