@@ -258,38 +258,45 @@ test.serial('a message held by a consumer that died is waited for: a later one n
 // fetch's subscription is closed when the fetch ends; a message the server sent for it after
 // that is dropped), or held by a process that died: either way the message is still in the
 // stream, and the ingester reads it from there after a short wait.
-test.serial('a message whose delivery was lost is read from the stream after a few seconds, not after the ack wait; order is kept', async (t) => {
+/**
+ * Three namespaces published, the first one's delivery lost: taken by a subscription that never
+ * hands it on. The ack wait is far longer than a test may take: only reading the stream can get
+ * the message in time.
+ */
+async function firstDeliveryLost(t: ExecutionContext) {
   const db = await testLog(t);
-  // An ack wait far longer than this test may take: only reading the stream can get the message in time.
   const nats = await testNats(t, { create: { ackWaitMs: 10 * 60_000 } });
   const namespaces = [1, 2, 3].map((id) => envelopeFor('NamespaceCreated', { namespace_id: id, name: `ns-${id}` }));
   await publishEvents(nats.nc, namespaces, { names: nats.names });
-  // The first message is delivered to a subscription that never hands it on (a lost delivery).
   const lost = await connect({ servers: natsUrl });
   t.teardown(() => lost.close());
   const delivered = await (await lost.jetstream().consumers.get(nats.names.stream, nats.names.durable)).next({ expires: 5000 });
   t.is(delivered?.seq, 1);
+  return { db, nats, namespaces, delivered: delivered! };
+}
+
+/** The log holds the namespaces once each, in the order published. */
+async function assertInOrderOnce(t: ExecutionContext, db: TestLog, namespaces: Envelope[]) {
+  const rows = await db.query<{ id: string }>('SELECT id::text FROM event_store.events ORDER BY global_position');
+  t.deepEqual(rows.map((r) => r.id), namespaces.map((n) => n.id), 'once each, in the order published');
+}
+
+test.serial('a message whose delivery was lost is read from the stream after a few seconds, not after the ack wait; order is kept', async (t) => {
+  const { db, nats, namespaces, delivered } = await firstDeliveryLost(t);
   // Read from the stream, it is the message as delivered, to its stored time (a rejected message's
   // row is keyed by that time: its later delivery must land on the same row).
   const read = fromStream(await nats.jsm.streams.getMessage(nats.names.stream, { seq: 1 }), nats.names.stream);
-  t.like(read, { seq: 1, subject: delivered!.subject, info: { stream: nats.names.stream, timestampNanos: delivered!.info.timestampNanos } });
-  t.deepEqual(Buffer.from(read.data), Buffer.from(delivered!.data));
+  t.like(read, { seq: 1, subject: delivered.subject, info: { stream: nats.names.stream, timestampNanos: delivered.info.timestampNanos } });
+  t.deepEqual(Buffer.from(read.data), Buffer.from(delivered.data));
 
   const ingester = runIngester(t, { nc: nats.nc, log: db.log, databaseUrl: db.url, names: nats.names });
   await waitUntil(() => ingester.totals().messages >= 3, 'all three messages ingested', { timeoutMs: 60_000 });
   t.like(ingester.totals(), { appended: 3, duplicates: 0, rejected: 0 });
-  const rows = await db.query<{ id: string }>('SELECT id::text FROM event_store.events ORDER BY global_position');
-  t.deepEqual(rows.map((r) => r.id), namespaces.map((n) => n.id), 'in the order published');
+  await assertInOrderOnce(t, db, namespaces);
 });
 
 test.serial('a batch holding a message read from the stream fails: the message is read again after the retry delay, and goes in once, in order', async (t) => {
-  const db = await testLog(t);
-  const nats = await testNats(t, { create: { ackWaitMs: 10 * 60_000 } });
-  const namespaces = [1, 2, 3].map((id) => envelopeFor('NamespaceCreated', { namespace_id: id, name: `ns-${id}` }));
-  await publishEvents(nats.nc, namespaces, { names: nats.names });
-  const lost = await connect({ servers: natsUrl });
-  t.teardown(() => lost.close());
-  t.is((await (await lost.jetstream().consumers.get(nats.names.stream, nats.names.durable)).next({ expires: 5000 }))?.seq, 1);
+  const { db, nats, namespaces } = await firstDeliveryLost(t);
   // The first append will wait for a lock on namespace-1's stream, and its connection is then killed.
   const blocker = await connectPg(t, db.url);
   await blocker.query('BEGIN');
@@ -308,8 +315,7 @@ test.serial('a batch holding a message read from the stream fails: the message i
 
   await waitUntil(() => ingester.totals().messages >= 3, 'all three messages ingested', { timeoutMs: 60_000 });
   t.like(ingester.totals(), { appended: 3, duplicates: 0, rejected: 0 });
-  const rows = await db.query<{ id: string }>('SELECT id::text FROM event_store.events ORDER BY global_position');
-  t.deepEqual(rows.map((r) => r.id), namespaces.map((n) => n.id), 'once each, in the order published');
+  await assertInOrderOnce(t, db, namespaces);
 });
 
 test.serial('messages deleted from the stream leave a gap that is skipped: the ones after it go in, in order', async (t) => {
