@@ -291,7 +291,9 @@ test('postgres: a refused append gives its connection back to the pool; a failed
   await log.append({ stream: 'claims', events: events(1), claims: [{ name: 'namespace.name', value: 'taken' }] });
   await t.throwsAsync(log.append({ stream: 'other', events: events(1), claims: [{ name: 'namespace.name', value: 'taken' }] }), { instanceOf: DuplicateKeyError });
   await t.throwsAsync(log.append({ stream: 'child', events: events(1), preconditions: [{ kind: 'exists', stream: 'nowhere', message: 'no parent' }] }), { instanceOf: PreconditionFailedError });
-  t.is(await backend(), pid, 'the same connection after three refusals');
+  // Data the database cannot store (a NUL character in JSON: class 22) is a refusal too.
+  await t.throwsAsync(log.append({ stream: 'nul', events: [{ id: randomUUID(), type: 'Tested', data: { text: 'a\u0000b' } }], claims: [{ name: 'namespace.name', value: 'nul' }] }), { message: /unsupported Unicode escape sequence|\\u0000/ });
+  t.is(await backend(), pid, 'the same connection after four refusals');
   // A statement canceled (here by its timeout) may have held the position lock: its connection is closed.
   await log.pool.query("SET statement_timeout = '200ms'");
   await withClient(db.url, async (other) => {

@@ -16,29 +16,25 @@ export function createPool(config: pg.PoolConfig & { onError: (error: unknown) =
 }
 
 /**
- * SQLSTATE classes of a statement refused for its content: the log's own refusals (CS: wrong
- * expected version, duplicate key, failed precondition...), data exceptions (22), integrity (23)
- * and program limits such as a value too large to index (54). The session is as it was after them.
- */
-const REFUSALS = new Set(['CS', '22', '23', '54']);
-
-/**
  * Runs one statement on a connection of the pool and gives the connection back, also when the
- * statement is refused for its content (REFUSALS). pg-pool's own `pool.query` closes the
- * connection on any error, so every refused append used to cost a new connection. After any other
- * error the connection is closed, as before: a cancel, a timeout or a deadlock may have come while
- * the statement held a session lock (the log's position lock), and closing is what releases it.
+ * statement fails with an error that `refused` says left the session as it was (the caller knows
+ * its statement's refusals). pg-pool's own `pool.query` closes the connection on any error, so
+ * every refused append used to cost a new connection. After any other error the connection is
+ * closed, as before: a cancel, a timeout or a deadlock may have come while the statement held a
+ * session lock (the log's position lock), and closing is what releases it.
  */
-export async function queryKeepingConnection<R extends pg.QueryResultRow>(pool: pg.Pool, query: pg.QueryConfig): Promise<pg.QueryResult<R>> {
+export async function queryKeepingConnection<R extends pg.QueryResultRow>(
+  pool: pg.Pool,
+  query: pg.QueryConfig,
+  refused: (error: pg.DatabaseError) => boolean,
+): Promise<pg.QueryResult<R>> {
   const client = await pool.connect();
   try {
     const result = await client.query<R>(query);
     client.release();
     return result;
   } catch (error) {
-    const code = (error as { code?: unknown }).code;
-    const refused = error instanceof pg.DatabaseError && typeof code === 'string' && REFUSALS.has(code.slice(0, 2));
-    client.release(refused ? undefined : (error as Error));
+    client.release(error instanceof pg.DatabaseError && refused(error) ? undefined : (error as Error));
     throw error;
   }
 }

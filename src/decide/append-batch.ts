@@ -21,6 +21,7 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import type { Envelope } from '../catalogue/index.js';
+import { dataErrorClass } from '../db/sqlstate.js';
 import { EventLogError } from '../log/errors.js';
 import { isTransient } from '../projection/transient.js';
 import type { AppendedEvent, EventLog } from '../log/types.js';
@@ -38,13 +39,16 @@ export type BatchOutcome =
  */
 function eventsFault(error: unknown): string | undefined {
   if (!(error instanceof Error) || error instanceof EventLogError || isTransient(error)) return undefined;
-  const code = (error as { code?: unknown }).code;
-  if (typeof code !== 'string') return `could not be appended: ${error.message}`; // ours, on this event
-  // A NUL character or a lone surrogate in free-form JSON, which jsonb cannot store.
-  if (code.startsWith('22')) return `the database cannot store this event: ${error.message}`;
-  // Integrity, and program limits such as a stream name too long for its index.
-  if (code.startsWith('23') || code.startsWith('54')) return `the database refused this event: ${error.message}`;
-  return undefined;
+  if (typeof (error as { code?: unknown }).code !== 'string') return `could not be appended: ${error.message}`; // ours, on this event
+  switch (dataErrorClass(error)) {
+    case '22': // a NUL character or a lone surrogate in free-form JSON, which jsonb cannot store
+      return `the database cannot store this event: ${error.message}`;
+    case '23': // integrity, and program limits such as a stream name too long for its index
+    case '54':
+      return `the database refused this event: ${error.message}`;
+    default:
+      return undefined;
+  }
 }
 
 /** The outcome of an envelope that failed with `error`: rejected when it is the event's fault, else thrown. */

@@ -253,14 +253,14 @@ export function createRunner(options: RunnerOptions): Runner {
 
   const handledTypes = new Set(projections.flatMap((projection) => Object.keys(projection.handlers)));
 
-  async function applyBatch(events: LogBatch): Promise<void> {
-    const last = events.position;
+  async function applyBatch(batch: LogBatch): Promise<void> {
+    const last = batch.position;
     // A batch with no event of a type the group handles (or none at all: the log read past events
     // of other types) changes nothing: its checkpoint can move with a later batch. Live, every
     // append wakes every group, and a group that handles few types (namespace_usage) would
     // otherwise commit a transaction per append for nothing. The checkpoint still moves within
     // IDLE_SAVE_MS (status shows a lag no older), and at the end of a catch-up or a live run (flush).
-    if (!events.some((event) => handledTypes.has(event.type)) && performance.now() - savedAt < IDLE_SAVE_MS) {
+    if (!batch.some((event) => handledTypes.has(event.type)) && performance.now() - savedAt < IDLE_SAVE_MS) {
       unsaved = last;
       idleSave ??= setTimeout(() => {
         idleSave = undefined;
@@ -271,7 +271,7 @@ export function createRunner(options: RunnerOptions): Runner {
     try {
       await inTransaction(async (client, checkpoints) => {
         const changes: RowChange[] = [];
-        for (const event of projectedOnce(events)) {
+        for (const event of projectedOnce(batch)) {
           for (const projection of pending(checkpoints, event)) changes.push(...changesOf(projection, event));
         }
         const { sequences, deferred } = await execute(client, changes, true);
@@ -279,7 +279,7 @@ export function createRunner(options: RunnerOptions): Runner {
       });
     } catch (error) {
       if (isTransient(error)) throw error;
-      await isolateFailure(events, error);
+      await isolateFailure(batch, error);
     }
   }
 
@@ -339,11 +339,11 @@ export function createRunner(options: RunnerOptions): Runner {
   }
 
   /** Applies a batch, retrying transient failures with back-off until it goes through or `signal` aborts. */
-  async function applyWithRetry(events: LogBatch, signal?: AbortSignal): Promise<void> {
+  async function applyWithRetry(batch: LogBatch, signal?: AbortSignal): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
         await init();
-        await applyBatch(events);
+        await applyBatch(batch);
         return;
       } catch (error) {
         if (!isTransient(error) || signal?.aborted) throw error;

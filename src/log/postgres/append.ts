@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { queryKeepingConnection } from '../../db/pool.js';
 import type { AppendedEvent, AppendRequest } from '../types.js';
-import { translateError } from './errors.js';
+import { isRefusal, translateError } from './errors.js';
 import { sqlFile, toNumber } from './sql.js';
 
 export const APPEND_SQL = sqlFile(import.meta.url, 'append.sql');
@@ -175,7 +175,7 @@ export async function append(pool: pg.Pool, requests: AppendRequest[]): Promise<
   try {
     const fast = takesFastPath(nonEmpty) ? await appendToStream(pool, nonEmpty[0]) : undefined;
     if (fast) return fast;
-    const { rows } = await queryKeepingConnection<AppendRow>(pool, { name: 'cse_append', text: APPEND_SQL, values: appendParameters(nonEmpty) });
+    const { rows } = await queryKeepingConnection<AppendRow>(pool, { name: 'cse_append', text: APPEND_SQL, values: appendParameters(nonEmpty) }, isRefusal);
     const streamOfEvent = nonEmpty.flatMap((request) => request.events.map(() => request.stream));
     return rows.map((row, index) => ({
       id: row.event_id,

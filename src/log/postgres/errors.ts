@@ -1,3 +1,4 @@
+import { dataErrorClass } from '../../db/sqlstate.js';
 import type { ExpectedVersion } from '../types.js';
 import {
   DuplicateKeyError,
@@ -38,6 +39,15 @@ export function translateError(error: unknown): unknown {
     default:
       return new EventLogError(pgError.message);
   }
+}
+
+/**
+ * An append refused for its content: one of the log's own refusals (class CS: wrong expected
+ * version, duplicate key, failed precondition...) or a data error (src/db/sqlstate.ts). The
+ * session is as it was after it.
+ */
+export function isRefusal(error: unknown): boolean {
+  return (error as PgError)?.code?.startsWith('CS') === true || dataErrorClass(error) !== undefined;
 }
 
 export function translateIdError(error: unknown, kind: string): unknown {
