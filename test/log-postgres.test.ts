@@ -6,7 +6,7 @@ import { DuplicateKeyError, PreconditionFailedError, WrongExpectedVersionError }
 import type { AppendRequest } from '../src/log/types.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import { READ_BOUND_SQL } from '../src/log/postgres/read.js';
-import { createWakeups } from '../src/log/postgres/wakeups.js';
+import { createWakeups, type Notification } from '../src/log/postgres/wakeups.js';
 import { connect, freshDatabase, withAdmin, withClient } from './helpers/database.js';
 import { slots, waitUntil } from './helpers/projection.js';
 import { collect, events, logContract } from './log-contract.js';
@@ -40,9 +40,28 @@ async function positionLockHolders(client: pg.Client): Promise<number> {
 
 /** The two statements an append may run, as a query for a client of one's own (inside a transaction). */
 const appendPaths = {
-  'append_events()': (request: AppendRequest) => ({ text: APPEND_SQL, values: appendParameters([request]) }),
-  'fast path': (request: AppendRequest) => ({ text: appendStreamQuery(request).text, values: appendStreamQuery(request).values }),
+  'append_events()': (request: AppendRequest, notification?: Notification) => ({ text: APPEND_SQL, values: appendParameters([request], notification) }),
+  'fast path': (request: AppendRequest, notification?: Notification) => {
+    const { text, values } = appendStreamQuery(request, notification);
+    return { text, values };
+  },
 };
+
+/** A client listening to the log's channel, and the payloads it has heard, in order. */
+async function channelListener(t: ExecutionContext, url: string) {
+  const client = await connect(t, url);
+  const heard: { payload: string; pid: number }[] = [];
+  client.on('notification', (message) => heard.push({ payload: message.payload ?? '', pid: message.processId }));
+  await client.query('LISTEN event_store_appended');
+  /** Everything heard before a marker NOTIFY sent now (notifications arrive in commit order). */
+  const heardBeforeMarker = async () => {
+    const marker = randomUUID();
+    await withClient(url, (other) => other.query(`SELECT pg_notify('event_store_appended', $1)`, [marker]));
+    await waitUntil(() => heard.some((h) => h.payload === marker), 'the marker notification');
+    return heard.slice(0, heard.findIndex((h) => h.payload === marker));
+  };
+  return { heard, heardBeforeMarker };
+}
 
 for (const statement of [
   'UPDATE event_store.events SET type = $$Changed$$',
@@ -220,12 +239,74 @@ test('postgres: a wake-up that comes while a subscriber reads is not lost; an ap
 
   // An append of this process wakes its own subscribers without a trip through PostgreSQL.
   const waiting = wakeups.wait(60_000);
-  wakeups.notify();
+  wakeups.appended({ wrote: true });
   await waiting;
   t.pass();
 });
 
-test('postgres: a burst of appends sends a few spaced NOTIFYs, the last one after the last append', async (t) => {
+for (const [path, query] of Object.entries(appendPaths)) test(`postgres: the notification an append carries goes out when its transaction commits, never when it rolls back (${path})`, async (t) => {
+  const db = await ownDatabase(t);
+  const { heardBeforeMarker } = await channelListener(t, db.url);
+  const appender = await connect(t, db.url);
+  const notification = (payload: string): Notification => ({ channel: 'event_store_appended', payload, covers: 0 });
+  await appender.query('BEGIN');
+  t.is((await appender.query(query({ stream: 'rolled-back', events: events(1) }, notification('rolled back')))).rowCount, 1);
+  await appender.query('ROLLBACK');
+  await appender.query(query({ stream: 'without', events: events(1) }));
+  t.is((await appender.query(query({ stream: 'with', events: events(1) }, notification('committed')))).rowCount, 1);
+  t.deepEqual((await heardBeforeMarker()).map((h) => h.payload), ['committed']);
+});
+
+test('postgres: an append carries the notification itself: it comes from the appending connection, not from a NOTIFY of its own', async (t) => {
+  const db = await ownDatabase(t);
+  const { heard } = await channelListener(t, db.url);
+  const log = createPostgresEventLog({ connectionString: db.url, poolSize: 1, notifyIntervalMs: 60_000 });
+  t.teardown(() => log.close());
+  // A subscriber makes the log listen: a NOTIFY of its own would then go out on that connection.
+  const reading = log.subscribe({ signal: AbortSignal.timeout(60_000) })[Symbol.asyncIterator]();
+  t.teardown(() => reading.return?.(undefined));
+  const pid = (await log.pool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+  await log.append({ stream: 'carrier', events: events(1) });
+  await waitUntil(() => heard.length > 0, 'the notification');
+  t.is(heard[0]!.pid, pid);
+});
+
+// Driven by hand: the carrying append's window (from 80 % of the interval) and the deadline of a
+// NOTIFY of its own are 40 ms apart here; a busy wait holds the event loop, so no timer runs between.
+test('postgres: appends that carry the notification leave nothing to a NOTIFY of its own; a failed carrier does', async (t) => {
+  const db = await ownDatabase(t);
+  const { heardBeforeMarker } = await channelListener(t, db.url);
+  const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+  t.teardown(() => pool.end());
+  const wakeupsWithCarrier = () => {
+    const wakeups = createWakeups(pool, db.url, () => undefined, 200);
+    const carrier = () => {
+      for (;;) {
+        const notification = wakeups.due();
+        if (notification) return notification;
+      }
+    };
+    const first = carrier();
+    wakeups.appended({ wrote: true, notification: first, sent: true });
+    t.is(wakeups.due(), undefined, 'not due again within the interval');
+    wakeups.appended({ wrote: true }); // to be told by the next carrier
+    return { wakeups, carrier, payload: first.payload };
+  };
+
+  const told = wakeupsWithCarrier();
+  told.wakeups.appended({ wrote: true, notification: told.carrier(), sent: true });
+  await told.wakeups.close();
+
+  const failed = wakeupsWithCarrier();
+  failed.wakeups.appended({ wrote: false, notification: failed.carrier(), sent: false });
+  await failed.wakeups.close(); // sends at once what was still to be sent
+
+  const heard = await heardBeforeMarker();
+  t.is(heard.filter((h) => h.payload === told.payload).length, 0);
+  t.is(heard.filter((h) => h.payload === failed.payload).length, 1);
+});
+
+test('postgres: a burst of appends sends a few spaced notifications, the last one with or after the last append', async (t) => {
   const db = await ownDatabase(t);
   const intervalMs = 200;
   const log = createPostgresEventLog({ connectionString: db.url, notifyIntervalMs: intervalMs });
@@ -236,10 +317,16 @@ test('postgres: a burst of appends sends a few spaced NOTIFYs, the last one afte
   await listener.query('LISTEN event_store_appended');
 
   const started = performance.now();
-  for (let i = 0; i < 30; i++) await log.append({ stream: `burst-${i}`, events: events(1) });
+  let lastStarted = started;
+  for (let i = 0; i < 30; i++) {
+    lastStarted = performance.now();
+    await log.append({ stream: `burst-${i}`, events: events(1) });
+  }
   const finished = performance.now();
+  // The last append is told of by a notification of its own transaction (if it carried one) or by
+  // a later one: either way, one heard after it started.
+  await waitUntil(() => heard.some((at) => at > lastStarted), 'a notification after the last append');
   // One at once, then at most one per interval: the bound follows from the burst's own duration.
-  while (!heard.some((at) => at > finished)) await new Promise((resolve) => setTimeout(resolve, 10));
   t.true(heard.length <= 2 + Math.ceil((finished - started) / intervalMs), `${heard.length} NOTIFYs for 30 appends in ${Math.round(finished - started)} ms`);
 });
 

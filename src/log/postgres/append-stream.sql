@@ -8,7 +8,7 @@
 --     stream version in between: the unique constraints raise 23505, after waiting for that
 --     appender to commit or abort, so nothing is ever written twice or with a gap.
 -- $1 stream, $2 expected version ('any' | 'no_stream' | 'stream_exists' | '<version>'), $3 the
--- number of events; the events (id, type, data, metadata, o: 1, 2, ...) come from EVENTS, which
+-- number of events; $8 and $9 the channel and payload of a notification to send, or nulls; the events (id, type, data, metadata, o: 1, 2, ...) come from EVENTS, which
 -- append.ts replaces by a VALUES row for one event, or by arrays unnested for several ($4...).
 WITH positions AS MATERIALIZED (
   -- The locks of append_events(), in its order: the stream (exclusive: not for this statement,
@@ -28,7 +28,10 @@ WITH positions AS MATERIALIZED (
          pg_current_xact_id() AS tx,
          nextval('event_store.global_position_seq') AS first,
          CASE WHEN $3::int > 1 THEN setval('event_store.global_position_seq', currval('event_store.global_position_seq') + $3::int - 1) END AS last,
-         pg_advisory_unlock(7402, 0) AS position_unlocked
+         pg_advisory_unlock(7402, 0) AS position_unlocked,
+         -- The wake-up for other processes' subscribers, when this append carries it (wakeups.ts):
+         -- delivered when the append commits, and not at all if it does not.
+         CASE WHEN $9::text IS NOT NULL THEN pg_notify($8::text, $9::text) END AS notified
   FROM (
     -- no_stream needs no read: version 0 is either free or the INSERT's unique key says why not.
     SELECT CASE WHEN $2::text = 'no_stream' THEN -1

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { queryKeepingConnection } from '../../db/pool.js';
 import type { AppendedEvent, AppendRequest } from '../types.js';
 import { isRefusal, translateError } from './errors.js';
+import type { Notification } from './wakeups.js';
 import { sqlFile, toNumber } from './sql.js';
 
 export const APPEND_SQL = sqlFile(import.meta.url, 'append.sql');
@@ -10,7 +11,7 @@ export const APPEND_SQL = sqlFile(import.meta.url, 'append.sql');
  * Flattens the requests into the column arrays of `event_store.append_events()` (one round trip,
  * one implicit transaction: see migrations/20260101000100_event_store.ts for the algorithm).
  */
-export function appendParameters(requests: AppendRequest[]): unknown[] {
+export function appendParameters(requests: AppendRequest[], notification?: Notification): unknown[] {
   const ids: string[] = [], groups: number[] = [], eventStreams: string[] = [], types: string[] = [], data: unknown[] = [], metadata: unknown[] = [];
   const streams: string[] = [], expected: string[] = [];
   const claimGroup: number[] = [], claimStream: string[] = [], claimName: string[] = [], claimValue: string[] = [], claimParent: (string | null)[] = [];
@@ -55,7 +56,12 @@ export function appendParameters(requests: AppendRequest[]): unknown[] {
     }
   });
   return [ids, groups, eventStreams, types, JSON.stringify(data), JSON.stringify(metadata), streams, expected, claimGroup, claimStream, claimName, claimValue, claimParent,
-    releaseGroup, releaseName, releaseValue, condGroup, condStream, condKind, condArg, condMessage];
+    releaseGroup, releaseName, releaseValue, condGroup, condStream, condKind, condArg, condMessage, ...notificationParameters(notification)];
+}
+
+/** The channel and payload of the notification an append carries, or nulls. */
+function notificationParameters(notification: Notification | undefined): [string | null, string | null] {
+  return [notification?.channel ?? null, notification?.payload ?? null];
 }
 
 interface AppendRow {
@@ -69,11 +75,11 @@ interface AppendRow {
 const APPEND_STREAM_TEMPLATE = sqlFile(import.meta.url, 'append-stream.sql');
 const EVENTS_MARKER = 'CROSS JOIN EVENTS';
 
-/** append-stream.sql with its events as one VALUES row ($4 id, $5 type, $6 data, $7 metadata): the cheapest plan for the common append. */
+/** append-stream.sql with its events as one VALUES row ($4 id, $5 type, $6 data, $7 metadata; $8, $9 the notification): the cheapest plan for the common append. */
 export const APPEND_ONE_SQL = APPEND_STREAM_TEMPLATE.replace(EVENTS_MARKER,
   'CROSS JOIN (VALUES ($4::uuid, $5::text, $6::jsonb, $7::jsonb, 1)) AS e(id, type, data, metadata, o)');
 
-/** append-stream.sql with its events as arrays ($4 ids, $5 types) and JSON arrays ($6 data, $7 metadata, null for none). */
+/** append-stream.sql with its events as arrays ($4 ids, $5 types) and JSON arrays ($6 data, $7 metadata, null for none; $8, $9 the notification). */
 const APPEND_MANY_SQL = APPEND_STREAM_TEMPLATE.replace(EVENTS_MARKER, `CROSS JOIN (
   SELECT u.id, u.type, $6::jsonb -> (u.o::int - 1), nullif($7::jsonb -> (u.o::int - 1), 'null'::jsonb), u.o::int
   FROM unnest($4::uuid[], $5::text[]) WITH ORDINALITY AS u(id, type, o)
@@ -88,7 +94,7 @@ function takesFastPath(requests: AppendRequest[]): requests is [AppendRequest] {
 }
 
 /** The statement and parameters of the fast path for `request`. */
-export function appendStreamQuery(request: AppendRequest): pg.QueryConfig {
+export function appendStreamQuery(request: AppendRequest, notification?: Notification): pg.QueryConfig {
   const { stream, events } = request;
   const expected = String(request.expectedVersion ?? 'any');
   if (events.length === 1) {
@@ -96,7 +102,8 @@ export function appendStreamQuery(request: AppendRequest): pg.QueryConfig {
     return {
       name: 'cse_append_one',
       text: APPEND_ONE_SQL,
-      values: [stream, expected, 1, event!.id, event!.type, JSON.stringify(event!.data ?? null), event!.metadata ? JSON.stringify(event!.metadata) : null],
+      values: [stream, expected, 1, event!.id, event!.type, JSON.stringify(event!.data ?? null), event!.metadata ? JSON.stringify(event!.metadata) : null,
+        ...notificationParameters(notification)],
     };
   }
   return {
@@ -110,6 +117,7 @@ export function appendStreamQuery(request: AppendRequest): pg.QueryConfig {
       events.map((event) => event.type),
       JSON.stringify(events.map((event) => event.data)),
       JSON.stringify(events.map((event) => event.metadata ?? null)),
+      ...notificationParameters(notification),
     ],
   };
 }
@@ -131,11 +139,11 @@ interface FastRow {
  * hold, an id is in the log already, the version was taken in between): append_events() then
  * decides and explains, seeing everything committed since.
  */
-async function appendToStream(pool: pg.Pool, request: AppendRequest): Promise<AppendedEvent[] | undefined> {
+async function appendToStream(pool: pg.Pool, request: AppendRequest, notification: Notification | undefined): Promise<AppendedEvent[] | undefined> {
   const client = await pool.connect();
   let broken: Error | undefined;
   try {
-    const { rows } = await client.query<FastRow>(appendStreamQuery(request));
+    const { rows } = await client.query<FastRow>(appendStreamQuery(request, notification));
     if (rows.length === 0) return undefined;
     // The events took versions current + 1, current + 2, ... in order: the version says which
     // event a row is, whatever order RETURNING gives them in.
@@ -169,13 +177,17 @@ async function appendToStream(pool: pg.Pool, request: AppendRequest): Promise<Ap
   }
 }
 
-export async function append(pool: pg.Pool, requests: AppendRequest[]): Promise<AppendedEvent[]> {
+/**
+ * Appends `requests` atomically. `notification`, if given, is sent by the append's transaction at
+ * commit (and not at all if nothing is committed): it was sent if this returns any event.
+ */
+export async function append(pool: pg.Pool, requests: AppendRequest[], notification?: Notification): Promise<AppendedEvent[]> {
   const nonEmpty = requests.filter((request) => request.events.length > 0);
   if (nonEmpty.length === 0) return [];
   try {
-    const fast = takesFastPath(nonEmpty) ? await appendToStream(pool, nonEmpty[0]) : undefined;
+    const fast = takesFastPath(nonEmpty) ? await appendToStream(pool, nonEmpty[0], notification) : undefined;
     if (fast) return fast;
-    const { rows } = await queryKeepingConnection<AppendRow>(pool, { name: 'cse_append', text: APPEND_SQL, values: appendParameters(nonEmpty) }, isRefusal);
+    const { rows } = await queryKeepingConnection<AppendRow>(pool, { name: 'cse_append', text: APPEND_SQL, values: appendParameters(nonEmpty, notification) }, isRefusal);
     const streamOfEvent = nonEmpty.flatMap((request) => request.events.map(() => request.stream));
     return rows.map((row, index) => ({
       id: row.event_id,

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { createPool } from '../../db/pool.js';
-import type { AppendRequest, EventLog } from '../types.js';
+import type { AppendedEvent, AppendRequest, EventLog } from '../types.js';
 import { append } from './append.js';
 import { allocateIds } from './ids.js';
 import { headPosition, readStream } from './read.js';
@@ -29,9 +29,14 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
   return {
     pool,
     async append(requests: AppendRequest | AppendRequest[]) {
-      const appended = await append(pool, Array.isArray(requests) ? requests : [requests]);
-      if (appended.some((event) => !event.duplicate)) wakeups.notify();
-      return appended;
+      const notification = wakeups.due();
+      let appended: AppendedEvent[] = [];
+      try {
+        appended = await append(pool, Array.isArray(requests) ? requests : [requests], notification);
+        return appended;
+      } finally {
+        wakeups.appended({ wrote: appended.some((event) => !event.duplicate), notification, sent: appended.length > 0 });
+      }
     },
     readStream: (stream, readOptions) => readStream(pool, stream, readOptions),
     readAll: (readOptions = {}) => readLog(pool, wakeups, { ...readOptions, live: false }),

@@ -1,9 +1,28 @@
+import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 
 const CHANNEL = 'event_store_appended';
 
 /** The least time between two NOTIFYs of one event log (its other processes' extra wake-up latency). */
 export const DEFAULT_NOTIFY_INTERVAL_MS = 5;
+
+/** A notification an append sends from its own transaction: `pg_notify(channel, payload)` at commit. */
+export interface Notification {
+  readonly channel: string;
+  readonly payload: string;
+  /** How many appends without a notification of their own had committed when it was handed out: the ones it tells of. */
+  readonly covers: number;
+}
+
+/** What became of an append, for `Wakeups.appended`. */
+export interface AppendOutcome {
+  /** It wrote events (not only duplicates). */
+  wrote: boolean;
+  /** The notification `due()` gave it, if any. */
+  notification?: Notification | undefined;
+  /** Its statement committed with the notification in it (it returned rows). */
+  sent?: boolean;
+}
 
 export interface Wakeups {
   /** How many wake-ups there have been: take it before reading, and pass it to `wait`. */
@@ -14,37 +33,60 @@ export interface Wakeups {
    * would otherwise be missed until the next poll).
    */
   wait(ms: number, signal?: AbortSignal, since?: number): Promise<void>;
-  /** Tells every listener, in this process at once and in every other one, that something was appended. */
-  notify(): void;
+  /**
+   * The notification the next append should carry in its statement, when one is due; undefined
+   * when one went out recently. Whatever the append's fate, report it to `appended`.
+   */
+  due(): Notification | undefined;
+  /**
+   * After an append (or its failure): wakes this process's subscribers at once if it wrote, and
+   * makes sure every other process hears of it, from its own statement or from a NOTIFY at most
+   * about `intervalMs` later.
+   */
+  appended(outcome: AppendOutcome): void;
   close(): Promise<void>;
 }
 
 /**
+ * An append takes the notification when this share of the interval has passed since the last one:
+ * a little before a separate NOTIFY would be due, so that in a steady stream of appends the
+ * appends carry every notification and the separate NOTIFY is only needed after the last one.
+ */
+const CARRY_AFTER_SHARE = 0.8;
+
+/**
  * LISTEN/NOTIFY wake-ups for subscriptions.
  *
- * The NOTIFY is sent after the append has committed, from its own statement, never inside the
- * append: PostgreSQL serialises the commits of notifying transactions (a lock held across the
- * commit's fsync), which would undo group commit for concurrent writers. Notifications are
- * coalesced and spaced: at most one every `intervalMs`; the appends in between cause one more at
- * the end of the interval. A NOTIFY is a transaction of its own, and one per append made 8
- * concurrent writers a third slower; other processes hear of an append at most `intervalMs` late.
- * Subscribers still poll on a timeout, so a lost notification (writer crashed between commit and
- * NOTIFY, listener reconnecting) delays an event, never loses it.
+ * Appends carry the notification in their own statement (`pg_notify`, delivered when the append
+ * commits), at most one every `intervalMs`; the appends in between are told of by the next
+ * carrying append or, when none comes within the interval (or it fails, or it is still running),
+ * by a NOTIFY of its own. Only a few appends carry one because PostgreSQL serialises the commits of
+ * notifying transactions (a lock held across the commit's fsync): one per append would undo group
+ * commit for concurrent writers. Carrying it costs almost nothing, where a NOTIFY of its own is a
+ * transaction more: at one per 5 ms, those took 4 % of a sequential appender's rate. Other
+ * processes hear of an append at most about twice `intervalMs` late (a carrying append that is
+ * slow to commit is relieved by a NOTIFY after one interval). Subscribers still poll on a timeout,
+ * so a lost notification (writer crashed before its NOTIFY, listener reconnecting) delays an
+ * event, never loses it.
  *
  * Subscribers of this process are woken directly, without the round trip through PostgreSQL (serve
- * appends and projects in one process). The NOTIFY for the others goes out on the listening
- * connection, so that its echo, which carries that connection's process id, can be told apart and
- * does not wake this process's subscribers a second time for nothing.
+ * appends and projects in one process). Every notification of this process carries its own random
+ * payload, so that their echo on this process's listening connection is told apart and does not
+ * wake its subscribers a second time for nothing.
  */
 export function createWakeups(pool: pg.Pool, connectionString: string, onError: (error: unknown) => void, intervalMs = DEFAULT_NOTIFY_INTERVAL_MS): Wakeups {
+  const payload = randomUUID();
   const waiters = new Set<() => void>();
   let listener: pg.Client | undefined;
   let connecting: Promise<void> | undefined;
   let closed = false;
   let notifying = false;
-  let notifyAgain = false;
   let notifyDone: Promise<void> = Promise.resolve();
-  let lastNotify = -Infinity;
+  // When the last notification was sent or handed to an append.
+  let lastNotification = -Infinity;
+  // Appends that wrote without carrying a notification, and how many of them one has told of.
+  let uncarried = 0;
+  let told = 0;
 
   let wakeups = 0;
   const wakeAll = () => {
@@ -55,9 +97,8 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
   const listen = (): Promise<void> => {
     connecting ??= (async () => {
       const client = new pg.Client({ connectionString });
-      let ownPid: number | undefined;
       client.on('notification', (message) => {
-        if (message.processId !== ownPid) wakeAll();
+        if (message.payload !== payload) wakeAll();
       });
       client.on('error', (error) => {
         onError(error);
@@ -67,8 +108,7 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
       });
       try {
         await client.connect();
-        const results = (await client.query(`LISTEN ${CHANNEL}; SELECT pg_backend_pid() AS pid`)) as unknown as pg.QueryResult<{ pid: number }>[];
-        ownPid = results[1]!.rows[0]!.pid;
+        await client.query(`LISTEN ${CHANNEL}`);
         listener = client;
       } catch (error) {
         connecting = undefined;
@@ -83,8 +123,10 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
   const sendNotify = async () => {
     notifying = true;
     try {
-      do {
-        const wait = closed ? 0 : lastNotify + intervalMs - performance.now();
+      while (told < uncarried) {
+        // Measured from the last notification, also one an append carried meanwhile: a steady
+        // stream of carrying appends keeps pushing this one back.
+        const wait = closed ? 0 : lastNotification + intervalMs - performance.now();
         if (wait > 0) {
           await new Promise<void>((resolve) => {
             const timer = setTimeout(resolve, wait);
@@ -94,17 +136,17 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
             };
           });
           cutWait = undefined;
+          continue;
         }
-        // Cleared after the wait: the appends made during it are announced by this NOTIFY.
-        notifyAgain = false;
-        lastNotify = performance.now();
+        const tells = uncarried;
+        lastNotification = performance.now();
         // Its own transaction needs no WAL flush: a notification is not durable anyway, and the
-        // append it announces has committed already.
-        await (listener ?? pool).query(`SET LOCAL synchronous_commit TO off; SELECT pg_notify('${CHANNEL}', '')`);
-        // Appends made while it was sent get one more, also when closing (close() waits for it).
-      } while (notifyAgain);
+        // appends it announces have committed already.
+        await (listener ?? pool).query(`SET LOCAL synchronous_commit TO off; SELECT pg_notify('${CHANNEL}', '${payload}')`);
+        told = Math.max(told, tells);
+      }
     } catch (error) {
-      // Dropped, not retried: the database may be down. The next append notifies again, and
+      // Dropped, not retried now: the database may be down. The next append tries again, and
       // other processes' subscribers look every second anyway.
       onError(error);
     } finally {
@@ -129,18 +171,23 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
         signal?.addEventListener('abort', done, { once: true });
       });
     },
-    notify() {
-      if (closed) return;
-      wakeAll();
-      if (notifying) {
-        notifyAgain = true;
-        return;
-      }
-      notifyDone = sendNotify();
+    due() {
+      const now = performance.now();
+      if (closed || now - lastNotification < intervalMs * CARRY_AFTER_SHARE) return undefined;
+      lastNotification = now;
+      return { channel: CHANNEL, payload, covers: uncarried };
+    },
+    appended({ wrote, notification, sent = false }) {
+      if (wrote) wakeAll();
+      if (notification && sent) told = Math.max(told, notification.covers);
+      else if (wrote) uncarried++;
+      // Also after a failed carrying append: the appends it was to tell of are still untold.
+      if (told < uncarried && !notifying && !closed) notifyDone = sendNotify();
     },
     async close() {
       closed = true;
       wakeAll();
+      if (told < uncarried && !notifying) notifyDone = sendNotify();
       cutWait?.(); // the last NOTIFY goes out now rather than at the end of its interval
       await notifyDone;
       await connecting;
