@@ -37,6 +37,9 @@ WITH positions AS MATERIALIZED (
     SELECT CASE WHEN $2::text = 'no_stream' THEN -1
                 ELSE (SELECT coalesce(max(s.stream_version), -1) FROM event_store.events s WHERE s.stream = $1::text)
            END AS current
+    -- OFFSET 0 keeps v a subquery of its own: pulled up, its CASE is copied into each use of
+    -- v.current below, and the plan carried three copies of the version lookup to start up.
+    OFFSET 0
   ) v
   -- A version compares as text: a cast of $2 to int would be folded by the planner of a custom
   -- plan even in the branches that do not run.
