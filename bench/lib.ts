@@ -19,10 +19,12 @@ export interface BenchArgs {
   rounds: number | undefined;
   /** Events loaded into each contender's store (then ANALYZE) before measuring: a log that is not new. */
   prefill: number;
+  /** Measures sequential scenarios one contender after the other (in blocks) rather than interleaved. */
+  blocks: boolean;
 }
 
 export function parseArgs(argv: string[] = process.argv.slice(2)): BenchArgs {
-  const args: BenchArgs = { scale: 1, quick: false, rounds: undefined, prefill: 0 };
+  const args: BenchArgs = { scale: 1, quick: false, rounds: undefined, prefill: 0, blocks: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const [flag, inline] = arg.split('=', 2) as [string, string | undefined];
@@ -35,7 +37,8 @@ export function parseArgs(argv: string[] = process.argv.slice(2)): BenchArgs {
     else if (flag === '--rounds') args.rounds = Math.round(positive(flag, Number(value())));
     else if (flag === '--prefill') args.prefill = Math.round(Number(value()));
     else if (flag === '--quick') args.quick = true;
-    else throw new Error(`unknown argument: ${arg} (known: --scale N, --rounds N, --prefill N, --quick)`);
+    else if (flag === '--blocks') args.blocks = true;
+    else throw new Error(`unknown argument: ${arg} (known: --scale N, --rounds N, --prefill N, --quick, --blocks)`);
   }
   return args;
 }
