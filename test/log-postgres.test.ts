@@ -244,6 +244,36 @@ test('postgres: a wake-up that comes while a subscriber reads is not lost; an ap
   t.pass();
 });
 
+test('postgres: an append of this process wakes its subscribers to its types only; a notification from another process wakes all', async (t) => {
+  const db = await ownDatabase(t);
+  t.timeout(20_000); // a wait below that is not woken lasts 60 s
+  const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+  const wakeups = createWakeups(pool, db.url, () => undefined);
+  t.teardown(async () => {
+    await wakeups.close();
+    await pool.end();
+  });
+  await wakeups.wait(1); // connects the listener
+  const builds = ['BuildStarted'];
+  const namespaces = ['NamespaceCreated'];
+  const before = { builds: wakeups.seen(builds), namespaces: wakeups.seen(namespaces), any: wakeups.seen() };
+
+  const buildsWoken = wakeups.wait(60_000, undefined, undefined, builds);
+  let namespacesWokenYet = false;
+  const namespacesWoken = wakeups.wait(60_000, undefined, undefined, namespaces).then(() => (namespacesWokenYet = true));
+  wakeups.appended({ wrote: true, types: ['BuildStarted', 'BuildCompleted'] });
+  await buildsWoken;
+  await new Promise(setImmediate); // a waiter woken by that append would have settled by now
+  t.false(namespacesWokenYet, 'no wake-up for a subscriber to other types');
+  t.not(wakeups.seen(builds), before.builds);
+  t.not(wakeups.seen(), before.any);
+  t.is(wakeups.seen(namespaces), before.namespaces);
+
+  await withClient(db.url, (other) => other.query(`SELECT pg_notify('event_store_appended', 'elsewhere')`));
+  await namespacesWoken;
+  t.not(wakeups.seen(namespaces), before.namespaces);
+});
+
 for (const [path, query] of Object.entries(appendPaths)) test(`postgres: the notification an append carries goes out when its transaction commits, never when it rolls back (${path})`, async (t) => {
   const db = await ownDatabase(t);
   const { heardBeforeMarker } = await channelListener(t, db.url);

@@ -29,13 +29,15 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
   return {
     pool,
     async append(requests: AppendRequest | AppendRequest[]) {
+      const list = Array.isArray(requests) ? requests : [requests];
       const notification = wakeups.due();
       let appended: AppendedEvent[] = [];
       try {
-        appended = await append(pool, Array.isArray(requests) ? requests : [requests], notification);
+        appended = await append(pool, list, notification);
         return appended;
       } finally {
-        wakeups.appended({ wrote: appended.some((event) => !event.duplicate), notification, sent: appended.length > 0 });
+        const types = list.flatMap((request) => request.events.map((event) => event.type));
+        wakeups.appended({ wrote: appended.some((event) => !event.duplicate), types, notification, sent: appended.length > 0 });
       }
     },
     readStream: (stream, readOptions) => readStream(pool, stream, readOptions),

@@ -26,7 +26,10 @@ export async function* readLog(
   let next = options.from ?? 1;
   let heldBackRounds = 0;
   while (!signal?.aborted) {
-    const seen = wakeups.seen();
+    // Taken before the read: a wake-up during it is not missed. Held back, any append may be the
+    // one in flight that it waits for; live, only its own types wake it (other processes' always).
+    const seenAny = wakeups.seen();
+    const seen = wakeups.seen(options.types);
     const { events, head, position } = await readBatch(pool, next, batchSize, options.types);
     // Events, or (reading some types only) events of other types passed over: a batch, even an
     // empty one, so that the reader knows how far the log has been read.
@@ -39,10 +42,10 @@ export async function* readLog(
     // Committed events past what was read: they wait behind an appender still in flight.
     if (head >= next) {
       const delay = HELD_BACK_DELAYS_MS[Math.min(heldBackRounds++, HELD_BACK_DELAYS_MS.length - 1)]!;
-      await wakeups.wait(delay, signal, seen);
+      await wakeups.wait(delay, signal, seenAny);
       continue;
     }
     if (!options.live) return;
-    await wakeups.wait(SAFETY_POLL_MS, signal, seen);
+    await wakeups.wait(SAFETY_POLL_MS, signal, seen, options.types);
   }
 }

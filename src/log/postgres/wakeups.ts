@@ -18,6 +18,8 @@ export interface Notification {
 export interface AppendOutcome {
   /** It wrote events (not only duplicates). */
   wrote: boolean;
+  /** The types of its events: only this process's subscribers to one of them are woken. Undefined: all are. */
+  types?: Iterable<string> | undefined;
   /** The notification `due()` gave it, if any. */
   notification?: Notification | undefined;
   /** Its statement committed with the notification in it (it returned rows). */
@@ -25,23 +27,26 @@ export interface AppendOutcome {
 }
 
 export interface Wakeups {
-  /** How many wake-ups there have been: take it before reading, and pass it to `wait`. */
-  seen(): number;
   /**
-   * Resolves on the next append notification, after `ms`, or when `signal` aborts; at once if
-   * there has been a wake-up since `since` (one that came while the caller was reading, which
-   * would otherwise be missed until the next poll).
+   * How many wake-ups there have been for a subscriber to `types` (all types if undefined): take
+   * it before reading, and pass it to `wait`.
    */
-  wait(ms: number, signal?: AbortSignal, since?: number): Promise<void>;
+  seen(types?: readonly string[]): number;
+  /**
+   * Resolves on the next append notification for `types` (any type if undefined), after `ms`, or
+   * when `signal` aborts; at once if there has been such a wake-up since `since` (one that came
+   * while the caller was reading, which would otherwise be missed until the next poll).
+   */
+  wait(ms: number, signal?: AbortSignal, since?: number, types?: readonly string[]): Promise<void>;
   /**
    * The notification the next append should carry in its statement, when one is due; undefined
    * when one went out recently. Whatever the append's fate, report it to `appended`.
    */
   due(): Notification | undefined;
   /**
-   * After an append (or its failure): wakes this process's subscribers at once if it wrote, and
-   * makes sure every other process hears of it, from its own statement or from a NOTIFY at most
-   * about `intervalMs` later.
+   * After an append (or its failure): wakes this process's subscribers to its types at once if it
+   * wrote, and makes sure every other process hears of it, from its own statement or from a NOTIFY
+   * at most about `intervalMs` later.
    */
   appended(outcome: AppendOutcome): void;
   close(): Promise<void>;
@@ -70,13 +75,16 @@ const CARRY_AFTER_SHARE = 0.8;
  * event, never loses it.
  *
  * Subscribers of this process are woken directly, without the round trip through PostgreSQL (serve
- * appends and projects in one process). Every notification of this process carries its own random
+ * appends and projects in one process), and only by appends of a type they read: a projection
+ * group that handles a few types (namespace_usage) no longer reads the log after every append of a
+ * channel sync; the events it passes over are read with its next event or at its safety poll.
+ * A notification from another process says nothing of types and wakes every subscriber. Every notification of this process carries its own random
  * payload, so that their echo on this process's listening connection is told apart and does not
  * wake its subscribers a second time for nothing.
  */
 export function createWakeups(pool: pg.Pool, connectionString: string, onError: (error: unknown) => void, intervalMs = DEFAULT_NOTIFY_INTERVAL_MS): Wakeups {
   const payload = randomUUID();
-  const waiters = new Set<() => void>();
+  const waiters = new Set<{ types: readonly string[] | undefined; done: () => void }>();
   let listener: pg.Client | undefined;
   let connecting: Promise<void> | undefined;
   let closed = false;
@@ -88,23 +96,35 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
   let uncarried = 0;
   let told = 0;
 
+  // Wake-ups counted so that a subscriber to some types can tell whether one of its own came:
+  // those of this process's appends per type, those whose types are not known (other processes,
+  // a lost listener) apart.
   let wakeups = 0;
-  const wakeAll = () => {
+  let untyped = 0;
+  const byType = new Map<string, number>();
+  const seen = (types?: readonly string[]) =>
+    types ? types.reduce((sum, type) => sum + (byType.get(type) ?? 0), untyped) : wakeups;
+  const wake = (types?: Iterable<string>) => {
     wakeups++;
-    for (const wake of [...waiters]) wake();
+    const woken = types ? new Set(types) : undefined;
+    if (woken) for (const type of woken) byType.set(type, (byType.get(type) ?? 0) + 1);
+    else untyped++;
+    for (const waiter of [...waiters]) {
+      if (!woken || !waiter.types || waiter.types.some((type) => woken.has(type))) waiter.done();
+    }
   };
 
   const listen = (): Promise<void> => {
     connecting ??= (async () => {
       const client = new pg.Client({ connectionString });
       client.on('notification', (message) => {
-        if (message.payload !== payload) wakeAll();
+        if (message.payload !== payload) wake();
       });
       client.on('error', (error) => {
         onError(error);
         if (listener === client) listener = undefined;
         connecting = undefined;
-        wakeAll(); // let waiters re-read and re-listen
+        wake(); // let waiters re-read and re-listen
       });
       try {
         await client.connect();
@@ -155,20 +175,23 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
   };
 
   return {
-    seen: () => wakeups,
-    async wait(ms, signal, since) {
+    seen,
+    async wait(ms, signal, since, types) {
       if (!closed && !listener) await listen();
-      if (signal?.aborted || (since !== undefined && since !== wakeups)) return;
+      if (signal?.aborted || (since !== undefined && since !== seen(types))) return;
       await new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(timer);
-          waiters.delete(done);
-          signal?.removeEventListener('abort', done);
-          resolve();
+        const waiter = {
+          types,
+          done: () => {
+            clearTimeout(timer);
+            waiters.delete(waiter);
+            signal?.removeEventListener('abort', waiter.done);
+            resolve();
+          },
         };
-        const timer = setTimeout(done, ms);
-        waiters.add(done);
-        signal?.addEventListener('abort', done, { once: true });
+        const timer = setTimeout(waiter.done, ms);
+        waiters.add(waiter);
+        signal?.addEventListener('abort', waiter.done, { once: true });
       });
     },
     due() {
@@ -177,8 +200,8 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
       lastNotification = now;
       return { channel: CHANNEL, payload, covers: uncarried };
     },
-    appended({ wrote, notification, sent = false }) {
-      if (wrote) wakeAll();
+    appended({ wrote, types, notification, sent = false }) {
+      if (wrote) wake(types);
       if (notification && sent) told = Math.max(told, notification.covers);
       else if (wrote) uncarried++;
       // Also after a failed carrying append: the appends it was to tell of are still untold.
@@ -186,7 +209,7 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
     },
     async close() {
       closed = true;
-      wakeAll();
+      wake();
       if (told < uncarried && !notifying) notifyDone = sendNotify();
       cutWait?.(); // the last NOTIFY goes out now rather than at the end of its interval
       await notifyDone;
