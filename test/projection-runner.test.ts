@@ -8,6 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import test, { type ExecutionContext } from 'ava';
+import pg from 'pg';
 import pino from 'pino';
 import type { Envelope, EventData, EventType } from '../src/catalogue/index.js';
 import { validateEnvelope } from '../src/catalogue/index.js';
@@ -17,6 +18,7 @@ import { DuplicateKeyError, PreconditionFailedError, WrongExpectedVersionError }
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import type { EventLog } from '../src/log/types.js';
 import { defineProjection, type ProjectionDefinition, type RowChange } from '../src/projection/definition.js';
+import { createRunner } from '../src/projection/runner.js';
 import { createProjectionService } from '../src/projection/service.js';
 import { isTransient } from '../src/projection/transient.js';
 import { allProjections, condaStoreProjections, namespaceUsage, solves } from '../projections/index.js';
@@ -39,6 +41,7 @@ import {
   type TableRow,
 } from './helpers/projection.js';
 import { envelopeFor } from './helpers/samples.js';
+import { collect } from './log-contract.js';
 
 /** At most three of this file's tests hold databases at once (connections). */
 const slot = slots(3);
@@ -775,4 +778,53 @@ test('a decision made stale by a concurrent append is refused by the log (versio
   await t.throwsAsync(appendEnvelopes(db.log, [start]), { instanceOf: RuleViolationError, message: /the build is CANCELED \(allowed: QUEUED\)/ });
   const [outcome] = await appendBatch(db.log, [start]);
   t.like(outcome, { status: 'rejected', reason: 'BuildStarted on build-2: the build is CANCELED (allowed: QUEUED)' });
+});
+
+// A live batch is one round trip when the runner knows its checkpoints: a guard in that round trip
+// locks them and checks they have not moved. Pins the case where they have: another owner applied
+// events meanwhile, and the runner must not apply them again from what it last knew.
+test('a batch in one round trip: the guard sends the runner back to the locking path when another owner moved the checkpoints', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  // Every statement the runner's connections send, as a spy (the database is real).
+  const sent: string[] = [];
+  const pool = new pg.Pool({ connectionString: db.url, max: 2 });
+  pool.on('connect', (client) => {
+    const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+    (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+      sent.push(typeof args[0] === 'string' ? args[0] : (args[0] as { text: string }).text);
+      return query(...args);
+    };
+  });
+  t.teardown(() => pool.end());
+  const runner = createRunner({ log: db.log, pool, projections: condaStoreProjections, logger: silentLogger });
+  const names = condaStoreProjections.map((projection) => projection.name);
+  const batchAt = async (position: number) => {
+    const [event] = (await collect(db.log.readAll({ from: position }))).flat();
+    return Object.assign([event!], { position });
+  };
+  const packages = async () => (await tableRows(db.url, 'conda_package')).map((row) => row.id);
+
+  await appendEnvelopes(db.log, [
+    envelopeFor('CondaChannelRegistered', { channel_id: 1, name: 'conda-forge' }),
+    envelopeFor('CondaPackageRegistered', { package_id: 1, channel_id: 1, name: 'numpy', version: '1.26.4' }),
+    envelopeFor('CondaPackageRegistered', { package_id: 2, channel_id: 1, name: 'scipy', version: '1.13.0' }),
+  ]);
+  await runner.apply(await batchAt(1)); // locking path: the runner did not know its checkpoints yet
+
+  // Another owner applied event 2 (here: only its checkpoint moved, so a second apply would show).
+  await db.query('UPDATE event_store.projections SET position = 2 WHERE name = ANY($1)', [names]);
+  sent.length = 0;
+  await runner.apply(await batchAt(2));
+  t.deepEqual(await packages(), [], 'event 2 not applied again');
+  t.true(sent.some((text) => text.includes('expect_checkpoints')), 'the guard ran');
+  t.true(sent.some((text) => /FOR UPDATE/.test(text) && !text.includes('expect_checkpoints')), 'then the locking path');
+
+  // The runner knows its checkpoints again: the next batch is one round trip.
+  sent.length = 0;
+  await runner.apply(await batchAt(3));
+  t.deepEqual(await packages(), [2]);
+  t.is(sent.length, 1, sent.join('\n---\n'));
+  t.true(sent[0]!.includes('expect_checkpoints') && sent[0]!.trimEnd().endsWith('COMMIT'));
+  t.true(Object.values(await checkpointRows(db.url)).filter((row) => names.includes(row.name)).every((row) => row.position === 3));
 });

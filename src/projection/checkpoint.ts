@@ -3,6 +3,7 @@ import { inlineParameters, sqlFile, toNumber, withoutComments } from '../log/pos
 
 const ENSURE = sqlFile(import.meta.url, 'checkpoint-ensure.sql');
 const LOCK = sqlFile(import.meta.url, 'checkpoint-lock.sql');
+const EXPECT = sqlFile(import.meta.url, 'checkpoint-expect.sql');
 const SAVE = sqlFile(import.meta.url, 'checkpoint-save.sql');
 const FAIL = sqlFile(import.meta.url, 'checkpoint-fail.sql');
 const RESUME = sqlFile(import.meta.url, 'checkpoint-resume.sql');
@@ -58,14 +59,43 @@ export async function beginAndLock(client: pg.ClientBase, begin: string, names: 
 }
 
 /**
- * Runs the statements `before` (SQL text, see Statement.inline), moves the checkpoints `names` to
- * `position` and each id sequence past its highest id inserted (`sequences`: name → id), and
- * commits, in one round trip. Should the save fail, PostgreSQL
- * runs nothing after it: no COMMIT.
+ * The statements that end a batch: `before` (SQL text, see Statement.inline), the save of the
+ * checkpoints `names` at `position` and of each id sequence past its highest id inserted
+ * (`sequences`: name → id), and COMMIT.
+ */
+function batchEnd(names: string[], position: number, sequences: Map<string, number>, before: string[]): string[] {
+  const save = names.length || sequences.size ? [inlineParameters(withoutComments(SAVE), [names, position, [...sequences.keys()], [...sequences.values()]])] : [];
+  return [...before, ...save, 'COMMIT'];
+}
+
+/**
+ * Runs the end of a batch (batchEnd) in one round trip. Should a statement fail, PostgreSQL runs
+ * nothing after it: no COMMIT.
  */
 export async function saveAndCommit(client: pg.ClientBase, names: string[], position: number, sequences: Map<string, number>, before: string[] = []): Promise<void> {
-  const save = names.length || sequences.size ? [inlineParameters(withoutComments(SAVE), [names, position, [...sequences.keys()], [...sequences.values()]])] : [];
-  await client.query([...before, ...save, 'COMMIT'].join(';\n'));
+  await client.query(batchEnd(names, position, sequences, before).join(';\n'));
+}
+
+/** The error of expect_checkpoints(): the checkpoints are not as the caller last saw them. */
+export const CHECKPOINTS_MOVED = 'CS101';
+
+/**
+ * A whole batch in one round trip: `begin`, the guard that locks the checkpoint rows and raises
+ * CHECKPOINTS_MOVED unless they are `expected`, then the end of the batch (batchEnd). The caller
+ * rolls back after an error.
+ */
+export async function guardedBatch(
+  client: pg.ClientBase,
+  begin: string,
+  expected: Map<string, CheckpointRow>,
+  names: string[],
+  position: number,
+  sequences: Map<string, number>,
+  statements: string[],
+): Promise<void> {
+  const rows = [...expected.values()];
+  const guard = inlineParameters(withoutComments(EXPECT), [rows.map((c) => c.name), rows.map((c) => c.position), rows.map((c) => c.state)]);
+  await client.query([begin, guard, ...batchEnd(names, position, sequences, statements)].join(';\n'));
 }
 
 export async function markFailed(

@@ -11,7 +11,7 @@ import { isEventType, upcast } from '../catalogue/index.js';
 import type { EventLog, LogBatch, RecordedEvent } from '../log/types.js';
 import type { Logger } from '../logger.js';
 import { describeTables, type TableInfo } from './columns.js';
-import { beginAndLock, ensureCheckpoints, lockCheckpoints, markFailed, resumeFailed, saveAndCommit, type CheckpointRow } from './checkpoint.js';
+import { beginAndLock, CHECKPOINTS_MOVED, ensureCheckpoints, guardedBatch, lockCheckpoints, markFailed, resumeFailed, saveAndCommit, type CheckpointRow } from './checkpoint.js';
 import { changesFor, declaredUpsertKeys, keySignature, type ProjectedEvent, type ProjectionDefinition, type Row, type RowChange } from './definition.js';
 import { recordMissingFingerprints } from './fingerprint.js';
 import { compileChanges, type Statement } from './statements.js';
@@ -166,6 +166,14 @@ export function createRunner(options: RunnerOptions): Runner {
     return highest;
   }
 
+  /** The key checks of an INSERT that runs with its triggers off (enough rows, and the role may). */
+  const setBased = (statement: Statement) =>
+    triggersMayBeOff && statement.checked && statement.checked.rows.length >= keyChecksFrom ? statement.checked : undefined;
+
+  /** The statements as SQL text, when every one can go inline (see Statement.inline) and none is set-based. */
+  const inlineStatements = (statements: Statement[]): string[] | undefined =>
+    statements.every((statement) => statement.inline && !setBased(statement)) ? statements.map((statement) => statement.inline!()) : undefined;
+
   /**
    * Runs the statements for the changes and returns the highest ids (highestIds). With
    * `withCommit`, statements that need nothing afterwards (every one runs with its triggers and has
@@ -175,11 +183,8 @@ export function createRunner(options: RunnerOptions): Runner {
    */
   async function execute(client: pg.ClientBase, changes: RowChange[], withCommit = false): Promise<{ sequences: Map<string, number>; deferred: string[] }> {
     const statements = compileChanges(changes, tables!);
-    const setBased = (statement: Statement) =>
-      triggersMayBeOff && statement.checked && statement.checked.rows.length >= keyChecksFrom ? statement.checked : undefined;
-    if (withCommit && statements.every((statement) => statement.inline && !setBased(statement))) {
-      return { sequences: highestIds(changes), deferred: statements.map((statement) => statement.inline!()) };
-    }
+    const inline = withCommit ? inlineStatements(statements) : undefined;
+    if (inline) return { sequences: highestIds(changes), deferred: inline };
     let triggersOff = false;
     let written: { table: string; rows: Row[] }[] = [];
     // Triggers back on, then the keys of what went in without them: checked before any statement
@@ -228,16 +233,68 @@ export function createRunner(options: RunnerOptions): Runner {
   /** Saves `unsaved` once no batch has done it for IDLE_SAVE_MS: the log may stay quiet for long. */
   let idleSave: NodeJS.Timeout | undefined;
 
+  /**
+   * The checkpoints as this runner's last transaction left them (undefined: not known, or that
+   * transaction failed). With them, a batch goes in one round trip (applyGuarded).
+   */
+  let known: Map<string, CheckpointRow> | undefined;
+
+  /** After a batch's COMMIT: when it was, and the checkpoints it left. */
+  function committed(checkpoints: Map<string, CheckpointRow>, end: BatchEnd): void {
+    savedAt = performance.now();
+    if (unsaved !== undefined && unsaved <= end.position) unsaved = undefined;
+    const moved = new Set(end.names);
+    known = new Map([...checkpoints].map(([name, checkpoint]) => [name, { ...checkpoint, position: moved.has(name) ? end.position : checkpoint.position }]));
+  }
+
   async function inTransaction(work: (client: pg.PoolClient, checkpoints: Map<string, CheckpointRow>) => Promise<BatchEnd>): Promise<void> {
     const client = await pool.connect();
     try {
       const checkpoints = await beginAndLock(client, begin, names);
       const end = await work(client, checkpoints);
       await saveAndCommit(client, end.names, end.position, end.sequences, end.deferred);
-      savedAt = performance.now();
-      if (unsaved !== undefined && unsaved <= end.position) unsaved = undefined;
+      committed(checkpoints, end);
     } catch (error) {
+      known = undefined;
       await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  /** The row changes of a batch, for the projections that still need each event as `checkpoints` say. */
+  function batchChanges(batch: LogBatch, checkpoints: Map<string, CheckpointRow>): RowChange[] {
+    const changes: RowChange[] = [];
+    for (const event of projectedOnce(batch)) {
+      for (const projection of pending(checkpoints, event)) changes.push(...changesOf(projection, event));
+    }
+    return changes;
+  }
+
+  /**
+   * A batch in one round trip rather than two (a live batch of a few events is mostly round
+   * trips): when this runner knows its checkpoints and every statement can go inline, it sends
+   * BEGIN, the guard (the row locks every batch takes, and CS101 unless the checkpoints are as it
+   * knows them), the statements, the save and COMMIT at once. False when it cannot, or when the
+   * guard found the checkpoints moved (rolled back: the caller takes the two round trips).
+   */
+  async function applyGuarded(batch: LogBatch): Promise<boolean> {
+    const checkpoints = known;
+    if (!checkpoints) return false;
+    const changes = batchChanges(batch, checkpoints);
+    const statements = inlineStatements(compileChanges(changes, tables!));
+    if (!statements) return false;
+    const end: BatchEnd = { names: advancing(checkpoints, batch.position), position: batch.position, sequences: highestIds(changes) };
+    const client = await pool.connect();
+    try {
+      await guardedBatch(client, begin, checkpoints, end.names, end.position, end.sequences, statements);
+      committed(checkpoints, end);
+      return true;
+    } catch (error) {
+      known = undefined;
+      await client.query('ROLLBACK').catch(() => undefined);
+      if ((error as { code?: string }).code === CHECKPOINTS_MOVED) return false;
       throw error;
     } finally {
       client.release();
@@ -269,12 +326,9 @@ export function createRunner(options: RunnerOptions): Runner {
       return;
     }
     try {
+      if (await applyGuarded(batch)) return;
       await inTransaction(async (client, checkpoints) => {
-        const changes: RowChange[] = [];
-        for (const event of projectedOnce(batch)) {
-          for (const projection of pending(checkpoints, event)) changes.push(...changesOf(projection, event));
-        }
-        const { sequences, deferred } = await execute(client, changes, true);
+        const { sequences, deferred } = await execute(client, batchChanges(batch, checkpoints), true);
         return { names: advancing(checkpoints, last), position: last, sequences, deferred };
       });
     } catch (error) {
@@ -362,6 +416,7 @@ export function createRunner(options: RunnerOptions): Runner {
       await client.query('BEGIN');
       const checkpoints = await lockCheckpoints(client, names);
       await client.query('COMMIT');
+      known = checkpoints;
       const running = [...checkpoints.values()].filter((c) => c.state === 'running');
       return running.length ? Math.min(...running.map((c) => c.position)) : Number.MAX_SAFE_INTEGER;
     } finally {
