@@ -8,8 +8,9 @@
 --     stream version in between: the unique constraints raise 23505, after waiting for that
 --     appender to commit or abort, so nothing is ever written twice or with a gap.
 -- $1 stream, $2 expected version ('any' | 'no_stream' | 'stream_exists' | '<version>'), $3 the
--- number of events; $8 and $9 the channel and payload of a notification to send, or nulls; the events (id, type, data, metadata, o: 1, 2, ...) come from EVENTS, which
--- append.ts replaces by a VALUES row for one event, or by arrays unnested for several ($4...).
+-- number of events; $8 and $9 the channel and payload of a notification to send, or nulls; the
+-- events (id, type, data, metadata, o: 1, 2, ...) come from EVENTS, which append.ts replaces by a
+-- VALUES row for one event, or by arrays unnested for several ($4...).
 WITH positions AS MATERIALIZED (
   -- The locks of append_events(), in its order: the stream (exclusive: not for this statement,
   -- whose version check runs before it and relies on the unique keys, but so that another

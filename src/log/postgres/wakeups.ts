@@ -68,7 +68,7 @@ const CARRY_AFTER_SHARE = 0.8;
  * by a NOTIFY of its own. Only a few appends carry one because PostgreSQL serialises the commits of
  * notifying transactions (a lock held across the commit's fsync): one per append would undo group
  * commit for concurrent writers. Carrying it costs almost nothing, where a NOTIFY of its own is a
- * transaction more: at one per 5 ms, those took 4 % of a sequential appender's rate. Other
+ * transaction more: at one per 5 ms, those took about 4 % of a sequential appender's rate. Other
  * processes hear of an append at most about twice `intervalMs` late (a carrying append that is
  * slow to commit is relieved by a NOTIFY after one interval). Subscribers still poll on a timeout,
  * so a lost notification (writer crashed before its NOTIFY, listener reconnecting) delays an
@@ -78,9 +78,9 @@ const CARRY_AFTER_SHARE = 0.8;
  * appends and projects in one process), and only by appends of a type they read: a projection
  * group that handles a few types (namespace_usage) no longer reads the log after every append of a
  * channel sync; the events it passes over are read with its next event or at its safety poll.
- * A notification from another process says nothing of types and wakes every subscriber. Every notification of this process carries its own random
- * payload, so that their echo on this process's listening connection is told apart and does not
- * wake its subscribers a second time for nothing.
+ * A notification from another process says nothing of types and wakes every subscriber. Every
+ * notification of this process carries its own random payload, so that their echo on this
+ * process's listening connection is told apart and does not wake its subscribers a second time.
  */
 export function createWakeups(pool: pg.Pool, connectionString: string, onError: (error: unknown) => void, intervalMs = DEFAULT_NOTIFY_INTERVAL_MS): Wakeups {
   const payload = randomUUID();
