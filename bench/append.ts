@@ -463,7 +463,6 @@ async function main() {
 // that has served the scenarios, so with the plans the store's sessions really cached.
 
 const READ_ALL_SQL = fs.readFileSync(new URL('../src/log/postgres/read-all.sql', import.meta.url), 'utf8');
-const READ_BOUND_FILE = new URL('../src/log/postgres/read-bound.sql', import.meta.url);
 
 interface StatementCost {
   statement: string;
@@ -631,7 +630,7 @@ async function timeReads(eventLog: EventLog & { pool: pg.Pool }, size: number) {
     try {
       const runs: { ms: number; buffers: number }[] = [];
       for (let i = 0; i < 5; i++) {
-        const { rows: [bound] } = await client.query<{ bound: string }>(fs.readFileSync(READ_BOUND_FILE, 'utf8'));
+        const { rows: [bound] } = await client.query<{ bound: string }>('SELECT bound FROM event_store.read_bound()');
         await client.query(`SELECT set_config('event_store.read_bound', $1, false)`, [bound!.bound]);
         const { rows: plan } = await client.query<{ 'QUERY PLAN': [{ 'Execution Time': number; Plan: Record<string, number> }] }>(
           `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${READ_ALL_SQL}`, [from, 1000]);

@@ -5,7 +5,6 @@ import { APPEND_SQL, appendParameters, appendStreamQuery } from '../src/log/post
 import { DuplicateKeyError, PreconditionFailedError, WrongExpectedVersionError } from '../src/log/errors.js';
 import type { AppendRequest } from '../src/log/types.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
-import { READ_BOUND_SQL } from '../src/log/postgres/read.js';
 import { createWakeups, type Notification } from '../src/log/postgres/wakeups.js';
 import { connect, freshDatabase, withAdmin, withClient } from './helpers/database.js';
 import { slots, waitUntil } from './helpers/projection.js';
@@ -130,7 +129,7 @@ test('postgres: reader bound with an appender that got its transaction id after 
   const { rows: [inFlight] } = await appender.query<{ xid: string }>('SELECT pg_current_xact_id()::text AS xid');
   t.true(BigInt(inFlight!.xid) > BigInt(snapshot!.xmax), 'the appender got its id after the snapshot');
 
-  const { rows: [read] } = await reader.query<{ bound: string }>(READ_BOUND_SQL);
+  const { rows: [read] } = await reader.query<{ bound: string }>('SELECT bound FROM event_store.read_bound()');
   await reader.query('COMMIT');
   t.is(read!.bound, snapshot!.xmax, 'bounded by the snapshot, not wrapped below zero');
 

@@ -7,7 +7,6 @@ const READ_BACKWARD_SQL = sqlFile(import.meta.url, 'read-stream-backward.sql');
 const READ_ALL_SQL = sqlFile(import.meta.url, 'read-all.sql');
 const READ_ALL_OF_TYPES_SQL = sqlFile(import.meta.url, 'read-all-of-types.sql');
 const READ_REACHED_SQL = sqlFile(import.meta.url, 'read-reached.sql');
-export const READ_BOUND_SQL = sqlFile(import.meta.url, 'read-bound.sql');
 const HEAD_SQL = sqlFile(import.meta.url, 'head.sql');
 
 interface EventRow {
@@ -53,8 +52,11 @@ const READ_ALL_INLINE = withoutComments(READ_ALL_SQL);
 const READ_ALL_OF_TYPES_INLINE = withoutComments(READ_ALL_OF_TYPES_SQL);
 const READ_REACHED_INLINE = withoutComments(READ_REACHED_SQL);
 
-/** The bound as a transaction-local setting, which read-all.sql reads, and the head beside it. */
-const SET_BOUND_SQL = `SELECT set_config('event_store.read_bound', r.bound, true) AS bound, r.head FROM (${withoutComments(READ_BOUND_SQL)}) AS r`;
+/**
+ * The bound (event_store.read_bound(): migrations/20260101000800_read_bound_function.ts) as a
+ * transaction-local setting, which read-all.sql reads, and the head beside it.
+ */
+const SET_BOUND_SQL = `SELECT set_config('event_store.read_bound', r.bound, true) AS bound, r.head FROM event_store.read_bound() AS r`;
 
 export interface GlobalBatch {
   events: RecordedEvent[];
