@@ -181,8 +181,12 @@ export function createRunner(options: RunnerOptions): Runner {
    * checkpoint and COMMIT in one round trip: a live batch of a few events is then two round trips,
    * not one per statement more.
    */
-  async function execute(client: pg.ClientBase, changes: RowChange[], withCommit = false): Promise<{ sequences: Map<string, number>; deferred: string[] }> {
-    const statements = compileChanges(changes, tables!);
+  async function execute(
+    client: pg.ClientBase,
+    changes: RowChange[],
+    withCommit = false,
+    statements = compileChanges(changes, tables!),
+  ): Promise<{ sequences: Map<string, number>; deferred: string[] }> {
     const inline = withCommit ? inlineStatements(statements) : undefined;
     if (inline) return { sequences: highestIds(changes), deferred: inline };
     let triggersOff = false;
@@ -263,27 +267,34 @@ export function createRunner(options: RunnerOptions): Runner {
     }
   }
 
-  /** The row changes of a batch, for the projections that still need each event as `checkpoints` say. */
-  function batchChanges(batch: LogBatch, checkpoints: Map<string, CheckpointRow>): RowChange[] {
+  /** A batch's row changes and statements, for the projections that still need each event as `checkpoints` say. */
+  interface Planned {
+    checkpoints: Map<string, CheckpointRow>;
+    changes: RowChange[];
+    statements: Statement[];
+  }
+
+  function plan(batch: LogBatch, checkpoints: Map<string, CheckpointRow>): Planned {
     const changes: RowChange[] = [];
     for (const event of projectedOnce(batch)) {
       for (const projection of pending(checkpoints, event)) changes.push(...changesOf(projection, event));
     }
-    return changes;
+    return { checkpoints, changes, statements: compileChanges(changes, tables!) };
   }
+
+  const sameCheckpoints = (a: Map<string, CheckpointRow>, b: Map<string, CheckpointRow>) =>
+    a.size === b.size && [...a.values()].every((c) => b.get(c.name)?.position === c.position && b.get(c.name)?.state === c.state);
 
   /**
    * A batch in one round trip rather than two (a live batch of a few events is mostly round
-   * trips): when this runner knows its checkpoints and every statement can go inline, it sends
-   * BEGIN, the guard (the row locks every batch takes, and CS101 unless the checkpoints are as it
-   * knows them), the statements, the save and COMMIT at once. False when it cannot, or when the
-   * guard found the checkpoints moved (rolled back: the caller takes the two round trips).
+   * trips): when this runner knew its checkpoints (`planned` for them) and every statement can go
+   * inline, it sends BEGIN, the guard (the row locks every batch takes, and CS101 unless the
+   * checkpoints are as it knows them), the statements, the save and COMMIT at once. False when it
+   * cannot, or when the guard found the checkpoints moved (rolled back: the caller takes the two
+   * round trips).
    */
-  async function applyGuarded(batch: LogBatch): Promise<boolean> {
-    const checkpoints = known;
-    if (!checkpoints) return false;
-    const changes = batchChanges(batch, checkpoints);
-    const statements = inlineStatements(compileChanges(changes, tables!));
+  async function applyGuarded(batch: LogBatch, { checkpoints, changes, statements: compiled }: Planned): Promise<boolean> {
+    const statements = inlineStatements(compiled);
     if (!statements) return false;
     const end: BatchEnd = { names: advancing(checkpoints, batch.position), position: batch.position, sequences: highestIds(changes) };
     const client = await pool.connect();
@@ -326,9 +337,13 @@ export function createRunner(options: RunnerOptions): Runner {
       return;
     }
     try {
-      if (await applyGuarded(batch)) return;
+      // Planned once: after the guard, or when the locked checkpoints are the ones it knew (a large
+      // catch-up batch, set-based, takes the two round trips), the plan holds.
+      const planned = known && plan(batch, known);
+      if (planned && (await applyGuarded(batch, planned))) return;
       await inTransaction(async (client, checkpoints) => {
-        const { sequences, deferred } = await execute(client, batchChanges(batch, checkpoints), true);
+        const { changes, statements } = planned && sameCheckpoints(planned.checkpoints, checkpoints) ? planned : plan(batch, checkpoints);
+        const { sequences, deferred } = await execute(client, changes, true, statements);
         return { names: advancing(checkpoints, last), position: last, sequences, deferred };
       });
     } catch (error) {
