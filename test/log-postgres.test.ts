@@ -243,6 +243,28 @@ test('postgres: a wake-up that comes while a subscriber reads is not lost; an ap
   t.pass();
 });
 
+// Regression (found in review): the NOTIFY of its own was due an interval after the last
+// notification handed out, so carrying appends that kept coming but were slow to commit put it
+// off again and again, and the appends before them went untold.
+test('postgres: an append left untold gets a NOTIFY of its own an interval later, while carrying appends keep coming without committing', async (t) => {
+  const db = await ownDatabase(t);
+  const { heard } = await channelListener(t, db.url);
+  const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+  const wakeups = createWakeups(pool, db.url, () => undefined, 100);
+  t.teardown(async () => {
+    await wakeups.close();
+    await pool.end();
+  });
+  const first = wakeups.due()!;
+  wakeups.appended({ wrote: true, notification: first, sent: true });
+  wakeups.appended({ wrote: true }); // to be told of
+  // Appends are handed the notification again and again, and are still running.
+  const claiming = setInterval(() => wakeups.due(), 5);
+  t.teardown(() => clearInterval(claiming));
+  await waitUntil(() => heard.some((h) => h.payload === first.payload), 'a NOTIFY of its own', { timeoutMs: 10_000 });
+  t.pass();
+});
+
 test('postgres: an append of this process wakes its subscribers to its types only; a notification from another process wakes all', async (t) => {
   const db = await ownDatabase(t);
   t.timeout(20_000); // a wait below that is not woken lasts 60 s

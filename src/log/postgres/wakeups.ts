@@ -69,8 +69,9 @@ const CARRY_AFTER_SHARE = 0.8;
  * notifying transactions (a lock held across the commit's fsync): one per append would undo group
  * commit for concurrent writers. Carrying it costs almost nothing, where a NOTIFY of its own is a
  * transaction more: at one per 5 ms, those took about 4 % of a sequential appender's rate. Other
- * processes hear of an append at most about twice `intervalMs` late (a carrying append that is
- * slow to commit is relieved by a NOTIFY after one interval). Subscribers still poll on a timeout,
+ * processes hear of an append at most about `intervalMs` after it committed: an append left
+ * untold that long (no carrying append came, or it failed, or it is slow to commit) gets a NOTIFY
+ * of its own, which tells of every append before it. Subscribers still poll on a timeout,
  * so a lost notification (writer crashed before its NOTIFY, listener reconnecting) delays an
  * event, never loses it.
  *
@@ -92,9 +93,15 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
   let notifyDone: Promise<void> = Promise.resolve();
   // When the last notification was sent or handed to an append.
   let lastNotification = -Infinity;
-  // Appends that wrote without carrying a notification, and how many of them one has told of.
+  // Appends that wrote without carrying a notification, how many of them one has told of, and
+  // when each of the others committed (oldest first): each must be told within an interval.
   let uncarried = 0;
   let told = 0;
+  const untold: { count: number; at: number }[] = [];
+  const tell = (count: number) => {
+    told = Math.max(told, count);
+    while (untold.length && untold[0]!.count <= told) untold.shift();
+  };
 
   // Wake-ups counted so that a subscriber to some types can tell whether one of its own came:
   // those of this process's appends per type, those whose types are not known (other processes,
@@ -144,9 +151,10 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
     notifying = true;
     try {
       while (told < uncarried) {
-        // Measured from the last notification, also one an append carried meanwhile: a steady
-        // stream of carrying appends keeps pushing this one back.
-        const wait = closed ? 0 : lastNotification + intervalMs - performance.now();
+        // Due an interval after the oldest append still untold committed: a carrying append
+        // (claimed every 80 % of an interval) usually tells of it before; one that is slow to
+        // commit does not hold this back.
+        const wait = closed ? 0 : untold[0]!.at + intervalMs - performance.now();
         if (wait > 0) {
           await new Promise<void>((resolve) => {
             const timer = setTimeout(resolve, wait);
@@ -163,7 +171,7 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
         // Its own transaction needs no WAL flush: a notification is not durable anyway, and the
         // appends it announces have committed already.
         await (listener ?? pool).query(`SET LOCAL synchronous_commit TO off; SELECT pg_notify('${CHANNEL}', '${payload}')`);
-        told = Math.max(told, tells);
+        tell(tells);
       }
     } catch (error) {
       // Dropped, not retried now: the database may be down. The next append tries again, and
@@ -202,8 +210,8 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
     },
     appended({ wrote, types, notification, sent = false }) {
       if (wrote) wake(types);
-      if (notification && sent) told = Math.max(told, notification.covers);
-      else if (wrote) uncarried++;
+      if (notification && sent) tell(notification.covers);
+      else if (wrote) untold.push({ count: ++uncarried, at: performance.now() });
       // Also after a failed carrying append: the appends it was to tell of are still untold.
       if (told < uncarried && !notifying && !closed) notifyDone = sendNotify();
     },
