@@ -251,12 +251,14 @@ export function createRunner(options: RunnerOptions): Runner {
     known = new Map([...checkpoints].map(([name, checkpoint]) => [name, { ...checkpoint, position: moved.has(name) ? end.position : checkpoint.position }]));
   }
 
-  async function inTransaction(work: (client: pg.PoolClient, checkpoints: Map<string, CheckpointRow>) => Promise<BatchEnd>): Promise<void> {
+  /**
+   * Runs a batch's transaction on a connection of its own and records what it committed. On any
+   * failure it rolls back, and the runner no longer knows its checkpoints.
+   */
+  async function batchTransaction(run: (client: pg.PoolClient) => Promise<{ checkpoints: Map<string, CheckpointRow>; end: BatchEnd }>): Promise<void> {
     const client = await pool.connect();
     try {
-      const checkpoints = await beginAndLock(client, begin, names);
-      const end = await work(client, checkpoints);
-      await saveAndCommit(client, end.names, end.position, end.sequences, end.deferred);
+      const { checkpoints, end } = await run(client);
       committed(checkpoints, end);
     } catch (error) {
       known = undefined;
@@ -265,6 +267,16 @@ export function createRunner(options: RunnerOptions): Runner {
     } finally {
       client.release();
     }
+  }
+
+  /** A batch in two round trips: BEGIN and the checkpoint lock, then `work`'s statements, the save and COMMIT. */
+  async function inTransaction(work: (client: pg.PoolClient, checkpoints: Map<string, CheckpointRow>) => Promise<BatchEnd>): Promise<void> {
+    await batchTransaction(async (client) => {
+      const checkpoints = await beginAndLock(client, begin, names);
+      const end = await work(client, checkpoints);
+      await saveAndCommit(client, end.names, end.position, end.sequences, end.deferred);
+      return { checkpoints, end };
+    });
   }
 
   /** A batch's row changes and statements, for the projections that still need each event as `checkpoints` say. */
@@ -297,18 +309,15 @@ export function createRunner(options: RunnerOptions): Runner {
     const statements = inlineStatements(compiled);
     if (!statements) return false;
     const end: BatchEnd = { names: advancing(checkpoints, batch.position), position: batch.position, sequences: highestIds(changes) };
-    const client = await pool.connect();
     try {
-      await guardedBatch(client, begin, checkpoints, end.names, end.position, end.sequences, statements);
-      committed(checkpoints, end);
+      await batchTransaction(async (client) => {
+        await guardedBatch(client, begin, checkpoints, end.names, end.position, end.sequences, statements);
+        return { checkpoints, end };
+      });
       return true;
     } catch (error) {
-      known = undefined;
-      await client.query('ROLLBACK').catch(() => undefined);
       if ((error as { code?: string }).code === CHECKPOINTS_MOVED) return false;
       throw error;
-    } finally {
-      client.release();
     }
   }
 

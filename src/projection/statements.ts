@@ -137,6 +137,16 @@ function keyNarrowing(tables: Map<string, TableInfo>, table: string, column: str
   return { condition: ` AND t.${quote(column)} = ANY($2::${columnOf(tables, table, column).type}[])`, values: [distinct] };
 }
 
+/**
+ * The WHERE of an UPDATE or DELETE of `t` joined with its rows `v` (key columns as `w0`, `w1`...):
+ * every key column matched, narrowed to the first one's values (keyNarrowing); and the parameters
+ * after the rows.
+ */
+function matchingKeys(tables: Map<string, TableInfo>, table: string, whereColumns: string[], rows: Row[]): { where: string; values: unknown[] } {
+  const narrowing = keyNarrowing(tables, table, whereColumns[0]!, rows.map((row) => row.w0));
+  return { where: whereColumns.map((c, i) => `t.${quote(c)} = v.w${i}`).join(' AND ') + narrowing.condition, values: narrowing.values };
+}
+
 function compileGroup(group: RowChange[], tables: Map<string, TableInfo>): Statement {
   const first = group[0]!;
   const table = quote(first.table);
@@ -166,19 +176,19 @@ function compileGroup(group: RowChange[], tables: Map<string, TableInfo>): State
         const { where, set } = change as { where: Row; set: Row };
         return Object.fromEntries([...whereColumns.map((c, i) => [`w${i}`, where[c]]), ...setColumns.map((c, i) => [`s${i}`, set[c]])]);
       });
-      const narrowing = keyNarrowing(tables, first.table, whereColumns[0]!, rows.map((row) => row.w0));
+      const keys = matchingKeys(tables, first.table, whereColumns, rows);
       return withInline({
-        text: `UPDATE ${table} AS t SET ${setColumns.map((c, i) => `${quote(c)} = v.s${i}`).join(', ')} FROM ${recordset(tables, first.table, 'v', fields)} WHERE ${whereColumns.map((c, i) => `t.${quote(c)} = v.w${i}`).join(' AND ')}${narrowing.condition}`,
-        values: [JSON.stringify(rows), ...narrowing.values],
+        text: `UPDATE ${table} AS t SET ${setColumns.map((c, i) => `${quote(c)} = v.s${i}`).join(', ')} FROM ${recordset(tables, first.table, 'v', fields)} WHERE ${keys.where}`,
+        values: [JSON.stringify(rows), ...keys.values],
       });
     }
     case 'delete': {
       const whereColumns = Object.keys(first.where);
       const rows = group.map((change) => Object.fromEntries(whereColumns.map((c, i) => [`w${i}`, (change as { where: Row }).where[c]])));
-      const narrowing = keyNarrowing(tables, first.table, whereColumns[0]!, rows.map((row) => row.w0));
+      const keys = matchingKeys(tables, first.table, whereColumns, rows);
       return withInline({
-        text: `DELETE FROM ${table} AS t USING ${recordset(tables, first.table, 'v', whereColumns.map((c, i) => [`w${i}`, c]))} WHERE ${whereColumns.map((c, i) => `t.${quote(c)} = v.w${i}`).join(' AND ')}${narrowing.condition}`,
-        values: [JSON.stringify(rows), ...narrowing.values],
+        text: `DELETE FROM ${table} AS t USING ${recordset(tables, first.table, 'v', whereColumns.map((c, i) => [`w${i}`, c]))} WHERE ${keys.where}`,
+        values: [JSON.stringify(rows), ...keys.values],
       });
     }
   }

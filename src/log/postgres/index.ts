@@ -30,7 +30,8 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
     pool,
     async append(requests: AppendRequest | AppendRequest[]) {
       const list = Array.isArray(requests) ? requests : [requests];
-      const notification = wakeups.due();
+      // Only an append that will run a statement takes the notification (an empty one would spend it).
+      const notification = list.some((request) => request.events.length > 0) ? wakeups.due() : undefined;
       let appended: AppendedEvent[] = [];
       try {
         appended = await append(pool, list, notification);
