@@ -27,14 +27,14 @@ export async function down(knex: Knex): Promise<void> {
   await knex.raw(`DROP FUNCTION event_store.failed_precondition; DROP FUNCTION event_store.claim_keys; ${FAILED_PRECONDITION_V1} ${CLAIM_KEYS_V1}`);
 }
 
-/** `text` with `from` replaced by `to`, where `from` must occur exactly once (the versions below are edits of the first ones). */
-function edit(text: string, from: string, to: string): string {
-  if (text.split(from).length !== 2) throw new Error(`migration 20260101000600: expected exactly one occurrence of ${JSON.stringify(from.slice(0, 60))}`);
+/** `text` with `from` replaced by `to`, where `from` must occur exactly once (a function's next version as an edit of the one before: here and in later migrations). */
+export function edit(text: string, from: string, to: string): string {
+  if (text.split(from).length !== 2) throw new Error(`migration edit: expected exactly one occurrence of ${JSON.stringify(from.slice(0, 60))}`);
   return text.replace(from, () => to);
 }
 
 // failed_precondition(): the claimed-keys map keeps only keys a condition can ask about.
-const FAILED_PRECONDITION_V2 = edit(
+export const FAILED_PRECONDITION_V2 = edit(
   FAILED_PRECONDITION_V1,
   `          WHERE p_found[cl.grp] < p_size[cl.grp]
           GROUP BY 1) x`,

@@ -456,3 +456,48 @@ test('postgres: a refused append gives its connection back to the pool; a failed
   await log.append({ stream: 'claims', events: events(1), claims: [{ name: 'namespace.name', value: 'x' }] });
   t.not(await backend(), pid);
 });
+
+/** The hashed subplans of an EXPLAIN that read event_store.keys (a hash of a parameter array is fine). */
+function hashedScansOfKeys(plan: string): string[] {
+  const lines = plan.split('\n');
+  return [...plan.matchAll(/hashed SubPlan (\d+)/g)].map((match) => match[1]!).filter((n) => {
+    const start = lines.findIndex((line) => line.trim() === `SubPlan ${n}`);
+    const indent = lines[start]!.search(/\S/);
+    const end = lines.findIndex((line, i) => i > start && line.search(/\S/) <= indent);
+    return lines.slice(start + 1, end === -1 ? undefined : end).some((line) => / on keys /.test(line));
+  });
+}
+
+// Regression: a session that planned the preconditions while event_store.keys was small (a new
+// log, or statistics taken then) hashed every aggregate's key on every append from then on, in
+// time growing with the log (migration 20260101000900_precondition_index_probes). The plan is
+// generic, as plpgsql caches it. Each condition must look its key up on its own, through the index.
+test('postgres: preconditions probe their keys through the index, whatever the statistics of the keys table (no hashed subplan)', async (t) => {
+  const db = await ownDatabase(t);
+  const client = await connect(t, db.url);
+  // A new log: a few keys, no statistics yet. The plan a session makes now is the one it keeps.
+  await client.query(`INSERT INTO event_store.keys (name, value, stream, parent)
+                      VALUES ('stream', 'namespace-1', 'namespace-1', NULL), ('stream', 'environment-7', 'environment-7', 'namespace-1')`);
+  await client.query('SET plan_cache_mode = force_generic_plan');
+  await client.query(`PREPARE failed(int[], int[], int, int, int[], text[], text[], int[], text[], text[], text[], text[]) AS
+                      SELECT * FROM event_store.failed_precondition($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`);
+  // Each kind of condition: a subject for which it holds, one for which it fails.
+  const cases = [
+    ['exists', null, 'environment-7', 'environment-0'],
+    ['key', 'stream', 'environment-7', 'environment-0'],
+    ['child_of', 'namespace-1', 'environment-7', 'environment-0'],
+    ['no_children', null, 'environment-7', 'namespace-1'],
+  ] as const;
+  for (const [kind, arg, holds, fails] of cases) {
+    // EXECUTE takes its arguments as literals (test constants here).
+    const execute = (subject: string) =>
+      `EXECUTE failed(${['{0}', '{1}', 1, 1, '{}', '{}', '{}', '{1}', `{${subject}}`, `{${kind}}`, `{${arg ?? 'NULL'}}`, '{message}'].map((value) => `'${value}'`).join(', ')})`;
+    const failed = async (subject: string) => (await client.query<{ kind: string }>(execute(subject))).rows[0]?.kind;
+    t.is(await failed(holds), undefined, `${kind} holds for ${holds}`);
+    t.is(await failed(fails), kind, `${kind} fails for ${fails}`);
+    const { rows } = await client.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${execute(holds)}`);
+    const plan = rows.map((row) => row['QUERY PLAN']).join('\n');
+    t.deepEqual(hashedScansOfKeys(plan), [], `${kind}: no hash of every key\n${plan}`);
+    t.regex(plan, /Index (Only )?Scan using keys_(pkey|parent_idx)/, `${kind}: an index probe per condition\n${plan}`);
+  }
+});
