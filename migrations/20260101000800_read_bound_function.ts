@@ -9,7 +9,15 @@ import type { Knex } from 'knex';
  * READ COMMITTED), as the statement did, so the bound means what it meant: see the comments.
  */
 export async function up(knex: Knex): Promise<void> {
-  await knex.raw(`
+  await knex.raw(READ_BOUND_V1);
+}
+
+export async function down(knex: Knex): Promise<void> {
+  await knex.raw('DROP FUNCTION event_store.read_bound');
+}
+
+/** The function's first version (replaced by 20260101001000). */
+export const READ_BOUND_V1 = `
     CREATE FUNCTION event_store.read_bound() RETURNS TABLE (bound text, head text)
     LANGUAGE plpgsql VOLATILE AS $fn$
     #variable_conflict use_column
@@ -52,9 +60,4 @@ export async function up(knex: Knex): Promise<void> {
       (SELECT coalesce(max(global_position), 0) FROM event_store.events)::text AS head;
     END
     $fn$;
-  `);
-}
-
-export async function down(knex: Knex): Promise<void> {
-  await knex.raw('DROP FUNCTION event_store.read_bound');
-}
+`;

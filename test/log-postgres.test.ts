@@ -203,6 +203,37 @@ test('postgres: a fast-path append that fails while holding the position lock re
   t.deepEqual((await collect(log.readAll())).map((e) => e.stream), ['after']);
 });
 
+test('postgres: reader bound: the snapshot\'s xmax when nothing is in flight or only other writers are; the oldest appender in flight otherwise', async (t) => {
+  const log = await postgresLog(t);
+  const [reader, appender, writer] = await Promise.all([connect(t, log.url), connect(t, log.url), connect(t, log.url)]);
+  /** read_bound() and the xmax of the snapshot it ran in (repeatable read: one snapshot for both). */
+  const boundAndXmax = async () => {
+    await reader.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+    const { rows: [row] } = await reader.query<{ bound: string; xmax: string }>(
+      'SELECT b.bound, pg_snapshot_xmax(pg_current_snapshot())::text AS xmax FROM event_store.read_bound() AS b');
+    await reader.query('COMMIT');
+    return row!;
+  };
+  // Nothing of this test in flight (the lock table is read only if another test's transaction is).
+  let { bound, xmax } = await boundAndXmax();
+  t.is(bound, xmax);
+  // A write that is not an append: not a reason to stop below it.
+  await writer.query('BEGIN');
+  await writer.query('CREATE TEMP TABLE busy (x int)');
+  ({ bound, xmax } = await boundAndXmax());
+  t.is(bound, xmax);
+  // An appender in flight: the bound is its transaction id.
+  await appender.query('BEGIN');
+  await appender.query(APPEND_SQL, appendParameters([{ stream: 'in-flight', events: events(1) }]));
+  const { rows: [inFlight] } = await appender.query<{ xid: string }>('SELECT pg_current_xact_id()::text AS xid');
+  ({ bound } = await boundAndXmax());
+  t.is(bound, inFlight!.xid);
+  await appender.query('COMMIT');
+  await writer.query('ROLLBACK');
+  ({ bound, xmax } = await boundAndXmax());
+  t.is(bound, xmax);
+});
+
 test('postgres: a long-running write that is not an append does not hold readers back', async (t) => {
   const log = await postgresLog(t);
   const other = await connect(t, log.url);
