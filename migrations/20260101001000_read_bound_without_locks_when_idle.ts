@@ -7,10 +7,11 @@ import { READ_BOUND_V1 } from './20260101000800_read_bound_function.js';
  *
  * Reading pg_locks takes every lock partition of the server and copies the whole lock table: 0.25
  * to 0.5 ms, the largest part of a projection batch's read under a steady trickle of events (one
- * read per batch). When the snapshot lists no transaction in progress (pg_snapshot_xip() is empty),
- * there is no appender in flight, and the bound is the snapshot's xmax: exactly what the full
- * query gives then. The lock table is read only when some transaction is in progress, to tell
- * appenders from other writers, as before.
+ * read per batch). When the snapshot's xmin equals its xmax, no transaction with an id below xmax
+ * is in progress (its own included), so no appender can lower the bound, and the bound is the
+ * snapshot's xmax: what the full query gives then. (An appender that wears its badge but has no
+ * transaction id yet gets one at or above xmax, as before.) Otherwise the lock table is read, to
+ * tell appenders from other writers, as before.
  */
 export async function up(knex: Knex): Promise<void> {
   await knex.raw(`DROP FUNCTION event_store.read_bound; ${READ_BOUND_V2}`);
@@ -27,8 +28,9 @@ const READ_BOUND_V2 = [
       ), appenders AS (`,
     `), snapshot AS (
         SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax,
-               -- No transaction in progress at all (the snapshot's list of them is empty): no appender.
-               NOT EXISTS (SELECT FROM pg_snapshot_xip(pg_current_snapshot())) AS idle
+               -- No transaction with an id below xmax in progress (the reader's own included): no
+               -- appender can lower the bound.
+               pg_snapshot_xmin(pg_current_snapshot()) = pg_snapshot_xmax(pg_current_snapshot()) AS idle
       ), appenders AS (`,
   ],
   [
