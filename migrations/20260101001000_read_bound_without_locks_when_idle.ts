@@ -3,7 +3,8 @@ import { edit } from './20260101000600_cheaper_key_claims.js';
 import { READ_BOUND_V1 } from './20260101000800_read_bound_function.js';
 
 /**
- * event_store.read_bound() reads pg_locks only when some transaction is in flight.
+ * event_store.read_bound() reads pg_locks only when a transaction with an id below the snapshot's
+ * xmax is in flight.
  *
  * Reading pg_locks takes every lock partition of the server and copies the whole lock table: 0.25
  * to 0.5 ms, the largest part of a projection batch's read under a steady trickle of events (one

@@ -18,6 +18,7 @@ import { DuplicateKeyError, PreconditionFailedError, WrongExpectedVersionError }
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import type { EventLog } from '../src/log/types.js';
 import { defineProjection, type ProjectionDefinition, type RowChange } from '../src/projection/definition.js';
+import { createPool } from '../src/db/pool.js';
 import { createRunner } from '../src/projection/runner.js';
 import { createProjectionService } from '../src/projection/service.js';
 import { isTransient } from '../src/projection/transient.js';
@@ -826,5 +827,54 @@ test('a batch in one round trip: the guard sends the runner back to the locking 
   t.deepEqual(await packages(), [2]);
   t.is(sent.length, 1, sent.join('\n---\n'));
   t.true(sent[0]!.includes('expect_checkpoints') && sent[0]!.trimEnd().endsWith('COMMIT'));
+  t.true(Object.values(await checkpointRows(db.url)).filter((row) => names.includes(row.name)).every((row) => row.position === 3));
+});
+
+// A failure half-way through a batch sent in one round trip: its connection is terminated while the
+// guard waits for the checkpoint rows. Nothing of the batch commits, the runner forgets what it
+// knew, retries on a new connection by the locking path, and the events are applied once.
+test('a batch in one round trip whose connection is terminated half-way is retried and applied once', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  const warnings: string[] = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) });
+  // The pool serve gives the runner: a lost connection is reported, not an uncaught 'error'.
+  const pool = createPool({ connectionString: db.url, max: 2, onError: () => undefined });
+  t.teardown(() => pool.end());
+  const runner = createRunner({ log: db.log, pool, projections: condaStoreProjections, logger });
+  const names = condaStoreProjections.map((projection) => projection.name);
+  const batchAt = async (position: number) => {
+    const [event] = (await collect(db.log.readAll({ from: position }))).flat();
+    return Object.assign([event!], { position });
+  };
+  const packages = async () => (await tableRows(db.url, 'conda_package')).map((row) => row.id);
+  await appendEnvelopes(db.log, [
+    envelopeFor('CondaChannelRegistered', { channel_id: 1, name: 'conda-forge' }),
+    envelopeFor('CondaPackageRegistered', { package_id: 1, channel_id: 1, name: 'numpy', version: '1.26.4' }),
+    envelopeFor('CondaPackageRegistered', { package_id: 2, channel_id: 1, name: 'scipy', version: '1.13.0' }),
+  ]);
+  await runner.apply(await batchAt(1)); // the runner now knows its checkpoints: the next batch is one round trip
+
+  // Another connection holds the checkpoint rows, so the guard waits; then its backend is terminated.
+  const blocker = new pg.Client({ connectionString: db.url });
+  await blocker.connect();
+  t.teardown(() => blocker.end());
+  await blocker.query('BEGIN');
+  await blocker.query('SELECT 1 FROM event_store.projections WHERE name = ANY($1) FOR UPDATE', [names]);
+  const applying = runner.apply(await batchAt(2));
+  // Watched from outside the blocker's transaction, which would see one snapshot of pg_stat_activity.
+  const waiting = async () => (await db.query(
+    "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%expect_checkpoints(%' AND datname = current_database()"))[0]?.pid as number | undefined;
+  await waitUntil(async () => (await waiting()) !== undefined, 'the guard to wait for the checkpoint rows');
+  await db.query('SELECT pg_terminate_backend($1)', [await waiting()]);
+  // Its retry takes the locking path, which waits for the same rows: nothing is applied meanwhile.
+  await waitUntil(async () => warnings.some((line) => line.includes('retrying the batch')), 'the retry');
+  t.deepEqual(await packages(), []);
+  await blocker.query('COMMIT');
+  await applying;
+  t.deepEqual(await packages(), [1], 'applied once');
+  t.is(warnings.filter((line) => line.includes('retrying the batch')).length, 1, 'one retry: the dead connection was not used again');
+  await runner.apply(await batchAt(3));
+  t.deepEqual(await packages(), [1, 2]);
   t.true(Object.values(await checkpointRows(db.url)).filter((row) => names.includes(row.name)).every((row) => row.position === 3));
 });

@@ -257,15 +257,17 @@ export function createRunner(options: RunnerOptions): Runner {
    */
   async function batchTransaction(run: (client: pg.PoolClient) => Promise<{ checkpoints: Map<string, CheckpointRow>; end: BatchEnd }>): Promise<void> {
     const client = await pool.connect();
+    // A connection that cannot even roll back is closed, not handed out again.
+    let broken: Error | undefined;
     try {
       const { checkpoints, end } = await run(client);
       committed(checkpoints, end);
     } catch (error) {
       known = undefined;
-      await client.query('ROLLBACK').catch(() => undefined);
+      await client.query('ROLLBACK').catch((rollbackError: Error) => (broken = rollbackError));
       throw error;
     } finally {
-      client.release();
+      client.release(broken);
     }
   }
 
