@@ -356,6 +356,13 @@ async function main() {
     const logToProjected = latencyEvents.map((e) => projectedAt(serve, positions.get(e.id)!, [e.type])! - (inLogAt(serve, positions.get(e.id)!) ?? NaN));
     const p50 = percentile(latencies, 50);
     const p99 = percentile(latencies, 99);
+    // LATENCY_DUMP: a file that gets one line per latency event (ms since the run began, then
+    // publish → projected, → in the log, log → projected), to see when the slow ones happened.
+    if (process.env.LATENCY_DUMP) {
+      const first = Math.min(...latencyStarted.values());
+      fs.writeFileSync(process.env.LATENCY_DUMP, latencyEvents.map((e, i) =>
+        [latencyStarted.get(e.id)! - first, latencies[i], toLog[i], logToProjected[i]].map((v) => v!.toFixed(1)).join('\t')).join('\n') + '\n');
+    }
 
     serve.child.kill('SIGTERM');
     const code = await serve.exited;

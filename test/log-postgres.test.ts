@@ -3,10 +3,11 @@ import pg from 'pg';
 import { randomUUID } from 'node:crypto';
 import { APPEND_SQL, appendParameters, appendStreamQuery } from '../src/log/postgres/append.js';
 import { DuplicateKeyError, PreconditionFailedError, WrongExpectedVersionError } from '../src/log/errors.js';
-import type { AppendRequest } from '../src/log/types.js';
+import type { AppendRequest, RecordedEvent } from '../src/log/types.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import { createWakeups, type Notification } from '../src/log/postgres/wakeups.js';
-import { connect, freshDatabase, withAdmin, withClient } from './helpers/database.js';
+import { createRecentAppends, inJsonbOrder } from '../src/log/postgres/recent-appends.js';
+import { connect, freshDatabase, urlFor, withAdmin, withClient } from './helpers/database.js';
 import { slots, waitUntil } from './helpers/projection.js';
 import { collect, events, logContract } from './log-contract.js';
 
@@ -547,4 +548,114 @@ test('postgres: preconditions probe their keys through the index, whatever the s
     t.is(await failed(holds), undefined, `${kind} holds for ${holds}`);
     t.is(await failed(fails), kind, `${kind} fails for ${fails}`);
   }
+});
+
+// ---------------------------------------------------------------------------------------------
+// A live subscriber takes this process's own appends from memory (recent-appends.ts).
+
+/** Data whose key order a jsonb column changes: keys of several lengths, non-ASCII, integer-like, "__proto__". */
+const unorderedData = () =>
+  JSON.parse('{"zeta": 1, "b": {"yy": [3, {"é": 1, "e": 2, "ab": null}], "x": true}, "10": "ten", "2": "two", "aa": 0.1, "__proto__": {"k": 1e21}, "ü": "ü", "c": "\\u2028"}') as Record<string, unknown>;
+
+test('postgres: a live subscriber takes this process\'s own appends without reading them back, each event exactly as a read of the log gives it', async (t) => {
+  const log = await postgresLog(t);
+  const controller = new AbortController();
+  t.teardown(() => controller.abort());
+  const received: RecordedEvent[] = [];
+  let [position, target] = [0, Infinity];
+  const reading = (async () => {
+    for await (const batch of log.subscribe({ signal: controller.signal })) {
+      received.push(...batch);
+      position = batch.position;
+      if (position >= target) return;
+    }
+  })();
+  // One event per append (the fast path), several in one stream, several streams with keys (append_events).
+  await log.append({ stream: 'one', events: [{ id: randomUUID(), type: 'Tested', data: unorderedData() }] });
+  await log.append({ stream: 'one', events: [{ id: randomUUID(), type: 'Tested', data: unorderedData(), metadata: unorderedData() }, ...events(2)] });
+  await log.append([
+    { stream: 'two', events: [{ id: randomUUID(), type: 'Tested', data: { list: [unorderedData()] } }], claims: [{ name: 'test.key', value: 'a' }] },
+    { stream: 'three', events: events(1) },
+  ]);
+  target = await log.headPosition();
+  if (position >= target) controller.abort(); // read to the end already: stop waiting for more
+  await reading;
+  const fromLog = await collect(log.readAll());
+  t.is(received.length, 6);
+  // Key order included: a json column built from either gives the same text.
+  t.is(JSON.stringify(received), JSON.stringify(fromLog));
+  t.deepEqual(received, fromLog);
+  t.true(Object.hasOwn(received[0]!.data, '__proto__'), '"__proto__" stays a key, as JSON.parse makes it');
+  t.true(log.ownAppendsTaken() > 0, 'taken from the appends, not read back');
+});
+
+test('postgres: a subscriber takes its own appends only where they follow on: an append in flight below them holds it back; other processes\' appends interleaved arrive too, every position once and in order', async (t) => {
+  const log = await postgresLog(t);
+  const others = Array.from({ length: 3 }, () => createPostgresEventLog({ connectionString: log.url, poolSize: 1 }));
+  t.teardown(() => Promise.all(others.map((other) => other.close())).then(() => undefined));
+  const controller = new AbortController();
+  t.teardown(() => controller.abort());
+  const positions: number[] = [];
+  let [position, target] = [0, Infinity];
+  const reading = (async () => {
+    for await (const batch of log.subscribe({ batchSize: 5, signal: controller.signal })) {
+      positions.push(...batch.map((e) => e.globalPosition));
+      position = batch.position;
+      if (position >= target) return;
+    }
+  })();
+  // Position 1 in flight on a connection of its own; position 2 is this process's, in memory.
+  const appender = await connect(t, log.url);
+  await appender.query('BEGIN');
+  await appender.query(APPEND_SQL, appendParameters([{ stream: 'in-flight', events: events(1) }]));
+  const [own] = await log.append({ stream: 'own', events: events(1) });
+  t.is(own!.globalPosition, 2);
+  await appender.query('COMMIT');
+  // Then this process and three others append at once.
+  const writers = [log, ...others];
+  await Promise.all(writers.map(async (writer, w) => {
+    for (let i = 0; i < 30; i++) await writer.append({ stream: `writer-${w}`, events: events(1 + (i % 3)) });
+  }));
+  target = await log.headPosition();
+  if (position >= target) controller.abort();
+  await reading;
+  t.deepEqual(positions, Array.from({ length: target }, (_, i) => i + 1));
+  t.true(log.ownAppendsTaken() > 0);
+});
+
+test('postgres: object keys in jsonb\'s order, as PostgreSQL orders them (byte length, then bytes; multi-byte and astral keys too)', async (t) => {
+  const keys = ['b', 'a', 'ab', 'é', 'ÿ', 'ä', '€', 'abc', '😀', 'abcd', '\u{10FFFF}', '', 'Z', '0', '10', '9', 'aé', 'éa', 'ﬀ', 'ａ'];
+  const value = { nested: [Object.fromEntries(keys.map((key, i) => [key, i]))], ...Object.fromEntries([...keys].reverse().map((key, i) => [key, { [key]: i }])) };
+  const { rows: [row] } = await withClient(urlFor('postgres'), (client) => client.query<{ text: string }>('SELECT $1::jsonb::text AS text', [JSON.stringify(value)]));
+  t.is(JSON.stringify(inJsonbOrder(JSON.parse(JSON.stringify(value)))), JSON.stringify(JSON.parse(row!.text)));
+});
+
+test('recent appends: kept only while a live subscriber is there, only the latest ones, handed over as unbroken runs', (t) => {
+  const recent = createRecentAppends(4);
+  const appendedAt = (position: number, type = 'A') => ({
+    requests: [{ stream: `s-${position}`, events: [{ id: `id-${position}`, type, data: { n: position } }] }],
+    appended: [{ id: `id-${position}`, stream: `s-${position}`, streamVersion: 0, globalPosition: position, recordedAt: new Date(0), duplicate: false }],
+  });
+  const add = (position: number, type?: string) => {
+    const { requests, appended } = appendedAt(position, type);
+    recent.add(requests, appended);
+  };
+  add(1);
+  t.false(recent.has(1), 'nothing kept without a live subscriber');
+  recent.subscriber(true);
+  for (const position of [1, 2, 3, 5, 6]) add(position, position === 3 ? 'B' : 'A');
+  t.false(recent.has(1), 'the oldest went out beyond the capacity');
+  t.is(recent.take(1, 10), undefined);
+  const run = recent.take(2, 10)!;
+  t.deepEqual(run.map((e) => e.globalPosition), [2, 3]);
+  t.is(run.position, 3, 'the run stops at the first position not kept');
+  const filtered = recent.take(2, 10, ['B'])!;
+  t.deepEqual(filtered.map((e) => e.globalPosition), [3]);
+  t.is(filtered.position, 3);
+  t.is(recent.take(5, 1)!.position, 5, 'at most the limit');
+  const duplicate = appendedAt(7);
+  recent.add(duplicate.requests, [{ ...duplicate.appended[0]!, duplicate: true }]);
+  t.false(recent.has(7), 'a duplicate is not a new event');
+  recent.subscriber(false);
+  t.false(recent.has(5), 'dropped when the last subscriber stops');
 });

@@ -4,6 +4,7 @@ import type { AppendedEvent, AppendRequest, EventLog } from '../types.js';
 import { append } from './append.js';
 import { allocateIds } from './ids.js';
 import { headPosition, readStream } from './read.js';
+import { createRecentAppends } from './recent-appends.js';
 import { readLog } from './subscribe.js';
 import { createWakeups } from './wakeups.js';
 
@@ -21,13 +22,16 @@ export interface PostgresEventLogOptions {
 }
 
 /** The PostgreSQL backend of the event log (schema `event_store`, created by the Knex migrations). */
-export function createPostgresEventLog(options: PostgresEventLogOptions): EventLog & { pool: pg.Pool } {
+export function createPostgresEventLog(options: PostgresEventLogOptions): EventLog & { pool: pg.Pool; ownAppendsTaken(): number } {
   const onError = options.onError ?? (() => undefined);
   const pool = createPool({ connectionString: options.connectionString, max: options.poolSize ?? 10, onError });
   const wakeups = createWakeups(pool, options.connectionString, onError, options.notifyIntervalMs);
+  const recent = createRecentAppends();
 
   return {
     pool,
+    /** Batches that live subscribers took from this process's own appends instead of reading the log. */
+    ownAppendsTaken: () => recent.taken(),
     async append(requests: AppendRequest | AppendRequest[]) {
       const list = Array.isArray(requests) ? requests : [requests];
       // Only an append that will run a statement takes the notification (an empty one would spend it).
@@ -35,6 +39,8 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
       let appended: AppendedEvent[] = [];
       try {
         appended = await append(pool, list, notification);
+        // Kept before the wake-up below, which sends this process's subscribers to take them.
+        recent.add(list, appended);
         return appended;
       } finally {
         const types = list.flatMap((request) => request.events.map((event) => event.type));
@@ -42,8 +48,8 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
       }
     },
     readStream: (stream, readOptions) => readStream(pool, stream, readOptions),
-    readAll: (readOptions = {}) => readLog(pool, wakeups, { ...readOptions, live: false }),
-    subscribe: (subscribeOptions = {}) => readLog(pool, wakeups, { ...subscribeOptions, live: true }),
+    readAll: (readOptions = {}) => readLog(pool, wakeups, recent, { ...readOptions, live: false }),
+    subscribe: (subscribeOptions = {}) => readLog(pool, wakeups, recent, { ...subscribeOptions, live: true }),
     headPosition: () => headPosition(pool),
     allocateIds: (kind, n) => allocateIds(pool, kind, n),
     async close() {

@@ -1,0 +1,141 @@
+/**
+ * This process's own recent appends, kept for its own live subscribers: serve appends what it
+ * ingests and projects it in the same process, and reading back from PostgreSQL the events it has
+ * just written was a round trip, a statement and the rows' parsing for every batch projected.
+ *
+ * Why handing them over never skips an event: a subscriber at position `next` has had every event
+ * below `next` that will ever commit (read-all.sql's bound, or this rule). An entry here is an
+ * event whose append has committed, at its position. Taken only as an unbroken run of positions
+ * from `next`, the run holds every event of those positions, so nothing below the run's end can
+ * still commit: the subscriber moves past it just as after a read of the log. A position that is
+ * not here (another process's event, an append still in flight, a position an aborted append
+ * left unused) stops the run, and the subscriber reads the log from there as before.
+ *
+ * What a subscriber gets is what a read of the log would give: data and metadata as their JSON
+ * went in, with object keys in jsonb's order (shorter keys first, then bytewise), so that a live
+ * projection and a rebuild from the log build the same rows, key order of json columns included.
+ *
+ * Events are kept only while this process has a live subscriber (an appender with none pays
+ * nothing), and only the latest `capacity` of them: a subscriber further behind reads the log.
+ */
+import type { AppendedEvent, AppendRequest, LogBatch, RecordedEvent } from '../types.js';
+
+/** Events kept at most: a few ingestion batches (serve's subscribers are seldom more than one behind). */
+export const DEFAULT_RECENT_CAPACITY = 5000;
+
+interface Entry {
+  position: number;
+  type: string;
+  /** Built on first use, from the JSON taken at append time (the caller may change its objects after). */
+  event: RecordedEvent | undefined;
+  dataJson: string;
+  metadataJson: string;
+  appended: AppendedEvent;
+}
+
+const ASCII = /^[\x00-\x7f]*$/;
+
+/** jsonb's order of object keys: by length in bytes (UTF-8), then bytewise. */
+export function compareJsonbKeys(a: string, b: string): number {
+  if (ASCII.test(a) && ASCII.test(b)) return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
+  const x = Buffer.from(a, 'utf8');
+  const y = Buffer.from(b, 'utf8');
+  return x.length - y.length || Buffer.compare(x, y);
+}
+
+/** A parsed JSON value rebuilt with every object's keys in jsonb's order. */
+export function inJsonbOrder(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(inJsonbOrder);
+  if (value === null || typeof value !== 'object') return value;
+  const source = value as Record<string, unknown>;
+  const ordered: Record<string, unknown> = {};
+  for (const key of Object.keys(source).sort(compareJsonbKeys)) {
+    const item = inJsonbOrder(source[key]);
+    // A "__proto__" key from JSON is an own property, as JSON.parse makes it, not the prototype.
+    if (key === '__proto__') Object.defineProperty(ordered, key, { value: item, enumerable: true, writable: true, configurable: true });
+    else ordered[key] = item;
+  }
+  return ordered;
+}
+
+export interface RecentAppends {
+  /** A live subscriber starts (`true`) or stops (`false`): events are kept while there is one. */
+  subscriber(live: boolean): void;
+  /** After an append committed: `appended` are its results, in the order of the requests' events. */
+  add(requests: readonly AppendRequest[], appended: readonly AppendedEvent[]): void;
+  /**
+   * The unbroken run of kept positions from `from`, up to `limit` of them, as a batch (only the
+   * events of `types`, if given; `position` is the run's end); undefined when `from` is not kept.
+   */
+  take(from: number, limit: number, types?: readonly string[]): LogBatch | undefined;
+  has(position: number): boolean;
+  /** Batches taken so far (a figure for tests and diagnostics). */
+  taken(): number;
+}
+
+export function createRecentAppends(capacity = DEFAULT_RECENT_CAPACITY): RecentAppends {
+  const entries = new Map<number, Entry>();
+  let subscribers = 0;
+  let batches = 0;
+
+  const recorded = (entry: Entry): RecordedEvent =>
+    (entry.event ??= {
+      id: entry.appended.id,
+      type: entry.type,
+      stream: entry.appended.stream,
+      streamVersion: entry.appended.streamVersion,
+      globalPosition: entry.position,
+      recordedAt: new Date(entry.appended.recordedAt.getTime()),
+      data: inJsonbOrder(JSON.parse(entry.dataJson)) as Record<string, unknown>,
+      metadata: inJsonbOrder(JSON.parse(entry.metadataJson)) as Record<string, unknown>,
+    });
+
+  return {
+    subscriber(live) {
+      subscribers += live ? 1 : -1;
+      if (subscribers === 0) entries.clear();
+    },
+    add(requests, appended) {
+      if (subscribers === 0) return;
+      let index = 0;
+      for (const request of requests) {
+        for (const event of request.events) {
+          const result = appended[index++];
+          // A duplicate is an event the log had before, at an older position: nothing new.
+          if (!result || result.duplicate) continue;
+          entries.set(result.globalPosition, {
+            position: result.globalPosition,
+            type: event.type,
+            event: undefined,
+            // JSON.stringify as append.ts sends them (undefined data is JSON null; metadata defaults to {}).
+            dataJson: JSON.stringify(event.data ?? null),
+            metadataJson: JSON.stringify(event.metadata ?? {}),
+            appended: result,
+          });
+        }
+      }
+      // Oldest first out (a Map iterates in insertion order; appends come in position order, or
+      // nearly: evicting a slightly newer one first only sends its reader to the log).
+      for (const position of entries.keys()) {
+        if (entries.size <= capacity) break;
+        entries.delete(position);
+      }
+    },
+    take(from, limit, types) {
+      if (!entries.has(from)) return undefined;
+      const wanted = types ? new Set(types) : undefined;
+      const events: RecordedEvent[] = [];
+      let position = from;
+      for (let next = from; next < from + limit; next++) {
+        const entry = entries.get(next);
+        if (!entry) break;
+        position = next;
+        if (!wanted || wanted.has(entry.type)) events.push(recorded(entry));
+      }
+      batches++;
+      return Object.assign(events, { position });
+    },
+    has: (position) => entries.has(position),
+    taken: () => batches,
+  };
+}
