@@ -232,6 +232,10 @@ test('postgres: reader bound: the snapshot\'s xmax when nothing is in flight or 
   await appender.query('BEGIN');
   await appender.query(APPEND_SQL, appendParameters([{ stream: 'in-flight', events: events(1) }]));
   const { rows: [inFlight] } = await appender.query<{ xid: string }>('SELECT pg_current_xact_id()::text AS xid');
+  // A snapshot's xmax is the latest completed transaction id + 1, not the next id to assign: with
+  // the writer and the appender the last ones to get an id, it is the writer's (a safe bound, but
+  // not the one this step checks). A transaction completing after them moves it past both.
+  await reader.query('SELECT pg_current_xact_id()');
   ({ bound } = await boundAndXmax());
   t.is(bound, inFlight!.xid);
   await appender.query('COMMIT');
