@@ -1,7 +1,7 @@
 import test, { type ExecutionContext } from 'ava';
 import pg from 'pg';
 import { randomUUID } from 'node:crypto';
-import { APPEND_SQL, appendParameters, appendStreamQuery } from '../src/log/postgres/append.js';
+import { APPEND_SQL, appendParameters, appendStreamQuery, eventJson } from '../src/log/postgres/append.js';
 import { DuplicateKeyError, PreconditionFailedError, WrongExpectedVersionError } from '../src/log/errors.js';
 import type { AppendRequest, RecordedEvent } from '../src/log/types.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
@@ -642,7 +642,7 @@ test('recent appends: kept only while a live subscriber is there, only the lates
   });
   const add = (position: number, type?: string) => {
     const { requests, appended } = appendedAt(position, type);
-    recent.add(requests, appended);
+    recent.add(appended, requests, eventJson(requests));
   };
   add(1);
   t.false(recent.has(1), 'nothing kept without a live subscriber');
@@ -658,7 +658,7 @@ test('recent appends: kept only while a live subscriber is there, only the lates
   t.is(filtered.position, 3);
   t.is(recent.take(5, 1)!.position, 5, 'at most the limit');
   const duplicate = appendedAt(7);
-  recent.add(duplicate.requests, [{ ...duplicate.appended[0]!, duplicate: true }]);
+  recent.add([{ ...duplicate.appended[0]!, duplicate: true }], duplicate.requests, eventJson(duplicate.requests));
   t.false(recent.has(7), 'a duplicate is not a new event');
   recent.subscriber(false);
   t.false(recent.has(5), 'dropped when the last subscriber stops');

@@ -7,12 +7,27 @@ import { sqlFile, toNumber } from './sql.js';
 
 export const APPEND_SQL = sqlFile(import.meta.url, 'append.sql');
 
+/** An event's data and metadata as the JSON the append sends (metadata null: none given, stored as {}). */
+export interface EventJson {
+  data: string;
+  metadata: string | null;
+}
+
+/** The JSON of every event of `requests`, in order: made once per append, for the statement and for recent-appends.ts. */
+export function eventJson(requests: readonly AppendRequest[]): EventJson[] {
+  return requests.flatMap((request) =>
+    request.events.map((event) => ({ data: JSON.stringify(event.data ?? null) ?? 'null', metadata: event.metadata ? JSON.stringify(event.metadata) : null })));
+}
+
+/** JSON texts as one JSON array (the statements take data and metadata as one array each). */
+const jsonArray = (texts: (string | null)[]) => `[${texts.map((text) => text ?? 'null').join(',')}]`;
+
 /**
  * Flattens the requests into the column arrays of `event_store.append_events()` (one round trip,
  * one implicit transaction: see migrations/20260101000100_event_store.ts for the algorithm).
  */
-export function appendParameters(requests: AppendRequest[], notification?: Notification): unknown[] {
-  const ids: string[] = [], groups: number[] = [], eventStreams: string[] = [], types: string[] = [], data: unknown[] = [], metadata: unknown[] = [];
+export function appendParameters(requests: AppendRequest[], notification?: Notification, json = eventJson(requests)): unknown[] {
+  const ids: string[] = [], groups: number[] = [], eventStreams: string[] = [], types: string[] = [];
   const streams: string[] = [], expected: string[] = [];
   const claimGroup: number[] = [], claimStream: string[] = [], claimName: string[] = [], claimValue: string[] = [], claimParent: (string | null)[] = [];
   const releaseGroup: number[] = [], releaseName: string[] = [], releaseValue: (string | null)[] = [];
@@ -26,8 +41,6 @@ export function appendParameters(requests: AppendRequest[], notification?: Notif
       groups.push(group);
       eventStreams.push(request.stream);
       types.push(event.type);
-      data.push(event.data);
-      metadata.push(event.metadata ?? null);
     }
     for (const claim of request.claims ?? []) {
       claimGroup.push(group);
@@ -55,7 +68,7 @@ export function appendParameters(requests: AppendRequest[], notification?: Notif
       condMessage.push(condition.message);
     }
   });
-  return [ids, groups, eventStreams, types, JSON.stringify(data), JSON.stringify(metadata), streams, expected, claimGroup, claimStream, claimName, claimValue, claimParent,
+  return [ids, groups, eventStreams, types, jsonArray(json.map((e) => e.data)), jsonArray(json.map((e) => e.metadata)), streams, expected, claimGroup, claimStream, claimName, claimValue, claimParent,
     releaseGroup, releaseName, releaseValue, condGroup, condStream, condKind, condArg, condMessage, ...notificationParameters(notification)];
 }
 
@@ -94,7 +107,7 @@ function takesFastPath(requests: AppendRequest[]): requests is [AppendRequest] {
 }
 
 /** The statement and parameters of the fast path for `request`. */
-export function appendStreamQuery(request: AppendRequest, notification?: Notification): pg.QueryConfig {
+export function appendStreamQuery(request: AppendRequest, notification?: Notification, json = eventJson([request])): pg.QueryConfig {
   const { stream, events } = request;
   const expected = String(request.expectedVersion ?? 'any');
   if (events.length === 1) {
@@ -102,8 +115,7 @@ export function appendStreamQuery(request: AppendRequest, notification?: Notific
     return {
       name: 'cse_append_one',
       text: APPEND_ONE_SQL,
-      values: [stream, expected, 1, event!.id, event!.type, JSON.stringify(event!.data ?? null), event!.metadata ? JSON.stringify(event!.metadata) : null,
-        ...notificationParameters(notification)],
+      values: [stream, expected, 1, event!.id, event!.type, json[0]!.data, json[0]!.metadata, ...notificationParameters(notification)],
     };
   }
   return {
@@ -115,8 +127,8 @@ export function appendStreamQuery(request: AppendRequest, notification?: Notific
       events.length,
       events.map((event) => event.id),
       events.map((event) => event.type),
-      JSON.stringify(events.map((event) => event.data)),
-      JSON.stringify(events.map((event) => event.metadata ?? null)),
+      jsonArray(json.map((e) => e.data)),
+      jsonArray(json.map((e) => e.metadata)),
       ...notificationParameters(notification),
     ],
   };
@@ -139,11 +151,11 @@ interface FastRow {
  * hold, an id is in the log already, the version was taken in between): append_events() then
  * decides and explains, seeing everything committed since.
  */
-async function appendToStream(pool: pg.Pool, request: AppendRequest, notification: Notification | undefined): Promise<AppendedEvent[] | undefined> {
+async function appendToStream(pool: pg.Pool, request: AppendRequest, notification: Notification | undefined, json: EventJson[]): Promise<AppendedEvent[] | undefined> {
   const client = await pool.connect();
   let broken: Error | undefined;
   try {
-    const { rows } = await client.query<FastRow>(appendStreamQuery(request, notification));
+    const { rows } = await client.query<FastRow>(appendStreamQuery(request, notification, json));
     if (rows.length === 0) return undefined;
     // The events took versions current + 1, current + 2, ... in order: the version says which
     // event a row is, whatever order RETURNING gives them in.
@@ -179,15 +191,17 @@ async function appendToStream(pool: pg.Pool, request: AppendRequest, notificatio
 
 /**
  * Appends `requests` atomically. `notification`, if given, is sent by the append's transaction at
- * commit (and not at all if nothing is committed): it was sent if this returns any event.
+ * commit (and not at all if nothing is committed): it was sent if this returns any event. `json`:
+ * the events' JSON, if the caller has made it (eventJson).
  */
-export async function append(pool: pg.Pool, requests: AppendRequest[], notification?: Notification): Promise<AppendedEvent[]> {
+export async function append(pool: pg.Pool, requests: AppendRequest[], notification?: Notification, json = eventJson(requests)): Promise<AppendedEvent[]> {
+  // Requests without events add nothing to `json` either.
   const nonEmpty = requests.filter((request) => request.events.length > 0);
   if (nonEmpty.length === 0) return [];
   try {
-    const fast = takesFastPath(nonEmpty) ? await appendToStream(pool, nonEmpty[0], notification) : undefined;
+    const fast = takesFastPath(nonEmpty) ? await appendToStream(pool, nonEmpty[0], notification, json) : undefined;
     if (fast) return fast;
-    const { rows } = await queryKeepingConnection<AppendRow>(pool, { name: 'cse_append', text: APPEND_SQL, values: appendParameters(nonEmpty, notification) }, isRefusal);
+    const { rows } = await queryKeepingConnection<AppendRow>(pool, { name: 'cse_append', text: APPEND_SQL, values: appendParameters(nonEmpty, notification, json) }, isRefusal);
     const streamOfEvent = nonEmpty.flatMap((request) => request.events.map(() => request.stream));
     return rows.map((row, index) => ({
       id: row.event_id,

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { createPool } from '../../db/pool.js';
 import type { AppendedEvent, AppendRequest, EventLog } from '../types.js';
-import { append } from './append.js';
+import { append, eventJson } from './append.js';
 import { allocateIds } from './ids.js';
 import { headPosition, readStream } from './read.js';
 import { createRecentAppends } from './recent-appends.js';
@@ -38,9 +38,10 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
       const notification = list.some((request) => request.events.length > 0) ? wakeups.due() : undefined;
       let appended: AppendedEvent[] = [];
       try {
-        appended = await append(pool, list, notification);
+        const json = eventJson(list);
+        appended = await append(pool, list, notification, json);
         // Kept before the wake-up below, which sends this process's subscribers to take them.
-        recent.add(list, appended);
+        recent.add(appended, list, json);
         return appended;
       } finally {
         const types = list.flatMap((request) => request.events.map((event) => event.type));

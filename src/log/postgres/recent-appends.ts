@@ -19,6 +19,7 @@
  * nothing), and only the latest `capacity` of them: a subscriber further behind reads the log.
  */
 import type { AppendedEvent, AppendRequest, LogBatch, RecordedEvent } from '../types.js';
+import type { EventJson } from './append.js';
 
 /** Events kept at most: a few ingestion batches (serve's subscribers are seldom more than one behind). */
 export const DEFAULT_RECENT_CAPACITY = 5000;
@@ -33,11 +34,15 @@ interface Entry {
   appended: AppendedEvent;
 }
 
-const ASCII = /^[\x00-\x7f]*$/;
+const isAscii = (text: string) => {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0x7f) return false;
+  return true;
+};
 
 /** jsonb's order of object keys: by length in bytes (UTF-8), then bytewise. */
 export function compareJsonbKeys(a: string, b: string): number {
-  if (ASCII.test(a) && ASCII.test(b)) return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
+  // ASCII: bytes are UTF-16 code units, and a different length decides at once.
+  if (isAscii(a) && isAscii(b)) return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
   const x = Buffer.from(a, 'utf8');
   const y = Buffer.from(b, 'utf8');
   return x.length - y.length || Buffer.compare(x, y);
@@ -61,8 +66,8 @@ export function inJsonbOrder(value: unknown): unknown {
 export interface RecentAppends {
   /** A live subscriber starts (`true`) or stops (`false`): events are kept while there is one. */
   subscriber(live: boolean): void;
-  /** After an append committed: `appended` are its results, in the order of the requests' events. */
-  add(requests: readonly AppendRequest[], appended: readonly AppendedEvent[]): void;
+  /** After an append committed: `appended` are its results, in the order of the requests' events, whose JSON is `json` (eventJson). */
+  add(appended: readonly AppendedEvent[], requests: readonly AppendRequest[], json: readonly EventJson[]): void;
   /**
    * The unbroken run of kept positions from `from`, up to `limit` of them, as a batch (only the
    * events of `types`, if given; `position` is the run's end); undefined when `from` is not kept.
@@ -95,21 +100,22 @@ export function createRecentAppends(capacity = DEFAULT_RECENT_CAPACITY): RecentA
       subscribers += live ? 1 : -1;
       if (subscribers === 0) entries.clear();
     },
-    add(requests, appended) {
+    add(appended, requests, json) {
       if (subscribers === 0) return;
       let index = 0;
       for (const request of requests) {
         for (const event of request.events) {
-          const result = appended[index++];
+          const result = appended[index];
+          const text = json[index++];
           // A duplicate is an event the log had before, at an older position: nothing new.
-          if (!result || result.duplicate) continue;
+          if (!result || !text || result.duplicate) continue;
           entries.set(result.globalPosition, {
             position: result.globalPosition,
             type: event.type,
             event: undefined,
-            // JSON.stringify as append.ts sends them (undefined data is JSON null; metadata defaults to {}).
-            dataJson: JSON.stringify(event.data ?? null),
-            metadataJson: JSON.stringify(event.metadata ?? {}),
+            dataJson: text.data,
+            // The log stores no metadata as {}.
+            metadataJson: text.metadata ?? '{}',
             appended: result,
           });
         }
