@@ -635,7 +635,7 @@ test('postgres: object keys in jsonb\'s order, as PostgreSQL orders them (byte l
 });
 
 test('recent appends: kept only while a live subscriber is there, only the latest ones, handed over as unbroken runs', (t) => {
-  const recent = createRecentAppends(4);
+  const recent = createRecentAppends({ maxEvents: 4 });
   const appendedAt = (position: number, type = 'A') => ({
     requests: [{ stream: `s-${position}`, events: [{ id: `id-${position}`, type, data: { n: position } }] }],
     appended: [{ id: `id-${position}`, stream: `s-${position}`, streamVersion: 0, globalPosition: position, recordedAt: new Date(0), duplicate: false }],
@@ -662,4 +662,21 @@ test('recent appends: kept only while a live subscriber is there, only the lates
   t.false(recent.has(7), 'a duplicate is not a new event');
   recent.subscriber(false);
   t.false(recent.has(5), 'dropped when the last subscriber stops');
+
+  // A memory budget too: the oldest go first; an event larger than the whole budget is not kept.
+  const small = createRecentAppends({ maxBytes: 3 * 100 });
+  small.subscriber(true);
+  const sized = (position: number, length: number) => {
+    const requests = [{ stream: `s-${position}`, events: [{ id: `id-${position}`, type: 'A', data: { text: 'x'.repeat(length) } }] }];
+    small.add([{ id: `id-${position}`, stream: `s-${position}`, streamVersion: 0, globalPosition: position, recordedAt: new Date(0), duplicate: false }], requests, eventJson(requests));
+  };
+  sized(1, 20);
+  sized(2, 20);
+  t.true(small.has(1) && small.has(2));
+  sized(3, 30);
+  t.deepEqual([1, 2, 3].map((p) => small.has(p)), [false, true, true], 'the oldest made room');
+  sized(4, 200);
+  t.false(small.has(4), 'larger than the whole budget');
+  t.true(small.has(2) && small.has(3), 'the others stay');
+  t.is(small.take(4, 10), undefined, 'its reader goes to the log');
 });

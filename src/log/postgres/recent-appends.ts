@@ -16,13 +16,19 @@
  * projection and a rebuild from the log build the same rows, key order of json columns included.
  *
  * Events are kept only while this process has a live subscriber (an appender with none pays
- * nothing), and only the latest `capacity` of them: a subscriber further behind reads the log.
+ * nothing), and only the latest of them (a number and a memory budget): a subscriber further
+ * behind reads the log, and so does one after an event too large to keep.
  */
 import type { AppendedEvent, AppendRequest, LogBatch, RecordedEvent } from '../types.js';
 import type { EventJson } from './append.js';
 
 /** Events kept at most: a few ingestion batches (serve's subscribers are seldom more than one behind). */
-export const DEFAULT_RECENT_CAPACITY = 5000;
+export const DEFAULT_RECENT_EVENTS = 5000;
+/**
+ * Memory they may take at most, counted as three times their JSON's length (the text, and the
+ * objects parsed from it once taken): conda-store's specifications and lockfiles can be large.
+ */
+export const DEFAULT_RECENT_BYTES = 32 * 1024 * 1024;
 
 interface Entry {
   position: number;
@@ -32,6 +38,7 @@ interface Entry {
   dataJson: string;
   metadataJson: string;
   appended: AppendedEvent;
+  bytes: number;
 }
 
 const isAscii = (text: string) => {
@@ -78,10 +85,15 @@ export interface RecentAppends {
   taken(): number;
 }
 
-export function createRecentAppends(capacity = DEFAULT_RECENT_CAPACITY): RecentAppends {
+export function createRecentAppends({ maxEvents = DEFAULT_RECENT_EVENTS, maxBytes = DEFAULT_RECENT_BYTES } = {}): RecentAppends {
   const entries = new Map<number, Entry>();
+  let bytes = 0;
   let subscribers = 0;
   let batches = 0;
+  const remove = (entry: Entry) => {
+    entries.delete(entry.position);
+    bytes -= entry.bytes;
+  };
 
   const recorded = (entry: Entry): RecordedEvent =>
     (entry.event ??= {
@@ -98,7 +110,10 @@ export function createRecentAppends(capacity = DEFAULT_RECENT_CAPACITY): RecentA
   return {
     subscriber(live) {
       subscribers += live ? 1 : -1;
-      if (subscribers === 0) entries.clear();
+      if (subscribers === 0) {
+        entries.clear();
+        bytes = 0;
+      }
     },
     add(appended, requests, json) {
       if (subscribers === 0) return;
@@ -109,22 +124,30 @@ export function createRecentAppends(capacity = DEFAULT_RECENT_CAPACITY): RecentA
           const text = json[index++];
           // A duplicate is an event the log had before, at an older position: nothing new.
           if (!result || !text || result.duplicate) continue;
-          entries.set(result.globalPosition, {
+          // The log stores no metadata as {}.
+          const metadataJson = text.metadata ?? '{}';
+          const entry: Entry = {
             position: result.globalPosition,
             type: event.type,
             event: undefined,
             dataJson: text.data,
-            // The log stores no metadata as {}.
-            metadataJson: text.metadata ?? '{}',
+            metadataJson,
             appended: result,
-          });
+            bytes: 3 * (text.data.length + metadataJson.length),
+          };
+          const previous = entries.get(entry.position);
+          if (previous) remove(previous);
+          // Too large to keep at all: its reader goes to the log (and the others stay).
+          if (entry.bytes > maxBytes) continue;
+          entries.set(entry.position, entry);
+          bytes += entry.bytes;
         }
       }
       // Oldest first out (a Map iterates in insertion order; appends come in position order, or
       // nearly: evicting a slightly newer one first only sends its reader to the log).
-      for (const position of entries.keys()) {
-        if (entries.size <= capacity) break;
-        entries.delete(position);
+      for (const entry of entries.values()) {
+        if (entries.size <= maxEvents && bytes <= maxBytes) break;
+        remove(entry);
       }
     },
     take(from, limit, types) {
