@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { queryKeepingConnection } from '../../db/pool.js';
-import type { AppendedEvent, AppendRequest } from '../types.js';
+import type { AppendedEvent, AppendRequest, EventInput } from '../types.js';
 import { isRefusal, translateError } from './errors.js';
 import type { Notification } from './wakeups.js';
 import { sqlFile, toNumber } from './sql.js';
@@ -13,20 +13,30 @@ export interface EventJson {
   metadata: string | null;
 }
 
-/** The JSON of every event of `requests`, in order: made once per append, for the statement and for recent-appends.ts. */
+/**
+ * The JSON of every event of `requests`, in order, for an append whose events are also kept in
+ * memory (recent-appends.ts): made once, for the statement and for the subscribers.
+ */
 export function eventJson(requests: readonly AppendRequest[]): EventJson[] {
   return requests.flatMap((request) =>
     request.events.map((event) => ({ data: JSON.stringify(event.data ?? null) ?? 'null', metadata: event.metadata ? JSON.stringify(event.metadata) : null })));
 }
 
-/** JSON texts as one JSON array (the statements take data and metadata as one array each). */
-const jsonArray = (texts: (string | null)[]) => `[${texts.map((text) => text ?? 'null').join(',')}]`;
+/**
+ * Data and metadata of `events` as one JSON array each, as the statements take them: from `json`
+ * when given, else in one JSON.stringify each (faster than joining one text per event, which only
+ * pays when the texts are kept).
+ */
+function jsonArrays(events: readonly EventInput[], json: readonly EventJson[] | undefined): [string, string] {
+  if (!json) return [JSON.stringify(events.map((event) => event.data ?? null)), JSON.stringify(events.map((event) => event.metadata ?? null))];
+  return [`[${json.map((e) => e.data).join(',')}]`, `[${json.map((e) => e.metadata ?? 'null').join(',')}]`];
+}
 
 /**
  * Flattens the requests into the column arrays of `event_store.append_events()` (one round trip,
  * one implicit transaction: see migrations/20260101000100_event_store.ts for the algorithm).
  */
-export function appendParameters(requests: AppendRequest[], notification?: Notification, json = eventJson(requests)): unknown[] {
+export function appendParameters(requests: AppendRequest[], notification?: Notification, json?: readonly EventJson[]): unknown[] {
   const ids: string[] = [], groups: number[] = [], eventStreams: string[] = [], types: string[] = [];
   const streams: string[] = [], expected: string[] = [];
   const claimGroup: number[] = [], claimStream: string[] = [], claimName: string[] = [], claimValue: string[] = [], claimParent: (string | null)[] = [];
@@ -68,7 +78,7 @@ export function appendParameters(requests: AppendRequest[], notification?: Notif
       condMessage.push(condition.message);
     }
   });
-  return [ids, groups, eventStreams, types, jsonArray(json.map((e) => e.data)), jsonArray(json.map((e) => e.metadata)), streams, expected, claimGroup, claimStream, claimName, claimValue, claimParent,
+  return [ids, groups, eventStreams, types, ...jsonArrays(requests.flatMap((request) => request.events), json), streams, expected, claimGroup, claimStream, claimName, claimValue, claimParent,
     releaseGroup, releaseName, releaseValue, condGroup, condStream, condKind, condArg, condMessage, ...notificationParameters(notification)];
 }
 
@@ -107,15 +117,16 @@ function takesFastPath(requests: AppendRequest[]): requests is [AppendRequest] {
 }
 
 /** The statement and parameters of the fast path for `request`. */
-export function appendStreamQuery(request: AppendRequest, notification?: Notification, json = eventJson([request])): pg.QueryConfig {
+export function appendStreamQuery(request: AppendRequest, notification?: Notification, json?: readonly EventJson[]): pg.QueryConfig {
   const { stream, events } = request;
   const expected = String(request.expectedVersion ?? 'any');
   if (events.length === 1) {
     const [event] = events;
+    const [text] = json ?? eventJson([request]);
     return {
       name: 'cse_append_one',
       text: APPEND_ONE_SQL,
-      values: [stream, expected, 1, event!.id, event!.type, json[0]!.data, json[0]!.metadata, ...notificationParameters(notification)],
+      values: [stream, expected, 1, event!.id, event!.type, text!.data, text!.metadata, ...notificationParameters(notification)],
     };
   }
   return {
@@ -127,8 +138,7 @@ export function appendStreamQuery(request: AppendRequest, notification?: Notific
       events.length,
       events.map((event) => event.id),
       events.map((event) => event.type),
-      jsonArray(json.map((e) => e.data)),
-      jsonArray(json.map((e) => e.metadata)),
+      ...jsonArrays(events, json),
       ...notificationParameters(notification),
     ],
   };
@@ -151,7 +161,7 @@ interface FastRow {
  * hold, an id is in the log already, the version was taken in between): append_events() then
  * decides and explains, seeing everything committed since.
  */
-async function appendToStream(pool: pg.Pool, request: AppendRequest, notification: Notification | undefined, json: EventJson[]): Promise<AppendedEvent[] | undefined> {
+async function appendToStream(pool: pg.Pool, request: AppendRequest, notification: Notification | undefined, json: readonly EventJson[] | undefined): Promise<AppendedEvent[] | undefined> {
   const client = await pool.connect();
   let broken: Error | undefined;
   try {
@@ -194,7 +204,7 @@ async function appendToStream(pool: pg.Pool, request: AppendRequest, notificatio
  * commit (and not at all if nothing is committed): it was sent if this returns any event. `json`:
  * the events' JSON, if the caller has made it (eventJson).
  */
-export async function append(pool: pg.Pool, requests: AppendRequest[], notification?: Notification, json = eventJson(requests)): Promise<AppendedEvent[]> {
+export async function append(pool: pg.Pool, requests: AppendRequest[], notification?: Notification, json?: readonly EventJson[]): Promise<AppendedEvent[]> {
   // Requests without events add nothing to `json` either.
   const nonEmpty = requests.filter((request) => request.events.length > 0);
   if (nonEmpty.length === 0) return [];

@@ -38,10 +38,11 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
       const notification = list.some((request) => request.events.length > 0) ? wakeups.due() : undefined;
       let appended: AppendedEvent[] = [];
       try {
-        const json = eventJson(list);
+        // The events' JSON once, for the statement and for this process's live subscribers, if any.
+        const json = recent.keeping() ? eventJson(list) : undefined;
         appended = await append(pool, list, notification, json);
         // Kept before the wake-up below, which sends this process's subscribers to take them.
-        recent.add(appended, list, json);
+        if (json) recent.add(appended, list, json);
         return appended;
       } finally {
         const types = list.flatMap((request) => request.events.map((event) => event.type));

@@ -73,6 +73,8 @@ export function inJsonbOrder(value: unknown): unknown {
 export interface RecentAppends {
   /** A live subscriber starts (`true`) or stops (`false`): events are kept while there is one. */
   subscriber(live: boolean): void;
+  /** Events are being kept (there is a live subscriber): an append should make its eventJson. */
+  keeping(): boolean;
   /** After an append committed: `appended` are its results, in the order of the requests' events, whose JSON is `json` (eventJson). */
   add(appended: readonly AppendedEvent[], requests: readonly AppendRequest[], json: readonly EventJson[]): void;
   /**
@@ -115,6 +117,7 @@ export function createRecentAppends({ maxEvents = DEFAULT_RECENT_EVENTS, maxByte
         bytes = 0;
       }
     },
+    keeping: () => subscribers > 0,
     add(appended, requests, json) {
       if (subscribers === 0) return;
       let index = 0;
