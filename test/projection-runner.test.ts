@@ -878,3 +878,32 @@ test('a batch in one round trip whose connection is terminated half-way is retri
   t.deepEqual(await packages(), [1, 2]);
   t.true(Object.values(await checkpointRows(db.url)).filter((row) => names.includes(row.name)).every((row) => row.position === 3));
 });
+
+// Regression: the idle save's timer fired while a batch was being applied; the batch's guard then
+// found the checkpoint moved (CS101, an ERROR in PostgreSQL's log about once a second in serve)
+// and the batch was applied again in two round trips. The runner's transactions now run one at a time.
+test('the idle save and a batch applied at the same moment do not trip the batch\'s guard', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  const pool = createPool({ connectionString: db.url, max: 4, onError: () => undefined });
+  t.teardown(() => pool.end());
+  const records: { msg: string }[] = [];
+  const logger = pino({ level: 'debug' }, { write: (line: string) => void records.push(JSON.parse(line) as { msg: string }) });
+  const runner = createRunner({ log: db.log, pool, projections: [namespaceUsage], logger });
+  await appendEnvelopes(db.log, [
+    envelopeFor('NamespaceCreated', { namespace_id: 1, name: 'one' }),
+    envelopeFor('CondaChannelRegistered', { channel_id: 1, name: 'conda-forge' }),
+    envelopeFor('NamespaceCreated', { namespace_id: 2, name: 'two' }),
+  ]);
+  const [first, passedOver, third] = await collect(db.log.readAll());
+  const batch = (event: (typeof first)) => Object.assign([event!], { position: event!.globalPosition });
+  // Both connections open, so that neither transaction waits for one to be made.
+  await Promise.all([pool.query('SELECT 1'), pool.query('SELECT 1')]);
+  await runner.apply(batch(first));
+  await runner.apply(batch(passedOver)); // nothing to apply: left to the idle save
+  await Promise.all([runner.flush(), runner.apply(batch(third))]);
+  t.deepEqual(records.filter((record) => record.msg.startsWith('checkpoints moved')), []);
+  t.is((await checkpointRows(db.url))[namespaceUsage.name]!.position, third!.globalPosition);
+  const { rows } = await pool.query<{ namespace_id: number }>('SELECT namespace_id FROM namespace_usage ORDER BY namespace_id');
+  t.deepEqual(rows.map((row) => row.namespace_id), [1, 2]);
+});

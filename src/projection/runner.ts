@@ -318,8 +318,9 @@ export function createRunner(options: RunnerOptions): Runner {
       });
       return true;
     } catch (error) {
-      if ((error as { code?: string }).code === CHECKPOINTS_MOVED) return false;
-      throw error;
+      if ((error as { code?: string }).code !== CHECKPOINTS_MOVED) throw error;
+      logger.debug({ position: batch.position }, 'checkpoints moved since the last batch: applying it in two round trips');
+      return false;
     }
   }
 
@@ -363,8 +364,22 @@ export function createRunner(options: RunnerOptions): Runner {
     }
   }
 
-  /** Moves the checkpoints past the batches passed over with nothing to apply. */
-  async function flush(): Promise<void> {
+  /**
+   * The runner's transactions, one at a time. The idle save's timer used to fire while a batch was
+   * being applied: the batch's guard found the checkpoint moved, raised CS101 (an ERROR in
+   * PostgreSQL's log, about once a second in serve) and the batch took two round trips.
+   */
+  let running: Promise<unknown> = Promise.resolve();
+  function oneAtATime<T>(work: () => Promise<T>): Promise<T> {
+    const result = running.then(work, work);
+    running = result.catch(() => undefined);
+    return result;
+  }
+
+  /** Moves the checkpoints past the batches passed over with nothing to apply (one at a time: see oneAtATime). */
+  const flush = () => oneAtATime(saveUnsaved);
+
+  async function saveUnsaved(): Promise<void> {
     clearTimeout(idleSave);
     idleSave = undefined;
     const position = unsaved;
@@ -452,12 +467,12 @@ export function createRunner(options: RunnerOptions): Runner {
 
   const runner: Runner = {
     types: [...handledTypes],
-    apply: applyWithRetry,
-    resumePosition,
+    apply: (batch, signal) => oneAtATime(() => applyWithRetry(batch, signal)),
+    resumePosition: () => oneAtATime(resumePosition),
     flush,
     catchUp: (signal) => catchUpTogether(options.log, [runner], { batchSize, signal, onBatch: options.onBatch }),
     async runLive(signal) {
-      const from = (await resumePosition()) + 1;
+      const from = (await runner.resumePosition()) + 1;
       await consume(options.log.subscribe({ from, batchSize, signal, types: runner.types }), [runner], { batchSize, signal, onBatch: options.onBatch });
     },
   };
