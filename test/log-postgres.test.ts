@@ -3,7 +3,7 @@ import pg from 'pg';
 import { randomUUID } from 'node:crypto';
 import { APPEND_SQL, appendParameters, appendStreamQuery, eventJson } from '../src/log/postgres/append.js';
 import { DuplicateKeyError, PreconditionFailedError, WrongExpectedVersionError } from '../src/log/errors.js';
-import type { AppendRequest, RecordedEvent } from '../src/log/types.js';
+import type { AppendRequest, EventInput, EventLog, LogBatch, RecordedEvent } from '../src/log/types.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import { createWakeups, type Notification } from '../src/log/postgres/wakeups.js';
 import { createRecentAppends, inJsonbOrder } from '../src/log/postgres/recent-appends.js';
@@ -561,36 +561,108 @@ test('postgres: preconditions probe their keys through the index, whatever the s
 const unorderedData = () =>
   JSON.parse('{"zeta": 1, "b": {"yy": [3, {"é": 1, "e": 2, "ab": null}], "x": true}, "10": "ten", "2": "two", "aa": 0.1, "__proto__": {"k": 1e21}, "ü": "ü", "c": "\\u2028"}') as Record<string, unknown>;
 
-test('postgres: a live subscriber takes this process\'s own appends without reading them back, each event exactly as a read of the log gives it', async (t) => {
-  const log = await postgresLog(t);
+/** Reads a live subscription into `received` until it has read to `target()` (set once the writes are done). */
+function readLive(log: EventLog, received: RecordedEvent[], options: { types?: string[]; onBatch?: (batch: LogBatch) => Promise<void> } = {}) {
   const controller = new AbortController();
-  t.teardown(() => controller.abort());
-  const received: RecordedEvent[] = [];
   let [position, target] = [0, Infinity];
   const reading = (async () => {
-    for await (const batch of log.subscribe({ signal: controller.signal })) {
+    for await (const batch of log.subscribe({ types: options.types, signal: controller.signal })) {
       received.push(...batch);
       position = batch.position;
       if (position >= target) return;
+      await options.onBatch?.(batch);
     }
   })();
-  // One event per append (the fast path), several in one stream, several streams with keys (append_events).
-  await log.append({ stream: 'one', events: [{ id: randomUUID(), type: 'Tested', data: unorderedData() }] });
-  await log.append({ stream: 'one', events: [{ id: randomUUID(), type: 'Tested', data: unorderedData(), metadata: unorderedData() }, ...events(2)] });
+  return {
+    async until(head: number) {
+      target = head;
+      if (position >= target) controller.abort(); // read to the end already: stop waiting for more
+      await reading;
+    },
+    stop: () => controller.abort(),
+  };
+}
+
+test('postgres: a live subscriber takes this process\'s own appends without reading them back, each event exactly as a read of the log gives it', async (t) => {
+  const log = await postgresLog(t);
+  const all: RecordedEvent[] = [];
+  const some: RecordedEvent[] = [];
+  const readers = [readLive(log, all), readLive(log, some, { types: ['Tested'] })];
+  t.teardown(() => readers.forEach((reader) => reader.stop()));
+  // One event per append (the fast path), several in one stream, several streams with keys
+  // (append_events); ids spelt as PostgreSQL does not write them.
+  const upper = randomUUID().toUpperCase();
+  const [first] = await log.append({ stream: 'one', events: [{ id: upper, type: 'Tested', data: unorderedData() }] });
+  t.is(first!.id, upper.toLowerCase(), 'the id as the log holds it, whichever path wrote it');
+  await log.append({ stream: 'one', events: [{ id: randomUUID(), type: 'Tested', data: unorderedData(), metadata: unorderedData() }, ...events(2, 'Other')] });
   await log.append([
-    { stream: 'two', events: [{ id: randomUUID(), type: 'Tested', data: { list: [unorderedData()] } }], claims: [{ name: 'test.key', value: 'a' }] },
+    { stream: 'two', events: [{ id: `{${randomUUID().toUpperCase()}}`, type: 'Tested', data: { list: [unorderedData()] } }], claims: [{ name: 'test.key', value: 'a' }] },
     { stream: 'three', events: events(1) },
   ]);
-  target = await log.headPosition();
-  if (position >= target) controller.abort(); // read to the end already: stop waiting for more
-  await reading;
+  const head = await log.headPosition();
+  await Promise.all(readers.map((reader) => reader.until(head)));
   const fromLog = await collect(log.readAll());
-  t.is(received.length, 6);
+  t.is(all.length, 6);
   // Key order included: a json column built from either gives the same text.
-  t.is(JSON.stringify(received), JSON.stringify(fromLog));
-  t.deepEqual(received, fromLog);
-  t.true(Object.hasOwn(received[0]!.data, '__proto__'), '"__proto__" stays a key, as JSON.parse makes it');
+  t.is(JSON.stringify(all), JSON.stringify(fromLog));
+  t.deepEqual(all, fromLog);
+  t.deepEqual(some, fromLog.filter((event) => event.type === 'Tested'));
+  t.true(Object.hasOwn(all[0]!.data, '__proto__'), '"__proto__" stays a key, as JSON.parse makes it');
   t.true(log.ownAppendsTaken() > 0, 'taken from the appends, not read back');
+  // Each subscriber has objects of its own, as a read gives each reader.
+  all[0]!.data.zeta = 'changed';
+  t.is(some[0]!.data.zeta, 1);
+});
+
+// Regression (found in review): a wake-up that memory could not answer (another process's append,
+// or one of this process's not kept) was counted before the subscriber took its own events, and the
+// subscriber then waited for its poll: a second, or here forever, since this log polls every ten minutes.
+test('postgres: after taking its own appends, a subscriber reads the log for what memory does not hold (an event too large to keep, another process\'s append)', async (t) => {
+  const db = await ownDatabase(t);
+  const log = createPostgresEventLog({ connectionString: db.url, pollIntervalMs: 600_000, keepOwnAppends: { maxBytes: 4000 } });
+  const other = createPostgresEventLog({ connectionString: db.url, poolSize: 1 });
+  t.teardown(() => Promise.all([log.close(), other.close()]).then(() => undefined));
+  const big = (): EventInput => ({ id: randomUUID(), type: 'Tested', data: { text: 'x'.repeat(3000) } });
+  // The subscriber holds its next batch until released: the appends of a phase come meanwhile.
+  let hold: { entered: () => void; released: Promise<void> } | undefined;
+  const received: RecordedEvent[] = [];
+  const reader = readLive(log, received, {
+    onBatch: async () => {
+      const current = hold;
+      hold = undefined;
+      current?.entered();
+      await current?.released;
+    },
+  });
+  t.teardown(() => reader.stop());
+  const whileHeld = async (writes: () => Promise<unknown>) => {
+    let release!: () => void;
+    const entered = new Promise<void>((resolve) => (hold = { entered: resolve, released: new Promise<void>((done) => (release = done)) }));
+    await log.append({ stream: 'own', events: events(1) });
+    await entered;
+    await writes();
+    release();
+    const head = await log.headPosition();
+    // Without the fix, the subscriber waited for its poll here (ten minutes).
+    await waitUntil(async () => received.at(-1)?.globalPosition === head, `the subscriber to read to ${head}`, { timeoutMs: 20_000 });
+  };
+  await whileHeld(async () => {
+    await log.append({ stream: 'own', events: events(1) }); // kept
+    await log.append({ stream: 'own', events: [big()] }); // not kept: too large
+    await log.append({ stream: 'own', events: events(1) }); // kept
+  });
+  const listener = await connect(t, db.url);
+  await listener.query('LISTEN event_store_appended');
+  await whileHeld(async () => {
+    await log.append({ stream: 'own', events: events(1) });
+    const notified = new Promise((resolve) => listener.once('notification', resolve));
+    await other.append({ stream: 'other', events: events(1) }); // another process's
+    await notified;
+    await log.append({ stream: 'own', events: events(1) });
+  });
+  const head = await log.headPosition();
+  await reader.until(head);
+  t.deepEqual(received.map((event) => event.globalPosition), Array.from({ length: head }, (_, i) => i + 1));
 });
 
 test('postgres: a subscriber takes its own appends only where they follow on: an append in flight below them holds it back; other processes\' appends interleaved arrive too, every position once and in order', async (t) => {
@@ -664,7 +736,7 @@ test('recent appends: kept only while a live subscriber is there, only the lates
   t.false(recent.has(5), 'dropped when the last subscriber stops');
 
   // A memory budget too: the oldest go first; an event larger than the whole budget is not kept.
-  const small = createRecentAppends({ maxBytes: 3 * 100 });
+  const small = createRecentAppends({ maxBytes: 2 * 100 });
   small.subscriber(true);
   const sized = (position: number, length: number) => {
     const requests = [{ stream: `s-${position}`, events: [{ id: `id-${position}`, type: 'A', data: { text: 'x'.repeat(length) } }] }];

@@ -371,7 +371,7 @@ export function createRunner(options: RunnerOptions): Runner {
    */
   let running: Promise<unknown> = Promise.resolve();
   function oneAtATime<T>(work: () => Promise<T>): Promise<T> {
-    const result = running.then(work, work);
+    const result = running.then(work);
     running = result.catch(() => undefined);
     return result;
   }

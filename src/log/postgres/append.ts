@@ -7,6 +7,17 @@ import { sqlFile, toNumber } from './sql.js';
 
 export const APPEND_SQL = sqlFile(import.meta.url, 'append.sql');
 
+/**
+ * A uuid as PostgreSQL writes it (lowercase, hyphenated), from any spelling it accepts (upper case,
+ * braces, hyphens elsewhere or none): the id the log returns for an event, whichever path wrote it.
+ */
+export function canonicalUuid(id: string): string {
+  if (/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id)) return id;
+  const hex = id.replace(/[{}-]/g, '').toLowerCase();
+  if (!/^[0-9a-f]{32}$/.test(hex)) return id;
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
 /** An event's data and metadata as the JSON the append sends (metadata null: none given, stored as {}). */
 export interface EventJson {
   data: string;
@@ -175,7 +186,7 @@ async function appendToStream(pool: pg.Pool, request: AppendRequest, notificatio
     for (const row of rows) {
       const index = row.stream_version - firstVersion;
       appended[index] = {
-        id: request.events[index]!.id,
+        id: canonicalUuid(request.events[index]!.id),
         stream: request.stream,
         streamVersion: row.stream_version,
         globalPosition: toNumber(row.global_position),

@@ -4,7 +4,7 @@ import type { AppendedEvent, AppendRequest, EventLog } from '../types.js';
 import { append, eventJson } from './append.js';
 import { allocateIds } from './ids.js';
 import { headPosition, readStream } from './read.js';
-import { createRecentAppends } from './recent-appends.js';
+import { createRecentAppends, type RecentAppendsOptions } from './recent-appends.js';
 import { readLog } from './subscribe.js';
 import { createWakeups } from './wakeups.js';
 
@@ -19,6 +19,10 @@ export interface PostgresEventLogOptions {
   notifyIntervalMs?: number;
   /** Called with errors that are not thrown to a caller (listener connection lost, NOTIFY failed). */
   onError?: (error: unknown) => void;
+  /** How long a live subscription waits without a notification before it reads the log anyway; default 1,000 ms. */
+  pollIntervalMs?: number;
+  /** How many of its own appended events, and how much of their JSON, the log keeps for this process's live subscribers (recent-appends.ts). */
+  keepOwnAppends?: RecentAppendsOptions;
 }
 
 /** The PostgreSQL backend of the event log (schema `event_store`, created by the Knex migrations). */
@@ -26,7 +30,7 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
   const onError = options.onError ?? (() => undefined);
   const pool = createPool({ connectionString: options.connectionString, max: options.poolSize ?? 10, onError });
   const wakeups = createWakeups(pool, options.connectionString, onError, options.notifyIntervalMs);
-  const recent = createRecentAppends();
+  const recent = createRecentAppends(options.keepOwnAppends);
 
   return {
     pool,
@@ -37,21 +41,24 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
       // Only an append that will run a statement takes the notification (an empty one would spend it).
       const notification = list.some((request) => request.events.length > 0) ? wakeups.due() : undefined;
       let appended: AppendedEvent[] = [];
+      let kept = false;
       try {
         // The events' JSON once, for the statement and for this process's live subscribers, if any.
         const json = recent.keeping() ? eventJson(list) : undefined;
         appended = await append(pool, list, notification, json);
         // Kept before the wake-up below, which sends this process's subscribers to take them.
-        if (json) recent.add(appended, list, json);
+        kept = json !== undefined && recent.add(appended, list, json);
         return appended;
       } finally {
-        const types = list.flatMap((request) => request.events.map((event) => event.type));
+        // A wake-up by type tells subscribers the events are in memory; one not kept wakes them
+        // without types, which sends them to read the log (subscribe.ts).
+        const types = kept ? list.flatMap((request) => request.events.map((event) => event.type)) : undefined;
         wakeups.appended({ wrote: appended.some((event) => !event.duplicate), types, notification, sent: appended.length > 0 });
       }
     },
     readStream: (stream, readOptions) => readStream(pool, stream, readOptions),
     readAll: (readOptions = {}) => readLog(pool, wakeups, recent, { ...readOptions, live: false }),
-    subscribe: (subscribeOptions = {}) => readLog(pool, wakeups, recent, { ...subscribeOptions, live: true }),
+    subscribe: (subscribeOptions = {}) => readLog(pool, wakeups, recent, { ...subscribeOptions, live: true, pollIntervalMs: options.pollIntervalMs }),
     headPosition: () => headPosition(pool),
     allocateIds: (kind, n) => allocateIds(pool, kind, n),
     async close() {

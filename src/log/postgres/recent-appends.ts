@@ -13,31 +13,35 @@
  *
  * What a subscriber gets is what a read of the log would give: data and metadata as their JSON
  * went in, with object keys in jsonb's order (shorter keys first, then bytewise), so that a live
- * projection and a rebuild from the log build the same rows, key order of json columns included.
+ * projection and a rebuild from the log build the same rows, key order of json columns included;
+ * and objects of its own, as a read gives each reader (each take parses the JSON afresh).
  *
  * Events are kept only while this process has a live subscriber (an appender with none pays
  * nothing), and only the latest of them (a number and a memory budget): a subscriber further
  * behind reads the log, and so does one after an event too large to keep.
  */
 import type { AppendedEvent, AppendRequest, LogBatch, RecordedEvent } from '../types.js';
-import type { EventJson } from './append.js';
+import { canonicalUuid, type EventJson } from './append.js';
 
 /** Events kept at most: a few ingestion batches (serve's subscribers are seldom more than one behind). */
 export const DEFAULT_RECENT_EVENTS = 5000;
-/**
- * Memory they may take at most, counted as three times their JSON's length (the text, and the
- * objects parsed from it once taken): conda-store's specifications and lockfiles can be large.
- */
+/** Memory their JSON may take at most, at two bytes a character (conda-store's specifications and lockfiles can be large). */
 export const DEFAULT_RECENT_BYTES = 32 * 1024 * 1024;
+
+export interface RecentAppendsOptions {
+  maxEvents?: number;
+  maxBytes?: number;
+}
 
 interface Entry {
   position: number;
+  id: string;
   type: string;
-  /** Built on first use, from the JSON taken at append time (the caller may change its objects after). */
-  event: RecordedEvent | undefined;
+  stream: string;
+  streamVersion: number;
+  recordedMs: number;
   dataJson: string;
   metadataJson: string;
-  appended: AppendedEvent;
   bytes: number;
 }
 
@@ -75,8 +79,12 @@ export interface RecentAppends {
   subscriber(live: boolean): void;
   /** Events are being kept (there is a live subscriber): an append should make its eventJson. */
   keeping(): boolean;
-  /** After an append committed: `appended` are its results, in the order of the requests' events, whose JSON is `json` (eventJson). */
-  add(appended: readonly AppendedEvent[], requests: readonly AppendRequest[], json: readonly EventJson[]): void;
+  /**
+   * After an append committed: `appended` are its results, in the order of the requests' events,
+   * whose JSON is `json` (eventJson). False when some event it wrote was not kept (its
+   * subscribers must then read the log).
+   */
+  add(appended: readonly AppendedEvent[], requests: readonly AppendRequest[], json: readonly EventJson[]): boolean;
   /**
    * The unbroken run of kept positions from `from`, up to `limit` of them, as a batch (only the
    * events of `types`, if given; `position` is the run's end); undefined when `from` is not kept.
@@ -87,7 +95,7 @@ export interface RecentAppends {
   taken(): number;
 }
 
-export function createRecentAppends({ maxEvents = DEFAULT_RECENT_EVENTS, maxBytes = DEFAULT_RECENT_BYTES } = {}): RecentAppends {
+export function createRecentAppends({ maxEvents = DEFAULT_RECENT_EVENTS, maxBytes = DEFAULT_RECENT_BYTES }: RecentAppendsOptions = {}): RecentAppends {
   const entries = new Map<number, Entry>();
   let bytes = 0;
   let subscribers = 0;
@@ -97,17 +105,16 @@ export function createRecentAppends({ maxEvents = DEFAULT_RECENT_EVENTS, maxByte
     bytes -= entry.bytes;
   };
 
-  const recorded = (entry: Entry): RecordedEvent =>
-    (entry.event ??= {
-      id: entry.appended.id,
-      type: entry.type,
-      stream: entry.appended.stream,
-      streamVersion: entry.appended.streamVersion,
-      globalPosition: entry.position,
-      recordedAt: new Date(entry.appended.recordedAt.getTime()),
-      data: inJsonbOrder(JSON.parse(entry.dataJson)) as Record<string, unknown>,
-      metadata: inJsonbOrder(JSON.parse(entry.metadataJson)) as Record<string, unknown>,
-    });
+  const recorded = (entry: Entry): RecordedEvent => ({
+    id: entry.id,
+    type: entry.type,
+    stream: entry.stream,
+    streamVersion: entry.streamVersion,
+    globalPosition: entry.position,
+    recordedAt: new Date(entry.recordedMs),
+    data: inJsonbOrder(JSON.parse(entry.dataJson)) as Record<string, unknown>,
+    metadata: inJsonbOrder(JSON.parse(entry.metadataJson)) as Record<string, unknown>,
+  });
 
   return {
     subscriber(live) {
@@ -119,31 +126,39 @@ export function createRecentAppends({ maxEvents = DEFAULT_RECENT_EVENTS, maxByte
     },
     keeping: () => subscribers > 0,
     add(appended, requests, json) {
-      if (subscribers === 0) return;
+      if (subscribers === 0) return appended.every((result) => result.duplicate);
+      let all = true;
       let index = 0;
       for (const request of requests) {
         for (const event of request.events) {
           const result = appended[index];
           const text = json[index++];
           // A duplicate is an event the log had before, at an older position: nothing new.
-          if (!result || !text || result.duplicate) continue;
+          if (result?.duplicate) continue;
           // The log stores no metadata as {}.
-          const metadataJson = text.metadata ?? '{}';
-          const entry: Entry = {
+          const metadataJson = text?.metadata ?? '{}';
+          const size = 2 * ((text?.data.length ?? 0) + metadataJson.length);
+          // Not kept (its readers read the log): an event larger than the whole budget, or
+          // results that do not line up with the request's events (never expected).
+          if (!result || !text || result.id !== canonicalUuid(event.id) || size > maxBytes) {
+            all = false;
+            continue;
+          }
+          const previous = entries.get(result.globalPosition);
+          if (previous) remove(previous);
+          // Copies, not the caller's objects: the caller may change what it was returned.
+          entries.set(result.globalPosition, {
             position: result.globalPosition,
+            id: result.id,
             type: event.type,
-            event: undefined,
+            stream: result.stream,
+            streamVersion: result.streamVersion,
+            recordedMs: result.recordedAt.getTime(),
             dataJson: text.data,
             metadataJson,
-            appended: result,
-            bytes: 3 * (text.data.length + metadataJson.length),
-          };
-          const previous = entries.get(entry.position);
-          if (previous) remove(previous);
-          // Too large to keep at all: its reader goes to the log (and the others stay).
-          if (entry.bytes > maxBytes) continue;
-          entries.set(entry.position, entry);
-          bytes += entry.bytes;
+            bytes: size,
+          });
+          bytes += size;
         }
       }
       // Oldest first out (a Map iterates in insertion order; appends come in position order, or
@@ -152,6 +167,7 @@ export function createRecentAppends({ maxEvents = DEFAULT_RECENT_EVENTS, maxByte
         if (entries.size <= maxEvents && bytes <= maxBytes) break;
         remove(entry);
       }
+      return all;
     },
     take(from, limit, types) {
       if (!entries.has(from)) return undefined;

@@ -4,8 +4,8 @@ import { readBatch } from './read.js';
 import type { RecentAppends } from './recent-appends.js';
 import type { Wakeups } from './wakeups.js';
 
-/** How long a live subscription sleeps without a notification before it looks anyway. */
-const SAFETY_POLL_MS = 1000;
+/** How long a live subscription sleeps without a notification before it looks anyway (default). */
+export const DEFAULT_POLL_INTERVAL_MS = 1000;
 /** Back-off while committed events wait behind a transaction still in flight. */
 const HELD_BACK_DELAYS_MS = [1, 2, 5, 10, 20, 50, 100];
 
@@ -23,12 +23,15 @@ export async function* readLog(
   pool: pg.Pool,
   wakeups: Wakeups,
   recent: RecentAppends,
-  options: SubscribeOptions & { live: boolean },
+  options: SubscribeOptions & { live: boolean; pollIntervalMs?: number },
 ): AsyncGenerator<LogBatch> {
   const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
+  const pollMs = options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
   const { signal } = options;
   let next = options.from ?? 1;
   let heldBackRounds = 0;
+  /** Wake-ups that only a read of the log answers, as counted before the last read. */
+  let untypedAtRead = -1;
   if (options.live) recent.subscriber(true);
   try {
     while (!signal?.aborted) {
@@ -41,11 +44,16 @@ export async function* readLog(
         next = own.position + 1;
         heldBackRounds = 0;
         yield own;
-        // Nothing more of its own: wait, as after a read that reached the end of the log. Another
-        // process's append wakes every subscriber, and the next read of the log finds it.
-        if (!recent.has(next)) await wakeups.wait(SAFETY_POLL_MS, signal, seen, options.types);
+        // Nothing more of its own. A wake-up that memory does not answer (another process's
+        // append, one of this process's not kept) may have come since the last read, even before
+        // this take (`seen` counts it already): then read the log now. Otherwise wait, as after a
+        // read that reached the end of the log.
+        if (recent.has(next)) continue;
+        if (wakeups.untypedSeen() !== untypedAtRead) continue;
+        await wakeups.wait(pollMs, signal, seen, options.types);
         continue;
       }
+      untypedAtRead = wakeups.untypedSeen();
       const { events, head, position } = await readBatch(pool, next, batchSize, options.types);
       // Events, or (reading some types only) events of other types passed over: a batch, even an
       // empty one, so that the reader knows how far the log has been read.
@@ -62,7 +70,7 @@ export async function* readLog(
         continue;
       }
       if (!options.live) return;
-      await wakeups.wait(SAFETY_POLL_MS, signal, seen, options.types);
+      await wakeups.wait(pollMs, signal, seen, options.types);
     }
   } finally {
     if (options.live) recent.subscriber(false);

@@ -33,6 +33,12 @@ export interface Wakeups {
    */
   seen(types?: readonly string[]): number;
   /**
+   * How many wake-ups there have been that say nothing of types: other processes' notifications,
+   * a lost listener, and this process's appends reported without types (recent-appends.ts: those
+   * it did not keep). Only a read of the log answers them.
+   */
+  untypedSeen(): number;
+  /**
    * Resolves on the next append notification for `types` (any type if undefined), after `ms`, or
    * when `signal` aborts; at once if there has been such a wake-up since `since` (one that came
    * while the caller was reading, which would otherwise be missed until the next poll).
@@ -184,6 +190,7 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
 
   return {
     seen,
+    untypedSeen: () => untyped,
     async wait(ms, signal, since, types) {
       if (!closed && !listener) await listen();
       if (signal?.aborted || (since !== undefined && since !== seen(types))) return;
