@@ -122,9 +122,12 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
     const woken = types ? new Set(types) : undefined;
     if (woken) for (const type of woken) byType.set(type, (byType.get(type) ?? 0) + 1);
     else untyped++;
-    for (const waiter of [...waiters]) {
-      if (!woken || !waiter.types || waiter.types.some((type) => woken.has(type))) waiter.done();
-    }
+    const due = [...waiters].filter((waiter) => !woken || !waiter.types || waiter.types.some((type) => woken.has(type)));
+    // The counts above change now (a subscriber about to wait sees them and does not wait); the
+    // waiters resume on the next turn of the event loop: the appender that woke them goes on
+    // first (serve's ingester sends its next append before the projector parses what it takes),
+    // so PostgreSQL works on that append meanwhile instead of waiting for the projector.
+    if (due.length) setImmediate(() => due.forEach((waiter) => waiter.done()));
   };
 
   const listen = (): Promise<void> => {
