@@ -105,7 +105,11 @@ export interface EventLog {
   readStream(stream: string, options?: ReadStreamOptions): Promise<RecordedEvent[]>;
   /** The log in position order, in batches, up to what is committed now; never skips a late commit. */
   readAll(options?: ReadAllOptions): AsyncIterable<LogBatch>;
-  /** Catch-up from `from`, then live: batches in position order, each event exactly once. */
+  /**
+   * Catch-up from `from`, then live: batches in position order, each event exactly once. Stop it
+   * with `signal`, or by leaving the `for await` loop (which returns the iterator): one dropped
+   * without either stays live for the log (the PostgreSQL backend keeps its own appends for it).
+   */
   subscribe(options?: SubscribeOptions): AsyncIterable<LogBatch>;
   /** The highest committed global position (0 for an empty log). */
   headPosition(): Promise<number>;
