@@ -80,8 +80,12 @@ export interface IngestBatchReport {
   rejected: RejectedMessage[];
   /** The last stream sequence handled. */
   sequence: number;
-  /** Where the batch's time went: parsing and validation, decide and append, storing rejected messages. */
-  timings: { validateMs: number; appendMs: number; rejectedMs: number };
+  /**
+   * Where the batch's time went: how long its first message had been in the stream when the batch
+   * started (JetStream's clock: delivery and the wait behind the batch before), parsing and
+   * validation, decide and append, storing rejected messages.
+   */
+  timings: { queuedMs: number; validateMs: number; appendMs: number; rejectedMs: number };
 }
 
 export interface Ingester {
@@ -342,6 +346,7 @@ export function createIngester(options: IngesterOptions): Ingester {
 
   async function processBatch(pool: pg.Pool, counters: ReturnType<typeof createCounters>, batch: Message[]): Promise<IngestBatchReport> {
     const started = performance.now();
+    const queuedMs = (msg: Message) => Math.max(0, performance.timeOrigin + started - msg.info.timestampNanos / 1e6);
     const parsedBatch: Parsed[] = batch.map(parsedMessage);
     const valid = parsedBatch.filter((p) => p.envelope);
     const validated = performance.now();
@@ -374,7 +379,7 @@ export function createIngester(options: IngesterOptions): Ingester {
       duplicates,
       rejected: rejections.map(({ parsed: p, reason }) => ({ subject: p.msg.subject, sequence: p.msg.seq, reason })),
       sequence,
-      timings: { validateMs: validated - started, appendMs: appendedAt - validated, rejectedMs: stored - appendedAt },
+      timings: { queuedMs: queuedMs(batch[0]!), validateMs: validated - started, appendMs: appendedAt - validated, rejectedMs: stored - appendedAt },
     };
   }
 
