@@ -40,6 +40,7 @@ import {
   waitUntil,
   type TableName,
   type TableRow,
+  type TestLog,
 } from './helpers/projection.js';
 import { envelopeFor } from './helpers/samples.js';
 import { collect } from './log-contract.js';
@@ -781,6 +782,27 @@ test('a decision made stale by a concurrent append is refused by the log (versio
   t.like(outcome, { status: 'rejected', reason: 'BuildStarted on build-2: the build is CANCELED (allowed: QUEUED)' });
 });
 
+/**
+ * A channel and two of its packages in the log (positions 1 to 3), with what the tests of a live
+ * batch's round trips ask of them: the conda-store group's checkpoint names, the batch of the event
+ * at a position, and the packages projected so far.
+ */
+async function channelAndTwoPackages(db: TestLog) {
+  await appendEnvelopes(db.log, [
+    envelopeFor('CondaChannelRegistered', { channel_id: 1, name: 'conda-forge' }),
+    envelopeFor('CondaPackageRegistered', { package_id: 1, channel_id: 1, name: 'numpy', version: '1.26.4' }),
+    envelopeFor('CondaPackageRegistered', { package_id: 2, channel_id: 1, name: 'scipy', version: '1.13.0' }),
+  ]);
+  return {
+    names: condaStoreProjections.map((projection) => projection.name),
+    batchAt: async (position: number) => {
+      const [event] = (await collect(db.log.readAll({ from: position }))).flat();
+      return Object.assign([event!], { position });
+    },
+    packages: async () => (await tableRows(db.url, 'conda_package')).map((row) => row.id),
+  };
+}
+
 // A live batch is one round trip when the runner knows its checkpoints: a guard in that round trip
 // locks them and checks they have not moved. Pins the case where they have: another owner applied
 // events meanwhile, and the runner must not apply them again from what it last knew.
@@ -799,18 +821,7 @@ test('a batch in one round trip: the guard sends the runner back to the locking 
   });
   t.teardown(() => pool.end());
   const runner = createRunner({ log: db.log, pool, projections: condaStoreProjections, logger: silentLogger });
-  const names = condaStoreProjections.map((projection) => projection.name);
-  const batchAt = async (position: number) => {
-    const [event] = (await collect(db.log.readAll({ from: position }))).flat();
-    return Object.assign([event!], { position });
-  };
-  const packages = async () => (await tableRows(db.url, 'conda_package')).map((row) => row.id);
-
-  await appendEnvelopes(db.log, [
-    envelopeFor('CondaChannelRegistered', { channel_id: 1, name: 'conda-forge' }),
-    envelopeFor('CondaPackageRegistered', { package_id: 1, channel_id: 1, name: 'numpy', version: '1.26.4' }),
-    envelopeFor('CondaPackageRegistered', { package_id: 2, channel_id: 1, name: 'scipy', version: '1.13.0' }),
-  ]);
+  const { names, batchAt, packages } = await channelAndTwoPackages(db);
   await runner.apply(await batchAt(1)); // locking path: the runner did not know its checkpoints yet
 
   // Another owner applied event 2 (here: only its checkpoint moved, so a second apply would show).
@@ -842,17 +853,7 @@ test('a batch in one round trip whose connection is terminated half-way is retri
   const pool = createPool({ connectionString: db.url, max: 2, onError: () => undefined });
   t.teardown(() => pool.end());
   const runner = createRunner({ log: db.log, pool, projections: condaStoreProjections, logger });
-  const names = condaStoreProjections.map((projection) => projection.name);
-  const batchAt = async (position: number) => {
-    const [event] = (await collect(db.log.readAll({ from: position }))).flat();
-    return Object.assign([event!], { position });
-  };
-  const packages = async () => (await tableRows(db.url, 'conda_package')).map((row) => row.id);
-  await appendEnvelopes(db.log, [
-    envelopeFor('CondaChannelRegistered', { channel_id: 1, name: 'conda-forge' }),
-    envelopeFor('CondaPackageRegistered', { package_id: 1, channel_id: 1, name: 'numpy', version: '1.26.4' }),
-    envelopeFor('CondaPackageRegistered', { package_id: 2, channel_id: 1, name: 'scipy', version: '1.13.0' }),
-  ]);
+  const { names, batchAt, packages } = await channelAndTwoPackages(db);
   await runner.apply(await batchAt(1)); // the runner now knows its checkpoints: the next batch is one round trip
 
   // Another connection holds the checkpoint rows, so the guard waits; then its backend is terminated.
