@@ -38,3 +38,23 @@ export async function queryKeepingConnection<R extends pg.QueryResultRow>(
     throw error;
   }
 }
+
+/**
+ * Runs `work` on a connection of the pool. When it fails, the statement `cleanup` names for the
+ * error (if any) runs on the same connection first, and a connection that cannot run it is closed
+ * rather than handed out again: it may still hold a transaction (ROLLBACK failed) or a session
+ * lock (the log's position lock), and closing it releases them.
+ */
+export async function withConnection<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>, cleanup: (error: unknown) => string | undefined): Promise<T> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  try {
+    return await work(client);
+  } catch (error) {
+    const statement = cleanup(error);
+    if (statement) await client.query(statement).catch((cleanupError: Error) => (broken = cleanupError));
+    throw error;
+  } finally {
+    client.release(broken);
+  }
+}

@@ -7,6 +7,7 @@
  * apply an event twice or skip one.
  */
 import type pg from 'pg';
+import { withConnection } from '../db/pool.js';
 import { isEventType, upcast } from '../catalogue/index.js';
 import type { EventLog, LogBatch, RecordedEvent } from '../log/types.js';
 import type { Logger } from '../logger.js';
@@ -253,21 +254,17 @@ export function createRunner(options: RunnerOptions): Runner {
 
   /**
    * Runs a batch's transaction on a connection of its own and records what it committed. On any
-   * failure it rolls back, and the runner no longer knows its checkpoints.
+   * failure it rolls back (a connection that cannot is closed), and the runner no longer knows its checkpoints.
    */
   async function batchTransaction(run: (client: pg.PoolClient) => Promise<{ checkpoints: Map<string, CheckpointRow>; end: BatchEnd }>): Promise<void> {
-    const client = await pool.connect();
-    // A connection that cannot even roll back is closed, not handed out again.
-    let broken: Error | undefined;
     try {
-      const { checkpoints, end } = await run(client);
-      committed(checkpoints, end);
+      await withConnection(pool, async (client) => {
+        const { checkpoints, end } = await run(client);
+        committed(checkpoints, end);
+      }, () => 'ROLLBACK');
     } catch (error) {
       known = undefined;
-      await client.query('ROLLBACK').catch((rollbackError: Error) => (broken = rollbackError));
       throw error;
-    } finally {
-      client.release(broken);
     }
   }
 

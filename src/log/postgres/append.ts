@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { queryKeepingConnection } from '../../db/pool.js';
+import { queryKeepingConnection, withConnection } from '../../db/pool.js';
 import type { AppendedEvent, AppendRequest, EventInput } from '../types.js';
 import { isRefusal, translateError } from './errors.js';
 import type { Notification } from './wakeups.js';
@@ -173,10 +173,17 @@ interface FastRow {
  * decides and explains, seeing everything committed since.
  */
 async function appendToStream(pool: pg.Pool, request: AppendRequest, notification: Notification | undefined, json: readonly EventJson[] | undefined): Promise<AppendedEvent[] | undefined> {
-  const client = await pool.connect();
-  let broken: Error | undefined;
-  try {
-    const { rows } = await client.query<FastRow>(appendStreamQuery(request, notification, json));
+  // Any failure but a unique key taken may have come while the position lock was held: the
+  // connection releases it (or is closed). A unique key raises in the INSERT, after the positions
+  // CTE has released the lock: nothing to clean up, append_events() decides.
+  return withConnection(pool, async (client) => {
+    let rows: FastRow[];
+    try {
+      ({ rows } = await client.query<FastRow>(appendStreamQuery(request, notification, json)));
+    } catch (error) {
+      if (isTakenElsewhere(error)) return undefined;
+      throw error;
+    }
     if (rows.length === 0) return undefined;
     // The events took versions current + 1, current + 2, ... in order: the version says which
     // event a row is, whatever order RETURNING gives them in.
@@ -195,19 +202,7 @@ async function appendToStream(pool: pg.Pool, request: AppendRequest, notificatio
       };
     }
     return appended;
-  } catch (error) {
-    // A unique key raises in the INSERT, after the positions CTE has released the position lock:
-    // nothing to clean up, append_events() decides.
-    if (isTakenElsewhere(error)) return undefined;
-    // Any other failure may have come while the lock was held.
-    await client.query(RELEASE_POSITION_LOCK_SQL).catch((cleanupError: Error) => {
-      // A connection that cannot say whether it holds the lock is closed: that releases it.
-      broken = cleanupError;
-    });
-    throw error;
-  } finally {
-    client.release(broken);
-  }
+  }, () => RELEASE_POSITION_LOCK_SQL);
 }
 
 /**
