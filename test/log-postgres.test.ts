@@ -5,7 +5,7 @@ import { APPEND_SQL, appendParameters, appendStreamQuery, eventJson } from '../s
 import { DuplicateKeyError, PreconditionFailedError, WrongExpectedVersionError } from '../src/log/errors.js';
 import type { AppendRequest, EventInput, EventLog, LogBatch, RecordedEvent } from '../src/log/types.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
-import { createWakeups, type Notification } from '../src/log/postgres/wakeups.js';
+import { CARRY_AFTER_SHARE, createWakeups, type Notification } from '../src/log/postgres/wakeups.js';
 import { createRecentAppends, inJsonbOrder } from '../src/log/postgres/recent-appends.js';
 import { connect, freshDatabase, urlFor, withAdmin, withClient } from './helpers/database.js';
 import { slots, waitUntil } from './helpers/projection.js';
@@ -418,8 +418,12 @@ test('postgres: a burst of appends sends a few spaced notifications, the last on
   // The last append is told of by a notification of its own transaction (if it carried one) or by
   // a later one: either way, one heard after it started.
   await waitUntil(() => heard.some((at) => at > lastStarted), 'a notification after the last append');
-  // One at once, then at most one per interval: the bound follows from the burst's own duration.
-  t.true(heard.length <= 2 + Math.ceil((finished - started) / intervalMs), `${heard.length} NOTIFYs for 30 appends in ${Math.round(finished - started)} ms`);
+  // One at once, then at most one per carrying window (an append takes the notification from 80 %
+  // of the interval on), and one of its own after the burst: the bound follows from the burst's own
+  // duration. (It used the whole interval: a slow burst, 30 appends in 1.7 s on a loaded machine,
+  // gave 12 spaced notifications against a bound of 11.)
+  const spacingMs = intervalMs * CARRY_AFTER_SHARE;
+  t.true(heard.length <= 2 + Math.ceil((finished - started) / spacingMs), `${heard.length} NOTIFYs for 30 appends in ${Math.round(finished - started)} ms`);
 });
 
 test('postgres: closing the log sends the NOTIFY still waiting for its interval at once', async (t) => {

@@ -63,7 +63,7 @@ export interface Wakeups {
  * a little before a separate NOTIFY would be due, so that in a steady stream of appends the
  * appends carry every notification and the separate NOTIFY is only needed after the last one.
  */
-const CARRY_AFTER_SHARE = 0.8;
+export const CARRY_AFTER_SHARE = 0.8;
 
 /**
  * LISTEN/NOTIFY wake-ups for subscriptions.
