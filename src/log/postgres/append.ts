@@ -122,7 +122,7 @@ const APPEND_MANY_SQL = APPEND_STREAM_TEMPLATE.replace(EVENTS_MARKER, `CROSS JOI
 const RELEASE_POSITION_LOCK_SQL = sqlFile(import.meta.url, 'release-position-lock.sql');
 
 /** An append the single INSERT of append-stream.sql can take: one stream, nothing but events. */
-function takesFastPath(requests: AppendRequest[]): requests is [AppendRequest] {
+export function takesFastPath(requests: AppendRequest[]): requests is [AppendRequest] {
   const [request] = requests;
   return requests.length === 1 && !request!.claims?.length && !request!.releases?.length && !request!.preconditions?.length;
 }
@@ -168,41 +168,100 @@ interface FastRow {
 }
 
 /**
- * The fast path: one statement. Undefined when it wrote nothing (the expected version does not
- * hold, an id is in the log already, the version was taken in between): append_events() then
- * decides and explains, seeing everything committed since.
+ * Runs a statement of the fast path (append-stream.sql, append-streams.sql). Undefined when it
+ * wrote nothing (an expected version does not hold, an id is in the log already, a version was
+ * taken in between): append_events() then decides and explains, seeing everything committed since.
  */
-async function appendToStream(pool: pg.Pool, request: AppendRequest, notification: Notification | undefined, json: readonly EventJson[] | undefined): Promise<AppendedEvent[] | undefined> {
+async function runFastStatement(pool: pg.Pool, query: pg.QueryConfig): Promise<FastRow[] | undefined> {
   // Any failure but a unique key taken may have come while the position lock was held: the
   // connection releases it (or is closed). A unique key raises in the INSERT, after the positions
   // CTE has released the lock: nothing to clean up, append_events() decides.
   return withConnection(pool, async (client) => {
-    let rows: FastRow[];
     try {
-      ({ rows } = await client.query<FastRow>(appendStreamQuery(request, notification, json)));
+      const { rows } = await client.query<FastRow>(query);
+      return rows.length > 0 ? rows : undefined;
     } catch (error) {
       if (isTakenElsewhere(error)) return undefined;
       throw error;
     }
-    if (rows.length === 0) return undefined;
-    // The events took versions current + 1, current + 2, ... in order: the version says which
-    // event a row is, whatever order RETURNING gives them in.
-    const firstVersion = rows.reduce((least, row) => Math.min(least, row.stream_version), Infinity);
-    const recordedAt = new Date(rows[0]!.recorded_ms);
-    const appended: AppendedEvent[] = new Array(rows.length);
-    for (const row of rows) {
-      const index = row.stream_version - firstVersion;
-      appended[index] = {
-        id: canonicalUuid(request.events[index]!.id),
-        stream: request.stream,
-        streamVersion: row.stream_version,
-        globalPosition: toNumber(row.global_position),
-        recordedAt,
-        duplicate: false,
-      };
-    }
-    return appended;
   }, () => RELEASE_POSITION_LOCK_SQL);
+}
+
+/** The result of a fast-path statement's row for `event` of `stream`. */
+function appendedEvent(event: EventInput, stream: string, row: FastRow, recordedAt: Date): AppendedEvent {
+  return {
+    id: canonicalUuid(event.id),
+    stream,
+    streamVersion: row.stream_version,
+    globalPosition: toNumber(row.global_position),
+    recordedAt,
+    duplicate: false,
+  };
+}
+
+/** The fast path for one request: one statement (undefined: see runFastStatement). */
+async function appendToStream(pool: pg.Pool, request: AppendRequest, notification: Notification | undefined, json: readonly EventJson[] | undefined): Promise<AppendedEvent[] | undefined> {
+  const rows = await runFastStatement(pool, appendStreamQuery(request, notification, json));
+  if (!rows) return undefined;
+  // The events took versions current + 1, current + 2, ... in order: the version says which
+  // event a row is, whatever order RETURNING gives them in.
+  const firstVersion = rows.reduce((least, row) => Math.min(least, row.stream_version), Infinity);
+  const recordedAt = new Date(rows[0]!.recorded_ms);
+  const appended: AppendedEvent[] = new Array(rows.length);
+  for (const row of rows) {
+    const index = row.stream_version - firstVersion;
+    appended[index] = appendedEvent(request.events[index]!, request.stream, row, recordedAt);
+  }
+  return appended;
+}
+
+const APPEND_STREAMS_SQL = sqlFile(import.meta.url, 'append-streams.sql');
+
+/** A request of the fast path, with the notification and JSON its caller gave (append-queue.ts). */
+export interface FastAppend {
+  request: AppendRequest;
+  notification?: Notification | undefined;
+  json?: readonly EventJson[] | undefined;
+}
+
+/**
+ * The fast path for several requests, each of one stream with nothing but events, no stream
+ * twice: one statement, one commit (append-streams.sql). Each request's results, in order;
+ * undefined when it wrote nothing (see runFastStatement): each request must then go on its own.
+ */
+export async function appendToStreams(pool: pg.Pool, appends: readonly FastAppend[]): Promise<AppendedEvent[][] | undefined> {
+  const requests = appends.map((fast) => fast.request);
+  const events = requests.flatMap((request) => request.events);
+  // Every append's JSON was made, or none's (the log keeps its appends or not).
+  const json = appends.every((fast) => fast.json) ? appends.flatMap((fast) => fast.json!) : undefined;
+  const rows = await runFastStatement(pool, {
+    name: 'cse_append_streams',
+    text: APPEND_STREAMS_SQL,
+    values: [
+      requests.map((request) => request.stream),
+      requests.map((request) => String(request.expectedVersion ?? 'any')),
+      requests.map((request) => request.events.length),
+      events.map((event) => event.id),
+      events.map((event) => event.type),
+      ...jsonArrays(events, json),
+      // One notification tells of them all (they commit together); PostgreSQL would send a
+      // process's identical ones once anyway.
+      ...notificationParameters(appends.find((fast) => fast.notification)?.notification),
+    ],
+  });
+  if (!rows) return undefined;
+  // Positions are consecutive, event after event of the requests in order: a row's position
+  // says which event it is.
+  const first = rows.reduce((least, row) => Math.min(least, toNumber(row.global_position)), Infinity);
+  const recordedAt = new Date(rows[0]!.recorded_ms);
+  const streamOf = requests.flatMap((request) => request.events.map(() => request.stream));
+  const flat: AppendedEvent[] = new Array(rows.length);
+  for (const row of rows) {
+    const index = toNumber(row.global_position) - first;
+    flat[index] = appendedEvent(events[index]!, streamOf[index]!, row, recordedAt);
+  }
+  let offset = 0;
+  return requests.map((request) => flat.slice(offset, (offset += request.events.length)));
 }
 
 /**

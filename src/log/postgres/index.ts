@@ -1,7 +1,8 @@
 import type pg from 'pg';
 import { createPool } from '../../db/pool.js';
 import type { AppendedEvent, AppendRequest, EventLog } from '../types.js';
-import { append, eventJson } from './append.js';
+import { append, appendToStreams, eventJson, takesFastPath } from './append.js';
+import { createAppendQueue, type AppendQueueOptions, type AppendQueueStats } from './append-queue.js';
 import { allocateIds } from './ids.js';
 import { headPosition, readStream } from './read.js';
 import { createRecentAppends, type RecentAppendsOptions } from './recent-appends.js';
@@ -23,19 +24,27 @@ export interface PostgresEventLogOptions {
   pollIntervalMs?: number;
   /** How many of its own appended events, and how much of their JSON, the log keeps for this process's live subscribers (recent-appends.ts). */
   keepOwnAppends?: RecentAppendsOptions;
+  /** How concurrent single-stream appends share statements (append-queue.ts). */
+  appendQueue?: AppendQueueOptions;
 }
 
 /** The PostgreSQL backend of the event log (schema `event_store`, created by the Knex migrations). */
-export function createPostgresEventLog(options: PostgresEventLogOptions): EventLog & { pool: pg.Pool; ownAppendsTaken(): number } {
+export function createPostgresEventLog(options: PostgresEventLogOptions): EventLog & { pool: pg.Pool; ownAppendsTaken(): number; appendQueueStats(): AppendQueueStats } {
   const onError = options.onError ?? (() => undefined);
   const pool = createPool({ connectionString: options.connectionString, max: options.poolSize ?? 10, onError });
   const wakeups = createWakeups(pool, options.connectionString, onError, options.notifyIntervalMs);
   const recent = createRecentAppends(options.keepOwnAppends);
+  const queue = createAppendQueue({
+    one: ({ request, notification, json }) => append(pool, [request], notification, json),
+    several: (appends) => appendToStreams(pool, appends),
+  }, options.appendQueue);
 
   return {
     pool,
     /** Batches that live subscribers took from this process's own appends instead of reading the log. */
     ownAppendsTaken: () => recent.taken(),
+    /** Appends that waited for a statement, and those that shared one with others (append-queue.ts). */
+    appendQueueStats: () => queue.stats(),
     async append(requests: AppendRequest | AppendRequest[]) {
       const list = Array.isArray(requests) ? requests : [requests];
       // Only an append that will run a statement takes the notification (an empty one would spend it).
@@ -45,7 +54,9 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
       try {
         // The events' JSON once, for the statement and for this process's live subscribers, if any.
         const json = recent.keeping() ? eventJson(list) : undefined;
-        appended = await append(pool, list, notification, json);
+        const nonEmpty = list.filter((request) => request.events.length > 0);
+        // One stream, nothing but events: through the queue, which writes concurrent ones together.
+        appended = takesFastPath(nonEmpty) ? await queue.append({ request: nonEmpty[0], notification, json }) : await append(pool, list, notification, json);
         // Kept before the wake-up below, which sends this process's subscribers to take them.
         kept = json !== undefined && recent.add(appended, list, json);
         return appended;
