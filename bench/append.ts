@@ -24,8 +24,8 @@
  * Each measured run is preceded by a warm-up of the same shape (not counted) and a CHECKPOINT, so
  * every contender starts from the same state; the order of the contenders rotates from round to
  * round; the reported figure is the median over the rounds. The sequential scenarios (one append at
- * a time) interleave the contenders append by append, each timed on its own: slow drifts of the
- * machine (fsync time) then weigh on all contenders alike. The concurrent scenario runs each
+ * a time) interleave the contenders append by append, in a random order at each step, each timed
+ * on its own: slow drifts of the machine (fsync time) then weigh on all contenders alike. The concurrent scenario runs each
  * contender in a block of its own.
  */
 import fs from 'node:fs';
@@ -200,24 +200,36 @@ const SCENARIOS: Scenario[] = [
 ];
 
 /**
- * Runs a sequential scenario for all contenders at once, their appends interleaved one by one
- * (the first contender of each step rotates): each contender still makes one append at a time,
- * and all of them meet the disk in the same state. Measured one after the other, a contender's
- * figure moved by up to 47 % from round to round on this machine (its fsync time drifts over
- * seconds), more than the differences to measure. Returns each contender's own time, in ms.
+ * Runs a sequential scenario for all contenders at once, their appends interleaved one by one, in
+ * a new random order at each step: each contender still makes one append at a time, and all of
+ * them meet the disk in the same state. Measured one after the other, a contender's figure moved
+ * by up to 47 % from round to round on this machine (its fsync time drifts over seconds), more
+ * than the differences to measure. Random, not rotating: an append that comes right after one of
+ * Emmett's is about 8 % slower (what Emmett's append leaves to the server), and in a rotation of
+ * three contenders one of them follows Emmett twice as often as another. Returns each
+ * contender's own time, in ms.
  */
 async function runInterleaved(scenario: Scenario & { sequential: Sequential }, order: Contender[], events: Map<Contender, BenchEvent[]>, tag: string) {
   const ms = new Map(order.map((contender) => [contender, 0]));
   const appends = scenario.sequential.appends(scenario.events);
   for (let i = 0; i < appends; i++) {
-    for (let j = 0; j < order.length; j++) {
-      const contender = order[(i + j) % order.length]!;
+    for (const contender of shuffled(order)) {
       const start = now();
       await scenario.sequential.append(contender, events.get(contender)!, tag, i);
       ms.set(contender, ms.get(contender)! + now() - start);
     }
   }
   return ms;
+}
+
+/** A copy of `items` in a random order (Fisher-Yates). */
+function shuffled<T>(items: readonly T[]): T[] {
+  const copy = [...items];
+  for (let i = copy.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [copy[i], copy[j]] = [copy[j]!, copy[i]!];
+  }
+  return copy;
 }
 
 // ---------------------------------------------------------------------------------------------
