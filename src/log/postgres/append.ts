@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { leanQuery } from '../../db/lean-query.js';
 import { queryKeepingConnection, withConnection } from '../../db/pool.js';
 import type { AppendedEvent, AppendRequest, EventInput } from '../types.js';
 import { isRefusal, translateError } from './errors.js';
@@ -161,7 +162,7 @@ function isTakenElsewhere(error: unknown): boolean {
   return code === '23505' && (constraint === 'events_id_key' || constraint === 'events_stream_version_key');
 }
 
-interface FastRow {
+export interface FastRow {
   global_position: string;
   stream_version: number;
   recorded_ms: number;
@@ -178,13 +179,26 @@ async function runFastStatement(pool: pg.Pool, query: pg.QueryConfig): Promise<F
   // CTE has released the lock: nothing to clean up, append_events() decides.
   return withConnection(pool, async (client) => {
     try {
-      const { rows } = await client.query<FastRow>(query);
+      const rows = await fastRows(client, query);
       return rows.length > 0 ? rows : undefined;
     } catch (error) {
       if (isTakenElsewhere(error)) return undefined;
       throw error;
     }
   }, () => RELEASE_POSITION_LOCK_SQL);
+}
+
+/**
+ * The rows of a fast-path statement. Its parameters are all text but for the arrays of several
+ * events (append-stream.sql with arrays, append-streams.sql): those go through node-postgres'
+ * own query, which writes arrays; the others without its Describe and result objects (leanQuery).
+ */
+export async function fastRows(client: pg.ClientBase, query: pg.QueryConfig): Promise<FastRow[]> {
+  const values = query.values!;
+  if (values.some((value) => Array.isArray(value))) return (await client.query<FastRow>(query)).rows;
+  const rows = await leanQuery(client, query.name!, query.text, values.map((value) => (value === null ? null : String(value))));
+  // The columns of RETURNING: global_position, stream_version, recorded_ms.
+  return rows.map(([position, version, recordedMs]) => ({ global_position: position!, stream_version: Number(version), recorded_ms: Number(recordedMs) }));
 }
 
 /** The result of a fast-path statement's row for `event` of `stream`. */

@@ -1,0 +1,44 @@
+import test, { type ExecutionContext } from 'ava';
+import pg from 'pg';
+import { leanQuery } from '../src/db/lean-query.js';
+import { connect, freshDatabase } from './helpers/database.js';
+
+async function client(t: ExecutionContext) {
+  const db = await freshDatabase(t, { migrated: false });
+  return Object.assign(await connect(t, db.url), { url: db.url });
+}
+
+test('lean query: rows as text arrays, the statement parsed once per connection and shared with client.query by name', async (t) => {
+  const c = await client(t);
+  const text = 'SELECT $1::int + 1 AS n, $2::text AS s, NULL::int AS z';
+  t.deepEqual(await leanQuery(c, 'lean_test', text, ['41', 'x']), [['42', 'x', null]]);
+  t.deepEqual(await leanQuery(c, 'lean_test', text, ['1', 'y']), [['2', 'y', null]]);
+  t.deepEqual((await c.query({ name: 'lean_test', text, values: [2, 'z'] })).rows, [{ n: 3, s: 'z', z: null }]);
+  const { rows } = await c.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_prepared_statements WHERE name = 'lean_test'");
+  t.is(rows[0]!.n, 1);
+  t.deepEqual(await leanQuery(c, 'lean_none', 'SELECT 1 WHERE false', []), []);
+});
+
+test('lean query: an error rejects with the server\'s error (code, constraint), and the connection goes on', async (t) => {
+  const c = await client(t);
+  await c.query('CREATE TABLE unique_things (id int PRIMARY KEY)');
+  const insert = 'INSERT INTO unique_things VALUES ($1::int) RETURNING id';
+  t.deepEqual(await leanQuery(c, 'lean_insert', insert, ['1']), [['1']]);
+  const error = await t.throwsAsync(leanQuery(c, 'lean_insert', insert, ['1']));
+  t.true(error instanceof pg.DatabaseError);
+  t.like(error, { code: '23505', constraint: 'unique_things_pkey' });
+  t.deepEqual(await leanQuery(c, 'lean_insert', insert, ['2']), [['2']]);
+  // A statement that fails to parse is not taken for parsed.
+  await t.throwsAsync(leanQuery(c, 'lean_bad', 'SELEKT 1', []), { message: /syntax error/ });
+  await t.throwsAsync(leanQuery(c, 'lean_bad', 'SELEKT 1', []), { message: /syntax error/ });
+});
+
+test('lean query: a connection that dies under it rejects the query', async (t) => {
+  const c = await client(t);
+  c.on('error', () => undefined);
+  const pid = (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+  const sleeping = leanQuery(c, 'lean_sleep', 'SELECT pg_sleep(30)', []);
+  const other = await connect(t, c.url);
+  await other.query('SELECT pg_terminate_backend($1)', [pid]);
+  await t.throwsAsync(sleeping);
+});
