@@ -3,7 +3,8 @@ import { randomUUID } from 'node:crypto';
 import { EventIdConflictError, WrongExpectedVersionError } from '../src/log/errors.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import type { AppendedEvent, AppendRequest } from '../src/log/types.js';
-import { connect, freshDatabase } from './helpers/database.js';
+import { connect, freshDatabase, withClient } from './helpers/database.js';
+import { tcpProxy } from './helpers/nats.js';
 import { slots } from './helpers/projection.js';
 import { collect, event, events } from './log-contract.js';
 
@@ -15,10 +16,10 @@ import { collect, event, events } from './log-contract.js';
  */
 const slot = slots(6);
 
-async function queuedLog(t: ExecutionContext, statements = 1) {
+async function queuedLog(t: ExecutionContext, statements = 1, maxEvents?: number) {
   await slot(t);
   const db = await freshDatabase(t);
-  const log = createPostgresEventLog({ connectionString: db.url, appendQueue: { statements } });
+  const log = createPostgresEventLog({ connectionString: db.url, appendQueue: { statements, maxEvents } });
   t.teardown(() => log.close());
   return Object.assign(log, { url: db.url });
 }
@@ -117,6 +118,86 @@ test('append queue: two appends of one stream never share a statement, and keep 
   // same-1's first append went with other-1; its second came after, in a statement of its own.
   t.deepEqual(log.appendQueueStats(), { waited: 3, together: 2 });
   t.deepEqual((await log.readStream('same-1')).map((e) => e.type), ['First', 'Second']);
+});
+
+test('append queue: with two statements, an append waits behind one of its stream in flight, while another stream\'s goes', async (t) => {
+  const log = await queuedLog(t, 2);
+  const first = log.append({ stream: 'same-1', events: [event('First')] });
+  const second = log.append({ stream: 'same-1', events: [event('Second')] });
+  const other = log.append({ stream: 'other-1', events: events(1) });
+  const [a, b, c] = await Promise.all([first, second, other]);
+  t.deepEqual([a![0]!.streamVersion, b![0]!.streamVersion, c![0]!.streamVersion], [0, 1, 0]);
+  t.deepEqual((await log.readStream('same-1')).map((e) => e.type), ['First', 'Second']);
+  t.is(log.appendQueueStats().waited, 2);
+});
+
+test('append queue: an append too large for the statement being filled holds back the later appends of its stream (maxEvents)', async (t) => {
+  const log = await queuedLog(t, 1, 3);
+  const [, , large, small] = await firstThenTogether(log, { stream: 'first', events: events(1) }, [
+    { stream: 'other-1', events: events(1) },
+    { stream: 'same-1', events: events(3, 'Large') },
+    { stream: 'same-1', events: [event('Small')] },
+  ]);
+  t.deepEqual((large as AppendedEvent[]).map((e) => e.streamVersion), [0, 1, 2]);
+  t.deepEqual((small as AppendedEvent[]).map((e) => e.streamVersion), [3]);
+  t.deepEqual((await log.readStream('same-1')).map((e) => e.type), ['Large', 'Large', 'Large', 'Small']);
+});
+
+test('append queue: a connection lost under a shared statement fails every append of it with that error; appended again, each event is in the log once', async (t) => {
+  await slot(t);
+  const db = await freshDatabase(t);
+  const proxy = await tcpProxy(t, { host: '127.0.0.1', port: Number(new URL(db.url).port || 5432) });
+  const log = createPostgresEventLog({ connectionString: proxy.urlThrough(db.url), appendQueue: { statements: 1 } });
+  t.teardown(() => log.close().catch(() => undefined));
+  // The shared statement waits for a stream lock held here, until the connection is cut.
+  const holder = await connect(t, db.url);
+  await holder.query('BEGIN');
+  await holder.query("SELECT pg_advisory_xact_lock(7401, hashtext('held-1'))");
+  const waiting: AppendRequest[] = [{ stream: 'held-1', events: events(1) }, { stream: 'free-1', events: events(2) }];
+  const outcomes = firstThenTogether(log, { stream: 'first', events: events(1) }, waiting);
+  await waitUntilSharedStatementWaits(db.url);
+  proxy.cut();
+  const [, ...errors] = await outcomes;
+  for (const error of errors) {
+    t.true(error instanceof Error);
+    t.false(error instanceof WrongExpectedVersionError);
+  }
+  await holder.query('COMMIT');
+  proxy.restore();
+  // The outcome was unknown: appending the same events again writes each of them once.
+  for (const request of waiting) await log.append(request);
+  const all = await collect(log.readAll());
+  t.deepEqual(all.map((e) => e.stream).sort(), ['first', 'free-1', 'free-1', 'held-1']);
+});
+
+/** Waits until a backend runs the shared statement and waits for a lock. */
+async function waitUntilSharedStatementWaits(url: string) {
+  for (;;) {
+    const waiting = await withClient(url, async (client) => (await client.query(
+      "SELECT 1 FROM pg_stat_activity WHERE query LIKE '%Several single-stream appends%' AND wait_event_type = 'Lock'")).rowCount);
+    if (waiting) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+test('append queue: closing the log writes the appends still waiting, then refuses new ones', async (t) => {
+  const log = await queuedLog(t);
+  const outcomes = firstThenTogether(log, { stream: 'first', events: events(1) }, [
+    { stream: 'waiting-1', events: events(1) },
+    { stream: 'waiting-2', events: events(1) },
+  ]);
+  await log.close();
+  const [first, ...rest] = await outcomes;
+  t.is((first as AppendedEvent[]).length, 1);
+  for (const appended of rest) t.is((appended as AppendedEvent[])[0]!.streamVersion, 0);
+  await t.throwsAsync(log.append({ stream: 'late-1', events: events(1) }), { message: /closed/ });
+  const db = await withClient(log.url, (client) => client.query<{ n: number }>('SELECT count(*)::int AS n FROM event_store.events'));
+  t.is(db.rows[0]!.n, 3);
+});
+
+test('append queue: options that are not positive integers are refused with their name', (t) => {
+  t.throws(() => createPostgresEventLog({ connectionString: 'postgres://127.0.0.1/none', appendQueue: { statements: 0 } }), { message: /appendQueue.statements must be a positive integer, got 0/ });
+  t.throws(() => createPostgresEventLog({ connectionString: 'postgres://127.0.0.1/none', appendQueue: { maxEvents: Number.NaN } }), { message: /appendQueue.maxEvents must be a positive integer, got NaN/ });
 });
 
 test('append queue: two processes, eight writers each, racing for a few streams with expected versions: no deadlock, every stream gapless, no write lost or doubled', async (t) => {

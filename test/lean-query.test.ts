@@ -33,7 +33,25 @@ test('lean query: an error rejects with the server\'s error (code, constraint), 
   await t.throwsAsync(leanQuery(c, 'lean_bad', 'SELEKT 1', []), { message: /syntax error/ });
 });
 
-test('lean query: a connection that dies under it rejects the query', async (t) => {
+test('lean query: a connection whose socket breaks under it rejects the query', async (t) => {
+  const c = await client(t);
+  c.on('error', () => undefined);
+  const sleeping = leanQuery(c, 'lean_sleep', 'SELECT pg_sleep(30)', []);
+  (c as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+  await t.throwsAsync(sleeping);
+  await t.throwsAsync(leanQuery(c, 'lean_after', 'SELECT 1', []), { message: /not queryable|closed/ });
+});
+
+test('lean query: a query_timeout of the client applies to it', async (t) => {
+  const db = await freshDatabase(t, { migrated: false });
+  const c = new pg.Client({ connectionString: db.url, query_timeout: 300 });
+  await c.connect();
+  t.teardown(() => c.end().catch(() => undefined));
+  t.deepEqual(await leanQuery(c, 'lean_quick', 'SELECT 1', []), [['1']]);
+  await t.throwsAsync(leanQuery(c, 'lean_slow', 'SELECT pg_sleep(5)', []), { message: /Query read timeout/ });
+});
+
+test('lean query: a backend terminated under it rejects the query', async (t) => {
   const c = await client(t);
   c.on('error', () => undefined);
   const pid = (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;

@@ -26,6 +26,11 @@ interface Connection {
  */
 class LeanQuery {
   private readonly rows: TextRow[] = [];
+  /**
+   * Set by node-postgres when the client has a query_timeout: called when the query ends, it
+   * clears the timer (which otherwise fires later, and holds the process open till then).
+   */
+  callback?: (error: unknown) => void;
 
   constructor(
     readonly name: string,
@@ -57,10 +62,12 @@ class LeanQuery {
 
   /** Also a lost connection: node-postgres calls it for every query in flight or queued. */
   handleError(error: unknown): void {
+    this.callback?.(error);
     this.settle(error);
   }
 
   handleReadyForQuery(): void {
+    this.callback?.(undefined);
     this.settle(undefined, this.rows);
   }
 

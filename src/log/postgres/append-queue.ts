@@ -14,14 +14,24 @@ export interface AppendQueueOptions {
 export const DEFAULT_APPEND_STATEMENTS = 2;
 export const DEFAULT_MAX_QUEUED_EVENTS = 1000;
 
-/** How the queue writes: one append, or several in one statement (undefined: it wrote nothing). */
+/** How the queue writes. */
 export interface AppendWriter {
+  /** One append on its own: its result or its error. */
   one(append: FastAppend): Promise<AppendedEvent[]>;
+  /**
+   * Several appends of distinct streams in one statement: each one's result, in order; undefined
+   * when the database wrote nothing (each must then go on its own, which decides and explains);
+   * an error when the outcome is unknown (a lost connection), which every caller then gets.
+   */
   several(appends: readonly FastAppend[]): Promise<AppendedEvent[][] | undefined>;
+  /** Called for an append that is going to wait: what it holds must not change meanwhile (its JSON made now). */
+  prepare?(append: FastAppend): FastAppend;
 }
 
 export interface AppendQueueStats {
+  /** Appends that waited for a statement. */
   waited: number;
+  /** Appends written in a statement shared with others. */
   together: number;
 }
 
@@ -41,80 +51,131 @@ interface Waiting extends FastAppend {
  * The first append of a quiet moment goes at once: a lone appender waits for nothing.
  *
  * Nothing is refused for being in company: when the shared statement writes nothing (an expected
- * version that does not hold, an event id already in the log, a version taken in between) or
- * fails, each append goes on its own and gets its own result or error. A statement never holds
- * the same stream twice, so the appends of one stream keep the order they came in.
+ * version that does not hold, an event id already in the log, a version taken in between), each
+ * append goes on its own, one after the other, and gets its own result or error. The appends of
+ * one stream keep the order they came in: a stream is in one statement at a time, and an append
+ * waits behind an earlier one of its stream (in flight, or waiting and passed over).
  */
 export function createAppendQueue(writer: AppendWriter, options: AppendQueueOptions = {}) {
-  const statements = Math.max(1, options.statements ?? DEFAULT_APPEND_STATEMENTS);
-  const maxEvents = Math.max(1, options.maxEvents ?? DEFAULT_MAX_QUEUED_EVENTS);
+  const statements = positiveInteger('appendQueue.statements', options.statements ?? DEFAULT_APPEND_STATEMENTS);
+  const maxEvents = positiveInteger('appendQueue.maxEvents', options.maxEvents ?? DEFAULT_MAX_QUEUED_EVENTS);
   const waiting: Waiting[] = [];
+  const inFlight = new Set<string>();
+  const drained: (() => void)[] = [];
   let running = 0;
   let together = 0;
   let waited = 0;
+  let closed = false;
 
-  /** The waiting appends the next statement takes: first come first, no stream twice, up to maxEvents. */
+  /**
+   * The waiting appends the next statement takes: first come first, up to maxEvents, no stream
+   * twice, none of a stream in flight or passed over (a later append of it must not overtake).
+   */
   const takeBatch = (): Waiting[] => {
     const batch: Waiting[] = [];
-    const streams = new Set<string>();
+    const seen = new Set<string>();
     let events = 0;
     for (let i = 0; i < waiting.length; ) {
       const next = waiting[i]!;
-      const size = next.request.events.length;
-      if (streams.has(next.request.stream) || (batch.length > 0 && events + size > maxEvents)) {
+      const { stream } = next.request;
+      const blocked = seen.has(stream) || inFlight.has(stream) || (batch.length > 0 && events + next.request.events.length > maxEvents);
+      seen.add(stream);
+      if (blocked) {
         i++;
         continue;
       }
       waiting.splice(i, 1);
       batch.push(next);
-      streams.add(next.request.stream);
-      events += size;
+      events += next.request.events.length;
     }
     return batch;
   };
 
-  const alone = (append: Waiting): Promise<Settled> => writer.one(append).then((appended) => ({ appended }), (error: unknown) => ({ error }));
+  // async: a writer that throws synchronously still settles its append and frees its slot.
+  const alone = async (append: FastAppend): Promise<Settled> => {
+    try {
+      return { appended: await writer.one(append) };
+    } catch (error) {
+      return { error };
+    }
+  };
 
-  const write = async (batch: Waiting[]): Promise<Settled[]> => {
+  const write = async (batch: readonly FastAppend[]): Promise<Settled[]> => {
     if (batch.length === 1) return [await alone(batch[0]!)];
-    const results = await writer.several(batch).catch(() => undefined);
-    if (!results) return Promise.all(batch.map(alone));
-    together += batch.length;
-    return results.map((appended) => ({ appended }));
+    let results: AppendedEvent[][] | undefined;
+    try {
+      results = await writer.several(batch);
+    } catch (error) {
+      return batch.map(() => ({ error }));
+    }
+    if (results) {
+      together += batch.length;
+      return results.map((appended) => ({ appended }));
+    }
+    // One after the other, within this statement's slot: under contention a whole batch may come
+    // here, and it must not take more of the server than the slot it had.
+    const settled: Settled[] = [];
+    for (const append of batch) settled.push(await alone(append));
+    return settled;
+  };
+
+  const start = (batch: readonly FastAppend[]) => {
+    running++;
+    for (const append of batch) inFlight.add(append.request.stream);
+  };
+
+  // The slot is free before the callers hear: an appender's next append, made as soon as it
+  // hears, finds it free and goes at once instead of waiting for a statement to end.
+  const finish = (batch: readonly FastAppend[]) => {
+    running--;
+    for (const append of batch) inFlight.delete(append.request.stream);
+    pump();
   };
 
   const pump = () => {
     while (running < statements && waiting.length > 0) {
-      running++;
       const batch = takeBatch();
+      // Every waiting append is behind one in flight: the end of that statement pumps again.
+      if (batch.length === 0) break;
+      start(batch);
       void write(batch).then((settled) => {
-        // The slot is free before the callers hear: an appender's next append, made as soon as
-        // it hears, finds it free and goes at once instead of waiting for a statement to end.
-        running--;
-        pump();
+        finish(batch);
         settled.forEach((outcome, i) => ('error' in outcome ? batch[i]!.reject(outcome.error) : batch[i]!.resolve(outcome.appended)));
       });
     }
+    if (running === 0 && waiting.length === 0) for (const done of drained.splice(0)) done();
   };
 
   return {
     append(append: FastAppend): Promise<AppendedEvent[]> {
-      if (running < statements && waiting.length === 0) {
+      if (closed) return Promise.reject(new Error('the event log is closed'));
+      if (running < statements && waiting.length === 0 && !inFlight.has(append.request.stream)) {
         // A slot is free: the append goes at once, with nothing of the queue's bookkeeping.
-        running++;
-        const free = () => {
-          running--;
-          pump();
-        };
-        return writer.one(append).then((appended) => (free(), appended), (error: unknown) => (free(), Promise.reject(error)));
+        const batch = [append];
+        start(batch);
+        return alone(append).then((outcome) => {
+          finish(batch);
+          return 'error' in outcome ? Promise.reject(outcome.error) : outcome.appended;
+        });
       }
       waited++;
+      const prepared = writer.prepare?.(append) ?? append;
       return new Promise((resolve, reject) => {
-        waiting.push({ ...append, resolve, reject });
+        waiting.push({ ...prepared, resolve, reject });
         pump();
       });
     },
-    /** Appends that waited for a statement, and those written in a statement shared with others (figures for tests and diagnostics). */
+    /** Refuses new appends, and resolves once every append taken has been written (or refused). */
+    close(): Promise<void> {
+      closed = true;
+      if (running === 0 && waiting.length === 0) return Promise.resolve();
+      return new Promise((resolve) => drained.push(resolve));
+    },
     stats: (): AppendQueueStats => ({ waited, together }),
   };
+}
+
+function positiveInteger(name: string, value: number): number {
+  if (!Number.isInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer, got ${value}`);
+  return value;
 }

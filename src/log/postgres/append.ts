@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import pg from 'pg';
 import { leanQuery } from '../../db/lean-query.js';
 import { queryKeepingConnection, withConnection } from '../../db/pool.js';
 import type { AppendedEvent, AppendRequest, EventInput } from '../types.js';
@@ -196,7 +196,7 @@ async function runFastStatement(pool: pg.Pool, query: pg.QueryConfig): Promise<F
 export async function fastRows(client: pg.ClientBase, query: pg.QueryConfig): Promise<FastRow[]> {
   const values = query.values!;
   if (values.some((value) => Array.isArray(value))) return (await client.query<FastRow>(query)).rows;
-  const rows = await leanQuery(client, query.name!, query.text, values.map((value) => (value === null ? null : String(value))));
+  const rows = await leanQuery(client, query.name!, query.text, values.map((value) => (value === null || value === undefined ? null : String(value))));
   // The columns of RETURNING: global_position, stream_version, recorded_ms.
   return rows.map(([position, version, recordedMs]) => ({ global_position: position!, stream_version: Number(version), recorded_ms: Number(recordedMs) }));
 }
@@ -241,28 +241,36 @@ export interface FastAppend {
 /**
  * The fast path for several requests, each of one stream with nothing but events, no stream
  * twice: one statement, one commit (append-streams.sql). Each request's results, in order;
- * undefined when it wrote nothing (see runFastStatement): each request must then go on its own.
+ * undefined when it wrote nothing (see runFastStatement), or when the server refused it (the
+ * statement rolled back): each request must then go on its own, and gets its own answer. Any
+ * other error (a lost connection: it may have committed) is thrown, for every caller to hear.
  */
 export async function appendToStreams(pool: pg.Pool, appends: readonly FastAppend[]): Promise<AppendedEvent[][] | undefined> {
   const requests = appends.map((fast) => fast.request);
   const events = requests.flatMap((request) => request.events);
   // Every append's JSON was made, or none's (the log keeps its appends or not).
   const json = appends.every((fast) => fast.json) ? appends.flatMap((fast) => fast.json!) : undefined;
-  const rows = await runFastStatement(pool, {
-    name: 'cse_append_streams',
-    text: APPEND_STREAMS_SQL,
-    values: [
-      requests.map((request) => request.stream),
-      requests.map((request) => String(request.expectedVersion ?? 'any')),
-      requests.map((request) => request.events.length),
-      events.map((event) => event.id),
-      events.map((event) => event.type),
-      ...jsonArrays(events, json),
-      // One notification tells of them all (they commit together); PostgreSQL would send a
-      // process's identical ones once anyway.
-      ...notificationParameters(appends.find((fast) => fast.notification)?.notification),
-    ],
-  });
+  let rows: FastRow[] | undefined;
+  try {
+    rows = await runFastStatement(pool, {
+      name: 'cse_append_streams',
+      text: APPEND_STREAMS_SQL,
+      values: [
+        requests.map((request) => request.stream),
+        requests.map((request) => String(request.expectedVersion ?? 'any')),
+        requests.map((request) => request.events.length),
+        events.map((event) => event.id),
+        events.map((event) => event.type),
+        ...jsonArrays(events, json),
+        // One notification tells of them all (they commit together); PostgreSQL would send a
+        // process's identical ones once anyway.
+        ...notificationParameters(appends.find((fast) => fast.notification)?.notification),
+      ],
+    });
+  } catch (error) {
+    if (error instanceof pg.DatabaseError) return undefined;
+    throw error;
+  }
   if (!rows) return undefined;
   // Positions are consecutive, event after event of the requests in order: a row's position
   // says which event it is.

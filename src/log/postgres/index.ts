@@ -37,7 +37,11 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
   const queue = createAppendQueue({
     one: ({ request, notification, json }) => append(pool, [request], notification, json),
     several: (appends) => appendToStreams(pool, appends),
+    // A waiting append's JSON is made when it is called, as for one that goes at once: the caller
+    // may change its objects once it has called.
+    prepare: (fast) => (fast.json ? fast : { ...fast, json: eventJson([fast.request]) }),
   }, options.appendQueue);
+  let closing: Promise<void> | undefined;
 
   return {
     pool,
@@ -46,6 +50,7 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
     /** Appends that waited for a statement, and those that shared one with others (append-queue.ts). */
     appendQueueStats: () => queue.stats(),
     async append(requests: AppendRequest | AppendRequest[]) {
+      if (closing) throw new Error('the event log is closed');
       const list = Array.isArray(requests) ? requests : [requests];
       // Only an append that will run a statement takes the notification (an empty one would spend it).
       const notification = list.some((request) => request.events.length > 0) ? wakeups.due() : undefined;
@@ -72,9 +77,15 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
     subscribe: (subscribeOptions = {}) => readLog(pool, wakeups, recent, { ...subscribeOptions, live: true, pollIntervalMs: options.pollIntervalMs }),
     headPosition: () => headPosition(pool),
     allocateIds: (kind, n) => allocateIds(pool, kind, n),
-    async close() {
-      await wakeups.close();
-      await pool.end();
+    close() {
+      // Once, whoever calls it again (a shutdown path and a teardown both may).
+      closing ??= (async () => {
+        // Appends waiting in the queue are written first: each was taken, and its caller waits.
+        await queue.close();
+        await wakeups.close();
+        await pool.end();
+      })();
+      return closing;
     },
   };
 }
