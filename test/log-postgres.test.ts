@@ -5,7 +5,7 @@ import { APPEND_SQL, appendParameters, appendStreamQuery, eventJson } from '../s
 import { DuplicateKeyError, PreconditionFailedError, WrongExpectedVersionError } from '../src/log/errors.js';
 import type { AppendRequest, EventInput, EventLog, LogBatch, RecordedEvent } from '../src/log/types.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
-import { CARRY_AFTER_SHARE, createWakeups, type Notification } from '../src/log/postgres/wakeups.js';
+import { CARRY_AFTER_SHARE, createWakeups, LISTENER_LOCK, type Notification } from '../src/log/postgres/wakeups.js';
 import { createRecentAppends, inJsonbOrder } from '../src/log/postgres/recent-appends.js';
 import { connect, freshDatabase, urlFor, withAdmin, withClient } from './helpers/database.js';
 import { slots, waitUntil } from './helpers/projection.js';
@@ -47,12 +47,15 @@ const appendPaths = {
   },
 };
 
+/** LISTEN to the log's channel as a listener the log knows of (it holds the listeners' lock). */
+const LISTEN_AS_A_LISTENER = `LISTEN event_store_appended; SELECT pg_advisory_lock_shared(${LISTENER_LOCK.join(', ')})`;
+
 /** A client listening to the log's channel, and the payloads it has heard, in order. */
 async function channelListener(t: ExecutionContext, url: string) {
   const client = await connect(t, url);
   const heard: { payload: string; pid: number }[] = [];
   client.on('notification', (message) => heard.push({ payload: message.payload ?? '', pid: message.processId }));
-  await client.query('LISTEN event_store_appended');
+  await client.query(LISTEN_AS_A_LISTENER);
   /** Everything heard before a marker NOTIFY sent now (notifications arrive in commit order). */
   const heardBeforeMarker = async () => {
     const marker = randomUUID();
@@ -406,7 +409,7 @@ test('postgres: a burst of appends sends a few spaced notifications, the last on
   const listener = await connect(t, db.url);
   const heard: number[] = [];
   listener.on('notification', () => heard.push(performance.now()));
-  await listener.query('LISTEN event_store_appended');
+  await listener.query(LISTEN_AS_A_LISTENER);
 
   const started = performance.now();
   let lastStarted = started;
@@ -426,6 +429,56 @@ test('postgres: a burst of appends sends a few spaced notifications, the last on
   t.true(heard.length <= 2 + Math.ceil((finished - started) / spacingMs), `${heard.length} NOTIFYs for 30 appends in ${Math.round(finished - started)} ms`);
 });
 
+test('postgres: an appender sends no notification while no other session listens; a listener that comes is told from the next check on', async (t) => {
+  const db = await ownDatabase(t);
+  // Listens without the listeners' lock: it hears what is sent, and the log does not know of it.
+  const unknown = await connect(t, db.url);
+  const heardByUnknown: string[] = [];
+  unknown.on('notification', (message) => heardByUnknown.push(message.payload ?? ''));
+  await unknown.query('LISTEN event_store_appended');
+  const pool = new pg.Pool({ connectionString: db.url, max: 2 });
+  t.teardown(() => pool.end());
+  const wakeups = createWakeups(pool, db.url, () => undefined, 5);
+  t.teardown(() => wakeups.close());
+
+  // Until a check has answered, another session may listen: the first append carries one.
+  const first = wakeups.due();
+  t.truthy(first);
+  wakeups.appended({ wrote: true, notification: first, sent: true });
+  await waitUntil(() => !wakeups.othersListen(), 'the check to find no other listener');
+  t.is(wakeups.due(), undefined);
+  wakeups.appended({ wrote: true }); // nothing left to tell: no NOTIFY of its own either
+
+  const registered = await connect(t, db.url);
+  const heard: string[] = [];
+  registered.on('notification', (message) => heard.push(message.payload ?? ''));
+  await registered.query(LISTEN_AS_A_LISTENER);
+  // Checked again at most a second after the last check, on the next due().
+  let notification: Notification | undefined;
+  await waitUntil(() => (notification = wakeups.due()) !== undefined, 'the log to hear of the listener', { intervalMs: 50 });
+  wakeups.appended({ wrote: true }); // not carried: a NOTIFY of its own follows within the interval
+  await waitUntil(() => heard.includes(notification!.payload), 'the NOTIFY');
+  // The session that listened without the lock heard only that NOTIFY, none before it.
+  t.deepEqual(heardByUnknown, [notification!.payload]);
+});
+
+test('postgres: a process\'s own listener does not count as another listener', async (t) => {
+  const db = await ownDatabase(t);
+  const pool = new pg.Pool({ connectionString: db.url, max: 2 });
+  t.teardown(() => pool.end());
+  const wakeups = createWakeups(pool, db.url, () => undefined, 5);
+  t.teardown(() => wakeups.close());
+  // A subscriber waiting makes the process listen, holding the listeners' lock.
+  const waiting = new AbortController();
+  void wakeups.wait(60_000, waiting.signal);
+  t.teardown(() => waiting.abort());
+  await waitUntil(async () => (await pool.query(
+    `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = ${LISTENER_LOCK[0]} AND objid = ${LISTENER_LOCK[1]} AND granted`)).rowCount === 1, 'the listener');
+  // The first check, asked on the listening connection: its own lock does not stand in the way.
+  t.truthy(wakeups.due());
+  await waitUntil(() => !wakeups.othersListen(), 'the check to find no other listener');
+});
+
 test('postgres: closing the log sends the NOTIFY still waiting for its interval at once', async (t) => {
   const db = await ownDatabase(t);
   t.timeout(30_000); // without the flush on close, the second NOTIFY waits a minute
@@ -433,7 +486,7 @@ test('postgres: closing the log sends the NOTIFY still waiting for its interval 
   const listener = await connect(t, db.url);
   let heard = 0;
   listener.on('notification', () => heard++);
-  await listener.query('LISTEN event_store_appended');
+  await listener.query(LISTEN_AS_A_LISTENER);
   await log.append({ stream: 'first', events: events(1) }); // notified at once
   await log.append({ stream: 'second', events: events(1) }); // due at the end of the interval
   await log.close();
@@ -656,7 +709,7 @@ test('postgres: after taking its own appends, a subscriber reads the log for wha
     await log.append({ stream: 'own', events: events(1) }); // kept
   });
   const listener = await connect(t, db.url);
-  await listener.query('LISTEN event_store_appended');
+  await listener.query(LISTEN_AS_A_LISTENER);
   await whileHeld(async () => {
     await log.append({ stream: 'own', events: events(1) });
     const notified = new Promise((resolve) => listener.once('notification', resolve));

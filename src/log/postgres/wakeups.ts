@@ -6,6 +6,16 @@ const CHANNEL = 'event_store_appended';
 /** The least time between two NOTIFYs of one event log (its other processes' extra wake-up latency). */
 export const DEFAULT_NOTIFY_INTERVAL_MS = 5;
 
+/**
+ * The advisory lock (key pair) that every listener of the channel holds, shared, on its listening
+ * connection for as long as it listens: an appender that can take it exclusively knows that no
+ * other session listens, and sends no notification.
+ */
+export const LISTENER_LOCK = [7407, 0] as const;
+
+/** How often an appending process looks again whether another session listens. */
+export const LISTENERS_CHECK_MS = 1000;
+
 /** A notification an append sends from its own transaction: `pg_notify(channel, payload)` at commit. */
 export interface Notification {
   readonly channel: string;
@@ -55,6 +65,8 @@ export interface Wakeups {
    * at most about `intervalMs` later.
    */
   appended(outcome: AppendOutcome): void;
+  /** Whether another session listens, as of the last check (true until one has answered). */
+  othersListen(): boolean;
   close(): Promise<void>;
 }
 
@@ -144,7 +156,7 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
       });
       try {
         await client.connect();
-        await client.query(`LISTEN ${CHANNEL}`);
+        await client.query(`LISTEN ${CHANNEL}; SELECT pg_advisory_lock_shared(${LISTENER_LOCK.join(', ')})`);
         listener = client;
       } catch (error) {
         connecting = undefined;
@@ -153,6 +165,24 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
       }
     })();
     return connecting;
+  };
+
+  // Whether another session listens: unknown counts as yes, and so does a check that failed.
+  let othersListen = true;
+  let listenersCheckedAt = -Infinity;
+  let checkingListeners = false;
+  const checkListeners = () => {
+    const now = performance.now();
+    if (checkingListeners || closed || now - listenersCheckedAt < LISTENERS_CHECK_MS) return;
+    checkingListeners = true;
+    listenersCheckedAt = now;
+    // Asked on this process's own listening connection when it has one: a session's own shared
+    // lock does not stand in the way of its exclusive request, so only other listeners count.
+    // Taken for the statement's transaction only, and never waited for.
+    (listener ?? pool)
+      .query<{ alone: boolean }>(`SELECT pg_try_advisory_xact_lock(${LISTENER_LOCK.join(', ')}) AS alone`)
+      .then(({ rows }) => (othersListen = !rows[0]!.alone), () => (othersListen = true))
+      .finally(() => (checkingListeners = false));
   };
 
   let cutWait: (() => void) | undefined;
@@ -194,6 +224,7 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
   return {
     seen,
     untypedSeen: () => untyped,
+    othersListen: () => othersListen,
     async wait(ms, signal, since, types) {
       if (!closed && !listener) await listen();
       if (signal?.aborted || (since !== undefined && since !== seen(types))) return;
@@ -213,6 +244,8 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
       });
     },
     due() {
+      checkListeners();
+      if (!othersListen) return undefined;
       const now = performance.now();
       if (closed || now - lastNotification < intervalMs * CARRY_AFTER_SHARE) return undefined;
       lastNotification = now;
@@ -221,7 +254,9 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
     appended({ wrote, types, notification, sent = false }) {
       if (wrote) wake(types);
       if (notification && sent) tell(notification.covers);
-      else if (wrote) untold.push({ count: ++uncarried, at: performance.now() });
+      // Nobody else listens (as of the last check): nothing to tell. A listener that came since
+      // hears of appends from the next check on, and reads what it missed at its next poll.
+      else if (wrote && othersListen) untold.push({ count: ++uncarried, at: performance.now() });
       // Also after a failed carrying append: the appends it was to tell of are still untold.
       if (told < uncarried && !notifying && !closed) notifyDone = sendNotify();
     },
