@@ -91,7 +91,8 @@ export const CARRY_AFTER_SHARE = 0.8;
  * untold that long (no carrying append came, or it failed, or it is slow to commit) gets a NOTIFY
  * of its own, which tells of every append before it. Subscribers still poll on a timeout,
  * so a lost notification (writer crashed before its NOTIFY, listener reconnecting) delays an
- * event, never loses it.
+ * event, never loses it. While no other session listens (LISTENER_LOCK, checked at most every
+ * LISTENERS_CHECK_MS), no notification is carried or sent at all.
  *
  * Subscribers of this process are woken directly, without the round trip through PostgreSQL (serve
  * appends and projects in one process), and only by appends of a type they read: a projection
