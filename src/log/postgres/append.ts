@@ -248,7 +248,7 @@ export interface FastAppend {
 export async function appendToStreams(pool: pg.Pool, appends: readonly FastAppend[]): Promise<AppendedEvent[][] | undefined> {
   const requests = appends.map((fast) => fast.request);
   const events = requests.flatMap((request) => request.events);
-  // Every append's JSON was made, or none's (the log keeps its appends or not).
+  // The queue has made every waiting append's JSON (AppendWriter.prepare); made here otherwise.
   const json = appends.every((fast) => fast.json) ? appends.flatMap((fast) => fast.json!) : undefined;
   let rows: FastRow[] | undefined;
   try {
