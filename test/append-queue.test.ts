@@ -5,7 +5,7 @@ import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import type { AppendedEvent, AppendRequest } from '../src/log/types.js';
 import { connect, freshDatabase, withClient } from './helpers/database.js';
 import { tcpProxy } from './helpers/nats.js';
-import { slots } from './helpers/projection.js';
+import { slots, waitUntil } from './helpers/projection.js';
 import { collect, event, events } from './log-contract.js';
 
 /**
@@ -171,13 +171,9 @@ test('append queue: a connection lost under a shared statement fails every appen
 });
 
 /** Waits until a backend runs the shared statement and waits for a lock. */
-async function waitUntilSharedStatementWaits(url: string) {
-  for (;;) {
-    const waiting = await withClient(url, async (client) => (await client.query(
-      "SELECT 1 FROM pg_stat_activity WHERE query LIKE '%Several single-stream appends%' AND wait_event_type = 'Lock'")).rowCount);
-    if (waiting) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+function waitUntilSharedStatementWaits(url: string) {
+  return waitUntil(async () => Boolean(await withClient(url, async (client) => (await client.query(
+    "SELECT 1 FROM pg_stat_activity WHERE query LIKE '%Several single-stream appends%' AND wait_event_type = 'Lock'")).rowCount)), 'the shared statement to wait for its lock');
 }
 
 test('append queue: closing the log writes the appends still waiting, then refuses new ones', async (t) => {
