@@ -364,7 +364,7 @@ async function main() {
   const appendTable = formatTable(
     ['scenario', 'events', 'conda-store-events ev/s', 'raw INSERT ev/s', 'ratio', 'target', 'Emmett ev/s', 'ratio vs Emmett', 'result'],
     rows.map((r) => [
-      r.label, fmtInt(r.events), fmtInt(r.cse), fmtInt(r.raw), `${fmt(r.ratio, 2)}x`, `>= ${fmt(r.target, 2)}x`,
+      r.label, fmtInt(r.events), fmtInt(r.cse), fmtInt(r.raw), `${fmt(r.ratio, 3)}x`, `>= ${fmt(r.target, 2)}x`,
       fmtInt(r.emmett), `${fmt(r.ratioEmmett, 2)}x`, r.pass ? 'PASS' : 'MISS',
     ]),
   );
