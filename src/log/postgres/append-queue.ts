@@ -1,5 +1,6 @@
 import type { AppendedEvent } from '../types.js';
 import type { FastAppend } from './append.js';
+import { positiveInteger } from '../positive-integer.js';
 
 export interface AppendQueueOptions {
   /**
@@ -173,9 +174,4 @@ export function createAppendQueue(writer: AppendWriter, options: AppendQueueOpti
     },
     stats: (): AppendQueueStats => ({ waited, together }),
   };
-}
-
-function positiveInteger(name: string, value: number): number {
-  if (!Number.isInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer, got ${value}`);
-  return value;
 }

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { UnknownIdKindError } from '../errors.js';
+import { positiveInteger } from '../positive-integer.js';
 import { translateIdError } from './errors.js';
 import { sqlFile } from './sql.js';
 
@@ -8,7 +9,7 @@ const IDS_SQL = sqlFile(import.meta.url, 'ids.sql');
 /** `n` ids from the kind's sequence (event_store.ids_<kind>); unique, increasing, maybe not contiguous. */
 export async function allocateIds(pool: pg.Pool, kind: string, n: number): Promise<number[]> {
   if (!/^[a-z][a-z0-9_]*$/.test(kind)) throw new UnknownIdKindError(kind);
-  if (!Number.isInteger(n) || n < 1) throw new RangeError(`allocateIds: n must be a positive integer, got ${n}`);
+  positiveInteger('allocateIds: n', n);
   try {
     const { rows } = await pool.query<{ id: number }>({ name: 'cse_ids', text: IDS_SQL, values: [kind, n] });
     return rows.map((row) => row.id);
