@@ -1,7 +1,7 @@
 import test, { type ExecutionContext } from 'ava';
 import pg from 'pg';
 import { randomUUID } from 'node:crypto';
-import { APPEND_SQL, appendParameters, appendStreamQuery, eventJson } from '../src/log/postgres/append.js';
+import { APPEND_SQL, appendParameters, eventJson, fastPathQuery } from '../src/log/postgres/append.js';
 import { DuplicateKeyError, PreconditionFailedError, WrongExpectedVersionError } from '../src/log/errors.js';
 import type { AppendRequest, EventInput, EventLog, LogBatch, RecordedEvent } from '../src/log/types.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
@@ -42,7 +42,7 @@ async function positionLockHolders(client: pg.Client): Promise<number> {
 const appendPaths = {
   'append_events()': (request: AppendRequest, notification?: Notification) => ({ text: APPEND_SQL, values: appendParameters([request], notification) }),
   'fast path': (request: AppendRequest, notification?: Notification) => {
-    const { text, values } = appendStreamQuery(request, notification);
+    const { text, values } = fastPathQuery([{ request, notification }]);
     return { text, values };
   },
 };

@@ -1,38 +1,37 @@
--- The fast path of an append: one stream, no keys, no preconditions (most appends of a service).
--- One INSERT instead of a call of event_store.append_events(), whose setup of twenty arrays cost
--- more than the write itself. Whenever this statement cannot decide alone, it inserts nothing and
--- the caller falls back to append_events(), which decides and explains (append.ts):
+-- The fast path of the commonest append: one event to one stream, no keys, no preconditions (an
+-- append of several events, or of several streams at once, takes append-streams.sql). One INSERT
+-- instead of a call of event_store.append_events(), whose setup of twenty arrays cost more than
+-- the write itself, and with text parameters only, so that it is sent without a Describe
+-- (src/db/lean-query.ts). Whenever this statement cannot decide alone, it inserts nothing and the
+-- caller falls back to append_events(), which decides and explains (append.ts):
 --   - the expected version does not hold as this statement's snapshot sees it, or the transaction
 --     has written before (append_events() refuses that: CS007): no row comes back;
---   - an event id is in the log already (a retry, or a conflict), or another appender took the
+--   - the event id is in the log already (a retry, or a conflict), or another appender took the
 --     stream version in between: the unique constraints raise 23505, after waiting for that
 --     appender to commit or abort, so nothing is ever written twice or with a gap.
 -- $1 stream, $2 expected version ('any' | 'no_stream' | 'stream_exists' | '<version>'), $3 the
--- number of events; $8 and $9 the channel and payload of a notification to send, or nulls; the
--- events (id, type, data, metadata, o: 1, 2, ...) come from EVENTS, which append.ts replaces by a
--- VALUES row for one event, or by arrays unnested for several ($4...).
+-- event's id, $4 its type, $5 its data, $6 its metadata (null: none); $7 and $8 the channel and
+-- payload of a notification to send, or nulls.
 WITH positions AS MATERIALIZED (
   -- The locks of append_events(), in its order: the stream (exclusive: not for this statement,
   -- whose version check runs before it and relies on the unique keys, but so that another
   -- append's precondition on this stream's version holds until that append commits), the
   -- appender's badge (readers find appenders in flight through it) and, for a moment, the
-  -- position lock under which the transaction id and the positions are taken together (position
+  -- position lock under which the transaction id and the position are taken together (position
   -- order = transaction-id order: see migrations/20260101000100_event_store.ts, step 5). A target
-  -- list is evaluated left to right: lock, id, positions, unlock. MATERIALIZED: a CTE runs once
-  -- whatever the plan around it; a subquery on the inner side of a join could run again for
-  -- every event and take positions out of transaction-id order. The caller releases the position
-  -- lock if the statement fails holding it.
+  -- list is evaluated left to right: lock, id, position, unlock. MATERIALIZED: a CTE runs once
+  -- whatever the plan around it. The caller releases the position lock if the statement fails
+  -- holding it.
   SELECT v.current,
          pg_advisory_xact_lock(7401, hashtext($1::text)) AS stream_locked,
          pg_advisory_xact_lock_shared(7406, 0) AS badge,
          pg_advisory_lock(7402, 0) AS position_locked,
          pg_current_xact_id() AS tx,
-         nextval('event_store.global_position_seq') AS first,
-         CASE WHEN $3::int > 1 THEN setval('event_store.global_position_seq', currval('event_store.global_position_seq') + $3::int - 1) END AS last,
+         nextval('event_store.global_position_seq') AS position,
          pg_advisory_unlock(7402, 0) AS position_unlocked,
          -- The wake-up for other processes' subscribers, when this append carries it (wakeups.ts):
          -- delivered when the append commits, and not at all if it does not.
-         CASE WHEN $9::text IS NOT NULL THEN pg_notify($8::text, $9::text) END AS notified
+         CASE WHEN $8::text IS NOT NULL THEN pg_notify($7::text, $8::text) END AS notified
   FROM (
     -- no_stream needs no read: version 0 is either free or the INSERT's unique key says why not.
     SELECT CASE WHEN $2::text = 'no_stream' THEN -1
@@ -51,9 +50,8 @@ WITH positions AS MATERIALIZED (
 )
 INSERT INTO event_store.events AS ev
   (global_position, id, stream, stream_version, type, data, metadata, recorded_at, transaction_id)
-SELECT x.first + e.o - 1, e.id, $1::text, x.current + e.o, e.type, e.data,
-       coalesce(e.metadata, '{}'::jsonb), now(), x.tx
+SELECT x.position, $3::uuid, $1::text, x.current + 1, $4::text, $5::jsonb,
+       coalesce($6::jsonb, '{}'::jsonb), now(), x.tx
 FROM positions x
-CROSS JOIN EVENTS
--- The caller knows the ids; recorded_at as epoch milliseconds costs less to read than a timestamp.
+-- The caller knows the id; recorded_at as epoch milliseconds costs less to read than a timestamp.
 RETURNING ev.global_position, ev.stream_version, date_part('epoch', ev.recorded_at) * 1000 AS recorded_ms

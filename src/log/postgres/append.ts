@@ -107,51 +107,59 @@ interface AppendRow {
   duplicate: boolean;
 }
 
-const APPEND_STREAM_TEMPLATE = sqlFile(import.meta.url, 'append-stream.sql');
-const EVENTS_MARKER = 'CROSS JOIN EVENTS';
-
-/** append-stream.sql with its events as one VALUES row ($4 id, $5 type, $6 data, $7 metadata; $8, $9 the notification): the cheapest plan for the common append. */
-export const APPEND_ONE_SQL = APPEND_STREAM_TEMPLATE.replace(EVENTS_MARKER,
-  'CROSS JOIN (VALUES ($4::uuid, $5::text, $6::jsonb, $7::jsonb, 1)) AS e(id, type, data, metadata, o)');
-
-/** append-stream.sql with its events as arrays ($4 ids, $5 types) and JSON arrays ($6 data, $7 metadata, null for none; $8, $9 the notification). */
-const APPEND_MANY_SQL = APPEND_STREAM_TEMPLATE.replace(EVENTS_MARKER, `CROSS JOIN (
-  SELECT u.id, u.type, $6::jsonb -> (u.o::int - 1), nullif($7::jsonb -> (u.o::int - 1), 'null'::jsonb), u.o::int
-  FROM unnest($4::uuid[], $5::text[]) WITH ORDINALITY AS u(id, type, o)
-) AS e(id, type, data, metadata, o)`);
+/** append-stream.sql: one event to one stream, text parameters only (sent without a Describe). */
+export const APPEND_ONE_SQL = sqlFile(import.meta.url, 'append-stream.sql');
+/** append-streams.sql: any number of events to one stream or several, as arrays. */
+const APPEND_STREAMS_SQL = sqlFile(import.meta.url, 'append-streams.sql');
 
 const RELEASE_POSITION_LOCK_SQL = sqlFile(import.meta.url, 'release-position-lock.sql');
 
-/** An append the single INSERT of append-stream.sql can take: one stream, nothing but events. */
+/** An append the fast path can take: one stream, nothing but events. */
 export function takesFastPath(requests: AppendRequest[]): requests is [AppendRequest] {
   const [request] = requests;
   return requests.length === 1 && !request!.claims?.length && !request!.releases?.length && !request!.preconditions?.length;
 }
 
-/** The statement and parameters of the fast path for `request`. */
-export function appendStreamQuery(request: AppendRequest, notification?: Notification, json?: readonly EventJson[]): pg.QueryConfig {
-  const { stream, events } = request;
-  const expected = String(request.expectedVersion ?? 'any');
+/** A request of the fast path, with the notification and JSON its caller gave (append-queue.ts). */
+export interface FastAppend {
+  request: AppendRequest;
+  notification?: Notification | undefined;
+  json?: readonly EventJson[] | undefined;
+}
+
+/**
+ * The statement and parameters of the fast path for `appends` (each of one stream with nothing
+ * but events, no stream twice): append-stream.sql for one event, append-streams.sql otherwise.
+ * A notification (any of theirs) goes with them: they commit together, and PostgreSQL would send
+ * a process's identical ones once anyway.
+ */
+export function fastPathQuery(appends: readonly FastAppend[]): pg.QueryConfig {
+  const requests = appends.map((fast) => fast.request);
+  const events = requests.flatMap((request) => request.events);
+  const expected = (request: AppendRequest) => String(request.expectedVersion ?? 'any');
+  const notification = notificationParameters(appends.find((fast) => fast.notification)?.notification);
+  // The queue makes every waiting append's JSON (AppendWriter.prepare); made here otherwise.
+  const json = appends.every((fast) => fast.json) ? appends.flatMap((fast) => fast.json!) : undefined;
   if (events.length === 1) {
-    const [event] = events;
-    const [text] = json ?? eventJson([request]);
+    const [request] = requests, [event] = events;
+    const [text] = json ?? eventJson(requests);
     return {
       name: 'cse_append_one',
       text: APPEND_ONE_SQL,
-      values: [stream, expected, 1, event!.id, event!.type, text!.data, text!.metadata, ...notificationParameters(notification)],
+      values: [request!.stream, expected(request!), event!.id, event!.type, text!.data, text!.metadata, ...notification],
     };
   }
   return {
-    name: 'cse_append_many',
-    text: APPEND_MANY_SQL,
+    name: 'cse_append_streams',
+    text: APPEND_STREAMS_SQL,
     values: [
-      stream,
-      expected,
-      events.length,
+      requests.map((request) => request.stream),
+      requests.map(expected),
+      requests.map((request) => request.events.length),
       events.map((event) => event.id),
       events.map((event) => event.type),
       ...jsonArrays(events, json),
-      ...notificationParameters(notification),
+      ...notification,
     ],
   };
 }
@@ -189,9 +197,9 @@ async function runFastStatement(pool: pg.Pool, query: pg.QueryConfig): Promise<F
 }
 
 /**
- * The rows of a fast-path statement. Its parameters are all text but for the arrays of several
- * events (append-stream.sql with arrays, append-streams.sql): those go through node-postgres'
- * own query, which writes arrays; the others without its Describe and result objects (leanQuery).
+ * The rows of a fast-path statement. append-streams.sql takes arrays: node-postgres' own query
+ * writes them. append-stream.sql takes text only: it goes without node-postgres' Describe and
+ * result objects (leanQuery).
  */
 export async function fastRows(client: pg.ClientBase, query: pg.QueryConfig): Promise<FastRow[]> {
   const values = query.values!;
@@ -213,70 +221,20 @@ function appendedEvent(event: EventInput, stream: string, row: FastRow, recorded
   };
 }
 
-/** The fast path for one request: one statement (undefined: see runFastStatement). */
-async function appendToStream(pool: pg.Pool, request: AppendRequest, notification: Notification | undefined, json: readonly EventJson[] | undefined): Promise<AppendedEvent[] | undefined> {
-  const rows = await runFastStatement(pool, appendStreamQuery(request, notification, json));
-  if (!rows) return undefined;
-  // The events took versions current + 1, current + 2, ... in order: the version says which
-  // event a row is, whatever order RETURNING gives them in.
-  const firstVersion = rows.reduce((least, row) => Math.min(least, row.stream_version), Infinity);
-  const recordedAt = new Date(rows[0]!.recorded_ms);
-  const appended: AppendedEvent[] = new Array(rows.length);
-  for (const row of rows) {
-    const index = row.stream_version - firstVersion;
-    appended[index] = appendedEvent(request.events[index]!, request.stream, row, recordedAt);
-  }
-  return appended;
-}
-
-const APPEND_STREAMS_SQL = sqlFile(import.meta.url, 'append-streams.sql');
-
-/** A request of the fast path, with the notification and JSON its caller gave (append-queue.ts). */
-export interface FastAppend {
-  request: AppendRequest;
-  notification?: Notification | undefined;
-  json?: readonly EventJson[] | undefined;
-}
-
 /**
- * The fast path for several requests, each of one stream with nothing but events, no stream
- * twice: one statement, one commit (append-streams.sql). Each request's results, in order;
- * undefined when it wrote nothing (see runFastStatement), or when the server refused it (the
- * statement rolled back): each request must then go on its own, and gets its own answer. Any
- * other error (a lost connection: it may have committed) is thrown, for every caller to hear.
+ * The fast path: `appends` in one statement and one commit (fastPathQuery). Each append's
+ * results, in order; undefined when it wrote nothing (see runFastStatement).
  */
-export async function appendToStreams(pool: pg.Pool, appends: readonly FastAppend[]): Promise<AppendedEvent[][] | undefined> {
-  const requests = appends.map((fast) => fast.request);
-  const events = requests.flatMap((request) => request.events);
-  // The queue has made every waiting append's JSON (AppendWriter.prepare); made here otherwise.
-  const json = appends.every((fast) => fast.json) ? appends.flatMap((fast) => fast.json!) : undefined;
-  let rows: FastRow[] | undefined;
-  try {
-    rows = await runFastStatement(pool, {
-      name: 'cse_append_streams',
-      text: APPEND_STREAMS_SQL,
-      values: [
-        requests.map((request) => request.stream),
-        requests.map((request) => String(request.expectedVersion ?? 'any')),
-        requests.map((request) => request.events.length),
-        events.map((event) => event.id),
-        events.map((event) => event.type),
-        ...jsonArrays(events, json),
-        // One notification tells of them all (they commit together); PostgreSQL would send a
-        // process's identical ones once anyway.
-        ...notificationParameters(appends.find((fast) => fast.notification)?.notification),
-      ],
-    });
-  } catch (error) {
-    if (error instanceof pg.DatabaseError) return undefined;
-    throw error;
-  }
+export async function appendFast(pool: pg.Pool, appends: readonly FastAppend[]): Promise<AppendedEvent[][] | undefined> {
+  const rows = await runFastStatement(pool, fastPathQuery(appends));
   if (!rows) return undefined;
   // Positions are consecutive, event after event of the requests in order: a row's position
-  // says which event it is.
+  // says which event it is, whatever order RETURNING gives them in.
+  const requests = appends.map((fast) => fast.request);
+  const events = requests.flatMap((request) => request.events);
+  const streamOf = requests.flatMap((request) => request.events.map(() => request.stream));
   const first = rows.reduce((least, row) => Math.min(least, toNumber(row.global_position)), Infinity);
   const recordedAt = new Date(rows[0]!.recorded_ms);
-  const streamOf = requests.flatMap((request) => request.events.map(() => request.stream));
   const flat: AppendedEvent[] = new Array(rows.length);
   for (const row of rows) {
     const index = toNumber(row.global_position) - first;
@@ -284,6 +242,18 @@ export async function appendToStreams(pool: pg.Pool, appends: readonly FastAppen
   }
   let offset = 0;
   return requests.map((request) => flat.slice(offset, (offset += request.events.length)));
+}
+
+/**
+ * Several appends in one statement, for the append queue: undefined also when the server refused
+ * it (the statement rolled back): each append must then go on its own, and gets its own answer.
+ * Any other error (a lost connection: it may have committed) is thrown, for every caller to hear.
+ */
+export function appendToStreams(pool: pg.Pool, appends: readonly FastAppend[]): Promise<AppendedEvent[][] | undefined> {
+  return appendFast(pool, appends).catch((error: unknown) => {
+    if (error instanceof pg.DatabaseError) return undefined;
+    throw error;
+  });
 }
 
 /**
@@ -296,8 +266,8 @@ export async function append(pool: pg.Pool, requests: AppendRequest[], notificat
   const nonEmpty = requests.filter((request) => request.events.length > 0);
   if (nonEmpty.length === 0) return [];
   try {
-    const fast = takesFastPath(nonEmpty) ? await appendToStream(pool, nonEmpty[0], notification, json) : undefined;
-    if (fast) return fast;
+    const fast = takesFastPath(nonEmpty) ? await appendFast(pool, [{ request: nonEmpty[0], notification, json }]) : undefined;
+    if (fast) return fast[0]!;
     const { rows } = await queryKeepingConnection<AppendRow>(pool, { name: 'cse_append', text: APPEND_SQL, values: appendParameters(nonEmpty, notification, json) }, isRefusal);
     const streamOfEvent = nonEmpty.flatMap((request) => request.events.map(() => request.stream));
     return rows.map((row, index) => ({
