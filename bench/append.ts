@@ -39,6 +39,7 @@ import type { EventLog } from '../src/log/types.js';
 import {
   type BenchEvent,
   benchDatabaseUrl,
+  benchPool,
   dropDatabase,
   environment,
   fmt,
@@ -255,7 +256,7 @@ async function main() {
   await recreateDatabase(DB_URL);
   await migrateLatest(DB_URL);
 
-  const admin = new pg.Pool({ connectionString: DB_URL, max: 2 });
+  const admin = benchPool(DB_URL, 2);
   await admin.query(`
     CREATE SEQUENCE raw_events_position_seq AS bigint MINVALUE 1;
     CREATE TABLE raw_events (LIKE event_store.events INCLUDING ALL);
@@ -271,8 +272,8 @@ async function main() {
   const defaultParsers = ([20, 114, 3802] as const).map((oid) => [oid, pg.types.getTypeParser(oid, 'text')] as const);
 
   const cseLog = createPostgresEventLog({ connectionString: DB_URL, poolSize: POOL_SIZE });
-  const rawPool = new pg.Pool({ connectionString: DB_URL, max: POOL_SIZE });
-  const emmettPool = new pg.Pool({ connectionString: DB_URL, max: POOL_SIZE });
+  const rawPool = benchPool(DB_URL, POOL_SIZE);
+  const emmettPool = benchPool(DB_URL, POOL_SIZE);
   const emmett = getPostgreSQLEventStore(DB_URL, { connectionOptions: { pool: emmettPool } });
   await emmett.schema.migrate();
 
@@ -404,7 +405,7 @@ async function main() {
   await admin.end();
   await recreateDatabase(DB_URL);
   await migrateLatest(DB_URL);
-  const readDb = new pg.Pool({ connectionString: DB_URL, max: 2 });
+  const readDb = benchPool(DB_URL, 2);
   const readLog = createPostgresEventLog({ connectionString: DB_URL, poolSize: POOL_SIZE });
   const readResults = [];
   const sizes = args.quick ? [100_000] : [100_000, 1_000_000];

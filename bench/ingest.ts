@@ -40,6 +40,7 @@ import { changesFor, type ProjectedEvent } from '../src/projection/definition.js
 import {
   BENCH_DIR,
   benchDatabaseUrl,
+  benchPool,
   dropDatabase,
   environment,
   fmt,
@@ -295,7 +296,7 @@ async function main() {
   console.log(`bench/ingest: ${fmtInt(total)} events (a channel sync), ${PUBLISHERS} publishers, serve --ingest-batch-size ${BATCH}`);
   await recreateDatabase(url);
   await migrateLatest(url);
-  const pool = new pg.Pool({ connectionString: url, max: 2 });
+  const pool = benchPool(url, 2);
   const env = await environment(pool);
   const connections = await Promise.all(Array.from({ length: PUBLISHERS }, (_, i) => connect({ servers: natsUrl, name: `bench publisher ${i}` })));
   const admin = connections[0]!;

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { DEFAULT_DATABASE_URL, withDefaultUser } from '../src/config.js';
 import { quoteIdent } from '../src/log/postgres/sql.js';
+import { createPool } from '../src/db/pool.js';
 
 export const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 export const RESULTS_DIR = path.join(BENCH_DIR, 'results');
@@ -69,6 +70,15 @@ async function withAdminClient<T>(url: string, fn: (client: pg.Client, name: str
   }
 }
 
+
+/**
+ * A pool of the bench's. pg-pool's end() resolves before its connections have closed, and a
+ * DROP DATABASE ... WITH (FORCE) right after terminates them: without a listener, the 'error' an
+ * idle connection then gets crashed the bench.
+ */
+export function benchPool(url: string, max: number): pg.Pool {
+  return createPool({ connectionString: url, max, onError: () => undefined });
+}
 
 export async function dropDatabase(url: string): Promise<void> {
   await withAdminClient(url, (client, name) => client.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`));

@@ -7,7 +7,7 @@ import type { AppendRequest, EventInput, EventLog, LogBatch, RecordedEvent } fro
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import { CARRY_AFTER_SHARE, createWakeups, LISTENER_LOCK, type Notification } from '../src/log/postgres/wakeups.js';
 import { createRecentAppends, inJsonbOrder } from '../src/log/postgres/recent-appends.js';
-import { connect, freshDatabase, urlFor, withAdmin, withClient } from './helpers/database.js';
+import { connect, freshDatabase, testPool, urlFor, withAdmin, withClient } from './helpers/database.js';
 import { slots, waitUntil } from './helpers/projection.js';
 import { collect, events, logContract } from './log-contract.js';
 
@@ -265,12 +265,9 @@ test('postgres: a long-running write that is not an append does not hold readers
 test('postgres: a wake-up that comes while a subscriber reads is not lost; an append wakes this process at once', async (t) => {
   const db = await ownDatabase(t);
   t.timeout(20_000); // with the bug, the waits below last 60 s
-  const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+  const pool = testPool(t, db.url, 1);
   const wakeups = createWakeups(pool, db.url, () => undefined);
-  t.teardown(async () => {
-    await wakeups.close();
-    await pool.end();
-  });
+  t.teardown(() => wakeups.close());
   const other = await connect(t, db.url);
   await wakeups.wait(1); // connects the listener
 
@@ -293,12 +290,9 @@ test('postgres: a wake-up that comes while a subscriber reads is not lost; an ap
 test('postgres: an append left untold gets a NOTIFY of its own an interval later, while carrying appends keep coming without committing', async (t) => {
   const db = await ownDatabase(t);
   const { heard } = await channelListener(t, db.url);
-  const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+  const pool = testPool(t, db.url, 1);
   const wakeups = createWakeups(pool, db.url, () => undefined, 100);
-  t.teardown(async () => {
-    await wakeups.close();
-    await pool.end();
-  });
+  t.teardown(() => wakeups.close());
   const first = wakeups.due()!;
   wakeups.appended({ wrote: true, notification: first, sent: true });
   wakeups.appended({ wrote: true }); // to be told of
@@ -312,12 +306,9 @@ test('postgres: an append left untold gets a NOTIFY of its own an interval later
 test('postgres: an append of this process wakes its subscribers to its types only; a notification from another process wakes all', async (t) => {
   const db = await ownDatabase(t);
   t.timeout(20_000); // a wait below that is not woken lasts 60 s
-  const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+  const pool = testPool(t, db.url, 1);
   const wakeups = createWakeups(pool, db.url, () => undefined);
-  t.teardown(async () => {
-    await wakeups.close();
-    await pool.end();
-  });
+  t.teardown(() => wakeups.close());
   await wakeups.wait(1); // connects the listener
   const builds = ['BuildStarted'];
   const namespaces = ['NamespaceCreated'];
@@ -371,8 +362,7 @@ test('postgres: an append carries the notification itself: it comes from the app
 test('postgres: appends that carry the notification leave nothing to a NOTIFY of its own; a failed carrier does', async (t) => {
   const db = await ownDatabase(t);
   const { heardBeforeMarker } = await channelListener(t, db.url);
-  const pool = new pg.Pool({ connectionString: db.url, max: 1 });
-  t.teardown(() => pool.end());
+  const pool = testPool(t, db.url, 1);
   const wakeupsWithCarrier = () => {
     const wakeups = createWakeups(pool, db.url, () => undefined, 200);
     const carrier = () => {
@@ -436,8 +426,7 @@ test('postgres: an appender sends no notification while no other session listens
   const heardByUnknown: string[] = [];
   unknown.on('notification', (message) => heardByUnknown.push(message.payload ?? ''));
   await unknown.query('LISTEN event_store_appended');
-  const pool = new pg.Pool({ connectionString: db.url, max: 2 });
-  t.teardown(() => pool.end());
+  const pool = testPool(t, db.url, 2);
   const wakeups = createWakeups(pool, db.url, () => undefined, 5);
   t.teardown(() => wakeups.close());
 
@@ -464,8 +453,7 @@ test('postgres: an appender sends no notification while no other session listens
 
 test('postgres: a process\'s own listener does not count as another listener', async (t) => {
   const db = await ownDatabase(t);
-  const pool = new pg.Pool({ connectionString: db.url, max: 2 });
-  t.teardown(() => pool.end());
+  const pool = testPool(t, db.url, 2);
   const wakeups = createWakeups(pool, db.url, () => undefined, 5);
   t.teardown(() => wakeups.close());
   // A subscriber waiting makes the process listen, holding the listeners' lock.

@@ -23,6 +23,7 @@ import { createRunner } from '../src/projection/runner.js';
 import { createProjectionService } from '../src/projection/service.js';
 import { isTransient } from '../src/projection/transient.js';
 import { allProjections, condaStoreProjections, namespaceUsage, solves } from '../projections/index.js';
+import { testPool } from './helpers/database.js';
 import { runCli } from './helpers/cli.js';
 import { realisticHistory } from './helpers/history.js';
 import {
@@ -816,7 +817,7 @@ test('a batch in one round trip: the guard sends the runner back to the locking 
   const db = await testLog(t);
   // Every statement the runner's connections send, as a spy (the database is real).
   const sent: string[] = [];
-  const pool = new pg.Pool({ connectionString: db.url, max: 2 });
+  const pool = testPool(t, db.url, 2);
   pool.on('connect', (client) => {
     const query = client.query.bind(client) as (...args: unknown[]) => unknown;
     (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
@@ -824,7 +825,6 @@ test('a batch in one round trip: the guard sends the runner back to the locking 
       return query(...args);
     };
   });
-  t.teardown(() => pool.end());
   const runner = createRunner({ log: db.log, pool, projections: condaStoreProjections, logger: silentLogger });
   const { names, batchAt, packages } = await channelAndTwoPackages(db);
   await runner.apply(await batchAt(1)); // locking path: the runner did not know its checkpoints yet

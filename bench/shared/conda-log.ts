@@ -6,7 +6,6 @@
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { condaStoreProjections } from '../../projections/index.js';
 import type { Envelope } from '../../src/catalogue/index.js';
@@ -14,7 +13,7 @@ import { toAppendRequest } from '../../src/decide/index.js';
 import { createPostgresEventLog } from '../../src/log/postgres/index.js';
 import { changesFor, type ProjectedEvent } from '../../src/projection/definition.js';
 import { migrateLatest } from '../../src/db/migrate.js';
-import { environment, fmtInt, packageBuildData, recreateDatabase } from '../lib.js';
+import { benchPool, environment, fmtInt, packageBuildData, recreateDatabase } from '../lib.js';
 
 export const BATCH = 2000;
 
@@ -113,7 +112,7 @@ function copyValue(value: unknown): string {
 
 /** The baseline: read the same events, turn them into the same rows, COPY them into constraint-free copies of the tables. */
 export async function readAndCopyBaseline(url: string): Promise<Run> {
-  const pool = new pg.Pool({ connectionString: url, max: 2 });
+  const pool = benchPool(url, 2);
   const tables = ['conda_channel', 'conda_package', 'conda_package_build'];
   for (const table of tables) {
     await pool.query(`DROP TABLE IF EXISTS baseline_${table}; CREATE TABLE baseline_${table} (LIKE ${table})`);
@@ -157,7 +156,7 @@ export async function readAndCopyBaseline(url: string): Promise<Run> {
 export async function preparedLog(url: string, total: number): Promise<Record<string, unknown>> {
   await recreateDatabase(url);
   await migrateLatest(url);
-  const pool = new pg.Pool({ connectionString: url, max: 1 });
+  const pool = benchPool(url, 1);
   const facts = await environment(pool);
   await pool.end();
   console.log('filling the log...');

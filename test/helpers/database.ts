@@ -6,6 +6,7 @@ import type { ExecutionContext } from 'ava';
 import pg from 'pg';
 import { withDefaultUser } from '../../src/config.js';
 import { migrateLatest } from '../../src/db/migrate.js';
+import { createPool } from '../../src/db/pool.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -36,6 +37,17 @@ export async function connect(t: ExecutionContext, url: string): Promise<pg.Clie
   client.on('error', () => undefined);
   t.teardown(() => client.end().catch(() => undefined));
   return client;
+}
+
+/**
+ * A pool for the rest of the test, ended at teardown. pg-pool's end() resolves before its
+ * connections have closed, and the teardown's DROP DATABASE ... WITH (FORCE) then terminates
+ * them: without a listener, the 'error' an idle connection gets crashed the test's worker.
+ */
+export function testPool(t: ExecutionContext, url: string, max: number): pg.Pool {
+  const pool = createPool({ connectionString: url, max, onError: () => undefined });
+  t.teardown(() => pool.end());
+  return pool;
 }
 
 export function withAdmin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {

@@ -13,7 +13,7 @@ import { createLogger } from '../../src/logger.js';
 import type { ProjectionDefinition } from '../../src/projection/definition.js';
 import { createProjectionService } from '../../src/projection/service.js';
 import { condaStoreProjections } from '../../projections/index.js';
-import { freshDatabase, withClient } from './database.js';
+import { freshDatabase, testPool, withClient } from './database.js';
 import { quoteIdent as quote } from '../../src/log/postgres/sql.js';
 
 export const silentLogger = createLogger('silent');
@@ -134,13 +134,9 @@ export interface TestLog {
 export async function testLog(t: ExecutionContext): Promise<TestLog> {
   const db = await freshDatabase(t);
   const log = createPostgresEventLog({ connectionString: db.url });
-  const pool = new pg.Pool({ connectionString: db.url, max: 2 });
-  pool.on('error', () => undefined);
   // Registered after freshDatabase's drop: ava runs teardowns last-in first-out, so these go first.
-  t.teardown(async () => {
-    await log.close();
-    await pool.end();
-  });
+  const pool = testPool(t, db.url, 2);
+  t.teardown(() => log.close());
   return {
     url: db.url,
     log,
