@@ -34,7 +34,7 @@ import pg from 'pg';
 import { getPostgreSQLEventStore, type PostgresEventStore } from '@event-driven-io/emmett-postgresql';
 import { migrateLatest } from '../src/db/migrate.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
-import { APPEND_ONE_SQL, fastPathQuery, fastRows } from '../src/log/postgres/append.js';
+import { fastPathQuery, fastRows } from '../src/log/postgres/append.js';
 import type { EventLog } from '../src/log/types.js';
 import {
   type BenchEvent,
@@ -330,8 +330,8 @@ async function main() {
             (SELECT count(*) FROM emt_messages)::text AS emmett`);
   const counts = { cse: Number(countRow!.cse), raw: Number(countRow!.raw), emmett: Number(countRow!.emmett) };
   // What the store runs for a 1-event append to one stream: the fast path's INSERT, sent as the store sends it (leanQuery).
-  const cseBreakdown = await serverBreakdown(cseLog.pool, BREAKDOWN_CALLS, APPEND_ONE_SQL, (client, i) =>
-    fastRows(client, fastPathQuery([{ request: { stream: stream('breakdown', i), expectedVersion: 'no_stream', events: makeEvents(1) } }])));
+  const breakdownQuery = (i: number) => fastPathQuery([{ request: { stream: stream('breakdown', i), expectedVersion: 'no_stream', events: makeEvents(1) } }]);
+  const cseBreakdown = await serverBreakdown(cseLog.pool, BREAKDOWN_CALLS, breakdownQuery(0).text, (client, i) => fastRows(client, breakdownQuery(i)));
   const rawBreakdown = await serverBreakdown(rawPool, BREAKDOWN_CALLS, rawStatements.get(1)!, (client, i) =>
     rawAppend(client, stream('breakdown', i), makeEvents(1), 'new'));
 

@@ -109,10 +109,18 @@ interface AppendRow {
 
 /** append-stream.sql: one event to one stream, text parameters only (sent without a Describe). */
 export const APPEND_ONE_SQL = sqlFile(import.meta.url, 'append-stream.sql');
+/** The same for a new stream (no_stream): without the version lookup, which that case never runs. */
+const APPEND_NEW_SQL = withoutVersionLookup(APPEND_ONE_SQL);
 /** append-streams.sql: any number of events to one stream or several, as arrays. */
 const APPEND_STREAMS_SQL = sqlFile(import.meta.url, 'append-streams.sql');
 
 const RELEASE_POSITION_LOCK_SQL = sqlFile(import.meta.url, 'release-position-lock.sql');
+
+function withoutVersionLookup(sql: string): string {
+  const lookup = /\/\* version lookup \*\/[^]*?\/\* end \*\//;
+  if (!lookup.test(sql)) throw new Error('append-stream.sql: the version lookup is not marked');
+  return sql.replace(lookup, '-1');
+}
 
 /** An append the fast path can take: one stream, nothing but events. */
 export function takesFastPath(requests: AppendRequest[]): requests is [AppendRequest] {
@@ -143,9 +151,10 @@ export function fastPathQuery(appends: readonly FastAppend[]): pg.QueryConfig {
   if (events.length === 1) {
     const [request] = requests, [event] = events;
     const [text] = json ?? eventJson(requests);
+    const isNew = request!.expectedVersion === 'no_stream';
     return {
-      name: 'cse_append_one',
-      text: APPEND_ONE_SQL,
+      name: isNew ? 'cse_append_new' : 'cse_append_one',
+      text: isNew ? APPEND_NEW_SQL : APPEND_ONE_SQL,
       values: [request!.stream, expected(request!), event!.id, event!.type, text!.data, text!.metadata, ...notification],
     };
   }
