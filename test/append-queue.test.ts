@@ -234,3 +234,40 @@ test('append queue: a lone appender never waits: its next append, made as soon a
   for (let i = 0; i < 20; i++) await log.append({ stream: `alone-${randomUUID()}`, events: events(1) });
   t.deepEqual(log.appendQueueStats(), { waited: 0, together: 0 });
 });
+
+/** How many events each transaction wrote, in commit order. */
+async function transactionSizes(t: ExecutionContext, url: string): Promise<number[]> {
+  const client = await connect(t, url);
+  const { rows } = await client.query<{ n: number }>(
+    'SELECT count(*)::int AS n FROM event_store.events GROUP BY transaction_id ORDER BY min(global_position)');
+  return rows.map((row) => row.n);
+}
+
+/** `writers` appenders, each making `appends` one-event appends, one after the other. */
+async function writersInStep(log: { append(request: AppendRequest): Promise<AppendedEvent[]> }, writers: number, appends: number) {
+  await Promise.all(Array.from({ length: writers }, async () => {
+    for (let i = 0; i < appends; i++) await log.append({ stream: `writer-${randomUUID()}`, expectedVersion: 'no_stream', events: events(1) });
+  }));
+}
+
+// Regression: the callers of a shared statement came back one by one, and the first took the free
+// statement alone, so the others waited for the next one: with one statement at a time, four
+// writers went one, three, one, three... instead of four together.
+test('append queue: the callers of a shared statement that append again at once go together again, not one ahead of the others', async (t) => {
+  const log = await queuedLog(t, 1);
+  await writersInStep(log, 4, 12);
+  // The first append goes at once, the three made meanwhile wait for it; from then on all four.
+  t.deepEqual(await transactionSizes(t, log.url), [1, 3, ...Array<number>(11).fill(4)]);
+});
+
+// With two statements, eight writers in step settle at four and four.
+// Regression: with two statements, a statement that ended took every append waiting, while a
+// lone one ran in the other: one and seven, over and over. Each now takes its fair share of the
+// appends waiting and in flight. (When the writers start, and as they finish, the counts differ.)
+test('append queue: eight writers in step with two statements share them evenly, four and four', async (t) => {
+  const log = await queuedLog(t, 2);
+  await writersInStep(log, 8, 20);
+  const sizes = await transactionSizes(t, log.url);
+  const inFours = sizes.filter((n) => n === 4).length * 4;
+  t.true(inFours >= 0.75 * 160, `statements carried ${sizes.join(', ')}`);
+});

@@ -49,7 +49,12 @@ interface Waiting extends FastAppend {
  * plan), and on a server with few cores concurrent appends compete for CPU rather than wait for
  * the disk: so no more than `statements` of them run at once, and those that come meanwhile wait
  * and then go in one statement and one commit, each still atomic, with its own expected version.
- * The first append of a quiet moment goes at once: a lone appender waits for nothing.
+ * The first append of a quiet moment goes at once: a lone appender waits for nothing. Appenders in
+ * step (each appends again as soon as it hears) are kept together: the callers of a shared
+ * statement that ended come back in the same turn of the event loop and go together again, and a
+ * statement takes only its fair share of the appends waiting and in flight, so that with two
+ * statements and eight writers each carries four (not one alone in one statement and seven in the
+ * other, which cost a third of the rate).
  *
  * Nothing is refused for being in company: when the shared statement writes nothing (an expected
  * version that does not hold, an event id already in the log, a version taken in between), each
@@ -72,11 +77,11 @@ export function createAppendQueue(writer: AppendWriter, options: AppendQueueOpti
    * The waiting appends the next statement takes: first come first, up to maxEvents, no stream
    * twice, none of a stream in flight or passed over (a later append of it must not overtake).
    */
-  const takeBatch = (): Waiting[] => {
+  const takeBatch = (most: number): Waiting[] => {
     const batch: Waiting[] = [];
     const seen = new Set<string>();
     let events = 0;
-    for (let i = 0; i < waiting.length; ) {
+    for (let i = 0; i < waiting.length && batch.length < most; ) {
       const next = waiting[i]!;
       const { stream } = next.request;
       const blocked = seen.has(stream) || inFlight.has(stream) || (batch.length > 0 && events + next.request.events.length > maxEvents);
@@ -125,17 +130,34 @@ export function createAppendQueue(writer: AppendWriter, options: AppendQueueOpti
     for (const append of batch) inFlight.add(append.request.stream);
   };
 
-  // The slot is free before the callers hear: an appender's next append, made as soon as it
-  // hears, finds it free and goes at once instead of waiting for a statement to end.
+  // The slot is free before the callers hear: a lone appender's next append, made as soon as it
+  // hears, finds it free and goes at once instead of waiting for a statement to end. The callers
+  // of a shared statement are gathered first: the first of them to come back would otherwise
+  // take the free slot alone, and the others wait for the next one.
   const finish = (batch: readonly FastAppend[]) => {
     running--;
     for (const append of batch) inFlight.delete(append.request.stream);
-    pump();
+    if (batch.length > 1) gather();
+    else pump();
+  };
+
+  // Pumps once the continuations due now have run (setImmediate comes after them): appends made
+  // in this turn of the event loop wait, and go together.
+  let gathering = false;
+  const gather = () => {
+    if (gathering) return;
+    gathering = true;
+    setImmediate(() => {
+      gathering = false;
+      pump();
+    });
   };
 
   const pump = () => {
     while (running < statements && waiting.length > 0) {
-      const batch = takeBatch();
+      // A fair share of the appends waiting and in flight: with two statements and eight writers
+      // in step, four and four, rather than one alone and seven in the other.
+      const batch = takeBatch(Math.ceil((waiting.length + inFlight.size) / statements));
       // Every waiting append is behind one in flight: the end of that statement pumps again.
       if (batch.length === 0) break;
       start(batch);
@@ -150,7 +172,7 @@ export function createAppendQueue(writer: AppendWriter, options: AppendQueueOpti
   return {
     append(append: FastAppend): Promise<AppendedEvent[]> {
       if (closed) return Promise.reject(new Error('the event log is closed'));
-      if (running < statements && waiting.length === 0 && !inFlight.has(append.request.stream)) {
+      if (running < statements && waiting.length === 0 && !gathering && !inFlight.has(append.request.stream)) {
         // A slot is free: the append goes at once, with nothing of the queue's bookkeeping.
         const batch = [append];
         start(batch);
@@ -163,7 +185,7 @@ export function createAppendQueue(writer: AppendWriter, options: AppendQueueOpti
       const prepared = writer.prepare?.(append) ?? append;
       return new Promise((resolve, reject) => {
         waiting.push({ ...prepared, resolve, reject });
-        pump();
+        gather();
       });
     },
     /** Refuses new appends, and resolves once every append taken has been written (or refused). */
