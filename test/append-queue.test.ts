@@ -252,17 +252,24 @@ async function writersInStep(log: { append(request: AppendRequest): Promise<Appe
 
 // Regression: the callers of a shared statement came back one by one, and the first took the free
 // statement alone, so the others waited for the next one: with one statement at a time, four
-// writers went one, three, one, three... instead of four together.
+// writers went one, three, one, three... instead of four together, and two writers one and one
+// for ever (found in review).
+test('append queue: two writers in step with one statement go together', async (t) => {
+  const log = await queuedLog(t, 1);
+  await writersInStep(log, 2, 10);
+  t.deepEqual(await transactionSizes(t, log.url), [1, ...Array<number>(9).fill(2), 1]);
+});
+
 test('append queue: the callers of a shared statement that append again at once go together again, not one ahead of the others', async (t) => {
   const log = await queuedLog(t, 1);
   await writersInStep(log, 4, 12);
-  // The first append goes at once, the three made meanwhile wait for it; from then on all four.
-  t.deepEqual(await transactionSizes(t, log.url), [1, 3, ...Array<number>(11).fill(4)]);
+  // The first append goes at once, the three made meanwhile wait for it and for its caller's next:
+  // from then on all four, until the first writer has made its twelve.
+  t.deepEqual(await transactionSizes(t, log.url), [1, ...Array<number>(11).fill(4), 3]);
 });
 
-// With two statements, eight writers in step settle at four and four.
 // Regression: with two statements, a statement that ended took every append waiting, while a
-// lone one ran in the other: one and seven, over and over. Each now takes its fair share of the
+// lone one ran in the other: one, one and six, over and over. Each now takes its fair share of the
 // appends waiting and in flight. (When the writers start, and as they finish, the counts differ.)
 test('append queue: eight writers in step with two statements share them evenly, four and four', async (t) => {
   const log = await queuedLog(t, 2);

@@ -131,13 +131,13 @@ export function createAppendQueue(writer: AppendWriter, options: AppendQueueOpti
   };
 
   // The slot is free before the callers hear: a lone appender's next append, made as soon as it
-  // hears, finds it free and goes at once instead of waiting for a statement to end. The callers
-  // of a shared statement are gathered first: the first of them to come back would otherwise
-  // take the free slot alone, and the others wait for the next one.
+  // hears, finds it free and goes at once instead of waiting for a statement to end. When others
+  // share the statement or wait, its callers are gathered first: the first of them to come back
+  // would otherwise take the free slot alone, and the others wait for the next one.
   const finish = (batch: readonly FastAppend[]) => {
     running--;
     for (const append of batch) inFlight.delete(append.request.stream);
-    if (batch.length > 1) gather();
+    if (batch.length > 1 || waiting.length > 0) gather();
     else pump();
   };
 
@@ -185,7 +185,8 @@ export function createAppendQueue(writer: AppendWriter, options: AppendQueueOpti
       const prepared = writer.prepare?.(append) ?? append;
       return new Promise((resolve, reject) => {
         waiting.push({ ...prepared, resolve, reject });
-        gather();
+        // With every statement running, the next to end pumps.
+        if (running < statements) gather();
       });
     },
     /** Refuses new appends, and resolves once every append taken has been written (or refused). */

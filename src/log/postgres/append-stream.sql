@@ -26,9 +26,10 @@ FROM (
   -- appender's badge (readers find appenders in flight through it) and, for a moment, the
   -- position lock under which the transaction id and the position are taken together (position
   -- order = transaction-id order: see migrations/20260101000100_event_store.ts, step 5). A target
-  -- list is evaluated left to right: lock, id, position, unlock; its functions are volatile, so
-  -- the planner keeps every column, and OFFSET 0 keeps the subquery a node of its own that runs
-  -- once (not pulled up into the INSERT's target list). The caller releases the position lock if
+  -- list is evaluated left to right: lock, id, position, unlock; the planner keeps every column
+  -- (the locks, nextval and pg_notify are volatile, the transaction id is used above), and
+  -- OFFSET 0 keeps the subquery a node of its own that runs once (not pulled up into the INSERT's
+  -- target list). The caller releases the position lock if
   -- the statement fails holding it.
   SELECT v.current,
          pg_advisory_xact_lock(7401, hashtext($1::text)) AS stream_locked,

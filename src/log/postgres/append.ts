@@ -117,8 +117,9 @@ const APPEND_STREAMS_SQL = sqlFile(import.meta.url, 'append-streams.sql');
 const RELEASE_POSITION_LOCK_SQL = sqlFile(import.meta.url, 'release-position-lock.sql');
 
 function withoutVersionLookup(sql: string): string {
-  const lookup = /\/\* version lookup \*\/[^]*?\/\* end \*\//;
-  if (!lookup.test(sql)) throw new Error('append-stream.sql: the version lookup is not marked');
+  const lookup = /\/\* version lookup \*\/[^]*?\/\* end \*\//g;
+  const marked = sql.match(lookup)?.length ?? 0;
+  if (marked !== 1) throw new Error(`append-stream.sql: the version lookup must be marked once (found ${marked})`);
   return sql.replace(lookup, '-1');
 }
 
@@ -192,8 +193,8 @@ export interface FastRow {
  */
 async function runFastStatement(pool: pg.Pool, query: pg.QueryConfig): Promise<FastRow[] | undefined> {
   // Any failure but a unique key taken may have come while the position lock was held: the
-  // connection releases it (or is closed). A unique key raises in the INSERT, after the positions
-  // CTE has released the lock: nothing to clean up, append_events() decides.
+  // connection releases it (or is closed). A unique key raises in the INSERT, after the subquery
+  // that takes the positions has released the lock: nothing to clean up, append_events() decides.
   return withConnection(pool, async (client) => {
     try {
       const rows = await fastRows(client, query);
