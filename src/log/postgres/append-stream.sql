@@ -29,8 +29,7 @@ FROM (
   -- list is evaluated left to right: lock, id, position, unlock; the planner keeps every column
   -- (the locks, nextval and pg_notify are volatile, the transaction id is used above), and
   -- OFFSET 0 keeps the subquery a node of its own that runs once (not pulled up into the INSERT's
-  -- target list). The caller releases the position lock if
-  -- the statement fails holding it.
+  -- target list). The caller releases the position lock if the statement fails holding it.
   SELECT v.current,
          pg_advisory_xact_lock(7401, hashtext($1::text)) AS stream_locked,
          pg_advisory_xact_lock_shared(7406, 0) AS badge,
