@@ -34,6 +34,9 @@ test('no acknowledgement (a plain subscriber that never answers) rejects with a 
   await nats.nc.flush();
   const timeout = await t.throwsAsync(publishAcked(nats.nc, subject, '{}', 'late', nats.names.stream, 200), { instanceOf: PublishNotAcknowledgedError, message: /within 200 ms/ });
   t.is(timeout!.reason, 'timeout');
+  // The timeout may fire before the message is read (a stalled worker): the server sends it
+  // before the PONG of a flush.
+  await nats.nc.flush();
   t.truthy(reply);
   nats.nc.publish(reply!, JSON.stringify({ stream: nats.names.stream, seq: 1 }));
   await nats.nc.flush();

@@ -562,6 +562,7 @@ test('serve projects live while four writers append concurrently, and stops when
   const serving = service.serve(stop.signal).then(() => {
     served = true;
   });
+  void serving.catch(() => undefined); // awaited below; handled now in case a wait fails first
   t.teardown(() => stop.abort());
 
   // The service is up (its checkpoints exist) before anything is written: what follows is live.
@@ -868,6 +869,7 @@ test('a batch in one round trip whose connection is terminated half-way is retri
   await blocker.query('BEGIN');
   await blocker.query('SELECT 1 FROM event_store.projections WHERE name = ANY($1) FOR UPDATE', [names]);
   const applying = runner.apply(await batchAt(2));
+  void applying.catch(() => undefined); // awaited below; handled now in case a wait fails first
   // Watched from outside the blocker's transaction, which would see one snapshot of pg_stat_activity.
   const waiting = async () => (await db.query(
     "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%expect_checkpoints(%' AND datname = current_database()"))[0]?.pid as number | undefined;

@@ -391,7 +391,11 @@ async function rebuildWhileAppending(t: ExecutionContext, withServe: boolean) {
     rest.slice(cut(0.85)),
   ];
   let queue: Promise<unknown> = Promise.resolve();
-  const append = (envelopes: Envelope[]) => (queue = queue.then(() => appendInBatches(log, envelopes, 20)));
+  const append = (envelopes: Envelope[]) => {
+    queue = queue.then(() => appendInBatches(log, envelopes, 20));
+    void queue.catch(() => undefined); // awaited below; handled now in case a wait fails first
+    return queue;
+  };
 
   const liveAtHead = async () => {
     const head = await headOf(client);

@@ -110,6 +110,7 @@ export function runIngester(
       options.onRetry?.(info);
     },
   }).run(controller.signal);
+  void running.catch(() => undefined); // awaited by stop()
   const stop = async () => {
     controller.abort();
     await running;
