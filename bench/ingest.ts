@@ -14,7 +14,8 @@
  *   with the position each projection group reached) to know when an event is projected: when
  *   every projection group that handles its type has applied it (a group passes over the others
  *   later, without a transaction: namespace_usage handles none of a channel sync's events).
- * - Throughput: events / (first publish → last event projected by every group that handles it).
+ * - Throughput: events / (first publish → last event projected by every group that handles it),
+ *   after a CHECKPOINT, as the raw baseline before it (each starts with nothing left to flush).
  * - Latency at a fixed 1,000 events/s (10 s; 5 s with --quick): for each event, from the moment
  *   its publish starts to the moment the batch that projects it has committed; p50 and p99. It
  *   runs after a CHECKPOINT, in a steady state rather than during the flush of the burst before.
@@ -298,6 +299,15 @@ async function main() {
   await migrateLatest(url);
   const pool = benchPool(url, 2);
   const env = await environment(pool);
+  // (CHECKPOINT needs a superuser or pg_checkpoint: without it, the run goes on and says so.)
+  const checkpointBefore = async (run: string) => {
+    const checkpoint = await timed(() => pool.query('CHECKPOINT').then(() => true, (error: Error) => {
+      console.log(`checkpoint before ${run}: not run (${error.message}); it may overlap the checkpoint of the writes before it`);
+      return false;
+    }));
+    if (checkpoint.value) console.log(`checkpoint before ${run}: ${fmt(checkpoint.ms / 1000, 1)} s`);
+    return checkpoint;
+  };
   const connections = await Promise.all(Array.from({ length: PUBLISHERS }, (_, i) => connect({ servers: natsUrl, name: `bench publisher ${i}` })));
   const admin = connections[0]!;
   await ensureIngestion(admin, names);
@@ -313,8 +323,13 @@ async function main() {
     const throughputPackages = packages(1, total);
     const throughputEvents = throughputPackages.flat();
     if (throughputEvents.length !== total) throw new Error(`workload of ${throughputEvents.length} events, expected ${total}`);
+    // Both runs start from the same state: each writes hundreds of MB of WAL, and the checkpoint
+    // that follows the baseline's overlapped the throughput run (the append bench does the same
+    // before each of its measured runs).
+    await checkpointBefore('the raw baseline');
     console.log('raw baseline: the same events in plain batched INSERTs...');
     const raw = await rawBaseline(pool, throughputEvents);
+    await checkpointBefore('the throughput run');
     console.log(`throughput: publishing ${fmtInt(total)} events as fast as possible...`);
     const t0 = wallClock();
     await publishLanes(connections, deal(throughputPackages));
@@ -333,12 +348,7 @@ async function main() {
     //    checkpoint to write (hundreds of MB of WAL): run during it, the latency run measured the
     //    disk's flush of the burst (commits waiting 50-75 ms on fsync while the checkpoint
     //    synced, p99 42-88 ms), not ingestion at 1,000 events/s. The checkpoint goes first.
-    // (CHECKPOINT needs a superuser or pg_checkpoint: without it, the run goes on and says so.)
-    const checkpoint = await timed(() => pool.query('CHECKPOINT').then(() => true, (error: Error) => {
-      console.log(`checkpoint after the burst: not run (${error.message}); the latency run may overlap the burst's own checkpoint`);
-      return false;
-    }));
-    if (checkpoint.value) console.log(`checkpoint after the burst: ${fmt(checkpoint.ms / 1000, 1)} s`);
+    const checkpoint = await checkpointBefore('the latency run');
     const latencyCount = RATE * latencySeconds;
     console.log(`latency: ${fmtInt(latencyCount)} events at ${fmtInt(RATE)} events/s...`);
     const latencyPackages = packages(10_000_000, latencyCount);
