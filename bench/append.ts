@@ -13,7 +13,7 @@
  * Everything runs in a fresh database `cse_bench_append` (dropped at the start and at the end).
  * Contenders, all with the same pg pool size, the same payloads and the same warm-up:
  *  - cse:    createPostgresEventLog().append() (the store: for these one-stream appends, its fast
- *            path, one INSERT of append-stream.sql; NOTIFYs spaced by 5 ms);
+ *            path, one INSERT of append-stream.sql; no NOTIFY while no other session listens);
  *  - raw:    plain autocommit INSERTs into `raw_events`, a copy of event_store.events made with
  *            `LIKE ... INCLUDING ALL` (same columns, types, defaults, PK, unique constraints,
  *            check), global_position from a sequence, transaction_id DEFAULT pg_current_xact_id();
@@ -25,8 +25,12 @@
  * every contender starts from the same state; the order of the contenders rotates from round to
  * round; the reported figure is the median over the rounds. The sequential scenarios (one append at
  * a time) interleave the contenders append by append, in a random order at each step, each timed
- * on its own: slow drifts of the machine (fsync time) then weigh on all contenders alike. The concurrent scenario runs each
- * contender in a block of its own.
+ * on its own: slow drifts of the machine (fsync time) then weigh on all contenders alike. The
+ * concurrent scenario runs each contender in a block of its own.
+ * After the scenarios: where the time goes (auto_explain of the 1-event statement), and the CPU
+ * each contender spends per 1-event append, in PostgreSQL's client backends (from /proc, when the
+ * server runs on this machine) and in Node.js: a figure the machine's commit time does not enter,
+ * where the ratios above shrink as commits get cheaper.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -335,6 +339,9 @@ async function main() {
   const rawBreakdown = await serverBreakdown(rawPool, BREAKDOWN_CALLS, rawStatements.get(1)!, (client, i) =>
     rawAppend(client, stream('breakdown', i), makeEvents(1), 'new'));
 
+  // CPU per append, which the machine's commit time does not enter (the ratios above do).
+  const cpu = await cpuPerAppend(admin, contenders, CPU_CALLS);
+
   await emmett.close();
   await emmettPool.end();
   await rawPool.end();
@@ -392,6 +399,18 @@ async function main() {
     ['contender', 'statement (nested statements indented)', 'calls', 'mean ms', 'max ms'],
     breakdownRows.map((b) => [b.who, (b.nested ? '  ' : '') + b.statement.slice(0, 72), b.calls, fmt(b.meanMs, 3), fmt(b.maxMs, 3)]),
   ));
+  if (cpu) {
+    log(`\nCPU per append (1-event appends to new streams, ${fmtInt(CPU_CALLS)} per contender in ${CPU_BLOCKS} blocks, alternating, autocommit;`);
+    log(`PostgreSQL: user + system time of the database's client backends from /proc; Node.js: process.cpuUsage()):\n`);
+    const together = (c: { backendUs: number; nodeUs: number }) => c.backendUs + c.nodeUs;
+    const raw = cpu.find((c) => c.key === 'raw')!;
+    log(formatTable(
+      ['contender', 'PostgreSQL µs/append', 'Node.js µs/append', 'together', 'vs raw'],
+      cpu.map((c) => [c.key, fmt(c.backendUs, 0), fmt(c.nodeUs, 0), fmt(together(c), 0), `${fmt(together(c) / together(raw), 2)}x`]),
+    ));
+  } else {
+    log('\nCPU per append: not measured (the database server is not on this machine, or /proc cannot be read)');
+  }
   const costliestNested = cseBreakdown.statements.find((b) => b.nested);
   if (costliestNested) log(`\nslowest run of the costliest nested statement:\n${costliestNested.slowestPlan.trimEnd()}`);
   for (const scanning of cseBreakdown.statements.filter((b) => b !== costliestNested && /Seq Scan on events/.test(b.slowestPlan))) {
@@ -459,6 +478,7 @@ async function main() {
     environment: env,
     append: { rows, runs: results, table: appendTable },
     breakdown: { rowCounts: counts, calls: BREAKDOWN_CALLS, cse: cseBreakdown, raw: rawBreakdown },
+    cpuPerAppend: cpu ?? null,
     read: { results: readResults, table: readTable, verdict: readVerdict },
     loadAverage: { start: loadAtStart, end: os.loadavg() },
     totalSeconds: (now() - started) / 1000,
@@ -469,6 +489,60 @@ async function main() {
   await readLog.close();
   await readDb.end();
   await dropDatabase(DB_URL);
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU per append: what each contender costs the machine, whatever its commits cost. Blocks of
+// one contender at a time, so that the CPU of every client backend of the database (the others
+// idle) is that contender's; three blocks each, alternating.
+
+const CPU_CALLS = 4500;
+const CPU_BLOCKS = 3;
+const CLOCK_TICKS_PER_SECOND = 100; // Linux's USER_HZ for /proc/<pid>/stat
+
+/** user + system clock ticks of a process, or undefined if /proc cannot tell (another machine). */
+function processTicks(pid: number): number | undefined {
+  try {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return Number(fields[11]) + Number(fields[12]);
+  } catch {
+    return undefined;
+  }
+}
+
+async function backendTicks(admin: pg.Pool): Promise<Map<number, number> | undefined> {
+  // Client backends only: an autovacuum worker that happens to run in one block is not that contender's.
+  const { rows } = await admin.query<{ pid: number }>(
+    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend'");
+  const ticks = new Map<number, number>();
+  for (const { pid } of rows) {
+    const t = processTicks(pid);
+    if (t === undefined) return undefined;
+    ticks.set(pid, t);
+  }
+  return ticks;
+}
+
+async function cpuPerAppend(admin: pg.Pool, contenders: Contender[], calls: number) {
+  const totals = new Map(contenders.map((c) => [c.key, { backendTicks: 0, nodeUs: 0 }]));
+  for (let block = 0; block < CPU_BLOCKS; block++) {
+    for (const contender of contenders) {
+      const before = await backendTicks(admin);
+      if (!before) return undefined;
+      const node = process.cpuUsage();
+      for (let i = 0; i < calls / CPU_BLOCKS; i++) await contender.append(stream(`cpu-${block}-${contender.key}`, i), makeEvents(1), 'new');
+      const nodeUsed = process.cpuUsage(node);
+      const after = await backendTicks(admin);
+      if (!after) return undefined;
+      const total = totals.get(contender.key)!;
+      for (const [pid, t] of after) total.backendTicks += t - (before.get(pid) ?? 0);
+      total.nodeUs += nodeUsed.user + nodeUsed.system;
+    }
+  }
+  return contenders.map((c) => {
+    const total = totals.get(c.key)!;
+    return { key: c.key, backendUs: (total.backendTicks / CLOCK_TICKS_PER_SECOND) * 1e6 / calls, nodeUs: total.nodeUs / calls };
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
