@@ -460,12 +460,13 @@ test('postgres: a process\'s own listener does not count as another listener', a
   const pool = testPool(t, db.url, 2);
   const wakeups = createWakeups(pool, db.url, () => undefined, 5);
   t.teardown(() => wakeups.close());
-  // A subscriber waiting makes the process listen, holding the listeners' lock.
-  const waiting = new AbortController();
-  void wakeups.wait(60_000, waiting.signal);
-  t.teardown(() => waiting.abort());
-  await waitUntil(async () => (await pool.query(
-    `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = ${LISTENER_LOCK[0]} AND objid = ${LISTENER_LOCK[1]} AND granted`)).rowCount === 1, 'the listener');
+  // A subscriber makes the process listen, holding the listeners' lock: wait() returns once the
+  // listener is connected. (Regression, a flaky test: waiting for the lock in pg_locks instead,
+  // the check could come before the process had the listener's answer, and ask on the pool,
+  // where the process's own lock counts as another's; nothing asked again, and the wait timed out.)
+  await wakeups.wait(1);
+  t.is((await pool.query(
+    `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = ${LISTENER_LOCK[0]} AND objid = ${LISTENER_LOCK[1]} AND granted`)).rowCount, 1);
   // The first check, asked on the listening connection: its own lock does not stand in the way.
   t.truthy(wakeups.due());
   await waitUntil(() => !wakeups.othersListen(), 'the check to find no other listener');
