@@ -466,7 +466,8 @@ test('postgres: a process\'s own listener does not count as another listener', a
   // where the process's own lock counts as another's; nothing asked again, and the wait timed out.)
   await wakeups.wait(1);
   t.is((await pool.query(
-    `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = ${LISTENER_LOCK[0]} AND objid = ${LISTENER_LOCK[1]} AND granted`)).rowCount, 1);
+    `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = ${LISTENER_LOCK[0]} AND objid = ${LISTENER_LOCK[1]} AND granted
+       AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)).rowCount, 1);
   // The first check, asked on the listening connection: its own lock does not stand in the way.
   t.truthy(wakeups.due());
   await waitUntil(() => !wakeups.othersListen(), 'the check to find no other listener');
