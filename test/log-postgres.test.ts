@@ -473,6 +473,25 @@ test('postgres: a process\'s own listener does not count as another listener', a
   await waitUntil(() => !wakeups.othersListen(), 'the check to find no other listener');
 });
 
+// Regression: a check made while this process's listener was being connected was asked on the
+// pool, where the listener's lock, already held, counted as another session's.
+test('postgres: a check made while the process\'s own listener is connecting waits for it, and finds no other listener', async (t) => {
+  const db = await ownDatabase(t);
+  const pool = testPool(t, db.url, 1);
+  const wakeups = createWakeups(pool, db.url, () => undefined, 5);
+  t.teardown(() => wakeups.close());
+  // The pool's one connection is busy for a second: a check asked on the pool would run after the
+  // listener has taken its lock.
+  const busy = pool.query('SELECT pg_sleep(1)');
+  t.teardown(() => busy.then(() => undefined, () => undefined));
+  const waiting = new AbortController();
+  t.teardown(() => waiting.abort());
+  void wakeups.wait(60_000, waiting.signal); // starts connecting the listener
+  wakeups.due(); // the first check, while it connects; nothing asks again
+  await waitUntil(() => !wakeups.othersListen(), 'the check to find no other listener', { timeoutMs: 10_000 });
+  t.pass();
+});
+
 test('postgres: closing the log sends the NOTIFY still waiting for its interval at once', async (t) => {
   const db = await ownDatabase(t);
   t.timeout(30_000); // without the flush on close, the second NOTIFY waits a minute

@@ -179,9 +179,11 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
     listenersCheckedAt = now;
     // Asked on this process's own listening connection when it has one: a session's own shared
     // lock does not stand in the way of its exclusive request, so only other listeners count.
+    // A listener being connected holds the lock before this process has its answer: asked on the
+    // pool then, its lock counted as another's, so the check waits for it (listen() never rejects).
     // Taken for the statement's transaction only, and never waited for.
-    (listener ?? pool)
-      .query<{ alone: boolean }>(`SELECT pg_try_advisory_xact_lock(${LISTENER_LOCK.join(', ')}) AS alone`)
+    void (connecting ?? Promise.resolve())
+      .then(() => (listener ?? pool).query<{ alone: boolean }>(`SELECT pg_try_advisory_xact_lock(${LISTENER_LOCK.join(', ')}) AS alone`))
       .then(({ rows }) => (othersListen = !rows[0]!.alone), () => (othersListen = true))
       .finally(() => (checkingListeners = false));
   };
