@@ -527,6 +527,57 @@ test('postgres: a fast-path append whose connection dies while it waits for the 
   t.deepEqual((await collect(log.readAll())).map((e) => e.stream), ['after']);
 });
 
+/** The prepared statements of the log's only connection (a log made with poolSize 1). */
+async function preparedStatements(log: { pool: pg.Pool }): Promise<string[]> {
+  const { rows } = await log.pool.query<{ name: string }>('SELECT name FROM pg_prepared_statements ORDER BY name');
+  return rows.map((row) => row.name);
+}
+
+test('postgres: an append that expects the version this process saw skips the lookup; when another process appended since, it is refused with the real version and writes nothing', async (t) => {
+  const db = await ownDatabase(t);
+  const mine = createPostgresEventLog({ connectionString: db.url, poolSize: 1 });
+  const other = createPostgresEventLog({ connectionString: db.url, poolSize: 1 });
+  t.teardown(() => Promise.all([mine.close(), other.close()]));
+
+  await mine.append({ stream: 'build-1', expectedVersion: 'no_stream', events: events(1) });
+  await mine.append({ stream: 'build-1', expectedVersion: 0, events: events(1) });
+  t.true((await preparedStatements(mine)).includes('cse_append_known'), 'version 0 was known: no lookup');
+  t.false((await preparedStatements(mine)).includes('cse_append_one'));
+
+  // Another process moves the stream on: this one still remembers version 1.
+  await other.append({ stream: 'build-1', expectedVersion: 1, events: events(1) });
+  const refused = events(1);
+  const error = await t.throwsAsync(mine.append({ stream: 'build-1', expectedVersion: 1, events: refused }), { instanceOf: WrongExpectedVersionError });
+  t.is(error!.actual, 2);
+  t.is(error!.expected, 1);
+
+  // The refusal told this process the real version: the next append goes without a lookup again.
+  const [next] = await mine.append({ stream: 'build-1', expectedVersion: 2, events: events(1) });
+  t.is(next!.streamVersion, 3);
+  t.false((await preparedStatements(mine)).includes('cse_append_one'));
+  const stored = await mine.readStream('build-1');
+  t.deepEqual(stored.map((e) => e.streamVersion), [0, 1, 2, 3]);
+  t.false(stored.some((e) => e.id === refused[0]!.id));
+
+  // A version above the one known is looked up, and refused as always (no gap).
+  await t.throwsAsync(mine.append({ stream: 'build-1', expectedVersion: 5, events: events(1) }), { instanceOf: WrongExpectedVersionError });
+  t.true((await preparedStatements(mine)).includes('cse_append_one'));
+});
+
+test('postgres: a lost connection makes the log forget the versions it saw (a server restarted from a backup may be behind them)', async (t) => {
+  const db = await ownDatabase(t);
+  const errors: unknown[] = [];
+  const log = createPostgresEventLog({ connectionString: db.url, poolSize: 1, onError: (error) => errors.push(error) });
+  t.teardown(() => log.close());
+  await log.append({ stream: 'build-1', expectedVersion: 'no_stream', events: events(1) });
+  const { rows: [backend] } = await log.pool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+  await withClient(db.url, (client) => client.query('SELECT pg_terminate_backend($1)', [backend!.pid]));
+  await waitUntil(() => errors.length > 0, 'the pool reports the lost connection');
+
+  await log.append({ stream: 'build-1', expectedVersion: 0, events: events(1) });
+  t.deepEqual(await preparedStatements(log), ['cse_append_one'], 'the version was looked up on the new connection');
+});
+
 // pg-pool's pool.query closes a connection on any error: every refused append cost a new
 // connection (a producer that often loses races paid a reconnect each time).
 test('postgres: a refused append gives its connection back to the pool; a failed connection is closed', async (t) => {

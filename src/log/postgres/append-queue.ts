@@ -166,7 +166,7 @@ export function createAppendQueue(writer: AppendWriter, options: AppendQueueOpti
         settled.forEach((outcome, i) => ('error' in outcome ? batch[i]!.reject(outcome.error) : batch[i]!.resolve(outcome.appended)));
       });
     }
-    if (running === 0 && waiting.length === 0) for (const done of drained.splice(0)) done();
+    if (running === 0 && waiting.length === 0 && drained.length > 0) for (const done of drained.splice(0)) done();
   };
 
   return {

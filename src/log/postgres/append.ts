@@ -30,8 +30,12 @@ export interface EventJson {
  * memory (recent-appends.ts): made once, for the statement and for the subscribers.
  */
 export function eventJson(requests: readonly AppendRequest[]): EventJson[] {
-  return requests.flatMap((request) =>
-    request.events.map((event) => ({ data: JSON.stringify(event.data ?? null) ?? 'null', metadata: event.metadata ? JSON.stringify(event.metadata) : null })));
+  return requests.flatMap((request) => request.events.map(jsonOf));
+}
+
+/** One event's JSON (eventJson). */
+function jsonOf(event: EventInput): EventJson {
+  return { data: JSON.stringify(event.data ?? null) ?? 'null', metadata: event.metadata ? JSON.stringify(event.metadata) : null };
 }
 
 /**
@@ -57,7 +61,7 @@ export function appendParameters(requests: AppendRequest[], notification?: Notif
   requests.forEach((request, index) => {
     const group = index + 1;
     streams.push(request.stream);
-    expected.push(String(request.expectedVersion ?? 'any'));
+    expected.push(expectedText(request));
     for (const event of request.events) {
       ids.push(event.id);
       groups.push(group);
@@ -110,17 +114,20 @@ interface AppendRow {
 /** append-stream.sql: one event to one stream, text parameters only (sent without a Describe). */
 export const APPEND_ONE_SQL = sqlFile(import.meta.url, 'append-stream.sql');
 /** The same for a new stream (no_stream): without the version lookup, which that case never runs. */
-const APPEND_NEW_SQL = withoutVersionLookup(APPEND_ONE_SQL);
+const APPEND_NEW_SQL = replaceVersionLookup(APPEND_ONE_SQL, '-1');
+/** The same for a stream known to be at its expected version at least ($9: that version; stream-versions.ts). */
+const APPEND_KNOWN_SQL = replaceVersionLookup(APPEND_ONE_SQL, '$9::bigint');
 /** append-streams.sql: any number of events to one stream or several, as arrays. */
 const APPEND_STREAMS_SQL = sqlFile(import.meta.url, 'append-streams.sql');
 
 const RELEASE_POSITION_LOCK_SQL = sqlFile(import.meta.url, 'release-position-lock.sql');
 
-function withoutVersionLookup(sql: string): string {
+/** append-stream.sql with its marked version lookup replaced by `current` (an expression of the stream's current version). */
+function replaceVersionLookup(sql: string, current: string): string {
   const lookup = /\/\* version lookup \*\/[^]*?\/\* end \*\//g;
   const marked = sql.match(lookup)?.length ?? 0;
   if (marked !== 1) throw new Error(`append-stream.sql: the version lookup must be marked once (found ${marked})`);
-  return sql.replace(lookup, '-1');
+  return sql.replace(lookup, current);
 }
 
 /** An append the fast path can take: one stream, nothing but events. */
@@ -134,6 +141,12 @@ export interface FastAppend {
   request: AppendRequest;
   notification?: Notification | undefined;
   json?: readonly EventJson[] | undefined;
+  /**
+   * The request's expected version is a version its stream is known to have reached
+   * (stream-versions.ts): a one-event append then writes the next without looking the current
+   * one up. If the stream has gone further, that version is taken and the append falls back.
+   */
+  versionKnown?: boolean | undefined;
 }
 
 /**
@@ -143,28 +156,18 @@ export interface FastAppend {
  * a process's identical ones once anyway.
  */
 export function fastPathQuery(appends: readonly FastAppend[]): pg.QueryConfig {
+  if (appends.length === 1 && appends[0]!.request.events.length === 1) return oneEventQuery(appends[0]!);
   const requests = appends.map((fast) => fast.request);
   const events = requests.flatMap((request) => request.events);
-  const expected = (request: AppendRequest) => String(request.expectedVersion ?? 'any');
   const notification = notificationParameters(appends.find((fast) => fast.notification)?.notification);
   // The queue makes every waiting append's JSON (AppendWriter.prepare); made here otherwise.
   const json = appends.every((fast) => fast.json) ? appends.flatMap((fast) => fast.json!) : undefined;
-  if (events.length === 1) {
-    const [request] = requests, [event] = events;
-    const [text] = json ?? eventJson(requests);
-    const isNew = request!.expectedVersion === 'no_stream';
-    return {
-      name: isNew ? 'cse_append_new' : 'cse_append_one',
-      text: isNew ? APPEND_NEW_SQL : APPEND_ONE_SQL,
-      values: [request!.stream, expected(request!), event!.id, event!.type, text!.data, text!.metadata, ...notification],
-    };
-  }
   return {
     name: 'cse_append_streams',
     text: APPEND_STREAMS_SQL,
     values: [
       requests.map((request) => request.stream),
-      requests.map(expected),
+      requests.map(expectedText),
       requests.map((request) => request.events.length),
       events.map((event) => event.id),
       events.map((event) => event.type),
@@ -172,6 +175,28 @@ export function fastPathQuery(appends: readonly FastAppend[]): pg.QueryConfig {
       ...notification,
     ],
   };
+}
+
+/**
+ * append-stream.sql for an append of one event: the commonest append, built without the arrays of
+ * the general case (every allocation on this path shows in a sequential appender's rate).
+ */
+function oneEventQuery({ request, notification, json, versionKnown }: FastAppend): pg.QueryConfig {
+  const event = request.events[0]!;
+  const text = json?.[0] ?? jsonOf(event);
+  const { expectedVersion } = request;
+  const values = [request.stream, expectedText(request), event.id, event.type, text.data, text.metadata, notification?.channel ?? null, notification?.payload ?? null];
+  if (expectedVersion === 'no_stream') return { name: 'cse_append_new', text: APPEND_NEW_SQL, values };
+  if (versionKnown && typeof expectedVersion === 'number') {
+    values.push(String(expectedVersion));
+    return { name: 'cse_append_known', text: APPEND_KNOWN_SQL, values };
+  }
+  return { name: 'cse_append_one', text: APPEND_ONE_SQL, values };
+}
+
+/** A request's expected version as the statements take it. */
+function expectedText(request: AppendRequest): string {
+  return String(request.expectedVersion ?? 'any');
 }
 
 /** The unique violations after which append_events() must decide: an id or a version taken. */
@@ -192,9 +217,6 @@ export interface FastRow {
  * taken in between): append_events() then decides and explains, seeing everything committed since.
  */
 async function runFastStatement(pool: pg.Pool, query: pg.QueryConfig): Promise<FastRow[] | undefined> {
-  // Any failure but a unique key taken may have come while the position lock was held: the
-  // connection releases it (or is closed). A unique key raises in the INSERT, after the subquery
-  // that takes the positions has released the lock: nothing to clean up, append_events() decides.
   return withConnection(pool, async (client) => {
     try {
       const rows = await fastRows(client, query);
@@ -203,8 +225,13 @@ async function runFastStatement(pool: pg.Pool, query: pg.QueryConfig): Promise<F
       if (isTakenElsewhere(error)) return undefined;
       throw error;
     }
-  }, () => RELEASE_POSITION_LOCK_SQL);
+  }, releasePositionLock);
 }
+
+// Any failure but a unique key taken may have come while the position lock was held: the
+// connection releases it (or is closed). A unique key raises in the INSERT, after the subquery
+// that takes the positions has released the lock: nothing to clean up, append_events() decides.
+const releasePositionLock = () => RELEASE_POSITION_LOCK_SQL;
 
 /**
  * The rows of a fast-path statement. append-streams.sql takes arrays: node-postgres' own query
@@ -238,6 +265,11 @@ function appendedEvent(event: EventInput, stream: string, row: FastRow, recorded
 export async function appendFast(pool: pg.Pool, appends: readonly FastAppend[]): Promise<AppendedEvent[][] | undefined> {
   const rows = await runFastStatement(pool, fastPathQuery(appends));
   if (!rows) return undefined;
+  if (rows.length === 1) {
+    // One append of one event (an append of several gives a row for each).
+    const [{ request }] = appends as [FastAppend];
+    return [[appendedEvent(request.events[0]!, request.stream, rows[0]!, new Date(rows[0]!.recorded_ms))]];
+  }
   // Positions are consecutive, event after event of the requests in order: a row's position
   // says which event it is, whatever order RETURNING gives them in.
   const requests = appends.map((fast) => fast.request);
@@ -269,14 +301,14 @@ export function appendToStreams(pool: pg.Pool, appends: readonly FastAppend[]): 
 /**
  * Appends `requests` atomically. `notification`, if given, is sent by the append's transaction at
  * commit (and not at all if nothing is committed): it was sent if this returns any event. `json`:
- * the events' JSON, if the caller has made it (eventJson).
+ * the events' JSON, if the caller has made it (eventJson). `versionKnown`: see FastAppend.
  */
-export async function append(pool: pg.Pool, requests: AppendRequest[], notification?: Notification, json?: readonly EventJson[]): Promise<AppendedEvent[]> {
+export async function append(pool: pg.Pool, requests: AppendRequest[], { notification, json, versionKnown }: Omit<FastAppend, 'request'> = {}): Promise<AppendedEvent[]> {
   // Requests without events add nothing to `json` either.
   const nonEmpty = requests.filter((request) => request.events.length > 0);
   if (nonEmpty.length === 0) return [];
   try {
-    const fast = takesFastPath(nonEmpty) ? await appendFast(pool, [{ request: nonEmpty[0], notification, json }]) : undefined;
+    const fast = takesFastPath(nonEmpty) ? await appendFast(pool, [{ request: nonEmpty[0], notification, json, versionKnown }]) : undefined;
     if (fast) return fast[0]!;
     const { rows } = await queryKeepingConnection<AppendRow>(pool, { name: 'cse_append', text: APPEND_SQL, values: appendParameters(nonEmpty, notification, json) }, isRefusal);
     const streamOfEvent = nonEmpty.flatMap((request) => request.events.map(() => request.stream));

@@ -6,8 +6,10 @@ import { createAppendQueue, type AppendQueueOptions, type AppendQueueStats } fro
 import { allocateIds } from './ids.js';
 import { headPosition, readStream } from './read.js';
 import { createRecentAppends, type RecentAppendsOptions } from './recent-appends.js';
+import { createStreamVersions, DEFAULT_KNOWN_STREAMS } from './stream-versions.js';
 import { readLog } from './subscribe.js';
 import { createWakeups } from './wakeups.js';
+import { WrongExpectedVersionError } from '../errors.js';
 
 export interface PostgresEventLogOptions {
   connectionString: string;
@@ -26,22 +28,42 @@ export interface PostgresEventLogOptions {
   keepOwnAppends?: RecentAppendsOptions;
   /** How concurrent single-stream appends share statements (append-queue.ts). */
   appendQueue?: AppendQueueOptions;
+  /**
+   * How many streams' versions the log remembers (default 10,000): an append to one of them that
+   * expects the version it was last seen at skips the version lookup (stream-versions.ts).
+   */
+  knownStreams?: number;
 }
 
 /** The PostgreSQL backend of the event log (schema `event_store`, created by the Knex migrations). */
 export function createPostgresEventLog(options: PostgresEventLogOptions): EventLog & { pool: pg.Pool; ownAppendsTaken(): number; appendQueueStats(): AppendQueueStats } {
-  const onError = options.onError ?? (() => undefined);
+  const versions = createStreamVersions(options.knownStreams ?? DEFAULT_KNOWN_STREAMS);
+  const reportError = options.onError ?? (() => undefined);
+  // A lost connection may be a server restarted from a backup: its streams' versions are forgotten.
+  const onError = (error: unknown) => {
+    versions.clear();
+    reportError(error);
+  };
   const pool = createPool({ connectionString: options.connectionString, max: options.poolSize ?? 10, onError });
   const wakeups = createWakeups(pool, options.connectionString, onError, options.notifyIntervalMs);
   const recent = createRecentAppends(options.keepOwnAppends);
   const queue = createAppendQueue({
-    one: ({ request, notification, json }) => append(pool, [request], notification, json),
+    one: (fast) => append(pool, [fast.request], fast),
     several: (appends) => appendToStreams(pool, appends),
     // A waiting append's JSON is made when it is called, as for one that goes at once: the caller
     // may change its objects once it has called.
     prepare: (fast) => (fast.json ? fast : { ...fast, json: eventJson([fast.request]) }),
   }, options.appendQueue);
   let closing: Promise<void> | undefined;
+  // The version each request's stream reached: its last event's (a duplicate's is an older one).
+  const seen = (requests: readonly AppendRequest[], appended: readonly AppendedEvent[]) => {
+    let index = 0;
+    for (const request of requests) {
+      index += request.events.length;
+      const last = appended[index - 1];
+      if (request.events.length > 0 && last) versions.reached(request.stream, last.streamVersion);
+    }
+  };
 
   return {
     pool,
@@ -52,19 +74,29 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
     async append(requests: AppendRequest | AppendRequest[]) {
       if (closing) throw new Error('the event log is closed');
       const list = Array.isArray(requests) ? requests : [requests];
+      const nonEmpty = list.filter((request) => request.events.length > 0);
       // Only an append that will run a statement takes the notification (an empty one would spend it).
-      const notification = list.some((request) => request.events.length > 0) ? wakeups.due() : undefined;
+      const notification = nonEmpty.length > 0 ? wakeups.due() : undefined;
       let appended: AppendedEvent[] = [];
       let kept = false;
       try {
         // The events' JSON once, for the statement and for this process's live subscribers, if any.
         const json = recent.keeping() ? eventJson(list) : undefined;
-        const nonEmpty = list.filter((request) => request.events.length > 0);
         // One stream, nothing but events: through the queue, which writes concurrent ones together.
-        appended = takesFastPath(nonEmpty) ? await queue.append({ request: nonEmpty[0], notification, json }) : await append(pool, list, notification, json);
+        if (takesFastPath(nonEmpty)) {
+          const [request] = nonEmpty;
+          const versionKnown = request.expectedVersion !== undefined && versions.get(request.stream) === request.expectedVersion;
+          appended = await queue.append({ request, notification, json, versionKnown });
+        } else {
+          appended = await append(pool, list, { notification, json });
+        }
+        seen(list, appended);
         // Kept before the wake-up below, which sends this process's subscribers to take them.
         kept = json !== undefined && recent.add(appended, list, json);
         return appended;
+      } catch (error) {
+        if (error instanceof WrongExpectedVersionError && typeof error.actual === 'number') versions.reached(error.stream, error.actual);
+        throw error;
       } finally {
         // A wake-up by type tells subscribers the events are in memory; one not kept wakes them
         // without types, which sends them to read the log (subscribe.ts).

@@ -135,6 +135,7 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
     const woken = types ? new Set(types) : undefined;
     if (woken) for (const type of woken) byType.set(type, (byType.get(type) ?? 0) + 1);
     else untyped++;
+    if (waiters.size === 0) return;
     const due = [...waiters].filter((waiter) => !woken || !waiter.types || waiter.types.some((type) => woken.has(type)));
     // The counts above change now (a subscriber about to wait sees them and does not wait); the
     // waiters resume on the next turn of the event loop: the appender that woke them goes on
