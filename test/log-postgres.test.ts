@@ -564,18 +564,107 @@ test('postgres: an append that expects the version this process saw skips the lo
   t.true((await preparedStatements(mine)).includes('cse_append_one'));
 });
 
-test('postgres: a lost connection makes the log forget the versions it saw (a server restarted from a backup may be behind them)', async (t) => {
+// Found in review: the version append_events() reports for a request counts the events of the
+// call's earlier requests of the same stream, which its refusal rolled back.
+test('postgres: a refused call of several requests of one stream leaves no version that was rolled back to skip the lookup with', async (t) => {
+  const log = await postgresLog(t);
+  await log.append({ stream: 'build-1', expectedVersion: 'no_stream', events: events(1) });
+  const moved = await t.throwsAsync(log.append([
+    { stream: 'build-1', expectedVersion: 0, events: events(1) },
+    { stream: 'build-1', expectedVersion: 5, events: events(1) },
+  ]), { instanceOf: WrongExpectedVersionError });
+  t.is(moved!.actual, 1, 'counting the first request\'s event, rolled back');
+  const refused = await t.throwsAsync(log.append({ stream: 'build-1', expectedVersion: 1, events: events(1) }), { instanceOf: WrongExpectedVersionError });
+  t.is(refused!.actual, 0);
+  t.deepEqual((await log.readStream('build-1')).map((e) => e.streamVersion), [0]);
+
+  await t.throwsAsync(log.append([
+    { stream: 'build-2', expectedVersion: 'any', events: events(1) },
+    { stream: 'build-2', expectedVersion: 'no_stream', events: events(1) },
+  ]), { instanceOf: WrongExpectedVersionError });
+  const none = await t.throwsAsync(log.append({ stream: 'build-2', expectedVersion: 0, events: events(1) }), { instanceOf: WrongExpectedVersionError });
+  t.is(none!.actual, 'no_stream');
+  t.deepEqual(await log.readStream('build-2'), []);
+});
+
+test('postgres: an append on the known version waits for another session\'s append in flight: refused if it commits, written if it aborts; a retried event is still a duplicate', async (t) => {
+  const db = await ownDatabase(t);
+  const log = createPostgresEventLog({ connectionString: db.url, poolSize: 1 });
+  t.teardown(() => log.close());
+  await log.append({ stream: 'build-1', expectedVersion: 'no_stream', events: events(1) });
+  const other = await connect(t, db.url);
+  const inFlight = async (outcome: 'COMMIT' | 'ROLLBACK', expectedVersion: number) => {
+    await other.query('BEGIN');
+    await other.query(appendPaths['fast path']({ stream: 'build-1', expectedVersion, events: events(1) }));
+    const appending = log.append({ stream: 'build-1', expectedVersion, events: events(1) });
+    appending.catch(() => undefined);
+    // The log's append waits for the other transaction's version (its unique key), after the stream lock.
+    await waitUntil(async () => (await other.query("SELECT 1 FROM pg_locks WHERE NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")).rowCount! > 0, 'the append to wait');
+    await other.query(outcome);
+    return appending;
+  };
+  const error = await t.throwsAsync(inFlight('COMMIT', 0), { instanceOf: WrongExpectedVersionError });
+  t.is(error!.actual, 1);
+  const [written] = await inFlight('ROLLBACK', 1);
+  t.is(written!.streamVersion, 2);
+  t.true((await preparedStatements(log)).includes('cse_append_known'));
+
+  // Another session appends an event at version 3; the log retries that very event on its known version 2.
+  const retried = events(1);
+  await other.query(appendPaths['fast path']({ stream: 'build-1', expectedVersion: 2, events: retried }));
+  const [again] = await log.append({ stream: 'build-1', expectedVersion: 2, events: retried });
+  t.true(again!.duplicate);
+  t.is(again!.streamVersion, 3);
+  t.deepEqual((await log.readStream('build-1')).map((e) => e.streamVersion), [0, 1, 2, 3]);
+});
+
+/**
+ * Takes `stream` back to before `version`, as restoring an older backup (or promoting a replica
+ * that is behind) would: the append-only trigger is set aside for it, as a restore bypasses it.
+ */
+async function rewind(url: string, stream: string, version: number): Promise<void> {
+  await withClient(url, async (client) => {
+    await client.query('BEGIN; ALTER TABLE event_store.events DISABLE TRIGGER events_append_only');
+    await client.query('DELETE FROM event_store.events WHERE stream = $1 AND stream_version >= $2', [stream, version]);
+    await client.query('ALTER TABLE event_store.events ENABLE ALWAYS TRIGGER events_append_only; COMMIT');
+  });
+}
+
+test('postgres: after a lost connection the log forgets the versions it saw: a server restored from an older backup gets no gap', async (t) => {
   const db = await ownDatabase(t);
   const errors: unknown[] = [];
   const log = createPostgresEventLog({ connectionString: db.url, poolSize: 1, onError: (error) => errors.push(error) });
   t.teardown(() => log.close());
   await log.append({ stream: 'build-1', expectedVersion: 'no_stream', events: events(1) });
+  await log.append({ stream: 'build-1', expectedVersion: 0, events: events(1) });
   const { rows: [backend] } = await log.pool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
   await withClient(db.url, (client) => client.query('SELECT pg_terminate_backend($1)', [backend!.pid]));
   await waitUntil(() => errors.length > 0, 'the pool reports the lost connection');
+  await rewind(db.url, 'build-1', 1);
 
+  const error = await t.throwsAsync(log.append({ stream: 'build-1', expectedVersion: 1, events: events(1) }), { instanceOf: WrongExpectedVersionError });
+  t.is(error!.actual, 0);
+  t.deepEqual((await log.readStream('build-1')).map((e) => e.streamVersion), [0]);
+});
+
+test('postgres: a new connection of the pool makes the log forget the versions it saw (a process idle through a restore hears of no error)', async (t) => {
+  const db = await ownDatabase(t);
+  const log = createPostgresEventLog({ connectionString: db.url, poolSize: 10 });
+  t.teardown(() => log.close());
+  await log.append({ stream: 'build-1', expectedVersion: 'no_stream', events: events(1) });
   await log.append({ stream: 'build-1', expectedVersion: 0, events: events(1) });
-  t.deepEqual(await preparedStatements(log), ['cse_append_one'], 'the version was looked up on the new connection');
+  // With every connection open now held, the next append opens a new one; meanwhile the server
+  // went back to before version 1 without a connection of the log seeing it.
+  const held: pg.PoolClient[] = [];
+  while (held.length < log.pool.totalCount) held.push(await log.pool.connect());
+  try {
+    await rewind(db.url, 'build-1', 1);
+    const error = await t.throwsAsync(log.append({ stream: 'build-1', expectedVersion: 1, events: events(1) }), { instanceOf: WrongExpectedVersionError });
+    t.is(error!.actual, 0);
+  } finally {
+    for (const client of held) client.release();
+  }
+  t.deepEqual((await log.readStream('build-1')).map((e) => e.streamVersion), [0]);
 });
 
 // pg-pool's pool.query closes a connection on any error: every refused append cost a new

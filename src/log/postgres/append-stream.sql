@@ -13,7 +13,9 @@
 -- below (append.ts): whether a branch of a CASE runs or not, the executor sets up its plan at every
 -- execution, and that cost a sequential appender about 2 % of its rate. For a stream this process
 -- has seen at the expected version (stream-versions.ts) the lookup is replaced by $9, that
--- version: the stream is there or beyond, and beyond, the unique key on the next version raises.
+-- version: the stream is there or beyond, and beyond (another process appended since), the unique
+-- key on the next version raises as above, once the statement has taken its locks and a position,
+-- which is left unused (as an aborted append leaves one).
 -- $1 stream, $2 expected version ('any' | 'no_stream' | 'stream_exists' | '<version>'), $3 the
 -- event's id, $4 its type, $5 its data, $6 its metadata (null: none); $7 and $8 the channel and
 -- payload of a notification to send, or nulls.

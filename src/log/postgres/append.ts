@@ -3,6 +3,7 @@ import { leanQuery } from '../../db/lean-query.js';
 import { queryKeepingConnection, withConnection } from '../../db/pool.js';
 import type { AppendedEvent, AppendRequest, EventInput } from '../types.js';
 import { isRefusal, translateError } from './errors.js';
+import type { StreamVersions } from './stream-versions.js';
 import type { Notification } from './wakeups.js';
 import { sqlFile, toNumber } from './sql.js';
 
@@ -141,12 +142,6 @@ export interface FastAppend {
   request: AppendRequest;
   notification?: Notification | undefined;
   json?: readonly EventJson[] | undefined;
-  /**
-   * The request's expected version is a version its stream is known to have reached
-   * (stream-versions.ts): a one-event append then writes the next without looking the current
-   * one up. If the stream has gone further, that version is taken and the append falls back.
-   */
-  versionKnown?: boolean | undefined;
 }
 
 /**
@@ -181,17 +176,25 @@ export function fastPathQuery(appends: readonly FastAppend[]): pg.QueryConfig {
  * append-stream.sql for an append of one event: the commonest append, built without the arrays of
  * the general case (every allocation on this path shows in a sequential appender's rate).
  */
-function oneEventQuery({ request, notification, json, versionKnown }: FastAppend): pg.QueryConfig {
+function oneEventQuery({ request, notification, json }: FastAppend): pg.QueryConfig {
   const event = request.events[0]!;
   const text = json?.[0] ?? jsonOf(event);
-  const { expectedVersion } = request;
   const values = [request.stream, expectedText(request), event.id, event.type, text.data, text.metadata, notification?.channel ?? null, notification?.payload ?? null];
-  if (expectedVersion === 'no_stream') return { name: 'cse_append_new', text: APPEND_NEW_SQL, values };
-  if (versionKnown && typeof expectedVersion === 'number') {
-    values.push(String(expectedVersion));
-    return { name: 'cse_append_known', text: APPEND_KNOWN_SQL, values };
-  }
+  if (request.expectedVersion === 'no_stream') return { name: 'cse_append_new', text: APPEND_NEW_SQL, values };
   return { name: 'cse_append_one', text: APPEND_ONE_SQL, values };
+}
+
+/**
+ * The one-event statement without its version lookup when the append expects the version its
+ * stream was last seen at (stream-versions.ts): the stream is there or beyond, and beyond, the
+ * next version is taken and the unique key raises. Decided once the connection is in hand: a new
+ * connection makes the log forget every version (it may reach a server restored from a backup,
+ * or a replica promoted behind them), and an append decided before must not miss that.
+ */
+export function withKnownVersion(query: pg.QueryConfig, request: AppendRequest, versions: StreamVersions | undefined): pg.QueryConfig {
+  const { expectedVersion } = request;
+  if (query.name !== 'cse_append_one' || typeof expectedVersion !== 'number' || versions?.get(request.stream) !== expectedVersion) return query;
+  return { name: 'cse_append_known', text: APPEND_KNOWN_SQL, values: [...query.values!, String(expectedVersion)] };
 }
 
 /** A request's expected version as the statements take it. */
@@ -216,10 +219,11 @@ export interface FastRow {
  * wrote nothing (an expected version does not hold, an id is in the log already, a version was
  * taken in between): append_events() then decides and explains, seeing everything committed since.
  */
-async function runFastStatement(pool: pg.Pool, query: pg.QueryConfig): Promise<FastRow[] | undefined> {
+async function runFastStatement(pool: pg.Pool, appends: readonly FastAppend[], versions: StreamVersions | undefined): Promise<FastRow[] | undefined> {
+  const query = fastPathQuery(appends);
   return withConnection(pool, async (client) => {
     try {
-      const rows = await fastRows(client, query);
+      const rows = await fastRows(client, withKnownVersion(query, appends[0]!.request, versions));
       return rows.length > 0 ? rows : undefined;
     } catch (error) {
       if (isTakenElsewhere(error)) return undefined;
@@ -262,8 +266,8 @@ function appendedEvent(event: EventInput, stream: string, row: FastRow, recorded
  * The fast path: `appends` in one statement and one commit (fastPathQuery). Each append's
  * results, in order; undefined when it wrote nothing (see runFastStatement).
  */
-export async function appendFast(pool: pg.Pool, appends: readonly FastAppend[]): Promise<AppendedEvent[][] | undefined> {
-  const rows = await runFastStatement(pool, fastPathQuery(appends));
+export async function appendFast(pool: pg.Pool, appends: readonly FastAppend[], versions?: StreamVersions): Promise<AppendedEvent[][] | undefined> {
+  const rows = await runFastStatement(pool, appends, versions);
   if (!rows) return undefined;
   if (rows.length === 1) {
     // One append of one event (an append of several gives a row for each).
@@ -298,17 +302,22 @@ export function appendToStreams(pool: pg.Pool, appends: readonly FastAppend[]): 
   });
 }
 
+export interface AppendOptions extends Omit<FastAppend, 'request'> {
+  /** The versions this process saw its streams reach: a one-event append may then skip the lookup (withKnownVersion). */
+  versions?: StreamVersions | undefined;
+}
+
 /**
  * Appends `requests` atomically. `notification`, if given, is sent by the append's transaction at
  * commit (and not at all if nothing is committed): it was sent if this returns any event. `json`:
- * the events' JSON, if the caller has made it (eventJson). `versionKnown`: see FastAppend.
+ * the events' JSON, if the caller has made it (eventJson).
  */
-export async function append(pool: pg.Pool, requests: AppendRequest[], { notification, json, versionKnown }: Omit<FastAppend, 'request'> = {}): Promise<AppendedEvent[]> {
+export async function append(pool: pg.Pool, requests: AppendRequest[], { notification, json, versions }: AppendOptions = {}): Promise<AppendedEvent[]> {
   // Requests without events add nothing to `json` either.
   const nonEmpty = requests.filter((request) => request.events.length > 0);
   if (nonEmpty.length === 0) return [];
   try {
-    const fast = takesFastPath(nonEmpty) ? await appendFast(pool, [{ request: nonEmpty[0], notification, json, versionKnown }]) : undefined;
+    const fast = takesFastPath(nonEmpty) ? await appendFast(pool, [{ request: nonEmpty[0], notification, json }], versions) : undefined;
     if (fast) return fast[0]!;
     const { rows } = await queryKeepingConnection<AppendRow>(pool, { name: 'cse_append', text: APPEND_SQL, values: appendParameters(nonEmpty, notification, json) }, isRefusal);
     const streamOfEvent = nonEmpty.flatMap((request) => request.events.map(() => request.stream));

@@ -36,19 +36,22 @@ export interface PostgresEventLogOptions {
 }
 
 /** The PostgreSQL backend of the event log (schema `event_store`, created by the Knex migrations). */
-export function createPostgresEventLog(options: PostgresEventLogOptions): EventLog & { pool: pg.Pool; ownAppendsTaken(): number; appendQueueStats(): AppendQueueStats } {
+export function createPostgresEventLog(options: PostgresEventLogOptions): EventLog & { pool: pg.Pool; ownAppendsTaken(): number; appendQueueStats(): AppendQueueStats; knownStreams(): number } {
   const versions = createStreamVersions(options.knownStreams ?? DEFAULT_KNOWN_STREAMS);
   const reportError = options.onError ?? (() => undefined);
-  // A lost connection may be a server restarted from a backup: its streams' versions are forgotten.
+  // A lost connection may be a server going back to a backup, or a replica taking over behind
+  // the versions seen; so may a new one (the pool closes idle connections, and a process idle
+  // through a restore hears of no error): both make the log forget them (stream-versions.ts).
   const onError = (error: unknown) => {
     versions.clear();
     reportError(error);
   };
   const pool = createPool({ connectionString: options.connectionString, max: options.poolSize ?? 10, onError });
+  pool.on('connect', () => versions.clear());
   const wakeups = createWakeups(pool, options.connectionString, onError, options.notifyIntervalMs);
   const recent = createRecentAppends(options.keepOwnAppends);
   const queue = createAppendQueue({
-    one: (fast) => append(pool, [fast.request], fast),
+    one: (fast) => append(pool, [fast.request], { notification: fast.notification, json: fast.json, versions }),
     several: (appends) => appendToStreams(pool, appends),
     // A waiting append's JSON is made when it is called, as for one that goes at once: the caller
     // may change its objects once it has called.
@@ -71,6 +74,8 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
     ownAppendsTaken: () => recent.taken(),
     /** Appends that waited for a statement, and those that shared one with others (append-queue.ts). */
     appendQueueStats: () => queue.stats(),
+    /** How many streams' versions the log remembers (stream-versions.ts). */
+    knownStreams: () => versions.size,
     async append(requests: AppendRequest | AppendRequest[]) {
       if (closing) throw new Error('the event log is closed');
       const list = Array.isArray(requests) ? requests : [requests];
@@ -83,19 +88,16 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
         // The events' JSON once, for the statement and for this process's live subscribers, if any.
         const json = recent.keeping() ? eventJson(list) : undefined;
         // One stream, nothing but events: through the queue, which writes concurrent ones together.
-        if (takesFastPath(nonEmpty)) {
-          const [request] = nonEmpty;
-          const versionKnown = request.expectedVersion !== undefined && versions.get(request.stream) === request.expectedVersion;
-          appended = await queue.append({ request, notification, json, versionKnown });
-        } else {
-          appended = await append(pool, list, { notification, json });
-        }
+        appended = takesFastPath(nonEmpty) ? await queue.append({ request: nonEmpty[0], notification, json }) : await append(pool, list, { notification, json });
         seen(list, appended);
         // Kept before the wake-up below, which sends this process's subscribers to take them.
         kept = json !== undefined && recent.add(appended, list, json);
         return appended;
       } catch (error) {
-        if (error instanceof WrongExpectedVersionError && typeof error.actual === 'number') versions.reached(error.stream, error.actual);
+        // The stream's real version, when the append was of that stream alone: with earlier
+        // requests of the same stream in the call, the version reported counts their events,
+        // which were rolled back with the rest.
+        if (error instanceof WrongExpectedVersionError && typeof error.actual === 'number' && list.length === 1) versions.reached(error.stream, error.actual);
         throw error;
       } finally {
         // A wake-up by type tells subscribers the events are in memory; one not kept wakes them

@@ -1,8 +1,8 @@
 /**
  * The versions this process has seen its recent streams reach, so that an append that expects a
  * stream at the version it was last seen at can go without looking the version up (append.ts,
- * `versionKnown`). serve writes most streams it appends to: a build's BuildStarted comes after the
- * BuildCreated it appended itself.
+ * withKnownVersion). serve writes most streams it appends to: a build's BuildStarted comes after
+ * the BuildCreated it appended itself.
  *
  * Why a version seen once may be trusted later: the log is append-only (a trigger refuses UPDATE,
  * DELETE and TRUNCATE, whoever connects) and a stream's versions have no gaps, so a version a
@@ -12,9 +12,11 @@
  * and the append falls back to append_events(), which sees the real version and refuses.
  *
  * What would break the rule is a log that goes back in time under a running process: a database
- * restored from a backup, or the event_store schema dropped and migrated again. The versions are
- * forgotten whenever a connection of the pool is lost (a restore restarts or disconnects the
- * server); anything else of that kind needs the processes stopped first, as it would anyway.
+ * restored from a backup, a replica promoted behind the primary, the event_store schema dropped and
+ * migrated again. The log forgets every version when a connection is lost and when its pool opens
+ * a new one (index.ts), and decides on a known version only once the connection is in hand: a
+ * server that went back has closed the old connections, so the statement runs on a new one, after
+ * the forgetting. Dropping the schema under running processes is not covered: stop them first.
  */
 import { positiveInteger } from '../positive-integer.js';
 
