@@ -23,10 +23,17 @@
  *            with its own schema (emt_* tables in public), given a pg.Pool of the same size.
  * Each measured run is preceded by a warm-up of the same shape (not counted) and a CHECKPOINT, so
  * every contender starts from the same state; the order of the contenders rotates from round to
- * round; the reported figure is the median over the rounds. The sequential scenarios (one append at
+ * round; the reported rates are the medians over the rounds, and the ratios the medians of the
+ * rounds' ratios (each round's contenders measured in the same minutes; the ratio of the medians
+ * is printed beside it). The sequential scenarios (one append at
  * a time) interleave the contenders append by append, in a random order at each step, each timed
  * on its own: slow drifts of the machine (fsync time) then weigh on all contenders alike. The
  * concurrent scenario runs each contender in a block of its own.
+ * The global reads compare ms per batch over the whole log at 100,000 and at 1,000,000 events, read
+ * minutes apart, and, at 1,000,000, over the whole log against its first 100,000 events read just
+ * before and after it: the machine's speed drifts by a quarter over minutes (server time of the
+ * same first batch 0.52 ms at 100,000, 0.91 ms at 1,000,000 in one run), so the second comparison
+ * is the one the drift does not enter.
  * After the scenarios: where the time goes (auto_explain of the 1-event statement), and the CPU
  * each contender spends per 1-event append, in PostgreSQL's client backends (from /proc, when the
  * server runs on this machine) and in Node.js: a figure the machine's commit time does not enter,
@@ -355,24 +362,29 @@ async function main() {
       const v = results.filter((r) => r.scenario === scenario.key && r.contender === key).map((r) => r.evPerSec);
       return (Math.max(...v) - Math.min(...v)) / median(v);
     };
-    const ratio = cse / raw, ratioEmmett = cse / emm;
+    // The store's rate against another contender's in each round, in round order: measured in the
+    // same minutes (interleaved append by append, or in adjacent blocks), a pair the machine's
+    // drift from round to round does not enter, where the medians of the rates may come from
+    // rounds far apart (the rounds spread by 20 to 50 % on this machine).
+    const roundRatiosTo = (other: Contender['key']) => Array.from({ length: ROUNDS }, (_, i) => {
+      const inRound = (key: Contender['key']) => results.find((r) => r.round === i + 1 && r.scenario === scenario.key && r.contender === key)!.evPerSec;
+      return inRound('cse') / inRound(other);
+    });
+    const roundRatios = roundRatiosTo('raw');
+    const ratio = median(roundRatios), ratioEmmett = median(roundRatiosTo('emmett'));
     const pass = ratio >= scenario.target && ratioEmmett > 1;
     return {
       scenario: scenario.key, label: scenario.label, events: scenario.events,
-      cse, raw, ratio, target: scenario.target, emmett: emm, ratioEmmett, pass,
+      cse, raw, ratio, ratioOfMedians: cse / raw, target: scenario.target, emmett: emm, ratioEmmett, pass,
       spread: { cse: spread('cse'), raw: spread('raw'), emmett: spread('emmett') },
-      // The ratio to raw in each round, in round order.
-      roundRatios: Array.from({ length: ROUNDS }, (_, i) => {
-        const inRound = (key: Contender['key']) => results.find((r) => r.round === i + 1 && r.scenario === scenario.key && r.contender === key)!.evPerSec;
-        return inRound('cse') / inRound('raw');
-      }),
+      roundRatios,
     };
   });
 
   const appendTable = formatTable(
-    ['scenario', 'events', 'conda-store-events ev/s', 'raw INSERT ev/s', 'ratio', 'target', 'Emmett ev/s', 'ratio vs Emmett', 'result'],
+    ['scenario', 'events', 'conda-store-events ev/s', 'raw INSERT ev/s', 'ratio', 'ratio of the medians', 'target', 'Emmett ev/s', 'ratio vs Emmett', 'result'],
     rows.map((r) => [
-      r.label, fmtInt(r.events), fmtInt(r.cse), fmtInt(r.raw), `${fmt(r.ratio, 3)}x`, `>= ${fmt(r.target, 2)}x`,
+      r.label, fmtInt(r.events), fmtInt(r.cse), fmtInt(r.raw), `${fmt(r.ratio, 3)}x`, `${fmt(r.ratioOfMedians, 3)}x`, `>= ${fmt(r.target, 2)}x`,
       fmtInt(r.emmett), `${fmt(r.ratioEmmett, 2)}x`, r.pass ? 'PASS' : 'MISS',
     ]),
   );
@@ -381,7 +393,8 @@ async function main() {
     rows.map((r) => [r.scenario, `${fmt(r.spread.cse * 100, 0)}%`, `${fmt(r.spread.raw * 100, 0)}%`, `${fmt(r.spread.emmett * 100, 0)}%`,
       r.roundRatios.map((ratio) => fmt(ratio, 2)).join(' ')]),
   );
-  log(`\nAppend throughput (median of ${ROUNDS} rounds; pool ${POOL_SIZE}; sequential scenarios ${args.blocks ? 'in blocks' : 'interleaved append by append'}; PASS = ratio >= target and ahead of Emmett)\n`);
+  log(`\nAppend throughput (ev/s: median of ${ROUNDS} rounds; ratios: median of the ${ROUNDS} rounds' ratios, each round's contenders measured in the same minutes;`);
+  log(`pool ${POOL_SIZE}; sequential scenarios ${args.blocks ? 'in blocks' : 'interleaved append by append'}; PASS = ratio >= target and ahead of Emmett)\n`);
   log(appendTable);
   log(`\nSpread over the rounds, (max - min) / median, and the ratio to raw round by round:\n`);
   log(spreadTable);
@@ -434,7 +447,9 @@ async function main() {
     if (fill.events > 0) log(`\nfilled the log to ${fmtInt(target)} events: ${fmtInt(fill.events)} events in ${fmt(fill.ms / 1000, 1)} s (${fmtInt((fill.events * 1000) / fill.ms)} ev/s, 1000 ev/append, 2 writers)`);
     await readDb.query('VACUUM ANALYZE event_store.events');
     await readDb.query('CHECKPOINT');
-    const read = await timeReads(readLog, target);
+    // At the largest size, the first events of the smallest read again around the whole read.
+    const control = size === sizes.at(-1) && sizes.length > 1 ? Math.round(sizes[0]! * args.scale) : undefined;
+    const read = await timeReads(readLog, target, control);
     readResults.push({ size: target, fill, ...read });
     log(`  readAll at ${fmtInt(target)}: ${read.batches} batches in ${fmt(read.totalMs, 0)} ms, ${fmt(read.msPerBatch, 2)} ms/batch, ${fmtInt(read.evPerSec)} ev/s; first batch ${fmt(read.firstBatchMs, 2)} ms, last batch ${fmt(read.lastBatchMs, 2)} ms; held back ${read.heldBack}x (${fmt(read.heldBackMs, 0)} ms)`);
   }
@@ -461,8 +476,11 @@ async function main() {
     const tailWorst = Math.max(...readResults.map((r) => r.lastBatchMs / r.firstBatchMs));
     const pagesGrowth = big.lastServer.buffers / small.lastServer.buffers;
     const serverGrowth = big.lastServer.ms / small.lastServer.ms;
+    const sameWindow = big.msPerBatch / big.controlMsPerBatch!;
     readVerdict = [
       `ms/batch over the whole log, ${fmtInt(small.size)} -> ${fmtInt(big.size)}: ${fmt(small.msPerBatch, 2)} -> ${fmt(big.msPerBatch, 2)} (${fmt(growth, 2)}x): ${verdict(growth)}`,
+      `ms/batch over the whole ${fmtInt(big.size)}-event log against its first ${fmtInt(small.size)} events read just before and after it (the same minutes): ` +
+        `${fmt(big.controlMsPerBatch!, 2)} -> ${fmt(big.msPerBatch, 2)} (${fmt(sameWindow, 2)}x): ${verdict(sameWindow)}`,
       `last batch / first batch: ${tail}: ${verdict(tailWorst)}`,
       `last batch on the server, ${fmtInt(small.size)} -> ${fmtInt(big.size)}: ${fmt(small.lastServer.ms, 2)} -> ${fmt(big.lastServer.ms, 2)} ms (${fmt(serverGrowth, 2)}x), ` +
         `${fmtInt(small.lastServer.buffers)} -> ${fmtInt(big.lastServer.buffers)} pages (${fmt(pagesGrowth, 2)}x): ${verdict(pagesGrowth)}`,
@@ -665,16 +683,13 @@ async function fillTo(eventLog: EventLog & { pool: pg.Pool }, target: number): P
   return { events: total, ms: now() - start };
 }
 
-async function timeReads(eventLog: EventLog & { pool: pg.Pool }, size: number) {
-  const count = await countEvents(eventLog.pool);
-  if (count !== size) throw new Error(`expected ${size} events in the log, found ${count}`);
-  // The position of the 1000th event from the end: reading from there returns the last full batch.
-  const { rows } = await eventLog.pool.query<{ p: string }>(
-    'SELECT global_position::text AS p FROM event_store.events ORDER BY global_position DESC OFFSET 999 LIMIT 1');
-  const lastBatchFrom = Number(rows[0]!.p);
-  // Time from one batch to the next. A batch cut short means readAll stopped below a transaction
-  // still in flight (any in the cluster: xids are cluster-wide) and waits for it before the next
-  // one: such waits are counted apart, not in ms/batch.
+/**
+ * Reads the log from its start in batches of 1000, `limit` events at most (all if undefined), and
+ * times each batch. A batch cut short means readAll stopped below a transaction still in flight
+ * (any in the cluster: xids are cluster-wide) and waits for it before the next one: such waits are
+ * counted apart, not in the batches' times.
+ */
+async function timeBatches(eventLog: EventLog, limit?: number) {
   const batchMs: number[] = [];
   let heldBackMs = 0, heldBack = 0, events = 0, previousShort = false, batches = 0;
   const start = now();
@@ -691,10 +706,30 @@ async function timeReads(eventLog: EventLog & { pool: pg.Pool }, size: number) {
     previousShort = batch.length < 1000;
     events += batch.length;
     t = now();
+    if (limit !== undefined && events >= limit) break;
   }
   const totalMs = now() - start;
   heldBackMs += now() - t;
+  return { batchMs, heldBackMs, heldBack, events, batches, totalMs };
+}
+
+/**
+ * `size` events in the log: reads all of them in batches; with `control`, also its first `control`
+ * events just before and just after (their mean ms per batch): a baseline of the same minutes,
+ * which a machine whose speed drifts between the two log sizes does not move.
+ */
+async function timeReads(eventLog: EventLog & { pool: pg.Pool }, size: number, control?: number) {
+  const count = await countEvents(eventLog.pool);
+  if (count !== size) throw new Error(`expected ${size} events in the log, found ${count}`);
+  // The position of the 1000th event from the end: reading from there returns the last full batch.
+  const { rows } = await eventLog.pool.query<{ p: string }>(
+    'SELECT global_position::text AS p FROM event_store.events ORDER BY global_position DESC OFFSET 999 LIMIT 1');
+  const lastBatchFrom = Number(rows[0]!.p);
+  const before = control ? await timeBatches(eventLog, control) : undefined;
+  const { batchMs, heldBackMs, heldBack, events, batches, totalMs } = await timeBatches(eventLog);
+  const after = control ? await timeBatches(eventLog, control) : undefined;
   if (events !== size) throw new Error(`readAll returned ${events} events, expected ${size}`);
+  const controlMsPerBatch = before && after ? mean([...before.batchMs, ...after.batchMs]) : undefined;
 
   const oneBatch = async (from: number) => {
     const t0 = now();
@@ -740,6 +775,7 @@ async function timeReads(eventLog: EventLog & { pool: pg.Pool }, size: number) {
     heldBackMs,
     totalMs,
     msPerBatch: mean(batchMs),
+    controlMsPerBatch,
     p50: percentile(batchMs, 50),
     p95: percentile(batchMs, 95),
     evPerSec: (events * 1000) / totalMs,
