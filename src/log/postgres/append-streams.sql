@@ -8,6 +8,7 @@
 --     the unique constraints raise 23505 (after waiting for that appender), nothing is written.
 -- The queue never puts one stream twice in a statement: each request's versions follow its own
 -- stream's current version.
+-- Returns a row per request (below), none when it wrote nothing.
 -- $1 streams, $2 expected versions (as text), $3 the number of events of each request, in order;
 -- $4 the requests' events' ids and $5 their types, request after request; $6 data and $7 metadata
 -- as one JSON array each (metadata null: none); $8 and $9 the channel and payload of a
@@ -48,14 +49,24 @@ positions AS MATERIALIZED (
   FROM checked c
   CROSS JOIN stream_locks
   WHERE c.ok AND pg_current_xact_id_if_assigned() IS NULL
+),
+inserted AS (
+  INSERT INTO event_store.events AS ev
+    (global_position, id, stream, stream_version, type, data, metadata, recorded_at, transaction_id)
+  SELECT x.first + e.o - 1, e.id, q.stream, q.current + (e.o - q.before), e.type,
+         $6::jsonb -> (e.o::int - 1), coalesce(nullif($7::jsonb -> (e.o::int - 1), 'null'::jsonb), '{}'::jsonb), now(), x.tx
+  FROM positions x
+  CROSS JOIN unnest($4::uuid[], $5::text[]) WITH ORDINALITY AS e(id, type, o)
+  JOIN requests q ON e.o > q.before AND e.o <= q.before + q.n
+  RETURNING 1
 )
-INSERT INTO event_store.events AS ev
-  (global_position, id, stream, stream_version, type, data, metadata, recorded_at, transaction_id)
-SELECT x.first + e.o - 1, e.id, q.stream, q.current + (e.o - q.before), e.type,
-       $6::jsonb -> (e.o::int - 1), coalesce(nullif($7::jsonb -> (e.o::int - 1), 'null'::jsonb), '{}'::jsonb), now(), x.tx
+-- One row per request, in request order, not one per event: its first event's position and
+-- version (the others follow on, positions across the requests in order, versions within each),
+-- and the time every event of the transaction is recorded at (now()). Returning every event's row
+-- cost 1.5 to 3 % of a 100-event append (scratch runs, interleaved). The count, taken before the
+-- rows, makes the INSERT run first, and the rows come only once every event is in.
+SELECT x.first + q.before AS global_position, q.current + 1 AS stream_version, date_part('epoch', now()) * 1000 AS recorded_ms
 FROM positions x
-CROSS JOIN unnest($4::uuid[], $5::text[]) WITH ORDINALITY AS e(id, type, o)
-JOIN requests q ON e.o > q.before AND e.o <= q.before + q.n
--- Positions are consecutive from the first event of the first request: a row's position says
--- which event it is, whatever order RETURNING gives them in.
-RETURNING ev.global_position, ev.stream_version, date_part('epoch', ev.recorded_at) * 1000 AS recorded_ms
+CROSS JOIN requests q
+WHERE (SELECT count(*) FROM inserted) = cardinality($4::uuid[])
+ORDER BY q.o

@@ -246,48 +246,32 @@ export async function fastRows(client: pg.ClientBase, query: pg.QueryConfig): Pr
   const values = query.values!;
   if (values.some((value) => Array.isArray(value))) return (await client.query<FastRow>(query)).rows;
   const rows = await leanQuery(client, query.name!, query.text, values.map((value) => (value === null || value === undefined ? null : String(value))));
-  // The columns of RETURNING: global_position, stream_version, recorded_ms.
+  // The columns of its row: global_position, stream_version, recorded_ms.
   return rows.map(([position, version, recordedMs]) => ({ global_position: position!, stream_version: Number(version), recorded_ms: Number(recordedMs) }));
-}
-
-/** The result of a fast-path statement's row for `event` of `stream`. */
-function appendedEvent(event: EventInput, stream: string, row: FastRow, recordedAt: Date): AppendedEvent {
-  return {
-    id: canonicalUuid(event.id),
-    stream,
-    streamVersion: row.stream_version,
-    globalPosition: toNumber(row.global_position),
-    recordedAt,
-    duplicate: false,
-  };
 }
 
 /**
  * The fast path: `appends` in one statement and one commit (fastPathQuery). Each append's
- * results, in order; undefined when it wrote nothing (see runFastStatement).
+ * results, in order; undefined when it wrote nothing (see runFastStatement). Both statements
+ * return a row per append: its first event's position and version, the others following on.
  */
 export async function appendFast(pool: pg.Pool, appends: readonly FastAppend[], versions?: StreamVersions): Promise<AppendedEvent[][] | undefined> {
   const rows = await runFastStatement(pool, appends, versions);
   if (!rows) return undefined;
-  if (rows.length === 1) {
-    // One append of one event (an append of several gives a row for each).
-    const [{ request }] = appends as [FastAppend];
-    return [[appendedEvent(request.events[0]!, request.stream, rows[0]!, new Date(rows[0]!.recorded_ms))]];
-  }
-  // Positions are consecutive, event after event of the requests in order: a row's position
-  // says which event it is, whatever order RETURNING gives them in.
-  const requests = appends.map((fast) => fast.request);
-  const events = requests.flatMap((request) => request.events);
-  const streamOf = requests.flatMap((request) => request.events.map(() => request.stream));
-  const first = rows.reduce((least, row) => Math.min(least, toNumber(row.global_position)), Infinity);
+  if (rows.length !== appends.length) throw new Error(`the fast path returned ${rows.length} rows for ${appends.length} appends`);
   const recordedAt = new Date(rows[0]!.recorded_ms);
-  const flat: AppendedEvent[] = new Array(rows.length);
-  for (const row of rows) {
-    const index = toNumber(row.global_position) - first;
-    flat[index] = appendedEvent(events[index]!, streamOf[index]!, row, recordedAt);
-  }
-  let offset = 0;
-  return requests.map((request) => flat.slice(offset, (offset += request.events.length)));
+  return appends.map(({ request }, i) => {
+    const row = rows[i]!;
+    const position = toNumber(row.global_position);
+    return request.events.map((event, j) => ({
+      id: canonicalUuid(event.id),
+      stream: request.stream,
+      streamVersion: row.stream_version + j,
+      globalPosition: position + j,
+      recordedAt,
+      duplicate: false,
+    }));
+  });
 }
 
 /**
