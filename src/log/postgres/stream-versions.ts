@@ -1,8 +1,10 @@
 /**
  * The versions this process has seen its recent streams reach, so that an append that expects a
  * stream at the version it was last seen at can go without looking the version up (append.ts,
- * withKnownVersion). serve writes most streams it appends to: a build's BuildStarted comes after
- * the BuildCreated it appended itself.
+ * withKnownVersion). A writer appends most of a stream's events after others it appended itself
+ * (a build's BuildStarted after its BuildCreated). Only one-event appends of nothing but events
+ * use it: serve's appends carry keys and preconditions and go through append_events(), which
+ * looks each version up under the stream's lock.
  *
  * Why a version seen once may be trusted later: the log is append-only (a trigger refuses UPDATE,
  * DELETE and TRUNCATE, whoever connects) and a stream's versions have no gaps, so a version a
