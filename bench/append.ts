@@ -184,7 +184,7 @@ const SCENARIOS: Scenario[] = [
     (contender, events, tag, i) => contender.append(stream(tag, i), [events[i]!], 'new'),
   ),
   sequentialScenario(
-    { key: 'single_existing', label: '1 ev/append, sequential, existing streams (expected version)', target: 0.9, events: scaled(500), warmupEvents: WARMUP },
+    { key: 'single_existing', label: '1 ev/append, sequential, existing streams (expected version)', target: 0.9, events: scaled(1500), warmupEvents: WARMUP },
     1,
     // Appends to the streams that single_new created under the same tag (each has version 0).
     (contender, events, tag, i) => contender.append(stream(tag, i), [events[i]!], 0),

@@ -1,7 +1,7 @@
 import test, { type ExecutionContext } from 'ava';
 import pg from 'pg';
 import { randomUUID } from 'node:crypto';
-import { APPEND_SQL, appendParameters, eventJson, fastPathQuery } from '../src/log/postgres/append.js';
+import { APPEND_SQL, appendFast, appendParameters, eventJson, fastPathQuery } from '../src/log/postgres/append.js';
 import { DuplicateKeyError, PreconditionFailedError, WrongExpectedVersionError } from '../src/log/errors.js';
 import type { AppendRequest, EventInput, EventLog, LogBatch, RecordedEvent } from '../src/log/types.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
@@ -525,6 +525,29 @@ test('postgres: a fast-path append whose connection dies while it waits for the 
   const [after] = await log.append({ stream: 'after', events: events(1) });
   t.is(after!.streamVersion, 0);
   t.deepEqual((await collect(log.readAll())).map((e) => e.stream), ['after']);
+});
+
+// append-streams.sql returns a row per request and the caller works out each event's position and
+// version from it; the INSERT computes them on its own: the two must agree.
+test('postgres: several appends in one fast-path statement report each event as a read of the log gives it', async (t) => {
+  const log = await postgresLog(t);
+  await log.append({ stream: 'build-1', expectedVersion: 'no_stream', events: events(2) });
+  await log.append({ stream: 'build-2', expectedVersion: 'no_stream', events: events(1) });
+  const requests: AppendRequest[] = [
+    { stream: 'build-1', expectedVersion: 1, events: events(3) },
+    { stream: 'build-3', expectedVersion: 'no_stream', events: events(1) },
+    { stream: 'build-2', expectedVersion: 'stream_exists', events: events(2) },
+    { stream: 'build-4', expectedVersion: 'any', events: events(2) },
+  ];
+  const results = await appendFast(log.pool, requests.map((request) => ({ request })));
+  t.truthy(results, 'written by the fast path');
+  const written = results!.flat();
+  t.deepEqual(written.map((e) => [e.stream, e.streamVersion]), [
+    ['build-1', 2], ['build-1', 3], ['build-1', 4], ['build-3', 0], ['build-2', 1], ['build-2', 2], ['build-4', 0], ['build-4', 1],
+  ]);
+  const read = (await collect(log.readAll())).slice(-written.length);
+  t.deepEqual(written.map((e) => ({ id: e.id, stream: e.stream, version: e.streamVersion, position: e.globalPosition, at: e.recordedAt.getTime() })),
+    read.map((e) => ({ id: e.id, stream: e.stream, version: e.streamVersion, position: e.globalPosition, at: e.recordedAt.getTime() })));
 });
 
 /** The prepared statements of the log's only connection (a log made with poolSize 1). */

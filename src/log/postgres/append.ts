@@ -258,7 +258,8 @@ export async function fastRows(client: pg.ClientBase, query: pg.QueryConfig): Pr
 export async function appendFast(pool: pg.Pool, appends: readonly FastAppend[], versions?: StreamVersions): Promise<AppendedEvent[][] | undefined> {
   const rows = await runFastStatement(pool, appends, versions);
   if (!rows) return undefined;
-  if (rows.length !== appends.length) throw new Error(`the fast path returned ${rows.length} rows for ${appends.length} appends`);
+  // Never expected; the statement has committed: an error whose outcome the callers must check.
+  if (rows.length !== appends.length) throw new Error(`the fast path returned ${rows.length} rows for ${appends.length} appends (their events were written)`);
   const recordedAt = new Date(rows[0]!.recorded_ms);
   return appends.map(({ request }, i) => {
     const row = rows[i]!;
