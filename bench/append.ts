@@ -545,10 +545,12 @@ async function cpuPerAppend(admin: pg.Pool, contenders: Contender[], calls: numb
   const totals = new Map(contenders.map((c) => [c.key, { backendTicks: 0, nodeUs: 0 }]));
   for (let block = 0; block < CPU_BLOCKS; block++) {
     for (const contender of contenders) {
+      // The payloads are made first: their making is the bench's CPU, not the contender's.
+      const events = makeEvents(calls / CPU_BLOCKS);
       const before = await backendTicks(admin);
       if (!before) return undefined;
       const node = process.cpuUsage();
-      for (let i = 0; i < calls / CPU_BLOCKS; i++) await contender.append(stream(`cpu-${block}-${contender.key}`, i), makeEvents(1), 'new');
+      for (let i = 0; i < events.length; i++) await contender.append(stream(`cpu-${block}-${contender.key}`, i), [events[i]!], 'new');
       const nodeUsed = process.cpuUsage(node);
       const after = await backendTicks(admin);
       if (!after) return undefined;
