@@ -1,10 +1,11 @@
 /**
  * Statements sent together in one simple query carry their values as literals (sqlLiteral,
- * inlineParameters): PostgreSQL must read back exactly the value, whatever it holds.
+ * inlineParameters), and arrays go as parameters in their text form (arrayParameter): PostgreSQL
+ * must read back exactly the value, whatever it holds.
  */
 import test from 'ava';
 import pg from 'pg';
-import { inlineParameters, sqlLiteral, withoutComments } from '../src/log/postgres/sql.js';
+import { arrayParameter, inlineParameters, sqlLiteral, withoutComments } from '../src/log/postgres/sql.js';
 import { serverUrl } from './helpers/database.js';
 
 const tricky = [
@@ -34,4 +35,15 @@ test('values that have no exact literal are refused; comments of an SQL file go 
   t.throws(() => sqlLiteral({}), { message: /cannot inline object/ });
   t.throws(() => inlineParameters('SELECT $2', [1]), { message: 'no value for parameter $2' });
   t.is(inlineParameters(withoutComments('-- the name $1\nSELECT $1'), ['a\n--']), "SELECT 'a\n--'");
+});
+
+test('an array parameter reads back as the very array: quotes, backslashes, braces, commas, NULL and "NULL"', async (t) => {
+  const client = new pg.Client({ connectionString: serverUrl });
+  await client.connect();
+  t.teardown(() => client.end());
+  const texts = [...tricky, '{a,b}', 'x, y', ' padded ', '"', '\\', 'NULL', null, '{3f0c2e0a-8a1b-4c55-9d1e-2b7f5c9a1d00}'];
+  const { rows } = await client.query<{ texts: (string | null)[]; ints: number[]; none: string[] }>(
+    'SELECT $1::text[] AS texts, $2::int[] AS ints, $3::text[] AS none', [arrayParameter(texts), arrayParameter([0, -7, 2 ** 31 - 1]), arrayParameter([])]);
+  t.deepEqual(rows[0], { texts, ints: [0, -7, 2 ** 31 - 1], none: [] });
+  t.throws(() => arrayParameter([1.5]), { message: 'cannot send 1.5 in an array parameter: not a safe integer' });
 });

@@ -5,7 +5,7 @@ import type { AppendedEvent, AppendRequest, EventInput } from '../types.js';
 import { isRefusal, translateError } from './errors.js';
 import type { StreamVersions } from './stream-versions.js';
 import type { Notification } from './wakeups.js';
-import { sqlFile, toNumber } from './sql.js';
+import { arrayParameter, sqlFile, toNumber } from './sql.js';
 
 export const APPEND_SQL = sqlFile(import.meta.url, 'append.sql');
 
@@ -53,7 +53,7 @@ function jsonArrays(events: readonly EventInput[], json: readonly EventJson[] | 
  * Flattens the requests into the column arrays of `event_store.append_events()` (one round trip,
  * one implicit transaction: see migrations/20260101000100_event_store.ts for the algorithm).
  */
-export function appendParameters(requests: AppendRequest[], notification?: Notification, json?: readonly EventJson[]): unknown[] {
+export function appendParameters(requests: AppendRequest[], notification?: Notification, json?: readonly EventJson[]): (string | null)[] {
   const ids: string[] = [], groups: number[] = [], eventStreams: string[] = [], types: string[] = [];
   const streams: string[] = [], expected: string[] = [];
   const claimGroup: number[] = [], claimStream: string[] = [], claimName: string[] = [], claimValue: string[] = [], claimParent: (string | null)[] = [];
@@ -95,8 +95,11 @@ export function appendParameters(requests: AppendRequest[], notification?: Notif
       condMessage.push(condition.message);
     }
   });
-  return [ids, groups, eventStreams, types, ...jsonArrays(requests.flatMap((request) => request.events), json), streams, expected, claimGroup, claimStream, claimName, claimValue, claimParent,
-    releaseGroup, releaseName, releaseValue, condGroup, condStream, condKind, condArg, condMessage, ...notificationParameters(notification)];
+  const arrays = (...lists: (string | number | null)[][]) => lists.map(arrayParameter);
+  return [...arrays(ids, groups, eventStreams, types), ...jsonArrays(requests.flatMap((request) => request.events), json),
+    ...arrays(streams, expected, claimGroup, claimStream, claimName, claimValue, claimParent, releaseGroup, releaseName, releaseValue,
+      condGroup, condStream, condKind, condArg, condMessage),
+    ...notificationParameters(notification)];
 }
 
 /** The channel and payload of the notification an append carries, or nulls. */
@@ -161,11 +164,11 @@ export function fastPathQuery(appends: readonly FastAppend[]): pg.QueryConfig {
     name: 'cse_append_streams',
     text: APPEND_STREAMS_SQL,
     values: [
-      requests.map((request) => request.stream),
-      requests.map(expectedText),
-      requests.map((request) => request.events.length),
-      events.map((event) => event.id),
-      events.map((event) => event.type),
+      arrayParameter(requests.map((request) => request.stream)),
+      arrayParameter(requests.map(expectedText)),
+      arrayParameter(requests.map((request) => request.events.length)),
+      arrayParameter(events.map((event) => event.id)),
+      arrayParameter(events.map((event) => event.type)),
       ...jsonArrays(events, json),
       ...notification,
     ],
@@ -238,14 +241,11 @@ async function runFastStatement(pool: pg.Pool, appends: readonly FastAppend[], v
 const releasePositionLock = () => RELEASE_POSITION_LOCK_SQL;
 
 /**
- * The rows of a fast-path statement. append-streams.sql takes arrays: node-postgres' own query
- * writes them. append-stream.sql takes text only: it goes without node-postgres' Describe and
- * result objects (leanQuery).
+ * The rows of a fast-path statement. Both take text parameters only (arrays in their text form:
+ * arrayParameter), so they go without node-postgres' Describe and result objects (leanQuery).
  */
 export async function fastRows(client: pg.ClientBase, query: pg.QueryConfig): Promise<FastRow[]> {
-  const values = query.values!;
-  if (values.some((value) => Array.isArray(value))) return (await client.query<FastRow>(query)).rows;
-  const rows = await leanQuery(client, query.name!, query.text, values.map((value) => (value === null || value === undefined ? null : String(value))));
+  const rows = await leanQuery(client, query.name!, query.text, query.values!.map((value) => (value === null || value === undefined ? null : String(value))));
   // The columns of its row: global_position, stream_version, recorded_ms.
   return rows.map(([position, version, recordedMs]) => ({ global_position: position!, stream_version: Number(version), recorded_ms: Number(recordedMs) }));
 }

@@ -33,6 +33,30 @@ export function sqlLiteral(value: unknown): string {
   throw new Error(`cannot inline ${typeof value} ${String(value)} as an SQL literal`);
 }
 
+const ESCAPED_IN_ELEMENT = /["\\]/;
+const ESCAPED_IN_ELEMENTS = /["\\]/g;
+
+/**
+ * A one-dimensional array parameter in PostgreSQL's text form, for a statement that casts it
+ * (`$1::text[]`, `$2::int[]`): the value node-postgres would send for the JavaScript array, made
+ * in one pass. node-postgres' own conversion runs two regular-expression replacements and a type
+ * dispatch per element; for the twenty arrays of a 500-event append that was a sixth of the
+ * ingester's Node.js time. Text parameters only also let the statement go without a Describe
+ * (src/db/lean-query.ts). Elements: strings (quoted; `"` and `\` escaped), safe integers, nulls.
+ */
+export function arrayParameter(values: readonly (string | number | null)[]): string {
+  let text = '{';
+  for (let i = 0; i < values.length; i++) {
+    const value = values[i];
+    if (i > 0) text += ',';
+    if (value === null) text += 'NULL';
+    else if (typeof value === 'string') text += `"${ESCAPED_IN_ELEMENT.test(value) ? value.replace(ESCAPED_IN_ELEMENTS, '\\$&') : value}"`;
+    else if (Number.isSafeInteger(value)) text += String(value);
+    else throw new Error(`cannot send ${String(value)} in an array parameter: not a safe integer`);
+  }
+  return `${text}}`;
+}
+
 /** SQL without its `--` comments (for SQL files whose parameters are inlined: see inlineParameters). */
 export function withoutComments(sql: string): string {
   return sql.replace(/--[^\n]*/g, '').trim();
