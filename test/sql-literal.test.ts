@@ -41,9 +41,14 @@ test('an array parameter reads back as the very array: quotes, backslashes, brac
   const client = new pg.Client({ connectionString: serverUrl });
   await client.connect();
   t.teardown(() => client.end());
-  const texts = [...tricky, '{a,b}', 'x, y', ' padded ', '"', '\\', 'NULL', null, '{3f0c2e0a-8a1b-4c55-9d1e-2b7f5c9a1d00}'];
-  const { rows } = await client.query<{ texts: (string | null)[]; ints: number[]; none: string[] }>(
-    'SELECT $1::text[] AS texts, $2::int[] AS ints, $3::text[] AS none', [arrayParameter(texts), arrayParameter([0, -7, 2 ** 31 - 1]), arrayParameter([])]);
-  t.deepEqual(rows[0], { texts, ints: [0, -7, 2 ** 31 - 1], none: [] });
+  const texts = [...tricky, '{a,b}', 'x, y', ' padded ', '"', '\\', 'a\\"b', 'NULL', 'null', null, '{3f0c2e0a-8a1b-4c55-9d1e-2b7f5c9a1d00}', '[2,"pkg-1","1.0.0"]'];
+  // Written in one piece (its JSON): quotes and backslashes but no control characters.
+  const plain = ['"', '\\', 'a\\"b', '[2,"pkg-1","1.0.0"]', 'NULL', 'null', null, '', '{a,b}', 'x, y', ' padded ', 'ünï😀'];
+  t.is(arrayParameter(plain), `{${JSON.stringify(plain).slice(1, -1)}}`);
+  const { rows } = await client.query<{ texts: (string | null)[]; plain: (string | null)[]; ints: (number | null)[]; none: string[] }>(
+    'SELECT $1::text[] AS texts, $2::text[] AS plain, $3::int[] AS ints, $4::text[] AS none',
+    [arrayParameter(texts), arrayParameter(plain), arrayParameter([0, -7, null, 2 ** 31 - 1]), arrayParameter([])]);
+  t.deepEqual(rows[0], { texts, plain, ints: [0, -7, null, 2 ** 31 - 1], none: [] });
+  t.throws(() => arrayParameter([Number.NaN]), { message: 'cannot send NaN in an array parameter: not a safe integer' });
   t.throws(() => arrayParameter([1.5]), { message: 'cannot send 1.5 in an array parameter: not a safe integer' });
 });

@@ -4,10 +4,11 @@
 -- A metadata element that is JSON null means none.
 -- $22 and $23: the channel and payload of a notification to send with the append (wakeups.ts), or
 -- nulls. The CTE runs once; append_events() returns a row for every event, so the join runs it.
+-- recorded_at goes as epoch milliseconds, which cost less to read than a timestamp (as in append-stream.sql).
 WITH notified AS MATERIALIZED (
   SELECT CASE WHEN $23::text IS NOT NULL THEN pg_notify($22::text, $23::text) END
 )
-SELECT a.event_id, a.global_position, a.stream_version, a.recorded_at, a.duplicate
+SELECT a.event_id, a.global_position, a.stream_version, date_part('epoch', a.recorded_at) * 1000 AS recorded_ms, a.duplicate
 FROM event_store.append_events(
   $1::uuid[], $2::int[], $3::text[], $4::text[],
   ARRAY(SELECT x.e FROM jsonb_array_elements($5::jsonb) WITH ORDINALITY AS x(e, o) ORDER BY x.o),

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { leanQuery } from '../../db/lean-query.js';
-import { queryKeepingConnection, withConnection } from '../../db/pool.js';
+import { runKeepingConnection, withConnection } from '../../db/pool.js';
 import type { AppendedEvent, AppendRequest, EventInput } from '../types.js';
 import { isRefusal, translateError } from './errors.js';
 import type { StreamVersions } from './stream-versions.js';
@@ -105,14 +105,6 @@ export function appendParameters(requests: AppendRequest[], notification?: Notif
 /** The channel and payload of the notification an append carries, or nulls. */
 function notificationParameters(notification: Notification | undefined): [string | null, string | null] {
   return [notification?.channel ?? null, notification?.payload ?? null];
-}
-
-interface AppendRow {
-  event_id: string;
-  global_position: string;
-  stream_version: number;
-  recorded_at: Date;
-  duplicate: boolean;
 }
 
 /** append-stream.sql: one event to one stream, text parameters only (sent without a Describe). */
@@ -304,15 +296,18 @@ export async function append(pool: pg.Pool, requests: AppendRequest[], { notific
   try {
     const fast = takesFastPath(nonEmpty) ? await appendFast(pool, [{ request: nonEmpty[0], notification, json }], versions) : undefined;
     if (fast) return fast[0]!;
-    const { rows } = await queryKeepingConnection<AppendRow>(pool, { name: 'cse_append', text: APPEND_SQL, values: appendParameters(nonEmpty, notification, json) }, isRefusal);
+    // Text parameters only: without node-postgres' Describe and result objects (leanQuery).
+    const values = appendParameters(nonEmpty, notification, json);
+    const rows = await runKeepingConnection(pool, (client) => leanQuery(client, 'cse_append', APPEND_SQL, values), isRefusal);
     const streamOfEvent = nonEmpty.flatMap((request) => request.events.map(() => request.stream));
-    return rows.map((row, index) => ({
-      id: row.event_id,
+    // The columns of append.sql: event_id, global_position, stream_version, recorded_ms, duplicate.
+    return rows.map(([id, position, version, recordedMs, duplicate], index) => ({
+      id: id!,
       stream: streamOfEvent[index]!,
-      streamVersion: row.stream_version,
-      globalPosition: toNumber(row.global_position),
-      recordedAt: row.recorded_at,
-      duplicate: row.duplicate,
+      streamVersion: Number(version),
+      globalPosition: toNumber(position!),
+      recordedAt: new Date(Number(recordedMs)),
+      duplicate: duplicate === 't',
     }));
   } catch (error) {
     throw translateError(error);
