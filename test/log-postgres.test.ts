@@ -550,6 +550,25 @@ test('postgres: several appends in one fast-path statement report each event as 
     read.map((e) => ({ id: e.id, stream: e.stream, version: e.streamVersion, position: e.globalPosition, at: e.recordedAt.getTime() })));
 });
 
+// append_events() returns its rows as text, recorded_at as epoch milliseconds, mapped by column
+// position (append.ts): each event as a read of the log gives it, a retry's duplicates included.
+test('postgres: an append through append_events() reports each event as a read of the log gives it, and its retry the same events as duplicates', async (t) => {
+  const log = await postgresLog(t);
+  const requests: AppendRequest[] = [
+    { stream: 'namespace-1', expectedVersion: 'no_stream', events: events(2), claims: [{ name: 'stream', value: 'namespace-1' }, { name: 'namespace.name', value: 'a "quoted", {braced} \\ name' }] },
+    { stream: 'namespace-2', expectedVersion: 'no_stream', events: events(1), preconditions: [{ kind: 'exists', stream: 'namespace-1', message: 'namespace 1 does not exist' }] },
+  ];
+  const written = await log.append(requests);
+  const read = (await collect(log.readAll())).slice(-written.length);
+  const view = (e: { id: string; stream: string; streamVersion: number; globalPosition: number; recordedAt: Date }) =>
+    ({ id: e.id, stream: e.stream, version: e.streamVersion, position: e.globalPosition, at: e.recordedAt.getTime() });
+  t.deepEqual(written.map(view), read.map(view));
+  t.deepEqual(written.map((e) => e.duplicate), [false, false, false]);
+  const retried = await log.append(requests.map((request) => ({ ...request, expectedVersion: 'any' as const })));
+  t.deepEqual(retried.map(view), read.map(view));
+  t.deepEqual(retried.map((e) => e.duplicate), [true, true, true]);
+});
+
 /** The prepared statements of the log's only connection (a log made with poolSize 1). */
 async function preparedStatements(log: { pool: pg.Pool }): Promise<string[]> {
   const { rows } = await log.pool.query<{ name: string }>('SELECT name FROM pg_prepared_statements ORDER BY name');

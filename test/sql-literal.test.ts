@@ -49,6 +49,15 @@ test('an array parameter reads back as the very array: quotes, backslashes, brac
     'SELECT $1::text[] AS texts, $2::text[] AS plain, $3::int[] AS ints, $4::text[] AS none',
     [arrayParameter(texts), arrayParameter(plain), arrayParameter([0, -7, null, 2 ** 31 - 1]), arrayParameter([])]);
   t.deepEqual(rows[0], { texts, plain, ints: [0, -7, null, 2 ** 31 - 1], none: [] });
-  t.throws(() => arrayParameter([Number.NaN]), { message: 'cannot send NaN in an array parameter: not a safe integer' });
-  t.throws(() => arrayParameter([1.5]), { message: 'cannot send 1.5 in an array parameter: not a safe integer' });
+  const ids = ['3F0C2E0A-8A1B-4C55-9D1E-2B7F5C9A1D00', null, '{3f0c2e0a-8a1b-4c55-9d1e-2b7f5c9a1d01}'];
+  const { rows: uuids } = await client.query<{ v: (string | null)[] }>('SELECT $1::uuid[]::text[] AS v', [arrayParameter(ids)]);
+  t.deepEqual(uuids[0]!.v, ['3f0c2e0a-8a1b-4c55-9d1e-2b7f5c9a1d00', null, '3f0c2e0a-8a1b-4c55-9d1e-2b7f5c9a1d01']);
+  // A NUL character cannot be in a text: PostgreSQL refuses it (class 22), never stores something else.
+  const nul = await t.throwsAsync(client.query('SELECT $1::text[] AS v', [arrayParameter(['a\u0000b'])]));
+  t.is((nul as { code?: string }).code, '22021');
+  t.throws(() => arrayParameter([Number.NaN]), { message: 'cannot send NaN in an array parameter: only strings, safe integers and nulls' });
+  t.throws(() => arrayParameter([1.5]), { message: 'cannot send 1.5 in an array parameter: only strings, safe integers and nulls' });
+  for (const [value, type] of [[{}, 'object'], [[], 'object'], [1n, 'bigint'], [undefined, 'undefined']] as const) {
+    t.throws(() => arrayParameter(['a', value as never]), { message: `cannot send ${type} in an array parameter: only strings, safe integers and nulls` });
+  }
 });

@@ -4,7 +4,8 @@
 -- A metadata element that is JSON null means none.
 -- $22 and $23: the channel and payload of a notification to send with the append (wakeups.ts), or
 -- nulls. The CTE runs once; append_events() returns a row for every event, so the join runs it.
--- recorded_at goes as epoch milliseconds, which cost less to read than a timestamp (as in append-stream.sql).
+-- recorded_at goes as epoch milliseconds, which cost less to read than a timestamp: the expression of
+-- append-stream.sql and of the reads, so that an event's recordedAt is the same whichever gave it.
 WITH notified AS MATERIALIZED (
   SELECT CASE WHEN $23::text IS NOT NULL THEN pg_notify($22::text, $23::text) END
 )

@@ -46,12 +46,16 @@ const OTHER_JSON_ESCAPE = /\\[^"\\]/;
  */
 export function arrayParameter(values: readonly (string | number | null)[]): string {
   for (const value of values) {
-    if (typeof value === 'number' && !Number.isSafeInteger(value)) throw new Error(`cannot send ${String(value)} in an array parameter: not a safe integer`);
+    // Anything else (an object, a nested array, a bigint) has no JSON that is its array element.
+    if (value !== null && typeof value !== 'string' && !Number.isSafeInteger(value)) {
+      throw new Error(`cannot send ${typeof value === 'number' ? String(value) : typeof value} in an array parameter: only strings, safe integers and nulls`);
+    }
   }
   // The JSON of such an array is its array literal but for the brackets: both quote strings and
   // escape `"` and `\` alike with a backslash, and PostgreSQL reads an unquoted null as NULL in any
   // case. V8 writes it in one pass, as one flat string. Not so where JSON escapes anything else
-  // (\n, \u0000: in an array literal a backslash takes the next character as it is).
+  // (\n, \u0000: in an array literal a backslash takes the next character as it is): a control
+  // character, or a lone surrogate, which then goes as U+FFFD, as in any text parameter.
   const json = JSON.stringify(values);
   if (!OTHER_JSON_ESCAPE.test(json)) return `{${json.slice(1, -1)}}`;
   let text = '{';
