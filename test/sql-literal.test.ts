@@ -37,7 +37,7 @@ test('values that have no exact literal are refused; comments of an SQL file go 
   t.is(inlineParameters(withoutComments('-- the name $1\nSELECT $1'), ['a\n--']), "SELECT 'a\n--'");
 });
 
-test('an array parameter reads back as the very array: quotes, backslashes, braces, commas, NULL and "NULL"', async (t) => {
+test('an array parameter reads back as the very array (text[], int[], uuid[]; quotes, backslashes, braces, NULL and "NULL"); PostgreSQL refuses a NUL, arrayParameter an element of the wrong type', async (t) => {
   const client = new pg.Client({ connectionString: serverUrl });
   await client.connect();
   t.teardown(() => client.end());

@@ -18,10 +18,11 @@ export function createPool(config: pg.PoolConfig & { onError: (error: unknown) =
 /**
  * Runs one statement (`run`, which must send exactly one) on a connection of the pool and gives
  * the connection back, also when the statement fails with an error that `refused` says left the
- * session as it was (the caller knows its statement's refusals). pg-pool's own `pool.query` closes the connection on any error,
- * so every refused append used to cost a new connection. After any other error the connection is
- * closed, as before: a cancel, a timeout or a deadlock may have come while the statement held a
- * session lock (the log's position lock), and closing is what releases it.
+ * session as it was (the caller knows its statement's refusals). pg-pool's own `pool.query`
+ * closes the connection on any error, so every refused append used to cost a new connection.
+ * After any other error the connection is closed, as before: a cancel, a timeout or a deadlock
+ * may have come while the statement held a session lock (the log's position lock), and closing
+ * is what releases it.
  */
 export async function runKeepingConnection<T>(
   pool: pg.Pool,
