@@ -310,6 +310,11 @@ export async function append(pool: pg.Pool, requests: AppendRequest[], { notific
       duplicate: duplicate === 't',
     }));
   } catch (error) {
-    throw translateError(error);
+    const translated = translateError(error);
+    // A database error passed on as it is carries the stack of node-postgres' socket reader; here,
+    // in the caller's await chain, it gets this call's and its callers' (as node-postgres' own
+    // queries do, on failure only).
+    if (translated === error && error instanceof Error) Error.captureStackTrace(error);
+    throw translated;
   }
 }
