@@ -49,7 +49,9 @@ import { fastPathQuery, fastRows } from '../src/log/postgres/append.js';
 import type { EventLog } from '../src/log/types.js';
 import {
   type BenchEvent,
+  backendTicks,
   benchDatabaseUrl,
+  CLOCK_TICKS_PER_SECOND,
   benchPool,
   dropDatabase,
   environment,
@@ -516,31 +518,6 @@ async function main() {
 
 const CPU_CALLS = 4500;
 const CPU_BLOCKS = 3;
-const CLOCK_TICKS_PER_SECOND = 100; // Linux's USER_HZ for /proc/<pid>/stat
-
-/** user + system clock ticks of a process, or undefined if /proc cannot tell (another machine). */
-function processTicks(pid: number): number | undefined {
-  try {
-    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return Number(fields[11]) + Number(fields[12]);
-  } catch {
-    return undefined;
-  }
-}
-
-async function backendTicks(admin: pg.Pool): Promise<Map<number, number> | undefined> {
-  // Client backends only: an autovacuum worker that happens to run in one block is not that contender's.
-  const { rows } = await admin.query<{ pid: number }>(
-    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend'");
-  const ticks = new Map<number, number>();
-  for (const { pid } of rows) {
-    const t = processTicks(pid);
-    if (t === undefined) return undefined;
-    ticks.set(pid, t);
-  }
-  return ticks;
-}
-
 async function cpuPerAppend(admin: pg.Pool, contenders: Contender[], calls: number) {
   const totals = new Map(contenders.map((c) => [c.key, { backendTicks: 0, nodeUs: 0 }]));
   for (let block = 0; block < CPU_BLOCKS; block++) {

@@ -25,10 +25,14 @@
  *   constraint-free copies of the projection tables (rows from the same pure handlers). That is
  *   the least work that stores what ingestion stores; the events-only rate is printed beside it.
  *   Target: throughput >= 0.5x the raw rate; p99 < 50 ms at 1,000 events/s.
+ * - CPU per event during the throughput run, by process (PostgreSQL's client backends, serve, the
+ *   NATS server, this bench and its publishers; from /proc, when everything runs on this machine):
+ *   the store's own cost, which the ratio to a baseline that moves between machines does not show.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { connect, type NatsConnection } from 'nats';
 import pg from 'pg';
@@ -39,8 +43,10 @@ import { publishEvent, publishEvents } from '../src/ingest/publish.js';
 import { ensureIngestion, type IngestNames } from '../src/ingest/stream.js';
 import { changesFor, type ProjectedEvent } from '../src/projection/definition.js';
 import {
+  backendTicks,
   BENCH_DIR,
   benchDatabaseUrl,
+  CLOCK_TICKS_PER_SECOND,
   benchPool,
   dropDatabase,
   environment,
@@ -50,6 +56,8 @@ import {
   now,
   packageBuildData,
   parseArgs,
+  pidsNamed,
+  processTicks,
   percentile,
   recreateDatabase,
   timed,
@@ -293,6 +301,53 @@ async function rawBaseline(pool: pg.Pool, events: Envelope[]): Promise<{ eventsO
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Where the machine's CPU goes during the throughput run: the ratio to the raw baseline follows
+// that baseline, which moved by a factor of two between machines; CPU per event by process is the
+// store's own cost. From /proc (Linux, everything on this machine); client backends that end
+// during the run are missed (serve keeps its connections).
+
+interface CpuSnapshot {
+  at: number;
+  backends: Map<number, number>;
+  serve: number;
+  nats: number;
+  bench: NodeJS.CpuUsage;
+}
+
+async function cpuSnapshot(pool: pg.Pool, servePid: number | undefined): Promise<CpuSnapshot | undefined> {
+  const backends = await backendTicks(pool);
+  const serve = servePid === undefined ? undefined : processTicks(servePid);
+  if (!backends || serve === undefined) return undefined;
+  // The NATS server, when it runs on this machine (none found: 0, and the figure says so).
+  const nats = pidsNamed('nats-server').reduce((sum, pid) => sum + (processTicks(pid) ?? 0), 0);
+  return { at: now(), backends, serve, nats, bench: process.cpuUsage() };
+}
+
+interface CpuPerEvent {
+  postgresUs: number;
+  serveUs: number;
+  natsUs: number;
+  benchUs: number;
+  coresBusy: number;
+}
+
+function cpuPerEvent(before: CpuSnapshot, after: CpuSnapshot, events: number): CpuPerEvent {
+  const us = (ticks: number) => ((ticks / CLOCK_TICKS_PER_SECOND) * 1e6) / events;
+  let backends = 0;
+  for (const [pid, ticks] of after.backends) backends += ticks - (before.backends.get(pid) ?? 0);
+  const bench = process.cpuUsage(before.bench);
+  const seconds = (after.at - before.at) / 1000;
+  const busyTicks = backends + (after.serve - before.serve) + (after.nats - before.nats);
+  return {
+    postgresUs: us(backends),
+    serveUs: us(after.serve - before.serve),
+    natsUs: us(after.nats - before.nats),
+    benchUs: (bench.user + bench.system) / events,
+    coresBusy: (busyTicks / CLOCK_TICKS_PER_SECOND + (bench.user + bench.system) / 1e6) / seconds,
+  };
+}
+
 async function main() {
   console.log(`bench/ingest: ${fmtInt(total)} events (a channel sync), ${PUBLISHERS} publishers, serve --ingest-batch-size ${BATCH}`);
   await recreateDatabase(url);
@@ -331,6 +386,7 @@ async function main() {
     const raw = await rawBaseline(pool, throughputEvents);
     await checkpointBefore('the throughput run');
     console.log(`throughput: publishing ${fmtInt(total)} events as fast as possible...`);
+    const cpuBefore = await cpuSnapshot(pool, serve.child.pid);
     const t0 = wallClock();
     await publishLanes(connections, deal(throughputPackages));
     const published = wallClock();
@@ -340,6 +396,9 @@ async function main() {
     const throughputTypes = new Set(throughputEvents.map((e) => e.type));
     await waitFor(() => projectedAt(serve, head, throughputTypes) !== undefined, 'every event projected');
     const projected = projectedAt(serve, head, throughputTypes)!;
+    const cpuAfter = cpuBefore && (await cpuSnapshot(pool, serve.child.pid));
+    // The bench's own process.cpuUsage() includes the publishers and its reading of serve's log.
+    const cpu = cpuBefore && cpuAfter ? cpuPerEvent(cpuBefore, cpuAfter, total) : undefined;
     const ingestedAll = serve.ingested.reduce((acc, b) => (acc.n < CHANNELS + total ? { n: acc.n + b.messages, at: b.at } : acc), { n: 0, at: 0 }).at;
     const seconds = (projected - t0) / 1000;
     const rate = total / seconds;
@@ -401,6 +460,11 @@ async function main() {
     );
     console.log(`\nthroughput vs raw batched INSERT (events + rows): ${fmt(ratio, 2)}x (target >= 0.5x) ${ratio >= 0.5 ? 'PASS' : 'MISS'}`);
     console.log(`throughput vs raw batched INSERT (events only): ${fmt(rate / raw.eventsOnly, 2)}x`);
+    console.log(cpu
+      ? `CPU per event in the throughput run (/proc): PostgreSQL client backends ${fmt(cpu.postgresUs, 1)} µs, serve ${fmt(cpu.serveUs, 1)} µs, ` +
+        `NATS server ${cpu.natsUs > 0 ? `${fmt(cpu.natsUs, 1)} µs` : 'not on this machine'}, this bench (publishers) ${fmt(cpu.benchUs, 1)} µs; ` +
+        `${fmt(cpu.coresBusy, 2)} of ${os.cpus().length} cores busy`
+      : 'CPU per event in the throughput run: not measured (/proc cannot tell: PostgreSQL on another machine, or not Linux)');
     console.log(
       `latency publish → projected at ${fmtInt(achievedRate)} events/s (${fmtInt(latencyCount)} events): p50 ${fmt(p50, 1)} ms, p99 ${fmt(p99, 1)} ms, max ${fmt(Math.max(...latencies), 1)} ms (target p99 < 50 ms) ${p99 < 50 ? 'PASS' : 'MISS'}`,
     );
@@ -413,7 +477,7 @@ async function main() {
       publishers: PUBLISHERS,
       batch: BATCH,
       environment: env,
-      throughput: { seconds, rate, publishSeconds: (published - t0) / 1000, inLogSeconds: (ingestedAll - t0) / 1000 },
+      throughput: { seconds, rate, publishSeconds: (published - t0) / 1000, inLogSeconds: (ingestedAll - t0) / 1000, cpuPerEvent: cpu ?? null },
       raw,
       ratio,
       latency: {

@@ -193,3 +193,50 @@ export function makeEvents(n: number): BenchEvent[] {
     return { id: randomUUID(), type: 'CondaPackageBuildRegistered', data: packageBuildData(k), metadata: smallMetadata() };
   });
 }
+
+// ---------------------------------------------------------------------------------------------
+// CPU time of processes of this machine, from /proc (Linux): what a run costs every process that
+// takes part, whatever the machine's commits or its other load cost.
+
+export const CLOCK_TICKS_PER_SECOND = 100; // Linux's USER_HZ for /proc/<pid>/stat
+
+/** user + system clock ticks of a process, or undefined if /proc cannot tell (another machine). */
+export function processTicks(pid: number): number | undefined {
+  try {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return Number(fields[11]) + Number(fields[12]);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Clock ticks of every client backend of the pool's database, by pid; undefined when one cannot
+ * be read (the server is on another machine). An autovacuum worker is not counted.
+ */
+export async function backendTicks(pool: pg.Pool): Promise<Map<number, number> | undefined> {
+  const { rows } = await pool.query<{ pid: number }>(
+    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend'");
+  const ticks = new Map<number, number>();
+  for (const { pid } of rows) {
+    const t = processTicks(pid);
+    if (t === undefined) return undefined;
+    ticks.set(pid, t);
+  }
+  return ticks;
+}
+
+/** The pids of this machine's processes whose command name is `name` (e.g. nats-server). */
+export function pidsNamed(name: string): number[] {
+  try {
+    return fs.readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).map(Number).filter((pid) => {
+      try {
+        return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === name;
+      } catch {
+        return false;
+      }
+    });
+  } catch {
+    return [];
+  }
+}
