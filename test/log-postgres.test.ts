@@ -672,11 +672,17 @@ async function rewind(url: string, stream: string, version: number): Promise<voi
   });
 }
 
-test('postgres: after a lost connection the log forgets the versions it saw: a server restored from an older backup gets no gap', async (t) => {
+/** A log of one pooled connection on a database of its own, with the errors it reports (lost connections) kept. */
+async function logKeepingErrors(t: ExecutionContext) {
   const db = await ownDatabase(t);
   const errors: unknown[] = [];
   const log = createPostgresEventLog({ connectionString: db.url, poolSize: 1, onError: (error) => errors.push(error) });
   t.teardown(() => log.close());
+  return { db, log, errors };
+}
+
+test('postgres: after a lost connection the log forgets the versions it saw: a server restored from an older backup gets no gap', async (t) => {
+  const { db, log, errors } = await logKeepingErrors(t);
   await log.append({ stream: 'build-1', expectedVersion: 'no_stream', events: events(1) });
   await log.append({ stream: 'build-1', expectedVersion: 0, events: events(1) });
   const { rows: [backend] } = await log.pool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
@@ -707,6 +713,29 @@ test('postgres: a new connection of the pool makes the log forget the versions i
     for (const client of held) client.release();
   }
   t.deepEqual((await log.readStream('build-1')).map((e) => e.streamVersion), [0]);
+});
+
+test('postgres: a lost listening connection also makes the log forget the versions it saw', async (t) => {
+  const { db, log, errors } = await logKeepingErrors(t);
+  await log.append({ stream: 'build-1', expectedVersion: 'no_stream', events: events(1) });
+  t.is(log.knownStreams(), 1);
+  // A live subscription with nothing to read waits on the log's listening connection.
+  const controller = new AbortController();
+  t.teardown(() => controller.abort());
+  const subscribing = (async () => {
+    for await (const batch of log.subscribe({ signal: controller.signal })) void batch;
+  })().catch(() => undefined);
+  const listenerPid = async () => (await log.pool.query<{ pid: number }>(
+    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()")).rows[0]?.pid;
+  await waitUntil(async () => (await listenerPid()) !== undefined, 'the log to listen');
+  const { rows: [pool] } = await log.pool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+  await withClient(db.url, async (client) => client.query('SELECT pg_terminate_backend($1)', [await listenerPid()]));
+  await waitUntil(() => errors.length > 0, 'the listener reports the lost connection');
+  t.is(log.knownStreams(), 0, 'the versions are forgotten');
+  const { rows: [still] } = await log.pool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+  t.is(still!.pid, pool!.pid, 'the pool kept its connection: the listener alone made the log forget');
+  controller.abort();
+  await subscribing;
 });
 
 // pg-pool's pool.query closes a connection on any error: every refused append cost a new

@@ -132,6 +132,13 @@ export function takesFastPath(requests: AppendRequest[]): requests is [AppendReq
   return requests.length === 1 && !request!.claims?.length && !request!.releases?.length && !request!.preconditions?.length;
 }
 
+/** A prepared statement with text parameters only (arrays in their text form: arrayParameter), as leanQuery sends it. */
+export interface TextQuery {
+  name: string;
+  text: string;
+  values: (string | null)[];
+}
+
 /** A request of the fast path, with the notification and JSON its caller gave (append-queue.ts). */
 export interface FastAppend {
   request: AppendRequest;
@@ -145,7 +152,7 @@ export interface FastAppend {
  * A notification (any of theirs) goes with them: they commit together, and PostgreSQL would send
  * a process's identical ones once anyway.
  */
-export function fastPathQuery(appends: readonly FastAppend[]): pg.QueryConfig {
+export function fastPathQuery(appends: readonly FastAppend[]): TextQuery {
   if (appends.length === 1 && appends[0]!.request.events.length === 1) return oneEventQuery(appends[0]!);
   const requests = appends.map((fast) => fast.request);
   const events = requests.flatMap((request) => request.events);
@@ -171,7 +178,7 @@ export function fastPathQuery(appends: readonly FastAppend[]): pg.QueryConfig {
  * append-stream.sql for an append of one event: the commonest append, built without the arrays of
  * the general case (every allocation on this path shows in a sequential appender's rate).
  */
-function oneEventQuery({ request, notification, json }: FastAppend): pg.QueryConfig {
+function oneEventQuery({ request, notification, json }: FastAppend): TextQuery {
   const event = request.events[0]!;
   const text = json?.[0] ?? jsonOf(event);
   const values = [request.stream, expectedText(request), event.id, event.type, text.data, text.metadata, notification?.channel ?? null, notification?.payload ?? null];
@@ -186,10 +193,10 @@ function oneEventQuery({ request, notification, json }: FastAppend): pg.QueryCon
  * connection makes the log forget every version (it may reach a server restored from a backup,
  * or a replica promoted behind them), and an append decided before must not miss that.
  */
-export function withKnownVersion(query: pg.QueryConfig, request: AppendRequest, versions: StreamVersions | undefined): pg.QueryConfig {
+export function withKnownVersion(query: TextQuery, request: AppendRequest, versions: StreamVersions | undefined): TextQuery {
   const { expectedVersion } = request;
   if (query.name !== 'cse_append_one' || typeof expectedVersion !== 'number' || versions?.get(request.stream) !== expectedVersion) return query;
-  return { name: 'cse_append_known', text: APPEND_KNOWN_SQL, values: [...query.values!, String(expectedVersion)] };
+  return { name: 'cse_append_known', text: APPEND_KNOWN_SQL, values: [...query.values, String(expectedVersion)] };
 }
 
 /** A request's expected version as the statements take it. */
@@ -236,8 +243,8 @@ const releasePositionLock = () => RELEASE_POSITION_LOCK_SQL;
  * The rows of a fast-path statement. Both take text parameters only (arrays in their text form:
  * arrayParameter), so they go without node-postgres' Describe and result objects (leanQuery).
  */
-export async function fastRows(client: pg.ClientBase, query: pg.QueryConfig): Promise<FastRow[]> {
-  const rows = await leanQuery(client, query.name!, query.text, query.values!.map((value) => (value === null || value === undefined ? null : String(value))));
+export async function fastRows(client: pg.ClientBase, { name, text, values }: TextQuery): Promise<FastRow[]> {
+  const rows = await leanQuery(client, name, text, values);
   // The columns of its row: global_position, stream_version, recorded_ms.
   return rows.map(([position, version, recordedMs]) => ({ global_position: position!, stream_version: Number(version), recorded_ms: Number(recordedMs) }));
 }
