@@ -170,10 +170,15 @@ test('append queue: a connection lost under a shared statement fails every appen
   t.deepEqual(all.map((e) => e.stream).sort(), ['first', 'free-1', 'free-1', 'held-1']);
 });
 
-/** Waits until a backend runs the shared statement and waits for a lock. */
+/**
+ * Waits until a backend of `url`'s database runs the shared statement and waits for a lock.
+ * (Regression, a flaky test: pg_stat_activity lists every database's backends, and a shared
+ * statement of a test running alongside, waiting for a lock of its own, ended the wait before this
+ * test's first append had finished; the connection was cut under it.)
+ */
 function waitUntilSharedStatementWaits(url: string) {
   return waitUntil(async () => Boolean(await withClient(url, async (client) => (await client.query(
-    "SELECT 1 FROM pg_stat_activity WHERE query LIKE '%Several single-stream appends%' AND wait_event_type = 'Lock'")).rowCount)), 'the shared statement to wait for its lock');
+    "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%Several single-stream appends%' AND wait_event_type = 'Lock'")).rowCount)), 'the shared statement to wait for its lock');
 }
 
 test('append queue: closing the log writes the appends still waiting, then refuses new ones', async (t) => {
