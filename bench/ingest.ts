@@ -36,12 +36,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { connect, type NatsConnection } from 'nats';
 import pg from 'pg';
-import { allProjections, condaStoreProjections } from '../projections/index.js';
+import { allProjections } from '../projections/index.js';
 import type { Envelope } from '../src/catalogue/index.js';
 import { migrateLatest } from '../src/db/migrate.js';
 import { publishEvent, publishEvents } from '../src/ingest/publish.js';
 import { ensureIngestion, type IngestNames } from '../src/ingest/stream.js';
-import { changesFor, type ProjectedEvent } from '../src/projection/definition.js';
 import {
   backendTicks,
   BENCH_DIR,
@@ -53,6 +52,7 @@ import {
   fmt,
   fmtInt,
   formatTable,
+  kernelMemoryMonitors,
   now,
   packageBuildData,
   parseArgs,
@@ -63,6 +63,7 @@ import {
   timed,
   writeResults,
 } from './lib.js';
+import { createRawTables, rawWriter } from './shared/raw-writes.js';
 
 const args = parseArgs();
 const total = Math.round((args.quick ? 20_000 : 200_000) * args.scale);
@@ -76,6 +77,8 @@ const url = benchDatabaseUrl('cse_bench_ingest');
 const natsUrl = process.env.NATS_URL || 'nats://127.0.0.1:4222';
 const hex = randomBytes(4).toString('hex');
 const names: IngestNames = { stream: `CSE_BENCH_${hex}`, subjectPrefix: `cse-bench-${hex}`, durable: 'bench' };
+/** The raw pipeline's stream (the latency baseline). */
+const rawNames: IngestNames = { stream: `CSE_BENCH_RAW_${hex}`, subjectPrefix: `cse-bench-raw-${hex}`, durable: 'raw' };
 const CHANNELS = 3;
 /** Wall-clock milliseconds (sub-millisecond), comparable with the times in serve's log lines. */
 const wallClock = () => performance.timeOrigin + performance.now();
@@ -215,13 +218,13 @@ async function waitFor(condition: () => boolean | Promise<boolean>, what: string
  * each event at its due time (lane i's k-th event at t0 + (k * PUBLISHERS + i) / pace s), without
  * waiting for the previous one's acknowledgement; `started` gets each event's publish time.
  */
-async function publishLanes(connections: NatsConnection[], lanes: Envelope[][], started?: Map<string, number>, pace?: number): Promise<void> {
+async function publishLanes(connections: NatsConnection[], lanes: Envelope[][], into: IngestNames, started?: Map<string, number>, pace?: number): Promise<void> {
   const t0 = now();
   await Promise.all(
     lanes.map(async (lane, i) => {
       const nc = connections[i]!;
       if (!pace) {
-        await publishEvents(nc, lane, { names, maxInFlight: IN_FLIGHT });
+        await publishEvents(nc, lane, { names: into, maxInFlight: IN_FLIGHT });
         return;
       }
       const acks: Promise<unknown>[] = [];
@@ -230,7 +233,7 @@ async function publishLanes(connections: NatsConnection[], lanes: Envelope[][], 
         const wait = due - now();
         if (wait > 1) await new Promise((resolve) => setTimeout(resolve, wait));
         started!.set(lane[k]!.id, wallClock());
-        acks.push(publishEvent(nc, lane[k]!, { names }));
+        acks.push(publishEvent(nc, lane[k]!, { names: into }));
       }
       await Promise.all(acks);
     }),
@@ -242,62 +245,70 @@ async function positionsOf(pool: pg.Pool, ids: string[]): Promise<Map<string, nu
   return new Map(rows.map((row) => [row.id, Number(row.position)]));
 }
 
-/** The raw baseline: the same events (and their projected rows) in plain batched INSERTs. */
+/** The raw baseline: the same events (and their projected rows) in plain batched INSERTs (shared/raw-writes.ts). */
 async function rawBaseline(pool: pg.Pool, events: Envelope[]): Promise<{ eventsOnly: number; withRows: number }> {
-  await pool.query(`
-    DROP TABLE IF EXISTS raw_events; DROP SEQUENCE IF EXISTS raw_events_position_seq;
-    CREATE SEQUENCE raw_events_position_seq AS bigint MINVALUE 1;
-    CREATE TABLE raw_events (LIKE event_store.events INCLUDING ALL);
-    ALTER TABLE raw_events ALTER COLUMN global_position SET DEFAULT nextval('raw_events_position_seq'),
-                           ALTER COLUMN transaction_id SET DEFAULT pg_current_xact_id();
-  `);
-  const tables = ['conda_package', 'conda_package_build'];
-  for (const table of tables) await pool.query(`DROP TABLE IF EXISTS raw_${table}; CREATE TABLE raw_${table} (LIKE ${table})`);
+  await createRawTables(pool);
   const client = await pool.connect();
-  const insertEvents = (batch: Envelope[], suffix: string) =>
-    client.query(
-      `INSERT INTO raw_events${suffix} (id, stream, stream_version, type, data, metadata)
-       SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::jsonb[], $6::jsonb[])`,
-      [batch.map((e) => e.id), batch.map((e) => e.stream), batch.map((_, i) => i), batch.map((e) => e.type), batch.map((e) => JSON.stringify(e.data)), batch.map((e) => JSON.stringify(e.metadata ?? {}))],
-    );
   try {
-    // Events only.
-    await client.query('CREATE TABLE raw_events_only (LIKE raw_events INCLUDING DEFAULTS)');
-    let started = now();
-    for (let i = 0; i < events.length; i += BATCH) {
-      await client.query('BEGIN');
-      await insertEvents(events.slice(i, i + BATCH), '_only');
-      await client.query('COMMIT');
-    }
-    const eventsOnly = events.length / ((now() - started) / 1000);
-    // Events and their rows.
-    started = now();
-    for (let i = 0; i < events.length; i += BATCH) {
-      const batch = events.slice(i, i + BATCH);
-      const rows = new Map<string, Record<string, unknown>[]>();
-      for (const event of batch) {
-        for (const projection of condaStoreProjections) {
-          for (const change of changesFor(projection, { ...event, streamVersion: 0, globalPosition: 0, metadata: {} } as unknown as ProjectedEvent)) {
-            if (change.op !== 'insert') continue;
-            const list = rows.get(change.table);
-            if (list) list.push(change.row);
-            else rows.set(change.table, [change.row]);
-          }
-        }
-      }
-      await client.query('BEGIN');
-      await insertEvents(batch, '');
-      for (const [table, list] of rows) {
-        const columns = Object.keys(list[0]!);
-        const list_ = columns.map((c) => `"${c}"`).join(', ');
-        await client.query(`INSERT INTO raw_${table} (${list_}) SELECT ${list_} FROM json_populate_recordset(NULL::raw_${table}, $1::json)`, [JSON.stringify(list)]);
-      }
-      await client.query('COMMIT');
-    }
-    const withRows = events.length / ((now() - started) / 1000);
+    const writer = rawWriter(client);
+    const rate = async (write: (batch: Envelope[]) => Promise<void>) => {
+      const started = now();
+      for (let i = 0; i < events.length; i += BATCH) await write(events.slice(i, i + BATCH));
+      return events.length / ((now() - started) / 1000);
+    };
+    const eventsOnly = await rate(writer.eventsOnly);
+    const withRows = await rate(writer.withRows);
     return { eventsOnly, withRows };
   } finally {
     client.release();
+  }
+}
+
+/**
+ * The latency baseline: `latencyPackages` published at RATE, as in serve's latency run, into a
+ * stream of their own that the raw pipeline (shared/raw-pipeline.ts, a child process) consumes.
+ * Returns each event's publish time and publish → committed time. The raw tables must exist (rawBaseline).
+ */
+async function rawPipelineLatencies(connections: NatsConnection[], rawNames: IngestNames, latencyPackages: Envelope[][]): Promise<{ at: number; ms: number }[]> {
+  await ensureIngestion(connections[0]!, rawNames);
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(BENCH_DIR, 'shared', 'raw-pipeline.ts')], {
+    env: { ...process.env, DATABASE_URL: url, NATS_URL: natsUrl, RAW_STREAM: rawNames.stream, RAW_DURABLE: rawNames.durable, BATCH: String(BATCH) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const committed = new Map<string, number>();
+  let onReady!: () => void;
+  const ready = new Promise<void>((resolve) => (onReady = resolve));
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+  let pending = '';
+  child.stdout!.setEncoding('utf8').on('data', (text: string) => {
+    pending += text;
+    const lines = pending.split('\n');
+    pending = lines.pop()!;
+    for (const line of lines) {
+      const entry = JSON.parse(line) as { ready?: true; at?: number; ids?: string[] };
+      if (entry.ready) onReady();
+      for (const id of entry.ids ?? []) committed.set(id, entry.at!);
+    }
+  });
+  try {
+    await Promise.race([ready, exited.then((code) => Promise.reject(new Error(`the raw pipeline exited with code ${code} before it was ready`)))]);
+    const run = async (packages: Envelope[][]) => {
+      const started = new Map<string, number>();
+      await publishLanes(connections, deal(packages), rawNames, started, RATE);
+      await waitFor(async () => {
+        if (child.exitCode !== null) throw new Error(`the raw pipeline exited with code ${child.exitCode}`);
+        return [...started.keys()].every((id) => committed.has(id));
+      }, 'every event through the raw pipeline');
+      return [...started].map(([id, at]) => ({ at, ms: committed.get(id)! - at }));
+    };
+    // A second of warm-up, left out: the pipeline's first transactions (a new process and
+    // connection, statements planned for the first time) were slow for about half a second, where
+    // serve has been running since the throughput run.
+    await run(packages(30_000_000, RATE));
+    return await run(latencyPackages);
+  } finally {
+    child.kill('SIGTERM');
+    await exited;
   }
 }
 
@@ -388,7 +399,7 @@ async function main() {
     console.log(`throughput: publishing ${fmtInt(total)} events as fast as possible...`);
     const cpuBefore = await cpuSnapshot(pool, serve.child.pid);
     const t0 = wallClock();
-    await publishLanes(connections, deal(throughputPackages));
+    await publishLanes(connections, deal(throughputPackages), names);
     const published = wallClock();
     const ingestedMessages = () => serve.ingested.reduce((n, batch) => n + batch.messages, 0);
     await waitFor(() => ingestedMessages() >= CHANNELS + total, 'every event in the log');
@@ -414,7 +425,7 @@ async function main() {
     const latencyEvents = latencyPackages.flat();
     const latencyStarted = new Map<string, number>();
     const l0 = now();
-    await publishLanes(connections, deal(latencyPackages), latencyStarted, RATE);
+    await publishLanes(connections, deal(latencyPackages), names, latencyStarted, RATE);
     const achievedRate = latencyCount / ((now() - l0) / 1000);
     await waitFor(() => ingestedMessages() >= CHANNELS + total + latencyCount, 'every latency event in the log');
     const positions = await positionsOf(pool, latencyEvents.map((e) => e.id));
@@ -444,6 +455,19 @@ async function main() {
       throw new Error(`the log holds ${check!.events} events (expected ${expectedEvents}), ${check!.rejected} rejected messages`);
     }
 
+    // 3. The latency baseline: the same rate through the raw pipeline, serve stopped, after a
+    //    CHECKPOINT as serve's run: what this machine's tail is without the store.
+    await checkpointBefore('the raw latency run');
+    console.log(`raw latency baseline: ${fmtInt(latencyCount)} events at ${fmtInt(RATE)} events/s through a plain pipeline...`);
+    const rawRun = await rawPipelineLatencies(connections, rawNames, packages(20_000_000, latencyCount));
+    const rawLatencies = rawRun.map((e) => e.ms);
+    const rawLatency = { p50: percentile(rawLatencies, 50), p99: percentile(rawLatencies, 99), max: Math.max(...rawLatencies) };
+    // LATENCY_DUMP.raw: the same for the raw pipeline (ms since its run began, publish → committed).
+    if (process.env.LATENCY_DUMP) {
+      const first = Math.min(...rawRun.map((e) => e.at));
+      fs.writeFileSync(`${process.env.LATENCY_DUMP}.raw`, rawRun.map((e) => `${(e.at - first).toFixed(1)}\t${e.ms.toFixed(1)}`).join('\n') + '\n');
+    }
+
     const ratio = rate / raw.withRows;
     console.log();
     console.log(
@@ -470,6 +494,12 @@ async function main() {
     );
     console.log(`  publish → in the log (ingestion): p50 ${fmt(percentile(toLog, 50), 1)} ms, p99 ${fmt(percentile(toLog, 99), 1)} ms`);
     console.log(`  in the log → projected (projection service): p50 ${fmt(percentile(logToProjected, 50), 1)} ms, p99 ${fmt(percentile(logToProjected, 99), 1)} ms`);
+    console.log(
+      `  baseline, same rate, same run: a plain pipeline (pull consumer → one transaction of plain INSERTs of the events and their rows → ack): ` +
+        `p50 ${fmt(rawLatency.p50, 1)} ms, p99 ${fmt(rawLatency.p99, 1)} ms, max ${fmt(rawLatency.max, 1)} ms`,
+    );
+    const monitors = kernelMemoryMonitors();
+    if (monitors.length > 0) console.log(`  this kernel runs DAMON (${monitors.join('; ')}): appends that run into one of its passes can take 15 to 40 ms (README, "Ingestion")`);
     if (code !== 0) console.log(`serve exited with code ${code}`);
     const file = writeResults('ingest', {
       date: new Date().toISOString(),
@@ -489,13 +519,14 @@ async function main() {
         max: Math.max(...latencies),
         toLog: { p50: percentile(toLog, 50), p99: percentile(toLog, 99) },
         logToProjected: { p50: percentile(logToProjected, 50), p99: percentile(logToProjected, 99) },
+        rawPipeline: rawLatency,
       },
     });
     console.log(`results: ${file}`);
   } finally {
     if (serve.child.exitCode === null) serve.child.kill('SIGKILL');
     const jsm = await admin.jetstreamManager();
-    await jsm.streams.delete(names.stream).catch(() => undefined);
+    for (const stream of [names.stream, rawNames.stream]) await jsm.streams.delete(stream).catch(() => undefined);
     await Promise.all(connections.map((nc) => nc.close()));
     await pool.end();
     if (!process.env.KEEP_BENCH_DB) await dropDatabase(url);

@@ -147,7 +147,43 @@ export async function environment(pool: pg.Pool): Promise<Record<string, unknown
             current_setting('shared_buffers') AS shared_buffers`,
   );
   const os = await import('node:os');
-  return { node: process.version, cpus: os.cpus().length, platform: `${os.platform()} ${os.release()}`, postgres: rows[0] };
+  return { node: process.version, cpus: os.cpus().length, platform: `${os.platform()} ${os.release()}`, postgres: rows[0], damon: kernelMemoryMonitors() };
+}
+
+const KDAMONDS = '/sys/kernel/mm/damon/admin/kdamonds';
+
+/**
+ * The kernel's DAMON monitors that are on (Linux's data access monitor: a kdamond thread samples
+ * the accessed bits of memory regions, here to page out cold memory), e.g. "kdamond 0: paddr,
+ * sampling every 500 ms, pageout". On the virtual machines these benches were developed on, an
+ * append that ran into one of its passes (about every 550 ms) took 15 to 40 ms instead of 3.
+ */
+export function kernelMemoryMonitors(): string[] {
+  const read = (file: string) => {
+    try {
+      return fs.readFileSync(file, 'utf8').trim();
+    } catch {
+      return undefined;
+    }
+  };
+  let kdamonds: string[];
+  try {
+    kdamonds = fs.readdirSync(KDAMONDS).filter((name) => /^\d+$/.test(name));
+  } catch {
+    return [];
+  }
+  return kdamonds
+    .filter((k) => read(`${KDAMONDS}/${k}/state`) === 'on')
+    .map((k) => {
+      const context = `${KDAMONDS}/${k}/contexts/0`;
+      const sampleUs = Number(read(`${context}/monitoring_attrs/intervals/sample_us`));
+      const actions = fs.existsSync(`${context}/schemes`)
+        ? fs.readdirSync(`${context}/schemes`).filter((name) => /^\d+$/.test(name)).map((i) => read(`${context}/schemes/${i}/action`)).filter(Boolean)
+        : [];
+      return [`kdamond ${k}: ${read(`${context}/operations`) ?? 'unknown operations'}`, Number.isFinite(sampleUs) ? `sampling every ${sampleUs / 1000} ms` : undefined, ...actions]
+        .filter(Boolean)
+        .join(', ');
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
