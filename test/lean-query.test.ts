@@ -1,6 +1,6 @@
 import test, { type ExecutionContext } from 'ava';
 import pg from 'pg';
-import { leanQuery } from '../src/db/lean-query.js';
+import { leanPipeline, leanQuery, stepOf } from '../src/db/lean-query.js';
 import { connect, freshDatabase } from './helpers/database.js';
 
 async function client(t: ExecutionContext) {
@@ -31,6 +31,47 @@ test('lean query: an error rejects with the server\'s error (code, constraint), 
   // A statement that fails to parse is not taken for parsed.
   await t.throwsAsync(leanQuery(c, 'lean_bad', 'SELEKT 1', []), { message: /syntax error/ });
   await t.throwsAsync(leanQuery(c, 'lean_bad', 'SELEKT 1', []), { message: /syntax error/ });
+});
+
+test('lean pipeline: several statements in one round trip, the rows of each, every statement prepared once per connection', async (t) => {
+  const c = await client(t);
+  await c.query('CREATE TABLE things (id int PRIMARY KEY)');
+  const steps = (id: number) => [
+    stepOf('BEGIN', []),
+    stepOf('INSERT INTO things VALUES ($1::int)', [String(id)]),
+    stepOf('SELECT count(*) FROM things WHERE id <= $1::int', [String(id)]),
+    stepOf('COMMIT', []),
+  ];
+  t.deepEqual(await leanPipeline(c, steps(1)), [[], [], [['1']], []]);
+  t.deepEqual(await leanPipeline(c, steps(2)), [[], [], [['2']], []]);
+  const { rows } = await c.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_prepared_statements WHERE name LIKE 'cse_run_%'");
+  t.is(rows[0]!.n, 4);
+  t.is(stepOf('COMMIT', []).name, steps(3)[3]!.name, 'one name per text');
+});
+
+test('lean pipeline: a failing statement stops the rest, nothing of the implicit transaction stays, and the connection goes on', async (t) => {
+  const c = await client(t);
+  await c.query('CREATE TABLE things (id int PRIMARY KEY)');
+  const insert = (id: string) => stepOf('INSERT INTO things VALUES ($1::int)', [id]);
+  const error = await t.throwsAsync(leanPipeline(c, [insert('1'), stepOf('SELECT 1 / $1::int', ['0']), insert('2')]));
+  t.like(error, { code: '22012' });
+  t.deepEqual((await c.query('SELECT id FROM things')).rows, []);
+  t.deepEqual(await leanPipeline(c, [insert('3'), stepOf('SELECT 1 / $1::int', ['1'])]), [[], [['1']]]);
+  t.deepEqual((await c.query('SELECT id FROM things')).rows, [{ id: 3 }]);
+});
+
+// Regression: a statement prepared by a pipeline that then failed at that very statement (its Parse
+// succeeded, its execution did not) was not taken for prepared, and its next Parse failed with
+// 42P05 "prepared statement already exists". It is closed before it is parsed again.
+test('lean pipeline: a statement that failed after its Parse succeeded is prepared again without a clash', async (t) => {
+  const c = await client(t);
+  const divide = (by: string) => ({ name: 'lean_divide', text: 'SELECT 10 / $1::int', values: [by] });
+  await t.throwsAsync(leanPipeline(c, [divide('0')]), { message: /division by zero/ });
+  t.deepEqual(await leanPipeline(c, [divide('5')]), [[['2']]]);
+  t.deepEqual(await leanPipeline(c, [divide('2')]), [[['5']]]);
+  // A statement that does not parse stops the pipeline where it stands, and stays unprepared.
+  await t.throwsAsync(leanPipeline(c, [divide('1'), { name: 'lean_bad', text: 'SELEKT 1', values: [] }]), { message: /syntax error/ });
+  t.deepEqual(await leanPipeline(c, [divide('10')]), [[['1']]]);
 });
 
 test('lean query: a connection whose socket breaks under it rejects the query', async (t) => {

@@ -820,10 +820,12 @@ test('a batch in one round trip: the guard sends the runner back to the locking 
   const sent: string[] = [];
   const pool = testPool(t, db.url, 2);
   pool.on('connect', (client) => {
-    const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+    const send = client.query.bind(client) as (...args: unknown[]) => unknown;
     (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
-      sent.push(typeof args[0] === 'string' ? args[0] : (args[0] as { text: string }).text);
-      return query(...args);
+      // A string, a query config, or a pipeline of prepared statements (src/db/lean-query.ts).
+      const query = args[0] as string | { text: string } | { steps: { text: string }[] };
+      sent.push(typeof query === 'string' ? query : 'steps' in query ? query.steps.map((step) => step.text).join(';\n') : query.text);
+      return send(...args);
     };
   });
   const runner = createRunner({ log: db.log, pool, projections: condaStoreProjections, logger: silentLogger });

@@ -7,7 +7,7 @@ export type TextRow = (string | null)[];
 interface Connection {
   stream: { cork?(): void; uncork?(): void };
   parsedStatements: Record<string, string>;
-  submittedNamedStatements: Record<string, string>;
+  close(message: { type: 'S' | 'P'; name: string }): void;
   parse(message: { text: string; name: string; types: unknown[] }): void;
   bind(message: { portal: string; statement: string; values: (string | null)[] }): void;
   execute(message: { portal: string; rows: number }): void;
@@ -15,17 +15,34 @@ interface Connection {
   sendCopyFail(message: string): void;
 }
 
+/** One statement of a pipeline: a prepared statement's name, its text, and its parameters as text (or null). */
+export interface PipelineStep {
+  name: string;
+  text: string;
+  values: (string | null)[];
+}
+
 /**
- * One execution of a named prepared statement whose result columns the caller knows, through
- * node-postgres' Submittable interface: Parse (once per connection), then Bind, Execute and Sync.
- * `client.query(config)` also sends a Describe every time, for which the server describes the
- * result columns and node-postgres builds a result object, a parser per column and an object per
- * row: about a tenth of the Node.js time of an append that returns one row (bench/append.ts). Here
- * the rows come back as arrays of text. For statements with a fixed result only, and text
- * parameters (strings or null).
+ * Executions of named prepared statements whose result columns the caller knows, through
+ * node-postgres' Submittable interface, in one round trip: for each statement Parse (once per
+ * connection), Bind and Execute, then one Sync. `client.query(config)` also sends a Describe
+ * every time, for which the server describes the result columns and node-postgres builds a
+ * result object, a parser per column and an object per row: about a tenth of the Node.js time of
+ * an append that returns one row (bench/append.ts). Here the rows come back as arrays of text.
+ * For statements with a fixed result only, and text parameters (strings or null).
+ *
+ * Should a statement fail, PostgreSQL skips the messages after it up to the Sync: later
+ * statements do not run, and within a transaction the caller rolls back. Which statements are
+ * prepared on the connection is kept in node-postgres' own record (`parsedStatements`), written
+ * here since node-postgres only writes it for a query with a name of its own.
  */
-class LeanQuery {
-  private readonly rows: TextRow[] = [];
+class LeanPipeline {
+  private readonly rows: TextRow[][] = [];
+  /** Steps whose Parse this submission sent, and how many steps have completed. */
+  private readonly parsing: number[] = [];
+  private completed = 0;
+  private failed = false;
+  private connection?: Connection;
   /**
    * Set by node-postgres when the client has a query_timeout: called when the query ends, it
    * clears the timer (which otherwise fires later, and holds the process open till then).
@@ -33,22 +50,27 @@ class LeanQuery {
   callback?: (error: unknown) => void;
 
   constructor(
-    readonly name: string,
-    readonly text: string,
-    private readonly values: (string | null)[],
-    private readonly settle: (error: unknown, rows?: TextRow[]) => void,
+    readonly steps: readonly PipelineStep[],
+    private readonly settle: (error: unknown, rows?: TextRow[][]) => void,
   ) {}
 
   submit(connection: Connection): null {
-    // Corked: the four messages leave in one write, as node-postgres' own queries do.
+    this.connection = connection;
+    // Corked: every message leaves in one write, as node-postgres' own queries do.
     connection.stream.cork?.();
     try {
-      if (connection.parsedStatements[this.name] === undefined && connection.submittedNamedStatements[this.name] === undefined) {
-        connection.parse({ text: this.text, name: this.name, types: [] });
-        connection.submittedNamedStatements[this.name] = this.text;
-      }
-      connection.bind({ portal: '', statement: this.name, values: this.values });
-      connection.execute({ portal: '', rows: 0 });
+      this.steps.forEach((step, i) => {
+        if (connection.parsedStatements[step.name] === undefined) {
+          // A statement whose Parse went out in a pipeline that failed may or may not exist on
+          // the server (the failing step's own Parse may have succeeded): Close first, which is
+          // no error for a statement that does not exist, so that Parse finds the name free.
+          connection.close({ type: 'S', name: step.name });
+          connection.parse({ text: step.text, name: step.name, types: [] });
+          this.parsing.push(i);
+        }
+        connection.bind({ portal: '', statement: step.name, values: step.values });
+        connection.execute({ portal: '', rows: 0 });
+      });
       connection.sync();
     } finally {
       connection.stream.uncork?.();
@@ -56,25 +78,42 @@ class LeanQuery {
     return null;
   }
 
+  /** Records as prepared the statements parsed by a step that completed. */
+  private recordParsed(): void {
+    for (const i of this.parsing) {
+      if (i < this.completed) this.connection!.parsedStatements[this.steps[i]!.name] = this.steps[i]!.text;
+    }
+  }
+
   handleDataRow(message: { fields: TextRow }): void {
-    this.rows.push(message.fields);
+    (this.rows[this.completed] ??= []).push(message.fields);
+  }
+
+  handleCommandComplete(): void {
+    this.completed += 1;
+  }
+
+  handleEmptyQuery(): void {
+    this.completed += 1;
   }
 
   /** Also a lost connection: node-postgres calls it for every query in flight or queued. */
   handleError(error: unknown): void {
+    this.failed = true;
+    this.recordParsed();
     this.callback?.(error);
     this.settle(error);
   }
 
   handleReadyForQuery(): void {
+    if (this.failed) return; // settled by handleError; node-postgres no longer calls this then
+    this.recordParsed();
     this.callback?.(undefined);
-    this.settle(undefined, this.rows);
+    this.settle(undefined, this.steps.map((_, i) => this.rows[i] ?? []));
   }
 
-  // Not sent for a statement executed without Describe, or never for this one: nothing to do.
+  // Not sent for a statement executed without Describe, or never for these: nothing to do.
   handleRowDescription(): void {}
-  handleCommandComplete(): void {}
-  handleEmptyQuery(): void {}
   handlePortalSuspended(): void {}
   handleCopyData(): void {}
   handleCopyInResponse(connection: Connection): void {
@@ -82,10 +121,34 @@ class LeanQuery {
   }
 }
 
-/** Executes the prepared statement `name` (`text`) with `values` on `client`; its rows as text. */
-export function leanQuery(client: pg.ClientBase, name: string, text: string, values: (string | null)[]): Promise<TextRow[]> {
+/** Prepared statement names for statements built at run time (`stepOf`), one per text. */
+const namesByText = new Map<string, string>();
+let nextName = 0;
+
+/**
+ * A step for a statement whose text is built at run time from a bounded set of shapes (a
+ * projection's INSERT for a table and its columns): its prepared statement is named after its
+ * text. The record is cleared past 10,000 texts, should the shapes not be bounded after all: a
+ * text seen again then gets a new name and is prepared again.
+ */
+export function stepOf(text: string, values: (string | null)[]): PipelineStep {
+  let name = namesByText.get(text);
+  if (name === undefined) {
+    if (namesByText.size >= 10_000) namesByText.clear();
+    namesByText.set(text, (name = `cse_run_${nextName++}`));
+  }
+  return { name, text, values };
+}
+
+/** Executes `steps` on `client` in one round trip (see LeanPipeline); the rows of each step, as text. */
+export function leanPipeline(client: pg.ClientBase, steps: readonly PipelineStep[]): Promise<TextRow[][]> {
   return new Promise((resolve, reject) => {
-    const query = new LeanQuery(name, text, values, (error, rows) => (error ? reject(error) : resolve(rows!)));
-    (client as unknown as { query(submittable: LeanQuery): void }).query(query);
+    const query = new LeanPipeline(steps, (error, rows) => (error ? reject(error) : resolve(rows!)));
+    (client as unknown as { query(submittable: LeanPipeline): void }).query(query);
   });
+}
+
+/** Executes the prepared statement `name` (`text`) with `values` on `client`; its rows as text. */
+export async function leanQuery(client: pg.ClientBase, name: string, text: string, values: (string | null)[]): Promise<TextRow[]> {
+  return (await leanPipeline(client, [{ name, text, values }]))[0]!;
 }

@@ -1,5 +1,6 @@
 import type pg from 'pg';
-import { inlineParameters, sqlFile, toNumber, withoutComments } from '../log/postgres/sql.js';
+import { leanPipeline, stepOf, type PipelineStep } from '../db/lean-query.js';
+import { arrayParameter, inlineParameters, sqlFile, textParameter, toNumber, withoutComments } from '../log/postgres/sql.js';
 
 const ENSURE = sqlFile(import.meta.url, 'checkpoint-ensure.sql');
 const LOCK = sqlFile(import.meta.url, 'checkpoint-lock.sql');
@@ -49,12 +50,12 @@ type LockRow = { name: string; position: string; state: 'running' | 'failed' };
 const toCheckpoints = (rows: LockRow[]) => new Map(rows.map((row) => [row.name, { name: row.name, position: toNumber(row.position), state: row.state }]));
 
 /**
- * Opens a transaction with `begin` (BEGIN and its SETs, one simple query) and locks the checkpoint
- * rows, in one round trip (a batch of a live projection is a few round trips in all, so each one
- * counts).
+ * Opens a transaction with `begin` (BEGIN and its SETs, statements without parameters) and locks
+ * the checkpoint rows, in one round trip (a batch of a live projection is a few round trips in
+ * all, so each one counts).
  */
-export async function beginAndLock(client: pg.ClientBase, begin: string, names: string[]): Promise<Map<string, CheckpointRow>> {
-  const results = (await client.query(`${begin}; ${inlineParameters(withoutComments(LOCK), [names])}`)) as unknown as pg.QueryResult<LockRow>[];
+export async function beginAndLock(client: pg.ClientBase, begin: readonly string[], names: string[]): Promise<Map<string, CheckpointRow>> {
+  const results = (await client.query(`${begin.join('; ')}; ${inlineParameters(withoutComments(LOCK), [names])}`)) as unknown as pg.QueryResult<LockRow>[];
   return toCheckpoints(results[results.length - 1]!.rows);
 }
 
@@ -81,21 +82,32 @@ export const CHECKPOINTS_MOVED = 'CS101';
 
 /**
  * A whole batch in one round trip: `begin`, the guard that locks the checkpoint rows and raises
- * CHECKPOINTS_MOVED unless they are `expected`, then the end of the batch (batchEnd). The caller
- * rolls back after an error.
+ * CHECKPOINTS_MOVED unless they are `expected`, the batch's `statements`, the save of the
+ * checkpoints `names` at `position` and of the id sequences past their highest ids, and COMMIT.
+ * As prepared statements (src/db/lean-query.ts): a live batch of a few events was parsed and
+ * planned anew every time as one simple query, which was most of its time in PostgreSQL (0.63 ms
+ * against 0.24 ms prepared, for three package builds). The caller rolls back after an error.
  */
 export async function guardedBatch(
   client: pg.ClientBase,
-  begin: string,
+  begin: readonly string[],
   expected: Map<string, CheckpointRow>,
   names: string[],
   position: number,
   sequences: Map<string, number>,
-  statements: string[],
+  statements: readonly { text: string; values: unknown[] }[],
 ): Promise<void> {
   const rows = [...expected.values()];
-  const guard = inlineParameters(withoutComments(EXPECT), [rows.map((c) => c.name), rows.map((c) => c.position), rows.map((c) => c.state)]);
-  await client.query([begin, guard, ...batchEnd(names, position, sequences, statements)].join(';\n'));
+  const steps: PipelineStep[] = [
+    ...begin.map((text) => stepOf(text, [])),
+    stepOf(EXPECT, [arrayParameter(rows.map((c) => c.name)), arrayParameter(rows.map((c) => c.position)), arrayParameter(rows.map((c) => c.state))]),
+    ...statements.map((statement) => stepOf(statement.text, statement.values.map(textParameter))),
+  ];
+  if (names.length || sequences.size) {
+    steps.push(stepOf(SAVE, [arrayParameter(names), String(position), arrayParameter([...sequences.keys()]), arrayParameter([...sequences.values()])]));
+  }
+  steps.push(stepOf('COMMIT', []));
+  await leanPipeline(client, steps);
 }
 
 export async function markFailed(

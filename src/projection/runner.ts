@@ -171,9 +171,10 @@ export function createRunner(options: RunnerOptions): Runner {
   const setBased = (statement: Statement) =>
     triggersMayBeOff && statement.checked && statement.checked.rows.length >= keyChecksFrom ? statement.checked : undefined;
 
-  /** The statements as SQL text, when every one can go inline (see Statement.inline) and none is set-based. */
-  const inlineStatements = (statements: Statement[]): string[] | undefined =>
-    statements.every((statement) => statement.inline && !setBased(statement)) ? statements.map((statement) => statement.inline!()) : undefined;
+  /** Every statement has its parameters as values of ours (see Statement.inline) and none is set-based. */
+  const allInline = (statements: Statement[]) => statements.every((statement) => statement.inline && !setBased(statement));
+  /** The statements as SQL text, when allInline. */
+  const inlineStatements = (statements: Statement[]): string[] | undefined => (allInline(statements) ? statements.map((statement) => statement.inline!()) : undefined);
 
   /**
    * Runs the statements for the changes and returns the highest ids (highestIds). With
@@ -220,7 +221,7 @@ export function createRunner(options: RunnerOptions): Runner {
   // can lose the last few hundred milliseconds of them, rows and checkpoint together (a commit is
   // never torn), and the runner applies those events again from the log, whose appends are
   // synchronous. Waiting for each batch's WAL flush would only add latency.
-  const begin = `BEGIN; SET LOCAL search_path TO "${schema}", public; SET LOCAL synchronous_commit TO off`;
+  const begin = ['BEGIN', `SET LOCAL search_path TO "${schema}", public`, 'SET LOCAL synchronous_commit TO off'];
 
   /** Where a batch's transaction ends: the checkpoints that move, to where, and the id sequences. */
   interface BatchEnd {
@@ -299,14 +300,13 @@ export function createRunner(options: RunnerOptions): Runner {
   /**
    * A batch in one round trip rather than two (a live batch of a few events is mostly round
    * trips): when this runner knew its checkpoints (`planned` for them) and every statement can go
-   * inline, it sends BEGIN, the guard (the row locks every batch takes, and CS101 unless the
+   * inline (allInline), it sends BEGIN, the guard (the row locks every batch takes, and CS101 unless the
    * checkpoints are as it knows them), the statements, the save and COMMIT at once. False when it
    * cannot, or when the guard found the checkpoints moved (rolled back: the caller takes the two
    * round trips).
    */
-  async function applyGuarded(batch: LogBatch, { checkpoints, changes, statements: compiled }: Planned): Promise<boolean> {
-    const statements = inlineStatements(compiled);
-    if (!statements) return false;
+  async function applyGuarded(batch: LogBatch, { checkpoints, changes, statements }: Planned): Promise<boolean> {
+    if (!allInline(statements)) return false;
     const end: BatchEnd = { names: advancing(checkpoints, batch.position), position: batch.position, sequences: highestIds(changes) };
     try {
       await batchTransaction(async (client) => {

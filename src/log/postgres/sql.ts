@@ -69,6 +69,18 @@ export function arrayParameter(values: readonly (string | number | null)[]): str
   return `${text}}`;
 }
 
+/**
+ * A parameter in text form, for a statement sent with text parameters only (src/db/lean-query.ts):
+ * a string as it is, a safe integer in decimal, an array by arrayParameter, null as null.
+ */
+export function textParameter(value: unknown): string | null {
+  if (value === null) return null;
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' && Number.isSafeInteger(value)) return String(value);
+  if (Array.isArray(value)) return arrayParameter(value as (string | number | null)[]);
+  throw new Error(`cannot send ${typeof value} ${String(value)} as a text parameter`);
+}
+
 /** SQL without its `--` comments (for SQL files whose parameters are inlined: see inlineParameters). */
 export function withoutComments(sql: string): string {
   return sql.replace(/--[^\n]*/g, '').trim();
