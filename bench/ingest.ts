@@ -25,7 +25,11 @@
  *   constraint-free copies of the projection tables (rows from the same pure handlers). That is
  *   the least work that stores what ingestion stores; the events-only rate is printed beside it.
  *   Target: throughput >= 0.5x the raw rate; p99 < 50 ms at 1,000 events/s.
- * - CPU per event during the throughput run, by process (PostgreSQL's client backends, serve, the
+ * - Latency baseline, same run: after serve has stopped and a CHECKPOINT, as many events at the
+ *   same rate through a plain pipeline in a child process (shared/raw-pipeline.ts: pull consumer,
+ *   one plain transaction of the same INSERTs, ack), after a second of warm-up; p50 and p99 from
+ *   publish to committed. The machine's own tail, which the absolute target does not show.
+ * - CPU per event during the throughput run and the latency run, by process (PostgreSQL's client backends, serve, the
  *   NATS server, this bench and its publishers; from /proc, when everything runs on this machine):
  *   the store's own cost, which the ratio to a baseline that moves between machines does not show.
  */
@@ -34,6 +38,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
 import { connect, type NatsConnection } from 'nats';
 import pg from 'pg';
 import { allProjections } from '../projections/index.js';
@@ -128,43 +133,95 @@ interface Serve {
 function startServe(): Serve {
   // SERVE_NODE_ARGS: extra node options for the serve process (e.g. --cpu-prof to profile it).
   const nodeArgs = (process.env.SERVE_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  // serve's log goes to a file that this process reads every few milliseconds, not to a pipe. A
+  // write to a pipe wakes its reader: at debug level serve writes a line or two per batch, which
+  // were 39 % of its write calls at 1,000 events/s and cost both processes CPU that a serve
+  // logging at info level does not spend. The times come from the lines (pino's `time`: serve's
+  // wall clock, right after the batch committed), not from when this process reads them.
+  // SERVE_LOG: keep that file (to study a run afterwards).
+  const logFile = process.env.SERVE_LOG ?? path.join(os.tmpdir(), `cse-bench-serve-${hex}.log`);
+  const logFd = fs.openSync(logFile, 'w');
   const child = spawn(process.execPath, [...nodeArgs, path.join(BENCH_DIR, '..', 'bin', 'conda-store-events.js'), 'serve', '--ingest-batch-size', String(BATCH)], {
     env: { ...process.env, DATABASE_URL: url, NATS_URL: natsUrl, NATS_STREAM: names.stream, NATS_SUBJECT_PREFIX: names.subjectPrefix, NATS_DURABLE: names.durable, LOG_LEVEL: 'debug' },
-    stdio: ['ignore', process.env.SERVE_STDOUT ? fs.openSync(process.env.SERVE_STDOUT, 'w') : 'ignore', 'pipe'],
+    stdio: ['ignore', process.env.SERVE_STDOUT ? fs.openSync(process.env.SERVE_STDOUT, 'w') : 'ignore', logFd],
   });
+  fs.closeSync(logFd); // the child has its own copy
+  killOnExit(child);
   const applied = new Map<string, { at: number; position: number }[]>();
   const ingested: { at: number; messages: number; position?: number }[] = [];
-  let pending = '';
   let onReady!: () => void;
   const ready = new Promise<void>((resolve) => (onReady = resolve));
-  // SERVE_LOG: a file that gets serve's log lines as they are (to study a run afterwards).
-  const keep = process.env.SERVE_LOG ? fs.createWriteStream(process.env.SERVE_LOG) : undefined;
-  child.stderr!.setEncoding('utf8').on('data', (text: string) => {
-    keep?.write(text);
-    pending += text;
-    const lines = pending.split('\n');
-    pending = lines.pop()!;
-    for (const line of lines) {
-      if (!line.startsWith('{')) continue;
-      const entry = JSON.parse(line) as { msg: string; level: number; time: number; group?: string; position?: number; messages?: number };
-      // serve's own clock (pino's time: wall-clock ms, written right after the batch committed),
-      // not the moment this busy process reads the line.
-      const at = entry.time;
-      if (entry.msg === 'batch applied') {
-        let list = applied.get(entry.group!);
-        if (!list) applied.set(entry.group!, (list = []));
-        list.push({ at, position: entry.position! });
-      } else if (entry.msg === 'batch ingested') {
-        ingested.push({ at, messages: entry.messages!, position: entry.position });
-      } else if (entry.msg === 'ingesting events from NATS') {
-        onReady();
-      } else if (entry.level >= 40) {
-        process.stderr.write(`  serve: ${line}\n`);
-      }
+  const onLine = (line: string) => {
+    if (!line.startsWith('{')) return;
+    const entry = JSON.parse(line) as { msg: string; level: number; time: number; group?: string; position?: number; messages?: number };
+    const at = entry.time;
+    if (entry.msg === 'batch applied') {
+      let list = applied.get(entry.group!);
+      if (!list) applied.set(entry.group!, (list = []));
+      list.push({ at, position: entry.position! });
+    } else if (entry.msg === 'batch ingested') {
+      ingested.push({ at, messages: entry.messages!, position: entry.position });
+    } else if (entry.msg === 'ingesting events from NATS') {
+      onReady();
+    } else if (entry.level >= 40) {
+      process.stderr.write(`  serve: ${line}\n`);
+    }
+  };
+  const tail = tailLines(logFile, (line) => {
+    try {
+      onLine(line);
+    } catch (error) {
+      process.stderr.write(`  serve: a log line the bench cannot read (${(error as Error).message}): ${line}\n`);
     }
   });
-  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  const exited = new Promise<number | null>((resolve) =>
+    child.on('close', (code) => {
+      tail.stop();
+      if (!process.env.SERVE_LOG) fs.rmSync(logFile, { force: true });
+      resolve(code);
+    }),
+  );
   return { child, applied, ingested, ready, exited };
+}
+
+/** Kills `child` should this process exit first (an error in the bench): no serve left behind, logging at debug level. */
+function killOnExit(child: ChildProcess): void {
+  const kill = () => child.kill('SIGKILL');
+  process.on('exit', kill);
+  child.on('close', () => process.off('exit', kill));
+}
+
+/** SIGTERM, then SIGKILL if `child` has not exited within 10 s. */
+async function stopChild(child: ChildProcess, exited: Promise<unknown>): Promise<void> {
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Calls `onLine` for each complete line written to `file`, reading what is new every 10 ms, until stop() (which reads the rest). */
+function tailLines(file: string, onLine: (line: string) => void): { stop(): void } {
+  const fd = fs.openSync(file, 'r');
+  const decoder = new StringDecoder('utf8');
+  const chunk = Buffer.alloc(1 << 20);
+  let offset = 0;
+  let pending = '';
+  const read = () => {
+    for (let n; (n = fs.readSync(fd, chunk, 0, chunk.length, offset)) > 0; ) {
+      offset += n;
+      const lines = (pending + decoder.write(chunk.subarray(0, n))).split('\n');
+      pending = lines.pop()!;
+      lines.forEach(onLine);
+    }
+  };
+  const timer = setInterval(read, 10);
+  return {
+    stop() {
+      clearInterval(timer);
+      read();
+      fs.closeSync(fd);
+    },
+  };
 }
 
 /**
@@ -275,6 +332,7 @@ async function rawPipelineLatencies(connections: NatsConnection[], rawNames: Ing
     env: { ...process.env, DATABASE_URL: url, NATS_URL: natsUrl, RAW_STREAM: rawNames.stream, RAW_DURABLE: rawNames.durable, BATCH: String(BATCH) },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
+  killOnExit(child);
   const committed = new Map<string, number>();
   let onReady!: () => void;
   const ready = new Promise<void>((resolve) => (onReady = resolve));
@@ -307,8 +365,7 @@ async function rawPipelineLatencies(connections: NatsConnection[], rawNames: Ing
     await run(packages(30_000_000, RATE));
     return await run(latencyPackages);
   } finally {
-    child.kill('SIGTERM');
-    await exited;
+    await stopChild(child, exited);
   }
 }
 
@@ -357,6 +414,13 @@ function cpuPerEvent(before: CpuSnapshot, after: CpuSnapshot, events: number): C
     benchUs: (bench.user + bench.system) / events,
     coresBusy: (busyTicks / CLOCK_TICKS_PER_SECOND + (bench.user + bench.system) / 1e6) / seconds,
   };
+}
+
+function describeCpu(cpu: CpuPerEvent | undefined, run: string): string {
+  if (!cpu) return `CPU per event in ${run}: not measured (/proc cannot tell: PostgreSQL on another machine, or not Linux)`;
+  return `CPU per event in ${run} (/proc): PostgreSQL client backends ${fmt(cpu.postgresUs, 1)} µs, serve ${fmt(cpu.serveUs, 1)} µs, ` +
+    `NATS server ${cpu.natsUs > 0 ? `${fmt(cpu.natsUs, 1)} µs` : 'not on this machine'}, this bench (publishers) ${fmt(cpu.benchUs, 1)} µs; ` +
+    `${fmt(cpu.coresBusy, 2)} of ${os.cpus().length} cores busy`;
 }
 
 async function main() {
@@ -424,14 +488,20 @@ async function main() {
     const latencyPackages = packages(10_000_000, latencyCount);
     const latencyEvents = latencyPackages.flat();
     const latencyStarted = new Map<string, number>();
+    const latencyCpuBefore = await cpuSnapshot(pool, serve.child.pid);
     const l0 = now();
     await publishLanes(connections, deal(latencyPackages), names, latencyStarted, RATE);
     const achievedRate = latencyCount / ((now() - l0) / 1000);
     await waitFor(() => ingestedMessages() >= CHANNELS + total + latencyCount, 'every latency event in the log');
-    const positions = await positionsOf(pool, latencyEvents.map((e) => e.id));
-    const maxPosition = Math.max(...positions.values());
+    // The last batch's position is the highest of the run (serve ingests nothing else): every
+    // event projected, then the CPU figures, before the bench's own query for the positions.
+    const maxPosition = serve.ingested[serve.ingested.length - 1]!.position!;
     const latencyTypes = new Set(latencyEvents.map((e) => e.type));
     await waitFor(() => projectedAt(serve, maxPosition, latencyTypes) !== undefined, 'every latency event projected');
+    const latencyCpuAfter = latencyCpuBefore && (await cpuSnapshot(pool, serve.child.pid));
+    const latencyCpu = latencyCpuBefore && latencyCpuAfter ? cpuPerEvent(latencyCpuBefore, latencyCpuAfter, latencyCount) : undefined;
+    const positions = await positionsOf(pool, latencyEvents.map((e) => e.id));
+    if (Math.max(...positions.values()) !== maxPosition) throw new Error(`the latency run's last position is ${Math.max(...positions.values())}, its last batch's ${maxPosition}`);
     const latencies = latencyEvents.map((e) => projectedAt(serve, positions.get(e.id)!, [e.type])! - latencyStarted.get(e.id)!);
     const toLog = latencyEvents.map((e) => (inLogAt(serve, positions.get(e.id)!) ?? NaN) - latencyStarted.get(e.id)!);
     const logToProjected = latencyEvents.map((e) => projectedAt(serve, positions.get(e.id)!, [e.type])! - (inLogAt(serve, positions.get(e.id)!) ?? NaN));
@@ -484,11 +554,7 @@ async function main() {
     );
     console.log(`\nthroughput vs raw batched INSERT (events + rows): ${fmt(ratio, 2)}x (target >= 0.5x) ${ratio >= 0.5 ? 'PASS' : 'MISS'}`);
     console.log(`throughput vs raw batched INSERT (events only): ${fmt(rate / raw.eventsOnly, 2)}x`);
-    console.log(cpu
-      ? `CPU per event in the throughput run (/proc): PostgreSQL client backends ${fmt(cpu.postgresUs, 1)} µs, serve ${fmt(cpu.serveUs, 1)} µs, ` +
-        `NATS server ${cpu.natsUs > 0 ? `${fmt(cpu.natsUs, 1)} µs` : 'not on this machine'}, this bench (publishers) ${fmt(cpu.benchUs, 1)} µs; ` +
-        `${fmt(cpu.coresBusy, 2)} of ${os.cpus().length} cores busy`
-      : 'CPU per event in the throughput run: not measured (/proc cannot tell: PostgreSQL on another machine, or not Linux)');
+    console.log(describeCpu(cpu, 'the throughput run'));
     console.log(
       `latency publish → projected at ${fmtInt(achievedRate)} events/s (${fmtInt(latencyCount)} events): p50 ${fmt(p50, 1)} ms, p99 ${fmt(p99, 1)} ms, max ${fmt(Math.max(...latencies), 1)} ms (target p99 < 50 ms) ${p99 < 50 ? 'PASS' : 'MISS'}`,
     );
@@ -499,6 +565,7 @@ async function main() {
         `p50 ${fmt(rawLatency.p50, 1)} ms, p99 ${fmt(rawLatency.p99, 1)} ms, max ${fmt(rawLatency.max, 1)} ms`,
     );
     const monitors = kernelMemoryMonitors();
+    console.log(`  ${describeCpu(latencyCpu, 'the latency run')}`);
     if (monitors.length > 0) console.log(`  this kernel runs DAMON (${monitors.join('; ')}): appends that run into one of its passes can take 15 to 40 ms (README, "Ingestion")`);
     if (code !== 0) console.log(`serve exited with code ${code}`);
     const file = writeResults('ingest', {
@@ -520,6 +587,7 @@ async function main() {
         toLog: { p50: percentile(toLog, 50), p99: percentile(toLog, 99) },
         logToProjected: { p50: percentile(logToProjected, 50), p99: percentile(logToProjected, 99) },
         rawPipeline: rawLatency,
+        cpuPerEvent: latencyCpu ?? null,
       },
     });
     console.log(`results: ${file}`);

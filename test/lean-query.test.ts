@@ -8,12 +8,12 @@ async function client(t: ExecutionContext) {
   return Object.assign(await connect(t, db.url), { url: db.url });
 }
 
-test('lean query: rows as text arrays, the statement parsed once per connection and shared with client.query by name', async (t) => {
+test('lean query: rows as text arrays, the statement parsed once per connection', async (t) => {
   const c = await client(t);
   const text = 'SELECT $1::int + 1 AS n, $2::text AS s, NULL::int AS z';
   t.deepEqual(await leanQuery(c, 'lean_test', text, ['41', 'x']), [['42', 'x', null]]);
   t.deepEqual(await leanQuery(c, 'lean_test', text, ['1', 'y']), [['2', 'y', null]]);
-  t.deepEqual((await c.query({ name: 'lean_test', text, values: [2, 'z'] })).rows, [{ n: 3, s: 'z', z: null }]);
+  t.deepEqual(await leanQuery(c, 'lean_test', text, ['2', 'z']), [['3', 'z', null]]);
   const { rows } = await c.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_prepared_statements WHERE name = 'lean_test'");
   t.is(rows[0]!.n, 1);
   t.deepEqual(await leanQuery(c, 'lean_none', 'SELECT 1 WHERE false', []), []);
@@ -58,6 +58,16 @@ test('lean pipeline: a failing statement stops the rest, nothing of the implicit
   t.deepEqual((await c.query('SELECT id FROM things')).rows, []);
   t.deepEqual(await leanPipeline(c, [insert('3'), stepOf('SELECT 1 / $1::int', ['1'])]), [[], [['1']]]);
   t.deepEqual((await c.query('SELECT id FROM things')).rows, [{ id: 3 }]);
+});
+
+test('lean pipeline: a parameter that is not text is refused before anything is sent, and the connection goes on', async (t) => {
+  const c = await client(t);
+  const error = await t.throwsAsync(leanPipeline(c, [stepOf('SELECT $1::int', ['1']), stepOf('SELECT $1::int + $2::int', ['1', 2 as unknown as string])]));
+  t.true(error instanceof TypeError);
+  t.regex(error!.message, /parameter \$2 is number, not text/);
+  t.deepEqual(await leanPipeline(c, [stepOf('SELECT $1::int', ['7'])]), [[['7']]]);
+  const { rows } = await c.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_prepared_statements');
+  t.is(rows[0]!.n, 1, 'nothing of the refused pipeline reached the server');
 });
 
 // Regression: a statement prepared by a pipeline that then failed at that very statement (its Parse

@@ -54,8 +54,15 @@ class LeanPipeline {
     private readonly settle: (error: unknown, rows?: TextRow[][]) => void,
   ) {}
 
-  submit(connection: Connection): null {
+  submit(connection: Connection): Error | null {
     this.connection = connection;
+    // Refused before anything is written: a value the serializer throws on half-way through the
+    // messages would leave them without their Sync, and the connection waiting for ever. A
+    // returned error is reported through handleError, and the connection stays usable.
+    for (const step of this.steps) {
+      const index = step.values.findIndex((value) => value !== null && typeof value !== 'string');
+      if (index >= 0) return new TypeError(`statement ${step.name}: parameter $${index + 1} is ${typeof step.values[index]}, not text (a string) or null`);
+    }
     // Corked: every message leaves in one write, as node-postgres' own queries do.
     connection.stream.cork?.();
     try {
@@ -106,7 +113,7 @@ class LeanPipeline {
   }
 
   handleReadyForQuery(): void {
-    if (this.failed) return; // settled by handleError; node-postgres no longer calls this then
+    if (this.failed) return; // settled by handleError (after a query_timeout, ReadyForQuery may still come)
     this.recordParsed();
     this.callback?.(undefined);
     this.settle(undefined, this.steps.map((_, i) => this.rows[i] ?? []));
@@ -126,17 +133,14 @@ const namesByText = new Map<string, string>();
 let nextName = 0;
 
 /**
- * A step for a statement whose text is built at run time from a bounded set of shapes (a
- * projection's INSERT for a table and its columns): its prepared statement is named after its
- * text. The record is cleared past 10,000 texts, should the shapes not be bounded after all: a
- * text seen again then gets a new name and is prepared again.
+ * A step for a statement whose text is built at run time, its prepared statement named after its
+ * text. Only for texts from a bounded set of shapes (a projection's INSERT for a table and its
+ * columns, with its rows as one parameter): each text stays prepared on every connection that ran
+ * it, for the connection's life.
  */
 export function stepOf(text: string, values: (string | null)[]): PipelineStep {
   let name = namesByText.get(text);
-  if (name === undefined) {
-    if (namesByText.size >= 10_000) namesByText.clear();
-    namesByText.set(text, (name = `cse_run_${nextName++}`));
-  }
+  if (name === undefined) namesByText.set(text, (name = `cse_run_${nextName++}`));
   return { name, text, values };
 }
 
@@ -148,7 +152,12 @@ export function leanPipeline(client: pg.ClientBase, steps: readonly PipelineStep
   });
 }
 
-/** Executes the prepared statement `name` (`text`) with `values` on `client`; its rows as text. */
+/**
+ * Executes the prepared statement `name` (`text`) with `values` on `client`; its rows as text.
+ * A name used here (or in a pipeline) is not for `client.query({ name })` too: a statement whose
+ * Parse succeeded in a pipeline that then failed exists on the server without node-postgres
+ * knowing, and client.query would prepare it again (42P05).
+ */
 export async function leanQuery(client: pg.ClientBase, name: string, text: string, values: (string | null)[]): Promise<TextRow[]> {
   return (await leanPipeline(client, [{ name, text, values }]))[0]!;
 }
