@@ -849,6 +849,25 @@ test('a batch in one round trip: the guard sends the runner back to the locking 
   t.true(Object.values(await checkpointRows(db.url)).filter((row) => names.includes(row.name)).every((row) => row.position === 3));
 });
 
+// A live batch is sent as prepared statements: parsed and planned on a connection once, then only
+// bound and executed (as one simple query with its values inlined, every batch was parsed and
+// planned anew: most of its time in PostgreSQL).
+test('a batch in one round trip: its statements are prepared once per connection and reused by the next batches', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  const pool = testPool(t, db.url, 1); // one connection: the runner's and this test's
+  const runner = createRunner({ log: db.log, pool, projections: condaStoreProjections, logger: silentLogger });
+  const { batchAt, packages } = await channelAndTwoPackages(db);
+  for (const position of [1, 2, 3]) await runner.apply(await batchAt(position));
+  t.deepEqual(await packages(), [1, 2]);
+  const { rows } = await pool.query<{ statement: string; executions: number }>(
+    `SELECT statement, (generic_plans + custom_plans)::int AS executions FROM pg_prepared_statements
+     WHERE statement LIKE 'INSERT INTO "conda_package" %' OR statement LIKE '%expect_checkpoints%'`,
+  );
+  t.is(rows.length, 2, rows.map((row) => row.statement).join('\n'));
+  t.true(rows.every((row) => row.executions === 2), 'the two live batches ran each statement as one prepared statement');
+});
+
 // A failure half-way through a batch sent in one round trip: its connection is terminated while the
 // guard waits for the checkpoint rows. Nothing of the batch commits, the runner forgets what it
 // knew, retries on a new connection by the locking path, and the events are applied once.
