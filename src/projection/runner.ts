@@ -300,10 +300,10 @@ export function createRunner(options: RunnerOptions): Runner {
   /**
    * A batch in one round trip rather than two (a live batch of a few events is mostly round
    * trips): when this runner knew its checkpoints (`planned` for them) and every statement can go
-   * inline (allInline), it sends BEGIN, the guard (the row locks every batch takes, and CS101 unless the
-   * checkpoints are as it knows them), the statements, the save and COMMIT at once. False when it
-   * cannot, or when the guard found the checkpoints moved (rolled back: the caller takes the two
-   * round trips).
+   * inline (allInline), it sends BEGIN, the guard (the row locks every batch takes, and CS101
+   * unless the checkpoints are as it knows them), the statements, the save and COMMIT at once, as
+   * prepared statements (guardedBatch). False when it cannot, or when the guard found the
+   * checkpoints moved (rolled back: the caller takes the two round trips).
    */
   async function applyGuarded(batch: LogBatch, { checkpoints, changes, statements }: Planned): Promise<boolean> {
     if (!allInline(statements)) return false;
