@@ -29,9 +29,12 @@
  *   same rate through a plain pipeline in a child process (shared/raw-pipeline.ts: pull consumer,
  *   one plain transaction of the same INSERTs, ack), after a second of warm-up; p50 and p99 from
  *   publish to committed. The machine's own tail, which the absolute target does not show.
- * - CPU per event during the throughput run and the latency run, by process (PostgreSQL's client backends, serve, the
- *   NATS server, this bench and its publishers; from /proc, when everything runs on this machine):
- *   the store's own cost, which the ratio to a baseline that moves between machines does not show.
+ * - CPU per event during the throughput run and the latency run, by process (PostgreSQL's client
+ *   backends, serve, the NATS server, this bench and its publishers; from /proc, when everything
+ *   runs on this machine): the store's own cost, which the ratio to a baseline that moves between
+ *   machines does not show.
+ * - Whether the kernel runs a DAMON memory monitor (lib.ts, kernelMemoryMonitors): its passes
+ *   showed as the latency run's tail on the machines this was developed on.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
