@@ -41,6 +41,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import { StringDecoder } from 'node:string_decoder';
 import { connect, type NatsConnection } from 'nats';
 import pg from 'pg';
@@ -340,16 +341,10 @@ async function rawPipelineLatencies(connections: NatsConnection[], rawNames: Ing
   let onReady!: () => void;
   const ready = new Promise<void>((resolve) => (onReady = resolve));
   const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
-  let pending = '';
-  child.stdout!.setEncoding('utf8').on('data', (text: string) => {
-    pending += text;
-    const lines = pending.split('\n');
-    pending = lines.pop()!;
-    for (const line of lines) {
-      const entry = JSON.parse(line) as { ready?: true; at?: number; ids?: string[] };
-      if (entry.ready) onReady();
-      for (const id of entry.ids ?? []) committed.set(id, entry.at!);
-    }
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    const entry = JSON.parse(line) as { ready?: true; at?: number; ids?: string[] };
+    if (entry.ready) onReady();
+    for (const id of entry.ids ?? []) committed.set(id, entry.at!);
   });
   try {
     await Promise.race([ready, exited.then((code) => Promise.reject(new Error(`the raw pipeline exited with code ${code} before it was ready`)))]);

@@ -173,10 +173,11 @@ export function kernelMemoryMonitors(): string[] {
     return [];
   }
   return kdamonds
-    .filter((k) => read(`${KDAMONDS}/${k}/state`) !== 'off')
-    .map((k) => {
+    .map((k) => ({ k, state: read(`${KDAMONDS}/${k}/state`) }))
+    .filter(({ state }) => state !== 'off')
+    .map(({ k, state }) => {
       // The state file is readable by root only: say so rather than report no monitor.
-      if (read(`${KDAMONDS}/${k}/state`) === undefined) return `kdamond ${k}: present, state unreadable (not root)`;
+      if (state === undefined) return `kdamond ${k}: present, state unreadable (not root)`;
       const context = `${KDAMONDS}/${k}/contexts/0`;
       const sampleUs = Number(read(`${context}/monitoring_attrs/intervals/sample_us`));
       const actions = fs.existsSync(`${context}/schemes`)

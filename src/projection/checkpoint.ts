@@ -59,22 +59,29 @@ export async function beginAndLock(client: pg.ClientBase, begin: readonly string
   return toCheckpoints(results[results.length - 1]!.rows);
 }
 
+/** A statement of a batch: SQL with `$n` parameters and their values (see Statement in statements.ts). */
+type BatchStatement = { text: string; values: unknown[] };
+
 /**
- * The statements that end a batch: `before` (SQL text, see Statement.inline), the save of the
- * checkpoints `names` at `position` and of each id sequence past its highest id inserted
- * (`sequences`: name → id), and COMMIT.
+ * The steps that end a batch: `statements`, the save of the checkpoints `names` at `position` and
+ * of each id sequence past its highest id inserted (`sequences`: name → id), and COMMIT, as
+ * prepared statements (src/db/lean-query.ts).
  */
-function batchEnd(names: string[], position: number, sequences: Map<string, number>, before: string[]): string[] {
-  const save = names.length || sequences.size ? [inlineParameters(withoutComments(SAVE), [names, position, [...sequences.keys()], [...sequences.values()]])] : [];
-  return [...before, ...save, 'COMMIT'];
+function endSteps(names: string[], position: number, sequences: Map<string, number>, statements: readonly BatchStatement[]): PipelineStep[] {
+  const steps = statements.map((statement) => stepOf(statement.text, statement.values.map(textParameter)));
+  if (names.length || sequences.size) {
+    steps.push(stepOf(SAVE, [arrayParameter(names), String(position), arrayParameter([...sequences.keys()]), arrayParameter([...sequences.values()])]));
+  }
+  steps.push(stepOf('COMMIT', []));
+  return steps;
 }
 
 /**
- * Runs the end of a batch (batchEnd) in one round trip. Should a statement fail, PostgreSQL runs
+ * Runs the end of a batch (endSteps) in one round trip. Should a statement fail, PostgreSQL runs
  * nothing after it: no COMMIT.
  */
-export async function saveAndCommit(client: pg.ClientBase, names: string[], position: number, sequences: Map<string, number>, before: string[] = []): Promise<void> {
-  await client.query(batchEnd(names, position, sequences, before).join(';\n'));
+export async function saveAndCommit(client: pg.ClientBase, names: string[], position: number, sequences: Map<string, number>, statements: readonly BatchStatement[] = []): Promise<void> {
+  await leanPipeline(client, endSteps(names, position, sequences, statements));
 }
 
 /** The error of expect_checkpoints(): the checkpoints are not as the caller last saw them. */
@@ -82,9 +89,8 @@ export const CHECKPOINTS_MOVED = 'CS101';
 
 /**
  * A whole batch in one round trip: `begin`, the guard that locks the checkpoint rows and raises
- * CHECKPOINTS_MOVED unless they are `expected`, the batch's `statements`, the save of the
- * checkpoints `names` at `position` and of the id sequences past their highest ids, and COMMIT.
- * As prepared statements (src/db/lean-query.ts): a live batch of a few events was parsed and
+ * CHECKPOINTS_MOVED unless they are `expected`, then the end of the batch (endSteps). As
+ * prepared statements (src/db/lean-query.ts): a live batch of a few events was parsed and
  * planned anew every time as one simple query, which was most of its time in PostgreSQL (0.63 ms
  * against 0.24 ms prepared, for three package builds). The caller rolls back after an error.
  */
@@ -95,19 +101,14 @@ export async function guardedBatch(
   names: string[],
   position: number,
   sequences: Map<string, number>,
-  statements: readonly { text: string; values: unknown[] }[],
+  statements: readonly BatchStatement[],
 ): Promise<void> {
   const rows = [...expected.values()];
-  const steps: PipelineStep[] = [
+  await leanPipeline(client, [
     ...begin.map((text) => stepOf(text, [])),
     stepOf(EXPECT, [arrayParameter(rows.map((c) => c.name)), arrayParameter(rows.map((c) => c.position)), arrayParameter(rows.map((c) => c.state))]),
-    ...statements.map((statement) => stepOf(statement.text, statement.values.map(textParameter))),
-  ];
-  if (names.length || sequences.size) {
-    steps.push(stepOf(SAVE, [arrayParameter(names), String(position), arrayParameter([...sequences.keys()]), arrayParameter([...sequences.values()])]));
-  }
-  steps.push(stepOf('COMMIT', []));
-  await leanPipeline(client, steps);
+    ...endSteps(names, position, sequences, statements),
+  ]);
 }
 
 export async function markFailed(

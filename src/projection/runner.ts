@@ -171,26 +171,26 @@ export function createRunner(options: RunnerOptions): Runner {
   const setBased = (statement: Statement) =>
     triggersMayBeOff && statement.checked && statement.checked.rows.length >= keyChecksFrom ? statement.checked : undefined;
 
-  /** Every statement has its parameters as values of ours (see Statement.inline) and none is set-based. */
+  /**
+   * Every statement has its parameters as values of ours (see Statement.inline: they can go as
+   * text parameters of a prepared statement) and none is set-based.
+   */
   const allInline = (statements: Statement[]) => statements.every((statement) => statement.inline && !setBased(statement));
-  /** The statements as SQL text, when allInline. */
-  const inlineStatements = (statements: Statement[]): string[] | undefined => (allInline(statements) ? statements.map((statement) => statement.inline!()) : undefined);
 
   /**
    * Runs the statements for the changes and returns the highest ids (highestIds). With
-   * `withCommit`, statements that need nothing afterwards (every one runs with its triggers and has
-   * its SQL text: see Statement.inline) are returned as `deferred` SQL instead, to go with the
-   * checkpoint and COMMIT in one round trip: a live batch of a few events is then two round trips,
-   * not one per statement more.
+   * `withCommit`, statements that need nothing afterwards (allInline: every one runs with its
+   * triggers) are returned as `deferred` instead, to go with the checkpoint and COMMIT in one round
+   * trip (saveAndCommit): a live batch of a few events is then two round trips, not one per
+   * statement more.
    */
   async function execute(
     client: pg.ClientBase,
     changes: RowChange[],
     withCommit = false,
     statements = compileChanges(changes, tables!),
-  ): Promise<{ sequences: Map<string, number>; deferred: string[] }> {
-    const inline = withCommit ? inlineStatements(statements) : undefined;
-    if (inline) return { sequences: highestIds(changes), deferred: inline };
+  ): Promise<{ sequences: Map<string, number>; deferred: Statement[] }> {
+    if (withCommit && allInline(statements)) return { sequences: highestIds(changes), deferred: statements };
     let triggersOff = false;
     let written: { table: string; rows: Row[] }[] = [];
     // Triggers back on, then the keys of what went in without them: checked before any statement
@@ -229,7 +229,7 @@ export function createRunner(options: RunnerOptions): Runner {
     position: number;
     sequences: Map<string, number>;
     /** Statements of the batch still to run, before the checkpoint (see execute). */
-    deferred?: string[];
+    deferred?: Statement[];
   }
 
   /** When a batch's transaction last committed (see applyBatch: batches with nothing to apply). */

@@ -23,8 +23,10 @@ export interface Statement {
   checked?: { table: string; rows: Row[] };
   /**
    * The statement as SQL text with its parameters (the rows as JSON, and for an UPDATE or DELETE
-   * the keys as an array) as literals, to go with others in one simple query (one round trip);
-   * raw statements (`sql` changes) have none.
+   * the keys as an array) as literals, for a simple query; raw statements (`sql` changes) have
+   * none. Its presence also says that every parameter is a value of ours, which a prepared
+   * statement takes in text form (textParameter): the runner sends such statements with the end
+   * of a batch, in one round trip (checkpoint.ts).
    */
   inline?: () => string;
 }
