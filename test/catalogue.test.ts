@@ -100,6 +100,14 @@ for (const type of EVENT_TYPES) {
   });
 }
 
+test('an event id in upper case is valid, and comes back lowercase (as the log spells it) in a copy', (t) => {
+  const envelope = envelopeFor('NamespaceCreated');
+  const upper = { ...envelope, id: envelope.id.toUpperCase() };
+  const validated = validateEnvelope(upper);
+  t.deepEqual(validated, envelope);
+  t.is(upper.id, envelope.id.toUpperCase(), 'the value given is left as it was');
+});
+
 test('stream templates name the field the stream is made of', (t) => {
   t.is(catalogue.BuildScheduled.streamTemplate, 'build-<build_id>');
   t.is(catalogue.CondaPackageBuildRegistered.streamTemplate, 'conda_package-<package_id>');

@@ -789,6 +789,40 @@ test('a decision made stale by a concurrent append is refused by the log (versio
   t.like(outcome, { status: 'rejected', reason: 'BuildStarted on build-2: the build is CANCELED (allowed: QUEUED)' });
 });
 
+// Regression: a duplicate moved the build state its batch decided on (src/decide/index.ts).
+test('a BuildScheduled delivered again after its build started does not put the build back to QUEUED for the rest of its batch', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  await appendEnvelopes(db.log, baseHistory());
+  const schedule6 = envelopeFor('BuildScheduled', { build_id: 6, environment_id: 1, specification_id: 1, scheduled_on: '2024-03-02T12:00:00Z', build_key_version: 2 });
+  await appendEnvelopes(db.log, [schedule6, envelopeFor('BuildStarted', { build_id: 6, started_on: '2024-03-02T12:00:01Z' })]);
+
+  // Build 6 is BUILDING: the repeat is a duplicate, and the build completes behind it.
+  const outcomes = await appendBatch(db.log, [schedule6, envelopeFor('BuildCompleted', { build_id: 6, ended_on: '2024-03-02T12:05:00Z' })]);
+  t.deepEqual(outcomes.map((o) => o.status), ['duplicate', 'appended']);
+  t.deepEqual((await db.log.readStream('build-6')).map((e) => e.type), ['BuildScheduled', 'BuildStarted', 'BuildCompleted']);
+
+  // Build 1 is COMPLETED: its BuildScheduled again does not make a new BuildStarted acceptable.
+  const [schedule1] = (await db.log.readStream('build-1')).map((e) => ({ id: e.id, type: e.type, stream: e.stream, data: e.data }) as Envelope);
+  const mirrored = await appendBatch(db.log, [schedule1!, envelopeFor('BuildStarted', { build_id: 1, started_on: '2024-03-02T12:00:00Z' })]);
+  t.like(mirrored[0], { status: 'duplicate' });
+  t.like(mirrored[1], { status: 'rejected', reason: 'BuildStarted on build-1: the build is COMPLETED (allowed: QUEUED)' });
+});
+
+test('an event sent again with its id in upper case after its build moved on is a duplicate, not a broken rule', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  await appendEnvelopes(db.log, baseHistory());
+  // Build 2 is QUEUED. Its BuildStarted goes in with an upper-case id; then the build completes.
+  const start = envelopeFor('BuildStarted', { build_id: 2, started_on: '2024-03-02T11:00:00Z' });
+  const sent = () => validateEnvelope({ ...start, id: start.id.toUpperCase() });
+  t.like((await appendBatch(db.log, [sent()]))[0], { status: 'appended' });
+  await appendEnvelopes(db.log, [envelopeFor('BuildCompleted', { build_id: 2, ended_on: '2024-03-02T11:05:00Z' })]);
+
+  const [again] = await appendBatch(db.log, [sent()]);
+  t.like(again, { status: 'duplicate', event: { id: start.id } });
+});
+
 /**
  * A channel and two of its packages in the log (positions 1 to 3), with what the tests of a live
  * batch's round trips ask of them: the conda-store group's checkpoint names, the batch of the event

@@ -38,22 +38,30 @@ export function toAppendRequest(envelope: Envelope): AppendRequest {
 
 const STALE = 'changed while this event was being decided';
 
-/** Builds' states for one batch of decisions: read once from the log, then advanced by the batch's own events. */
+/**
+ * Builds' states for one batch of decisions: read once from the log, then advanced by the batch's
+ * own events, except those the log already holds. A duplicate is appended as nothing (the log
+ * reports it), so it must not move the state the events after it are decided on: a BuildScheduled
+ * delivered again after its build started would otherwise put the build back to QUEUED for the
+ * rest of the batch, and refuse the BuildCompleted behind it.
+ */
 function buildStates(log: EventLog) {
-  const known = new Map<string, { state: BuildState; readVersion: number; fresh: boolean }>();
+  const known = new Map<string, { state: BuildState; readVersion: number; fresh: boolean; idsInLog?: ReadonlySet<string> }>();
   return {
     async get(stream: string) {
       let entry = known.get(stream);
       if (!entry) {
         const events = await log.readStream(stream);
         const state = events.reduce((s, e) => evolveBuild(s, e.type), initialBuildState);
-        entry = { state, readVersion: events.length - 1, fresh: true };
+        entry = { state, readVersion: events.length - 1, fresh: true, idsInLog: new Set(events.map((e) => e.id)) };
         known.set(stream, entry);
       }
       return entry;
     },
-    advance(stream: string, eventType: string) {
+    advance(stream: string, eventType: string, eventId: string) {
       const entry = known.get(stream);
+      // No entry: nothing in this batch reads the stream (every read is made before the loop).
+      if (entry?.idsInLog?.has(eventId.toLowerCase())) return;
       if (entry) {
         entry.state = evolveBuild(entry.state, eventType);
         entry.fresh = false;
@@ -102,7 +110,7 @@ export async function decide(log: EventLog, envelopes: Envelope[]): Promise<Deci
           request.preconditions = [...(request.preconditions ?? []), check];
         }
       }
-      if (buildStreamOf(envelope) === envelope.stream) builds.advance(envelope.stream, envelope.type);
+      if (buildStreamOf(envelope) === envelope.stream) builds.advance(envelope.stream, envelope.type, envelope.id);
       decisions.push({ request });
     } catch (error) {
       if (!(error instanceof RuleViolationError)) throw error;
