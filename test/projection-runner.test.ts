@@ -16,10 +16,10 @@ import { appendBatch, appendEnvelopes } from '../src/decide/append-batch.js';
 import { decide, isStaleDecision, RuleViolationError } from '../src/decide/index.js';
 import { DuplicateKeyError, PreconditionFailedError, WrongExpectedVersionError } from '../src/log/errors.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
-import type { EventLog } from '../src/log/types.js';
+import type { EventLog, LogBatch } from '../src/log/types.js';
 import { defineProjection, type ProjectionDefinition, type RowChange } from '../src/projection/definition.js';
 import { createPool } from '../src/db/pool.js';
-import { createRunner } from '../src/projection/runner.js';
+import { catchUpTogether, CheckpointRewoundError, createRunner } from '../src/projection/runner.js';
 import { createProjectionService } from '../src/projection/service.js';
 import { isTransient } from '../src/projection/transient.js';
 import { allProjections, condaStoreProjections, namespaceUsage, solves } from '../projections/index.js';
@@ -940,6 +940,100 @@ test('a batch in one round trip whose connection is terminated half-way is retri
   await runner.apply(await batchAt(3));
   t.deepEqual(await packages(), [1, 2]);
   t.true(Object.values(await checkpointRows(db.url)).filter((row) => names.includes(row.name)).every((row) => row.position === 3));
+});
+
+/**
+ * Six channels in the log, read in batches of two (positions 1-2, 3-4, 5-6), and what the tests
+ * of a lost projection transaction do with them: undo a batch as a server crash undoes an
+ * asynchronous commit (its rows and its checkpoint, together) and list the channels projected.
+ */
+async function sixChannels(db: TestLog) {
+  await appendEnvelopes(db.log, [1, 2, 3, 4, 5, 6].map((id) => envelopeFor('CondaChannelRegistered', { channel_id: id, name: `channel-${id}` })));
+  const names = condaStoreProjections.map((projection) => projection.name);
+  return {
+    batches: await (async () => {
+      const batches: LogBatch[] = [];
+      for await (const batch of db.log.readAll({ batchSize: 2 })) batches.push(batch);
+      return batches;
+    })(),
+    /** Undoes the commit of the batch that ended at `position` (two events), back to `position - 2`. */
+    loseCommit: async (position: number) => {
+      await db.query('DELETE FROM conda_channel WHERE id IN ($1, $2)', [position - 1, position]);
+      await db.query('UPDATE event_store.projections SET position = $1 WHERE name = ANY($2)', [position - 2, names]);
+    },
+    channels: async () => (await tableRows(db.url, 'conda_channel')).map((row) => row.id),
+  };
+}
+
+// Regression: projection transactions commit asynchronously, and a server crash can lose the last
+// one (rows and checkpoint together). The batch in hand, read after it, started beyond the events
+// it held: applied on the checkpoint found, those events were skipped for good.
+test('a batch in hand after its predecessor\'s commit was lost (a server crash) is refused, not applied over the gap', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  const runner = createRunner({ log: db.log, pool: testPool(t, db.url, 2), projections: condaStoreProjections, logger: silentLogger });
+  const { batches, loseCommit, channels } = await sixChannels(db);
+  await runner.apply(batches[0]!);
+  await runner.apply(batches[1]!);
+  await loseCommit(4);
+
+  const error = await t.throwsAsync(runner.apply(batches[2]!), { instanceOf: CheckpointRewoundError });
+  t.like(error, { position: 2, committedAt: 4 });
+  t.deepEqual(await channels(), [1, 2], 'nothing of the batch in hand applied');
+  t.true(Object.values(await checkpointRows(db.url)).every((row) => row.position === 2));
+
+  // Read again from the checkpoint, everything goes in.
+  await runner.catchUp();
+  t.deepEqual(await channels(), [1, 2, 3, 4, 5, 6]);
+});
+
+test('a catch-up whose batch\'s commit is lost (a server crash) while the next one is read ahead reads the log again from the checkpoint', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  const warnings: string[] = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) });
+  const runner = createRunner({ log: db.log, pool: testPool(t, db.url, 2), projections: condaStoreProjections, logger, batchSize: 2 });
+  const { loseCommit, channels } = await sixChannels(db);
+  // The log as the catch-up reads it: when it asks for the third batch (read ahead while the
+  // second is applied), the second commits, then is lost.
+  let lost = false;
+  const log = {
+    ...db.log,
+    async *readAll(options?: Parameters<typeof db.log.readAll>[0]) {
+      for await (const batch of db.log.readAll(options)) {
+        if (!lost && batch[0]!.globalPosition === 5) {
+          await waitUntil(async () => Object.values(await checkpointRows(db.url)).every((row) => row.position === 4), 'the second batch to commit');
+          await loseCommit(4);
+          lost = true;
+        }
+        yield batch;
+      }
+    },
+  };
+  await catchUpTogether(log, [runner], { batchSize: 2 });
+  t.true(lost);
+  t.deepEqual(await channels(), [1, 2, 3, 4, 5, 6]);
+  t.true(Object.values(await checkpointRows(db.url)).every((row) => row.position === 6));
+  t.is(warnings.filter((line) => line.includes('reading the log again')).length, 1);
+});
+
+// Regression: resumePosition() gave its connection back to the pool inside a failed transaction
+// when locking the checkpoints failed, and the next statement on it failed with 25P02.
+test('resumePosition() that fails while locking the checkpoints leaves no failed transaction on a pooled connection', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  const pool = createPool({ connectionString: db.url, max: 1, options: '-c lock_timeout=100', onError: () => undefined });
+  t.teardown(() => pool.end());
+  const runner = createRunner({ log: db.log, pool, projections: condaStoreProjections, logger: silentLogger });
+  await runner.resumePosition(); // the checkpoint rows exist
+  const blocker = new pg.Client({ connectionString: db.url });
+  await blocker.connect();
+  t.teardown(() => blocker.end());
+  await blocker.query('BEGIN');
+  await blocker.query('SELECT 1 FROM event_store.projections FOR UPDATE');
+  await t.throwsAsync(runner.resumePosition(), { message: /lock timeout/ });
+  await blocker.query('COMMIT');
+  t.is(await runner.resumePosition(), 0);
 });
 
 // Regression: the idle save's timer fired while a batch was being applied; the batch's guard then

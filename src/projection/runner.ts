@@ -63,6 +63,20 @@ const RETRY_DELAYS_MS = [100, 250, 500, 1000, 2000, 5000];
 /** How long a checkpoint may stay behind batches that had nothing to apply. */
 const IDLE_SAVE_MS = 1000;
 
+/**
+ * A checkpoint is below a position this runner committed it at: the batches in hand (and those
+ * read ahead) start after events that are no longer applied. Projection transactions commit
+ * asynchronously, and a server crash loses the last of them, rows and checkpoint together; a
+ * rebuild's swap or an operator may also set a checkpoint back. Applying the next batch in hand
+ * would skip the events in between, so the feed reads the log again from the checkpoints.
+ */
+export class CheckpointRewoundError extends Error {
+  constructor(readonly checkpoint: string, readonly position: number, readonly committedAt: number) {
+    super(`checkpoint ${checkpoint} is at ${position}, below ${committedAt} where this runner committed it: reading the log again from it`);
+    this.name = 'CheckpointRewoundError';
+  }
+}
+
 /** An event as handlers see it, brought to the current schema version: upcasting happens here only. */
 function toProjected(event: RecordedEvent): ProjectedEvent | undefined {
   if (!isEventType(event.type)) return undefined;
@@ -245,12 +259,35 @@ export function createRunner(options: RunnerOptions): Runner {
    */
   let known: Map<string, CheckpointRow> | undefined;
 
+  /**
+   * The position each checkpoint was last committed at by this runner, or found at when its feed
+   * started reading: unlike `known`, kept through failures, so that a checkpoint found lower
+   * after one (a commit lost in a server crash) is noticed (rewound).
+   */
+  let committedAt = new Map<string, number>();
+
   /** After a batch's COMMIT: when it was, and the checkpoints it left. */
   function committed(checkpoints: Map<string, CheckpointRow>, end: BatchEnd): void {
     savedAt = performance.now();
     if (unsaved !== undefined && unsaved <= end.position) unsaved = undefined;
     const moved = new Set(end.names);
     known = new Map([...checkpoints].map(([name, checkpoint]) => [name, { ...checkpoint, position: moved.has(name) ? end.position : checkpoint.position }]));
+    for (const name of moved) committedAt.set(name, Math.max(committedAt.get(name) ?? 0, end.position));
+  }
+
+  /** Throws CheckpointRewoundError when a locked checkpoint is below where this runner committed it. */
+  function rewound(checkpoints: Map<string, CheckpointRow>): void {
+    for (const checkpoint of checkpoints.values()) {
+      const at = committedAt.get(checkpoint.name);
+      if (checkpoint.state !== 'running' || at === undefined || checkpoint.position >= at) continue;
+      // The events passed over since were passed over from the batches in hand: not to be saved.
+      unsaved = undefined;
+      clearTimeout(idleSave);
+      idleSave = undefined;
+      const error = new CheckpointRewoundError(checkpoint.name, checkpoint.position, at);
+      logger.warn({ checkpoint: checkpoint.name, position: checkpoint.position, committedAt: at }, 'checkpoint below where this runner committed it (a transaction lost in a server crash?): reading the log again from it');
+      throw error;
+    }
   }
 
   /**
@@ -273,6 +310,7 @@ export function createRunner(options: RunnerOptions): Runner {
   async function inTransaction(work: (client: pg.PoolClient, checkpoints: Map<string, CheckpointRow>) => Promise<BatchEnd>): Promise<void> {
     await batchTransaction(async (client) => {
       const checkpoints = await beginAndLock(client, begin, names);
+      rewound(checkpoints);
       const end = await work(client, checkpoints);
       await saveAndCommit(client, end.names, end.position, end.sequences, end.deferred);
       return { checkpoints, end };
@@ -356,7 +394,7 @@ export function createRunner(options: RunnerOptions): Runner {
         return { names: advancing(checkpoints, last), position: last, sequences, deferred };
       });
     } catch (error) {
-      if (isTransient(error)) throw error;
+      if (isTransient(error) || error instanceof CheckpointRewoundError) throw error;
       await isolateFailure(batch, error);
     }
   }
@@ -449,17 +487,17 @@ export function createRunner(options: RunnerOptions): Runner {
 
   async function resumePosition(): Promise<number> {
     await init();
-    const client = await pool.connect();
-    try {
+    const checkpoints = await withConnection(pool, async (client) => {
       await client.query('BEGIN');
-      const checkpoints = await lockCheckpoints(client, names);
+      const locked = await lockCheckpoints(client, names);
       await client.query('COMMIT');
-      known = checkpoints;
-      const running = [...checkpoints.values()].filter((c) => c.state === 'running');
-      return running.length ? Math.min(...running.map((c) => c.position)) : Number.MAX_SAFE_INTEGER;
-    } finally {
-      client.release();
-    }
+      return locked;
+    }, () => 'ROLLBACK');
+    known = checkpoints;
+    // Reading starts from these: the positions a later batch must find its checkpoints at, or above.
+    committedAt = new Map([...checkpoints.values()].map((c) => [c.name, c.position]));
+    const running = [...checkpoints.values()].filter((c) => c.state === 'running');
+    return running.length ? Math.min(...running.map((c) => c.position)) : Number.MAX_SAFE_INTEGER;
   }
 
   const runner: Runner = {
@@ -470,7 +508,7 @@ export function createRunner(options: RunnerOptions): Runner {
     catchUp: (signal) => catchUpTogether(options.log, [runner], { batchSize, signal, onBatch: options.onBatch }),
     async runLive(signal) {
       const from = (await runner.resumePosition()) + 1;
-      await consume(options.log.subscribe({ from, batchSize, signal, types: runner.types }), [runner], { batchSize, signal, onBatch: options.onBatch });
+      await consume((after) => options.log.subscribe({ from: after, batchSize, signal, types: runner.types }), from, [runner], { batchSize, signal, onBatch: options.onBatch });
     },
   };
   return runner;
@@ -482,16 +520,28 @@ interface FeedOptions {
   onBatch?: (progress: { position: number; events: number }) => void;
 }
 
-async function consume(source: AsyncIterable<LogBatch>, runners: Runner[], options: FeedOptions): Promise<number> {
+/**
+ * Feeds the batches of `read(from)` to the runners; when one finds its checkpoint set back
+ * (CheckpointRewoundError), reads again from where their checkpoints are now.
+ */
+async function consume(read: (from: number) => AsyncIterable<LogBatch>, from: number, runners: Runner[], options: FeedOptions): Promise<number> {
   let position = 0;
   let count = 0;
   try {
-    for await (const batch of readAhead(source, options.batchSize ?? DEFAULT_BATCH_SIZE)) {
-      for (const runner of runners) await runner.apply(batch, options.signal);
-      position = batch.position;
-      count += batch.length;
-      options.onBatch?.({ position, events: count });
-      if (options.signal?.aborted) break;
+    for (let start = from; Number.isSafeInteger(start); ) {
+      try {
+        for await (const batch of readAhead(read(start), options.batchSize ?? DEFAULT_BATCH_SIZE)) {
+          for (const runner of runners) await runner.apply(batch, options.signal);
+          position = batch.position;
+          count += batch.length;
+          options.onBatch?.({ position, events: count });
+          if (options.signal?.aborted) break;
+        }
+        break;
+      } catch (error) {
+        if (!(error instanceof CheckpointRewoundError)) throw error;
+        start = Math.min(...(await Promise.all(runners.map((runner) => runner.resumePosition())))) + 1;
+      }
     }
   } catch (error) {
     // Saved (or dropped) now: no idle save may fire once the caller has closed the pool.
@@ -512,6 +562,6 @@ export async function catchUpTogether(log: EventLog, runners: Runner[], options:
   const from = Math.min(...positions) + 1;
   if (!Number.isSafeInteger(from)) return 0; // every projection stopped on an error
   const types = [...new Set(runners.flatMap((runner) => runner.types))];
-  const reached = await consume(log.readAll({ from, batchSize: options.batchSize ?? DEFAULT_BATCH_SIZE, types }), runners, options);
+  const reached = await consume((after) => log.readAll({ from: after, batchSize: options.batchSize ?? DEFAULT_BATCH_SIZE, types }), from, runners, options);
   return Math.max(reached, from - 1);
 }
