@@ -13,9 +13,10 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
-import { connect } from 'nats';
+import { connect, type StoredMsg } from 'nats';
 import { EventValidationError, type Envelope } from '../src/catalogue/index.js';
-import { fromStream } from '../src/ingest/consumer.js';
+import { appendEnvelopes } from '../src/decide/append-batch.js';
+import { fromStream, storeRejections } from '../src/ingest/consumer.js';
 import { requestIds, startIdsResponder } from '../src/ingest/ids-responder.js';
 import { NoStreamError, publishEvent, publishEvents } from '../src/ingest/publish.js';
 import { connectNats, eventSubject, idsSubject } from '../src/ingest/stream.js';
@@ -23,7 +24,7 @@ import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import { createProjectionService } from '../src/projection/service.js';
 import { condaStoreProjections } from '../projections/index.js';
 import { root, runCli, spawnCli, waitForExit } from './helpers/cli.js';
-import { connect as connectPg, serverUrl } from './helpers/database.js';
+import { connect as connectPg, serverUrl, testPool } from './helpers/database.js';
 import { generatedHistory } from './helpers/generated-history.js';
 import { realisticHistory } from './helpers/history.js';
 import { consumerFigures, natsUrl, privateNats, publishRaw, runIngester, tcpProxy, testNats, type TestNats } from './helpers/nats.js';
@@ -510,6 +511,67 @@ const volume = generatedHistory({ namespaces: 4, environmentsPerNamespace: 3, bu
 let volumeDigests: ReturnType<typeof referenceDigests> | undefined;
 /** The reference tables of `volume`, computed once for the tests that use it. */
 const referenceOfVolume = (t: ExecutionContext) => (volumeDigests ??= referenceDigests(t, volume));
+
+// Regression: when storing a batch's rejected messages failed after its append had committed, the
+// batch came back and its rejected messages were decided again, against a log that now held the
+// messages after them: a BuildCompleted refused on a QUEUED build went in after the BuildStarted
+// behind it, out of its place in the stream's order.
+test.serial('a batch whose rejected messages could not be stored after its append committed keeps their verdicts when it comes back', async (t) => {
+  const db = await testLog(t);
+  const nats = await testNats(t, { create: true });
+  await appendEnvelopes(db.log, [
+    envelopeFor('NamespaceCreated', { namespace_id: 1, name: 'default' }),
+    envelopeFor('SpecificationRegistered', { specification_id: 1, name: 'py', spec: { name: 'py', dependencies: ['python'] }, sha256: 'a'.repeat(64), created_on: '2024-03-02T10:00:00Z', is_lockfile: false }),
+    envelopeFor('EnvironmentCreated', { environment_id: 1, namespace_id: 1, name: 'py' }),
+    envelopeFor('BuildScheduled', { build_id: 1, environment_id: 1, specification_id: 1, scheduled_on: '2024-03-02T10:00:00Z', build_key_version: 2 }),
+  ]);
+  // Every rejected message fails to be stored, for now.
+  await db.query('ALTER TABLE event_store.rejected_messages ADD CONSTRAINT refuse_all CHECK (false) NOT VALID');
+  // The build is QUEUED: completing it breaks the status order; starting it does not.
+  const completed = envelopeFor('BuildCompleted', { build_id: 1, ended_on: '2024-03-02T10:05:00Z' });
+  const started = envelopeFor('BuildStarted', { build_id: 1, started_on: '2024-03-02T10:00:01Z' });
+  await publishEvents(nats.nc, [completed, started], { names: nats.names });
+  const ingester = runIngester(t, { nc: nats.nc, log: db.log, databaseUrl: db.url, names: nats.names, batchSize: 8, retryDelayMs: { initial: 50, max: 200 } });
+  // The BuildStarted goes in only in a batch behind the BuildCompleted, whose rejection cannot be
+  // stored: once it is in the log, that batch's append has committed and the batch failed.
+  await waitUntil(async () => (await db.log.readStream('build-1')).length === 2, 'a batch of both to append the BuildStarted');
+  await db.query('ALTER TABLE event_store.rejected_messages DROP CONSTRAINT refuse_all');
+  await waitUntil(() => ingester.totals().messages >= 2, 'the batch to go through');
+
+  t.deepEqual((await db.log.readStream('build-1')).map((e) => e.type), ['BuildScheduled', 'BuildStarted']);
+  const rows = await db.query<{ event_id: string; reason: string }>('SELECT event_id, reason FROM event_store.rejected_messages');
+  t.deepEqual(rows, [{ event_id: completed.id, reason: 'BuildCompleted on build-1: the build is QUEUED (allowed: BUILDING)' }]);
+});
+
+// Regression: a batch's rejected messages went in one INSERT of ten parameters a row; past 6,553
+// rows the protocol's 16-bit count of parameters wrapped, the server refused the statement (08P01,
+// taken for a lost connection) and the batch came back for ever, blocking every message behind it.
+test('7,000 rejected messages are stored in one statement, each as received (binary bodies and quotes included), once', async (t) => {
+  const db = await testLog(t);
+  const pool = testPool(t, db.url, 1);
+  const bodies = Array.from({ length: 7000 }, (_, i): Uint8Array =>
+    i % 2 ? new Uint8Array([0xff, 0xfe, 0x00, i % 256]) : new TextEncoder().encode(`{"a": "quote \\" and backslash \\\\", "i": ${i}} {},NULL`));
+  const rejections = bodies.map((data, i) => {
+    const stored = { subject: `events.weird "subject", ${i}`, seq: i + 1, data, header: undefined, timestamp: '2026-12-06T10:00:00.123456789Z' };
+    return { parsed: { msg: fromStream(stored as unknown as StoredMsg, 'STREAM'), eventId: i % 3 ? undefined : `id "${i}"` }, reason: `bad, "very" {bad} \\ ${i}` };
+  });
+  t.is(await storeRejections(pool, rejections), 7000);
+  t.is(await storeRejections(pool, rejections), 0, 'a redelivery lands on the existing rows');
+  const rows = await db.query<{ subject: string; body: Buffer; body_text: string | null; reason: string; stream_sequence: string; event_id: string | null; stored_at: string }>(
+    `SELECT subject, body, body_text, reason, stream_sequence, event_id, to_char(stored_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US') AS stored_at
+     FROM event_store.rejected_messages ORDER BY stream_sequence`,
+  );
+  t.is(rows.length, 7000);
+  for (const i of [0, 1, 2, 3, 6999]) {
+    const row = rows[i]!;
+    t.is(row.subject, `events.weird "subject", ${i}`);
+    t.deepEqual(new Uint8Array(row.body), bodies[i]);
+    t.is(row.body_text, i % 2 ? null : new TextDecoder().decode(bodies[i]));
+    t.is(row.reason, `bad, "very" {bad} \\ ${i}`);
+    t.is(row.event_id, i % 3 ? null : `id "${i}"`);
+    t.is(row.stored_at, '2026-12-06T10:00:00.123456');
+  }
+});
 
 test.serial('database outage during ingestion: nothing lost, nothing rejected, ingestion resumes by itself', async (t) => {
   const db = await testLog(t);

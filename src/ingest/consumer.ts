@@ -35,6 +35,7 @@ import { acquireOwnership } from '../projection/ownership.js';
 import { isTransient } from '../projection/transient.js';
 import { ensureIngestion, eventSubject, isNotFoundError, resolveNames, type ConsumerSettings, type IngestNames } from './stream.js';
 import { sleep } from '../sleep.js';
+import { sqlFile } from '../log/postgres/sql.js';
 
 /** How often the ingestion counters (event_store.ingestion_stats) are written at most. */
 const COUNTERS_INTERVAL_MS = 250;
@@ -98,12 +99,21 @@ export const statsKey = (names: IngestNames) => `${names.stream}/${names.durable
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
+const STORE_REJECTIONS_SQL = sqlFile(import.meta.url, 'store-rejections.sql');
+const STORED_REJECTIONS_SQL = sqlFile(import.meta.url, 'stored-rejections.sql');
+
+/** When JetStream stored a message, to the microsecond: the same for every delivery of it. */
+function storedAt(msg: Message): string {
+  const nanos = msg.info.timestampNanos;
+  return new Date(Math.floor(nanos / 1e6)).toISOString().replace('Z', `${String(Math.floor(nanos / 1e3) % 1000).padStart(3, '0')}Z`);
+}
+
 /**
  * A message as the ingester uses it: a JetStream delivery, or a message read from the stream
  * directly (fromStream), which has no delivery to ack: its own delivery, when it comes, is below
  * the floor and acked then.
  */
-type Message = Pick<JsMsg, 'data' | 'subject' | 'seq' | 'headers' | 'ack' | 'nak' | 'working'> & { info: Pick<JsMsg['info'], 'stream' | 'timestampNanos'> };
+type Message = Pick<JsMsg, 'data' | 'subject' | 'seq' | 'headers' | 'ack' | 'nak' | 'working'> & { info: Pick<JsMsg['info'], 'stream' | 'timestampNanos' | 'redelivered'> };
 
 /** A message read from the stream, as a delivery of it would be (the same stored time, to the nanosecond). */
 export function fromStream(stored: StoredMsg, stream: string): Message {
@@ -117,14 +127,15 @@ export function fromStream(stored: StoredMsg, stream: string): Message {
     subject: stored.subject,
     seq: stored.seq,
     headers: stored.header,
-    info: { stream, timestampNanos: Number(nanos.toString()) },
+    // Read because its delivery was lost or its holder died: it may have been handled before.
+    info: { stream, timestampNanos: Number(nanos.toString()), redelivered: true },
     ack: nothing,
     nak: nothing,
     working: nothing,
   };
 }
 
-interface Parsed {
+export interface Parsed {
   msg: Message;
   envelope?: Envelope;
   reason?: string;
@@ -182,6 +193,32 @@ function headersOf(msg: Message): Record<string, string[]> {
 }
 
 /**
+ * Stores rejected messages: one statement (atomic), committed durably before the messages are
+ * acked. A redelivered message lands on its existing row. Returns the rows inserted.
+ */
+export async function storeRejections(pool: pg.Pool, rejections: { parsed: Parsed; reason: string }[]): Promise<number> {
+  if (rejections.length === 0) return 0;
+  const columns: unknown[][] = Array.from({ length: 10 }, () => []);
+  for (const { parsed, reason } of rejections) {
+    const { msg } = parsed;
+    let text: string | null;
+    try {
+      text = textColumn(decoder.decode(msg.data));
+    } catch {
+      text = null;
+    }
+    const headers = Object.fromEntries(Object.entries(headersOf(msg)).map(([k, v]) => [textColumn(k), v.map(textColumn)]));
+    const row = [
+      textColumn(msg.subject), JSON.stringify(headers), Buffer.from(msg.data), text, textColumn(reason), msg.info.stream, msg.seq, storedAt(msg),
+      parsed.eventId === undefined ? null : textColumn(parsed.eventId), parsed.eventType === undefined ? null : textColumn(parsed.eventType),
+    ];
+    row.forEach((value, i) => columns[i]!.push(value));
+  }
+  const result = await pool.query(STORE_REJECTIONS_SQL, columns);
+  return result.rowCount ?? 0;
+}
+
+/**
  * Acks, naks and progress notices are fire-and-forget: while NATS reconnects they are buffered,
  * and on a closed connection they are lost, which only means a redelivery (handled as a duplicate).
  */
@@ -234,38 +271,25 @@ export function createIngester(options: IngesterOptions): Ingester {
   // One batch: parse, append, store the rejected ones; count.
 
   /**
-   * Stores rejected messages: one statement (atomic), committed durably before the messages are
-   * acked. A redelivered message lands on its existing row. Returns the rows inserted.
+   * Verdicts that stand for messages that come again: those of a batch whose append committed
+   * but whose rejected messages were not stored (kept here, by stream sequence, until they are),
+   * and those stored before the messages' acks were lost (read back, for redeliveries only).
+   * Decided again, a rejected message would meet a log that now holds the messages after it,
+   * and could go in, out of its place in the stream's order.
    */
-  async function storeRejections(pool: pg.Pool, rejections: { parsed: Parsed; reason: string }[]): Promise<number> {
-    if (rejections.length === 0) return 0;
-    const values: unknown[] = [];
-    const rows = rejections.map(({ parsed, reason }, i) => {
-      const { msg } = parsed;
-      let text: string | null;
-      try {
-        text = textColumn(decoder.decode(msg.data));
-      } catch {
-        text = null;
-      }
-      const headers = Object.fromEntries(Object.entries(headersOf(msg)).map(([k, v]) => [textColumn(k), v.map(textColumn)]));
-      // When JetStream stored it, to the microsecond: the same for every delivery of the message.
-      const nanos = msg.info.timestampNanos;
-      const storedAt = new Date(Math.floor(nanos / 1e6)).toISOString().replace('Z', `${String(Math.floor(nanos / 1e3) % 1000).padStart(3, '0')}Z`);
-      values.push(
-        textColumn(msg.subject), JSON.stringify(headers), Buffer.from(msg.data), text, textColumn(reason), msg.info.stream, msg.seq, storedAt,
-        parsed.eventId === undefined ? null : textColumn(parsed.eventId), parsed.eventType === undefined ? null : textColumn(parsed.eventType),
-      );
-      const p = i * 10;
-      return `($${p + 1}, $${p + 2}::jsonb, $${p + 3}::bytea, $${p + 4}, $${p + 5}, $${p + 6}, $${p + 7}::bigint, $${p + 8}::timestamptz, $${p + 9}, $${p + 10})`;
-    });
-    const result = await pool.query(
-      `INSERT INTO event_store.rejected_messages (subject, headers, body, body_text, reason, nats_stream, stream_sequence, stored_at, event_id, event_type)
-       VALUES ${rows.join(', ')}
-       ON CONFLICT (nats_stream, stream_sequence, stored_at) DO NOTHING`,
-      values,
-    );
-    return result.rowCount ?? 0;
+  const unstoredVerdicts = new Map<number, string>();
+  async function standingVerdicts(pool: pg.Pool, batch: Parsed[]): Promise<Map<number, string>> {
+    const verdicts = new Map<number, string>();
+    for (const { msg } of batch) {
+      const reason = unstoredVerdicts.get(msg.seq);
+      if (reason !== undefined) verdicts.set(msg.seq, reason);
+    }
+    const again = batch.filter(({ msg }) => msg.info.redelivered && !verdicts.has(msg.seq)).map(({ msg }) => msg);
+    if (again.length > 0) {
+      const { rows } = await pool.query<{ stream_sequence: string; reason: string }>(STORED_REJECTIONS_SQL, [names.stream, again.map((msg) => msg.seq), again.map(storedAt)]);
+      for (const row of rows) verdicts.set(Number(row.stream_sequence), row.reason);
+    }
+    return verdicts;
   }
 
   /**
@@ -348,11 +372,14 @@ export function createIngester(options: IngesterOptions): Ingester {
     const started = performance.now();
     const queuedMs = (msg: Message) => Math.max(0, performance.timeOrigin + started - msg.info.timestampNanos / 1e6);
     const parsedBatch: Parsed[] = batch.map(parsedMessage);
-    const valid = parsedBatch.filter((p) => p.envelope);
+    const standing = await standingVerdicts(pool, parsedBatch);
+    const valid = parsedBatch.filter((p) => p.envelope && !standing.has(p.msg.seq));
     const validated = performance.now();
     const outcomes = valid.length ? await appendBatch(log, valid.map((p) => p.envelope!)) : [];
     const appendedAt = performance.now();
-    const rejections = parsedBatch.filter((p) => p.reason !== undefined).map((p) => ({ parsed: p, reason: p.reason! }));
+    const rejections = parsedBatch
+      .filter((p) => p.reason !== undefined || standing.has(p.msg.seq))
+      .map((p) => ({ parsed: p, reason: p.reason ?? standing.get(p.msg.seq)! }));
     const appended: AppendedEvent[] = [];
     let duplicates = 0;
     outcomes.forEach((outcome, i) => {
@@ -367,7 +394,16 @@ export function createIngester(options: IngesterOptions): Ingester {
     });
     rejections.sort((a, b) => a.parsed.msg.seq - b.parsed.msg.seq);
     const sequence = batch[batch.length - 1]!.seq;
-    const inserted = await storeRejections(pool, rejections);
+    // The append has committed: should the rejections fail to be stored, the batch comes back,
+    // and its rejected messages keep these verdicts (standingVerdicts).
+    let inserted: number;
+    try {
+      inserted = await storeRejections(pool, rejections);
+    } catch (error) {
+      for (const { parsed, reason } of rejections) unstoredVerdicts.set(parsed.msg.seq, reason);
+      throw error;
+    }
+    for (const { parsed } of rejections) unstoredVerdicts.delete(parsed.msg.seq);
     counters.add({ accepted: appended.length, duplicates, rejected: inserted, sequence });
     const stored = performance.now();
     for (const { parsed: p, reason } of rejections) {
