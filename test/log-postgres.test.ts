@@ -96,7 +96,7 @@ test('postgres: after other writes of its transaction, the fast path writes noth
 
 // readBatch sends the bound and the read as one simple query (one implicit transaction): it must
 // be READ COMMITTED, two snapshots, even where the database's default isolation is another.
-// A reader of some types only (read-reached.sql) must not move past the event in flight either.
+// A reader of some types only (read-all-of-types.sql) must not move past the event in flight either.
 const readers = [{ name: 'reader', types: undefined, expected: ['Late', 'Tested'] }, { name: 'reader of one type', types: ['Late'], expected: ['Late'] }];
 for (const [path, query] of Object.entries(appendPaths)) for (const isolation of ['read committed', 'repeatable read']) for (const reader of readers) {
   test(`postgres: a ${reader.name} does not skip an event whose transaction commits after a later one (${path}, default isolation ${isolation})`, async (t) => {

@@ -6,7 +6,6 @@ const READ_FORWARD_SQL = sqlFile(import.meta.url, 'read-stream-forward.sql');
 const READ_BACKWARD_SQL = sqlFile(import.meta.url, 'read-stream-backward.sql');
 const READ_ALL_SQL = sqlFile(import.meta.url, 'read-all.sql');
 const READ_ALL_OF_TYPES_SQL = sqlFile(import.meta.url, 'read-all-of-types.sql');
-const READ_REACHED_SQL = sqlFile(import.meta.url, 'read-reached.sql');
 const HEAD_SQL = sqlFile(import.meta.url, 'head.sql');
 
 interface EventRow {
@@ -50,7 +49,6 @@ export async function readStream(pool: pg.Pool | pg.PoolClient, stream: string, 
 
 const READ_ALL_INLINE = withoutComments(READ_ALL_SQL);
 const READ_ALL_OF_TYPES_INLINE = withoutComments(READ_ALL_OF_TYPES_SQL);
-const READ_REACHED_INLINE = withoutComments(READ_REACHED_SQL);
 
 /**
  * The bound (event_store.read_bound(): migrations/20260101000800_read_bound_function.ts) as a
@@ -72,11 +70,10 @@ export interface GlobalBatch {
  * one simple query, one round trip: a simple query's statements run in one implicit transaction
  * (the bound lives as long as it), each with its own snapshot, for which the transaction is READ
  * COMMITTED whatever default_transaction_isolation says (one snapshot for both would skip events).
- * With `types`, only events of those types, and a third statement for how far the read got.
+ * With `types`, only events of those types, and with them how far the read got (read-all-of-types.sql).
  */
 export async function readBatch(pool: pg.Pool | pg.PoolClient, from: number, limit: number, types?: readonly string[]): Promise<GlobalBatch> {
   const read = types ? inlineParameters(READ_ALL_OF_TYPES_INLINE, [from, limit, [...types]]) : inlineParameters(READ_ALL_INLINE, [from, limit]);
-  const reached = types ? inlineParameters(READ_REACHED_INLINE, [from]) : undefined;
   const statements = [
     'SET TRANSACTION ISOLATION LEVEL READ COMMITTED',
     // No parallel workers: a read is a short walk of the index, and a plan that starts workers for
@@ -88,14 +85,14 @@ export async function readBatch(pool: pg.Pool | pg.PoolClient, from: number, lim
     ...(types ? ['SET LOCAL enable_seqscan = off', 'SET LOCAL enable_bitmapscan = off'] : []),
     SET_BOUND_SQL,
     read,
-    ...(reached ? [reached] : []),
   ];
   const results = (await pool.query(statements.join('; '))) as unknown as pg.QueryResult[];
   const resultOf = <R extends pg.QueryResultRow>(statement: string) => results[statements.indexOf(statement)] as pg.QueryResult<R>;
-  const events = resultOf<EventRow>(read).rows.map(toRecorded);
+  const rows = resultOf<EventRow & { reached?: string }>(read).rows;
+  const events = (types ? rows.filter((row) => row.global_position !== null) : rows).map(toRecorded);
   const last = events.length ? events[events.length - 1]!.globalPosition : from - 1;
   // A full batch stops at its last event; only a read that returned less went past it all.
-  const past = reached && events.length < limit ? toNumber(resultOf<{ reached: string }>(reached).rows[0]!.reached) : last;
+  const past = types && events.length < limit ? toNumber(rows[0]!.reached!) : last;
   return { events, head: toNumber(resultOf<{ head: string }>(SET_BOUND_SQL).rows[0]!.head), position: Math.max(last, past) };
 }
 
