@@ -1,8 +1,7 @@
 /**
  * Append-time rules: from validated envelopes to append requests that carry their key claims,
  * releases and preconditions, so that the log checks them atomically with the append, plus the
- * rules that need an aggregate's state (build status order; the current build must be a
- * COMPLETED build of the environment). State is folded from the log; a `version` precondition
+ * rules that need an aggregate's state (build status order). State is folded from the log; a `version` precondition
  * on what was read makes the decision fail, and be taken again, if the stream moved meanwhile.
  */
 import type { Envelope } from '../catalogue/index.js';
@@ -72,9 +71,13 @@ function buildStates(log: EventLog) {
   };
 }
 
-/** The build stream an envelope's rules concern: its own, or the build it makes current. */
+/**
+ * The build stream an envelope's status rules concern: its own. (EnvironmentCurrentBuildSet needs
+ * only a build of the environment, a precondition of the log: conda-store sets the first build
+ * current while it is QUEUED, and each build that completes; that a build set by hand must be
+ * COMPLETED is checked by conda-store's API before it publishes the event.)
+ */
 function buildStreamOf(envelope: Envelope): string | undefined {
-  if (envelope.type === 'EnvironmentCurrentBuildSet') return `build-${envelope.data.current_build_id}`;
   return envelope.stream.startsWith('build-') ? envelope.stream : undefined;
 }
 
@@ -100,10 +103,9 @@ export async function decide(log: EventLog, envelopes: Envelope[]): Promise<Deci
       const buildStream = buildStateRead(envelope);
       if (buildStream) {
         const entry = await builds.get(buildStream);
-        const allowed = envelope.type === 'EnvironmentCurrentBuildSet' ? (['COMPLETED'] as const) : allowedFrom[envelope.type];
+        const allowed = allowedFrom[envelope.type];
         if (allowed && !(entry.state.status && allowed.includes(entry.state.status))) {
-          const what = envelope.type === 'EnvironmentCurrentBuildSet' ? `the current build must be COMPLETED, build ${envelope.data.current_build_id} is` : 'the build is';
-          throw new RuleViolationError(envelope.type, envelope.stream, `${what} ${entry.state.status ?? 'unknown'} (allowed: ${allowed.join(', ')})`);
+          throw new RuleViolationError(envelope.type, envelope.stream, `the build is ${entry.state.status ?? 'unknown'} (allowed: ${allowed.join(', ')})`);
         }
         if (allowed && entry.fresh && entry.readVersion >= 0) {
           const check: Precondition = { kind: 'version', stream: buildStream, version: entry.readVersion, message: `${buildStream} ${STALE}` };
