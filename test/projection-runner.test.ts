@@ -1046,6 +1046,39 @@ test('resumePosition() that fails while locking the checkpoints leaves no failed
   t.is(await runner.resumePosition(), 0);
 });
 
+// Regression: when every projection of a group had stopped on an error, runLive returned at once
+// and serve took the group again at once, in a tight loop: a connection, a transaction and a log
+// line each time, until a restart.
+test('serve holds a group whose every projection stopped on an error, without taking it again in a loop', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  const records: { msg: string }[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void records.push(JSON.parse(line) as { msg: string }) });
+  const broken = defineProjection({
+    ...namespaceUsage,
+    handlers: { ...namespaceUsage.handlers, NamespaceCreated: () => { throw new Error('broken on purpose'); } },
+  });
+  await appendEnvelopes(db.log, [envelopeFor('NamespaceCreated', { namespace_id: 1, name: 'one' })]);
+  const service = createProjectionService({ databaseUrl: db.url, log: db.log, logger, projections: [broken] });
+  const controller = new AbortController();
+  const serving = service.serve(controller.signal);
+  t.teardown(async () => {
+    controller.abort();
+    await serving.catch(() => undefined);
+    await service.close();
+  });
+  const count = (message: string) => records.filter((record) => record.msg.startsWith(message)).length;
+  await waitUntil(async () => (await checkpointRows(db.url))[namespaceUsage.name]?.state === 'failed', 'the projection to stop on the event');
+  // Its owner's connection is lost: serve takes the group again, once, and finds nothing to run.
+  await db.query(`SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7403 AND granted
+                  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`);
+  await waitUntil(() => count('every projection of the group stopped') === 1, 'the group taken again');
+  // As long as 200 round trips take, nothing more happens (the loop took the group every few milliseconds).
+  for (let i = 0; i < 200; i++) await db.query('SELECT 1');
+  t.is(count('owning projection group'), 2);
+  t.is(count('every projection of the group stopped'), 1);
+});
+
 // Regression: the idle save's timer fired while a batch was being applied; the batch's guard then
 // found the checkpoint moved (CS101, an ERROR in PostgreSQL's log about once a second in serve)
 // and the batch was applied again in two round trips. The runner's transactions now run one at a time.

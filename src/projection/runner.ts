@@ -18,7 +18,7 @@ import { recordMissingFingerprints } from './fingerprint.js';
 import { compileChanges, type Statement } from './statements.js';
 import { checkKeys, keyChecks, mayTurnTriggersOff } from './key-checks.js';
 import { isTransient } from './transient.js';
-import { sleep } from '../sleep.js';
+import { aborted, sleep } from '../sleep.js';
 
 export interface RunnerOptions {
   log: EventLog;
@@ -508,6 +508,14 @@ export function createRunner(options: RunnerOptions): Runner {
     catchUp: (signal) => catchUpTogether(options.log, [runner], { batchSize, signal, onBatch: options.onBatch }),
     async runLive(signal) {
       const from = (await runner.resumePosition()) + 1;
+      if (!Number.isSafeInteger(from)) {
+        // Every projection of the group stopped on an error: nothing to apply until a restart
+        // (after a fix). Returning at once had serve take the group again at once, in a tight
+        // loop of connections and log lines.
+        logger.warn('every projection of the group stopped on an error: nothing to apply until a restart');
+        await aborted(signal);
+        return;
+      }
       await consume((after) => options.log.subscribe({ from: after, batchSize, signal, types: runner.types }), from, [runner], { batchSize, signal, onBatch: options.onBatch });
     },
   };
