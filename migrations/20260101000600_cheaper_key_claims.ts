@@ -46,7 +46,7 @@ export const FAILED_PRECONDITION_V2 = edit(
 );
 
 // claim_keys(): a plain INSERT first; the first version's body is the fallback.
-const CLAIM_KEYS_V2 = edit(
+export const CLAIM_KEYS_V2 = edit(
   CLAIM_KEYS_V1,
   `BEGIN
   WITH wanted AS (`,

@@ -654,7 +654,64 @@ function baseHistory(): Envelope[] {
 
 type ErrorClass = new (...args: never[]) => Error;
 
-const refusals: Array<{ title: string; envelope: () => Envelope; error: ErrorClass; message: RegExp }> = [
+/** A package build of baseHistory's package 1 (build 1001 is `py312_0`). */
+const packageBuild = (id: number, build = 'py312_0') => envelopeFor('CondaPackageBuildRegistered', {
+  conda_package_build_id: id, package_id: 1, channel_id: 1, build, build_number: 0, depends: [], md5: 'm'.repeat(32), sha256: 'c'.repeat(64), size: 1, subdir: 'linux-64',
+});
+const artifact = (id: number, key: string) => envelopeFor('ArtifactStored', { build_id: 1, build_artifact_id: id, artifact_type: 'LOGS', key });
+const roleMapping = (entity: string) => envelopeFor('NamespaceRoleMappingAdded', { namespace_id: 1, id: 1, entity, role: 'viewer' });
+const roleGrant = (other: number, role: 'viewer' | 'admin' = 'viewer') => envelopeFor('NamespaceRoleGranted', { namespace_id: 1, id: 1, other_namespace_id: other, role });
+const setting = (prefix: string, key: string) => envelopeFor('SettingStored', { id: 1, prefix, key, value: true });
+
+const refusals: Array<{ title: string; given?: () => Envelope[]; envelope: () => Envelope; error: ErrorClass; message: RegExp }> = [
+  // Keys of rows inside an aggregate, claimed again by the same stream (migration 20260101001100).
+  {
+    title: 'a package build registered again under another id (a channel re-sync)',
+    envelope: () => packageBuild(1002),
+    error: DuplicateKeyError,
+    message: /duplicate conda_package_build\.unique: .* is already taken by conda_package-1/,
+  },
+  {
+    title: 'a package build id used again for another build of the same package',
+    envelope: () => packageBuild(1001, 'py312_1'),
+    error: DuplicateKeyError,
+    message: /duplicate conda_package_build\.id: "1001" is already taken by conda_package-1/,
+  },
+  {
+    title: 'an artifact id used twice in one build',
+    given: () => [artifact(1, 'logs/1.log')],
+    envelope: () => artifact(1, 'logs/1-again.log'),
+    error: DuplicateKeyError,
+    message: /duplicate build_artifact\.id: "1" is already taken by build-1/,
+  },
+  {
+    title: 'a role mapping id used twice in one namespace',
+    given: () => [roleMapping('data/*')],
+    envelope: () => roleMapping('web/*'),
+    error: DuplicateKeyError,
+    message: /duplicate namespace_role_mapping\.id: "1" is already taken by namespace-1/,
+  },
+  {
+    title: 'a role grant id used again for another pair',
+    given: () => [envelopeFor('NamespaceCreated', { namespace_id: 2, name: 'two' }), envelopeFor('NamespaceCreated', { namespace_id: 3, name: 'three' }), roleGrant(2)],
+    envelope: () => roleGrant(3),
+    error: DuplicateKeyError,
+    message: /duplicate namespace_role_mapping_v2\.id: "1" is already taken by namespace-1/,
+  },
+  {
+    title: 'a setting id used again for another key of the same prefix',
+    given: () => [setting('setting', 'a')],
+    envelope: () => setting('setting', 'b'),
+    error: DuplicateKeyError,
+    message: /duplicate keyvaluestore\.id: "1" is already taken by keyvaluestore-/,
+  },
+  {
+    title: 'a setting id used again under another prefix',
+    given: () => [setting('setting', 'a')],
+    envelope: () => setting('setting/default', 'a'),
+    error: DuplicateKeyError,
+    message: /duplicate keyvaluestore\.id: "1" is already taken by keyvaluestore-/,
+  },
   {
     title: 'BuildStarted on a COMPLETED build',
     envelope: () => envelopeFor('BuildStarted', { build_id: 1, started_on: '2024-03-02T11:00:00Z' }),
@@ -743,7 +800,7 @@ for (const refusal of refusals) {
   test(`append-time rules refuse ${refusal.title}, and nothing is appended`, async (t) => {
     await slot(t);
     const db = await testLog(t);
-    await appendEnvelopes(db.log, baseHistory());
+    await appendEnvelopes(db.log, [...baseHistory(), ...(refusal.given?.() ?? [])]);
     const envelope = refusal.envelope();
     validateEnvelope(envelope); // well-formed: only the rule refuses it
     const head = await db.log.headPosition();
@@ -777,6 +834,16 @@ test('EnvironmentCurrentBuildSet to the environment\'s first build while it is Q
   await catchUp(db.url, db.log);
   const environment = (await tableRows(db.url, 'environment')).find((row) => row.id === 2);
   t.is(environment?.current_build_id, 6);
+});
+
+test('a role grant of the same pair again, and a setting stored again, may keep their ids', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  await appendEnvelopes(db.log, [...baseHistory(), envelopeFor('NamespaceCreated', { namespace_id: 2, name: 'two' }), roleGrant(2), setting('setting', 'a')]);
+  await appendEnvelopes(db.log, [roleGrant(2, 'admin'), setting('setting', 'a')]);
+  await catchUp(db.url, db.log);
+  t.deepEqual(await tableRows(db.url, 'namespace_role_mapping_v2'), [{ id: 1, namespace_id: 1, other_namespace_id: 2, role: 'admin' }]);
+  t.is((await tableRows(db.url, 'keyvaluestore')).length, 1);
 });
 
 test('a decision made stale by a concurrent append is refused by the log (version precondition), then decided again', async (t) => {

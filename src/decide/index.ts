@@ -24,7 +24,7 @@ function expectedVersionOf(envelope: Envelope, creates: boolean): ExpectedVersio
 
 /** The append request of one envelope, with the rules that need no state. */
 export function toAppendRequest(envelope: Envelope): AppendRequest {
-  const changes = keyChanges(envelope, envelope.stream);
+  const changes = keyChanges(envelope, envelope.stream, envelope.id);
   return {
     stream: envelope.stream,
     expectedVersion: expectedVersionOf(envelope, changes.creates),

@@ -28,6 +28,7 @@ export const KEY = {
   roleMappingId: 'namespace_role_mapping.id',
   roleGrantId: 'namespace_role_mapping_v2.id',
   artifactId: 'build_artifact.id',
+  settingId: 'keyvaluestore.id',
 } as const;
 
 const streams = {
@@ -51,7 +52,8 @@ const packageBuildExists = (id: number): Precondition => ({
   message: `conda_package_build ${id} does not exist`,
 });
 
-type Rule<T extends EventType> = (data: EventData<T>, stream: string) => Partial<KeyChanges>;
+/** An event's key changes, from its data, its stream and its id. */
+type Rule<T extends EventType> = (data: EventData<T>, stream: string, id: string) => Partial<KeyChanges>;
 type Rules = { [T in EventType]: Rule<T> };
 
 /** Every non-creating event of an aggregate needs the aggregate to exist (and not be purged). */
@@ -63,14 +65,15 @@ const rules: Rules = {
     claims: [{ name: KEY.stream, value: stream }, { name: KEY.namespaceName, value: d.name }],
   }),
   NamespaceMetadataUpdated: self,
-  NamespaceRoleMappingAdded: (d, stream) => ({ preconditions: [exists(stream)], claims: [{ name: KEY.roleMappingId, value: String(d.id) }] }),
+  NamespaceRoleMappingAdded: (d, stream, id) => ({ preconditions: [exists(stream)], claims: [{ name: KEY.roleMappingId, value: String(d.id), parent: id }] }),
   NamespaceRoleMappingRemoved: (d, stream) => ({
     preconditions: [exists(stream), { kind: 'key', name: KEY.roleMappingId, value: String(d.id), message: `namespace_role_mapping ${d.id} does not exist` }],
     releases: [{ name: KEY.roleMappingId, value: String(d.id) }],
   }),
   NamespaceRoleGranted: (d, stream) => ({
     preconditions: [exists(stream), exists(streams.namespace(d.other_namespace_id), `namespace ${d.other_namespace_id}`)],
-    claims: [{ name: KEY.roleGrantId, value: String(d.id) }],
+    // A grant of the same pair again may keep its id (the row's role changes); another pair may not.
+    claims: [{ name: KEY.roleGrantId, value: String(d.id), parent: streams.namespace(d.other_namespace_id) }],
   }),
   NamespaceRoleRevoked: self,
   NamespaceDeleted: self,
@@ -116,7 +119,7 @@ const rules: Rules = {
   BuildStarted: self,
   BuildStatusInfoUpdated: self,
   BuildPackagesRecorded: (d, stream) => ({ preconditions: [exists(stream), ...d.conda_package_build_ids.map(packageBuildExists)] }),
-  ArtifactStored: (d, stream) => ({ preconditions: [exists(stream)], claims: [{ name: KEY.artifactId, value: String(d.build_artifact_id) }] }),
+  ArtifactStored: (d, stream, id) => ({ preconditions: [exists(stream)], claims: [{ name: KEY.artifactId, value: String(d.build_artifact_id), parent: id }] }),
   ArtifactDeleted: (d, stream) => ({
     preconditions: [exists(stream), { kind: 'key', name: KEY.artifactId, value: String(d.build_artifact_id), message: `build_artifact ${d.build_artifact_id} does not exist` }],
     releases: [{ name: KEY.artifactId, value: String(d.build_artifact_id) }],
@@ -138,14 +141,14 @@ const rules: Rules = {
     preconditions: [exists(streams.channel(d.channel_id), `conda_channel ${d.channel_id}`)],
     claims: [{ name: KEY.stream, value: stream }, { name: KEY.package, value: tuple(d.channel_id, d.name, d.version) }],
   }),
-  CondaPackageBuildRegistered: (d, stream) => ({
+  CondaPackageBuildRegistered: (d, stream, id) => ({
     preconditions: [exists(stream), exists(streams.channel(d.channel_id), `conda_channel ${d.channel_id}`)],
     claims: [
-      { name: KEY.packageBuildId, value: String(d.conda_package_build_id) },
+      { name: KEY.packageBuildId, value: String(d.conda_package_build_id), parent: id },
       // PostgreSQL's unique constraints treat NULLs as distinct: without a subdir there is no key.
       ...(d.subdir == null
         ? []
-        : [{ name: KEY.packageBuild, value: tuple(d.channel_id, d.package_id, d.subdir, d.build, d.build_number, d.sha256) }]),
+        : [{ name: KEY.packageBuild, value: tuple(d.channel_id, d.package_id, d.subdir, d.build, d.build_number, d.sha256), parent: id }]),
     ],
   }),
 
@@ -158,13 +161,14 @@ const rules: Rules = {
   SolveCompleted: (d, stream) => ({ preconditions: [exists(stream), ...d.conda_package_build_ids.map(packageBuildExists)] }),
 
   StorageUsageReported: () => ({}),
-  SettingStored: () => ({}),
+  // A setting stored again may keep its id (the row's value changes); another setting may not.
+  SettingStored: (d) => ({ claims: [{ name: KEY.settingId, value: String(d.id), parent: tuple(d.prefix, d.key) }] }),
   WorkerInitialized: () => ({}),
 };
 
-export function keyChanges(event: CatalogueEvent, stream: string): KeyChanges {
+export function keyChanges(event: CatalogueEvent, stream: string, id: string): KeyChanges {
   const rule = rules[event.type] as Rule<EventType>;
-  const changes = rule(event.data as never, stream);
+  const changes = rule(event.data as never, stream, id);
   return {
     claims: changes.claims ?? [],
     releases: changes.releases ?? [],

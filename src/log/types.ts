@@ -18,7 +18,12 @@ export interface EventInput {
 export interface KeyClaim {
   name: string;
   value: string;
-  /** For the key `stream` (an aggregate's existence): the stream of its parent aggregate. */
+  /**
+   * For the key `stream` (an aggregate's existence): the stream of its parent aggregate. For
+   * another key: what holds it within the claiming stream (an event's id, a pair). A key held by
+   * another stream is a duplicate; one held by the same stream is a duplicate unless both claims
+   * name the same parent.
+   */
   parent?: string;
 }
 
