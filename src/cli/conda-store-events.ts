@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { appendCommand } from './append.js';
 import { catchUpCommand } from './catch-up.js';
+import { diagramCommand } from './diagram.js';
 import { exportCommand } from './export.js';
 import { serveCommand } from './serve.js';
 import { statusCommand } from './status.js';
@@ -18,5 +19,6 @@ catchUpCommand(program);
 statusCommand(program);
 appendCommand(program);
 exportCommand(program);
+diagramCommand(program);
 
 await program.parseAsync();

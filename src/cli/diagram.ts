@@ -1,0 +1,33 @@
+import { Option, type Command } from 'commander';
+import { allProjections } from '../../projections/index.js';
+import { createPool } from '../db/pool.js';
+import { readSchema } from '../diagram/read-schema.js';
+import { DIAGRAM_FORMATS, renderDiagram, type DiagramFormat } from '../diagram/render.js';
+import { runCommand } from './runtime.js';
+
+export function diagramCommand(program: Command): void {
+  program
+    .command('diagram')
+    .description('the ER diagram of the projection tables, read from the live database, on stdout')
+    .addOption(new Option('--format <format>', 'Mermaid (erDiagram) or Graphviz DOT').choices(DIAGRAM_FORMATS).default('mermaid'))
+    .addHelpText('after', `
+Examples:
+  conda-store-events diagram > tables.mmd
+  conda-store-events diagram --format dot | dot -Tsvg > tables.svg`)
+    .action((options: { format: DiagramFormat }) =>
+      runCommand(async ({ config }) => {
+        const tables = [...new Set(allProjections.flatMap((projection) => projection.tables))];
+        const pool = createPool({ connectionString: config.databaseUrl, max: 1, onError: () => undefined });
+        try {
+          const client = await pool.connect();
+          try {
+            process.stdout.write(renderDiagram(await readSchema(client, tables), options.format));
+          } finally {
+            client.release();
+          }
+        } finally {
+          await pool.end();
+        }
+      }),
+    );
+}
