@@ -14,7 +14,7 @@ function ending(status: 'FAILED' | 'CANCELED', data: { ended_on: string; status_
 
 export const builds = defineProjection({
   name: 'builds',
-  version: 1,
+  version: 2,
   group: 'conda-store',
   upsertKeys: { build_conda_package_build: [['build_id', 'conda_package_build_id']] },
   tables: ['build', 'build_artifact', 'build_conda_package_build'],
@@ -69,7 +69,9 @@ export const builds = defineProjection({
       },
     ],
 
-    ArtifactDeleted: ({ data }) => [{ op: 'delete', table: 'build_artifact', where: { id: data.build_artifact_id } }],
+    // The build's own artifact only: the log checks that the id exists, not whose it is (version
+    // 2: version 1 deleted another build's artifact of that id).
+    ArtifactDeleted: ({ data }) => [{ op: 'delete', table: 'build_artifact', where: { id: data.build_artifact_id, build_id: data.build_id } }],
 
     // Without a size the build keeps the one it has.
     BuildCompleted: ({ data }) => [

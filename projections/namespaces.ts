@@ -15,7 +15,7 @@ function storedRole(role: Role): Exclude<Role, 'editor'> {
 
 export const namespaces = defineProjection({
   name: 'namespaces',
-  version: 1,
+  version: 2,
   group: 'conda-store',
   upsertKeys: { namespace_role_mapping_v2: [['namespace_id', 'other_namespace_id']] },
   tables: ['namespace', 'namespace_role_mapping', 'namespace_role_mapping_v2'],
@@ -41,7 +41,9 @@ export const namespaces = defineProjection({
       },
     ],
 
-    NamespaceRoleMappingRemoved: ({ data }) => [{ op: 'delete', table: 'namespace_role_mapping', where: { id: data.id } }],
+    // The namespace's own mapping only: the log checks that the id exists, not whose it is
+    // (version 2: version 1 deleted another namespace's mapping of that id).
+    NamespaceRoleMappingRemoved: ({ data }) => [{ op: 'delete', table: 'namespace_role_mapping', where: { id: data.id, namespace_id: data.namespace_id } }],
 
     // One role per ordered pair (UNIQUE `_uc`): a second grant for the same pair changes the
     // role only, so the row keeps the id of the first grant, as conda-store's update of the

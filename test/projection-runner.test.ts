@@ -836,6 +836,23 @@ test('EnvironmentCurrentBuildSet to the environment\'s first build while it is Q
   t.is(environment?.current_build_id, 6);
 });
 
+// Regression: ArtifactDeleted deleted the artifact of that id whichever build it belonged to (the
+// log checks that the id exists, not whose it is).
+test('an ArtifactDeleted naming another build\'s artifact deletes nothing; that build\'s own deletes it', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  await appendEnvelopes(db.log, [
+    ...baseHistory(),
+    envelopeFor('ArtifactStored', { build_id: 5, build_artifact_id: 9, artifact_type: 'LOGS', key: 'logs/5.log' }),
+    envelopeFor('ArtifactDeleted', { build_id: 1, build_artifact_id: 9 }),
+  ]);
+  await catchUp(db.url, db.log);
+  t.deepEqual((await tableRows(db.url, 'build_artifact')).map((row) => row.id), [9]);
+  await appendEnvelopes(db.log, [envelopeFor('ArtifactDeleted', { build_id: 5, build_artifact_id: 9 })]);
+  await catchUp(db.url, db.log);
+  t.deepEqual(await tableRows(db.url, 'build_artifact'), []);
+});
+
 test('a role grant of the same pair again, and a setting stored again, may keep their ids', async (t) => {
   await slot(t);
   const db = await testLog(t);

@@ -50,9 +50,9 @@ test('NamespaceRoleMappingAdded stores the role editor as developer', (t) => {
   ]);
 });
 
-test('NamespaceRoleMappingRemoved deletes the mapping by id', (t) => {
+test('NamespaceRoleMappingRemoved deletes the namespace\'s mapping of that id (never another namespace\'s)', (t) => {
   t.deepEqual(project('NamespaceRoleMappingRemoved', { namespace_id: 1, id: 5 }), [
-    ['namespaces', { op: 'delete', table: 'namespace_role_mapping', where: { id: 5 } }],
+    ['namespaces', { op: 'delete', table: 'namespace_role_mapping', where: { id: 5, namespace_id: 1 } }],
   ]);
 });
 
@@ -258,8 +258,8 @@ test('ArtifactStored inserts the artifact with its id', (t) => {
   ]);
 });
 
-test('ArtifactDeleted deletes the artifact by id', (t) => {
-  t.deepEqual(project('ArtifactDeleted', { build_id: 42, build_artifact_id: 7 }), [['builds', { op: 'delete', table: 'build_artifact', where: { id: 7 } }]]);
+test('ArtifactDeleted deletes the build\'s artifact of that id (never another build\'s)', (t) => {
+  t.deepEqual(project('ArtifactDeleted', { build_id: 42, build_artifact_id: 7 }), [['builds', { op: 'delete', table: 'build_artifact', where: { id: 7, build_id: 42 } }]]);
 });
 
 test('BuildCompleted sets COMPLETED, ended_on and the size', (t) => {
