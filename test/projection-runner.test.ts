@@ -853,6 +853,16 @@ test('an ArtifactDeleted naming another build\'s artifact deletes nothing; that 
   t.deepEqual(await tableRows(db.url, 'build_artifact'), []);
 });
 
+// Regression: a second ArtifactStored of a build with the same key inserted a second row, where
+// conda-store's Storage.set keeps the one there (conda-store-tables.md, build_artifact).
+test('an ArtifactStored with a key its build has an artifact for already adds no row', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  await appendEnvelopes(db.log, [...baseHistory(), artifact(1, 'logs/1.log'), artifact(2, 'logs/1.log'), artifact(3, 'logs/1-other.log')]);
+  await catchUp(db.url, db.log);
+  t.deepEqual((await tableRows(db.url, 'build_artifact')).map((row) => [row.id, row.key]), [[1, 'logs/1.log'], [3, 'logs/1-other.log']]);
+});
+
 test('a role grant of the same pair again, and a setting stored again, may keep their ids', async (t) => {
   await slot(t);
   const db = await testLog(t);
