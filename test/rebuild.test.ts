@@ -28,7 +28,7 @@ import { appendEnvelopes } from '../src/decide/append-batch.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import type { EventLog } from '../src/log/types.js';
 import { defineProjection, type ProjectionDefinition } from '../src/projection/definition.js';
-import { planRebuild, RebuildInProgressError, rebuildGroup } from '../src/projection/rebuild.js';
+import { planRebuild, RebuildInProgressError, rebuildGroup, rebuildGroups } from '../src/projection/rebuild.js';
 import { createProjectionService } from '../src/projection/service.js';
 import { allProjections, condaStoreProjections, namespaceUsage, specifications } from '../projections/index.js';
 import { root } from './helpers/cli.js';
@@ -762,4 +762,75 @@ test('refused rebuilds leave everything as it was: a projection that fails on an
   t.deepEqual(await liveCheckpoints(client), reference.checkpoints);
   t.deepEqual(await leftovers(client), NO_LEFTOVERS);
   t.is((await client.query(`SELECT 1 FROM pg_constraint WHERE conname = 'usage_note_fkey'`)).rowCount, 1);
+});
+
+// ---------------------------------------------------------------------------------------------
+// What the swap must not undo or break (found by a review).
+
+test('a view over a table of the group refuses the rebuild, naming it; the view and the live tables stay', async (t) => {
+  const { reference, db, client } = await builtCopy(t);
+  await client.query('CREATE VIEW public.usage_report AS SELECT namespace_id, builds FROM public.namespace_usage');
+  const refused = await runRebuild(db.url, ['namespace_usage']);
+  t.is(refused.code, 2, shown(refused));
+  t.regex(refused.stderr, /cannot rebuild projection group "namespace_usage": view public\.usage_report reads namespace_usage, and would go on reading the old table after the swap/);
+  t.deepEqual(await digests(client), reference.digests);
+  t.deepEqual(await liveCheckpoints(client), reference.checkpoints);
+  t.deepEqual(await leftovers(client), NO_LEFTOVERS);
+  t.is((await client.query('SELECT count(*)::int AS n FROM public.usage_report')).rows[0].n, (await namespaceUsageRows(client)).length);
+});
+
+test('a migration of a live table during the rebuild refuses the swap, which would undo it; everything stays as it is', async (t) => {
+  const { reference, db, client } = await builtCopy(t);
+  const log = openLog(t, db.url);
+  const onPhase = async (phase: string) => {
+    if (phase === 'finished') await client.query('ALTER TABLE public.namespace_usage ADD COLUMN note text');
+  };
+  const failure = await t.throwsAsync(rebuildGroup({ databaseUrl: db.url, log, logger: silentLogger, projections: [namespaceUsage], batchSize: 50, onPhase }));
+  t.regex(failure!.message, /the live table namespace_usage of projection group "namespace_usage" changed during the rebuild \(a migration, a grant\?\): the swap would undo it; run the rebuild again/);
+  t.is((await client.query(`SELECT 1 FROM information_schema.columns WHERE table_name = 'namespace_usage' AND column_name = 'note'`)).rowCount, 1, 'the column is still there');
+  t.deepEqual(await liveCheckpoints(client), reference.checkpoints);
+  t.deepEqual(await leftovers(client), NO_LEFTOVERS);
+});
+
+test('the swap waits for a shadow table without holding the live ones: readers go on meanwhile', async (t) => {
+  const { reference, db, client } = await builtCopy(t);
+  const log = openLog(t, db.url);
+  // A session holds a shadow table when the rebuild is about to swap (as autovacuum may).
+  const blocker = await connect(t, db.url);
+  const onPhase = async (phase: string) => {
+    if (phase !== 'finished') return;
+    await blocker.query('BEGIN');
+    await blocker.query('LOCK TABLE rebuild_namespace_usage.namespace_usage IN SHARE UPDATE EXCLUSIVE MODE');
+  };
+  const rebuilding = rebuildGroup({ databaseUrl: db.url, log, logger: silentLogger, projections: [namespaceUsage], batchSize: 50, onPhase });
+  void rebuilding.catch(() => undefined); // awaited below
+  const pid = await until('the swap to wait for the shadow table', async () => {
+    const { rows } = await client.query<{ pid: number }>(
+      `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'LOCK TABLE %rebuild_namespace_usage%'`,
+    );
+    return rows[0]?.pid;
+  });
+  const { rows: held } = await client.query<{ table: string }>(
+    `SELECT c.relname AS table FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE l.pid = $1 AND l.granted AND n.nspname = 'public' AND c.relname = ANY($2)`,
+    [pid, USAGE_TABLES],
+  );
+  t.deepEqual(held, [], 'no live table held while waiting');
+  await blocker.query('COMMIT');
+  await rebuilding;
+  t.deepEqual(await digests(client), reference.digests, 'the same rows, rebuilt');
+  t.deepEqual(await leftovers(client), NO_LEFTOVERS);
+});
+
+test('a rebuild of two groups that fails at the second swap says which group was swapped in already', async (t) => {
+  const { db, client } = await builtCopy(t);
+  const log = openLog(t, db.url);
+  let swaps = 0;
+  // While the first group (conda-store) swaps, someone creates a view over the second's table.
+  const onPhase = async (phase: string) => {
+    if (phase === 'swapping' && swaps++ === 0) await client.query('CREATE VIEW public.usage_report AS SELECT namespace_id FROM public.namespace_usage');
+  };
+  const failure = await t.throwsAsync(rebuildGroups({ databaseUrl: db.url, log, logger: silentLogger, groups: [condaStoreProjections, [namespaceUsage]], batchSize: 200, onPhase }));
+  t.regex(failure!.message, /view public\.usage_report reads namespace_usage.* \(group "conda-store" had been rebuilt and swapped in before this failure; the rest were not\)$/);
+  t.deepEqual(await leftovers(client), NO_LEFTOVERS);
 });

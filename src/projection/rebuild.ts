@@ -181,6 +181,7 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
       await admin.query(`DROP SCHEMA IF EXISTS ${quote(r.shadow)} CASCADE; DROP SCHEMA IF EXISTS ${quote(r.old)} CASCADE`);
       await deleteCheckpoints(admin, r.shadowNames);
       await refuseForeignReferences(admin, r);
+      await refuseDependentViews(admin, r);
       r.definitions = await readTableDefinitions(admin, 'public', r.tables);
       // Shadow tables: columns, defaults, keys, checks and cascading foreign keys now; the other
       // foreign keys and the indexes after the load.
@@ -242,6 +243,10 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
     return reports;
   } catch (error) {
     await admin.query('ROLLBACK').catch(() => undefined);
+    const swapped = rebuilds.filter((r) => r.swapped).map((r) => `"${r.group}"`);
+    if (swapped.length && error instanceof Error) {
+      error.message += ` (group${swapped.length > 1 ? 's' : ''} ${swapped.join(', ')} had been rebuilt and swapped in before this failure; the rest were not)`;
+    }
     // What this run created and did not swap in: dropped now (a crash leaves it to the next run).
     for (const r of rebuilds.filter((r) => r.created && !r.swapped)) {
       try {
@@ -329,10 +334,19 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
       if (shadow.position < livePosition) throw new Error(`projection ${shadow.name}: the rebuilt tables are at ${shadow.position}, behind the live ones at ${livePosition}`);
     }
 
-    // Every live table at once; a reader that holds one makes this attempt give up, not wait.
+    // Every table at once, the shadow ones first (autovacuum may be at work on them: waiting for
+    // it while holding the live ones would stop every reader); a session that holds one makes
+    // this attempt give up, not wait.
     await admin.query(`SET LOCAL lock_timeout = ${lockTimeoutMs}`);
-    await admin.query(`LOCK TABLE ${r.tables.map((table) => `public.${quote(table)}`).join(', ')} IN ACCESS EXCLUSIVE MODE`);
+    const shadowTables = r.tables.map((table) => `${quote(r.shadow)}.${quote(table)}`);
+    await admin.query(`LOCK TABLE ${[...shadowTables, ...r.tables.map((table) => `public.${quote(table)}`)].join(', ')} IN ACCESS EXCLUSIVE MODE`);
     await admin.query('SET LOCAL lock_timeout = 0');
+    // What the rebuild copied at its start must still be what is live: a migration or a grant run
+    // meanwhile would be undone by the swap (and its migration recorded as applied), a foreign key
+    // or a view added meanwhile dropped with the old tables.
+    await refuseChangedDefinitions(admin, r);
+    await refuseForeignReferences(admin, r);
+    await refuseDependentViews(admin, r);
     await admin.query(`CREATE SCHEMA ${quote(r.old)}`);
     for (const table of r.tables) await admin.query(`ALTER TABLE public.${quote(table)} SET SCHEMA ${quote(r.old)}`);
     for (const table of r.tables) await admin.query(`ALTER TABLE ${quote(r.shadow)}.${quote(table)} SET SCHEMA public`);
@@ -388,6 +402,42 @@ async function refuseForeignReferences(admin: pg.Client, r: Pick<GroupRebuild, '
     throw new Error(
       `cannot rebuild projection group "${r.group}": ${first!.child} references ${first!.parent} by foreign key ${first!.constraint}, ` +
         `which the swap would drop; the projection that owns ${first!.child} must be in group "${r.group}"`,
+    );
+  }
+}
+
+/**
+ * A view (or materialized view) over a table of the group would go on reading the old table after
+ * the swap, then be dropped with it. Refused, naming it.
+ */
+async function refuseDependentViews(admin: pg.Client, r: Pick<GroupRebuild, 'group' | 'tables'>): Promise<void> {
+  const { rows } = await admin.query<{ view: string; table: string }>(
+    `SELECT DISTINCT vn.nspname || '.' || v.relname AS view, t.relname::text AS table
+       FROM pg_depend d
+       JOIN pg_rewrite w ON d.classid = 'pg_rewrite'::regclass AND w.oid = d.objid
+       JOIN pg_class v ON v.oid = w.ev_class JOIN pg_namespace vn ON vn.oid = v.relnamespace
+       JOIN pg_class t ON d.refclassid = 'pg_class'::regclass AND t.oid = d.refobjid JOIN pg_namespace tn ON tn.oid = t.relnamespace
+      WHERE tn.nspname = 'public' AND t.relname = ANY($1) AND v.oid <> t.oid
+      ORDER BY 1, 2`,
+    [r.tables],
+  );
+  if (rows.length) {
+    const [first] = rows;
+    throw new Error(
+      `cannot rebuild projection group "${r.group}": view ${first!.view} reads ${first!.table}, and would go on reading the old table after the swap, ` +
+        'then be dropped with it; drop the view before the rebuild and create it again after; the live tables, checkpoints and fingerprints are unchanged',
+    );
+  }
+}
+
+/** The live tables' definitions (columns, keys, indexes, grants) are still those the shadow tables were made from. */
+async function refuseChangedDefinitions(admin: pg.Client, r: Pick<GroupRebuild, 'group' | 'tables' | 'definitions'>): Promise<void> {
+  const now = await readTableDefinitions(admin, 'public', r.tables);
+  const changed = now.find((definition, i) => JSON.stringify(definition) !== JSON.stringify(r.definitions[i]));
+  if (changed) {
+    throw new Error(
+      `the live table ${changed.table} of projection group "${r.group}" changed during the rebuild (a migration, a grant?): the swap would undo it; ` +
+        'run the rebuild again; the live tables, checkpoints and fingerprints are unchanged',
     );
   }
 }
