@@ -1,8 +1,9 @@
 /**
  * Append-time rules: from validated envelopes to append requests that carry their key claims,
  * releases and preconditions, so that the log checks them atomically with the append, plus the
- * rules that need an aggregate's state (build status order). State is folded from the log; a `version` precondition
- * on what was read makes the decision fail, and be taken again, if the stream moved meanwhile.
+ * rules that need an aggregate's state (build status order). State is folded from the log; a
+ * `version` precondition on what was read makes the decision fail, and be taken again, if the
+ * stream moved meanwhile.
  */
 import type { Envelope } from '../catalogue/index.js';
 import { PreconditionFailedError } from '../log/errors.js';
