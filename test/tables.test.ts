@@ -3,10 +3,12 @@
  * (shared/spec/conda-store-tables.md, as data in test/schema/conda-store-spec.ts), and
  * `knex migrate:rollback --all` removes them again.
  */
+import { randomBytes } from 'node:crypto';
 import test from 'ava';
 import { allProjections } from '../projections/index.js';
 import { migrateLatest, rollbackAll } from '../src/db/migrate.js';
-import { freshDatabase, withClient } from './helpers/database.js';
+import { freshDatabase, withAdmin, withClient } from './helpers/database.js';
+import { runNpx, shown } from './helpers/rebuild.js';
 import {
   describeSchema,
   describeTable,
@@ -76,4 +78,32 @@ test('rollback --all leaves public empty, and migrate:latest works again afterwa
   const actual = await withClient(db.url, (client) => describeSchema(client, 'public'));
   for (const table of readModelTables) delete actual[table];
   t.deepEqual(actual, condaStoreTables, 'public after rollback and migrate:latest');
+});
+
+// Regression: `knex migrate:latest` (and `serve --migrate`) connected to the server's `postgres`
+// database first, to create the target if missing, and failed for a role allowed into its own
+// database only.
+test.serial('npx knex migrate:latest works for a role allowed into its own database only, not into postgres', async (t) => {
+  const role = `cse_owner_${randomBytes(4).toString('hex')}`;
+  await withAdmin((admin) => admin.query(`CREATE ROLE ${role} LOGIN`));
+  // Teardowns run last first: this one after the database (which the role will own) is dropped.
+  t.teardown(() => withAdmin(async (admin) => {
+    await admin.query('GRANT CONNECT ON DATABASE postgres TO PUBLIC');
+    await admin.query(`DROP ROLE ${role}`);
+  }));
+  const db = await freshDatabase(t, { migrated: false });
+  await withAdmin(async (admin) => {
+    await admin.query(`ALTER DATABASE "${db.name}" OWNER TO ${role}`);
+    // Superusers (every other test's connections) are not held by CONNECT privileges.
+    await admin.query('REVOKE CONNECT ON DATABASE postgres FROM PUBLIC');
+  });
+  const url = new URL(db.url);
+  url.username = role;
+  const outside = new URL(url);
+  outside.pathname = '/postgres';
+  await t.throwsAsync(withClient(outside.toString(), async () => undefined), { message: /permission denied for database "postgres"/ }, 'the role may not connect to postgres');
+
+  const migrate = await runNpx(url.toString(), ['knex', 'migrate:latest']);
+  t.is(migrate.code, 0, shown(migrate));
+  await withClient(url.toString(), async (client) => t.deepEqual((await listTables(client, 'public')).length > 0, true));
 });

@@ -4,12 +4,22 @@ import { quoteIdent } from '../log/postgres/sql.js';
 
 /**
  * Creates the database named in `url` when it does not exist yet (the contract's default
- * database is "created if missing"). Connects to the server's `postgres` database to do so.
+ * database is "created if missing"). Connects to the database itself first: a role may be allowed
+ * into its own database and not into `postgres` (pg_hba.conf, REVOKE CONNECT). Only when it does
+ * not exist (3D000) does it connect to the server's `postgres` database to create it.
  */
 export async function ensureDatabase(url: string): Promise<void> {
   const target = new URL(url);
   const name = decodeURIComponent(target.pathname.replace(/^\//, ''));
   if (!name) throw new Error(`DATABASE_URL has no database name: ${url}`);
+  const probe = new pg.Client({ connectionString: url });
+  try {
+    await probe.connect();
+    await probe.end();
+    return;
+  } catch (error) {
+    if ((error as { code?: string }).code !== '3D000') throw error; // invalid_catalog_name: no such database
+  }
   const admin = new URL(url);
   admin.pathname = '/postgres';
   const client = new pg.Client({ connectionString: admin.toString() });
