@@ -12,10 +12,20 @@ import { CLAIM_KEYS_V2, edit } from './20260101000600_cheaper_key_claims.js';
  * grant, the pair it grants (a grant of the same pair again may keep its id). For the key
  * `stream`, whose parent is the parent aggregate, and for keys claimed without a parent, nothing
  * changes. Keys already in the log hold no parent for these names, so every new claim of them is
- * a duplicate, as it should be.
+ * a duplicate, as it should be; but for role grants, whose ids already held get their pair from
+ * the grant that claimed them.
  */
 export async function up(knex: Knex): Promise<void> {
   await knex.raw(`DROP FUNCTION event_store.claim_keys; ${CLAIM_KEYS_V3}`);
+  // Role grant ids already held name their pair, as new claims do, so that a grant of the same
+  // pair again keeps being accepted with its id: the pair is in the grant that claimed the id.
+  await knex.raw(`
+    UPDATE event_store.keys k
+       SET parent = (SELECT 'namespace-' || (e.data ->> 'other_namespace_id')
+                       FROM event_store.events e
+                      WHERE e.stream = k.stream AND e.type = 'NamespaceRoleGranted' AND e.data ->> 'id' = k.value
+                      ORDER BY e.global_position LIMIT 1)
+     WHERE k.name = 'namespace_role_mapping_v2.id' AND k.parent IS NULL`);
 }
 
 export async function down(knex: Knex): Promise<void> {

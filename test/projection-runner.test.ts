@@ -23,6 +23,8 @@ import { catchUpTogether, CheckpointRewoundError, createRunner } from '../src/pr
 import { createProjectionService } from '../src/projection/service.js';
 import { isTransient } from '../src/projection/transient.js';
 import { allProjections, condaStoreProjections, namespaceUsage, solves } from '../projections/index.js';
+import knexFactory from 'knex';
+import { knexConfig } from '../src/db/knex-config.js';
 import { testPool } from './helpers/database.js';
 import { runCli } from './helpers/cli.js';
 import { realisticHistory } from './helpers/history.js';
@@ -861,6 +863,26 @@ test('an ArtifactStored with a key its build has an artifact for already adds no
   await appendEnvelopes(db.log, [...baseHistory(), artifact(1, 'logs/1.log'), artifact(2, 'logs/1.log'), artifact(3, 'logs/1-other.log')]);
   await catchUp(db.url, db.log);
   t.deepEqual((await tableRows(db.url, 'build_artifact')).map((row) => [row.id, row.key]), [[1, 'logs/1.log'], [3, 'logs/1-other.log']]);
+});
+
+// A deployment upgraded to migration 20260101001100 holds role grant ids claimed without their
+// pair: the migration gives them the pair of the grant that claimed them.
+test('role grant ids held before the same-stream claims migration get their pair, and a grant of that pair again keeps its id', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  await appendEnvelopes(db.log, [...baseHistory(), envelopeFor('NamespaceCreated', { namespace_id: 2, name: 'two' }), envelopeFor('NamespaceCreated', { namespace_id: 3, name: 'three' }), roleGrant(2)]);
+  // As the rules before the migration left them: no parent.
+  await db.query(`UPDATE event_store.keys SET parent = NULL WHERE name = 'namespace_role_mapping_v2.id'`);
+  const knex = knexFactory(knexConfig(db.url));
+  try {
+    await knex.migrate.down({ name: '20260101001100_claims_of_the_same_stream.ts' });
+    await knex.migrate.up({ name: '20260101001100_claims_of_the_same_stream.ts' });
+  } finally {
+    await knex.destroy();
+  }
+  t.deepEqual(await db.query(`SELECT parent FROM event_store.keys WHERE name = 'namespace_role_mapping_v2.id'`), [{ parent: 'namespace-2' }]);
+  await appendEnvelopes(db.log, [roleGrant(2, 'admin')]);
+  await t.throwsAsync(appendEnvelopes(db.log, [roleGrant(3)]), { instanceOf: DuplicateKeyError });
 });
 
 test('a role grant of the same pair again, and a setting stored again, may keep their ids', async (t) => {
