@@ -17,6 +17,11 @@ import { CLAIM_KEYS_V2, edit } from './20260101000600_cheaper_key_claims.js';
  */
 export async function up(knex: Knex): Promise<void> {
   await knex.raw(`DROP FUNCTION event_store.claim_keys; ${CLAIM_KEYS_V3}`);
+  // The parents of other keys are never looked up by parent (only "no_children" does that, for
+  // the key stream): the index keeps to stream keys, rather than take a random event id for
+  // every package build of a channel sync.
+  await knex.raw(`DROP INDEX event_store.keys_parent_idx;
+    CREATE INDEX keys_parent_idx ON event_store.keys (parent) WHERE name = 'stream' AND parent IS NOT NULL`);
   // Role grant ids already held name their pair, as new claims do, so that a grant of the same
   // pair again keeps being accepted with its id: the pair is in the grant that claimed the id.
   await knex.raw(`
@@ -30,6 +35,8 @@ export async function up(knex: Knex): Promise<void> {
 
 export async function down(knex: Knex): Promise<void> {
   await knex.raw(`DROP FUNCTION event_store.claim_keys; ${CLAIM_KEYS_V2}`);
+  await knex.raw(`DROP INDEX event_store.keys_parent_idx;
+    CREATE INDEX keys_parent_idx ON event_store.keys (parent) WHERE parent IS NOT NULL`);
 }
 
 const CLAIM_KEYS_V3 = edit(

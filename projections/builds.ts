@@ -12,10 +12,6 @@ function ending(status: 'FAILED' | 'CANCELED', data: { ended_on: string; status_
     : { status, ended_on: data.ended_on, status_info: data.status_info };
 }
 
-const STORE_ARTIFACT = `INSERT INTO build_artifact (id, build_id, artifact_type, key)
-SELECT $1::integer, $2::integer, $3::varchar, $4::varchar
-WHERE NOT EXISTS (SELECT 1 FROM build_artifact WHERE build_id = $2::integer AND key = $4::varchar)`;
-
 export const builds = defineProjection({
   name: 'builds',
   version: 2,
@@ -65,11 +61,16 @@ export const builds = defineProjection({
         update: [],
       })),
 
-    // conda-store's Storage.set inserts a row only when the build has none with that key
-    // (conda-store-tables.md, build_artifact; the table has no unique key for it). Version 2:
-    // version 1 inserted a second row.
+    // A row per event. conda-store's Storage.set inserts one only when the build has none with
+    // that key (conda-store-tables.md, build_artifact), so a producer publishes ArtifactStored when
+    // it inserted; checking here would read the table for every event (it has no index on
+    // (build_id, key), and must not get one: its indexes are conda-store's).
     ArtifactStored: ({ data }) => [
-      { op: 'sql', table: 'build_artifact', text: STORE_ARTIFACT, values: [data.build_artifact_id, data.build_id, data.artifact_type, data.key], insertsId: data.build_artifact_id },
+      {
+        op: 'insert',
+        table: 'build_artifact',
+        row: { id: data.build_artifact_id, build_id: data.build_id, artifact_type: data.artifact_type, key: data.key },
+      },
     ],
 
     // The build's own artifact only: the log checks that the id exists, not whose it is (version

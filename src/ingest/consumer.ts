@@ -277,12 +277,14 @@ export function createIngester(options: IngesterOptions): Ingester {
    * Decided again, a rejected message would meet a log that now holds the messages after it,
    * and could go in, out of its place in the stream's order.
    */
-  const unstoredVerdicts = new Map<number, string>();
+  const unstoredVerdicts = new Map<string, { seq: number; reason: string }>();
+  // A message as rejected_messages keys it (a stream created again numbers from 1 again).
+  const messageKey = (msg: Message) => `${msg.info.stream}/${msg.seq}/${storedAt(msg)}`;
   async function standingVerdicts(pool: pg.Pool, batch: Parsed[]): Promise<Map<number, string>> {
     const verdicts = new Map<number, string>();
     for (const { msg } of batch) {
-      const reason = unstoredVerdicts.get(msg.seq);
-      if (reason !== undefined) verdicts.set(msg.seq, reason);
+      const unstored = unstoredVerdicts.get(messageKey(msg));
+      if (unstored) verdicts.set(msg.seq, unstored.reason);
     }
     const again = batch.filter(({ msg }) => msg.info.redelivered && !verdicts.has(msg.seq)).map(({ msg }) => msg);
     if (again.length > 0) {
@@ -400,10 +402,12 @@ export function createIngester(options: IngesterOptions): Ingester {
     try {
       inserted = await storeRejections(pool, rejections);
     } catch (error) {
-      for (const { parsed, reason } of rejections) unstoredVerdicts.set(parsed.msg.seq, reason);
+      for (const { parsed, reason } of rejections) unstoredVerdicts.set(messageKey(parsed.msg), { seq: parsed.msg.seq, reason });
       throw error;
     }
-    for (const { parsed } of rejections) unstoredVerdicts.delete(parsed.msg.seq);
+    // Stored now, and any kept for messages before this batch were handled (by this process or
+    // another owner).
+    for (const [key, { seq }] of unstoredVerdicts) if (seq <= sequence) unstoredVerdicts.delete(key);
     counters.add({ accepted: appended.length, duplicates, rejected: inserted, sequence });
     const stored = performance.now();
     for (const { parsed: p, reason } of rejections) {

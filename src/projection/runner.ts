@@ -379,7 +379,11 @@ export function createRunner(options: RunnerOptions): Runner {
       unsaved = last;
       idleSave ??= setTimeout(() => {
         idleSave = undefined;
-        flush().catch((error) => logger.error({ err: error }, 'could not save the checkpoint of events with nothing to apply'));
+        flush().catch((error) => {
+          // Rewound (a lost commit): the next batch finds it again and has the feed read the log anew.
+          if (error instanceof CheckpointRewoundError) return;
+          logger.error({ err: error }, 'could not save the checkpoint of events with nothing to apply');
+        });
       }, IDLE_SAVE_MS).unref();
       return;
     }
@@ -545,6 +549,8 @@ async function consume(read: (from: number) => AsyncIterable<LogBatch>, from: nu
           options.onBatch?.({ position, events: count });
           if (options.signal?.aborted) break;
         }
+        // Inside the loop: saving the checkpoints of batches passed over may find one rewound too.
+        for (const runner of runners) await runner.flush();
         break;
       } catch (error) {
         if (!(error instanceof CheckpointRewoundError)) throw error;
@@ -556,7 +562,6 @@ async function consume(read: (from: number) => AsyncIterable<LogBatch>, from: nu
     for (const runner of runners) await runner.flush().catch(() => undefined);
     throw error;
   }
-  for (const runner of runners) await runner.flush();
   return position;
 }
 
