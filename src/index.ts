@@ -28,7 +28,7 @@ export { changesFor, defineProjection, handledTypes, type Handler, type Handlers
 export { allProjections, condaStoreProjections, projectionsByName } from '../projections/index.js';
 
 // NATS: the producer client, id allocation, and the ingester `serve` runs.
-export { NoStreamError, publishEvent, publishEvents, toEnvelope, type EventToPublish, type PublishedEvent, type PublishEventsOptions, type PublishOptions } from './ingest/publish.js';
+export { NoStreamError, publishEvent, publishEvents, toEnvelope, type EventToPublish, type PublishedEvent, type PublishEventsOptions, type PublishFailure, type PublishOptions } from './ingest/publish.js';
 export { JetStreamPublishError, PublishNotAcknowledgedError } from './ingest/jetstream-acks.js';
 export { answerIdsRequest, MAX_IDS_PER_REQUEST, requestIds, startIdsResponder, type IdsReply } from './ingest/ids-responder.js';
 export { createIngester, parseMessage, type IngestBatchReport, type Ingester, type IngesterOptions, type RejectedMessage } from './ingest/consumer.js';

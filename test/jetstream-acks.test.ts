@@ -1,6 +1,7 @@
 import test from 'ava';
 import { connect } from 'nats';
 import { JetStreamPublishError, publishAcked, PublishNotAcknowledgedError } from '../src/ingest/jetstream-acks.js';
+import { publishEvent, publishEvents, type PublishFailure } from '../src/ingest/publish.js';
 import { eventSubject } from '../src/ingest/stream.js';
 import { natsUrl, testNats } from './helpers/nats.js';
 
@@ -64,4 +65,27 @@ test('publishing on a connection already closed rejects (it does not throw), and
   t.true(publishing instanceof Promise);
   await t.throwsAsync(publishing, { message: /closed/i });
   t.is((await nats.jsm.streams.info(nats.names.stream)).state.messages, 0);
+});
+
+// Regression: an event published without an id got a fresh one at each call, and the failure did
+// not say which: a retry of the same call went out as another event.
+test('a failed publish carries the envelope it sent, id filled in, so that a retry is the same event', async (t) => {
+  const nats = await testNats(t);
+  const nc = await connect({ servers: natsUrl });
+  const event = { type: 'NamespaceCreated' as const, data: { namespace_id: 7, name: 'data-science' } };
+  // Someone listens on the subject but never acknowledges: the publish waits until the connection closes.
+  const silent = nats.nc.subscribe(eventSubject(nats.names, 'NamespaceCreated'), { callback: () => undefined });
+  t.teardown(() => silent.unsubscribe());
+  await nats.nc.flush();
+  const one = publishEvent(nc, event, { names: nats.names, timeoutMs: 60_000 });
+  const many = publishEvents(nc, [event, { ...event, data: { namespace_id: 8, name: 'ml' } }], { names: nats.names, timeoutMs: 60_000 });
+  await nc.close();
+  const failed = await t.throwsAsync(one, { instanceOf: PublishNotAcknowledgedError });
+  const { envelope } = failed as PublishFailure;
+  t.like(envelope, { type: 'NamespaceCreated', stream: 'namespace-7', data: event.data });
+  t.regex(envelope!.id, /^[0-9a-f-]{36}$/);
+  const { envelopes } = (await t.throwsAsync(many, { instanceOf: PublishNotAcknowledgedError })) as PublishFailure;
+  t.deepEqual(envelopes!.map((e) => e.stream), ['namespace-7', 'namespace-8']);
+  t.true(envelopes!.every((e) => /^[0-9a-f-]{36}$/.test(e.id)), JSON.stringify(envelopes));
+  t.not(envelopes![0]!.id, envelope!.id);
 });

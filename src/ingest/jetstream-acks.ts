@@ -95,13 +95,14 @@ function createAckCollector(nc: NatsConnection, onClosed: (collector: AckCollect
     }
     outcome(entry);
   };
-  const failAll = (error: Error) => {
-    for (const token of [...awaited.keys()]) settle(token, (entry) => entry.reject(error));
+  // An error of its own for each publish: a caller may add to it (publish.ts adds the envelope sent).
+  const failAll = (error: () => Error) => {
+    for (const token of [...awaited.keys()]) settle(token, (entry) => entry.reject(error()));
   };
 
   const subscription = nc.subscribe(`${prefix}.*`, {
     callback: (error, msg: Msg) => {
-      if (error) return failAll(error);
+      if (error) return failAll(() => Object.assign(new Error(error.message, { cause: error }), { code: (error as { code?: unknown }).code }));
       settle(msg.subject.slice(prefix.length + 1), (entry) => {
         if (msg.headers?.code === 503) return entry.reject(new NoRespondersError(`no responders for ${entry.subject}`));
         try {
@@ -117,7 +118,7 @@ function createAckCollector(nc: NatsConnection, onClosed: (collector: AckCollect
   });
   void subscription.closed.then(() => {
     onClosed(collector);
-    failAll(new PublishNotAcknowledgedError('the NATS connection closed before JetStream acknowledged the message', 'closed'));
+    failAll(() => new PublishNotAcknowledgedError('the NATS connection closed before JetStream acknowledged the message', 'closed'));
   });
 
   const sweep = () => {

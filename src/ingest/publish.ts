@@ -73,6 +73,22 @@ export class NoStreamError extends Error {
   override name = 'NoStreamError';
 }
 
+/**
+ * What a failed publish carries besides its own error: the envelope it sent (publishEvent) or
+ * every envelope of the call (publishEvents), ids filled in. An event given without an id gets a
+ * fresh one at each call, so a retry publishes these, which JetStream and the ingester recognise
+ * as the same events, never the events as first given.
+ */
+export interface PublishFailure {
+  envelope?: Envelope;
+  envelopes?: Envelope[];
+}
+
+/** `error` with `failure` on it (an Error of the client's or of nats.js; anything else as it is). */
+function withFailure(error: unknown, failure: PublishFailure): unknown {
+  return error instanceof Error ? Object.assign(error, failure) : error;
+}
+
 async function publishValidated(nc: NatsConnection, envelope: Envelope, names: IngestNames, timeoutMs: number): Promise<PublishedEvent> {
   const subject = eventSubject(names, envelope.type);
   try {
@@ -84,11 +100,14 @@ async function publishValidated(nc: NatsConnection, envelope: Envelope, names: I
         `no JetStream stream captures ${subject} on ${nc.getServer()}: start conda-store-events serve (it creates stream ${names.stream}) or create the stream`,
       );
     }
-    throw error;
+    throw withFailure(error, { envelope });
   }
 }
 
-/** Validates one event, publishes it and waits for the JetStream acknowledgement. */
+/**
+ * Validates one event, publishes it and waits for the JetStream acknowledgement. On a failure the
+ * error carries the envelope sent (PublishFailure.envelope): publish that to retry.
+ */
 export async function publishEvent(nc: NatsConnection, event: EventToPublish | Envelope, options: PublishOptions = {}): Promise<PublishedEvent> {
   const envelope = toEnvelope(event);
   const names = resolveNames(options.names);
@@ -98,8 +117,9 @@ export async function publishEvent(nc: NatsConnection, event: EventToPublish | E
 /**
  * Validates every event first (nothing is sent if one is invalid), then publishes them one after
  * the other, each after the previous one's acknowledgement: they reach the log in this order. On
- * a failure, the events before it are published; publishing the list again is safe (the ingester
- * ignores an event id it already has).
+ * a failure, the events before it are published; publishing the list again is safe when it is the
+ * same envelopes, ids included (the ingester ignores an event id it already has): the error
+ * carries them (PublishFailure.envelopes).
  */
 export async function publishEvents(nc: NatsConnection, events: (EventToPublish | Envelope)[], options: PublishEventsOptions = {}): Promise<PublishedEvent[]> {
   const envelopes = events.map(toEnvelope);
@@ -108,7 +128,11 @@ export async function publishEvents(nc: NatsConnection, events: (EventToPublish 
   const window = Math.max(1, Math.floor(options.maxInFlight ?? 1));
   const published: PublishedEvent[] = new Array(envelopes.length);
   if (window === 1) {
-    for (let i = 0; i < envelopes.length; i++) published[i] = await publishValidated(nc, envelopes[i]!, names, timeoutMs);
+    try {
+      for (let i = 0; i < envelopes.length; i++) published[i] = await publishValidated(nc, envelopes[i]!, names, timeoutMs);
+    } catch (error) {
+      throw withFailure(error, { envelopes });
+    }
     return published;
   }
   // Sent in order from one connection; at most `window` acknowledgements outstanding. The window
@@ -133,6 +157,6 @@ export async function publishEvents(nc: NatsConnection, events: (EventToPublish 
     inFlight.add(sending);
   }
   await Promise.all(inFlight);
-  if (failure !== undefined) throw failure;
+  if (failure !== undefined) throw withFailure(failure, { envelopes });
   return published;
 }
