@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
-import type { Envelope } from '../src/catalogue/index.js';
+import { idIntroduced, type Envelope } from '../src/catalogue/index.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import type { EventLog, RecordedEvent } from '../src/log/types.js';
 import { runCli, type CliResult } from './helpers/cli.js';
@@ -134,6 +134,34 @@ test('export then append into an empty database gives the same log, and the same
   const exportedAgain = await cli(target, ['export']);
   t.is(exportedAgain.code, 0, shown(exportedAgain));
   t.is(exportedAgain.stdout, exported.stdout);
+});
+
+// Regression: a restored log brings its own ids, and the allocator's sequences stayed where they
+// were: allocateIds handed out ids in use (a new namespace refused as existing, a row id taken).
+test('append moves the id allocator past every id the appended events hold; allocating meanwhile never gets one twice', async (t) => {
+  const db = await database(t);
+  const history = realisticHistory();
+  const highest = new Map<string, number>();
+  for (const envelope of history) {
+    const introduced = idIntroduced(envelope);
+    if (introduced) highest.set(introduced.kind, Math.max(highest.get(introduced.kind) ?? 0, introduced.id));
+  }
+  t.true(highest.size >= 8, [...highest.keys()].join(', '));
+  // Ids allocated before the restore, and while it runs, stay the allocator's own.
+  const before = await db.log.allocateIds('namespace', 1);
+  const appending = cli(db, ['append', writeFile(t, ndjson(history))]);
+  const during = await db.log.allocateIds('namespace', 3);
+  const appended = await appending;
+  t.is(appended.code, 0, shown(appended));
+  for (const [kind, id] of highest) {
+    const [next] = await db.log.allocateIds(kind, 1);
+    t.true(next! > id, `${kind}: allocated ${next} after the restore, the log holds ${id}`);
+  }
+  const after = await db.log.allocateIds('namespace', 5);
+  t.is(new Set([...before, ...during, ...after]).size, 9, 'no namespace id handed out twice');
+  // Moving past ids the allocator has gone beyond already changes nothing.
+  await db.log.reserveIds('namespace', 1);
+  t.true((await db.log.allocateIds('namespace', 1))[0]! > Math.max(...after));
 });
 
 test('export --stream gives only that stream, --from starts at a position', async (t) => {

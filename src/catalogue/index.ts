@@ -25,6 +25,7 @@ export {
 export { EventValidationError, validateEnvelope, validateEvent, type ValidationIssue } from './validate.js';
 export { currentSchemaVersion, upcast, type StoredEvent } from './upcast.js';
 export { AGGREGATE_KINDS, ID_KINDS, isIdKind, type AggregateKind, type IdKind } from './kinds.js';
+export { idIntroduced } from './ids.js';
 export {
   ARTIFACT_TYPES,
   BUILD_KEY_VERSIONS,

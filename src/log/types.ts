@@ -120,5 +120,10 @@ export interface EventLog {
   headPosition(): Promise<number>;
   /** `n` fresh ids for an aggregate kind, from that kind's sequence. */
   allocateIds(kind: string, n: number): Promise<number[]>;
+  /**
+   * Ids of `kind` up to `through` are in the log (appended from elsewhere: a restore): allocateIds
+   * hands out only ids above them from now on.
+   */
+  reserveIds(kind: string, through: number): Promise<void>;
   close(): Promise<void>;
 }

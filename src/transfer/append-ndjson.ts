@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { EventValidationError, validateEnvelope, type Envelope } from '../catalogue/index.js';
+import { EventValidationError, idIntroduced, validateEnvelope, type Envelope } from '../catalogue/index.js';
 import { appendBatch } from '../decide/append-batch.js';
 import type { EventLog } from '../log/types.js';
 import { ndjsonLines } from './ndjson.js';
@@ -32,10 +32,13 @@ interface Pending {
  * is refused (bad JSON, invalid event, wrong version, duplicate key, broken rule) is reported with
  * its number and reason; the others go in (see appendBatch, shared with NATS ingestion: an event
  * already in the log counts as a duplicate). Infrastructure errors (database down) are thrown.
+ * At the end, the id allocator is moved past the ids the events hold (a restore brings its own).
  */
 export async function appendNdjson(log: EventLog, input: Readable, options: AppendNdjsonOptions = {}): Promise<AppendReport> {
   const batchSize = options.batchSize ?? 500;
   const report: AppendReport = { appended: 0, duplicates: 0, rejected: [] };
+  // The highest id of each allocator kind the appended events hold (see the end).
+  const highestIds = new Map<string, number>();
   let batch: Pending[] = [];
   let lines = 0;
   let bytes = 0;
@@ -47,6 +50,8 @@ export async function appendNdjson(log: EventLog, input: Readable, options: Appe
       if (outcome.status === 'appended') report.appended += 1;
       else if (outcome.status === 'duplicate') report.duplicates += 1;
       else report.rejected.push({ line: batch[i]!.line, reason: outcome.reason });
+      const introduced = outcome.status === 'rejected' ? undefined : idIntroduced(batch[i]!.envelope);
+      if (introduced) highestIds.set(introduced.kind, Math.max(highestIds.get(introduced.kind) ?? 0, introduced.id));
     });
     batch = [];
     options.onProgress?.({ lines, bytes, report });
@@ -68,6 +73,8 @@ export async function appendNdjson(log: EventLog, input: Readable, options: Appe
     if (batch.length >= batchSize) await flush();
   }
   await flush();
+  // A restored log brings its own ids: the allocator goes past them, or it would hand them out again.
+  for (const [kind, id] of highestIds) await log.reserveIds(kind, id);
   report.rejected.sort((a, b) => a.line - b.line);
   return report;
 }

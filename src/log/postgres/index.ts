@@ -3,7 +3,7 @@ import { createPool } from '../../db/pool.js';
 import type { AppendedEvent, AppendRequest, EventLog } from '../types.js';
 import { append, appendToStreams, eventJson, takesFastPath } from './append.js';
 import { createAppendQueue, type AppendQueueOptions, type AppendQueueStats } from './append-queue.js';
-import { allocateIds } from './ids.js';
+import { allocateIds, reserveIds } from './ids.js';
 import { headPosition, readStream } from './read.js';
 import { createRecentAppends, type RecentAppendsOptions } from './recent-appends.js';
 import { createStreamVersions, DEFAULT_KNOWN_STREAMS } from './stream-versions.js';
@@ -111,6 +111,7 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
     subscribe: (subscribeOptions = {}) => readLog(pool, wakeups, recent, { ...subscribeOptions, live: true, pollIntervalMs: options.pollIntervalMs }),
     headPosition: () => headPosition(pool),
     allocateIds: (kind, n) => allocateIds(pool, kind, n),
+    reserveIds: (kind, through) => reserveIds(pool, kind, through),
     close() {
       // Once, whoever calls it again (a shutdown path and a teardown both may).
       closing ??= (async () => {
