@@ -12,7 +12,7 @@ import os from 'node:os';
 export const DEFAULT_DATABASE_URL = 'postgres://127.0.0.1:5432/conda_store_events';
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const eventLog = env.EVENT_LOG ?? 'postgres';
+  const eventLog = env.EVENT_LOG || 'postgres'; // empty is unset, as for the other variables
   if (eventLog !== 'postgres' && eventLog !== 'eventstoredb') {
     throw new Error(`EVENT_LOG must be "postgres" or "eventstoredb", got "${eventLog}"`);
   }

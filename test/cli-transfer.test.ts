@@ -164,6 +164,16 @@ test('append moves the id allocator past every id the appended events hold; allo
   t.true((await db.log.allocateIds('namespace', 1))[0]! > Math.max(...after));
 });
 
+test('append takes a file that starts with a byte order mark (as some editors save UTF-8)', async (t) => {
+  const db = await database(t);
+  const history = realisticHistory().slice(0, 5);
+  const file = path.join(tempDir(t), 'bom.ndjson');
+  fs.writeFileSync(file, `\uFEFF${ndjson(history).join('\r\n')}\r\n`);
+  const result = await cli(db, ['append', file]);
+  t.is(result.code, 0, shown(result));
+  t.true(result.stdout.includes(summary(5, 0, 0)), shown(result));
+});
+
 test('export --stream gives only that stream, --from starts at a position', async (t) => {
   const db = await database(t);
   const history = realisticHistory();

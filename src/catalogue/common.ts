@@ -36,9 +36,9 @@ export function phraseForPattern(regex: string): string | undefined {
  * PostgreSQL text cannot hold U+0000: such a string would be accepted here and then fail its
  * projection. `[0-9]`-style classes and no look-arounds keep the patterns portable to the JSON
  * Schema validators of other languages (Python's `\d` matches non-ASCII digits; Go has no
- * look-arounds).
+ * look-arounds, and no `\u` escape: NUL is `\x00`).
  */
-const NO_NUL = pattern('^[^\\u0000]*$', 'must not contain NUL (U+0000) characters');
+const NO_NUL = pattern('^[^\\x00]*$', 'must not contain NUL (U+0000) characters');
 
 /**
  * UTC only (`Z` or `+00:00`), because projections store timestamps in `timestamp without time

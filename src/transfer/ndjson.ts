@@ -28,9 +28,11 @@ export async function* ndjsonLines(input: Readable): AsyncGenerator<NumberedLine
   const lines = readline.createInterface({ input, crlfDelay: Infinity });
   let number = 0;
   let bytes = 0;
-  for await (const text of lines) {
+  for await (const line of lines) {
     number += 1;
-    bytes += Buffer.byteLength(text) + 1;
+    bytes += Buffer.byteLength(line) + 1;
+    // A byte order mark that an editor put in front of the file is no part of its first line.
+    const text = number === 1 && line.startsWith('\uFEFF') ? line.slice(1) : line;
     if (text.trim() !== '') yield { number, text, bytes };
   }
 }
