@@ -282,9 +282,11 @@ export function createIngester(options: IngesterOptions): Ingester {
   const messageKey = (msg: Message) => `${msg.info.stream}/${msg.seq}/${storedAt(msg)}`;
   async function standingVerdicts(pool: pg.Pool, batch: Parsed[]): Promise<Map<number, string>> {
     const verdicts = new Map<number, string>();
-    for (const { msg } of batch) {
-      const unstored = unstoredVerdicts.get(messageKey(msg));
-      if (unstored) verdicts.set(msg.seq, unstored.reason);
+    if (unstoredVerdicts.size > 0) {
+      for (const { msg } of batch) {
+        const unstored = unstoredVerdicts.get(messageKey(msg));
+        if (unstored) verdicts.set(msg.seq, unstored.reason);
+      }
     }
     const again = batch.filter(({ msg }) => msg.info.redelivered && !verdicts.has(msg.seq)).map(({ msg }) => msg);
     if (again.length > 0) {
@@ -407,7 +409,7 @@ export function createIngester(options: IngesterOptions): Ingester {
     }
     // Stored now, and any kept for messages before this batch were handled (by this process or
     // another owner).
-    for (const [key, { seq }] of unstoredVerdicts) if (seq <= sequence) unstoredVerdicts.delete(key);
+    if (unstoredVerdicts.size > 0) for (const [key, { seq }] of unstoredVerdicts) if (seq <= sequence) unstoredVerdicts.delete(key);
     counters.add({ accepted: appended.length, duplicates, rejected: inserted, sequence });
     const stored = performance.now();
     for (const { parsed: p, reason } of rejections) {
