@@ -100,6 +100,14 @@ for (const type of EVENT_TYPES) {
   });
 }
 
+test('a null metadata is as absent (a Python producer sends None), left out of the envelope returned; a null expectedVersion is refused', (t) => {
+  const envelope = envelopeFor('NamespaceCreated');
+  t.deepEqual(validateEnvelope({ ...envelope, metadata: null }), envelope);
+  const schema = JSON.parse(fs.readFileSync(new URL('../schemas/envelope.json', import.meta.url), 'utf8')) as { properties: Record<string, { anyOf?: { type?: string }[] }> };
+  t.true(schema.properties.metadata!.anyOf!.some((option) => option.type === 'null'), 'metadata may be null in the JSON Schema too');
+  t.throws(() => validateEnvelope({ ...envelope, expectedVersion: null }), { instanceOf: EventValidationError });
+});
+
 test('an event id in upper case is valid, and comes back lowercase (as the log spells it) in a copy', (t) => {
   const envelope = envelopeFor('NamespaceCreated');
   const upper = { ...envelope, id: envelope.id.toUpperCase() };

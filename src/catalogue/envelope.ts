@@ -31,7 +31,9 @@ export type EnvelopeMetadata = Static<typeof MetadataSchema> & Record<string, un
 
 /**
  * Unknown envelope fields are refused, like unknown data fields: a misspelt `expected_version`
- * would otherwise silently disable the concurrency check.
+ * would otherwise silently disable the concurrency check. `metadata` may be null, as absent (a
+ * Python producer sends None for what it leaves out; validateEnvelope drops it then);
+ * `expectedVersion` may not: a null there says nothing of which check was meant.
  */
 export const EnvelopeSchema = Type.Object(
   {
@@ -40,7 +42,7 @@ export const EnvelopeSchema = Type.Object(
     stream: Type.String({ minLength: 1, description: "the event's stream, from its data: e.g. build-42 for data.build_id 42" }),
     expectedVersion: Type.Optional(ExpectedVersionSchema),
     data: JsonObject({ description: 'the event data, per the schema of its type' }),
-    metadata: Type.Optional(MetadataSchema),
+    metadata: Type.Optional(Type.Union([MetadataSchema, Type.Null()])),
   },
   { additionalProperties: false },
 );

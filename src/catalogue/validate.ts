@@ -45,8 +45,8 @@ function dataCheck(type: EventType): TypeCheck<TSchema> {
 /**
  * Validates a parsed JSON value as an envelope: its shape, a known type, the data against that
  * type's schema (after upcasting from metadata.schema_version), the stream against the data and
- * the recognised metadata keys. Returns it typed, its event id lowercase (a copy when it was not),
- * or throws EventValidationError with every issue.
+ * the recognised metadata keys. Returns it typed, its event id lowercase and a null metadata
+ * left out (a copy when either changes anything), or throws EventValidationError with every issue.
  */
 export function validateEnvelope(value: unknown): Envelope {
   const issues = issuesOf(envelopeCheck, value, '');
@@ -83,9 +83,14 @@ export function validateEnvelope(value: unknown): Envelope {
   // lowercase. Every comparison of ids after this (a duplicate of an event in the log, the same
   // id twice in a batch) sees that spelling, so BuildStarted "ABC..." sent again after its build
   // completed is found in the log as the duplicate it is, not refused by the build's rule.
+  // A null metadata is as absent: left out of the envelope returned.
   const envelope = value as unknown as Envelope;
   const id = envelope.id.toLowerCase();
-  return id === envelope.id ? envelope : { ...envelope, id };
+  const nullMetadata = (value as { metadata?: unknown }).metadata === null;
+  if (id === envelope.id && !nullMetadata) return envelope;
+  const copy: Record<string, unknown> = { ...envelope, id };
+  if (nullMetadata) delete copy.metadata;
+  return copy as unknown as Envelope;
 }
 
 /** Validates the data of an event of the given type (for producers that let the library fill in id and stream). */
