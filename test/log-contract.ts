@@ -204,6 +204,31 @@ export function logContract(test: TestFn, makeLog: LogFactory, backend: string):
     t.is(await log.headPosition(), 2);
   });
 
+  it('unique keys: a second claim by the holder is a duplicate unless it names the same parent', async (t, log) => {
+    await log.append({ stream: 'build-1', events: events(1), claims: [{ name: 'build_artifact.id', value: '9', parent: 'event-a' }] });
+    const error = await t.throwsAsync(log.append({ stream: 'build-1', events: events(1), claims: [{ name: 'build_artifact.id', value: '9', parent: 'event-b' }] }), {
+      instanceOf: DuplicateKeyError,
+    });
+    t.is(error!.takenBy, 'build-1');
+    await log.append({ stream: 'build-1', events: events(1), claims: [{ name: 'build_artifact.id', value: '9', parent: 'event-a' }] });
+    t.is((await log.readStream('build-1')).length, 2, 'the refused append wrote nothing');
+  });
+
+  it('preconditions: a key held by a given stream (holder), also when claimed earlier in the same call', async (t, log) => {
+    const deletes = (stream: string) => ({
+      stream,
+      events: events(1),
+      preconditions: [{ kind: 'key' as const, name: 'build_artifact.id', value: '9', holder: stream, message: `${stream}: no artifact 9 of its own` }],
+    });
+    const stores = (stream: string) => ({ stream, events: events(1), claims: [{ name: 'build_artifact.id', value: '9' }] });
+    // Claimed earlier in the call by the holder: accepted.
+    await log.append([stores('build-1'), deletes('build-1')]);
+    // Held by another stream: refused, nothing appended.
+    await t.throwsAsync(log.append(deletes('build-2')), { instanceOf: PreconditionFailedError, message: 'build-2: no artifact 9 of its own' });
+    t.deepEqual(await log.readStream('build-2'), []);
+    await log.append(deletes('build-1'));
+  });
+
   it('preconditions: a key claimed in the same call counts for later groups only, whatever its name, and each group asking is answered for itself', async (t, log) => {
     const needsBuild = (stream: string) => ({
       stream,

@@ -839,20 +839,30 @@ test('EnvironmentCurrentBuildSet to the environment\'s first build while it is Q
 });
 
 // Regression: ArtifactDeleted deleted the artifact of that id whichever build it belonged to (the
-// log checks that the id exists, not whose it is).
-test('an ArtifactDeleted naming another build\'s artifact deletes nothing; that build\'s own deletes it', async (t) => {
+// log checked that the id existed, not whose it was). Now refused at append; the projection's
+// delete names the build too.
+test('an ArtifactDeleted or NamespaceRoleMappingRemoved naming another aggregate\'s row is refused; the holder\'s own goes in', async (t) => {
   await slot(t);
   const db = await testLog(t);
   await appendEnvelopes(db.log, [
     ...baseHistory(),
     envelopeFor('ArtifactStored', { build_id: 5, build_artifact_id: 9, artifact_type: 'LOGS', key: 'logs/5.log' }),
-    envelopeFor('ArtifactDeleted', { build_id: 1, build_artifact_id: 9 }),
+    envelopeFor('NamespaceCreated', { namespace_id: 2, name: 'two' }),
+    envelopeFor('NamespaceRoleMappingAdded', { namespace_id: 2, id: 4, entity: 'data/*', role: 'viewer' }),
+  ]);
+  await t.throwsAsync(appendEnvelopes(db.log, [envelopeFor('ArtifactDeleted', { build_id: 1, build_artifact_id: 9 })]), {
+    instanceOf: PreconditionFailedError, message: 'build_artifact 9 is not an artifact of build-1',
+  });
+  await t.throwsAsync(appendEnvelopes(db.log, [envelopeFor('NamespaceRoleMappingRemoved', { namespace_id: 1, id: 4 })]), {
+    instanceOf: PreconditionFailedError, message: 'namespace_role_mapping 4 is not a mapping of namespace-1',
+  });
+  await appendEnvelopes(db.log, [
+    envelopeFor('ArtifactDeleted', { build_id: 5, build_artifact_id: 9 }),
+    envelopeFor('NamespaceRoleMappingRemoved', { namespace_id: 2, id: 4 }),
   ]);
   await catchUp(db.url, db.log);
-  t.deepEqual((await tableRows(db.url, 'build_artifact')).map((row) => row.id), [9]);
-  await appendEnvelopes(db.log, [envelopeFor('ArtifactDeleted', { build_id: 5, build_artifact_id: 9 })]);
-  await catchUp(db.url, db.log);
   t.deepEqual(await tableRows(db.url, 'build_artifact'), []);
+  t.deepEqual(await tableRows(db.url, 'namespace_role_mapping'), []);
 });
 
 // A deployment upgraded to migration 20260101001100 holds role grant ids claimed without their

@@ -67,7 +67,7 @@ const rules: Rules = {
   NamespaceMetadataUpdated: self,
   NamespaceRoleMappingAdded: (d, stream, id) => ({ preconditions: [exists(stream)], claims: [{ name: KEY.roleMappingId, value: String(d.id), parent: id }] }),
   NamespaceRoleMappingRemoved: (d, stream) => ({
-    preconditions: [exists(stream), { kind: 'key', name: KEY.roleMappingId, value: String(d.id), message: `namespace_role_mapping ${d.id} does not exist` }],
+    preconditions: [exists(stream), { kind: 'key', name: KEY.roleMappingId, value: String(d.id), holder: stream, message: `namespace_role_mapping ${d.id} is not a mapping of ${stream}` }],
     releases: [{ name: KEY.roleMappingId, value: String(d.id) }],
   }),
   NamespaceRoleGranted: (d, stream) => ({
@@ -121,7 +121,7 @@ const rules: Rules = {
   BuildPackagesRecorded: (d, stream) => ({ preconditions: [exists(stream), ...d.conda_package_build_ids.map(packageBuildExists)] }),
   ArtifactStored: (d, stream, id) => ({ preconditions: [exists(stream)], claims: [{ name: KEY.artifactId, value: String(d.build_artifact_id), parent: id }] }),
   ArtifactDeleted: (d, stream) => ({
-    preconditions: [exists(stream), { kind: 'key', name: KEY.artifactId, value: String(d.build_artifact_id), message: `build_artifact ${d.build_artifact_id} does not exist` }],
+    preconditions: [exists(stream), { kind: 'key', name: KEY.artifactId, value: String(d.build_artifact_id), holder: stream, message: `build_artifact ${d.build_artifact_id} is not an artifact of ${stream}` }],
     releases: [{ name: KEY.artifactId, value: String(d.build_artifact_id) }],
   }),
   BuildCompleted: self,

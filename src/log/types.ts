@@ -35,8 +35,8 @@ export interface KeyRelease {
 /** A fact about another stream that must hold when the append commits (checked under its lock). */
 export type Precondition =
   | { kind: 'exists'; stream: string; message: string }
-  /** A key is held, e.g. `{ name: 'conda_package_build.id', value: '42' }`. */
-  | { kind: 'key'; name: string; value: string; message: string }
+  /** A key is held, e.g. `{ name: 'conda_package_build.id', value: '42' }`; with `holder`, by that stream. */
+  | { kind: 'key'; name: string; value: string; holder?: string; message: string }
   /** The aggregate of `stream` exists and its parent aggregate is `parent`. */
   | { kind: 'child_of'; stream: string; parent: string; message: string }
   | { kind: 'no_children'; stream: string; message: string }

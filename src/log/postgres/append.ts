@@ -84,11 +84,12 @@ export function appendParameters(requests: AppendRequest[], notification?: Notif
     for (const condition of request.preconditions ?? []) {
       condGroup.push(group);
       condKind.push(condition.kind);
-      // 'key' conditions travel as (stream: value, arg: name); see event_store.failed_precondition().
+      // 'key' conditions travel as (stream: value, arg: name, then chr(31) and the holder if any);
+      // see event_store.failed_precondition() (migrations 20260101000100 and 20260101001200).
       condStream.push(condition.kind === 'key' ? condition.value : condition.stream);
       condArg.push(
         condition.kind === 'version' ? String(condition.version)
-        : condition.kind === 'key' ? condition.name
+        : condition.kind === 'key' ? (condition.holder === undefined ? condition.name : `${condition.name}\u001f${condition.holder}`)
         : condition.kind === 'child_of' ? condition.parent
         : null,
       );
