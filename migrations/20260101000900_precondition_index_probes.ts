@@ -27,7 +27,7 @@ export async function down(knex: Knex): Promise<void> {
   await knex.raw(`DROP FUNCTION event_store.failed_precondition; ${FAILED_PRECONDITION_V2}`);
 }
 
-const FAILED_PRECONDITION_V3 = [
+export const FAILED_PRECONDITION_V3 = [
   ["SELECT 1 FROM event_store.keys k WHERE k.name = 'stream' AND k.value = c.stream)", "SELECT 1 FROM event_store.keys k WHERE k.name = 'stream' AND k.value = c.stream OFFSET 0)"],
   ['SELECT 1 FROM event_store.keys k WHERE k.name = c.arg AND k.value = c.stream)', 'SELECT 1 FROM event_store.keys k WHERE k.name = c.arg AND k.value = c.stream OFFSET 0)'],
   ["SELECT 1 FROM event_store.keys k WHERE k.name = 'stream' AND k.value = c.stream AND k.parent = c.arg)", "SELECT 1 FROM event_store.keys k WHERE k.name = 'stream' AND k.value = c.stream AND k.parent = c.arg OFFSET 0)"],

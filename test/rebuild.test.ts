@@ -179,7 +179,7 @@ async function assertAllAtHead(t: ExecutionContext, client: Queryable) {
  * tables). This release's code calls them, so a database of an older release, simulated below and
  * then written to by this release's code, has them; its projection tables are the older ones.
  */
-const LOG_MIGRATIONS = ['_ingestion.ts', '_cheaper_key_claims.ts', '_checkpoint_guard.ts', '_read_bound_function.ts', '_precondition_index_probes.ts', '_read_bound_without_locks_when_idle.ts'];
+const LOG_MIGRATIONS = ['_ingestion.ts', '_cheaper_key_claims.ts', '_checkpoint_guard.ts', '_read_bound_function.ts', '_precondition_index_probes.ts', '_read_bound_without_locks_when_idle.ts', '_claims_of_the_same_stream.ts', '_key_preconditions_with_holder.ts'];
 
 /**
  * Applies the Knex migrations one by one, up to (not including) `before`, as a database of an
