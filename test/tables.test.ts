@@ -8,6 +8,9 @@ import test from 'ava';
 import { allProjections } from '../projections/index.js';
 import { migrateLatest, rollbackAll } from '../src/db/migrate.js';
 import { freshDatabase, withAdmin, withClient } from './helpers/database.js';
+import knexFactory from 'knex';
+import { knexConfig } from '../src/db/knex-config.js';
+import { runCli } from './helpers/cli.js';
 import { runNpx, shown } from './helpers/rebuild.js';
 import {
   describeSchema,
@@ -106,4 +109,30 @@ test.serial('npx knex migrate:latest works for a role allowed into its own datab
   const migrate = await runNpx(url.toString(), ['knex', 'migrate:latest']);
   t.is(migrate.code, 0, shown(migrate));
   await withClient(url.toString(), async (client) => t.deepEqual((await listTables(client, 'public')).length > 0, true));
+});
+
+// A release's code against a database without its migrations sends what the older functions do
+// not take (a key precondition with a holder): an ingested event would be rejected for good.
+test('serve, catch-up and append refuse a database behind this release\'s migrations, naming them; once migrated, they run', async (t) => {
+  const db = await freshDatabase(t, { migrated: false });
+  const env = { DATABASE_URL: db.url };
+  const never = await runCli(['catch-up'], { env });
+  t.is(never.code, 2, shown(never));
+  t.is(never.stderr, 'error: the database has not been migrated: run npx knex migrate:latest (or serve --migrate)\n');
+
+  await migrateLatest(db.url);
+  const knex = knexFactory(knexConfig(db.url));
+  try {
+    await knex.migrate.down({ name: '20260101001200_key_preconditions_with_holder.ts' });
+  } finally {
+    await knex.destroy();
+  }
+  for (const args of [['serve', '--no-ingest'], ['catch-up'], ['append', '-']]) {
+    const behind = await runCli(args, { env, input: '' });
+    t.is(behind.code, 2, shown(behind));
+    t.is(behind.stderr, 'error: the database lacks 1 migration of this release (20260101001200_key_preconditions_with_holder.ts): run npx knex migrate:latest (or serve --migrate)\n', args.join(' '));
+  }
+  await migrateLatest(db.url);
+  const caughtUp = await runCli(['catch-up'], { env });
+  t.is(caughtUp.code, 0, shown(caughtUp));
 });

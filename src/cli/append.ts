@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import type { Command } from 'commander';
+import { requireMigrated } from '../db/migrate.js';
 import { appendNdjson } from '../transfer/append-ndjson.js';
 import { createProgress } from './progress.js';
 import { EXIT, parsePositive, runCommand } from './runtime.js';
@@ -12,7 +13,8 @@ export function appendCommand(program: Command): void {
     .option('--batch-size <n>', 'events per atomic append', (v) => parsePositive(v, '--batch-size'), 500)
     .addHelpText('after', '\nExit code 0 when every line was appended (or already there), 1 when some lines were refused (listed with their line numbers), 2 on failure.')
     .action((file: string, options: { batchSize: number }) =>
-      runCommand(async ({ log, logger }) => {
+      runCommand(async ({ config, log, logger }) => {
+        await requireMigrated(config.databaseUrl);
         const input = file === '-' ? process.stdin : fs.createReadStream(file);
         const total = file === '-' ? 0 : fs.statSync(file).size;
         const progress = createProgress('append', total, 'bytes');

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { requireMigrated } from '../db/migrate.js';
 import { createProgress } from './progress.js';
 import { parsePositive, projectionServiceOf, runCommand, stopOnSignals } from './runtime.js';
 
@@ -10,6 +11,7 @@ export function catchUpCommand(program: Command): void {
     .action((options: { batchSize: number }) =>
       runCommand(async (runtime) => {
         const { log, logger } = runtime;
+        await requireMigrated(runtime.config.databaseUrl);
         const head = await log.headPosition();
         const progress = createProgress('catch-up', head, 'position');
         const service = projectionServiceOf(runtime, options.batchSize, ({ position }) => progress.update(Math.min(position, head)));

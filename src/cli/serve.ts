@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { migrateLatest } from '../db/migrate.js';
+import { migrateLatest, requireMigrated } from '../db/migrate.js';
 import { runIngestion } from '../ingest/service.js';
 import { ingestNamesFromEnv } from '../ingest/stream.js';
 import { parsePositive, projectionServiceOf, runCommand, stopOnSignals } from './runtime.js';
@@ -18,6 +18,8 @@ export function serveCommand(program: Command): void {
         if (options.migrate) {
           const applied = await migrateLatest(config.databaseUrl);
           logger.info({ applied }, 'migrations applied');
+        } else {
+          await requireMigrated(config.databaseUrl);
         }
         const service = projectionServiceOf({ config, log, logger }, options.batchSize, ({ group, position, events }) =>
           logger.debug({ group, position, events }, 'batch applied'),
