@@ -4,11 +4,13 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import { Readable } from 'node:stream';
 import os from 'node:os';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { idIntroduced, type Envelope } from '../src/catalogue/index.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
+import { appendNdjson } from '../src/transfer/append-ndjson.js';
 import type { EventLog, RecordedEvent } from '../src/log/types.js';
 import { runCli, type CliResult } from './helpers/cli.js';
 import { freshDatabase, type TestDatabase } from './helpers/database.js';
@@ -162,6 +164,20 @@ test('append moves the id allocator past every id the appended events hold; allo
   // Moving past ids the allocator has gone beyond already changes nothing.
   await db.log.reserveIds('namespace', 1);
   t.true((await db.log.allocateIds('namespace', 1))[0]! > Math.max(...after));
+});
+
+test('an append that stops half-way (its input fails) has moved the id allocator past the batches it appended', async (t) => {
+  const db = await database(t);
+  const namespaces = [1, 2, 3, 4].map((id) => envelopeFor('NamespaceCreated', { namespace_id: 40 + id, name: `ns-${id}` }));
+  // Two batches of two lines, then the input fails.
+  const input = new Readable({ read() {} });
+  input.push(ndjson(namespaces).map((line) => `${line}\n`).join(''));
+  setImmediate(() => input.destroy(new Error('the disk went away')));
+  await t.throwsAsync(appendNdjson(db.log, input, { batchSize: 2 }), { message: 'the disk went away' });
+  const appended = (await readLog(db.log)).length;
+  t.true(appended >= 2, `${appended} appended`);
+  const [next] = await db.log.allocateIds('namespace', 1);
+  t.true(next! > 40 + appended, `allocated ${next} after ${appended} namespaces from 41`);
 });
 
 test('append takes a file that starts with a byte order mark (as some editors save UTF-8)', async (t) => {

@@ -32,13 +32,14 @@ interface Pending {
  * is refused (bad JSON, invalid event, wrong version, duplicate key, broken rule) is reported with
  * its number and reason; the others go in (see appendBatch, shared with NATS ingestion: an event
  * already in the log counts as a duplicate). Infrastructure errors (database down) are thrown.
- * At the end, the id allocator is moved past the ids the events hold (a restore brings its own).
+ * After each batch, the id allocator is moved past the ids its events hold (a restore brings its own).
  */
 export async function appendNdjson(log: EventLog, input: Readable, options: AppendNdjsonOptions = {}): Promise<AppendReport> {
   const batchSize = options.batchSize ?? 500;
   const report: AppendReport = { appended: 0, duplicates: 0, rejected: [] };
-  // The highest id of each allocator kind the appended events hold (see the end).
-  const highestIds = new Map<string, number>();
+  // The highest id of each allocator kind the appended events hold, as far as the allocator has
+  // been moved past it (below).
+  const reserved = new Map<string, number>();
   let batch: Pending[] = [];
   let lines = 0;
   let bytes = 0;
@@ -46,13 +47,21 @@ export async function appendNdjson(log: EventLog, input: Readable, options: Appe
   const flush = async () => {
     if (batch.length === 0) return;
     const outcomes = await appendBatch(log, batch.map((pending) => pending.envelope));
+    const highest = new Map<string, number>();
     outcomes.forEach((outcome, i) => {
       if (outcome.status === 'appended') report.appended += 1;
       else if (outcome.status === 'duplicate') report.duplicates += 1;
       else report.rejected.push({ line: batch[i]!.line, reason: outcome.reason });
       const introduced = outcome.status === 'rejected' ? undefined : idIntroduced(batch[i]!.envelope);
-      if (introduced) highestIds.set(introduced.kind, Math.max(highestIds.get(introduced.kind) ?? 0, introduced.id));
+      if (introduced) highest.set(introduced.kind, Math.max(highest.get(introduced.kind) ?? 0, introduced.id));
     });
+    // A restored log brings its own ids: the allocator goes past them with each batch (an append
+    // that stops half-way, the server gone, leaves no id in the log that the allocator hands out).
+    for (const [kind, id] of highest) {
+      if (id <= (reserved.get(kind) ?? 0)) continue;
+      await log.reserveIds(kind, id);
+      reserved.set(kind, id);
+    }
     batch = [];
     options.onProgress?.({ lines, bytes, report });
   };
@@ -73,8 +82,6 @@ export async function appendNdjson(log: EventLog, input: Readable, options: Appe
     if (batch.length >= batchSize) await flush();
   }
   await flush();
-  // A restored log brings its own ids: the allocator goes past them, or it would hand them out again.
-  for (const [kind, id] of highestIds) await log.reserveIds(kind, id);
   report.rejected.sort((a, b) => a.line - b.line);
   return report;
 }
