@@ -543,6 +543,37 @@ test.serial('a batch whose rejected messages could not be stored after its appen
   t.deepEqual(rows, [{ event_id: completed.id, reason: 'BuildCompleted on build-1: the build is QUEUED (allowed: BUILDING)' }]);
 });
 
+// The other half of the same rule: a previous owner stored a message's rejection and died before
+// its ack. Redelivered to the next owner, the message keeps the verdict stored then.
+test.serial('a redelivered message whose rejection a previous owner stored keeps that verdict, whatever the log holds now', async (t) => {
+  const db = await testLog(t);
+  const nats = await testNats(t, { create: true });
+  await appendEnvelopes(db.log, [
+    envelopeFor('NamespaceCreated', { namespace_id: 1, name: 'default' }),
+    envelopeFor('SpecificationRegistered', { specification_id: 1, name: 'py', spec: { name: 'py', dependencies: ['python'] }, sha256: 'a'.repeat(64), created_on: '2024-03-02T10:00:00Z', is_lockfile: false }),
+    envelopeFor('EnvironmentCreated', { environment_id: 1, namespace_id: 1, name: 'py' }),
+    envelopeFor('BuildScheduled', { build_id: 1, environment_id: 1, specification_id: 1, scheduled_on: '2024-03-02T10:00:00Z', build_key_version: 2 }),
+  ]);
+  await db.query('ALTER TABLE event_store.rejected_messages ADD CONSTRAINT refuse_all CHECK (false) NOT VALID');
+  const completed = envelopeFor('BuildCompleted', { build_id: 1, ended_on: '2024-03-02T10:05:00Z' });
+  const [rejected] = await publishEvents(nats.nc, [completed, envelopeFor('BuildStarted', { build_id: 1, started_on: '2024-03-02T10:00:01Z' })], { names: nats.names });
+  // The first owner appends the BuildStarted behind the refused BuildCompleted, cannot store the
+  // refusal, and stops (its messages go back to JetStream).
+  const first = runIngester(t, { nc: nats.nc, log: db.log, databaseUrl: db.url, names: nats.names, batchSize: 8, retryDelayMs: { initial: 50, max: 200 } });
+  await waitUntil(async () => (await db.log.readStream('build-1')).length === 2, 'the BuildStarted to be appended');
+  await first.stop();
+  await db.query('ALTER TABLE event_store.rejected_messages DROP CONSTRAINT refuse_all');
+  // As that owner would have stored it, had it got there before it died.
+  const stored = fromStream(await nats.jsm.streams.getMessage(nats.names.stream, { seq: rejected!.sequence }), nats.names.stream);
+  await storeRejections(testPool(t, db.url, 1), [{ parsed: { msg: stored, eventId: completed.id, eventType: completed.type }, reason: 'refused by the previous owner' }]);
+
+  const next = runIngester(t, { nc: nats.nc, log: db.log, databaseUrl: db.url, names: nats.names, batchSize: 8 });
+  await waitUntil(() => next.totals().messages >= 2, 'the redeliveries to be handled');
+  t.deepEqual((await db.log.readStream('build-1')).map((e) => e.type), ['BuildScheduled', 'BuildStarted']);
+  t.like(next.totals(), { appended: 0, duplicates: 1, rejected: 1 });
+  t.deepEqual(await db.query('SELECT reason FROM event_store.rejected_messages'), [{ reason: 'refused by the previous owner' }]);
+});
+
 // Regression: a batch's rejected messages went in one INSERT of ten parameters a row; past 6,553
 // rows the protocol's 16-bit count of parameters wrapped, the server refused the statement (08P01,
 // taken for a lost connection) and the batch came back for ever, blocking every message behind it.
