@@ -193,6 +193,17 @@ test('over-long and forbidden strings', (t) => {
   rejects(t, () => validateEvent('NamespaceCreated', { namespace_id: 1, name: 'a\u0000b' }), 'NamespaceCreated', '/data/name', /NUL/);
 });
 
+// Regression: TypeBox counts UTF-16 code units, so a 255-character name of emoji (510 units) was
+// refused, though the published schema, a Python producer's len() and varchar(255) all count 255.
+test('string limits count characters (code points), as JSON Schema and PostgreSQL do, not UTF-16 units', (t) => {
+  const emoji = '\u{1F40D}';
+  t.notThrows(() => validateEvent('NamespaceCreated', { namespace_id: 1, name: emoji.repeat(255) }));
+  rejects(t, () => validateEvent('NamespaceCreated', { namespace_id: 1, name: emoji.repeat(256) }), 'NamespaceCreated', '/data/name', /^must be at most 255 characters \(got 256\)$/);
+  const pkg = 'CondaPackageRegistered';
+  t.notThrows(() => validateEvent(pkg, withData(pkg, { version: `1.${emoji.repeat(62)}` })));
+  rejects(t, () => validateEvent(pkg, withData(pkg, { license_family: emoji.repeat(65) })), pkg, '/data/license_family', /^must be at most 64 characters \(got 65\)$/);
+});
+
 test('bad enum values', (t) => {
   rejects(
     t,

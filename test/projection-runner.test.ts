@@ -838,6 +838,17 @@ test('EnvironmentCurrentBuildSet to the environment\'s first build while it is Q
   t.is(environment?.current_build_id, 6);
 });
 
+// Regression: the validator counted a name's length in UTF-16 units and refused 255 emoji, which
+// the column (varchar(255), characters) takes.
+test('a name of 255 characters outside the Basic Multilingual Plane is appended and fits its varchar(255) column', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  const name = '\u{1F40D}'.repeat(255);
+  await appendEnvelopes(db.log, [validateEnvelope(envelopeFor('NamespaceCreated', { namespace_id: 7, name }))]);
+  await catchUp(db.url, db.log);
+  t.is((await tableRows(db.url, 'namespace')).find((row) => row.id === 7)?.name, name);
+});
+
 // Regression: ArtifactDeleted deleted the artifact of that id whichever build it belonged to (the
 // log checked that the id existed, not whose it was). Now refused at append; the projection's
 // delete names the build too.

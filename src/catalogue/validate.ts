@@ -108,6 +108,7 @@ function issuesOf(check: TypeCheck<TSchema>, value: unknown, prefix: string): Va
   if (check.Check(value)) return [];
   const byPath = new Map<string, Problem[]>();
   for (const problem of [...check.Errors(value)].flatMap((error) => expand(error, false))) {
+    if (withinMaxLength(problem.error)) continue;
     const problems = byPath.get(problem.error.path) ?? [];
     problems.push(problem);
     byPath.set(problem.error.path, problems);
@@ -125,6 +126,23 @@ function issuesOf(check: TypeCheck<TSchema>, value: unknown, prefix: string): Va
     for (const message of new Set(relevant.map(describe))) issues.push({ path: prefix + path, message });
   }
   return issues;
+}
+
+/**
+ * The characters of a string as JSON Schema, Python's len() and PostgreSQL's varchar(n) count
+ * them: code points. TypeBox counts UTF-16 code units, two for a character outside the Basic
+ * Multilingual Plane (an emoji), and would refuse a 255-character name that the published schema,
+ * a Python producer and the column all take.
+ */
+export function characterCount(text: string): number {
+  let count = 0;
+  for (const _ of text) count += 1;
+  return count;
+}
+
+/** A maxLength error of TypeBox's for a string whose characters are within the limit (characterCount). */
+function withinMaxLength(error: ValueError): boolean {
+  return error.type === ValueErrorType.StringMaxLength && typeof error.value === 'string' && characterCount(error.value) <= error.schema.maxLength;
 }
 
 interface Problem {
@@ -175,9 +193,9 @@ function describe({ error, orNull }: Problem): string {
     case ValueErrorType.NumberMaximum:
       return `must be <= ${schema.maximum}${got(value)}`;
     case ValueErrorType.StringMinLength:
-      return schema.minLength === 1 ? 'must not be empty' : `must be at least ${schema.minLength} characters (got ${String(value).length})`;
+      return schema.minLength === 1 ? 'must not be empty' : `must be at least ${schema.minLength} characters (got ${characterCount(String(value))})`;
     case ValueErrorType.StringMaxLength:
-      return `must be at most ${schema.maxLength} characters (got ${String(value).length})`;
+      return `must be at most ${schema.maxLength} characters (got ${characterCount(String(value))})`;
     case ValueErrorType.StringPattern:
       return `${phraseForPattern(schema.pattern) ?? `must match the pattern ${schema.pattern}`}${got(value)}`;
     case ValueErrorType.StringFormat:
