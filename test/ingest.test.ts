@@ -21,6 +21,7 @@ import { requestIds, startIdsResponder } from '../src/ingest/ids-responder.js';
 import { NoStreamError, publishEvent, publishEvents } from '../src/ingest/publish.js';
 import { connectNats, eventSubject, idsSubject } from '../src/ingest/stream.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
+import type { EventLog } from '../src/log/types.js';
 import { createProjectionService } from '../src/projection/service.js';
 import { condaStoreProjections } from '../projections/index.js';
 import { root, runCli, spawnCli, waitForExit } from './helpers/cli.js';
@@ -512,35 +513,83 @@ let volumeDigests: ReturnType<typeof referenceDigests> | undefined;
 /** The reference tables of `volume`, computed once for the tests that use it. */
 const referenceOfVolume = (t: ExecutionContext) => (volumeDigests ??= referenceDigests(t, volume));
 
-// Regression: when storing a batch's rejected messages failed after its append had committed, the
-// batch came back and its rejected messages were decided again, against a log that now held the
-// messages after them: a BuildCompleted refused on a QUEUED build went in after the BuildStarted
-// behind it, out of its place in the stream's order.
-test.serial('a batch whose rejected messages could not be stored after its append committed keeps their verdicts when it comes back', async (t) => {
-  const db = await testLog(t);
-  const nats = await testNats(t, { create: true });
+/** A build QUEUED in the log, and its BuildCompleted (refused: the build is QUEUED) and BuildStarted. */
+async function queuedBuild(db: TestLog) {
   await appendEnvelopes(db.log, [
     envelopeFor('NamespaceCreated', { namespace_id: 1, name: 'default' }),
     envelopeFor('SpecificationRegistered', { specification_id: 1, name: 'py', spec: { name: 'py', dependencies: ['python'] }, sha256: 'a'.repeat(64), created_on: '2024-03-02T10:00:00Z', is_lockfile: false }),
     envelopeFor('EnvironmentCreated', { environment_id: 1, namespace_id: 1, name: 'py' }),
     envelopeFor('BuildScheduled', { build_id: 1, environment_id: 1, specification_id: 1, scheduled_on: '2024-03-02T10:00:00Z', build_key_version: 2 }),
   ]);
+  return {
+    completed: envelopeFor('BuildCompleted', { build_id: 1, ended_on: '2024-03-02T10:05:00Z' }),
+    started: envelopeFor('BuildStarted', { build_id: 1, started_on: '2024-03-02T10:00:01Z' }),
+  };
+}
+
+const streamTypes = async (db: TestLog, stream: string) => (await db.log.readStream(stream)).map((e) => e.type);
+
+// Regression: a batch's rejected messages were stored after its appends. When storing them failed
+// (or the process stopped) after the append had committed, they were decided again when the batch
+// came back, against a log that now held the messages after them: a BuildCompleted refused on a
+// QUEUED build went in after the BuildStarted behind it, out of its place in the stream's order.
+test.serial('a refused message is stored before anything behind it is appended: while it cannot be, the batch waits', async (t) => {
+  const db = await testLog(t);
+  const nats = await testNats(t, { create: true });
+  const { completed, started } = await queuedBuild(db);
   // Every rejected message fails to be stored, for now.
   await db.query('ALTER TABLE event_store.rejected_messages ADD CONSTRAINT refuse_all CHECK (false) NOT VALID');
-  // The build is QUEUED: completing it breaks the status order; starting it does not.
-  const completed = envelopeFor('BuildCompleted', { build_id: 1, ended_on: '2024-03-02T10:05:00Z' });
-  const started = envelopeFor('BuildStarted', { build_id: 1, started_on: '2024-03-02T10:00:01Z' });
   await publishEvents(nats.nc, [completed, started], { names: nats.names });
   const ingester = runIngester(t, { nc: nats.nc, log: db.log, databaseUrl: db.url, names: nats.names, batchSize: 8, retryDelayMs: { initial: 50, max: 200 } });
-  // The BuildStarted goes in only in a batch behind the BuildCompleted, whose rejection cannot be
-  // stored: once it is in the log, that batch's append has committed and the batch failed.
-  await waitUntil(async () => (await db.log.readStream('build-1')).length === 2, 'a batch of both to append the BuildStarted');
+  await waitUntil(() => ingester.retries >= 2, 'the batch to fail twice on the refusal it cannot store');
+  t.deepEqual(await streamTypes(db, 'build-1'), ['BuildScheduled']);
   await db.query('ALTER TABLE event_store.rejected_messages DROP CONSTRAINT refuse_all');
   await waitUntil(() => ingester.totals().messages >= 2, 'the batch to go through');
 
-  t.deepEqual((await db.log.readStream('build-1')).map((e) => e.type), ['BuildScheduled', 'BuildStarted']);
+  t.deepEqual(await streamTypes(db, 'build-1'), ['BuildScheduled', 'BuildStarted']);
   const rows = await db.query<{ event_id: string; reason: string }>('SELECT event_id, reason FROM event_store.rejected_messages');
   t.deepEqual(rows, [{ event_id: completed.id, reason: 'BuildCompleted on build-1: the build is QUEUED (allowed: BUILDING)' }]);
+});
+
+// Regression: the same window through the log. An environment of a namespace that did not exist
+// yet was refused, the namespace behind it appended, and the batch failed before the refusal was
+// stored (here: the connection lost after the namespace's append committed). Decided again, the
+// environment went in, after its namespace, though it had come first.
+test.serial('a refused message keeps its verdict when its batch fails after a later message of it was appended', async (t) => {
+  const db = await testLog(t);
+  const nats = await testNats(t, { create: true });
+  const environment = envelopeFor('EnvironmentCreated', { environment_id: 1, namespace_id: 9, name: 'early' });
+  const namespace = envelopeFor('NamespaceCreated', { namespace_id: 9, name: 'late' });
+  // The first append fails before it reaches the database, so that both messages come back in
+  // one batch (the first delivery may have brought the environment alone).
+  let refused = false;
+  let cut = false;
+  const lost = (when: string) => Object.assign(new Error(`Connection terminated unexpectedly (${when})`), { code: 'ECONNRESET' });
+  const log: EventLog = {
+    ...db.log,
+    async append(requests) {
+      if (!refused) {
+        refused = true;
+        throw lost('before the append');
+      }
+      const appended = await db.log.append(requests);
+      if (!cut && appended.some((event) => event.id === namespace.id)) {
+        cut = true;
+        throw lost('after the commit');
+      }
+      return appended;
+    },
+  };
+  await publishEvents(nats.nc, [environment, namespace], { names: nats.names });
+  const ingester = runIngester(t, { nc: nats.nc, log, databaseUrl: db.url, names: nats.names, batchSize: 8, retryDelayMs: { initial: 50, max: 200 } });
+  await waitUntil(() => ingester.totals().messages >= 2, 'the batch to go through');
+
+  t.true(cut);
+  t.deepEqual(await streamTypes(db, 'namespace-9'), ['NamespaceCreated']);
+  t.deepEqual(await streamTypes(db, 'environment-1'), []);
+  t.like(ingester.totals(), { appended: 0, duplicates: 1, rejected: 1 });
+  const rows = await db.query<{ event_id: string }>('SELECT event_id FROM event_store.rejected_messages');
+  t.deepEqual(rows, [{ event_id: environment.id }]);
 });
 
 // The other half of the same rule: a previous owner stored a message's rejection and died before
@@ -548,28 +597,24 @@ test.serial('a batch whose rejected messages could not be stored after its appen
 test.serial('a redelivered message whose rejection a previous owner stored keeps that verdict, whatever the log holds now', async (t) => {
   const db = await testLog(t);
   const nats = await testNats(t, { create: true });
-  await appendEnvelopes(db.log, [
-    envelopeFor('NamespaceCreated', { namespace_id: 1, name: 'default' }),
-    envelopeFor('SpecificationRegistered', { specification_id: 1, name: 'py', spec: { name: 'py', dependencies: ['python'] }, sha256: 'a'.repeat(64), created_on: '2024-03-02T10:00:00Z', is_lockfile: false }),
-    envelopeFor('EnvironmentCreated', { environment_id: 1, namespace_id: 1, name: 'py' }),
-    envelopeFor('BuildScheduled', { build_id: 1, environment_id: 1, specification_id: 1, scheduled_on: '2024-03-02T10:00:00Z', build_key_version: 2 }),
-  ]);
+  const { completed, started } = await queuedBuild(db);
   await db.query('ALTER TABLE event_store.rejected_messages ADD CONSTRAINT refuse_all CHECK (false) NOT VALID');
-  const completed = envelopeFor('BuildCompleted', { build_id: 1, ended_on: '2024-03-02T10:05:00Z' });
-  const [rejected] = await publishEvents(nats.nc, [completed, envelopeFor('BuildStarted', { build_id: 1, started_on: '2024-03-02T10:00:01Z' })], { names: nats.names });
-  // The first owner appends the BuildStarted behind the refused BuildCompleted, cannot store the
-  // refusal, and stops (its messages go back to JetStream).
+  const [rejected] = await publishEvents(nats.nc, [completed, started], { names: nats.names });
+  // The first owner receives both, cannot store the refusal, and stops (its messages go back to
+  // JetStream, to be redelivered).
   const first = runIngester(t, { nc: nats.nc, log: db.log, databaseUrl: db.url, names: nats.names, batchSize: 8, retryDelayMs: { initial: 50, max: 200 } });
-  await waitUntil(async () => (await db.log.readStream('build-1')).length === 2, 'the BuildStarted to be appended');
+  await waitUntil(() => first.retries >= 1, 'the first owner to try the batch');
   await first.stop();
   await db.query('ALTER TABLE event_store.rejected_messages DROP CONSTRAINT refuse_all');
-  // As that owner would have stored it, had it got there before it died.
+  // As that owner would have left things had it stored the refusal, appended the BuildStarted and
+  // died before its acks.
   const stored = fromStream(await nats.jsm.streams.getMessage(nats.names.stream, { seq: rejected!.sequence }), nats.names.stream);
   await storeRejections(testPool(t, db.url, 1), [{ parsed: { msg: stored, eventId: completed.id, eventType: completed.type }, reason: 'refused by the previous owner' }]);
+  await appendEnvelopes(db.log, [started]);
 
   const next = runIngester(t, { nc: nats.nc, log: db.log, databaseUrl: db.url, names: nats.names, batchSize: 8 });
   await waitUntil(() => next.totals().messages >= 2, 'the redeliveries to be handled');
-  t.deepEqual((await db.log.readStream('build-1')).map((e) => e.type), ['BuildScheduled', 'BuildStarted']);
+  t.deepEqual(await streamTypes(db, 'build-1'), ['BuildScheduled', 'BuildStarted']);
   t.like(next.totals(), { appended: 0, duplicates: 1, rejected: 1 });
   t.deepEqual(await db.query('SELECT reason FROM event_store.rejected_messages'), [{ reason: 'refused by the previous owner' }]);
 });

@@ -6,8 +6,10 @@
  *
  * - Order: envelopes go in in the order given, each with its own expectedVersion; a batch may
  *   create a namespace and then an environment in it.
- * - One atomic append per chunk; when the log refuses it (one bad envelope fails the whole
- *   append), the chunk is replayed envelope by envelope to find which ones.
+ * - One atomic append per run of envelopes up to the first one a rule refuses; when the log
+ *   refuses an append (one bad envelope fails the whole append), the rest is replayed envelope by
+ *   envelope to find which ones. Either way each refusal is decided against the log holding
+ *   exactly the envelopes before it, and can be recorded (`keep`) before anything after it goes in.
  * - The same event id twice in one call: the chunk is cut before the repeat, so the repeat is
  *   checked against the log (a duplicate when identical, refused when not).
  * - Duplicates: an event already in the log is a duplicate, never a rejection, even when its
@@ -61,19 +63,19 @@ function rejectedOrThrow(error: unknown): BatchOutcome {
 /** How many times a chunk (or one envelope) is decided again when a stream it read moved meanwhile. */
 const STALE_RETRIES = 5;
 
-/** Cuts the envelopes into runs that never hold the same event id twice. */
-function chunksWithoutRepeatedIds(envelopes: Envelope[]): Envelope[][] {
-  const chunks: Envelope[][] = [];
-  let chunk: Envelope[] = [];
+/** Cuts the items into runs that never hold the same event id twice. */
+function chunksWithoutRepeatedIds(items: Item[]): Item[][] {
+  const chunks: Item[][] = [];
+  let chunk: Item[] = [];
   let ids = new Set<string>();
-  for (const envelope of envelopes) {
-    if (ids.has(envelope.id)) {
+  for (const item of items) {
+    if (ids.has(item.envelope.id)) {
       chunks.push(chunk);
       chunk = [];
       ids = new Set();
     }
-    chunk.push(envelope);
-    ids.add(envelope.id);
+    chunk.push(item);
+    ids.add(item.envelope.id);
   }
   if (chunk.length) chunks.push(chunk);
   return chunks;
@@ -115,8 +117,8 @@ const rejected = (error: Error): BatchOutcome => ({ status: 'rejected', error, r
 
 const outcomeOf = (event: AppendedEvent): BatchOutcome => (event.duplicate ? { status: 'duplicate', event } : { status: 'appended', event });
 
-/** One envelope on its own: decided, appended, decided again if stale. */
-async function appendOne(log: EventLog, envelope: Envelope): Promise<BatchOutcome> {
+/** One envelope on its own: decided, appended, decided again if stale. `before`: awaited right before it is appended. */
+async function appendOne(log: EventLog, envelope: Envelope, before?: () => Promise<void>): Promise<BatchOutcome> {
   for (let attempt = 0; ; attempt++) {
     let decision: Decision;
     try {
@@ -126,6 +128,7 @@ async function appendOne(log: EventLog, envelope: Envelope): Promise<BatchOutcom
     }
     if (decision.error) return ruleRefusal(log, envelope, decision.error);
     try {
+      await before?.();
       const [event] = await log.append(decision.request);
       return outcomeOf(event!);
     } catch (error) {
@@ -153,51 +156,128 @@ export async function appendEnvelopes(log: EventLog, envelopes: Envelope[]): Pro
 const sameEvent = (a: Envelope, b: Envelope) =>
   a.type === b.type && a.stream === b.stream && isDeepStrictEqual(JSON.parse(JSON.stringify(a.data)), JSON.parse(JSON.stringify(b.data)));
 
+/** A rejection as `keep` receives it: the index of its envelope in the batch, and why. */
+export interface KeptRejection {
+  index: number;
+  outcome: Extract<BatchOutcome, { status: 'rejected' }>;
+}
+
+export interface AppendBatchOptions {
+  /**
+   * Records rejections before anything behind them goes in: called with those decided so far,
+   * in batch order, before the append of any envelope after them; the batch goes on once it
+   * resolves, and a throw fails the batch with nothing more appended. Rejections with nothing
+   * appended after them are left to the caller (they are in the outcomes, as all are).
+   */
+  keep?: (rejections: KeptRejection[]) => Promise<void>;
+}
+
+/** An envelope and its place in the batch. */
+interface Item {
+  envelope: Envelope;
+  index: number;
+}
+
+/** A batch in progress: its outcomes by index, and the rejections not yet handed to `keep`. */
+function batchState(log: EventLog, options: AppendBatchOptions) {
+  const outcomes: BatchOutcome[] = [];
+  let unkept: KeptRejection[] = [];
+  return {
+    log,
+    outcomes,
+    record(item: Item, outcome: BatchOutcome): void {
+      outcomes[item.index] = outcome;
+      if (outcome.status === 'rejected') unkept.push({ index: item.index, outcome });
+    },
+    /** Awaited before every append: the rejections decided so far are kept first. */
+    async beforeAppend(): Promise<void> {
+      if (unkept.length === 0 || !options.keep) return;
+      const rejections = unkept;
+      await options.keep(rejections);
+      unkept = unkept.filter((rejection) => !rejections.includes(rejection));
+    },
+  };
+}
+type BatchState = ReturnType<typeof batchState>;
+
 /**
- * Appends envelopes with distinct ids in one atomic append. When the log refuses it, they are
- * replayed one by one, in order. With `repeats`, the call gives up (returns undefined, nothing
- * written) when one of `repeatedIds` is refused by a rule: its repeat must then be decided in
- * its place in the order, which the caller does by cutting the batch there.
+ * Appends `items` (distinct ids) in one atomic append up to the first one refused, which is
+ * recorded as rejected: decided against the log plus the envelopes before it, it holds once they
+ * are in. Returns how many items were settled (each appended, a duplicate or that rejection), or
+ * undefined, nothing appended, when they must go one by one (deciding failed on one of them, the
+ * log refused the append, or stale decisions persisted). With `whole`, it also gives up at once,
+ * nothing appended, when any item is refused (see appendBatch).
  */
-async function appendChunk(log: EventLog, chunk: Envelope[], repeatedIds?: Set<string>): Promise<BatchOutcome[] | undefined> {
+async function appendUpToRefusal(state: BatchState, items: Item[], whole = false): Promise<number | undefined> {
+  const { log } = state;
   for (let attempt = 0; attempt <= STALE_RETRIES; attempt++) {
     let decisions: Decision[];
     try {
-      decisions = await decide(log, chunk);
+      decisions = await decide(log, items.map((item) => item.envelope));
     } catch (error) {
       if (eventsFault(error) === undefined) throw error;
-      if (repeatedIds) return undefined;
-      break; // deciding failed on some envelope: find which, one by one
+      return undefined;
     }
-    if (repeatedIds && decisions.some((decision, i) => decision.error && repeatedIds.has(chunk[i]!.id))) return undefined;
-    const requests = decisions.flatMap((decision) => (decision.request ? [decision.request] : []));
-    let appended: AppendedEvent[];
-    try {
-      appended = await log.append(requests);
-    } catch (error) {
-      if (!(error instanceof EventLogError) && eventsFault(error) === undefined) throw error;
-      if (isStaleDecision(error)) continue;
-      if (repeatedIds) return undefined; // replayed one by one, repeats in their places
-      break; // one envelope is refused: find which, one by one
+    // A refusal stands only after the envelopes before it are in: nothing after it is decided on
+    // here, so that it is kept (beforeAppend) before anything behind it goes in.
+    const duplicates = new Map<number, BatchOutcome>();
+    let cut = items.length;
+    let refusal: BatchOutcome | undefined;
+    for (let k = 0; k < items.length; k++) {
+      const { error } = decisions[k]!;
+      if (!error) continue;
+      const outcome = await ruleRefusal(log, items[k]!.envelope, error);
+      if (outcome.status === 'rejected') {
+        if (whole) return undefined;
+        [cut, refusal] = [k, outcome];
+        break;
+      }
+      duplicates.set(k, outcome);
+    }
+    const requests = decisions.slice(0, cut).flatMap((decision) => (decision.request ? [decision.request] : []));
+    let appended: AppendedEvent[] = [];
+    if (requests.length > 0) {
+      await state.beforeAppend();
+      try {
+        appended = await log.append(requests);
+      } catch (error) {
+        if (!(error instanceof EventLogError) && eventsFault(error) === undefined) throw error;
+        if (isStaleDecision(error)) continue;
+        return undefined; // one envelope is refused: find which, one by one
+      }
     }
     // Every request holds exactly one event: the results come back in request order.
-    const outcomes: BatchOutcome[] = [];
     let next = 0;
-    for (let i = 0; i < chunk.length; i++) {
-      const { error } = decisions[i]!;
-      outcomes.push(error ? await ruleRefusal(log, chunk[i]!, error) : outcomeOf(appended[next++]!));
-    }
-    return outcomes;
+    for (let k = 0; k < cut; k++) state.record(items[k]!, duplicates.get(k) ?? outcomeOf(appended[next++]!));
+    if (refusal) state.record(items[cut]!, refusal);
+    return refusal ? cut + 1 : cut;
   }
-  if (repeatedIds) return undefined;
-  // Replayed in order, each decided against the log as the envelopes before it left it.
-  const outcomes: BatchOutcome[] = [];
-  for (const envelope of chunk) outcomes.push(await appendOne(log, envelope));
-  return outcomes;
+  return undefined;
 }
 
 /**
- * Appends the envelopes in order; one outcome per envelope, in the same order.
+ * Appends items with distinct ids, in order, in as few atomic appends as refusals allow: one
+ * append up to each refused envelope; when the log refuses an append, the rest one by one, each
+ * decided against the log as the envelopes before it left it.
+ */
+async function appendRun(state: BatchState, items: Item[]): Promise<void> {
+  let rest = items;
+  while (rest.length > 0) {
+    const settled = await appendUpToRefusal(state, rest);
+    if (settled === undefined) {
+      for (const item of rest) state.record(item, await appendOne(state.log, item.envelope, state.beforeAppend));
+      return;
+    }
+    rest = rest.slice(settled);
+  }
+}
+
+/**
+ * Appends the envelopes in order; one outcome per envelope, in the same order. With
+ * `options.keep`, every rejection is handed over before any envelope after it is appended: a
+ * process that stops half-way (or a batch that fails on the database) leaves every rejected
+ * envelope before the last one appended recorded, never to be decided again later, against a log
+ * that holds what came after it, where it might go in out of its place.
  *
  * The same event id twice in one call (a producer that published an event again under another
  * Nats-Msg-Id, soon after): the repeats are left out of the append. When every first occurrence
@@ -206,30 +286,31 @@ async function appendChunk(log: EventLog, chunk: Envelope[], repeatedIds?: Set<s
  * in the order does not matter). Otherwise the batch is cut before each repeat, so that the
  * repeat is decided after what precedes it, as if it had come alone.
  */
-export async function appendBatch(log: EventLog, envelopes: Envelope[]): Promise<BatchOutcome[]> {
+export async function appendBatch(log: EventLog, envelopes: Envelope[], options: AppendBatchOptions = {}): Promise<BatchOutcome[]> {
+  const state = batchState(log, options);
+  const items = envelopes.map((envelope, index) => ({ envelope, index }));
   const firstIndex = new Map<string, number>();
   const repeats: number[] = [];
   envelopes.forEach((envelope, i) => {
     if (firstIndex.has(envelope.id)) repeats.push(i);
     else firstIndex.set(envelope.id, i);
   });
-  if (repeats.length === 0) return (await appendChunk(log, envelopes))!;
+  if (repeats.length === 0) {
+    await appendRun(state, items);
+    return state.outcomes;
+  }
 
-  const firsts = envelopes.filter((_, i) => firstIndex.get(envelopes[i]!.id) === i);
-  const repeatedIds = new Set(repeats.map((i) => envelopes[i]!.id));
-  const firstOutcomes = await appendChunk(log, firsts, repeatedIds);
-  if (!firstOutcomes) {
-    const outcomes: BatchOutcome[] = [];
-    for (const chunk of chunksWithoutRepeatedIds(envelopes)) outcomes.push(...(await appendChunk(log, chunk))!);
-    return outcomes;
+  const firsts = items.filter(({ envelope, index }) => firstIndex.get(envelope.id) === index);
+  if ((await appendUpToRefusal(state, firsts, true)) === undefined) {
+    for (const chunk of chunksWithoutRepeatedIds(items)) await appendRun(state, chunk);
+    return state.outcomes;
   }
-  const byFirst = new Map(firsts.map((envelope, k) => [envelope.id, { envelope, outcome: firstOutcomes[k]! }]));
-  const outcomes: BatchOutcome[] = [];
-  for (const envelope of envelopes) {
-    const first = byFirst.get(envelope.id)!;
-    if (first.envelope === envelope) outcomes.push(first.outcome);
-    else if (first.outcome.status !== 'rejected' && sameEvent(first.envelope, envelope)) outcomes.push({ status: 'duplicate', event: { ...first.outcome.event, duplicate: true } });
-    else outcomes.push(await appendOne(log, envelope));
+  for (const item of items) {
+    if (state.outcomes[item.index]) continue; // a first occurrence, appended or a duplicate
+    const first = envelopes[firstIndex.get(item.envelope.id)!]!;
+    const outcome = state.outcomes[firstIndex.get(item.envelope.id)!]!;
+    if (outcome.status !== 'rejected' && sameEvent(first, item.envelope)) state.record(item, { status: 'duplicate', event: { ...outcome.event, duplicate: true } });
+    else state.record(item, await appendOne(log, item.envelope, state.beforeAppend));
   }
-  return outcomes;
+  return state.outcomes;
 }

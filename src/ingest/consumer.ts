@@ -28,7 +28,7 @@ import type { ConsumerInfo, JetStreamManager, JsMsg, NatsConnection, StoredMsg }
 import pg from 'pg';
 import { createPool } from '../db/pool.js';
 import { EventValidationError, validateEnvelope, type Envelope } from '../catalogue/index.js';
-import { appendBatch } from '../decide/append-batch.js';
+import { appendBatch, type KeptRejection } from '../decide/append-batch.js';
 import type { AppendedEvent, EventLog } from '../log/types.js';
 import type { Logger } from '../logger.js';
 import { acquireOwnership } from '../projection/ownership.js';
@@ -218,6 +218,13 @@ export async function storeRejections(pool: pg.Pool, rejections: { parsed: Parse
   return result.rowCount ?? 0;
 }
 
+const bySequence = (a: { parsed: Parsed }, b: { parsed: Parsed }) => a.parsed.msg.seq - b.parsed.msg.seq;
+
+/** A refusal's reason naming its event (rule violations already do: "BuildStarted on build-1: ..."). */
+function refusalReason({ type, stream }: Envelope, reason: string): string {
+  return reason.startsWith(`${type} on `) ? reason : `${type} on ${stream}: ${reason}`;
+}
+
 /**
  * Acks, naks and progress notices are fire-and-forget: while NATS reconnects they are buffered,
  * and on a closed connection they are lost, which only means a redelivery (handled as a duplicate).
@@ -379,34 +386,48 @@ export function createIngester(options: IngesterOptions): Ingester {
     const standing = await standingVerdicts(pool, parsedBatch);
     const valid = parsedBatch.filter((p) => p.envelope && !standing.has(p.msg.seq));
     const validated = performance.now();
-    const outcomes = valid.length ? await appendBatch(log, valid.map((p) => p.envelope!)) : [];
-    const appendedAt = performance.now();
+    // Rejected messages, stored before anything behind them is appended (appendBatch's keep for
+    // those it refuses): a message decided again after a later one went in could go in out of
+    // its place. Those with nothing appended behind them are stored at the end.
     const rejections = parsedBatch
       .filter((p) => p.reason !== undefined || standing.has(p.msg.seq))
       .map((p) => ({ parsed: p, reason: p.reason ?? standing.get(p.msg.seq)! }));
+    const storedRejections = new Set<Parsed>();
+    let inserted = 0;
+    const storeThrough = async (sequence: number) => {
+      const due = rejections.filter(({ parsed }) => !storedRejections.has(parsed) && parsed.msg.seq <= sequence).sort(bySequence);
+      try {
+        inserted += await storeRejections(pool, due);
+      } catch (error) {
+        // Should the batch's appends have committed, it comes back with these verdicts standing.
+        for (const { parsed, reason } of due) unstoredVerdicts.set(messageKey(parsed.msg), { seq: parsed.msg.seq, reason });
+        throw error;
+      }
+      for (const { parsed } of due) storedRejections.add(parsed);
+    };
+    const refused = (index: number, reason: string) => rejections.push({ parsed: valid[index]!, reason: refusalReason(valid[index]!.envelope!, reason) });
+    const kept = new Set<number>();
+    const keep = async (rejected: KeptRejection[]) => {
+      for (const { index, outcome } of rejected) {
+        refused(index, outcome.reason);
+        kept.add(index);
+      }
+      await storeThrough(Math.max(...rejected.map(({ index }) => valid[index]!.msg.seq)));
+    };
+    const sequence = batch[batch.length - 1]!.seq;
+    // Those decided already (malformed, or verdicts that stand) go first, before any append.
+    if (valid.length > 0 && rejections.length > 0) await storeThrough(sequence);
+    const outcomes = valid.length ? await appendBatch(log, valid.map((p) => p.envelope!), { keep }) : [];
+    const appendedAt = performance.now();
     const appended: AppendedEvent[] = [];
     let duplicates = 0;
     outcomes.forEach((outcome, i) => {
       if (outcome.status === 'appended') appended.push(outcome.event);
       else if (outcome.status === 'duplicate') duplicates += 1;
-      else {
-        // Name the event in every refusal (rule violations already do: "BuildStarted on build-1: ...").
-        const { type, stream } = valid[i]!.envelope!;
-        const reason = outcome.reason.startsWith(`${type} on `) ? outcome.reason : `${type} on ${stream}: ${outcome.reason}`;
-        rejections.push({ parsed: valid[i]!, reason });
-      }
+      else if (!kept.has(i)) refused(i, outcome.reason);
     });
-    rejections.sort((a, b) => a.parsed.msg.seq - b.parsed.msg.seq);
-    const sequence = batch[batch.length - 1]!.seq;
-    // The append has committed: should the rejections fail to be stored, the batch comes back,
-    // and its rejected messages keep these verdicts (standingVerdicts).
-    let inserted: number;
-    try {
-      inserted = await storeRejections(pool, rejections);
-    } catch (error) {
-      for (const { parsed, reason } of rejections) unstoredVerdicts.set(messageKey(parsed.msg), { seq: parsed.msg.seq, reason });
-      throw error;
-    }
+    rejections.sort(bySequence);
+    await storeThrough(sequence);
     // Stored now, and any kept for messages before this batch were handled (by this process or
     // another owner).
     if (unstoredVerdicts.size > 0) for (const [key, { seq }] of unstoredVerdicts) if (seq <= sequence) unstoredVerdicts.delete(key);
