@@ -926,6 +926,35 @@ test('a decision made stale by a concurrent append is refused by the log (versio
   t.like(outcome, { status: 'rejected', reason: 'BuildStarted on build-2: the build is CANCELED (allowed: QUEUED)' });
 });
 
+// Regression: only the first event of a build in a batch carried the version precondition on what
+// decide read. A BuildCompleted behind an ArtifactStored of its build went in unguarded, after a
+// BuildFailed another writer committed meanwhile, and the failed build was projected COMPLETED.
+test('a status rule behind another event of its build in the batch is guarded against a concurrent change of the build', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  await appendEnvelopes(db.log, [...baseHistory(), envelopeFor('BuildStarted', { build_id: 2, started_on: '2024-03-02T11:00:00Z' })]);
+  // Another writer fails the build between the batch's decision and its append.
+  let raced = false;
+  const log: EventLog = {
+    ...db.log,
+    async append(requests) {
+      if (!raced) {
+        raced = true;
+        await appendEnvelopes(db.log, [envelopeFor('BuildFailed', { build_id: 2, ended_on: '2024-03-02T11:01:00Z', status_info: 'solver died' })]);
+      }
+      return db.log.append(requests);
+    },
+  };
+  const outcomes = await appendBatch(log, [
+    envelopeFor('ArtifactStored', { build_id: 2, build_artifact_id: 8, artifact_type: 'LOGS', key: 'logs/2.log' }),
+    envelopeFor('BuildCompleted', { build_id: 2, ended_on: '2024-03-02T11:02:00Z' }),
+  ]);
+  t.true(raced);
+  t.deepEqual(outcomes.map((o) => o.status), ['appended', 'rejected']);
+  t.like(outcomes[1], { reason: 'BuildCompleted on build-2: the build is FAILED (allowed: BUILDING)' });
+  t.deepEqual((await db.log.readStream('build-2')).map((e) => e.type), ['BuildScheduled', 'BuildStarted', 'BuildFailed', 'ArtifactStored']);
+});
+
 // Regression: a duplicate moved the build state its batch decided on (src/decide/index.ts).
 test('a BuildScheduled delivered again after its build started does not put the build back to QUEUED for the rest of its batch', async (t) => {
   await slot(t);

@@ -46,14 +46,14 @@ const STALE = 'changed while this event was being decided';
  * rest of the batch, and refuse the BuildCompleted behind it.
  */
 function buildStates(log: EventLog) {
-  const known = new Map<string, { state: BuildState; readVersion: number; fresh: boolean; idsInLog?: ReadonlySet<string> }>();
+  const known = new Map<string, { state: BuildState; readVersion: number; idsInLog?: ReadonlySet<string> }>();
   return {
     async get(stream: string) {
       let entry = known.get(stream);
       if (!entry) {
         const events = await log.readStream(stream);
         const state = events.reduce((s, e) => evolveBuild(s, e.type), initialBuildState);
-        entry = { state, readVersion: events.length - 1, fresh: true, idsInLog: new Set(events.map((e) => e.id)) };
+        entry = { state, readVersion: events.length - 1, idsInLog: new Set(events.map((e) => e.id)) };
         known.set(stream, entry);
       }
       return entry;
@@ -62,12 +62,8 @@ function buildStates(log: EventLog) {
       const entry = known.get(stream);
       // No entry: nothing in this batch reads the stream (every read is made before the loop).
       if (entry?.idsInLog?.has(eventId.toLowerCase())) return;
-      if (entry) {
-        entry.state = evolveBuild(entry.state, eventType);
-        entry.fresh = false;
-      } else {
-        known.set(stream, { state: evolveBuild(initialBuildState, eventType), readVersion: -1, fresh: false });
-      }
+      if (entry) entry.state = evolveBuild(entry.state, eventType);
+      else known.set(stream, { state: evolveBuild(initialBuildState, eventType), readVersion: -1 });
     },
   };
 }
@@ -108,7 +104,11 @@ export async function decide(log: EventLog, envelopes: Envelope[]): Promise<Deci
         if (allowed && !(entry.state.status && allowed.includes(entry.state.status))) {
           throw new RuleViolationError(envelope.type, envelope.stream, `the build is ${entry.state.status ?? 'unknown'} (allowed: ${allowed.join(', ')})`);
         }
-        if (allowed && entry.fresh && entry.readVersion >= 0) {
+        // Every rule decided on the state read from the log, not only the first of the batch: the
+        // log checks a version precondition against the stream as it was before the call, so an
+        // ArtifactStored ahead of a BuildCompleted in the batch does not leave the completion
+        // unguarded against a BuildFailed committed meanwhile by another writer.
+        if (allowed && entry.readVersion >= 0) {
           const check: Precondition = { kind: 'version', stream: buildStream, version: entry.readVersion, message: `${buildStream} ${STALE}` };
           request.preconditions = [...(request.preconditions ?? []), check];
         }
