@@ -6,6 +6,7 @@
  * stream moved meanwhile.
  */
 import type { Envelope } from '../catalogue/index.js';
+import { upcast } from '../catalogue/upcast.js';
 import { PreconditionFailedError } from '../log/errors.js';
 import type { AppendRequest, EventLog, ExpectedVersion, Precondition } from '../log/types.js';
 import { allowedFrom, evolveBuild, initialBuildState, type BuildState } from './build-state.js';
@@ -25,7 +26,9 @@ function expectedVersionOf(envelope: Envelope, creates: boolean): ExpectedVersio
 
 /** The append request of one envelope, with the rules that need no state. */
 export function toAppendRequest(envelope: Envelope): AppendRequest {
-  const changes = keyChanges(envelope, envelope.stream, envelope.id);
+  // The rules read the data at the current schema version, as the projections do (an older
+  // version's fields may be named otherwise); the log stores the event as it was sent.
+  const changes = keyChanges(upcast(envelope), envelope.stream, envelope.id);
   return {
     stream: envelope.stream,
     expectedVersion: expectedVersionOf(envelope, changes.creates),
