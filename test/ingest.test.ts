@@ -18,7 +18,7 @@ import { EventValidationError, type Envelope } from '../src/catalogue/index.js';
 import { appendEnvelopes } from '../src/decide/append-batch.js';
 import { fromStream, storeRejections } from '../src/ingest/consumer.js';
 import { requestIds, startIdsResponder } from '../src/ingest/ids-responder.js';
-import { NoStreamError, publishEvent, publishEvents } from '../src/ingest/publish.js';
+import { NoStreamError, publishEvent, publishEvents, type PublishFailure } from '../src/ingest/publish.js';
 import { connectNats, eventSubject, idsSubject } from '../src/ingest/stream.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import type { EventLog } from '../src/log/types.js';
@@ -822,10 +822,13 @@ test('publishEvent validates before sending, fills in id and stream, and waits f
   t.is((await nats.jsm.streams.info(nats.names.stream)).state.messages, 1, 'nothing invalid was sent, nor anything before it');
 
   const noStream = await testNats(t);
-  await t.throwsAsync(publishEvent(noStream.nc, envelopeFor('NamespaceCreated'), { names: noStream.names, timeoutMs: 2000 }), {
+  const unsent = envelopeFor('NamespaceCreated');
+  const failed = await t.throwsAsync(publishEvent(noStream.nc, unsent, { names: noStream.names, timeoutMs: 2000 }), {
     instanceOf: NoStreamError,
     message: new RegExp(`no JetStream stream captures ${noStream.names.subjectPrefix}\\.events\\.NamespaceCreated`),
   });
+  // What to publish again once the stream is there (regression: NoStreamError carried nothing).
+  t.deepEqual((failed as PublishFailure).envelope, unsent);
 });
 
 test.serial('the README producer example runs against serve with the contract\'s names, and its events reach the tables', async (t) => {

@@ -406,3 +406,40 @@ test('serve stopped with SIGTERM while catching up a large backlog exits 0 promp
   assertAllAtHead(t, await checkpoints(client), last);
   t.deepEqual(await digests(client), await reference);
 });
+
+// ---------------------------------------------------------------------------------------------
+// 4. catch-up reports what it did not do
+
+// Regression: a catch-up stopped while it waited for the groups a serve owns logged "caught up"
+// and exited 0, though it had applied nothing.
+test('catch-up interrupted while serve owns the projection groups exits 2 and does not claim it caught up', async (t) => {
+  const db = await freshDatabase(t);
+  const serve = start(t, db.url, ['serve', '--no-ingest']);
+  await until(() => `serve to own the group\n${serve.output()}`, () => serve.logged('owning projection group') === 1);
+  const catchUp = start(t, db.url, ['catch-up']);
+  await until(() => `catch-up to wait for the group\n${catchUp.output()}`, () => catchUp.logged('another process owns this projection group; waiting') === 1);
+  catchUp.child.kill('SIGINT');
+  const exit = await exitOf(catchUp);
+  t.is(exit.code, 2, catchUp.output());
+  t.regex(catchUp.output(), /error: catch-up interrupted: the projections keep what was applied/);
+  t.is(catchUp.logged('caught up'), 0);
+});
+
+// Regression: a catch-up after which a projection stood stopped on an error said "caught up" and
+// exited 0; a batch job (or an operator's script) took it for done.
+test('catch-up that leaves a projection stopped on an error exits 2 and names it, the event and the error', async (t) => {
+  const db = await freshDatabase(t);
+  const client = await connect(t, db.url);
+  // A table that refuses what the log accepted: the namespaces projection stops on the event.
+  await client.query(`ALTER TABLE namespace ADD CONSTRAINT refuse_x CHECK (name <> 'x') NOT VALID`);
+  const log = createPostgresEventLog({ connectionString: db.url });
+  try {
+    await log.append({ stream: 'namespace-1', expectedVersion: 'no_stream', events: [{ id: crypto.randomUUID(), type: 'NamespaceCreated', data: { namespace_id: 1, name: 'x' } }] });
+  } finally {
+    await log.close();
+  }
+  const result = await runCli(['catch-up'], { env: { DATABASE_URL: db.url } });
+  t.is(result.code, 2, shown(result));
+  t.regex(result.stderr, /error: projection namespaces stopped at position 1, event [0-9a-f-]{36} \(NamespaceCreated\): .*refuse_x/);
+  t.notRegex(result.stderr, /"msg":"caught up"/);
+});

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { requireMigrated } from '../db/migrate.js';
 import { createProgress } from './progress.js';
-import { parsePositive, projectionServiceOf, runCommand, stopOnSignals } from './runtime.js';
+import { readStatuses } from '../projection/checkpoint.js';
+import { EXIT, parsePositive, projectionServiceOf, runCommand, stopOnSignals, withPool } from './runtime.js';
 
 export function catchUpCommand(program: Command): void {
   program
@@ -22,6 +23,13 @@ export function catchUpCommand(program: Command): void {
           progress.stop();
           await service.close();
         }
+        // Not caught up: stopped while waiting for a group another process owns, or between batches.
+        if (stop.aborted) throw new Error('catch-up interrupted: the projections keep what was applied; run it again to go on (status shows where each is)');
+        const failed = (await withPool(runtime.config.databaseUrl, readStatuses)).filter((p) => p.state === 'failed');
+        for (const p of failed) {
+          process.stderr.write(`error: projection ${p.name} stopped at position ${p.errorPosition}, event ${p.errorEventId} (${p.errorEventType}): ${p.error}\n`);
+        }
+        if (failed.length > 0) return EXIT.failed;
         logger.info({ head }, 'caught up');
       }),
     );

@@ -1,9 +1,8 @@
 import { Option, type Command } from 'commander';
 import { allProjections } from '../../projections/index.js';
-import { createPool } from '../db/pool.js';
 import { readSchema } from '../diagram/read-schema.js';
 import { DIAGRAM_FORMATS, renderDiagram, type DiagramFormat } from '../diagram/render.js';
-import { runCommand } from './runtime.js';
+import { runCommand, withPool } from './runtime.js';
 
 export function diagramCommand(program: Command): void {
   program
@@ -17,17 +16,14 @@ Examples:
     .action((options: { format: DiagramFormat }) =>
       runCommand(async ({ config }) => {
         const tables = [...new Set(allProjections.flatMap((projection) => projection.tables))];
-        const pool = createPool({ connectionString: config.databaseUrl, max: 1, onError: () => undefined });
-        try {
+        await withPool(config.databaseUrl, async (pool) => {
           const client = await pool.connect();
           try {
             process.stdout.write(renderDiagram(await readSchema(client, tables), options.format));
           } finally {
             client.release();
           }
-        } finally {
-          await pool.end();
-        }
+        });
       }),
     );
 }

@@ -5,6 +5,8 @@ import { openEventLog } from '../log/index.js';
 import type { EventLog } from '../log/types.js';
 import { createLogger, type Logger } from '../logger.js';
 import { createProjectionService } from '../projection/service.js';
+import { createPool } from '../db/pool.js';
+import type pg from 'pg';
 
 export interface Runtime {
   config: Config;
@@ -38,6 +40,16 @@ export async function runCommand(action: (runtime: Runtime) => Promise<number | 
     await log?.close().catch(() => undefined);
   }
   process.exit(code);
+}
+
+/** Runs `fn` with a pool of one connection to `databaseUrl`, closed afterwards. */
+export async function withPool<T>(databaseUrl: string, fn: (pool: pg.Pool) => Promise<T>): Promise<T> {
+  const pool = createPool({ connectionString: databaseUrl, max: 1, onError: () => undefined });
+  try {
+    return await fn(pool);
+  } finally {
+    await pool.end();
+  }
 }
 
 /** An AbortSignal that SIGINT or SIGTERM aborts: long commands finish their batch, save, and exit 0. */

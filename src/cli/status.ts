@@ -1,9 +1,8 @@
 import type { Command } from 'commander';
-import { createPool } from '../db/pool.js';
 import { formatIngestionStatus, readIngestionStatus } from '../ingest/status.js';
 import { ingestNamesFromEnv } from '../ingest/stream.js';
 import { readStatuses } from '../projection/checkpoint.js';
-import { runCommand } from './runtime.js';
+import { runCommand, withPool } from './runtime.js';
 
 export function statusCommand(program: Command): void {
   program
@@ -13,8 +12,7 @@ export function statusCommand(program: Command): void {
     .action((options: { json?: boolean }) =>
       runCommand(async ({ config, log }) => {
         const head = await log.headPosition();
-        const pool = createPool({ connectionString: config.databaseUrl, max: 1, onError: () => undefined });
-        try {
+        await withPool(config.databaseUrl, async (pool) => {
           const projections = (await readStatuses(pool)).map((p) => ({ ...p, lag: Math.max(head - p.position, 0) }));
           const ingestion = await readIngestionStatus(pool, config.natsUrl, ingestNamesFromEnv());
           if (options.json) {
@@ -29,9 +27,7 @@ export function statusCommand(program: Command): void {
             process.stdout.write(`\n${p.name} stopped at position ${p.errorPosition}, event ${p.errorEventId} (${p.errorEventType}):\n  ${p.error}\n`);
           }
           process.stdout.write(`\n${formatIngestionStatus(ingestion, config.natsUrl).join('\n')}\n`);
-        } finally {
-          await pool.end();
-        }
+        });
       }),
     );
 }

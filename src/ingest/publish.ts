@@ -95,12 +95,10 @@ async function publishValidated(nc: NatsConnection, envelope: Envelope, names: I
     const ack = await publishAcked(nc, subject, JSON.stringify(envelope), envelope.id, names.stream, timeoutMs);
     return { id: envelope.id, type: envelope.type, stream: envelope.stream, subject, sequence: ack.seq, duplicate: ack.duplicate };
   } catch (error) {
-    if (error instanceof NoRespondersError) {
-      throw new NoStreamError(
-        `no JetStream stream captures ${subject} on ${nc.getServer()}: start conda-store-events serve (it creates stream ${names.stream}) or create the stream`,
-      );
-    }
-    throw withFailure(error, { envelope });
+    const failure = !(error instanceof NoRespondersError) ? error : new NoStreamError(
+      `no JetStream stream captures ${subject} on ${nc.getServer()}: start conda-store-events serve (it creates stream ${names.stream}) or create the stream`,
+    );
+    throw withFailure(failure, { envelope });
   }
 }
 
