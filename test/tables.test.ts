@@ -11,7 +11,7 @@ import { freshDatabase, withAdmin, withClient } from './helpers/database.js';
 import knexFactory from 'knex';
 import { knexConfig } from '../src/db/knex-config.js';
 import { runCli } from './helpers/cli.js';
-import { runNpx, shown } from './helpers/rebuild.js';
+import { runNpx, runRebuild, shown } from './helpers/rebuild.js';
 import {
   describeSchema,
   describeTable,
@@ -113,12 +113,17 @@ test.serial('npx knex migrate:latest works for a role allowed into its own datab
 
 // A release's code against a database without its migrations sends what the older functions do
 // not take (a key precondition with a holder): an ingested event would be rejected for good.
-test('serve, catch-up and append refuse a database behind this release\'s migrations, naming them; once migrated, they run', async (t) => {
+test('serve, catch-up, append and rebuild-projections refuse a database behind this release\'s migrations, naming them; status shows them; once migrated, they run', async (t) => {
   const db = await freshDatabase(t, { migrated: false });
   const env = { DATABASE_URL: db.url };
-  const never = await runCli(['catch-up'], { env });
-  t.is(never.code, 2, shown(never));
-  t.is(never.stderr, 'error: the database has not been migrated: run npx knex migrate:latest (or serve --migrate)\n');
+  // Never migrated: every command that reads the log says so (rather than a missing relation).
+  // (rebuild-projections is a bin of its own: run as such.)
+  const run = (args: string[]) => (args[0] === 'rebuild-projections' ? runRebuild(db.url, args.slice(1)) : runCli(args, { env, input: '' }));
+  for (const args of [['catch-up'], ['status'], ['export'], ['rebuild-projections', '--dry-run']]) {
+    const never = await run(args);
+    t.is(never.code, 2, shown(never));
+    t.is(never.stderr, 'error: the database has not been migrated: run npx knex migrate:latest (or serve --migrate)\n', args.join(' '));
+  }
 
   await migrateLatest(db.url);
   const knex = knexFactory(knexConfig(db.url));
@@ -127,11 +132,17 @@ test('serve, catch-up and append refuse a database behind this release\'s migrat
   } finally {
     await knex.destroy();
   }
-  for (const args of [['serve', '--no-ingest'], ['catch-up'], ['append', '-']]) {
-    const behind = await runCli(args, { env, input: '' });
+  for (const args of [['serve', '--no-ingest'], ['catch-up'], ['append', '-'], ['rebuild-projections', '--dry-run']]) {
+    const behind = await run(args);
     t.is(behind.code, 2, shown(behind));
     t.is(behind.stderr, 'error: the database lacks 1 migration of this release (20260101001200_key_preconditions_with_holder.ts): run npx knex migrate:latest (or serve --migrate)\n', args.join(' '));
   }
+  // Reading goes on, and status says what is missing.
+  const exported = await runCli(['export'], { env });
+  t.is(exported.code, 0, shown(exported));
+  const status = await runCli(['status'], { env: { ...env, NATS_URL: 'nats://127.0.0.1:1' } });
+  t.is(status.code, 0, shown(status));
+  t.regex(status.stdout, /^migrations pending: 20260101001200_key_preconditions_with_holder\.ts \(run npx knex migrate:latest\)\n/);
   await migrateLatest(db.url);
   const caughtUp = await runCli(['catch-up'], { env });
   t.is(caughtUp.code, 0, shown(caughtUp));

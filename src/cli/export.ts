@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { exportNdjson } from '../transfer/export-ndjson.js';
 import { createProgress } from './progress.js';
+import { missingMigrations } from '../db/migrate.js';
 import { parsePositive, runCommand } from './runtime.js';
 
 export function exportCommand(program: Command): void {
@@ -10,7 +11,10 @@ export function exportCommand(program: Command): void {
     .option('--from <position>', 'first global position to export', (v) => parsePositive(v, '--from'), 1)
     .option('--stream <id>', 'only this stream, e.g. build-42')
     .action((options: { from: number; stream?: string }) =>
-      runCommand(async ({ log, logger }) => {
+      runCommand(async ({ config, log, logger }) => {
+        // An older release's log exports as well (the envelope has not changed): only a database
+        // without a log is refused, with what to do rather than a missing relation.
+        await missingMigrations(config.databaseUrl);
         const progress = createProgress('export', await log.headPosition(), 'position');
         const exported = await exportNdjson(log, process.stdout, {
           from: options.from,

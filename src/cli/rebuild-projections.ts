@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { allProjections } from '../../projections/index.js';
 import { planRebuild, rebuildGroups, type RebuildPhase } from '../projection/rebuild.js';
 import { createProgress } from './progress.js';
+import { requireMigrated } from '../db/migrate.js';
 import { EXIT, parsePositive, runCommand, stopOnSignals } from './runtime.js';
 
 /**
@@ -40,6 +41,8 @@ swap leaves everything as it was. Exit code 0 on success, 2 on failure.`)
   .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : EXIT.failed))
   .action((names: string[], options: { all?: boolean; dryRun?: boolean; batchSize: number }) =>
     runCommand(async ({ config, log, logger }) => {
+      // The tables are rebuilt in the shape the migrations give them: a pending one first.
+      await requireMigrated(config.databaseUrl);
       const plan = await planRebuild(config.databaseUrl, allProjections, names, options.all ?? false);
       if (plan.length === 0) {
         process.stdout.write('nothing to rebuild: every projection matches its recorded fingerprint\n');

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { formatIngestionStatus, readIngestionStatus } from '../ingest/status.js';
 import { ingestNamesFromEnv } from '../ingest/stream.js';
+import { missingMigrations } from '../db/migrate.js';
 import { readStatuses } from '../projection/checkpoint.js';
 import { runCommand, withPool } from './runtime.js';
 
@@ -11,13 +12,17 @@ export function statusCommand(program: Command): void {
     .option('--json', 'print JSON instead of a table')
     .action((options: { json?: boolean }) =>
       runCommand(async ({ config, log }) => {
+        const pendingMigrations = await missingMigrations(config.databaseUrl);
         const head = await log.headPosition();
         await withPool(config.databaseUrl, async (pool) => {
           const projections = (await readStatuses(pool)).map((p) => ({ ...p, lag: Math.max(head - p.position, 0) }));
           const ingestion = await readIngestionStatus(pool, config.natsUrl, ingestNamesFromEnv());
           if (options.json) {
-            process.stdout.write(`${JSON.stringify({ head, projections, ingestion }, null, 2)}\n`);
+            process.stdout.write(`${JSON.stringify({ head, pendingMigrations, projections, ingestion }, null, 2)}\n`);
             return;
+          }
+          if (pendingMigrations.length > 0) {
+            process.stdout.write(`migrations pending: ${pendingMigrations.join(', ')} (run npx knex migrate:latest)\n`);
           }
           process.stdout.write(`log head: ${head}\n\n`);
           const rows = [['projection', 'checkpoint', 'lag', 'state'], ...projections.map((p) => [p.name, String(p.position), String(p.lag), p.state])];

@@ -39,19 +39,27 @@ export async function pendingMigrations(databaseUrl: string): Promise<string[]> 
 }
 
 /**
- * Refuses a database behind this release's migrations: its functions and tables are an older
- * release's, and what this release sends them (a key precondition with a holder, say) would be
- * refused or fail, and an ingested event rejected for good. Commands that write run this first.
+ * The migrations of this release the database lacks; throws, saying to migrate, for a database
+ * never migrated (it has no log to read).
  */
-export async function requireMigrated(databaseUrl: string): Promise<void> {
-  let pending: string[];
+export async function missingMigrations(databaseUrl: string): Promise<string[]> {
   try {
-    pending = await pendingMigrations(databaseUrl);
+    return await pendingMigrations(databaseUrl);
   } catch (error) {
     // No knex schema: never migrated (anything else, e.g. the server down, says so itself).
     if ((error as { code?: string }).code !== '3F000' && (error as { code?: string }).code !== '42P01') throw error;
     throw new Error('the database has not been migrated: run npx knex migrate:latest (or serve --migrate)');
   }
+}
+
+/**
+ * Refuses a database behind this release's migrations: its functions and tables are an older
+ * release's, and what this release sends them (a key precondition with a holder, say) would be
+ * refused or fail, and an ingested event rejected for good. Commands that write run this first
+ * (those that only read run missingMigrations, which refuses a database never migrated).
+ */
+export async function requireMigrated(databaseUrl: string): Promise<void> {
+  const pending = await missingMigrations(databaseUrl);
   if (pending.length > 0) {
     throw new Error(`the database lacks ${pending.length} migration${pending.length > 1 ? 's' : ''} of this release (${pending.join(', ')}): run npx knex migrate:latest (or serve --migrate)`);
   }
