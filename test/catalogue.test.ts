@@ -204,6 +204,14 @@ test('string limits count characters (code points), as JSON Schema and PostgreSQ
   rejects(t, () => validateEvent(pkg, withData(pkg, { license_family: emoji.repeat(65) })), pkg, '/data/license_family', /^must be at most 64 characters \(got 65\)$/);
 });
 
+test('a role mapping entity must be an ARN that some conda-store release accepts', (t) => {
+  const mapping = (entity: string) => validateEvent('NamespaceRoleMappingAdded', { namespace_id: 1, id: 1, entity, role: 'viewer' });
+  for (const entity of ['*/*', 'data-team/*', 'quansight-*/web', 'a.b=c+d@e/f~g^h?$&', 'team|ops/<env>']) t.notThrows(() => mapping(entity), entity);
+  for (const entity of ['data-team', 'data team/*', 'a/b/c', '/*', '*/', '']) {
+    rejects(t, () => mapping(entity), 'NamespaceRoleMappingAdded', '/data/entity', /^must be an ARN <namespace>\/<environment> such as data-team\/\*/);
+  }
+});
+
 test('bad enum values', (t) => {
   rejects(
     t,

@@ -57,6 +57,18 @@ export const UUID_PATTERN = pattern(
 /** build.hash (build key version 3): the first 32 hex digits of a sha256 (Python `hexdigest()`). */
 const BUILD_HASH_PATTERN = pattern('^[0-9a-f]{32}$', 'must be 32 lowercase hexadecimal digits');
 
+/**
+ * namespace_role_mapping.entity, an ARN `<namespace-glob>/<name-glob>`, which conda-store's ORM
+ * checks against its ARN_ALLOWED. Its characters changed over releases (letters, digits and
+ * `-+_@$&?^~.=` today, `|<>` in earlier ones; `*` in every one): this accepts all of them, so no
+ * entity a conda-store release took is refused, and refuses what none took (a space, a second
+ * `/`, an empty side).
+ */
+export const ARN_PATTERN = pattern(
+  '^[A-Za-z0-9+_@$&?^~.=|<>*-]+/[A-Za-z0-9+_@$&?^~.=|<>*-]+$',
+  'must be an ARN <namespace>/<environment> such as data-team/* (letters, digits, -+_@$&?^~.=|<> and the wildcard *)',
+);
+
 // ---------------------------------------------------------------------------------------------
 // Formats. TypeBox refuses unknown formats, so the two used here are registered. Each keeps the
 // standard meaning of its name (the patterns above add the stricter rules), so that another
