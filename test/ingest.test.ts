@@ -590,6 +590,9 @@ test.serial('a refused message keeps its verdict when its batch fails after a la
   t.like(ingester.totals(), { appended: 0, duplicates: 1, rejected: 1 });
   const rows = await db.query<{ event_id: string }>('SELECT event_id FROM event_store.rejected_messages');
   t.deepEqual(rows, [{ event_id: environment.id }]);
+  // Counted when its row was stored, though the batch then failed (regression: the count went
+  // with the batch's, and the redelivery's row was there already: rejected 0).
+  await assertStats(t, db, { accepted: 0, duplicates: 1, rejected: 1 });
 });
 
 // The other half of the same rule: a previous owner stored a message's rejection and died before

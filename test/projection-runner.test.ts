@@ -955,6 +955,71 @@ test('a status rule behind another event of its build in the batch is guarded ag
   t.deepEqual((await db.log.readStream('build-2')).map((e) => e.type), ['BuildScheduled', 'BuildStarted', 'BuildFailed', 'ArtifactStored']);
 });
 
+/** The log, counting its reads of streams and its appends (and the appends it refused). */
+function countingLog(log: EventLog) {
+  const counts = { reads: 0, appends: 0, refused: 0 };
+  const counted: EventLog = {
+    ...log,
+    readStream(...args) {
+      counts.reads += 1;
+      return log.readStream(...args);
+    },
+    async append(requests) {
+      counts.appends += 1;
+      try {
+        return await log.append(requests);
+      } catch (error) {
+        counts.refused += 1;
+        throw error;
+      }
+    },
+  };
+  return { log: counted, counts };
+}
+
+// A batch is appended in runs that end at each refused envelope (so that the refusal can be kept
+// before anything behind it goes in): the runs after a refusal go on with the batch's decisions,
+// their version preconditions moved on by the runs before, not decided again each time.
+test('a batch cut at its refusals is decided once: the run after a refusal carries the versions the run before it reached', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  await appendEnvelopes(db.log, baseHistory());
+  const { log, counts } = countingLog(db.log);
+  const kept: number[][] = [];
+  const outcomes = await appendBatch(log, [
+    envelopeFor('BuildStarted', { build_id: 2, started_on: '2024-03-02T11:00:00Z' }),
+    envelopeFor('BuildStarted', { build_id: 999, started_on: '2024-03-02T11:00:00Z' }),
+    envelopeFor('BuildCompleted', { build_id: 2, ended_on: '2024-03-02T11:05:00Z' }),
+  ], { keep: async (rejections) => void kept.push(rejections.map((r) => r.index)) });
+  t.deepEqual(outcomes.map((o) => o.status), ['appended', 'rejected', 'appended']);
+  t.deepEqual(kept, [[1]], 'the refusal kept before the BuildCompleted went in');
+  t.like(counts, { appends: 2, refused: 0 }, 'no stale version, nothing decided again');
+  t.deepEqual((await db.log.readStream('build-2')).map((e) => e.type), ['BuildScheduled', 'BuildStarted', 'BuildCompleted']);
+
+  // Twenty refusals among twenty good events: each build read once (and looked up once, for a
+  // duplicate, when refused), not again at every cut.
+  const many = await appendBatch(log, Array.from({ length: 20 }, (_, i) => [
+    envelopeFor('BuildStarted', { build_id: 1000 + i, started_on: '2024-03-02T11:00:00Z' }),
+    envelopeFor('NamespaceCreated', { namespace_id: 100 + i, name: `many-${i}` }),
+  ]).flat());
+  t.deepEqual(many.map((o) => o.status), Array.from({ length: 20 }, () => ['rejected', 'appended']).flat());
+  // 3 for the first batch (builds 2 and 999 read, 999 looked up), 40 for this one.
+  t.is(counts.reads, 3 + 40);
+});
+
+// Regression: in the one-by-one path, a keep() that failed was taken for the refusal of the
+// envelope about to go in, and the batch went on behind rejections that were not kept.
+test('a keep() that fails fails the batch: nothing behind the rejections it was given goes in', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  const outcome = appendBatch(db.log, [
+    envelopeFor('EnvironmentCreated', { environment_id: 1, namespace_id: 77, name: 'orphan' }),
+    envelopeFor('NamespaceCreated', { namespace_id: 2, name: 'two' }),
+  ], { keep: async () => { throw new Error('rejected_messages is not writable'); } });
+  await t.throwsAsync(outcome, { message: 'rejected_messages is not writable' });
+  t.deepEqual(await db.log.readStream('namespace-2'), []);
+});
+
 // Regression: a duplicate moved the build state its batch decided on (src/decide/index.ts).
 test('a BuildScheduled delivered again after its build started does not put the build back to QUEUED for the rest of its batch', async (t) => {
   await slot(t);

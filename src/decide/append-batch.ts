@@ -26,7 +26,7 @@ import type { Envelope } from '../catalogue/index.js';
 import { dataErrorClass } from '../db/sqlstate.js';
 import { EventLogError } from '../log/errors.js';
 import { isTransient } from '../projection/transient.js';
-import type { AppendedEvent, EventLog } from '../log/types.js';
+import type { AppendedEvent, AppendRequest, EventLog } from '../log/types.js';
 import { decide, isStaleDecision, type Decision } from './index.js';
 
 export type BatchOutcome =
@@ -127,8 +127,9 @@ async function appendOne(log: EventLog, envelope: Envelope, before?: () => Promi
       return rejectedOrThrow(error);
     }
     if (decision.error) return ruleRefusal(log, envelope, decision.error);
+    // Outside the try: a failure to keep earlier rejections fails the batch, never this envelope.
+    await before?.();
     try {
-      await before?.();
       const [event] = await log.append(decision.request);
       return outcomeOf(event!);
     } catch (error) {
@@ -200,15 +201,93 @@ function batchState(log: EventLog, options: AppendBatchOptions) {
 }
 type BatchState = ReturnType<typeof batchState>;
 
+/** The first of `decisions` refused by a rule (not a duplicate), and the duplicates before it. */
+async function nextRefusal(log: EventLog, items: Item[], decisions: Decision[]) {
+  const duplicates = new Map<number, BatchOutcome>();
+  for (let k = 0; k < items.length; k++) {
+    const { error } = decisions[k]!;
+    if (!error) continue;
+    const outcome = await ruleRefusal(log, items[k]!.envelope, error);
+    if (outcome.status === 'rejected') return { cut: k, refusal: outcome, duplicates };
+    duplicates.set(k, outcome);
+  }
+  return { cut: items.length, refusal: undefined, duplicates };
+}
+
 /**
- * Appends `items` (distinct ids) in one atomic append up to the first one refused, which is
- * recorded as rejected: decided against the log plus the envelopes before it, it holds once they
- * are in. Returns how many items were settled (each appended, a duplicate or that rejection), or
- * undefined, nothing appended, when they must go one by one (deciding failed on one of them, the
- * log refused the append, or stale decisions persisted). With `whole`, it also gives up at once,
- * nothing appended, when any item is refused (see appendBatch).
+ * A request whose `version` preconditions (decide: the version a build stream was read at) count
+ * the events appended to those streams since the read, by the runs before it in this batch.
  */
-async function appendUpToRefusal(state: BatchState, items: Item[], whole = false): Promise<number | undefined> {
+function afterEarlierRuns(request: AppendRequest, moved: ReadonlyMap<string, number>): AppendRequest {
+  if (moved.size === 0 || !request.preconditions?.some((p) => p.kind === 'version' && moved.has(p.stream))) return request;
+  return {
+    ...request,
+    preconditions: request.preconditions.map((p) => (p.kind === 'version' && moved.has(p.stream) ? { ...p, version: p.version + moved.get(p.stream)! } : p)),
+  };
+}
+
+/** Items one by one, each decided against the log as the envelopes before it left it. */
+async function appendOneByOne(state: BatchState, items: Item[]): Promise<void> {
+  for (const item of items) state.record(item, await appendOne(state.log, item.envelope, state.beforeAppend));
+}
+
+/**
+ * Appends items with distinct ids, in order: decided together, then appended in one atomic
+ * append per run of envelopes up to each one a rule refuses. The refusal is recorded once the run
+ * before it is in: decided against the log plus the envelopes before it (decide never applies a
+ * refused envelope to the state it goes on with), it holds then, and is kept (beforeAppend)
+ * before the next run goes in. The decisions after a refusal stand too, their version
+ * preconditions moved on by what the runs before them appended. Decided again only when a stream
+ * read moved meanwhile (another writer); when the log refuses a run, the rest goes one by one.
+ */
+async function appendRun(state: BatchState, items: Item[]): Promise<void> {
+  const { log } = state;
+  let rest = items;
+  for (let attempt = 0; rest.length > 0; attempt++) {
+    let decisions: Decision[];
+    try {
+      decisions = await decide(log, rest.map((item) => item.envelope));
+    } catch (error) {
+      if (eventsFault(error) === undefined) throw error;
+      return appendOneByOne(state, rest); // deciding failed on one of them: find which
+    }
+    const moved = new Map<string, number>();
+    let stale = false;
+    while (rest.length > 0 && !stale) {
+      const { cut, refusal, duplicates } = await nextRefusal(log, rest, decisions);
+      const requests = decisions.slice(0, cut).flatMap((decision) => (decision.request ? [afterEarlierRuns(decision.request, moved)] : []));
+      let appended: AppendedEvent[] = [];
+      if (requests.length > 0) {
+        await state.beforeAppend();
+        try {
+          appended = await log.append(requests);
+        } catch (error) {
+          if (!(error instanceof EventLogError) && eventsFault(error) === undefined) throw error;
+          if (isStaleDecision(error) && attempt < STALE_RETRIES) {
+            stale = true; // decided again, from this run on
+            continue;
+          }
+          return appendOneByOne(state, rest); // one envelope is refused: find which
+        }
+      }
+      // Every request holds exactly one event: the results come back in request order.
+      let next = 0;
+      for (let k = 0; k < cut; k++) state.record(rest[k]!, duplicates.get(k) ?? outcomeOf(appended[next++]!));
+      for (const event of appended) if (!event.duplicate) moved.set(event.stream, (moved.get(event.stream) ?? 0) + 1);
+      if (refusal) state.record(rest[cut]!, refusal);
+      const settled = refusal ? cut + 1 : cut;
+      rest = rest.slice(settled);
+      decisions = decisions.slice(settled);
+    }
+  }
+}
+
+/**
+ * The first occurrences of a batch with repeated ids, in one atomic append, or nothing at all
+ * (false) when any of them is refused, by a rule or by the log: the batch is then cut at its
+ * repeats instead (see appendBatch).
+ */
+async function appendWhole(state: BatchState, items: Item[]): Promise<boolean> {
   const { log } = state;
   for (let attempt = 0; attempt <= STALE_RETRIES; attempt++) {
     let decisions: Decision[];
@@ -216,25 +295,11 @@ async function appendUpToRefusal(state: BatchState, items: Item[], whole = false
       decisions = await decide(log, items.map((item) => item.envelope));
     } catch (error) {
       if (eventsFault(error) === undefined) throw error;
-      return undefined;
+      return false;
     }
-    // A refusal stands only after the envelopes before it are in: nothing after it is decided on
-    // here, so that it is kept (beforeAppend) before anything behind it goes in.
-    const duplicates = new Map<number, BatchOutcome>();
-    let cut = items.length;
-    let refusal: BatchOutcome | undefined;
-    for (let k = 0; k < items.length; k++) {
-      const { error } = decisions[k]!;
-      if (!error) continue;
-      const outcome = await ruleRefusal(log, items[k]!.envelope, error);
-      if (outcome.status === 'rejected') {
-        if (whole) return undefined;
-        [cut, refusal] = [k, outcome];
-        break;
-      }
-      duplicates.set(k, outcome);
-    }
-    const requests = decisions.slice(0, cut).flatMap((decision) => (decision.request ? [decision.request] : []));
+    const { cut, duplicates } = await nextRefusal(log, items, decisions);
+    if (cut < items.length) return false;
+    const requests = decisions.flatMap((decision) => (decision.request ? [decision.request] : []));
     let appended: AppendedEvent[] = [];
     if (requests.length > 0) {
       await state.beforeAppend();
@@ -243,33 +308,14 @@ async function appendUpToRefusal(state: BatchState, items: Item[], whole = false
       } catch (error) {
         if (!(error instanceof EventLogError) && eventsFault(error) === undefined) throw error;
         if (isStaleDecision(error)) continue;
-        return undefined; // one envelope is refused: find which, one by one
+        return false;
       }
     }
-    // Every request holds exactly one event: the results come back in request order.
     let next = 0;
-    for (let k = 0; k < cut; k++) state.record(items[k]!, duplicates.get(k) ?? outcomeOf(appended[next++]!));
-    if (refusal) state.record(items[cut]!, refusal);
-    return refusal ? cut + 1 : cut;
+    items.forEach((item, k) => state.record(item, duplicates.get(k) ?? outcomeOf(appended[next++]!)));
+    return true;
   }
-  return undefined;
-}
-
-/**
- * Appends items with distinct ids, in order, in as few atomic appends as refusals allow: one
- * append up to each refused envelope; when the log refuses an append, the rest one by one, each
- * decided against the log as the envelopes before it left it.
- */
-async function appendRun(state: BatchState, items: Item[]): Promise<void> {
-  let rest = items;
-  while (rest.length > 0) {
-    const settled = await appendUpToRefusal(state, rest);
-    if (settled === undefined) {
-      for (const item of rest) state.record(item, await appendOne(state.log, item.envelope, state.beforeAppend));
-      return;
-    }
-    rest = rest.slice(settled);
-  }
+  return false;
 }
 
 /**
@@ -301,7 +347,7 @@ export async function appendBatch(log: EventLog, envelopes: Envelope[], options:
   }
 
   const firsts = items.filter(({ envelope, index }) => firstIndex.get(envelope.id) === index);
-  if ((await appendUpToRefusal(state, firsts, true)) === undefined) {
+  if (!(await appendWhole(state, firsts))) {
     for (const chunk of chunksWithoutRepeatedIds(items)) await appendRun(state, chunk);
     return state.outcomes;
   }

@@ -88,8 +88,9 @@ export type Decision = { request: AppendRequest; error?: undefined } | { request
 
 /**
  * Decides a batch of envelopes in order: each gets its append request, or the rule it breaks.
- * A rule read from state that the batch itself has not touched adds a `version` precondition on
- * the stream read, so a concurrent change fails the append rather than slipping through.
+ * Every rule decided on state read from the log adds a `version` precondition on the stream
+ * read (the version it was read at), so a concurrent change fails the append rather than
+ * slipping through.
  */
 export async function decide(log: EventLog, envelopes: Envelope[]): Promise<Decision[]> {
   const builds = buildStates(log);

@@ -393,11 +393,13 @@ export function createIngester(options: IngesterOptions): Ingester {
       .filter((p) => p.reason !== undefined || standing.has(p.msg.seq))
       .map((p) => ({ parsed: p, reason: p.reason ?? standing.get(p.msg.seq)! }));
     const storedRejections = new Set<Parsed>();
-    let inserted = 0;
     const storeThrough = async (sequence: number) => {
       const due = rejections.filter(({ parsed }) => !storedRejections.has(parsed) && parsed.msg.seq <= sequence).sort(bySequence);
       try {
-        inserted += await storeRejections(pool, due);
+        // Counted as soon as committed: should the batch fail after, their redeliveries land on
+        // these rows and insert nothing.
+        const inserted = await storeRejections(pool, due);
+        if (inserted > 0) counters.add({ accepted: 0, duplicates: 0, rejected: inserted, sequence: 0 });
       } catch (error) {
         // Should the batch's appends have committed, it comes back with these verdicts standing.
         for (const { parsed, reason } of due) unstoredVerdicts.set(messageKey(parsed.msg), { seq: parsed.msg.seq, reason });
@@ -431,7 +433,7 @@ export function createIngester(options: IngesterOptions): Ingester {
     // Stored now, and any kept for messages before this batch were handled (by this process or
     // another owner).
     if (unstoredVerdicts.size > 0) for (const [key, { seq }] of unstoredVerdicts) if (seq <= sequence) unstoredVerdicts.delete(key);
-    counters.add({ accepted: appended.length, duplicates, rejected: inserted, sequence });
+    counters.add({ accepted: appended.length, duplicates, rejected: 0, sequence });
     const stored = performance.now();
     for (const { parsed: p, reason } of rejections) {
       logger.warn({ subject: p.msg.subject, sequence: p.msg.seq, eventId: p.eventId, reason }, 'message rejected');
