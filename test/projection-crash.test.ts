@@ -430,6 +430,11 @@ test('catch-up interrupted while serve owns the projection groups exits 2 and do
 test('catch-up that leaves a projection stopped on an error exits 2 and names it, the event and the error', async (t) => {
   const db = await freshDatabase(t);
   const client = await connect(t, db.url);
+  // A failed checkpoint that is not this release's (a rebuild's shadow, a retired projection)
+  // does not count.
+  await client.query(`INSERT INTO event_store.projections (name, state, error) VALUES ('rebuild:retired', 'failed', 'old news')`);
+  const clean = await runCli(['catch-up'], { env: { DATABASE_URL: db.url } });
+  t.is(clean.code, 0, shown(clean));
   // A table that refuses what the log accepted: the namespaces projection stops on the event.
   await client.query(`ALTER TABLE namespace ADD CONSTRAINT refuse_x CHECK (name <> 'x') NOT VALID`);
   const log = createPostgresEventLog({ connectionString: db.url });

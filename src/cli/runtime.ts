@@ -52,7 +52,11 @@ export async function withPool<T>(databaseUrl: string, fn: (pool: pg.Pool) => Pr
   }
 }
 
-/** An AbortSignal that SIGINT or SIGTERM aborts: long commands finish their batch, save, and exit 0. */
+/**
+ * An AbortSignal that SIGINT or SIGTERM aborts: long commands finish their batch and save; serve
+ * then exits 0, while a command that stops short of its work (catch-up, rebuild-projections)
+ * says so and exits 2.
+ */
 export function stopOnSignals(logger: Logger): AbortSignal {
   const stop = new AbortController();
   const onSignal = (signal: string) => {

@@ -1,6 +1,8 @@
+import fs from 'node:fs';
 import knexFactory from 'knex';
+import pg from 'pg';
 import { prepareDatabase } from './ensure-database.js';
-import { knexConfig } from './knex-config.js';
+import { knexConfig, MIGRATIONS_SCHEMA } from './knex-config.js';
 
 /** `knex migrate:latest` as a function: used by `serve --migrate` and by the tests' template database. */
 export async function migrateLatest(databaseUrl: string): Promise<string[]> {
@@ -25,31 +27,33 @@ export async function rollbackAll(databaseUrl: string): Promise<string[]> {
   }
 }
 
-/** The migrations of this release not applied to the database yet. */
-export async function pendingMigrations(databaseUrl: string): Promise<string[]> {
-  // Knex's own warnings (a connection error with its stack) would come before the command's one line.
-  const quiet = () => undefined;
-  const knex = knexFactory({ ...knexConfig(databaseUrl), log: { warn: quiet, error: quiet, deprecate: quiet, debug: quiet } });
-  try {
-    const [, pending] = (await knex.migrate.list()) as [unknown[], Array<string | { file: string }>];
-    return pending.map((migration) => (typeof migration === 'string' ? migration : migration.file));
-  } finally {
-    await knex.destroy();
-  }
+/** This release's migrations, by file name (as Knex records them), in order. */
+function releaseMigrations(): string[] {
+  const { directory, loadExtensions = ['.ts'] } = knexConfig('').migrations as { directory: string; loadExtensions?: string[] };
+  return fs.readdirSync(directory).filter((file) => loadExtensions.some((extension) => file.endsWith(extension))).sort();
 }
 
 /**
- * The migrations of this release the database lacks; throws, saying to migrate, for a database
- * never migrated (it has no log to read).
+ * The migrations of this release the database lacks, read with one SELECT of Knex's record (not
+ * through Knex, which refuses a database migrated by a newer release, and may create its tables:
+ * a write, from commands that only read); throws, saying to migrate, for a database never
+ * migrated (it has no log to read).
  */
 export async function missingMigrations(databaseUrl: string): Promise<string[]> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  let applied: Set<string>;
   try {
-    return await pendingMigrations(databaseUrl);
+    const { rows } = await client.query<{ name: string }>(`SELECT name FROM ${MIGRATIONS_SCHEMA}.knex_migrations`);
+    applied = new Set(rows.map((row) => row.name));
   } catch (error) {
-    // No knex schema: never migrated (anything else, e.g. the server down, says so itself).
+    // No Knex record (schema or table): never migrated. Anything else (permissions) says so itself.
     if ((error as { code?: string }).code !== '3F000' && (error as { code?: string }).code !== '42P01') throw error;
     throw new Error('the database has not been migrated: run npx knex migrate:latest (or serve --migrate)');
+  } finally {
+    await client.end();
   }
+  return releaseMigrations().filter((name) => !applied.has(name));
 }
 
 /**
