@@ -56,7 +56,7 @@ async function main() {
   );
   console.log(`\nrate per 100k events, in order: ${cse.windowRates.map((r) => fmtInt(r)).join(', ')} (baseline: ${raw.windowRates.map((r) => fmtInt(r)).join(', ')})`);
   console.log(`ratio to baseline: ${fmt(ratio, 2)}x (target >= 0.5x) ${ratio >= 0.5 ? 'PASS' : 'MISS'}`);
-  console.log(`rate at the end vs the start: ${fmt(cse.lastRate / cse.firstRate, 2)}x (target >= 1.0x, i.e. no slowdown as the log grows) ${cse.lastRate >= cse.firstRate * 0.9 ? 'PASS' : 'MISS'}`);
+  console.log(`rate at the end vs the start: ${fmt(cse.lastRate / cse.firstRate, 2)}x (target: no slowdown as the log grows, passed at >= 0.9x, the spread of the 100k rates) ${cse.lastRate >= cse.firstRate * 0.9 ? 'PASS' : 'MISS'}`);
   const file = writeResults('catch-up', { date: new Date().toISOString(), total, batch: BATCH, environment: env, catchUp: cse, baseline: raw, ratio });
   console.log(`results: ${file}`);
   if (!process.env.KEEP_BENCH_DB) await dropDatabase(url);
