@@ -336,12 +336,10 @@ export async function appendBatch(log: EventLog, envelopes: Envelope[], options:
   const state = batchState(log, options);
   const items = envelopes.map((envelope, index) => ({ envelope, index }));
   const firstIndex = new Map<string, number>();
-  const repeats: number[] = [];
   envelopes.forEach((envelope, i) => {
-    if (firstIndex.has(envelope.id)) repeats.push(i);
-    else firstIndex.set(envelope.id, i);
+    if (!firstIndex.has(envelope.id)) firstIndex.set(envelope.id, i);
   });
-  if (repeats.length === 0) {
+  if (firstIndex.size === envelopes.length) {
     await appendRun(state, items);
     return state.outcomes;
   }
