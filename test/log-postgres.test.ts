@@ -1,3 +1,6 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import pg from 'pg';
 import { randomUUID } from 'node:crypto';
@@ -7,6 +10,7 @@ import type { AppendRequest, EventInput, EventLog, LogBatch, RecordedEvent } fro
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import { CARRY_AFTER_SHARE, createWakeups, LISTENER_LOCK, type Notification } from '../src/log/postgres/wakeups.js';
 import { createRecentAppends, inJsonbOrder } from '../src/log/postgres/recent-appends.js';
+import { root, waitForExit } from './helpers/cli.js';
 import { connect, freshDatabase, testPool, urlFor, withAdmin, withClient } from './helpers/database.js';
 import { slots, waitUntil } from './helpers/projection.js';
 import { collect, events, logContract } from './log-contract.js';
@@ -1040,4 +1044,26 @@ test('recent appends: kept only while a live subscriber is there, only the lates
   t.false(small.has(4), 'larger than the whole budget');
   t.true(small.has(2) && small.has(3), 'the others stay');
   t.is(small.take(4, 10), undefined, 'its reader goes to the log');
+});
+
+// ---------------------------------------------------------------------------------------------
+// The README's library example, run as a user would run it
+
+test('the README library example runs against a migrated database: refusals, versions, the projected row', async (t) => {
+  const example = fs.readFileSync(path.join(root, 'test', 'examples', 'library.ts'), 'utf8');
+  const code = example.slice(example.indexOf("import { randomUUID } from 'node:crypto';"));
+  t.true(fs.readFileSync(path.join(root, 'README.md'), 'utf8').includes(code), 'README.md quotes test/examples/library.ts verbatim');
+
+  const db = await freshDatabase(t);
+  const run = await waitForExit(spawn(process.execPath, ['--import', 'tsx', path.join(root, 'test', 'examples', 'library.ts')], { cwd: root, env: { ...process.env, DATABASE_URL: db.url } }));
+  t.is(run.code, 0, run.stderr);
+  t.is(run.stdout, [
+    'refused: duplicate namespace.name: "analytics" is already taken by namespace-1',
+    'refused: wrong expected version for stream namespace-1: expected 0, actual 1',
+    'namespace-1 v0: NamespaceCreated at position 1',
+    // Position 2 went to the refused append: positions have gaps, never duplicates.
+    'namespace-1 v1: NamespaceMetadataUpdated at position 3',
+    'namespace row: {"id":1,"name":"analytics","metadata_":{"owner":"data-team"}}',
+    '',
+  ].join('\n'));
 });
