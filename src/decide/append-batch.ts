@@ -226,6 +226,27 @@ function afterEarlierRuns(request: AppendRequest, moved: ReadonlyMap<string, num
   };
 }
 
+/**
+ * Appends a run's requests once the rejections before them are kept: the events appended, or why
+ * none were: 'stale' (a stream a rule read moved meanwhile), 'refused' (the log refused one).
+ */
+async function appendRequests(state: BatchState, requests: AppendRequest[]): Promise<AppendedEvent[] | 'stale' | 'refused'> {
+  if (requests.length === 0) return [];
+  await state.beforeAppend();
+  try {
+    return await state.log.append(requests);
+  } catch (error) {
+    if (!(error instanceof EventLogError) && eventsFault(error) === undefined) throw error;
+    return isStaleDecision(error) ? 'stale' : 'refused';
+  }
+}
+
+/** Records a run's outcomes: each a duplicate a rule's lookup found, or the next event appended (one per request, in order). */
+function recordRun(state: BatchState, items: Item[], duplicates: ReadonlyMap<number, BatchOutcome>, appended: AppendedEvent[]): void {
+  let next = 0;
+  items.forEach((item, k) => state.record(item, duplicates.get(k) ?? outcomeOf(appended[next++]!)));
+}
+
 /** Items one by one, each decided against the log as the envelopes before it left it. */
 async function appendOneByOne(state: BatchState, items: Item[]): Promise<void> {
   for (const item of items) state.record(item, await appendOne(state.log, item.envelope, state.beforeAppend));
@@ -255,24 +276,13 @@ async function appendRun(state: BatchState, items: Item[]): Promise<void> {
     let stale = false;
     while (rest.length > 0 && !stale) {
       const { cut, refusal, duplicates } = await nextRefusal(log, rest, decisions);
-      const requests = decisions.slice(0, cut).flatMap((decision) => (decision.request ? [afterEarlierRuns(decision.request, moved)] : []));
-      let appended: AppendedEvent[] = [];
-      if (requests.length > 0) {
-        await state.beforeAppend();
-        try {
-          appended = await log.append(requests);
-        } catch (error) {
-          if (!(error instanceof EventLogError) && eventsFault(error) === undefined) throw error;
-          if (isStaleDecision(error) && attempt < STALE_RETRIES) {
-            stale = true; // decided again, from this run on
-            continue;
-          }
-          return appendOneByOne(state, rest); // one envelope is refused: find which
-        }
+      const appended = await appendRequests(state, decisions.slice(0, cut).flatMap((decision) => (decision.request ? [afterEarlierRuns(decision.request, moved)] : [])));
+      if (appended === 'stale' && attempt < STALE_RETRIES) {
+        stale = true; // decided again, from this run on
+        continue;
       }
-      // Every request holds exactly one event: the results come back in request order.
-      let next = 0;
-      for (let k = 0; k < cut; k++) state.record(rest[k]!, duplicates.get(k) ?? outcomeOf(appended[next++]!));
+      if (!Array.isArray(appended)) return appendOneByOne(state, rest); // one envelope is refused: find which
+      recordRun(state, rest.slice(0, cut), duplicates, appended);
       for (const event of appended) if (!event.duplicate) moved.set(event.stream, (moved.get(event.stream) ?? 0) + 1);
       if (refusal) state.record(rest[cut]!, refusal);
       const settled = refusal ? cut + 1 : cut;
@@ -299,20 +309,10 @@ async function appendWhole(state: BatchState, items: Item[]): Promise<boolean> {
     }
     const { cut, duplicates } = await nextRefusal(log, items, decisions);
     if (cut < items.length) return false;
-    const requests = decisions.flatMap((decision) => (decision.request ? [decision.request] : []));
-    let appended: AppendedEvent[] = [];
-    if (requests.length > 0) {
-      await state.beforeAppend();
-      try {
-        appended = await log.append(requests);
-      } catch (error) {
-        if (!(error instanceof EventLogError) && eventsFault(error) === undefined) throw error;
-        if (isStaleDecision(error)) continue;
-        return false;
-      }
-    }
-    let next = 0;
-    items.forEach((item, k) => state.record(item, duplicates.get(k) ?? outcomeOf(appended[next++]!)));
+    const appended = await appendRequests(state, decisions.flatMap((decision) => (decision.request ? [decision.request] : [])));
+    if (appended === 'stale') continue;
+    if (appended === 'refused') return false;
+    recordRun(state, items, duplicates, appended);
     return true;
   }
   return false;
