@@ -46,6 +46,7 @@ import {
   type TestLog,
 } from './helpers/projection.js';
 import { envelopeFor } from './helpers/samples.js';
+import { tcpProxy } from './helpers/nats.js';
 import { collect } from './log-contract.js';
 
 /** At most three of this file's tests hold databases at once (connections). */
@@ -1196,6 +1197,47 @@ async function sixChannels(db: TestLog) {
   };
 }
 
+// Regression: the end of a range passed over with nothing to apply outlived a rewound checkpoint.
+// Its save failed (the database unreachable) and was kept; resumePosition() then took the
+// rewound checkpoint as the truth, and the next save moved it over events never applied.
+test('a range passed over is not saved over a checkpoint found rewound since: no event skipped', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  await appendEnvelopes(db.log, [
+    ...[1, 2, 3, 4].map((id) => envelopeFor('NamespaceCreated', { namespace_id: id, name: `ns-${id}` })),
+    ...[1, 2].map((id) => envelopeFor('CondaChannelRegistered', { channel_id: id, name: `channel-${id}` })),
+  ]);
+  const types = Object.keys(namespaceUsage.handlers);
+  const read = async (from: number, batchSize: number) => {
+    const batches: LogBatch[] = [];
+    for await (const batch of db.log.readAll({ from, batchSize, types })) batches.push(batch);
+    return batches;
+  };
+  const [first, second, passedOver] = await read(1, 2);
+  t.deepEqual(passedOver!.length, 0, 'the channels: nothing for namespace_usage, up to position 6');
+  const proxy = await tcpProxy(t, { host: '127.0.0.1', port: Number(new URL(db.url).port || 5432) });
+  const runner = createRunner({ log: db.log, pool: testPool(t, proxy.urlThrough(db.url), 2), projections: [namespaceUsage], logger: silentLogger, batchSize: 2 });
+  const usage = async () => (await db.query<{ namespace_id: number }>('SELECT namespace_id FROM namespace_usage ORDER BY 1')).map((row) => row.namespace_id);
+  await runner.resumePosition();
+  for (const batch of [first, second, passedOver]) await runner.apply(batch!);
+  // A server crash loses the commit of 3-4 (rows and checkpoint together); the save of the range
+  // passed over fails, the server unreachable.
+  await db.query('DELETE FROM namespace_usage WHERE namespace_id IN (3, 4)');
+  await db.query('UPDATE event_store.projections SET position = 2 WHERE name = $1', [namespaceUsage.name]);
+  proxy.cut();
+  await runner.flush();
+  proxy.restore();
+  // The feed reads again from the checkpoint it finds, applies event 3, and stops (a flush).
+  t.is(await runner.resumePosition(), 2);
+  const [three] = await read(3, 1);
+  await runner.apply(three!);
+  await runner.flush();
+  t.is((await checkpointRows(db.url))[namespaceUsage.name]?.position, 3, 'not moved over event 4');
+  t.deepEqual(await usage(), [1, 2, 3]);
+  await runner.catchUp();
+  t.deepEqual(await usage(), [1, 2, 3, 4]);
+});
+
 // Regression: projection transactions commit asynchronously, and a server crash can lose the last
 // one (rows and checkpoint together). The batch in hand, read after it, started beyond the events
 // it held: applied on the checkpoint found, those events were skipped for good.
@@ -1303,7 +1345,7 @@ test('resumePosition() that fails while locking the checkpoints leaves no failed
 // Regression: when every projection of a group had stopped on an error, runLive returned at once
 // and serve took the group again at once, in a tight loop: a connection, a transaction and a log
 // line each time, until a restart.
-test('serve holds a group whose every projection stopped on an error, without taking it again in a loop', async (t) => {
+test('serve holds a group whose every projection stopped on an error, without taking it again in a loop, and goes on once one runs again', async (t) => {
   await slot(t);
   const db = await testLog(t);
   const records: { msg: string }[] = [];
@@ -1313,7 +1355,7 @@ test('serve holds a group whose every projection stopped on an error, without ta
     handlers: { ...namespaceUsage.handlers, NamespaceCreated: () => { throw new Error('broken on purpose'); } },
   });
   await appendEnvelopes(db.log, [envelopeFor('NamespaceCreated', { namespace_id: 1, name: 'one' })]);
-  const service = createProjectionService({ databaseUrl: db.url, log: db.log, logger, projections: [broken] });
+  const service = createProjectionService({ databaseUrl: db.url, log: db.log, logger, projections: [broken], failedRecheckMs: 50 });
   const controller = new AbortController();
   const serving = service.serve(controller.signal);
   t.teardown(async () => {
@@ -1331,6 +1373,35 @@ test('serve holds a group whose every projection stopped on an error, without ta
   for (let i = 0; i < 200; i++) await db.query('SELECT 1');
   t.is(count('owning projection group'), 2);
   t.is(count('every projection of the group stopped'), 1);
+
+  // A rebuild swaps in a fixed projection past the event (regression: serve held the group and
+  // applied nothing more until it was restarted).
+  await db.query(`UPDATE event_store.projections SET state = 'running', position = 1, error = NULL, error_position = NULL, error_event_id = NULL, error_event_type = NULL
+                  WHERE name = $1`, [namespaceUsage.name]);
+  await appendEnvelopes(db.log, [envelopeFor('EnvironmentCreated', { environment_id: 1, namespace_id: 1, name: 'env' })]);
+  await waitUntil(async () => (await checkpointRows(db.url))[namespaceUsage.name]?.position === 2, 'the event after the fix applied');
+  t.deepEqual(await db.query('SELECT environment_id, namespace_id FROM namespace_usage_environment'), [{ environment_id: 1, namespace_id: 1 }]);
+  t.is(count('owning projection group'), 2, 'by the same owner');
+});
+
+// Regression: catch-up did not watch its ownership: with the lock's connection gone, another
+// process could own the group while it went on applying.
+test('catch-up stops, and says so, when the connection holding a group\'s lock is lost', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  await appendEnvelopes(db.log, Array.from({ length: 300 }, (_, i) => envelopeFor('CondaChannelRegistered', { channel_id: i + 1, name: `channel-${i + 1}` })));
+  let terminated: Promise<unknown> | undefined;
+  const service = createProjectionService({
+    databaseUrl: db.url, log: db.log, logger: silentLogger, projections: condaStoreProjections, batchSize: 1,
+    // At the first batch, the lock's backend goes (as when its connection is cut).
+    onBatch: () => void (terminated ??= db.query(`SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7403 AND granted
+                                                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)),
+  });
+  t.teardown(() => service.close());
+  await t.throwsAsync(service.catchUp(), { message: /^catch-up stopped: the connection holding a projection group's lock was lost/ });
+  await terminated;
+  const position = (await checkpointRows(db.url))[condaStoreProjections[0]!.name]!.position;
+  t.true(position < 300, `stopped at ${position} of 300`);
 });
 
 // Regression: the idle save's timer fired while a batch was being applied; the batch's guard then

@@ -4,6 +4,18 @@ import { sleep } from '../sleep.js';
 /** Advisory-lock class of projection groups (7401: streams, 7402: positions; see the log's migration). */
 const OWNERSHIP_LOCK_CLASS = 7403;
 
+/**
+ * The lock lives as long as its session, and a session whose host died or was cut off lives on,
+ * idle, until TCP notices: two hours by default. Keepalives on both ends end it within about a
+ * minute (the server's probes) and tell the owner its connection is gone (the client's), so that
+ * another process takes the group over and the cut-off one stops applying.
+ */
+const KEEPALIVES = {
+  keepAlive: true,
+  keepAliveInitialDelayMillis: 10_000,
+  options: '-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3',
+};
+
 export interface Ownership {
   /** Aborted when the lock's connection is lost: the owner must stop applying. */
   lost: AbortSignal;
@@ -24,13 +36,20 @@ export async function acquireOwnership(
   const pollMs = options.pollMs ?? 1000;
   let warned = false;
   while (!options.signal?.aborted) {
-    const client = new pg.Client({ connectionString });
+    const client = new pg.Client({ connectionString, ...KEEPALIVES });
     const lost = new AbortController();
     client.on('error', () => lost.abort());
     client.on('end', () => lost.abort());
     await client.connect();
-    const { rows } = await client.query<{ owned: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS owned', [OWNERSHIP_LOCK_CLASS, group]);
-    if (rows[0]!.owned) {
+    let owned: boolean;
+    try {
+      const { rows } = await client.query<{ owned: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS owned', [OWNERSHIP_LOCK_CLASS, group]);
+      owned = rows[0]!.owned;
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      throw error;
+    }
+    if (owned) {
       return {
         lost: lost.signal,
         release: async () => {

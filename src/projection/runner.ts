@@ -18,7 +18,7 @@ import { recordMissingFingerprints } from './fingerprint.js';
 import { compileChanges, type Statement } from './statements.js';
 import { checkKeys, keyChecks, mayTurnTriggersOff } from './key-checks.js';
 import { isTransient } from './transient.js';
-import { aborted, sleep } from '../sleep.js';
+import { sleep } from '../sleep.js';
 
 export interface RunnerOptions {
   log: EventLog;
@@ -38,6 +38,8 @@ export interface RunnerOptions {
    * the extra round trips cost more than the per-row checks they save).
    */
   setBasedKeyChecksFrom?: number;
+  /** Live, with every projection of the group stopped on an error: how often to look whether one runs again (default 5 s). */
+  failedRecheckMs?: number;
 }
 
 export interface Runner {
@@ -123,6 +125,7 @@ async function* readAhead(source: AsyncIterable<LogBatch>, batchSize: number): A
 export function createRunner(options: RunnerOptions): Runner {
   const { pool, projections, logger } = options;
   const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
+  const failedRecheckMs = options.failedRecheckMs ?? 5000;
   const schema = options.schema ?? 'public';
   const nameOf = options.checkpointName ?? ((projection: ProjectionDefinition) => projection.name);
   const names = projections.map(nameOf);
@@ -467,6 +470,8 @@ export function createRunner(options: RunnerOptions): Runner {
         return { names: advancing(checkpoints, event.globalPosition), position: event.globalPosition, sequences };
       });
     }
+    // Nothing to replay (the save of a range passed over failed): the error is the save's.
+    if (events.length === 0) throw batchError;
     // Event by event, everything went in: the batch failed only as a whole (e.g. two changes that
     // merged badly). Nothing is lost; say so and go on.
     if (!found) logger.warn({ err: batchError, from: events[0]!.globalPosition, to: events[events.length - 1]!.globalPosition }, 'batch failed as a whole but applied event by event');
@@ -500,6 +505,12 @@ export function createRunner(options: RunnerOptions): Runner {
     known = checkpoints;
     // Reading starts from these: the positions a later batch must find its checkpoints at, or above.
     committedAt = new Map([...checkpoints.values()].map((c) => [c.name, c.position]));
+    // The end of a range passed over before is no longer behind what is applied (these checkpoints
+    // may be below it: a lost commit): saved, it would move them over events never applied. The
+    // feed passes over that range again.
+    clearTimeout(idleSave);
+    idleSave = undefined;
+    unsaved = undefined;
     const running = [...checkpoints.values()].filter((c) => c.state === 'running');
     return running.length ? Math.min(...running.map((c) => c.position)) : Number.MAX_SAFE_INTEGER;
   }
@@ -511,14 +522,19 @@ export function createRunner(options: RunnerOptions): Runner {
     flush,
     catchUp: (signal) => catchUpTogether(options.log, [runner], { batchSize, signal, onBatch: options.onBatch }),
     async runLive(signal) {
-      const from = (await runner.resumePosition()) + 1;
+      let from = (await runner.resumePosition()) + 1;
       if (!Number.isSafeInteger(from)) {
-        // Every projection of the group stopped on an error: nothing to apply until a restart
-        // (after a fix). Returning at once had serve take the group again at once, in a tight
-        // loop of connections and log lines.
-        logger.warn('every projection of the group stopped on an error: nothing to apply until a restart');
-        await aborted(signal);
-        return;
+        // Every projection of the group stopped on an error: nothing to apply until one runs
+        // again (a rebuild swapped in, or a restart after a fix). Returning at once had serve
+        // take the group again at once, in a tight loop of connections and log lines; waiting
+        // only for the end, it held the group for nothing after a rebuild had fixed it.
+        logger.warn('every projection of the group stopped on an error: nothing to apply until one runs again');
+        while (!Number.isSafeInteger(from)) {
+          await sleep(failedRecheckMs, signal);
+          if (signal.aborted) return;
+          from = (await runner.resumePosition()) + 1;
+        }
+        logger.info({ from }, 'a projection of the group runs again: applying');
       }
       await consume((after) => options.log.subscribe({ from: after, batchSize, signal, types: runner.types }), from, [runner], { batchSize, signal, onBatch: options.onBatch });
     },

@@ -20,6 +20,8 @@ export interface ProjectionServiceOptions {
   /** See RunnerOptions.setBasedKeyChecksFrom. */
   setBasedKeyChecksFrom?: number;
   onBatch?: (progress: { group: string; position: number; events: number }) => void;
+  /** See RunnerOptions.failedRecheckMs. */
+  failedRecheckMs?: number;
 }
 
 function groupsOf(projections: ProjectionDefinition[]): Map<string, ProjectionDefinition[]> {
@@ -40,6 +42,7 @@ export function createProjectionService(options: ProjectionServiceOptions) {
       logger: options.logger.child({ group }),
       batchSize: options.batchSize,
       setBasedKeyChecksFrom: options.setBasedKeyChecksFrom,
+      failedRecheckMs: options.failedRecheckMs,
       onBatch: (progress) => options.onBatch?.({ group, ...progress }),
     });
 
@@ -61,11 +64,18 @@ export function createProjectionService(options: ProjectionServiceOptions) {
           owned.push(ownership);
         }
         const runners = [...groups].map(([group, projections]) => runnerFor(group, projections));
+        // Stops, as serve does, when a group's lock connection is lost: another process may own
+        // it by now (nothing would be applied twice, the checkpoints see to that, but one owner
+        // at a time is the rule).
+        const lost = owned.map((ownership) => ownership.lost);
         await catchUpTogether(options.log, runners, {
           batchSize: options.batchSize,
-          signal,
+          signal: AbortSignal.any([...(signal ? [signal] : []), ...lost]),
           onBatch: (progress) => options.onBatch?.({ group: 'all', ...progress }),
         });
+        if (lost.some((s) => s.aborted) && !signal?.aborted) {
+          throw new Error('catch-up stopped: the connection holding a projection group\'s lock was lost (another process may own the group now); run it again');
+        }
       } finally {
         for (const ownership of owned) await ownership.release();
       }
