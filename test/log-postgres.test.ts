@@ -290,6 +290,45 @@ test('postgres: a wake-up that comes while a subscriber reads is not lost; an ap
   t.pass();
 });
 
+// Regression (found in review): an append that committed while the listener was being set up
+// (the LISTEN not in place yet) was told to nobody here, and waited for the 1 s safety poll.
+test('postgres: the first wait returns once the listener is in place, for a read of what committed meanwhile', async (t) => {
+  const db = await ownDatabase(t);
+  const wakeups = createWakeups(testPool(t, db.url, 1), db.url, () => undefined);
+  t.teardown(() => wakeups.close());
+  const seen = wakeups.seen();
+  // With the bug, this returns when the signal aborts, nothing seen.
+  await wakeups.wait(600_000, AbortSignal.timeout(30_000), seen);
+  t.not(wakeups.seen(), seen);
+});
+
+// Regression (found in review): node-postgres reports a terminated backend twice; the second
+// report threw away the listener being connected again, a third connection started beside it, and
+// the one left over was never closed (sessions holding the listener lock after close()).
+test('postgres: a listener terminated again and again leaves one listening session, and none after close()', async (t) => {
+  const db = await ownDatabase(t);
+  const log = createPostgresEventLog({ connectionString: db.url });
+  const controller = new AbortController();
+  const subscribers = Array.from({ length: 4 }, async () => {
+    for await (const batch of log.subscribe({ signal: controller.signal })) void batch;
+  });
+  const client = await connect(t, db.url);
+  const listeners = async () =>
+    (await client.query<{ pid: number }>(`SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND objid = $2 AND granted
+                                          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`, [...LISTENER_LOCK])).rows.map((row) => row.pid);
+  await waitUntil(async () => (await listeners()).length === 1, 'the subscribers to listen');
+  for (let i = 0; i < 5; i++) {
+    const [pid] = await listeners();
+    await client.query('SELECT pg_terminate_backend($1)', [pid]);
+    await waitUntil(async () => !(await listeners()).includes(pid!), 'the terminated session to go');
+    await waitUntil(async () => (await listeners()).length === 1, 'one listener again');
+  }
+  controller.abort();
+  await Promise.all(subscribers);
+  await log.close();
+  t.deepEqual(await listeners(), []);
+});
+
 // Regression (found in review): the NOTIFY of its own was due an interval after the last
 // notification handed out, so carrying appends that kept coming but were slow to commit put it
 // off again and again, and the appends before them went untold.

@@ -144,30 +144,65 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
     if (due.length) setImmediate(() => due.forEach((waiter) => waiter.done()));
   };
 
+  // Every listening client made and not ended yet: close() ends them all.
+  const clients = new Set<pg.Client>();
   const listen = (): Promise<void> => {
-    connecting ??= (async () => {
-      const client = new pg.Client({ connectionString });
+    if (connecting) return connecting;
+    const attempt: Promise<void> = (async () => {
+      // Keepalives: a connection cut without a word (a partition, a failover to another address)
+      // is found dead by TCP rather than waited on for ever.
+      const client = new pg.Client({ connectionString, keepAlive: true, keepAliveInitialDelayMillis: 10_000, connectionTimeoutMillis: 10_000 });
+      clients.add(client);
+      let lost = false;
+      const end = () => {
+        clients.delete(client);
+        if (listener === client) listener = undefined;
+        // Only this attempt's own: a later one may be connecting already.
+        if (connecting === attempt) connecting = undefined;
+        return client.end().catch(() => undefined);
+      };
       client.on('notification', (message) => {
         if (message.payload !== payload) wake();
       });
       client.on('error', (error) => {
+        // node-postgres reports a terminated backend twice (its FATAL, then the closed socket):
+        // handled once, or the second report would throw away the next attempt, already under
+        // way, and a third would start beside it, never to be closed.
+        if (lost) return;
+        lost = true;
         onError(error);
-        if (listener === client) listener = undefined;
-        connecting = undefined;
+        void end();
         wake(); // let waiters re-read and re-listen
       });
       try {
         await client.connect();
         await client.query(`LISTEN ${CHANNEL}; SELECT pg_advisory_lock_shared(${LISTENER_LOCK.join(', ')})`);
+        if (lost || closed) return void (await end());
         listener = client;
+        // Appends that committed while the listener was being set up were told to nobody here:
+        // the waiters read once more.
+        wake();
       } catch (error) {
-        connecting = undefined;
-        onError(error);
-        await client.end().catch(() => undefined);
+        if (!lost) onError(error);
+        lost = true;
+        await end();
       }
     })();
-    return connecting;
+    connecting = attempt;
+    return attempt;
   };
+
+  /** listen(), or less if `signal` aborts first (a connection that hangs holds no one up). */
+  const listening = (signal?: AbortSignal) =>
+    new Promise<void>((resolve) => {
+      const done = () => {
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      if (signal?.aborted) return resolve();
+      signal?.addEventListener('abort', done, { once: true });
+      void listen().then(done);
+    });
 
   // Whether another session listens: unknown counts as yes, and so does a check that failed.
   let othersListen = true;
@@ -230,7 +265,7 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
     untypedSeen: () => untyped,
     othersListen: () => othersListen,
     async wait(ms, signal, since, types) {
-      if (!closed && !listener) await listen();
+      if (!closed && !listener) await listening(signal);
       if (signal?.aborted || (since !== undefined && since !== seen(types))) return;
       await new Promise<void>((resolve) => {
         const waiter = {
@@ -271,7 +306,8 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
       cutWait?.(); // the last NOTIFY goes out now rather than at the end of its interval
       await notifyDone;
       await connecting;
-      await listener?.end().catch(() => undefined);
+      await Promise.all([...clients].map((client) => client.end().catch(() => undefined)));
+      clients.clear();
       listener = undefined;
     },
   };
