@@ -11,6 +11,7 @@ import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import { CARRY_AFTER_SHARE, createWakeups, LISTENER_LOCK, type Notification } from '../src/log/postgres/wakeups.js';
 import { createRecentAppends, inJsonbOrder } from '../src/log/postgres/recent-appends.js';
 import { root, waitForExit } from './helpers/cli.js';
+import { tcpProxy } from './helpers/nats.js';
 import { connect, freshDatabase, testPool, urlFor, withAdmin, withClient } from './helpers/database.js';
 import { slots, waitUntil } from './helpers/projection.js';
 import { collect, events, logContract } from './log-contract.js';
@@ -300,6 +301,27 @@ test('postgres: the first wait returns once the listener is in place, for a read
   // With the bug, this returns when the signal aborts, nothing seen.
   await wakeups.wait(600_000, AbortSignal.timeout(30_000), seen);
   t.not(wakeups.seen(), seen);
+});
+
+// Regression (found in review): a listening connection cut without a word (a partition) raised
+// no error; its LISTEN heard nothing more, for good, and every process fell back to its 1 s poll.
+test('postgres: a listening connection that goes silent is dropped when its probe goes unanswered, and listens again', async (t) => {
+  const db = await ownDatabase(t);
+  const proxy = await tcpProxy(t, { host: '127.0.0.1', port: Number(new URL(db.url).port || 5432) });
+  const errors: string[] = [];
+  const wakeups = createWakeups(testPool(t, db.url, 1), proxy.urlThrough(db.url), (error) => void errors.push((error as Error).message), 5, 200);
+  t.teardown(() => wakeups.close());
+  const other = await connect(t, db.url);
+  await wakeups.wait(1); // the listener, through the proxy
+  proxy.freeze();
+  await waitUntil(() => errors.some((message) => message.includes('did not answer within 200 ms')), 'the probe to give up');
+  // The next wait listens again (a new connection: the partition was the old one's), and hears.
+  const seen = wakeups.seen();
+  await wakeups.wait(60_000, AbortSignal.timeout(30_000), seen); // returns once listening again
+  const listening = wakeups.seen();
+  await other.query(`SELECT pg_notify('event_store_appended', 'from another process')`);
+  await wakeups.wait(60_000, AbortSignal.timeout(30_000), listening);
+  t.not(wakeups.seen(), listening, 'the notification was heard');
 });
 
 // Regression (found in review): node-postgres reports a terminated backend twice; the second

@@ -138,6 +138,11 @@ export interface TcpProxy {
   /** Drops every connection and refuses new ones (they are closed as soon as they open). */
   cut(): void;
   restore(): void;
+  /**
+   * Connections open now go silent both ways, without closing (a network partition): what either
+   * end sends is held, never delivered. New connections go through as before.
+   */
+  freeze(): void;
   /** Connections dropped by cut() or refused while cut. */
   dropped: number;
 }
@@ -145,6 +150,7 @@ export interface TcpProxy {
 /** A TCP proxy on 127.0.0.1 (random port) to `target`, closed at teardown. */
 export async function tcpProxy(t: ExecutionContext, target: { host: string; port: number }): Promise<TcpProxy> {
   const sockets = new Set<net.Socket>();
+  const pairs = new Set<[net.Socket, net.Socket]>();
   let isCut = false;
   let dropped = 0;
   const server = net.createServer((client) => {
@@ -165,6 +171,7 @@ export async function tcpProxy(t: ExecutionContext, target: { host: string; port
     upstream.on('error', close).on('close', close);
     client.pipe(upstream);
     upstream.pipe(client);
+    pairs.add([client, upstream]);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as net.AddressInfo).port;
@@ -191,6 +198,15 @@ export async function tcpProxy(t: ExecutionContext, target: { host: string; port
     },
     restore() {
       isCut = false;
+    },
+    freeze() {
+      for (const [client, upstream] of pairs) {
+        client.unpipe(upstream);
+        upstream.unpipe(client);
+        client.pause();
+        upstream.pause();
+      }
+      pairs.clear();
     },
     get dropped() {
       return dropped;

@@ -78,6 +78,15 @@ export interface Wakeups {
 export const CARRY_AFTER_SHARE = 0.8;
 
 /**
+ * How often the listening connection is asked `SELECT 1`, and how long the answer may take. A
+ * connection cut without a word (a network partition, a failover to another address) raises no
+ * error: its LISTEN hears nothing more, and the queries this process sends on it (the listener
+ * check, its NOTIFYs) wait for ever, leaving every process to its 1 s poll. An unanswered probe
+ * drops the connection, and the next wait listens again.
+ */
+export const LISTENER_PROBE_MS = 30_000;
+
+/**
  * LISTEN/NOTIFY wake-ups for subscriptions.
  *
  * Appends carry the notification in their own statement (`pg_notify`, delivered when the append
@@ -102,7 +111,31 @@ export const CARRY_AFTER_SHARE = 0.8;
  * notification of this process carries its own random payload, so that their echo on this
  * process's listening connection is told apart and does not wake its subscribers a second time.
  */
-export function createWakeups(pool: pg.Pool, connectionString: string, onError: (error: unknown) => void, intervalMs = DEFAULT_NOTIFY_INTERVAL_MS): Wakeups {
+/** Closes a client's socket at once (no Terminate message, no wait for the server). */
+function destroy(client: pg.Client): void {
+  (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+}
+
+/** Ends a client politely, or destroys its socket if the end has not completed within `ms` (a silent connection). */
+function endWithin(client: pg.Client, ms: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      destroy(client);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    client.end().then(done, done);
+  });
+}
+
+export function createWakeups(
+  pool: pg.Pool,
+  connectionString: string,
+  onError: (error: unknown) => void,
+  intervalMs = DEFAULT_NOTIFY_INTERVAL_MS,
+  probeMs = LISTENER_PROBE_MS,
+): Wakeups {
   const payload = randomUUID();
   const waiters = new Set<{ types: readonly string[] | undefined; done: () => void }>();
   let listener: pg.Client | undefined;
@@ -154,31 +187,50 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
       const client = new pg.Client({ connectionString, keepAlive: true, keepAliveInitialDelayMillis: 10_000, connectionTimeoutMillis: 10_000 });
       clients.add(client);
       let lost = false;
-      const end = () => {
+      let probe: NodeJS.Timeout | undefined;
+      const forget = () => {
+        clearInterval(probe);
         clients.delete(client);
         if (listener === client) listener = undefined;
         // Only this attempt's own: a later one may be connecting already.
         if (connecting === attempt) connecting = undefined;
+      };
+      const end = () => {
+        forget();
         return client.end().catch(() => undefined);
       };
-      client.on('notification', (message) => {
-        if (message.payload !== payload) wake();
-      });
-      client.on('error', (error) => {
+      // Lost: dropped at once, its socket destroyed (a polite end waits for an answer that, on a
+      // silent connection, never comes), and the waiters re-read and re-listen.
+      const lose = (error: unknown) => {
         // node-postgres reports a terminated backend twice (its FATAL, then the closed socket):
         // handled once, or the second report would throw away the next attempt, already under
         // way, and a third would start beside it, never to be closed.
         if (lost) return;
         lost = true;
         onError(error);
-        void end();
-        wake(); // let waiters re-read and re-listen
+        forget();
+        destroy(client);
+        wake();
+      };
+      client.on('notification', (message) => {
+        if (message.payload !== payload) wake();
       });
+      client.on('error', lose);
       try {
         await client.connect();
         await client.query(`LISTEN ${CHANNEL}; SELECT pg_advisory_lock_shared(${LISTENER_LOCK.join(', ')})`);
         if (lost || closed) return void (await end());
         listener = client;
+        let probing = false;
+        probe = setInterval(() => {
+          if (probing) return;
+          probing = true;
+          // query_timeout per query: node-postgres takes it (its types only know it per client).
+          client
+            .query({ text: 'SELECT 1', query_timeout: probeMs } as pg.QueryConfig)
+            .catch((error: unknown) => lose(new Error(`the listening connection did not answer within ${probeMs} ms: dropped`, { cause: error })))
+            .finally(() => (probing = false));
+        }, probeMs).unref();
         // Appends that committed while the listener was being set up were told to nobody here:
         // the waiters read once more.
         wake();
@@ -306,7 +358,7 @@ export function createWakeups(pool: pg.Pool, connectionString: string, onError: 
       cutWait?.(); // the last NOTIFY goes out now rather than at the end of its interval
       await notifyDone;
       await connecting;
-      await Promise.all([...clients].map((client) => client.end().catch(() => undefined)));
+      await Promise.all([...clients].map((client) => endWithin(client, probeMs)));
       clients.clear();
       listener = undefined;
     },
