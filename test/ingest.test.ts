@@ -19,7 +19,7 @@ import { appendEnvelopes } from '../src/decide/append-batch.js';
 import { fromStream, storeRejections } from '../src/ingest/consumer.js';
 import { requestIds, startIdsResponder } from '../src/ingest/ids-responder.js';
 import { NoStreamError, publishEvent, publishEvents, type PublishFailure } from '../src/ingest/publish.js';
-import { connectNats, eventSubject, idsSubject } from '../src/ingest/stream.js';
+import { connectNats, ensureIngestion, eventSubject, idsSubject } from '../src/ingest/stream.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import type { EventLog } from '../src/log/types.js';
 import { createProjectionService } from '../src/projection/service.js';
@@ -593,6 +593,84 @@ test.serial('a refused message keeps its verdict when its batch fails after a la
   // Counted when its row was stored, though the batch then failed (regression: the count went
   // with the batch's, and the redelivery's row was there already: rejected 0).
   await assertStats(t, db, { accepted: 0, duplicates: 1, rejected: 1 });
+});
+
+/** The log with its appends held while hold() is in force: a batch stays in flight until release(). */
+function holdingLog(log: EventLog) {
+  let gate: { promise: Promise<void>; open: () => void } | undefined;
+  let waiting = 0;
+  const held: EventLog = {
+    ...log,
+    async append(requests) {
+      while (gate) {
+        waiting += 1;
+        await gate.promise;
+        waiting -= 1;
+      }
+      return log.append(requests);
+    },
+  };
+  return {
+    log: held,
+    hold() {
+      let open!: () => void;
+      const promise = new Promise<void>((resolve) => (open = resolve));
+      gate = { promise, open };
+    },
+    release() {
+      const was = gate;
+      gate = undefined;
+      was?.open();
+    },
+    waiting: () => waiting,
+  };
+}
+
+// Regression (found in review): a stopping ingester (or one whose lock was lost, another process
+// owning ingestion by then) went on through every message it held after its batch in flight.
+test.serial('stopped while a batch is in flight, the ingester finishes that batch and takes no other; the next owner takes the rest', async (t) => {
+  const db = await testLog(t);
+  const nats = await testNats(t, { create: true });
+  const held = holdingLog(db.log);
+  held.hold();
+  const events = Array.from({ length: 30 }, (_, i) => envelopeFor('NamespaceCreated', { namespace_id: i + 1, name: `ns-${i + 1}` }));
+  await publishEvents(nats.nc, events, { names: nats.names });
+  const first = runIngester(t, { nc: nats.nc, log: held.log, databaseUrl: db.url, names: nats.names, batchSize: 5 });
+  await waitUntil(() => held.waiting() === 1, 'a batch in flight');
+  await waitUntil(async () => (await consumerFigures(nats.jsm, nats.names)).ackPending >= 20, 'more messages held behind it');
+  const stopping = first.stop();
+  held.release();
+  await stopping;
+  t.is(first.reports.length, 1, 'the batch in flight, and nothing after it');
+  t.is(await logCount(db), first.reports[0]!.messages);
+
+  const next = runIngester(t, { nc: nats.nc, log: db.log, databaseUrl: db.url, names: nats.names, batchSize: 5 });
+  await waitUntil(() => next.totals().messages >= 30 - first.reports[0]!.messages, 'the rest');
+  await assertExactlyOnce(t, db, events);
+});
+
+// Regression (found in review): a stream deleted and created again while the ingester's reader
+// waited for room (a batch in flight, the buffer full) went unnoticed: the new stream's messages,
+// numbered from 1 again, were at or below the floor and acked as handled, never appended.
+test.serial('a stream deleted and created again under a running ingester: its new messages are appended, not taken for handled ones', async (t) => {
+  const db = await testLog(t);
+  const nats = await testNats(t, { create: true });
+  const held = holdingLog(db.log);
+  const ingester = runIngester(t, { nc: nats.nc, log: held.log, databaseUrl: db.url, names: nats.names, batchSize: 5 });
+  await publishEvents(nats.nc, [1, 2, 3].map((id) => envelopeFor('NamespaceCreated', { namespace_id: id, name: `ns-${id}` })), { names: nats.names });
+  await waitUntil(() => ingester.totals().messages >= 3, 'the first three (the floor at 3)');
+  held.hold();
+  await publishEvents(nats.nc, Array.from({ length: 25 }, (_, i) => envelopeFor('NamespaceCreated', { namespace_id: i + 4, name: `ns-${i + 4}` })), { names: nats.names });
+  await waitUntil(() => held.waiting() === 1, 'a batch in flight');
+  await waitUntil(async () => (await consumerFigures(nats.jsm, nats.names)).ackPending >= 20, 'the buffer full: the reader waits for room');
+  await nats.jsm.streams.delete(nats.names.stream);
+  await ensureIngestion(nats.nc, nats.names);
+  const renewed = [100, 101].map((id) => envelopeFor('NamespaceCreated', { namespace_id: id, name: `new-${id}` }));
+  const published = await publishEvents(nats.nc, renewed, { names: nats.names });
+  t.deepEqual(published.map((p) => p.sequence), [1, 2], 'numbered from 1 again, below the floor');
+  held.release();
+  await waitUntil(async () => (await db.log.readStream('namespace-101')).length === 1, 'the new stream\'s messages appended');
+  t.is((await db.log.readStream('namespace-100')).length, 1);
 });
 
 // The other half of the same rule: a previous owner stored a message's rejection and died before

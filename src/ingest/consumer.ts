@@ -33,7 +33,7 @@ import type { AppendedEvent, EventLog } from '../log/types.js';
 import type { Logger } from '../logger.js';
 import { acquireOwnership } from '../projection/ownership.js';
 import { isTransient } from '../projection/transient.js';
-import { ensureIngestion, eventSubject, isNotFoundError, resolveNames, type ConsumerSettings, type IngestNames } from './stream.js';
+import { ensureIngestion, eventSubject, isNoMessageError, resolveNames, type ConsumerSettings, type IngestNames } from './stream.js';
 import { sleep } from '../sleep.js';
 import { sqlFile } from '../log/postgres/sql.js';
 
@@ -451,17 +451,31 @@ export function createIngester(options: IngesterOptions): Ingester {
   // -------------------------------------------------------------------------------------------
   // One session: while this process owns ingestion and the stream and consumer are there.
 
-  /** Everything at or below this stream sequence is handled (acked by someone, or not in the stream). */
-  async function floorFromServer(jsm: JetStreamManager): Promise<number> {
+  /**
+   * The floor: everything at or below this stream sequence is handled (acked by someone, or not in
+   * the stream); and when the stream was created, which tells a stream deleted and created again
+   * (its sequences start over) from the one the floor belongs to.
+   */
+  async function serverState(jsm: JetStreamManager): Promise<{ floor: number; created: string }> {
     const [consumer, stream] = await Promise.all([jsm.consumers.info(names.stream, names.durable), jsm.streams.info(names.stream)]);
-    return Math.max(consumer.ack_floor.stream_seq, stream.state.first_seq - 1);
+    return { floor: Math.max(consumer.ack_floor.stream_seq, stream.state.first_seq - 1), created: stream.created };
   }
 
   async function session(pool: pg.Pool, counters: ReturnType<typeof createCounters>, owned: AbortSignal, consumerInfo: ConsumerInfo): Promise<void> {
     const jsm = await nc.jetstreamManager();
     const consumer = await nc.jetstream().consumers.get(names.stream, names.durable);
     const ackWaitMs = Math.max(1000, Math.floor((consumerInfo.config.ack_wait ?? 30e9) / 1e6));
-    let floor = await floorFromServer(jsm);
+    const start = await serverState(jsm);
+    let floor = start.floor;
+    // Ends the session when the stream turns out to be another one: its messages are numbered
+    // from 1 again, and at or below the floor they would be taken for handled ones and acked.
+    const ended = new AbortController();
+    const sameStream = async () => {
+      if ((await jsm.streams.info(names.stream)).created === start.created) return true;
+      ended.abort(new Error(`stream ${names.stream} was deleted and created again: ingestion starts over on the new stream`));
+      changed.notify();
+      return false;
+    };
     const buffer = new Map<number, Message>();
     const changed = changes();
     let inFlight: Message[] = [];
@@ -486,9 +500,10 @@ export function createIngester(options: IngesterOptions): Ingester {
         // one, which only a fetch can bring (JetStream serves redeliveries first, and its
         // max_ack_pending bounds how many messages this process can hold).
         const room = () => buffer.size < bufferCap || blocked();
-        while (!owned.aborted) {
-          while (!room() && !owned.aborted) await changed.wait(1000);
-          if (owned.aborted) break;
+        const stopped = () => owned.aborted || ended.signal.aborted;
+        while (!stopped()) {
+          while (!room() && !stopped()) await changed.wait(1000);
+          if (stopped()) break;
           // Blocked: a whole batch, so that redeliveries (served first) come back at once.
           const messages = await consumer.fetch({ max_messages: blocked() ? batchSize : Math.max(1, Math.min(batchSize, bufferCap - buffer.size)), expires: fetchExpiresMs });
           // The fetch ends when it has its messages or expires; stopping waits for it, so no
@@ -496,6 +511,11 @@ export function createIngester(options: IngesterOptions): Ingester {
           const guard = setTimeout(() => void messages.close(), fetchExpiresMs + 10_000);
           try {
             for await (const msg of messages) {
+              // Another stream since: what this fetch brings goes back, for the next session.
+              if (ended.signal.aborted || (msg.seq <= floor && !(await sameStream()))) {
+                tell(msg, 'nak');
+                continue;
+              }
               if (msg.seq <= floor) {
                 tell(msg, 'ack'); // handled already: a redelivery whose ack was lost
                 continue;
@@ -544,7 +564,8 @@ export function createIngester(options: IngesterOptions): Ingester {
      * behind it. The stream is a work queue: a message not acked yet is still in it.
      */
     const resolveGap = async (waitedMs: number) => {
-      const serverFloor = await floorFromServer(jsm);
+      if (!(await sameStream())) return;
+      const { floor: serverFloor } = await serverState(jsm);
       if (serverFloor > floor) {
         floor = serverFloor;
         return;
@@ -571,7 +592,7 @@ export function createIngester(options: IngesterOptions): Ingester {
             continue;
           }
         } catch (error) {
-          if (!isNotFoundError(error)) throw error;
+          if (!isNoMessageError(error)) throw error;
         }
         // The floor may pass a sequence that is not there only if nothing before it waits to be
         // handled: after a message read here, the next check skips it.
@@ -584,7 +605,9 @@ export function createIngester(options: IngesterOptions): Ingester {
     let blockedSince: number | undefined;
     let lastGapCheck = 0;
     try {
-      for (;;) {
+      // Between batches, a process that no longer owns ingestion (stopping, or its lock lost: another
+      // may own it by now) takes nothing more; what it holds goes back to JetStream.
+      while (!owned.aborted && !ended.signal.aborted) {
         const batch = takeRun();
         if (batch.length === 0) {
           if (readerDone) break;
@@ -604,6 +627,7 @@ export function createIngester(options: IngesterOptions): Ingester {
         }
         blockedSince = undefined;
         inFlight = batch;
+        let reported: IngestBatchReport | undefined;
         try {
           const report = await processBatch(pool, counters, batch);
           for (const msg of batch) tell(msg, 'ack');
@@ -621,7 +645,7 @@ export function createIngester(options: IngesterOptions): Ingester {
             },
             'batch ingested',
           );
-          options.onBatch?.(report);
+          reported = report;
         } catch (error) {
           // Nothing of this batch is acked: it comes back after the delay, and the messages
           // after it wait for it (they are behind the floor).
@@ -633,19 +657,25 @@ export function createIngester(options: IngesterOptions): Ingester {
             transient ? 'database unavailable: batch nak\'ed, retrying after the delay' : 'batch failed: nak\'ed, retrying after the delay',
           );
           options.onRetry?.({ messages: batch.length, delayMs, error });
-          if (owned.aborted) break;
         } finally {
           inFlight = [];
         }
+        // Outside the try: a callback that throws fails the session, not the batch it acked.
+        if (reported) options.onBatch?.(reported);
       }
     } finally {
       clearInterval(keepAlive);
       // Stop the fetch at once if the loop ended early (an error): its messages come back later.
-      if (!readerDone) await Promise.race([reader, sleep(fetchExpiresMs + 2000)]);
+      if (!readerDone) {
+        const given = new AbortController();
+        await Promise.race([reader, sleep(fetchExpiresMs + 2000, given.signal)]);
+        given.abort(); // its timer would hold the process open for seconds after a stop
+      }
       // What is left could not be handled in order: it goes back to JetStream for the next owner.
       for (const msg of buffer.values()) tell(msg, 'nak');
       buffer.clear();
     }
+    if (ended.signal.aborted && !owned.aborted) throw ended.signal.reason;
     if (readerError && !owned.aborted) throw readerError;
   }
 

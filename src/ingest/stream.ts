@@ -169,3 +169,9 @@ export async function ensureIngestion(nc: NatsConnection, names: IngestNames, se
 }
 
 export { isNotFound as isNotFoundError };
+
+/** A message that is not in the stream (deleted, purged): not a stream or consumer that is missing. */
+export function isNoMessageError(error: unknown): boolean {
+  const e = error as { api_error?: { err_code?: number }; message?: string };
+  return e?.api_error?.err_code === 10037 || /no message found/i.test(e?.message ?? '');
+}

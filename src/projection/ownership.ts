@@ -11,6 +11,8 @@ const OWNERSHIP_LOCK_CLASS = 7403;
  * another process takes the group over and the cut-off one stops applying.
  */
 const KEEPALIVES = {
+  // And a connect that hangs (the server's host unreachable) gives up rather than hold a stop.
+  connectionTimeoutMillis: 10_000,
   keepAlive: true,
   keepAliveInitialDelayMillis: 10_000,
   options: '-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3',

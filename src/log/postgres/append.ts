@@ -259,7 +259,11 @@ export async function appendFast(pool: pg.Pool, appends: readonly FastAppend[], 
   const rows = await runFastStatement(pool, appends, versions);
   if (!rows) return undefined;
   // Never expected; the statement has committed: an error whose outcome the callers must check.
-  if (rows.length !== appends.length) throw new Error(`the fast path returned ${rows.length} rows for ${appends.length} appends (their events were written)`);
+  // Coded as PostgreSQL's internal_error: a failure of the system, to retry (the events then come
+  // back as duplicates), never taken for a fault of the events.
+  if (rows.length !== appends.length) {
+    throw Object.assign(new Error(`the fast path returned ${rows.length} rows for ${appends.length} appends (their events were written)`), { code: 'XX000' });
+  }
   const recordedAt = new Date(rows[0]!.recorded_ms);
   return appends.map(({ request }, i) => {
     const row = rows[i]!;
