@@ -19,7 +19,7 @@ import { appendEnvelopes } from '../src/decide/append-batch.js';
 import { fromStream, storeRejections } from '../src/ingest/consumer.js';
 import { requestIds, startIdsResponder } from '../src/ingest/ids-responder.js';
 import { NoStreamError, publishEvent, publishEvents, type PublishFailure } from '../src/ingest/publish.js';
-import { connectNats, ensureIngestion, eventSubject, idsSubject } from '../src/ingest/stream.js';
+import { connectNats, consumerConfig, ensureIngestion, eventSubject, idsSubject } from '../src/ingest/stream.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import type { EventLog } from '../src/log/types.js';
 import { createProjectionService } from '../src/projection/service.js';
@@ -944,6 +944,20 @@ test.serial('the README producer example runs against serve with the contract\'s
   t.is(exit.code, 0, exit.stderr);
 });
 
+// Regression (found in review): an existing consumer was used as it was, whatever its settings;
+// with a delivery limit the server gave up on a message, its ack floor passed it, and the
+// ingester skipped it for good.
+test('an existing consumer whose settings break the guarantees is refused, naming them', async (t) => {
+  const nats = await testNats(t);
+  await ensureIngestion(nats.nc, nats.names);
+  await nats.jsm.consumers.delete(nats.names.stream, nats.names.durable);
+  // (A work-queue stream takes only explicit acks; the delivery limit and a narrower filter pass.)
+  await nats.jsm.consumers.add(nats.names.stream, { ...consumerConfig(nats.names), max_deliver: 5, filter_subject: eventSubject(nats.names, 'BuildStarted') });
+  await t.throwsAsync(ensureIngestion(nats.nc, nats.names), {
+    message: new RegExp(`^consumer ${nats.names.durable} on stream ${nats.names.stream} cannot be used: max_deliver is 5, not unlimited \\(-1\\); its filter \\(${nats.names.subjectPrefix}\\.events\\.BuildStarted\\) is not ${nats.names.subjectPrefix}\\.events\\.>\\. Delete it`),
+  });
+});
+
 test('id allocation over NATS request-reply', async (t) => {
   const db = await testLog(t);
   const nats = await testNats(t);
@@ -962,8 +976,12 @@ test('id allocation over NATS request-reply', async (t) => {
   t.regex((await ask('build', '{"count": 2}')).error, /unknown field "count"/);
   t.regex((await ask('build', 'ten please')).error, /request body must be JSON like \{"n": 10\}/);
   await t.throwsAsync(requestIds(nats.nc, 'nope', 1, { names: nats.names }), { message: /id allocation for nope failed: unknown id kind "nope"/ });
+  // A publish without a reply subject allocates nothing (regression: it burnt the ids asked for).
+  nats.nc.publish(idsSubject(nats.names, 'build'), '{"n": 1000}');
+  await nats.nc.flush();
+  t.deepEqual(await ask('build', '{"n": 1}'), { ids: [6] });
   // The ids handed out are the allocator's: the library call continues the same sequence.
-  t.deepEqual(await db.log.allocateIds('build', 1), [6]);
+  t.deepEqual(await db.log.allocateIds('build', 1), [7]);
 });
 
 test('status works when NATS is unreachable, and says so', async (t) => {

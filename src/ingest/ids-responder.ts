@@ -75,9 +75,13 @@ export function startIdsResponder(nc: NatsConnection, log: EventLog, logger: Log
         return;
       }
       const kind = msg.subject.slice(prefixLength);
+      // A publish with nowhere to answer would burn up to 10,000 ids for nobody.
+      if (!msg.reply) {
+        logger.debug({ kind }, 'id allocation request without a reply subject: ignored');
+        return;
+      }
       void answerIdsRequest(log, kind, msg.data).then((reply) => {
         if (reply.error) logger.debug({ kind, error: reply.error }, 'id allocation request refused');
-        if (!msg.reply) return;
         try {
           msg.respond(JSON.stringify(reply));
         } catch (respondError) {

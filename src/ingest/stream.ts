@@ -145,17 +145,44 @@ export function consumerConfig(names: IngestNames, settings: ConsumerSettings = 
   };
 }
 
-/** Creates the durable consumer if it does not exist; an existing one is used as it is. */
+/**
+ * What of an existing consumer's configuration breaks the ingester's guarantees: acks that are
+ * not explicit (a message would count as handled before its event is in the log), a delivery
+ * limit (the server gives up on a message, its ack floor passes it, and it is never appended), a
+ * filter that leaves events out, or a start after the stream's first message.
+ */
+export function consumerProblems(config: Partial<ConsumerConfig>, names: IngestNames): string[] {
+  const problems: string[] = [];
+  if (config.ack_policy !== AckPolicy.Explicit) problems.push(`ack_policy is ${String(config.ack_policy)}, not explicit`);
+  if (config.max_deliver !== undefined && config.max_deliver > 0) problems.push(`max_deliver is ${config.max_deliver}, not unlimited (-1)`);
+  const filters = [config.filter_subject, ...(config.filter_subjects ?? [])].filter((filter): filter is string => !!filter);
+  if (filters.length > 0 && !filters.includes(eventsWildcard(names))) problems.push(`its filter (${filters.join(', ')}) is not ${eventsWildcard(names)}`);
+  if (config.deliver_policy !== undefined && config.deliver_policy !== DeliverPolicy.All) problems.push(`deliver_policy is ${String(config.deliver_policy)}, not all`);
+  return problems;
+}
+
+/**
+ * Creates the durable consumer if it does not exist; an existing one is used as it is (its ack
+ * wait and limits are the operator's), unless its configuration breaks the guarantees
+ * (consumerProblems): then it is refused, named, with what to do.
+ */
 export async function ensureConsumer(jsm: JetStreamManager, names: IngestNames, settings: ConsumerSettings = {}): Promise<ConsumerInfo> {
+  const checked = (info: ConsumerInfo) => {
+    const problems = consumerProblems(info.config, names);
+    if (problems.length > 0) {
+      throw new Error(`consumer ${names.durable} on stream ${names.stream} cannot be used: ${problems.join('; ')}. Delete it (nats consumer rm ${names.stream} ${names.durable}): serve creates it as it needs it`);
+    }
+    return info;
+  };
   try {
-    return await jsm.consumers.info(names.stream, names.durable);
+    return checked(await jsm.consumers.info(names.stream, names.durable));
   } catch (error) {
     if (!isNotFound(error)) throw error;
   }
   try {
     return await jsm.consumers.add(names.stream, consumerConfig(names, settings));
   } catch (error) {
-    if (/already in use|exists/i.test((error as Error).message)) return jsm.consumers.info(names.stream, names.durable);
+    if (/already in use|exists/i.test((error as Error).message)) return checked(await jsm.consumers.info(names.stream, names.durable));
     throw error;
   }
 }
