@@ -544,8 +544,13 @@ export function createIngester(options: IngesterOptions): Ingester {
           buffer.delete(seq);
         }
       }
+      // After two failures in a row, half the run each time, down to one message: a message that
+      // fails its batch with an error not known to be its own (a statement timeout on a large
+      // batch, an unknown error code) then holds up only itself, the messages before it go in, and
+      // the log names it (the failed batch's first sequence). The whole batch again after a success.
+      const most = failures < 2 ? batchSize : Math.max(1, batchSize >> (failures - 1));
       const run: Message[] = [];
-      for (let seq = floor + 1; run.length < batchSize && buffer.has(seq); seq++) {
+      for (let seq = floor + 1; run.length < most && buffer.has(seq); seq++) {
         run.push(buffer.get(seq)!);
         buffer.delete(seq);
       }
