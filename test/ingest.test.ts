@@ -649,6 +649,31 @@ test.serial('stopped while a batch is in flight, the ingester finishes that batc
   await assertExactlyOnce(t, db, events);
 });
 
+// Regression (found in review): while the next message in order was away (its batch failing, handed
+// back with a delay each time), the ingester fetched every later message it could, up to the
+// consumer's max_ack_pending (20,000).
+test.serial('while a failing message holds the others up, the ingester holds at most twice its buffer', async (t) => {
+  const db = await testLog(t);
+  const nats = await testNats(t, { create: true });
+  const events = Array.from({ length: 120 }, (_, i) => envelopeFor('NamespaceCreated', { namespace_id: i + 1, name: `ns-${i + 1}` }));
+  const failing = events[0]!;
+  const log: EventLog = {
+    ...db.log,
+    async append(requests) {
+      if ([requests].flat().some((request) => request.events.some((event) => event.id === failing.id))) {
+        throw Object.assign(new Error('a failure of unknown cause'), { code: 'P0001' });
+      }
+      return db.log.append(requests);
+    },
+  };
+  await publishEvents(nats.nc, events, { names: nats.names });
+  const ingester = runIngester(t, { nc: nats.nc, log, databaseUrl: db.url, names: nats.names, batchSize: 5, retryDelayMs: { initial: 10, max: 20 } });
+  await waitUntil(() => ingester.retries >= 4, 'the first message to fail again and again');
+  // Buffer 20 (four batches), twice that at most while blocked, and the batch in flight.
+  t.true((await consumerFigures(nats.jsm, nats.names)).ackPending <= 2 * 20 + 5);
+  t.is(await logCount(db), 0);
+});
+
 // A message whose batch fails with an error not known to be its own (here a code of PL/pgSQL's
 // RAISE) must not hold up the messages before it. (Redeliveries often come back one by one and cut
 // the runs anyway; the ingester now also halves a run after two failures in a row, so that a

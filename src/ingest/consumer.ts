@@ -497,9 +497,11 @@ export function createIngester(options: IngesterOptions): Ingester {
     const reader = (async () => {
       try {
         // Room for more: the buffer is not full, or it is full of messages that wait for a missing
-        // one, which only a fetch can bring (JetStream serves redeliveries first, and its
-        // max_ack_pending bounds how many messages this process can hold).
-        const room = () => buffer.size < bufferCap || blocked();
+        // one, which a fetch may bring (JetStream serves redeliveries first), up to twice its size:
+        // beyond, a message that does not come back (its batch failing again and again, each time
+        // handed back with a delay) would have every later message fetched, up to the consumer's
+        // max_ack_pending (20,000), and is read from the stream instead (resolveGap).
+        const room = () => buffer.size < bufferCap || (blocked() && buffer.size < bufferCap * 2);
         const stopped = () => owned.aborted || ended.signal.aborted;
         while (!stopped()) {
           while (!room() && !stopped()) await changed.wait(1000);
