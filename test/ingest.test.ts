@@ -17,7 +17,7 @@ import { connect, type StoredMsg } from 'nats';
 import { EventValidationError, type Envelope } from '../src/catalogue/index.js';
 import { appendEnvelopes } from '../src/decide/append-batch.js';
 import { fromStream, storeRejections } from '../src/ingest/consumer.js';
-import { requestIds, startIdsResponder } from '../src/ingest/ids-responder.js';
+import { MAX_IDS_REQUESTS_WAITING, requestIds, startIdsResponder } from '../src/ingest/ids-responder.js';
 import { NoStreamError, publishEvent, publishEvents, type PublishFailure } from '../src/ingest/publish.js';
 import { connectNats, consumerConfig, ensureIngestion, eventSubject, idsSubject } from '../src/ingest/stream.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
@@ -1038,6 +1038,15 @@ test('id allocation over NATS request-reply', async (t) => {
   t.deepEqual(await ask('build', '{"n": 1}'), { ids: [6] });
   // The ids handed out are the allocator's: the library call continues the same sequence.
   t.deepEqual(await db.log.allocateIds('build', 1), [7]);
+
+  // A flood: at most MAX_IDS_REQUESTS_AT_ONCE answered at a time and MAX_IDS_REQUESTS_WAITING
+  // waiting; beyond, an immediate "busy". No id is handed out twice.
+  const flood = await Promise.all(Array.from({ length: 2 * MAX_IDS_REQUESTS_WAITING }, () => ask('namespace', '{"n": 1}')));
+  const busy = flood.filter((reply) => reply.error);
+  const given = flood.flatMap((reply) => reply.ids ?? []);
+  t.true(busy.length > 0 && busy.every((reply) => /^busy: \d+ id requests in hand, try again$/.test(reply.error)));
+  t.true(given.length >= MAX_IDS_REQUESTS_WAITING);
+  t.is(new Set(given).size, given.length);
 });
 
 test('status works when NATS is unreachable, and says so', async (t) => {

@@ -15,6 +15,15 @@ import { idsSubject, idsWildcard, resolveNames, type IngestNames } from './strea
 /** The most ids one request may take. */
 export const MAX_IDS_PER_REQUEST = 10_000;
 
+/**
+ * Requests answered at once, and waiting beyond them, per responder: the allocations share the
+ * log's pool with the ingester's appends and the subscribers' reads, and a flood of requests
+ * would otherwise queue there without bound and hold them up. A request beyond both is answered
+ * at once with an error saying to try again.
+ */
+export const MAX_IDS_REQUESTS_AT_ONCE = 4;
+export const MAX_IDS_REQUESTS_WAITING = 1000;
+
 export interface IdsReply {
   ids?: number[];
   error?: string;
@@ -67,6 +76,27 @@ export interface IdsResponder {
 export function startIdsResponder(nc: NatsConnection, log: EventLog, logger: Logger, names: Partial<IngestNames> = {}): IdsResponder {
   const resolved = resolveNames(names);
   const prefixLength = idsSubject(resolved, '').length;
+  let running = 0;
+  const waiting: (() => void)[] = [];
+  /** Runs `answer` within the limits above, or answers busy. */
+  const limited = async (answer: () => Promise<IdsReply>): Promise<IdsReply> => {
+    if (running >= MAX_IDS_REQUESTS_AT_ONCE) {
+      if (waiting.length >= MAX_IDS_REQUESTS_WAITING) {
+        return { error: `busy: ${MAX_IDS_REQUESTS_AT_ONCE + MAX_IDS_REQUESTS_WAITING} id requests in hand, try again` };
+      }
+      await new Promise<void>((resolve) => waiting.push(resolve));
+    } else {
+      running += 1;
+    }
+    try {
+      return await answer();
+    } finally {
+      // The slot passes to the next one waiting, or is freed.
+      const next = waiting.shift();
+      if (next) next();
+      else running -= 1;
+    }
+  };
   const subscription = nc.subscribe(idsWildcard(resolved), {
     queue: `${resolved.durable}-ids`,
     callback: (error, msg: Msg) => {
@@ -80,7 +110,7 @@ export function startIdsResponder(nc: NatsConnection, log: EventLog, logger: Log
         logger.debug({ kind }, 'id allocation request without a reply subject: ignored');
         return;
       }
-      void answerIdsRequest(log, kind, msg.data).then((reply) => {
+      void limited(() => answerIdsRequest(log, kind, msg.data)).then((reply) => {
         if (reply.error) logger.debug({ kind, error: reply.error }, 'id allocation request refused');
         try {
           msg.respond(JSON.stringify(reply));
