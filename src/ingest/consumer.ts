@@ -511,10 +511,13 @@ export function createIngester(options: IngesterOptions): Ingester {
           // The fetch ends when it has its messages or expires; stopping waits for it, so no
           // message is delivered to a subscription that is gone.
           const guard = setTimeout(() => void messages.close(), fetchExpiresMs + 10_000);
+          // Asked once per fetch, at its first message at or below the floor: a batch redelivered
+          // after its acks were lost would otherwise cost a round trip a message.
+          let sameAsFetched: Promise<boolean> | undefined;
           try {
             for await (const msg of messages) {
               // Another stream since: what this fetch brings goes back, for the next session.
-              if (ended.signal.aborted || (msg.seq <= floor && !(await sameStream()))) {
+              if (ended.signal.aborted || (msg.seq <= floor && !(await (sameAsFetched ??= sameStream())))) {
                 tell(msg, 'nak');
                 continue;
               }
