@@ -1,6 +1,20 @@
 import pg from 'pg';
 
 /**
+ * Options of a connection that lives as long as the process holds something on it (a group's
+ * lock, a LISTEN). Such a session, its host dead or cut off, would otherwise live on, idle, until
+ * TCP notices: two hours by default. Keepalives on both ends end it within about a minute (the
+ * server's probes) and tell this end its connection is gone (the client's); a connect that hangs
+ * (the server's host unreachable) gives up rather than hold a stop.
+ */
+export const LONG_LIVED_CONNECTION = {
+  connectionTimeoutMillis: 10_000,
+  keepAlive: true,
+  keepAliveInitialDelayMillis: 10_000,
+  options: '-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3',
+} satisfies pg.ClientConfig;
+
+/**
  * A connection pool that survives lost connections. pg-pool emits 'error' for an idle client
  * that dies (server restart) and leaves a checked-out client without a listener, so a connection
  * lost between two statements of a transaction would crash the process with an uncaught 'error'

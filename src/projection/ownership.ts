@@ -1,22 +1,9 @@
 import pg from 'pg';
+import { LONG_LIVED_CONNECTION } from '../db/pool.js';
 import { sleep } from '../sleep.js';
 
 /** Advisory-lock class of projection groups (7401: streams, 7402: positions; see the log's migration). */
 const OWNERSHIP_LOCK_CLASS = 7403;
-
-/**
- * The lock lives as long as its session, and a session whose host died or was cut off lives on,
- * idle, until TCP notices: two hours by default. Keepalives on both ends end it within about a
- * minute (the server's probes) and tell the owner its connection is gone (the client's), so that
- * another process takes the group over and the cut-off one stops applying.
- */
-const KEEPALIVES = {
-  // And a connect that hangs (the server's host unreachable) gives up rather than hold a stop.
-  connectionTimeoutMillis: 10_000,
-  keepAlive: true,
-  keepAliveInitialDelayMillis: 10_000,
-  options: '-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3',
-};
 
 export interface Ownership {
   /** Aborted when the lock's connection is lost: the owner must stop applying. */
@@ -38,7 +25,8 @@ export async function acquireOwnership(
   const pollMs = options.pollMs ?? 1000;
   let warned = false;
   while (!options.signal?.aborted) {
-    const client = new pg.Client({ connectionString, ...KEEPALIVES });
+    // LONG_LIVED_CONNECTION: an owner whose host died loses the lock within about a minute.
+    const client = new pg.Client({ connectionString, ...LONG_LIVED_CONNECTION });
     const lost = new AbortController();
     client.on('error', () => lost.abort());
     client.on('end', () => lost.abort());

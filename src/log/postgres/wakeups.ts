@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
+import { LONG_LIVED_CONNECTION } from '../../db/pool.js';
 
 const CHANNEL = 'event_store_appended';
 
@@ -182,9 +183,7 @@ export function createWakeups(
   const listen = (): Promise<void> => {
     if (connecting) return connecting;
     const attempt: Promise<void> = (async () => {
-      // Keepalives: a connection cut without a word (a partition, a failover to another address)
-      // is found dead by TCP rather than waited on for ever.
-      const client = new pg.Client({ connectionString, keepAlive: true, keepAliveInitialDelayMillis: 10_000, connectionTimeoutMillis: 10_000 });
+      const client = new pg.Client({ connectionString, ...LONG_LIVED_CONNECTION });
       clients.add(client);
       let lost = false;
       let probe: NodeJS.Timeout | undefined;
