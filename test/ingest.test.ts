@@ -952,9 +952,20 @@ test('publishEvent validates before sending, fills in id and stream, and waits f
 
   const invalid = await t.throwsAsync(publishEvent(nats.nc, { type: 'NamespaceCreated', data: { namespace_id: 0, name: '' } } as never, { names: nats.names }), { instanceOf: EventValidationError });
   t.regex(invalid!.message, /\/data\/namespace_id: must be >= 1/);
+  // An invalid event of a list is named by its place in the list.
   await t.throwsAsync(publishEvents(nats.nc, [envelopeFor('NamespaceCreated', { namespace_id: 8, name: 'ok' }), { type: 'Nope', data: {} } as never], { names: nats.names }), {
     instanceOf: EventValidationError,
-    message: /unknown event type "Nope"/,
+    message: /^events\[1\]: envelope: .*unknown event type "Nope"/,
+  });
+  // Regression: the object was validated, not its JSON; `value: undefined` passed, was left out of
+  // the message, acknowledged, and refused by the ingester ("/data/value: is required").
+  await t.throwsAsync(publishEvent(nats.nc, { type: 'SettingStored', data: { id: 1, prefix: 'setting', key: 'k', value: undefined } }, { names: nats.names }), {
+    instanceOf: EventValidationError,
+    message: /^SettingStored: \/data\/value: is required$/,
+  });
+  await t.throwsAsync(publishEvent(nats.nc, { type: 'SettingStored', data: { id: 1, prefix: 'setting', key: 'k', value: 10n } }, { names: nats.names }), {
+    instanceOf: EventValidationError,
+    message: /^SettingStored: \/: cannot be sent as JSON: .*BigInt/,
   });
   t.is((await nats.jsm.streams.info(nats.names.stream)).state.messages, 1, 'nothing invalid was sent, nor anything before it');
 

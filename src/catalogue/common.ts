@@ -41,11 +41,22 @@ export function phraseForPattern(regex: string): string | undefined {
 const NO_NUL = pattern('^[^\\x00]*$', 'must not contain NUL (U+0000) characters');
 
 /**
- * UTC only (`Z` or `+00:00`), because projections store timestamps in `timestamp without time
- * zone`; at most 6 fractional digits, PostgreSQL's precision, so nothing is silently rounded.
+ * Python's `$` (which JSON Schema validators in Python use) also matches before a final newline,
+ * so `^...$` lets "2024-03-02T10:00:00Z\n" through there while JavaScript refuses it. Each pattern
+ * that restricts a string's characters carries this guard as well (`not`), which reads the same in
+ * every language; TypeBox ignores it, and its own `$` refuses such a string already.
  */
+const NO_NEWLINE = { not: { pattern: '\n' } };
+
+/**
+ * UTC only (`Z` or `+00:00`), because projections store timestamps in `timestamp without time
+ * zone`; at most 6 fractional digits, PostgreSQL's precision, so nothing is silently rounded. No
+ * year 0000, which PostgreSQL has not: spelt out in the pattern, as validators of other languages
+ * check date-time formats differently (Ajv takes year 0, Python's rfc3339-validator does not).
+ */
+const YEAR = '([0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})';
 export const TIMESTAMP_PATTERN = pattern(
-  '^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,6})?(Z|\\+00:00)$',
+  `^${YEAR}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,6})?(Z|\\+00:00)$`,
   'must be an ISO-8601 UTC timestamp such as 2024-03-02T10:00:00Z or 2024-03-02T10:00:00.123456+00:00',
 );
 
@@ -111,7 +122,7 @@ export const Count = (options: SchemaOptions = {}) => Type.Integer({ minimum: 0,
 
 /** A `DateTime` column: see TIMESTAMP_PATTERN. */
 export const Timestamp = (options: SchemaOptions = {}) =>
-  Type.String({ format: 'date-time', pattern: TIMESTAMP_PATTERN, description: 'ISO-8601 UTC timestamp, e.g. 2024-03-02T10:00:00Z', ...options });
+  Type.String({ format: 'date-time', pattern: TIMESTAMP_PATTERN, ...NO_NEWLINE, description: 'ISO-8601 UTC timestamp, e.g. 2024-03-02T10:00:00Z', ...options });
 
 /** A `Unicode(n)` (varchar(n)) column. */
 export const Varchar = (maxLength: number, options: StringOptions = {}) => Type.String({ maxLength, pattern: NO_NUL, ...options });
@@ -124,18 +135,49 @@ export const Name = (options: StringOptions = {}) => Varchar(255, { minLength: 1
 
 /** A 32-hex build key (build.hash, `Unicode(32)`). */
 export const BuildHash = (options: StringOptions = {}) =>
-  Type.String({ maxLength: 32, pattern: BUILD_HASH_PATTERN, ...options });
+  Type.String({ maxLength: 32, pattern: BUILD_HASH_PATTERN, ...NO_NEWLINE, ...options });
 
-export const Uuid = (options: StringOptions = {}) => Type.String({ format: 'uuid', pattern: UUID_PATTERN, ...options });
+export const Uuid = (options: StringOptions = {}) => Type.String({ format: 'uuid', pattern: UUID_PATTERN, ...NO_NEWLINE, ...options });
+
+/** namespace_role_mapping.entity (`Unicode(255)`): see ARN_PATTERN. */
+export const Arn = (options: StringOptions = {}) => Varchar(255, { pattern: ARN_PATTERN, ...NO_NEWLINE, ...options });
+
+// JSON fields. The log stores an event as jsonb, which refuses a NUL (U+0000) anywhere in a
+// string or a key, and an unpaired UTF-16 surrogate (which is not Unicode): an event holding one
+// could never go in. The JSON Schemas say so for NUL, down to the last nested value, through the
+// definition STORABLE_JSON_REF points to (json-schema.ts adds it to the files that use it); the
+// runtime validator checks both, everywhere in an event, in one walk (validate.ts,
+// unstorableText): no JSON Schema pattern can name a surrogate portably (Go's regexps have none).
+
+/** The definition of a JSON value without NUL, which the schema files that use it carry (json-schema.ts). */
+export const STORABLE_JSON = 'storable_json';
+export const STORABLE_JSON_REF = `#/definitions/${STORABLE_JSON}`;
+
+/** The keys of a JSON object (TypeBox ignores propertyNames; validate.ts checks the keys). */
+export const NO_NUL_KEYS = { propertyNames: { pattern: NO_NUL } };
+
+export const STORABLE_JSON_DEFINITION = {
+  description: 'any JSON value; no string in it, key or value, contains NUL (U+0000), which PostgreSQL cannot store',
+  anyOf: [
+    { type: 'string', pattern: NO_NUL },
+    { type: ['number', 'boolean', 'null'] },
+    { type: 'array', items: { $ref: STORABLE_JSON_REF } },
+    { type: 'object', ...NO_NUL_KEYS, additionalProperties: { $ref: STORABLE_JSON_REF } },
+  ],
+};
+
+/** Any value of a JSON field: its schema is the definition (TypeBox ignores the reference; validate.ts checks the strings). */
+export const StorableJsonValue = (options: SchemaOptions = {}) => Type.Unknown({ allOf: [{ $ref: STORABLE_JSON_REF }], ...options });
 
 /** A `JSON` column holding an object (spec, metadata_). */
-export const JsonObject = (options: SchemaOptions = {}) => Type.Unsafe<Record<string, unknown>>(Type.Object({}, options));
+export const JsonObject = (options: SchemaOptions = {}) =>
+  Type.Unsafe<Record<string, unknown>>(Type.Object({}, { ...NO_NUL_KEYS, additionalProperties: StorableJsonValue(), ...options }));
 
 /** A `JSON` column holding a list of strings (depends, constrains). */
-export const StringList = (options: SchemaOptions = {}) => Type.Array(Type.String(), options);
+export const StringList = (options: SchemaOptions = {}) => Type.Array(Text(), options);
 
 /** Any JSON value, null included (keyvaluestore.value). */
-export const JsonValue = (options: SchemaOptions = {}) => Type.Unknown(options);
+export const JsonValue = (options: SchemaOptions = {}) => StorableJsonValue(options);
 
 /** One of a fixed list of values (an enum column or a validated string). */
 export function OneOf<const V extends string | number>(values: readonly V[], options: SchemaOptions = {}): TUnion<TLiteral<V>[]> {

@@ -1,11 +1,13 @@
 /** The envelope a producer sends (contract.md, "NATS ingestion" and "The event log"). */
 import { Type, type Static } from '@sinclair/typebox';
-import { JsonObject, Uuid } from './common.js';
-import type { EventData, EventType } from './events.js';
+import { JsonObject, MAX_INT4, NO_NUL_KEYS, StorableJsonValue, Text, Uuid } from './common.js';
+import { EVENT_TYPES, type EventData, type EventType } from './events.js';
+import { currentSchemaVersion } from './upcast.js';
 
 export const ExpectedVersionSchema = Type.Union(
   [
-    Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: '0-based version of the last event in the stream' }),
+    // Stream versions are int4 in the log: a larger one could never match.
+    Type.Integer({ minimum: 0, maximum: MAX_INT4, description: '0-based version of the last event in the stream' }),
     Type.Literal('no_stream'),
     Type.Literal('stream_exists'),
     Type.Literal('any'),
@@ -14,18 +16,24 @@ export const ExpectedVersionSchema = Type.Union(
 );
 export type ExpectedVersion = Static<typeof ExpectedVersionSchema>;
 
-/** Free-form, but the recognised keys have fixed types. */
+/**
+ * The highest schema_version of any event type today: a producer in another language that checks
+ * envelope.json is refused a version no type has yet (validateEnvelope checks each type's own).
+ */
+const LATEST_SCHEMA_VERSION = Math.max(...EVENT_TYPES.map(currentSchemaVersion));
+
+/** Free-form, but the recognised keys have fixed types; stored as jsonb, as data is (common.ts, "JSON fields"). */
 export const MetadataSchema = Type.Object(
   {
     schema_version: Type.Optional(
-      Type.Integer({ minimum: 1, maximum: 2 ** 31 - 1, description: 'version of the event type the data follows; default 1' }),
+      Type.Integer({ minimum: 1, maximum: LATEST_SCHEMA_VERSION, description: 'version of the event type the data follows; default 1' }),
     ),
-    correlation_id: Type.Optional(Type.String()),
-    causation_id: Type.Optional(Type.String()),
-    producer: Type.Optional(Type.String({ description: 'service name' })),
-    user: Type.Optional(Type.String({ description: 'who caused the event' })),
+    correlation_id: Type.Optional(Text()),
+    causation_id: Type.Optional(Text()),
+    producer: Type.Optional(Text({ description: 'service name' })),
+    user: Type.Optional(Text({ description: 'who caused the event' })),
   },
-  { description: 'free-form; the keys listed here are recognised and typed' },
+  { description: 'free-form; the keys listed here are recognised and typed', ...NO_NUL_KEYS, additionalProperties: StorableJsonValue() },
 );
 export type EnvelopeMetadata = Static<typeof MetadataSchema> & Record<string, unknown>;
 

@@ -1,5 +1,6 @@
 /** The JSON Schema files of schemas/, for producers in other languages: derived from the catalogue, never edited by hand. */
 import type { TSchema } from '@sinclair/typebox';
+import { STORABLE_JSON, STORABLE_JSON_DEFINITION, STORABLE_JSON_REF } from './common.js';
 import { EnvelopeSchema } from './envelope.js';
 import { definitionOf, EVENT_TYPES } from './events.js';
 
@@ -28,7 +29,10 @@ export function jsonSchemaFiles(): Map<string, string> {
 }
 
 function render(name: string, description: string, schema: TSchema): string {
-  const document = { $schema: DIALECT, $id: schemaId(name), title: name, description, $comment: GENERATED, ...plain(schema) };
+  const body = plain(schema);
+  // A file whose JSON fields refer to the definition of storable JSON carries it (common.ts).
+  const definitions = JSON.stringify(body).includes(STORABLE_JSON_REF) ? { definitions: { [STORABLE_JSON]: STORABLE_JSON_DEFINITION } } : {};
+  const document = { $schema: DIALECT, $id: schemaId(name), title: name, description, $comment: GENERATED, ...body, ...definitions };
   return `${JSON.stringify(ordered(document), null, 2)}\n`;
 }
 

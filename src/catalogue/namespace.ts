@@ -1,4 +1,4 @@
-import { ARN_PATTERN, Id, JsonObject, Name, OneOf, Optional, ROLES, Timestamp, Varchar } from './common.js';
+import { Arn, Id, JsonObject, Name, OneOf, Optional, ROLES, Timestamp } from './common.js';
 import { aggregate } from './define.js';
 
 const namespace = aggregate('namespace', 'namespace_id');
@@ -17,7 +17,7 @@ export const namespaceEvents = {
   NamespaceRoleMappingAdded: namespace.event('Inserts a namespace_role_mapping row (v1: a role for an entity ARN).', {
     namespace_id: Id(),
     id: Id({ description: 'namespace_role_mapping.id' }),
-    entity: Varchar(255, { pattern: ARN_PATTERN, description: 'ARN <namespace-glob>/<name-glob>, * allowed (conda-store ARN_ALLOWED)' }),
+    entity: Arn({ description: 'ARN <namespace-glob>/<name-glob>, * allowed (conda-store ARN_ALLOWED)' }),
     role: role(),
   }),
   NamespaceRoleMappingRemoved: namespace.event('Deletes a namespace_role_mapping row.', {

@@ -21,11 +21,21 @@ export class EventValidationError extends Error {
   readonly eventType: string | undefined;
   readonly issues: ValidationIssue[];
 
-  constructor(eventType: string | undefined, issues: ValidationIssue[]) {
-    super(`${eventType ?? 'envelope'}: ${issues.map((i) => `${i.path || '/'}: ${i.message}`).join('; ')}`);
+  /** Where the value was in a larger whole, when the caller said (`events[3]` of publishEvents). */
+  readonly location: string | undefined;
+
+  constructor(eventType: string | undefined, issues: ValidationIssue[], location?: string) {
+    const message = `${eventType ?? 'envelope'}: ${issues.map((i) => `${i.path || '/'}: ${i.message}`).join('; ')}`;
+    super(location === undefined ? message : `${location}: ${message}`);
     this.name = 'EventValidationError';
     this.eventType = eventType;
     this.issues = issues;
+    this.location = location;
+  }
+
+  /** The same error, its value placed in a larger whole: the message starts with `location`. */
+  at(location: string): EventValidationError {
+    return new EventValidationError(this.eventType, this.issues, location);
   }
 }
 
@@ -60,6 +70,8 @@ export function validateEnvelope(value: unknown): Envelope {
     const version = metadata?.schema_version;
     const current = currentSchemaVersion(type);
     if (Number.isInteger(version) && (version as number) > current) {
+      // envelope.json's limit (the latest version of any type) may have said so too, less precisely.
+      remove(issues, '/metadata/schema_version');
       issues.push({
         path: '/metadata/schema_version',
         message: `must be at most ${current}, the current version of ${type} (got ${String(version)})`,
@@ -78,6 +90,7 @@ export function validateEnvelope(value: unknown): Envelope {
     }
   }
 
+  if (issues.length === 0) issues.push(...unstorableText(value.data, '/data'), ...unstorableText(value.metadata, '/metadata'));
   if (issues.length) throw new EventValidationError(type, issues);
   // An event id is a UUID in either case; the log keeps and returns it in PostgreSQL's spelling,
   // lowercase. Every comparison of ids after this (a duplicate of an event in the log, the same
@@ -97,8 +110,46 @@ export function validateEnvelope(value: unknown): Envelope {
 export function validateEvent(type: string, data: unknown): CatalogueEvent {
   if (!isEventType(type)) throw new EventValidationError(undefined, [unknownType(type)]);
   const issues = issuesOf(dataCheck(type), data, '/data');
+  if (issues.length === 0) issues.push(...unstorableText(data, '/data'));
   if (issues.length) throw new EventValidationError(type, issues);
   return { type, data } as CatalogueEvent;
+}
+
+/** U+0000, or a UTF-16 surrogate without its pair (in `u` mode a pair is one code point, not Cs). */
+const UNSTORABLE = /\x00|\p{Cs}/u;
+
+/**
+ * The strings and keys of an event's data or metadata that the log's jsonb cannot hold: a NUL, or
+ * an unpaired surrogate (common.ts, "JSON fields"). Checked once the schema holds, so that a NUL
+ * in a text field its pattern refused already is not named twice.
+ */
+function unstorableText(value: unknown, path: string): ValidationIssue[] {
+  const issues: ValidationIssue[] = [];
+  const visit = (node: unknown, at: string) => {
+    if (typeof node === 'string') {
+      if (UNSTORABLE.test(node)) issues.push({ path: at, message: unstorableMessage(node) });
+    } else if (Array.isArray(node)) {
+      node.forEach((item, index) => visit(item, `${at}/${index}`));
+    } else if (node !== null && typeof node === 'object') {
+      for (const [key, item] of Object.entries(node)) {
+        const child = `${at}/${escapePointer(key)}`;
+        if (UNSTORABLE.test(key)) issues.push({ path: child, message: `key: ${unstorableMessage(key)}` });
+        visit(item, child);
+      }
+    }
+  };
+  visit(value, path);
+  return issues;
+}
+
+function unstorableMessage(text: string): string {
+  return text.includes('\u0000')
+    ? 'must not contain NUL (U+0000) characters'
+    : 'must be valid Unicode: it contains a UTF-16 surrogate without its pair, which PostgreSQL cannot store';
+}
+
+function remove(issues: ValidationIssue[], path: string): void {
+  for (let i = issues.length - 1; i >= 0; i--) if (issues[i]!.path === path) issues.splice(i, 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -208,17 +259,20 @@ function describe({ error, orNull }: Problem): string {
 }
 
 /** "a positive integer", "one of QUEUED, BUILDING", "a non-negative integer or one of no_stream, any". */
-function describeSchema(schema: TSchema): string {
+function describeSchema(schema: TSchema, inUnion = false): string {
   if (Array.isArray(schema.anyOf)) {
     const branches = schema.anyOf as TSchema[];
     const values = branches.filter((b) => 'const' in b).map((b) => String(b.const));
-    const others = branches.filter((b) => !('const' in b)).map(describeSchema);
+    const others = branches.filter((b) => !('const' in b)).map((b) => describeSchema(b, true));
     return [...others, ...(values.length ? [`one of ${values.join(', ')}`] : [])].join(' or ');
   }
   if ('const' in schema) return String(schema.const);
   switch (schema.type) {
-    case 'integer':
-      return schema.minimum === 1 ? 'a positive integer' : schema.minimum === 0 ? 'a non-negative integer' : 'an integer';
+    case 'integer': {
+      const kind = schema.minimum === 1 ? 'a positive integer' : schema.minimum === 0 ? 'a non-negative integer' : 'an integer';
+      // A union names no branch's bounds otherwise (an integer field alone says "must be <= N").
+      return !inUnion || schema.maximum === undefined || schema.maximum >= Number.MAX_SAFE_INTEGER ? kind : `${kind} up to ${schema.maximum}`;
+    }
     case 'number':
       return 'a number';
     case 'string':
@@ -273,6 +327,10 @@ function levenshtein(a: string, b: string): number {
     previous = row;
   }
   return previous[b.length]!;
+}
+
+function escapePointer(segment: string): string {
+  return segment.replace(/~/g, '~0').replace(/\//g, '~1');
 }
 
 function unescapePointer(segment: string): string {

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type { NatsConnection } from 'nats';
 import {
   definitionOf,
+  EventValidationError,
   isEventType,
   validateEnvelope,
   type Envelope,
@@ -53,7 +54,11 @@ export interface PublishedEvent {
   duplicate: boolean;
 }
 
-/** Completes (id, stream) and validates an event; throws EventValidationError before anything is sent. */
+/**
+ * Completes (id, stream) and validates an event as it will be sent: its JSON, read back, which is
+ * what the ingester sees (a field set to undefined is left out of JSON, a Date becomes a string).
+ * Throws EventValidationError before anything is sent.
+ */
 export function toEnvelope(event: EventToPublish | Envelope): Envelope {
   const candidate: Record<string, unknown> = { ...event };
   if (candidate.id === undefined) candidate.id = randomUUID();
@@ -64,8 +69,26 @@ export function toEnvelope(event: EventToPublish | Envelope): Envelope {
       // invalid data: validation below says what is wrong with it
     }
   }
-  for (const key of Object.keys(candidate)) if (candidate[key] === undefined) delete candidate[key];
-  return validateEnvelope(candidate);
+  let sent: unknown;
+  try {
+    sent = JSON.parse(JSON.stringify(candidate));
+  } catch (error) {
+    // A BigInt, or a cycle: nothing a JSON producer could send.
+    throw new EventValidationError(typeof event.type === 'string' ? event.type : undefined, [{ path: '', message: `cannot be sent as JSON: ${(error as Error).message}` }]);
+  }
+  return validateEnvelope(sent);
+}
+
+/** toEnvelope for each event of a list, an invalid one named by its place in the list. */
+function toEnvelopes(events: (EventToPublish | Envelope)[]): Envelope[] {
+  return events.map((event, index) => {
+    try {
+      return toEnvelope(event);
+    } catch (error) {
+      if (error instanceof EventValidationError) throw error.at(`events[${index}]`);
+      throw error;
+    }
+  });
 }
 
 /** Thrown when no JetStream stream captures the subject (the stream does not exist yet). */
@@ -120,7 +143,7 @@ export async function publishEvent(nc: NatsConnection, event: EventToPublish | E
  * carries them (PublishFailure.envelopes).
  */
 export async function publishEvents(nc: NatsConnection, events: (EventToPublish | Envelope)[], options: PublishEventsOptions = {}): Promise<PublishedEvent[]> {
-  const envelopes = events.map(toEnvelope);
+  const envelopes = toEnvelopes(events);
   const names = resolveNames(options.names);
   const timeoutMs = options.timeoutMs ?? 5000;
   const window = Math.max(1, Math.floor(options.maxInFlight ?? 1));
