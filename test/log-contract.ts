@@ -12,7 +12,7 @@ import {
   UnknownIdKindError,
   WrongExpectedVersionError,
 } from '../src/log/errors.js';
-import type { EventInput, EventLog, LogBatch, RecordedEvent } from '../src/log/types.js';
+import type { AppendRequest, EventInput, EventLog, LogBatch, RecordedEvent } from '../src/log/types.js';
 
 export type LogFactory = (t: ExecutionContext) => Promise<EventLog>;
 
@@ -132,6 +132,47 @@ export function logContract(test: TestFn, makeLog: LogFactory, backend: string):
     );
     t.deepEqual(await log.readStream('a'), []);
     t.is((await log.readStream('b')).length, 1);
+  });
+
+  // Regression: an empty request was dropped with its expected version, and the rest of the call
+  // written although that version did not hold; an expected version beyond int4 or not an integer
+  // failed in the database with an error that did not name it.
+  it('an append no log could honour (an expected version no stream can have, an empty request with conditions, one id twice) is refused, naming why; nothing is written', async (t, log) => {
+    await log.append({ stream: 'e-1', events: events(3) });
+    for (const expectedVersion of [2 ** 31, 1.5, -1, 'latest'] as never[]) {
+      await t.throwsAsync(log.append({ stream: 'e-2', expectedVersion, events: events(1) }), { instanceOf: RangeError, message: /^append to e-2: expectedVersion must be a version \(an integer from 0 to 2147483647\), no_stream, stream_exists or any \(got / });
+    }
+    await t.throwsAsync(log.append([{ stream: 'e-2', events: events(1) }, { stream: 'e-1', expectedVersion: 7, events: [] }]), {
+      instanceOf: RangeError,
+      message: /^append to e-1: a request without events cannot carry an expected version/,
+    });
+    // One id twice in a call, in any spelling of the UUID.
+    const [once] = events(1);
+    await t.throwsAsync(log.append([{ stream: 'e-2', events: [once!] }, { stream: 'e-3', events: [{ ...once!, id: once!.id.toUpperCase() }] }]), {
+      instanceOf: EventIdConflictError,
+      message: `append to e-3: event id ${once!.id.toUpperCase()} appears twice in one append`,
+    });
+    t.deepEqual(await log.readStream('e-2'), []);
+    // Without conditions, an empty request is nothing to do.
+    t.deepEqual(await log.append({ stream: 'e-1', expectedVersion: 'any', events: [] }), []);
+  });
+
+  // Regression: the results, and the versions a log remembers, were built from the request objects
+  // after the statement: a caller that reused its request once it had called (another stream) got
+  // a result naming that stream, and the remembered version let the next append leave a gap there.
+  it('an append is of the requests as they were when it was called, whatever the caller does with them next', async (t, log) => {
+    const [first] = await log.append({ stream: 'r-a', events: events(6) }).then((appended) => appended.slice(-1));
+    await log.append({ stream: 'r-b', events: events(1) });
+    const request: AppendRequest = { stream: 'r-a', expectedVersion: first!.streamVersion, events: events(1, 'Called') };
+    const appending = log.append(request);
+    request.stream = 'r-b';
+    request.events[0]!.type = 'Changed';
+    request.events.push(...events(1));
+    const [appended] = await appending;
+    t.like(appended, { stream: 'r-a', streamVersion: 6 });
+    t.deepEqual((await log.readStream('r-a')).slice(-1).map((e) => e.type), ['Called']);
+    await t.throwsAsync(log.append({ stream: 'r-b', expectedVersion: 6, events: events(1) }), { instanceOf: WrongExpectedVersionError });
+    t.deepEqual((await log.readStream('r-b')).map((e) => e.streamVersion), [0]);
   });
 
   it('requests for the same stream in one append are checked in order', async (t, log) => {

@@ -121,6 +121,35 @@ for (const [path, query] of Object.entries(appendPaths)) for (const isolation of
   });
 }
 
+// Regression: append_events() decides under its stream locks, and relied on each statement's
+// snapshot being taken after the wait (READ COMMITTED). Where the database's default isolation was
+// REPEATABLE READ or SERIALIZABLE, it decided on the log as it was before the appender it had
+// waited for: an 'any' append after a concurrent one failed with a raw unique violation (which
+// the ingester took for the event's fault, and rejected for good); a purge could be accepted
+// beside an environment that had come in meanwhile.
+// The settings also hold with a DATABASE_URL that has options of its own (node-postgres let those
+// replace the code's).
+for (const [isolation, urlOptions] of [['repeatable read', ''], ['serializable', ''], ['repeatable read', '-c statement_timeout=60000']] as const) {
+  test(`postgres: an append that waited for another appender's lock decides on what it committed (default isolation ${isolation}${urlOptions && ', URL options'})`, async (t) => {
+    const db = await ownDatabase(t);
+    const log = createPostgresEventLog({ connectionString: urlOptions ? `${db.url}?options=${encodeURIComponent(urlOptions)}` : db.url });
+    t.teardown(() => log.close());
+    await withAdmin((admin) => admin.query(`ALTER DATABASE "${new URL(db.url).pathname.slice(1)}" SET default_transaction_isolation = '${isolation}'`));
+    await log.append({ stream: 's', events: events(1) });
+    // A holds the stream's lock, its event in flight; the log's append (two streams: append_events()) waits for it.
+    const a = await connect(t, db.url);
+    await a.query('BEGIN ISOLATION LEVEL READ COMMITTED');
+    await a.query(appendPaths['append_events()']({ stream: 's', events: events(1, 'First') }));
+    const appending = log.append([{ stream: 's', expectedVersion: 'any', events: events(1, 'Second') }, { stream: 't', events: events(1) }]);
+    const waiting = "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = 7401 AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+    await waitUntil(async () => (await a.query(waiting)).rowCount === 1, 'the append to wait for the stream lock');
+    await a.query('COMMIT');
+    const [second] = await appending;
+    t.like(second, { stream: 's', streamVersion: 2, duplicate: false });
+    t.deepEqual((await log.readStream('s')).map((e) => e.type), ['Tested', 'First', 'Second']);
+  });
+}
+
 // Regression: pg_locks shows 32-bit transaction ids; the reader widened an appender's id that was
 // above its snapshot's xmax as if it came from the previous epoch. The bound went negative, every
 // committed event became readable, and a subscription skipped the one still in flight (seen as a

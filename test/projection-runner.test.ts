@@ -1021,6 +1021,23 @@ test('a keep() that fails fails the batch: nothing behind the rejections it was 
   t.deepEqual(await db.log.readStream('namespace-2'), []);
 });
 
+// Regression: every program limit (class 54) was taken for the event's fault, so an append that
+// failed on a full NOTIFY queue (raised at commit, when the append carries a wake-up) had a valid
+// event refused for good. A trigger of the test's own database raises the server's messages.
+test('a program limit of the server (NOTIFY queue full) fails the batch, to be retried; one of the event (index row too large) refuses it', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  await db.query(`CREATE FUNCTION public.raise_limit() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN RAISE EXCEPTION '%', NEW.data->'value'->>'raise' USING ERRCODE = '54000'; END $$`);
+  await db.query("CREATE TRIGGER raise_limit BEFORE INSERT ON event_store.events FOR EACH ROW WHEN (NEW.data->'value' ? 'raise') EXECUTE FUNCTION public.raise_limit()");
+  const setting = (raise: string) => envelopeFor('SettingStored', { id: 1, prefix: 'setting', key: 'k', value: { raise } });
+  const queueFull = 'too many notifications in the NOTIFY queue';
+  await t.throwsAsync(appendBatch(db.log, [setting(queueFull)]), { message: queueFull });
+  const tooLarge = 'index row size 3000 exceeds btree version 4 maximum 2704 for index "keys_pkey"';
+  const [outcome] = await appendBatch(db.log, [setting(tooLarge)]);
+  t.like(outcome, { status: 'rejected', reason: `the database refused this event: ${tooLarge}` });
+});
+
 // Regression: a duplicate moved the build state its batch decided on (src/decide/index.ts).
 test('a BuildScheduled delivered again after its build started does not put the build back to QUEUED for the rest of its batch', async (t) => {
   await slot(t);

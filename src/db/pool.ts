@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { parse } from 'pg-connection-string';
 
 /**
  * Options of a connection that lives as long as the process holds something on it (a group's
@@ -15,6 +16,20 @@ export const LONG_LIVED_CONNECTION = {
 } satisfies pg.ClientConfig;
 
 /**
+ * `config` with its `options` (session settings: `-c name=value`) added to those of its
+ * connection string. node-postgres lets a connection string's `options` replace the config's, so
+ * a DATABASE_URL with `?options=...` silently dropped the settings the code relies on (the log's
+ * isolation, the keepalives of a lock's connection); the code's come last, and win.
+ */
+export function keepingOptions<C extends pg.ClientConfig>(config: C): C {
+  if (!config.options || !config.connectionString) return config;
+  const parsed = parse(config.connectionString);
+  if (!parsed.options) return config;
+  const { connectionString: _, ...rest } = config;
+  return { ...rest, ...parsed, options: `${parsed.options} ${config.options}` } as C;
+}
+
+/**
  * A connection pool that survives lost connections. pg-pool emits 'error' for an idle client
  * that dies (server restart) and leaves a checked-out client without a listener, so a connection
  * lost between two statements of a transaction would crash the process with an uncaught 'error'
@@ -23,7 +38,7 @@ export const LONG_LIVED_CONNECTION = {
  */
 export function createPool(config: pg.PoolConfig & { onError: (error: unknown) => void }): pg.Pool {
   const { onError, ...poolConfig } = config;
-  const pool = new pg.Pool(poolConfig);
+  const pool = new pg.Pool(keepingOptions(poolConfig));
   pool.on('error', onError);
   pool.on('connect', (client) => client.on('error', onError));
   return pool;

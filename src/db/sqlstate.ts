@@ -6,10 +6,19 @@
  */
 export type DataErrorClass = '22' | '23' | '54';
 
+/**
+ * Program limits (54000) the server raises for its own state, not for a statement's data: a full
+ * NOTIFY queue (a listener idle in a long transaction; an append that carries a wake-up fails at
+ * commit) and the stop before transaction-id wraparound. The same statement succeeds later: taken
+ * for the event's fault, it would be refused for good.
+ */
+const SYSTEM_LIMITS = /NOTIFY queue|not accepting commands/;
+
 /** The class of a data error (see DataErrorClass), or undefined for any other error. */
 export function dataErrorClass(error: unknown): DataErrorClass | undefined {
-  const code = (error as { code?: unknown } | undefined)?.code;
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
   if (typeof code !== 'string') return undefined;
   const cls = code.slice(0, 2);
+  if (cls === '54' && typeof message === 'string' && SYSTEM_LIMITS.test(message)) return undefined;
   return cls === '22' || cls === '23' || cls === '54' ? cls : undefined;
 }

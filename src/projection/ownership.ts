@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { LONG_LIVED_CONNECTION } from '../db/pool.js';
+import { keepingOptions, LONG_LIVED_CONNECTION } from '../db/pool.js';
 import { sleep } from '../sleep.js';
 
 /** Advisory-lock class of projection groups (7401: streams, 7402: positions; see the log's migration). */
@@ -26,7 +26,7 @@ export async function acquireOwnership(
   let warned = false;
   while (!options.signal?.aborted) {
     // LONG_LIVED_CONNECTION: an owner whose host died loses the lock within about a minute.
-    const client = new pg.Client({ connectionString, ...LONG_LIVED_CONNECTION });
+    const client = new pg.Client(keepingOptions({ connectionString, ...LONG_LIVED_CONNECTION }));
     const lost = new AbortController();
     client.on('error', () => lost.abort());
     client.on('end', () => lost.abort());

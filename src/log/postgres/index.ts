@@ -9,6 +9,7 @@ import { createRecentAppends, type RecentAppendsOptions } from './recent-appends
 import { createStreamVersions, DEFAULT_KNOWN_STREAMS } from './stream-versions.js';
 import { readLog } from './subscribe.js';
 import { createWakeups } from './wakeups.js';
+import { takeRequests } from '../append-requests.js';
 import { WrongExpectedVersionError } from '../errors.js';
 
 export interface PostgresEventLogOptions {
@@ -35,6 +36,8 @@ export interface PostgresEventLogOptions {
   knownStreams?: number;
 }
 
+const READ_COMMITTED = '-c default_transaction_isolation=read\\ committed';
+
 /** The PostgreSQL backend of the event log (schema `event_store`, created by the Knex migrations). */
 export function createPostgresEventLog(options: PostgresEventLogOptions): EventLog & { pool: pg.Pool; ownAppendsTaken(): number; appendQueueStats(): AppendQueueStats; knownStreams(): number } {
   const versions = createStreamVersions(options.knownStreams ?? DEFAULT_KNOWN_STREAMS);
@@ -46,7 +49,11 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
     versions.clear();
     reportError(error);
   };
-  const pool = createPool({ connectionString: options.connectionString, max: options.poolSize ?? 10, onError });
+  // append_events() decides under its stream locks, on what committed while it waited for them:
+  // READ COMMITTED, whatever the database's default. Under REPEATABLE READ its snapshot predates
+  // the wait, and it decided on the log as it was before the appender it waited for (a purge
+  // accepted beside an environment that had just come in; a version taken, seen as free).
+  const pool = createPool({ connectionString: options.connectionString, max: options.poolSize ?? 10, options: READ_COMMITTED, onError });
   pool.on('connect', () => versions.clear());
   const wakeups = createWakeups(pool, options.connectionString, onError, options.notifyIntervalMs);
   const recent = createRecentAppends(options.keepOwnAppends);
@@ -78,7 +85,7 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
     knownStreams: () => versions.size,
     async append(requests: AppendRequest | AppendRequest[]) {
       if (closing) throw new Error('the event log is closed');
-      const list = Array.isArray(requests) ? requests : [requests];
+      const list = takeRequests(requests);
       const nonEmpty = list.filter((request) => request.events.length > 0);
       // Only an append that will run a statement takes the notification (an empty one would spend it).
       const notification = nonEmpty.length > 0 ? wakeups.due() : undefined;

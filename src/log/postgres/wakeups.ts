@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { LONG_LIVED_CONNECTION } from '../../db/pool.js';
+import { keepingOptions, LONG_LIVED_CONNECTION } from '../../db/pool.js';
 
 const CHANNEL = 'event_store_appended';
 
@@ -183,7 +183,7 @@ export function createWakeups(
   const listen = (): Promise<void> => {
     if (connecting) return connecting;
     const attempt: Promise<void> = (async () => {
-      const client = new pg.Client({ connectionString, ...LONG_LIVED_CONNECTION });
+      const client = new pg.Client(keepingOptions({ connectionString, ...LONG_LIVED_CONNECTION }));
       clients.add(client);
       let lost = false;
       let probe: NodeJS.Timeout | undefined;
