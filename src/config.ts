@@ -8,6 +8,8 @@ export interface Config {
 }
 
 import os from 'node:os';
+import { parse } from 'pg-connection-string';
+import pino from 'pino';
 
 export const DEFAULT_DATABASE_URL = 'postgres://127.0.0.1:5432/conda_store_events';
 
@@ -24,16 +26,33 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     eventLog,
     eventStoreDbUrl: env.EVENTSTOREDB_URL,
     natsUrl: env.NATS_URL || 'nats://127.0.0.1:4222',
-    logLevel: env.LOG_LEVEL || 'info',
+    logLevel: logLevel(env.LOG_LEVEL),
   };
 }
 
 /**
  * A URL without a user name means "the operating-system user", as for libpq and psql. node-postgres
- * reads $USER instead, which is unset under cron, systemd and CI, so name the user explicitly.
+ * reads $USER instead, which is unset under cron, systemd and CI, so name the user explicitly: in
+ * the URL's authority when it has a host, else as a `user` parameter (a Unix socket's URL,
+ * `postgres:///db?host=/run/postgresql`, can carry no user in its authority). Parsed as
+ * node-postgres parses it (pg-connection-string), so every form it takes is taken here.
  */
 export function withDefaultUser(databaseUrl: string): string {
-  const url = new URL(databaseUrl);
-  if (!url.username) url.username = os.userInfo().username;
-  return url.toString();
+  if (parse(databaseUrl).user) return databaseUrl;
+  const user = os.userInfo().username;
+  const url = URL.canParse(databaseUrl) ? new URL(databaseUrl) : undefined;
+  if (url?.hostname) {
+    url.username = user;
+    return url.toString();
+  }
+  return `${databaseUrl}${databaseUrl.includes('?') ? '&' : '?'}user=${encodeURIComponent(user)}`;
+}
+
+/** LOG_LEVEL: one of pino's levels, named as the error says (pino's own error names no variable). */
+function logLevel(value: string | undefined): string {
+  const level = value || 'info';
+  if (!(level in pino.levels.values) && level !== 'silent') {
+    throw new Error(`LOG_LEVEL must be one of ${[...Object.keys(pino.levels.values), 'silent'].join(', ')}, got "${level}"`);
+  }
+  return level;
 }

@@ -12,8 +12,9 @@ import { idIntroduced, type Envelope } from '../src/catalogue/index.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import { appendNdjson } from '../src/transfer/append-ndjson.js';
 import type { EventLog, RecordedEvent } from '../src/log/types.js';
-import { runCli, type CliResult } from './helpers/cli.js';
-import { freshDatabase, type TestDatabase } from './helpers/database.js';
+import { ensureDatabase } from '../src/db/ensure-database.js';
+import { runCli, spawnCli, waitForExit, type CliResult } from './helpers/cli.js';
+import { freshDatabase, withAdmin, type TestDatabase } from './helpers/database.js';
 import { realisticHistory } from './helpers/history.js';
 import { envelopeFor } from './helpers/samples.js';
 
@@ -164,6 +165,72 @@ test('append moves the id allocator past every id the appended events hold; allo
   // Moving past ids the allocator has gone beyond already changes nothing.
   await db.log.reserveIds('namespace', 1);
   t.true((await db.log.allocateIds('namespace', 1))[0]! > Math.max(...after));
+});
+
+// Regression: the allocator was moved past a restored id by one nextval per id below it: a line
+// with namespace_id 2,000,000,000 cost minutes of a backend's CPU, and Ctrl-C did not stop it.
+test('an id near the top of its range moves the allocator in one step, and allocations racing it never get an id twice', async (t) => {
+  const db = await database(t);
+  const high = 2_000_000_000;
+  const racing = Array.from({ length: 20 }, () => db.log.allocateIds('namespace', 50));
+  const appended = await cli(db, ['append', writeFile(t, ndjson([envelopeFor('NamespaceCreated', { namespace_id: high, name: 'high' })]))]);
+  t.is(appended.code, 0, shown(appended));
+  const ids = (await Promise.all(racing)).flat();
+  const [next] = await db.log.allocateIds('namespace', 1);
+  t.is(next, high + 1);
+  t.is(new Set([...ids, next]).size, ids.length + 1, 'no id handed out twice');
+  t.false(ids.includes(high), 'the restored id was never handed out');
+});
+
+// Regression: bytes that are not UTF-8 were read as U+FFFD, and the event went into the
+// append-only log with its text changed for good (exit 0).
+test('append refuses a line that is not UTF-8 (a Latin-1 file), naming the line; the others go in', async (t) => {
+  const db = await database(t);
+  const [good, latin1] = [envelopeFor('NamespaceCreated', { namespace_id: 71, name: 'cafe' }), envelopeFor('NamespaceCreated', { namespace_id: 72, name: 'caf\u00e9' })];
+  const file = path.join(tempDir(t), 'latin1.ndjson');
+  fs.writeFileSync(file, Buffer.concat([Buffer.from(`${JSON.stringify(good)}\n`), Buffer.from(`${JSON.stringify(latin1)}\n`, 'latin1')]));
+  const result = await cli(db, ['append', file]);
+  t.is(result.code, 1, shown(result));
+  t.true(result.stdout.includes(summary(1, 0, 1)), shown(result));
+  t.regex(result.stdout, /^  line 2: not valid UTF-8: is the file in another encoding/m);
+  t.deepEqual((await readLog(db.log)).map((e) => e.stream), ['namespace-71']);
+});
+
+// Regression: a refused line's reason quotes the line, and a corrupt file's escape sequences went
+// to the operator's terminal as they were (clearing or recolouring it).
+test('append prints control characters of a refused line as escapes, not to the terminal', async (t) => {
+  const db = await database(t);
+  const result = await cli(db, ['append', writeFile(t, ['x\u001b[2J\u001b[31mRED'])]);
+  t.is(result.code, 1, shown(result));
+  t.regex(result.stdout, /line 1: not valid JSON: .*x\\u001b\[2J\\u001b\[31mRED/);
+  t.false(result.stdout.includes('\u001b'), 'no raw escape character');
+});
+
+// Regression: export | head -1 ended with "error: write EPIPE" and exit 2.
+test('export into a reader that stops early (export | head) ends quietly with exit 0', async (t) => {
+  const db = await database(t);
+  for (let i = 0; i < 10; i++) await db.log.append(Array.from({ length: 500 }, (_, j) => ({ stream: `s-${i}-${j}`, events: [{ id: crypto.randomUUID(), type: 'Tested', data: { padding: 'x'.repeat(200) } }] })));
+  const child = spawnCli(['export'], { env: { DATABASE_URL: db.url } });
+  const exited = waitForExit(child);
+  child.stdout!.once('data', () => child.stdout!.destroy());
+  const result = await exited;
+  t.is(result.code, 0, shown(result));
+  t.notRegex(result.stderr, /error/, shown(result));
+});
+
+// Regression: the user name was filled in with WHATWG URL, which refuses a URL with a user and no
+// host (the form of a Unix socket's URL, postgres://user@/db?host=/run/postgresql): "Invalid URL".
+test('a DATABASE_URL without a host in its authority (a Unix socket\'s form) works, for the commands and to create the database', async (t) => {
+  const db = await database(t);
+  await db.log.append({ stream: 's-1', events: [{ id: crypto.randomUUID(), type: 'Tested', data: {} }] });
+  const name = new URL(db.url).pathname.slice(1);
+  const exported = await runCli(['export'], { env: { DATABASE_URL: `postgres://postgres@/${name}?host=127.0.0.1` } });
+  t.is(exported.code, 0, shown(exported));
+  t.is(exported.stdout.split('\n').filter(Boolean).length, 1, shown(exported));
+  const created = `${name}_created`;
+  t.teardown(() => withAdmin((admin) => admin.query(`DROP DATABASE IF EXISTS "${created}"`)));
+  await ensureDatabase(`postgres://postgres@/${created}?host=127.0.0.1`);
+  t.is((await withAdmin((admin) => admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [created]))).rowCount, 1);
 });
 
 test('an append that stops half-way (its input fails) has moved the id allocator past the batches it appended', async (t) => {
@@ -370,6 +437,13 @@ test('usage errors exit 2 with one error on stderr, no stack trace, and touch no
     [['append'], /missing required argument 'file'/],
     [['export', '--from', 'zero'], /--from must be a positive integer, got "zero"/],
     [['append', '--batch-size', '0', 'x.ndjson'], /--batch-size must be a positive integer, got "0"/],
+    // Regressions: an extra argument was ignored (append a.ndjson b.ndjson appended a alone); an
+    // empty --stream exported the whole log; --from took 0x2 and 1e1, and failed on huge values.
+    [['append', 'a.ndjson', 'b.ndjson'], /too many arguments for 'append'/],
+    [['export', 'extra'], /too many arguments for 'export'/],
+    [['export', '--stream', ''], /--stream must not be empty/],
+    [['export', '--from', '1e1'], /--from must be a positive integer, got "1e1"/],
+    [['export', '--from', '99999999999999999999'], /--from must be at most 9007199254740991/],
   ];
   for (const [args, message] of cases) {
     const result = await cli(db, args);

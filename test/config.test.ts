@@ -1,6 +1,7 @@
 /** Configuration from the environment (contract.md, "Configuration"): defaults, and clear errors. */
 import os from 'node:os';
 import test from 'ava';
+import { describeError } from '../src/cli/runtime.js';
 import { loadConfig } from '../src/config.js';
 import { openEventLog } from '../src/log/index.js';
 
@@ -19,4 +20,25 @@ test('EVENT_LOG other than postgres or eventstoredb, and eventstoredb without it
   t.throws(() => loadConfig({ EVENT_LOG: 'eventstoredb' }), { message: 'EVENTSTOREDB_URL is required when EVENT_LOG=eventstoredb' });
   const config = loadConfig({ EVENT_LOG: 'eventstoredb', EVENTSTOREDB_URL: 'esdb://127.0.0.1:2113?tls=false' });
   t.throws(() => openEventLog(config), { message: /EVENT_LOG=eventstoredb: the EventStoreDB backend is not available in this version; use EVENT_LOG=postgres/ });
+});
+
+// Regression: WHATWG URL refused a user with no host (postgres://app@/cs?host=/run/postgresql:
+// "Invalid URL"), and could not add the user to postgres:///cs?host=... (no authority to hold it).
+test('a DATABASE_URL in any form node-postgres takes; without a user, the operating-system user as a parameter when there is no host', (t) => {
+  const user = os.userInfo().username;
+  t.is(loadConfig({ DATABASE_URL: 'postgres://app@/cs?host=/run/postgresql' }).databaseUrl, 'postgres://app@/cs?host=/run/postgresql');
+  t.is(loadConfig({ DATABASE_URL: 'postgres:///cs?host=/run/postgresql' }).databaseUrl, `postgres:///cs?host=/run/postgresql&user=${user}`);
+  t.is(loadConfig({ DATABASE_URL: 'postgres://db.internal/cs' }).databaseUrl, `postgres://${user}@db.internal/cs`);
+  t.is(loadConfig({ DATABASE_URL: 'postgres://db.internal/cs?user=app' }).databaseUrl, 'postgres://db.internal/cs?user=app');
+});
+
+test('a LOG_LEVEL that is not a level is refused, naming the variable and the levels', (t) => {
+  t.throws(() => loadConfig({ LOG_LEVEL: 'DEBUG' }), { message: /^LOG_LEVEL must be one of trace, debug, info, warn, error, fatal, silent, got "DEBUG"$/ });
+  t.is(loadConfig({ LOG_LEVEL: 'silent' }).logLevel, 'silent');
+});
+
+test('an error without a message (a connection to every address of a name refused) is described by its causes', (t) => {
+  const refused = new AggregateError([new Error('connect ECONNREFUSED ::1:5999'), new Error('connect ECONNREFUSED 127.0.0.1:5999')], '');
+  t.is(describeError(refused), 'connect ECONNREFUSED ::1:5999; connect ECONNREFUSED 127.0.0.1:5999');
+  t.is(describeError(new Error('plain')), 'plain');
 });

@@ -834,3 +834,11 @@ test('a rebuild of two groups that fails at the second swap says which group was
   t.regex(failure!.message, /view public\.usage_report reads namespace_usage.* \(group "conda-store" had been rebuilt and swapped in before this failure; the rest were not\)$/);
   t.deepEqual(await leftovers(client), NO_LEFTOVERS);
 });
+
+// Regression: `--all` with projection names rebuilt everything, the names ignored without a word.
+test('rebuild-projections refuses --all together with projection names, before touching anything', async (t) => {
+  const unused = 'postgres://postgres@127.0.0.1:1/unused';
+  const both = await runRebuild(unused, ['--all', 'namespace_usage']);
+  t.is(both.code, 2, both.stderr);
+  t.regex(both.stderr, /^error: --all rebuilds every projection: name projections \(namespace_usage\) or give --all, not both/m);
+});

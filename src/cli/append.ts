@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { requireMigrated } from '../db/migrate.js';
 import { appendNdjson } from '../transfer/append-ndjson.js';
 import { createProgress } from './progress.js';
-import { EXIT, parsePositive, runCommand } from './runtime.js';
+import { EXIT, parsePositive, printable, runCommand } from './runtime.js';
 
 export function appendCommand(program: Command): void {
   program
@@ -16,7 +16,9 @@ export function appendCommand(program: Command): void {
       runCommand(async ({ config, log, logger }) => {
         await requireMigrated(config.databaseUrl);
         const input = file === '-' ? process.stdin : fs.createReadStream(file);
-        const total = file === '-' ? 0 : fs.statSync(file).size;
+        // Standard input redirected from a file has a size; a pipe has none (0: unknown).
+        const stat = file === '-' ? fs.fstatSync(0) : fs.statSync(file);
+        const total = stat.isFile() ? stat.size : 0;
         const progress = createProgress('append', total, 'bytes');
         const report = await appendNdjson(log, input, {
           batchSize: options.batchSize,
@@ -25,7 +27,7 @@ export function appendCommand(program: Command): void {
         progress.stop();
         logger.info({ appended: report.appended, duplicates: report.duplicates, rejected: report.rejected.length }, 'append finished');
         process.stdout.write(`appended ${report.appended}, skipped as duplicates ${report.duplicates}, rejected ${report.rejected.length}\n`);
-        for (const rejection of report.rejected) process.stdout.write(`  line ${rejection.line}: ${rejection.reason}\n`);
+        for (const rejection of report.rejected) process.stdout.write(`  line ${rejection.line}: ${printable(rejection.reason)}\n`);
         return report.rejected.length > 0 ? EXIT.refused : EXIT.ok;
       }),
     );

@@ -12,6 +12,9 @@ const program = new Command('conda-store-events')
 Configuration (environment): DATABASE_URL, EVENT_LOG (postgres|eventstoredb), EVENTSTOREDB_URL,
 NATS_URL, LOG_LEVEL. See README.md.`)
   .showHelpAfterError()
+  // An extra argument is a usage error, not ignored: `append a.ndjson b.ndjson` appended a alone.
+  // Set before the commands are added, which inherit it.
+  .allowExcessArguments(false)
   .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2));
 
 serveCommand(program);

@@ -2,20 +2,26 @@ import type { Command } from 'commander';
 import { exportNdjson } from '../transfer/export-ndjson.js';
 import { createProgress } from './progress.js';
 import { missingMigrations } from '../db/migrate.js';
-import { parsePositive, runCommand } from './runtime.js';
+import { describeError, EXIT, parseNonEmpty, parsePositive, runCommand } from './runtime.js';
 
 export function exportCommand(program: Command): void {
   program
     .command('export')
     .description('write the log as NDJSON envelopes on stdout, in position order (what `append` takes back unchanged)')
     .option('--from <position>', 'first global position to export', (v) => parsePositive(v, '--from'), 1)
-    .option('--stream <id>', 'only this stream, e.g. build-42')
+    .option('--stream <id>', 'only this stream, e.g. build-42', (v) => parseNonEmpty(v, '--stream'))
     .action((options: { from: number; stream?: string }) =>
       runCommand(async ({ config, log, logger }) => {
         // An older release's log exports as well (the envelope has not changed): only a database
         // without a log is refused, with what to do rather than a missing relation.
         await missingMigrations(config.databaseUrl);
-        const progress = createProgress('export', await log.headPosition(), 'position');
+        // A bar on the terminal the NDJSON goes to would be drawn through it.
+        const progress = createProgress('export', await log.headPosition(), 'position', { silent: process.stdout.isTTY === true });
+        // A reader that has had enough (export | head) ends the export, as for any Unix filter.
+        process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+          if (error.code !== 'EPIPE') process.stderr.write(`error: ${describeError(error)}\n`);
+          process.exit(error.code === 'EPIPE' ? EXIT.ok : EXIT.failed);
+        });
         const exported = await exportNdjson(log, process.stdout, {
           from: options.from,
           stream: options.stream,

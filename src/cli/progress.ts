@@ -6,15 +6,29 @@ export interface Progress {
   stop(): void;
 }
 
+export interface ProgressOptions {
+  /** How often the plain line is written at most; default 5 s. */
+  intervalMs?: number;
+  /** Nothing at all: a command whose data goes to the same terminal (export to a terminal). */
+  silent?: boolean;
+}
+
+const SILENT: Progress = { update: () => undefined, setTotal: () => undefined, stop: () => undefined };
+
 /**
  * Progress for long work: a bar with rate and ETA on a terminal, a plain line every few seconds
- * otherwise (CI logs, pipes). Both on stderr, so stdout stays free for data.
+ * otherwise (CI logs, pipes). Both on stderr, so stdout stays free for data. A total of 0 is
+ * unknown (standard input that is a pipe): a count and a rate then, without a bar stuck at 100 %.
  */
-export function createProgress(label: string, total: number, unit = 'events', intervalMs = 5000): Progress {
+export function createProgress(label: string, total: number, unit = 'events', { intervalMs = 5000, silent = false }: ProgressOptions = {}): Progress {
+  if (silent) return SILENT;
+  const known = total > 0;
   if (process.stderr.isTTY) {
     const bar = new cliProgress.SingleBar(
       {
-        format: `${label} [{bar}] {percentage}% | {value}/{total} ${unit} | {rate}/s | ETA {eta_formatted} {extra}`,
+        format: known
+          ? `${label} [{bar}] {percentage}% | {value}/{total} ${unit} | {rate}/s | ETA {eta_formatted} {extra}`
+          : `${label} {value} ${unit} | {rate}/s {extra}`,
         stream: process.stderr,
         hideCursor: true,
         etaBuffer: 50,
@@ -36,7 +50,8 @@ export function createProgress(label: string, total: number, unit = 'events', in
   const line = (extra?: string) => {
     const seconds = (Date.now() - started) / 1000;
     const rate = Math.round(current / Math.max(seconds, 0.001));
-    process.stderr.write(`${label}: ${current}/${currentTotal} ${unit} (${rate}/s)${extra ? ` ${extra}` : ''}\n`);
+    const done = currentTotal > 0 ? `${current}/${currentTotal}` : `${current}`;
+    process.stderr.write(`${label}: ${done} ${unit} (${rate}/s)${extra ? ` ${extra}` : ''}\n`);
   };
   return {
     update(done, extra) {

@@ -38,9 +38,11 @@ Projections that reference each other by foreign key (conda-store's tables) are 
 Readers see the old tables until the swap and the new ones after it; Ctrl-C or a crash before the
 swap leaves everything as it was. Exit code 0 on success, 2 on failure.`)
   .showHelpAfterError()
+  .allowExcessArguments(false)
   .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : EXIT.failed))
-  .action((names: string[], options: { all?: boolean; dryRun?: boolean; batchSize: number }) =>
-    runCommand(async ({ config, log, logger }) => {
+  .action((names: string[], options: { all?: boolean; dryRun?: boolean; batchSize: number }) => {
+    if (options.all && names.length > 0) program.error(`error: --all rebuilds every projection: name projections (${names.join(', ')}) or give --all, not both`);
+    return runCommand(async ({ config, log, logger }) => {
       // The tables are rebuilt in the shape the migrations give them: a pending one first.
       await requireMigrated(config.databaseUrl);
       const plan = await planRebuild(config.databaseUrl, allProjections, names, options.all ?? false);
@@ -81,7 +83,7 @@ swap leaves everything as it was. Exit code 0 on success, 2 on failure.`)
           process.stdout.write(`  ${projection.name}: ${rows} rows\n`);
         }
       }
-    }),
-  );
+    });
+  });
 
 await program.parseAsync();

@@ -32,14 +32,33 @@ export async function runCommand(action: (runtime: Runtime) => Promise<number | 
     log = openEventLog(config, (error) => activeLogger.warn({ err: error }, 'event log background error'));
     code = (await action({ config, logger, log })) ?? EXIT.ok;
   } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    logger?.debug({ err: error }, 'command failed');
-    process.stderr.write(`error: ${message}\n`);
+    logger?.error({ err: error }, 'command failed');
+    process.stderr.write(`error: ${printable(describeError(error))}\n`);
     code = EXIT.failed;
   } finally {
     await log?.close().catch(() => undefined);
   }
   process.exit(code);
+}
+
+/**
+ * What went wrong, in one line. A connection to a name with several addresses (localhost: ::1 and
+ * 127.0.0.1) that all failed is an AggregateError whose own message is empty: its errors say it.
+ */
+export function describeError(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  if (error.message) return error.message;
+  if (error instanceof AggregateError && error.errors.length) return error.errors.map(describeError).join('; ');
+  return (error as { code?: string }).code ?? error.name;
+}
+
+/**
+ * Text for a terminal: C0 control characters and DEL as \u escapes. A refused line's reason quotes
+ * the line (a JSON parser's message does), and a corrupt file's escape sequences would otherwise
+ * clear or recolour the operator's terminal.
+ */
+export function printable(text: string): string {
+  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** Runs `fn` with a pool of one connection to `databaseUrl`, closed afterwards. */
@@ -81,7 +100,15 @@ export function projectionServiceOf(
  * reports it as a usage error; any other error would crash).
  */
 export function parsePositive(value: string, flag: string): number {
-  const n = Number(value);
+  // Digits only: Number() also takes 0x2, 1e1 and " 5".
+  const n = /^[0-9]+$/.test(value) ? Number(value) : NaN;
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${flag} must be a positive integer, got "${value}"`);
+  if (n > Number.MAX_SAFE_INTEGER) throw new InvalidArgumentError(`${flag} must be at most ${Number.MAX_SAFE_INTEGER}, got "${value}"`);
   return n;
+}
+
+/** An option's parser: a non-empty value (`--stream "$STREAM"` with the variable unset meant the whole log). */
+export function parseNonEmpty(value: string, flag: string): string {
+  if (value === '') throw new InvalidArgumentError(`${flag} must not be empty`);
+  return value;
 }

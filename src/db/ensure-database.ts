@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { parse, parseIntoClientConfig } from 'pg-connection-string';
 import { MIGRATIONS_SCHEMA } from './knex-config.js';
 import { quoteIdent } from '../log/postgres/sql.js';
 
@@ -9,8 +10,8 @@ import { quoteIdent } from '../log/postgres/sql.js';
  * not exist (3D000) does it connect to the server's `postgres` database to create it.
  */
 export async function ensureDatabase(url: string): Promise<void> {
-  const target = new URL(url);
-  const name = decodeURIComponent(target.pathname.replace(/^\//, ''));
+  // Parsed as node-postgres parses it: a Unix socket's URL (postgres:///db?host=/run/postgresql) too.
+  const name = parse(url).database;
   if (!name) throw new Error(`DATABASE_URL has no database name: ${url}`);
   const probe = new pg.Client({ connectionString: url });
   try {
@@ -20,9 +21,7 @@ export async function ensureDatabase(url: string): Promise<void> {
   } catch (error) {
     if ((error as { code?: string }).code !== '3D000') throw error; // invalid_catalog_name: no such database
   }
-  const admin = new URL(url);
-  admin.pathname = '/postgres';
-  const client = new pg.Client({ connectionString: admin.toString() });
+  const client = new pg.Client({ ...parseIntoClientConfig(url), database: 'postgres' });
   await client.connect();
   try {
     const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);

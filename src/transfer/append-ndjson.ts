@@ -32,7 +32,7 @@ interface Pending {
  * is refused (bad JSON, invalid event, wrong version, duplicate key, broken rule) is reported with
  * its number and reason; the others go in (see appendBatch, shared with NATS ingestion: an event
  * already in the log counts as a duplicate). Infrastructure errors (database down) are thrown.
- * After each batch, the id allocator is moved past the ids its events hold (a restore brings its own).
+ * Before each batch, the id allocator is moved past the ids its events hold (a restore brings its own).
  */
 export async function appendNdjson(log: EventLog, input: Readable, options: AppendNdjsonOptions = {}): Promise<AppendReport> {
   const batchSize = options.batchSize ?? 500;
@@ -46,22 +46,25 @@ export async function appendNdjson(log: EventLog, input: Readable, options: Appe
 
   const flush = async () => {
     if (batch.length === 0) return;
-    const outcomes = await appendBatch(log, batch.map((pending) => pending.envelope));
+    // A restored log brings its own ids: the allocator goes past them before each batch, so an
+    // append that stops anywhere (the server gone, Ctrl-C just after a commit) leaves no id in the
+    // log that the allocator hands out. An id of an event then refused is only a gap.
     const highest = new Map<string, number>();
-    outcomes.forEach((outcome, i) => {
-      if (outcome.status === 'appended') report.appended += 1;
-      else if (outcome.status === 'duplicate') report.duplicates += 1;
-      else report.rejected.push({ line: batch[i]!.line, reason: outcome.reason });
-      const introduced = outcome.status === 'rejected' ? undefined : idIntroduced(batch[i]!.envelope);
+    for (const { envelope } of batch) {
+      const introduced = idIntroduced(envelope);
       if (introduced) highest.set(introduced.kind, Math.max(highest.get(introduced.kind) ?? 0, introduced.id));
-    });
-    // A restored log brings its own ids: the allocator goes past them with each batch (an append
-    // that stops half-way, the server gone, leaves no id in the log that the allocator hands out).
+    }
     for (const [kind, id] of highest) {
       if (id <= (reserved.get(kind) ?? 0)) continue;
       await log.reserveIds(kind, id);
       reserved.set(kind, id);
     }
+    const outcomes = await appendBatch(log, batch.map((pending) => pending.envelope));
+    outcomes.forEach((outcome, i) => {
+      if (outcome.status === 'appended') report.appended += 1;
+      else if (outcome.status === 'duplicate') report.duplicates += 1;
+      else report.rejected.push({ line: batch[i]!.line, reason: outcome.reason });
+    });
     batch = [];
     options.onProgress?.({ lines, bytes, report });
   };
@@ -69,6 +72,10 @@ export async function appendNdjson(log: EventLog, input: Readable, options: Appe
   for await (const line of ndjsonLines(input)) {
     lines = line.number;
     bytes = line.bytes;
+    if (line.notUtf8) {
+      report.rejected.push({ line: line.number, reason: 'not valid UTF-8: is the file in another encoding (Latin-1, Windows-1252)? convert it first, e.g. with iconv -t UTF-8' });
+      continue;
+    }
     let envelope: Envelope;
     try {
       envelope = validateEnvelope(JSON.parse(line.text));

@@ -1,6 +1,8 @@
 -- Moves the sequence of kind $1 past $2, an id of that kind the log holds (a restored log brings
--- its own ids): by nextval, not setval, so that ids allocateIds hands out meanwhile are never
--- handed out again (a setval could put the sequence back below one just taken). It takes as many
--- values as the sequence is behind: nothing in the normal case, once per restore otherwise.
-SELECT count(nextval(('event_store.ids_' || $1)::regclass))::int AS skipped
-FROM generate_series(1, greatest(0, $2::bigint - coalesce(pg_sequence_last_value(('event_store.ids_' || $1)::regclass), 0)))
+-- its own ids), in one setval whatever the distance. Under the kind's allocation lock, exclusive
+-- (ids.sql takes it shared; the one-time filter takes it before anything else runs): no allocator
+-- takes an id between the read of the sequence and the setval, which could otherwise put the
+-- sequence back below an id just handed out. Never lowers it (greatest).
+SELECT setval(k.seq, greatest(coalesce(pg_sequence_last_value(k.seq), 0), $2::bigint)) AS reserved
+FROM (SELECT ('event_store.ids_' || $1)::regclass AS seq) k
+WHERE (SELECT pg_advisory_xact_lock(7408, hashtext($1))::text) = ''
