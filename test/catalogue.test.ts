@@ -298,7 +298,8 @@ test('metadata: recognised keys are typed, others are free', (t) => {
 // Regression: NUL in nested JSON (spec, metadata_, a setting's value, depends), in a key or in
 // metadata, and unpaired surrogates anywhere, passed validation; jsonb refuses them, so the event
 // was acknowledged to its producer and then refused as "the database cannot store this event".
-test('strings the log cannot store (NUL, an unpaired surrogate) are refused wherever they are, naming the place', (t) => {
+// Numbers beyond 2^53 in free-form JSON went in rounded, without a word.
+test('what the log cannot keep as sent (NUL, an unpaired surrogate, a number beyond 2^53) is refused wherever it is, naming the place', (t) => {
   const spec = withData('SpecificationRegistered', { spec: { name: 'n', channels: ['conda-forge\u0000'] } });
   rejects(t, () => validateEvent('SpecificationRegistered', spec), 'SpecificationRegistered', '/data/spec/channels/0', /^must not contain NUL/);
   rejects(t, () => validateEvent('NamespaceMetadataUpdated', { namespace_id: 1, metadata_: { 'a/b\u0000': 1 } }), 'NamespaceMetadataUpdated', '/data/metadata_/a~1b\u0000', /^key: must not contain NUL/);
@@ -308,6 +309,11 @@ test('strings the log cannot store (NUL, an unpaired surrogate) are refused wher
   const envelope = (metadata: unknown) => ({ ...envelopeFor('BuildStarted'), metadata });
   rejects(t, () => validateEnvelope(envelope({ user: 'al\u0000ice' })), 'BuildStarted', '/metadata/user', /^must not contain NUL/);
   rejects(t, () => validateEnvelope(envelope({ trace: { span: '\ud83d' } })), 'BuildStarted', '/metadata/trace/span', /^must be valid Unicode/);
+  // Numbers JSON.parse could not keep exactly (12345678901234567890 read as ...67000; 1e400 as Infinity, written as null).
+  const big = withData('NamespaceMetadataUpdated', { metadata_: { big: 12345678901234567890, ok: [Number.MAX_SAFE_INTEGER, -1.5e-300] } });
+  rejects(t, () => validateEvent('NamespaceMetadataUpdated', big), 'NamespaceMetadataUpdated', '/data/metadata_/big', /^must be a number from -9007199254740991 to 9007199254740991: a larger one is not kept exactly/);
+  rejects(t, () => validateEvent('SettingStored', withData('SettingStored', { value: Infinity })), 'SettingStored', '/data/value', /^must be a number from/);
+  rejects(t, () => validateEnvelope(envelope({ trace: { at: 2 ** 64 } })), 'BuildStarted', '/metadata/trace/at', /^must be a number from/);
   // A surrogate pair is one character (an emoji), and fine.
   t.notThrows(() => validateEnvelope(envelope({ trace: { span: '\u{1F40D}' } })));
   t.notThrows(() => validateEvent('SettingStored', withData('SettingStored', { value: { emoji: '\ud83d\udc0d', list: [null, 1.5, true] } })));
@@ -365,6 +371,7 @@ const EDGE_VALUES: unknown[] = [
   '2024-02-30T10:00:00Z', '2023-02-29T10:00:00Z', '2024-02-29T10:00:00Z', '0000-01-01T00:00:00Z', '2024-03-02T10:00:60Z', '2024-03-02T10:00:00Z', '2024-03-02T10:00:00.1234567Z', '2024-03-02T10:00:00+01:00',
   'ns/env', 'ns/env/x', '*/*', '5f0e6c2b9a8d7e4f1c3b2a0d9e8f7c6b', 'QUEUED', 'LOGS', 'admin', 'editor',
   [], [1, 1], [1, 2], ['a', 'b'], ['a\u0000'], {}, { k: 'v' }, { k: ['a\u0000'] }, { 'k\u0000': 1 }, { k: { k: null } },
+  { k: 2 ** 53 - 1 }, { k: [-(2 ** 60)] }, { k: 1.5e300 }, { k: 0.1 },
 ];
 
 test('the schema files and the runtime validator agree on every edge value in every field (Ajv)', (t) => {

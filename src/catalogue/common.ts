@@ -157,10 +157,13 @@ export const STORABLE_JSON_REF = `#/definitions/${STORABLE_JSON}`;
 export const NO_NUL_KEYS = { propertyNames: { pattern: NO_NUL } };
 
 export const STORABLE_JSON_DEFINITION = {
-  description: 'any JSON value; no string in it, key or value, contains NUL (U+0000), which PostgreSQL cannot store',
+  description:
+    'any JSON value; no string in it, key or value, contains NUL (U+0000), which PostgreSQL cannot store, and no number is beyond ±(2^53 - 1), which could not be kept exactly',
   anyOf: [
     { type: 'string', pattern: NO_NUL },
-    { type: ['number', 'boolean', 'null'] },
+    // A JSON number is read into a double here: beyond 2^53 - 1 an integer is not kept exactly.
+    { type: 'number', minimum: -Number.MAX_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER },
+    { type: ['boolean', 'null'] },
     { type: 'array', items: { $ref: STORABLE_JSON_REF } },
     { type: 'object', ...NO_NUL_KEYS, additionalProperties: { $ref: STORABLE_JSON_REF } },
   ],

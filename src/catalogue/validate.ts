@@ -90,7 +90,7 @@ export function validateEnvelope(value: unknown): Envelope {
     }
   }
 
-  if (issues.length === 0) issues.push(...unstorableText(value.data, '/data'), ...unstorableText(value.metadata, '/metadata'));
+  if (issues.length === 0) issues.push(...unstorable(value.data, '/data'), ...unstorable(value.metadata, '/metadata'));
   if (issues.length) throw new EventValidationError(type, issues);
   // An event id is a UUID in either case; the log keeps and returns it in PostgreSQL's spelling,
   // lowercase. Every comparison of ids after this (a duplicate of an event in the log, the same
@@ -110,7 +110,7 @@ export function validateEnvelope(value: unknown): Envelope {
 export function validateEvent(type: string, data: unknown): CatalogueEvent {
   if (!isEventType(type)) throw new EventValidationError(undefined, [unknownType(type)]);
   const issues = issuesOf(dataCheck(type), data, '/data');
-  if (issues.length === 0) issues.push(...unstorableText(data, '/data'));
+  if (issues.length === 0) issues.push(...unstorable(data, '/data'));
   if (issues.length) throw new EventValidationError(type, issues);
   return { type, data } as CatalogueEvent;
 }
@@ -119,15 +119,19 @@ export function validateEvent(type: string, data: unknown): CatalogueEvent {
 const UNSTORABLE = /\x00|\p{Cs}/u;
 
 /**
- * The strings and keys of an event's data or metadata that the log's jsonb cannot hold: a NUL, or
- * an unpaired surrogate (common.ts, "JSON fields"). Checked once the schema holds, so that a NUL
- * in a text field its pattern refused already is not named twice.
+ * What of an event's data or metadata the log cannot keep as it was sent (common.ts, "JSON
+ * fields"): a string or key with a NUL or an unpaired surrogate, which jsonb refuses; a number
+ * beyond ±(2^53 - 1), which JSON.parse has already rounded (12345678901234567890 became
+ * ...67000, 1e400 Infinity and then null). Checked once the schema holds, so that what a field's
+ * own schema refused already is not named twice.
  */
-function unstorableText(value: unknown, path: string): ValidationIssue[] {
+function unstorable(value: unknown, path: string): ValidationIssue[] {
   const issues: ValidationIssue[] = [];
   const visit = (node: unknown, at: string) => {
     if (typeof node === 'string') {
       if (UNSTORABLE.test(node)) issues.push({ path: at, message: unstorableMessage(node) });
+    } else if (typeof node === 'number') {
+      if (!(Math.abs(node) <= Number.MAX_SAFE_INTEGER)) issues.push({ path: at, message: INEXACT_NUMBER });
     } else if (Array.isArray(node)) {
       node.forEach((item, index) => visit(item, `${at}/${index}`));
     } else if (node !== null && typeof node === 'object') {
@@ -141,6 +145,8 @@ function unstorableText(value: unknown, path: string): ValidationIssue[] {
   visit(value, path);
   return issues;
 }
+
+const INEXACT_NUMBER = `must be a number from -${Number.MAX_SAFE_INTEGER} to ${Number.MAX_SAFE_INTEGER}: a larger one is not kept exactly (send it as a string)`;
 
 function unstorableMessage(text: string): string {
   return text.includes('\u0000')
