@@ -32,7 +32,8 @@ export async function runCommand(action: (runtime: Runtime) => Promise<number | 
     log = openEventLog(config, (error) => activeLogger.warn({ err: error }, 'event log background error'));
     code = (await action({ config, logger, log })) ?? EXIT.ok;
   } catch (error) {
-    logger?.error({ err: error }, 'command failed');
+    // The line below is what an operator reads; the stack is for LOG_LEVEL=debug (one failure, one line).
+    logger?.debug({ err: error }, 'command failed');
     process.stderr.write(`error: ${printable(describeError(error))}\n`);
     code = EXIT.failed;
   } finally {
