@@ -69,15 +69,24 @@ export function toEnvelope(event: EventToPublish | Envelope): Envelope {
       // invalid data: validation below says what is wrong with it
     }
   }
+  let body: string;
   let sent: unknown;
   try {
-    sent = JSON.parse(JSON.stringify(candidate));
+    body = JSON.stringify(candidate);
+    sent = JSON.parse(body);
   } catch (error) {
     // A BigInt, or a cycle: nothing a JSON producer could send.
     throw new EventValidationError(typeof event.type === 'string' ? event.type : undefined, [{ path: '', message: `cannot be sent as JSON: ${(error as Error).message}` }]);
   }
-  return validateEnvelope(sent);
+  const envelope = validateEnvelope(sent);
+  // Unchanged by validation (the usual case: it returns a copy only to lowercase the id or drop a
+  // null metadata): its JSON is the text just made, sent as it is.
+  if (envelope === sent) bodies.set(envelope, body);
+  return envelope;
 }
+
+/** The JSON of envelopes made by toEnvelope, when it is the text they were validated from. */
+const bodies = new WeakMap<Envelope, string>();
 
 /** toEnvelope for each event of a list, an invalid one named by its place in the list. */
 function toEnvelopes(events: (EventToPublish | Envelope)[]): Envelope[] {
@@ -115,7 +124,7 @@ function withFailure(error: unknown, failure: PublishFailure): unknown {
 async function publishValidated(nc: NatsConnection, envelope: Envelope, names: IngestNames, timeoutMs: number): Promise<PublishedEvent> {
   const subject = eventSubject(names, envelope.type);
   try {
-    const ack = await publishAcked(nc, subject, JSON.stringify(envelope), envelope.id, names.stream, timeoutMs);
+    const ack = await publishAcked(nc, subject, bodies.get(envelope) ?? JSON.stringify(envelope), envelope.id, names.stream, timeoutMs);
     return { id: envelope.id, type: envelope.type, stream: envelope.stream, subject, sequence: ack.seq, duplicate: ack.duplicate };
   } catch (error) {
     const failure = !(error instanceof NoRespondersError) ? error : new NoStreamError(
