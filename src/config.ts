@@ -51,7 +51,7 @@ export function withDefaultUser(databaseUrl: string): string {
 /** LOG_LEVEL: one of pino's levels, named as the error says (pino's own error names no variable). */
 function logLevel(value: string | undefined): string {
   const level = value || 'info';
-  if (!(level in pino.levels.values) && level !== 'silent') {
+  if (!Object.hasOwn(pino.levels.values, level) && level !== 'silent') {
     throw new Error(`LOG_LEVEL must be one of ${[...Object.keys(pino.levels.values), 'silent'].join(', ')}, got "${level}"`);
   }
   return level;

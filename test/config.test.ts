@@ -3,6 +3,7 @@ import os from 'node:os';
 import test from 'ava';
 import { describeError } from '../src/cli/runtime.js';
 import { loadConfig } from '../src/config.js';
+import { keepingOptions } from '../src/db/pool.js';
 import { openEventLog } from '../src/log/index.js';
 
 test('the contract\'s defaults, with the operating-system user named; an empty variable is unset', (t) => {
@@ -41,4 +42,18 @@ test('an error without a message (a connection to every address of a name refuse
   const refused = new AggregateError([new Error('connect ECONNREFUSED ::1:5999'), new Error('connect ECONNREFUSED 127.0.0.1:5999')], '');
   t.is(describeError(refused), 'connect ECONNREFUSED ::1:5999; connect ECONNREFUSED 127.0.0.1:5999');
   t.is(describeError(new Error('plain')), 'plain');
+});
+
+// Regression: node-postgres lets a URL's options replace the config's, and reads PGOPTIONS only
+// when the config has none: the log's session settings, or the user's, were dropped.
+test('session settings of the code are added to those of DATABASE_URL or PGOPTIONS, last (they win)', (t) => {
+  const ours = '-c default_transaction_isolation=read\\ committed';
+  t.like(keepingOptions({ connectionString: 'postgres://app@db/cs?options=-c%20statement_timeout%3D5000', options: ours }, {}), {
+    connectionString: undefined, host: 'db', user: 'app', database: 'cs', options: `-c statement_timeout=5000 ${ours}`,
+  });
+  t.deepEqual(keepingOptions({ connectionString: 'postgres://app@db/cs', options: ours }, { PGOPTIONS: '-c lock_timeout=100' }), {
+    connectionString: 'postgres://app@db/cs', options: `-c lock_timeout=100 ${ours}`,
+  });
+  t.deepEqual(keepingOptions({ connectionString: 'postgres://app@db/cs', options: ours }, {}), { connectionString: 'postgres://app@db/cs', options: ours });
+  t.deepEqual(keepingOptions({ connectionString: 'postgres://app@db/cs' }, { PGOPTIONS: '-c lock_timeout=100' }), { connectionString: 'postgres://app@db/cs' });
 });

@@ -965,6 +965,11 @@ test('publishEvent validates before sending, fills in id and stream, and waits f
     instanceOf: EventValidationError,
     message: /^SettingStored: \/data\/value: is required$/,
   });
+  // NaN and Infinity, which JSON.stringify writes as null: refused, not sent as null.
+  await t.throwsAsync(publishEvent(nats.nc, { type: 'BuildCompleted', data: { build_id: 1, ended_on: '2024-03-02T10:04:31Z', size: Number.NaN } }, { names: nats.names }), {
+    instanceOf: EventValidationError,
+    message: /^BuildCompleted: \/data\/size: must be a number from/,
+  });
   await t.throwsAsync(publishEvent(nats.nc, { type: 'SettingStored', data: { id: 1, prefix: 'setting', key: 'k', value: 10n } }, { names: nats.names }), {
     instanceOf: EventValidationError,
     message: /^SettingStored: \/: cannot be sent as JSON: .*BigInt/,

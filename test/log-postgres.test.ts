@@ -150,6 +150,24 @@ for (const [isolation, urlOptions] of [['repeatable read', ''], ['serializable',
   });
 }
 
+// reserveIds moves a sequence with one setval: safe only if no allocation takes an id between its
+// read of the sequence and the setval. Allocations hold the kind's lock shared; the reservation
+// waits for them, exclusively, and reads the sequence after them.
+test('postgres: reserveIds waits for allocations in flight and never puts the allocator back below an id they took', async (t) => {
+  const log = await postgresLog(t);
+  const allocator = await connect(t, log.url);
+  await allocator.query('BEGIN');
+  await allocator.query("SELECT pg_advisory_xact_lock_shared(7408, hashtext('namespace'))"); // as ids.sql does
+  const reserving = log.reserveIds('namespace', 1000);
+  const waiting = "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = 7408 AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+  await waitUntil(async () => (await allocator.query(waiting)).rowCount === 1, 'the reservation to wait for the allocation');
+  // The allocation in flight takes ids past the one being reserved.
+  await allocator.query("SELECT setval('event_store.ids_namespace', 1500)");
+  await allocator.query('COMMIT');
+  await reserving;
+  t.deepEqual(await log.allocateIds('namespace', 1), [1501]);
+});
+
 // Regression: pg_locks shows 32-bit transaction ids; the reader widened an appender's id that was
 // above its snapshot's xmax as if it came from the previous epoch. The bound went negative, every
 // committed event became readable, and a subscription skipped the one still in flight (seen as a

@@ -145,9 +145,10 @@ export const Arn = (options: StringOptions = {}) => Varchar(255, { pattern: ARN_
 // JSON fields. The log stores an event as jsonb, which refuses a NUL (U+0000) anywhere in a
 // string or a key, and an unpaired UTF-16 surrogate (which is not Unicode): an event holding one
 // could never go in. The JSON Schemas say so for NUL, down to the last nested value, through the
-// definition STORABLE_JSON_REF points to (json-schema.ts adds it to the files that use it); the
-// runtime validator checks both, everywhere in an event, in one walk (validate.ts,
-// unstorableText): no JSON Schema pattern can name a surrogate portably (Go's regexps have none).
+// definition STORABLE_JSON_REF points to (json-schema.ts adds it to the files that use it), and
+// bound numbers to what JSON.parse keeps exactly; the runtime validator checks all three,
+// everywhere in an event, in one walk (validate.ts, unstorable): no JSON Schema pattern can name a
+// surrogate portably (Go's regexps have none).
 
 /** The definition of a JSON value without NUL, which the schema files that use it carry (json-schema.ts). */
 export const STORABLE_JSON = 'storable_json';

@@ -1,14 +1,14 @@
 /** The envelope a producer sends (contract.md, "NATS ingestion" and "The event log"). */
 import { Type, type Static } from '@sinclair/typebox';
-import { MAX_STREAM_VERSION } from '../log/append-requests.js';
-import { JsonObject, NO_NUL_KEYS, StorableJsonValue, Text, Uuid } from './common.js';
+import { JsonObject, MAX_INT4, NO_NUL_KEYS, StorableJsonValue, Text, Uuid } from './common.js';
 import { EVENT_TYPES, type EventData, type EventType } from './events.js';
 import { currentSchemaVersion } from './upcast.js';
 
 export const ExpectedVersionSchema = Type.Union(
   [
-    // A larger version could never match: the log refuses it (append-requests.ts).
-    Type.Integer({ minimum: 0, maximum: MAX_STREAM_VERSION, description: '0-based version of the last event in the stream' }),
+    // A larger version could never match: stream versions are int4, and the log refuses it
+    // (MAX_STREAM_VERSION, src/log/append-requests.ts).
+    Type.Integer({ minimum: 0, maximum: MAX_INT4, description: '0-based version of the last event in the stream' }),
     Type.Literal('no_stream'),
     Type.Literal('stream_exists'),
     Type.Literal('any'),

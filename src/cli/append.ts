@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { requireMigrated } from '../db/migrate.js';
 import { appendNdjson } from '../transfer/append-ndjson.js';
 import { createProgress } from './progress.js';
-import { EXIT, parsePositive, printable, runCommand } from './runtime.js';
+import { EXIT, parsePositive, printable, runCommand, stopOnSignals } from './runtime.js';
 
 export function appendCommand(program: Command): void {
   program
@@ -22,12 +22,17 @@ export function appendCommand(program: Command): void {
         const progress = createProgress('append', total, 'bytes');
         const report = await appendNdjson(log, input, {
           batchSize: options.batchSize,
+          signal: stopOnSignals(logger),
           onProgress: ({ bytes, report: r }) => progress.update(bytes, `appended ${r.appended}, duplicates ${r.duplicates}, rejected ${r.rejected.length}`),
         });
         progress.stop();
         logger.info({ appended: report.appended, duplicates: report.duplicates, rejected: report.rejected.length }, 'append finished');
         process.stdout.write(`appended ${report.appended}, skipped as duplicates ${report.duplicates}, rejected ${report.rejected.length}\n`);
         for (const rejection of report.rejected) process.stdout.write(`  line ${rejection.line}: ${printable(rejection.reason)}\n`);
+        if (report.stoppedAtLine !== undefined) {
+          process.stderr.write(`append interrupted: line ${report.stoppedAtLine} and the lines after it were not appended (run it again: what went in counts as duplicates)\n`);
+          return EXIT.failed;
+        }
         return report.rejected.length > 0 ? EXIT.refused : EXIT.ok;
       }),
     );

@@ -54,12 +54,12 @@ export function describeError(error: unknown): string {
 }
 
 /**
- * Text for a terminal: C0 control characters and DEL as \u escapes. A refused line's reason quotes
+ * Text for a terminal: C0 and C1 control characters and DEL as \u escapes. A refused line's reason quotes
  * the line (a JSON parser's message does), and a corrupt file's escape sequences would otherwise
  * clear or recolour the operator's terminal.
  */
 export function printable(text: string): string {
-  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** Runs `fn` with a pool of one connection to `databaseUrl`, closed afterwards. */

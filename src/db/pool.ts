@@ -16,17 +16,21 @@ export const LONG_LIVED_CONNECTION = {
 } satisfies pg.ClientConfig;
 
 /**
- * `config` with its `options` (session settings: `-c name=value`) added to those of its
- * connection string. node-postgres lets a connection string's `options` replace the config's, so
- * a DATABASE_URL with `?options=...` silently dropped the settings the code relies on (the log's
- * isolation, the keepalives of a lock's connection); the code's come last, and win.
+ * `config` with its `options` (session settings: `-c name=value`) added to the options the user
+ * gave: a connection string's `options`, else PGOPTIONS. node-postgres lets a connection string's
+ * `options` replace the config's, and reads PGOPTIONS only when the config has none, so either
+ * silently dropped the settings the code relies on (the log's isolation, the keepalives of a
+ * lock's connection) or the user's own (a statement_timeout); the code's come last, and win.
  */
-export function keepingOptions<C extends pg.ClientConfig>(config: C): C {
-  if (!config.options || !config.connectionString) return config;
-  const parsed = parse(config.connectionString);
-  if (!parsed.options) return config;
+export function keepingOptions<C extends pg.ClientConfig>(config: C, env: NodeJS.ProcessEnv = process.env): C {
+  if (!config.options) return config;
+  const parsed = config.connectionString ? parse(config.connectionString) : undefined;
+  const theirs = parsed?.options ?? env.PGOPTIONS;
+  if (!theirs) return config;
+  const options = `${theirs} ${config.options}`;
+  if (!parsed?.options) return { ...config, options };
   const { connectionString: _, ...rest } = config;
-  return { ...rest, ...parsed, options: `${parsed.options} ${config.options}` } as C;
+  return { ...rest, ...parsed, options } as C;
 }
 
 /**

@@ -13,12 +13,14 @@ export type DataErrorClass = '22' | '23' | '54';
  * for the event's fault, it would be refused for good.
  */
 const SYSTEM_LIMITS = /NOTIFY queue|not accepting commands/;
+/** The server functions that raise them: untranslated, whatever the server's lc_messages. */
+const SYSTEM_LIMIT_ROUTINES = new Set(['PreCommit_Notify', 'GetNewTransactionId', 'GetNewMultiXactId']);
 
 /** The class of a data error (see DataErrorClass), or undefined for any other error. */
 export function dataErrorClass(error: unknown): DataErrorClass | undefined {
-  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  const { code, message, routine } = (error ?? {}) as { code?: unknown; message?: unknown; routine?: unknown };
   if (typeof code !== 'string') return undefined;
   const cls = code.slice(0, 2);
-  if (cls === '54' && typeof message === 'string' && SYSTEM_LIMITS.test(message)) return undefined;
+  if (cls === '54' && (SYSTEM_LIMIT_ROUTINES.has(routine as string) || (typeof message === 'string' && SYSTEM_LIMITS.test(message)))) return undefined;
   return cls === '22' || cls === '23' || cls === '54' ? cls : undefined;
 }

@@ -10,6 +10,7 @@ import {
   definitionOf,
   EventValidationError,
   isEventType,
+  unstorable,
   validateEnvelope,
   type Envelope,
   type EnvelopeMetadata,
@@ -69,6 +70,10 @@ export function toEnvelope(event: EventToPublish | Envelope): Envelope {
       // invalid data: validation below says what is wrong with it
     }
   }
+  // JSON has no NaN or Infinity: JSON.stringify writes null in their place, which would then be
+  // validated, and sent, as if it had been given. What the log cannot keep is refused first.
+  const lost = [...unstorable(candidate.data, '/data'), ...unstorable(candidate.metadata, '/metadata')];
+  if (lost.length) throw new EventValidationError(typeof event.type === 'string' ? event.type : undefined, lost);
   let body: string;
   let sent: unknown;
   try {

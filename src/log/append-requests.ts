@@ -2,7 +2,7 @@ import { EventIdConflictError } from './errors.js';
 import type { AppendRequest } from './types.js';
 
 /** The highest stream version: a stream holds at most 2^31 events (versions are int4 in PostgreSQL). */
-export const MAX_STREAM_VERSION = 2_147_483_647;
+export const MAX_STREAM_VERSION = 2 ** 31 - 1;
 
 /**
  * The requests of an append as a log takes them, whatever its backend: checked for what no log

@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import { EventValidationError, idIntroduced, validateEnvelope, type Envelope } from '../catalogue/index.js';
 import { appendBatch } from '../decide/append-batch.js';
 import type { EventLog } from '../log/types.js';
-import { ndjsonLines } from './ndjson.js';
+import { ndjsonLines, type NumberedLine } from './ndjson.js';
 
 export interface Rejection {
   line: number;
@@ -13,10 +13,14 @@ export interface AppendReport {
   appended: number;
   duplicates: number;
   rejected: Rejection[];
+  /** Stopped by its signal (SIGINT) before this line: it and the lines after it were not appended. */
+  stoppedAtLine?: number;
 }
 
 export interface AppendNdjsonOptions {
   batchSize?: number;
+  /** Stops the append between two batches (the one in flight finishes, with its ids reserved). */
+  signal?: AbortSignal;
   /** Called after each batch with the lines and bytes read so far. */
   onProgress?: (progress: { lines: number; bytes: number; report: AppendReport }) => void;
 }
@@ -32,7 +36,7 @@ interface Pending {
  * is refused (bad JSON, invalid event, wrong version, duplicate key, broken rule) is reported with
  * its number and reason; the others go in (see appendBatch, shared with NATS ingestion: an event
  * already in the log counts as a duplicate). Infrastructure errors (database down) are thrown.
- * Before each batch, the id allocator is moved past the ids its events hold (a restore brings its own).
+ * After each batch, the id allocator is moved past the ids its events hold (a restore brings its own).
  */
 export async function appendNdjson(log: EventLog, input: Readable, options: AppendNdjsonOptions = {}): Promise<AppendReport> {
   const batchSize = options.batchSize ?? 500;
@@ -46,35 +50,35 @@ export async function appendNdjson(log: EventLog, input: Readable, options: Appe
 
   const flush = async () => {
     if (batch.length === 0) return;
-    // A restored log brings its own ids: the allocator goes past them before each batch, so an
-    // append that stops anywhere (the server gone, Ctrl-C just after a commit) leaves no id in the
-    // log that the allocator hands out. An id of an event then refused is only a gap.
+    const outcomes = await appendBatch(log, batch.map((pending) => pending.envelope));
     const highest = new Map<string, number>();
-    for (const { envelope } of batch) {
-      const introduced = idIntroduced(envelope);
+    outcomes.forEach((outcome, i) => {
+      if (outcome.status === 'appended') report.appended += 1;
+      else if (outcome.status === 'duplicate') report.duplicates += 1;
+      else report.rejected.push({ line: batch[i]!.line, reason: outcome.reason });
+      // Only the ids the log holds: a refused line's id (2^31 - 1, say) would use up its kind's ids.
+      const introduced = outcome.status === 'rejected' ? undefined : idIntroduced(batch[i]!.envelope);
       if (introduced) highest.set(introduced.kind, Math.max(highest.get(introduced.kind) ?? 0, introduced.id));
-    }
+    });
+    // A restored log brings its own ids: the allocator goes past them after each batch, so an
+    // append that stops half-way (its input failing, the server gone, SIGINT, which lets the batch
+    // in flight finish and comes here first) leaves no id in the log that the allocator hands out.
     for (const [kind, id] of highest) {
       if (id <= (reserved.get(kind) ?? 0)) continue;
       await log.reserveIds(kind, id);
       reserved.set(kind, id);
     }
-    const outcomes = await appendBatch(log, batch.map((pending) => pending.envelope));
-    outcomes.forEach((outcome, i) => {
-      if (outcome.status === 'appended') report.appended += 1;
-      else if (outcome.status === 'duplicate') report.duplicates += 1;
-      else report.rejected.push({ line: batch[i]!.line, reason: outcome.reason });
-    });
     batch = [];
     options.onProgress?.({ lines, bytes, report });
   };
 
-  for await (const line of ndjsonLines(input)) {
+  /** One line: refused at once (not UTF-8, not JSON, not a valid event), or into the batch. */
+  const take = async (line: NumberedLine) => {
     lines = line.number;
     bytes = line.bytes;
     if (line.notUtf8) {
       report.rejected.push({ line: line.number, reason: 'not valid UTF-8: is the file in another encoding (Latin-1, Windows-1252)? convert it first, e.g. with iconv -t UTF-8' });
-      continue;
+      return;
     }
     let envelope: Envelope;
     try {
@@ -83,12 +87,34 @@ export async function appendNdjson(log: EventLog, input: Readable, options: Appe
       if (error instanceof SyntaxError) report.rejected.push({ line: line.number, reason: `not valid JSON: ${error.message}` });
       else if (error instanceof EventValidationError) report.rejected.push({ line: line.number, reason: error.message });
       else throw error;
-      continue;
+      return;
     }
     batch.push({ line: line.number, envelope });
     if (batch.length >= batchSize) await flush();
+  };
+
+  // Stopped between batches: the lines read since the last one are not appended, and the report
+  // ends before them (its refusals included), so that a run from there goes on. The input is
+  // closed at once: a pipe may send nothing more for a long time.
+  const stop = () => {
+    report.stoppedAtLine = batch[0]?.line ?? lines + 1;
+    report.rejected = report.rejected.filter((rejection) => rejection.line < report.stoppedAtLine!);
+    batch = [];
+  };
+  const closeInput = () => input.destroy();
+  options.signal?.addEventListener('abort', closeInput, { once: true });
+  try {
+    for await (const line of ndjsonLines(input)) {
+      if (options.signal?.aborted) break;
+      await take(line);
+    }
+  } catch (error) {
+    if (!options.signal?.aborted) throw error; // the input closed by the stop ends the reading
+  } finally {
+    options.signal?.removeEventListener('abort', closeInput);
   }
-  await flush();
+  if (options.signal?.aborted) stop();
+  else await flush();
   report.rejected.sort((a, b) => a.line - b.line);
   return report;
 }

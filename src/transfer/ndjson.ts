@@ -40,15 +40,20 @@ export async function* ndjsonLines(input: Readable): AsyncGenerator<NumberedLine
   const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
   let number = 0;
   let bytes = 0;
-  let rest: Buffer | undefined;
-  // A CR ended the last line: an LF that comes next (in the next chunk) completes its CRLF.
-  let afterCr = false;
+  // The start of a line that the chunks read so far have not ended: pieces, joined once it ends
+  // (joined at each chunk, a long line cost time in the square of its length).
+  let pending: Buffer[] = [];
+  // The pending line ends with a CR that ended its chunk: whether an LF follows (a CRLF) is for
+  // the next chunk to say.
+  let crPending = false;
   function* emit(raw: Buffer, ending: number): Generator<NumberedLine> {
+    const line = pending.length ? Buffer.concat([...pending, raw]) : raw;
+    pending = [];
     number += 1;
-    bytes += raw.length + ending;
+    bytes += line.length + ending;
     let text: string;
     try {
-      text = decoder.decode(raw);
+      text = decoder.decode(line);
     } catch {
       yield { number, text: '', notUtf8: true, bytes };
       return;
@@ -56,24 +61,33 @@ export async function* ndjsonLines(input: Readable): AsyncGenerator<NumberedLine
     if (text.trim() !== '') yield { number, text, bytes };
   }
   for await (const chunk of input as AsyncIterable<Buffer | string>) {
-    const data: Buffer = rest ? Buffer.concat([rest, Buffer.from(chunk)]) : Buffer.from(chunk);
-    rest = undefined;
+    const data = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    if (data.length === 0) continue;
     let start = 0;
-    if (afterCr && data[0] === LF) {
-      bytes += 1;
-      start = 1;
+    if (crPending) {
+      crPending = false;
+      start = data[0] === LF ? 1 : 0;
+      yield* emit(Buffer.alloc(0), 1 + start);
     }
-    afterCr = false;
-    for (let i = start; i < data.length; i++) {
-      const byte = data[i];
-      if (byte !== LF && byte !== CR) continue;
-      const crlf = byte === CR && data[i + 1] === LF;
-      yield* emit(data.subarray(start, i), crlf ? 2 : 1);
-      if (crlf) i += 1;
-      else if (byte === CR && i === data.length - 1) afterCr = true;
-      start = i + 1;
+    // The next LF and CR at or after `start`, each searched for again only once passed (indexOf,
+    // not a loop over the bytes: most files have no CR at all, and it is then searched once).
+    let lf = data.indexOf(LF, start);
+    let cr = data.indexOf(CR, start);
+    while (lf !== -1 || cr !== -1) {
+      const end = cr === -1 || (lf !== -1 && lf < cr) ? lf : cr;
+      if (end === data.length - 1 && end === cr) {
+        pending.push(Buffer.from(data.subarray(start, end)));
+        crPending = true;
+        start = data.length;
+        break;
+      }
+      const crlf = end === cr && data[end + 1] === LF;
+      yield* emit(data.subarray(start, end), crlf ? 2 : 1);
+      start = end + (crlf ? 2 : 1);
+      if (lf !== -1 && lf < start) lf = data.indexOf(LF, start);
+      if (cr !== -1 && cr < start) cr = data.indexOf(CR, start);
     }
-    if (start < data.length) rest = Buffer.from(data.subarray(start));
+    if (start < data.length) pending.push(Buffer.from(data.subarray(start)));
   }
-  if (rest) yield* emit(rest, 0);
+  if (crPending || pending.length) yield* emit(Buffer.alloc(0), crPending ? 1 : 0);
 }
