@@ -779,6 +779,68 @@ test('a view over a table of the group refuses the rebuild, naming it; the view 
   t.is((await client.query('SELECT count(*)::int AS n FROM public.usage_report')).rows[0].n, (await namespaceUsageRows(client)).length);
 });
 
+// Regression: DROP SCHEMA ... CASCADE of the old tables dropped whatever depended on them besides
+// views, without a word: a SQL-body function, a policy of another table (which then, with
+// row-level security on and no policy, showed no row).
+test('a function or another table\'s policy that depends on a group table refuses the rebuild, naming it, and survives', async (t) => {
+  const { reference, db, client } = await builtCopy(t);
+  await client.query('CREATE FUNCTION public.usage_total() RETURNS bigint LANGUAGE sql STABLE BEGIN ATOMIC SELECT sum(total_size) FROM public.namespace_usage; END');
+  const refused = await runRebuild(db.url, ['namespace_usage']);
+  t.is(refused.code, 2, shown(refused));
+  t.regex(refused.stderr, /cannot rebuild projection group "namespace_usage": function usage_total\(\) depends on namespace_usage, and would go on using the old table/);
+  await client.query('DROP FUNCTION public.usage_total()');
+  await client.query(`CREATE TABLE public.other (id int); ALTER TABLE public.other ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY seen ON public.other USING (EXISTS (SELECT 1 FROM public.namespace_usage WHERE namespace_id = other.id))`);
+  const again = await runRebuild(db.url, ['namespace_usage']);
+  t.is(again.code, 2, shown(again));
+  t.regex(again.stderr, /policy seen on table other depends on namespace_usage/);
+  t.is((await client.query("SELECT 1 FROM pg_policy WHERE polname = 'seen'")).rowCount, 1, 'the policy is still there');
+  t.deepEqual(await liveCheckpoints(client), reference.checkpoints);
+  t.deepEqual(await leftovers(client), NO_LEFTOVERS);
+});
+
+// Regression: the new tables were made of columns, keys, indexes and grants only: a trigger, a
+// policy, column privileges, an identity column, a publication... were dropped with the old table.
+// What a rebuild can set again, it does (comments, statistics targets, storage parameters, replica
+// identity); what it cannot, it refuses, naming it. A generated column made every rebuild fail.
+test('a rebuild keeps comments, storage parameters, statistics targets, replica identity and generated columns, and refuses what it cannot carry over', async (t) => {
+  const { db, client } = await builtCopy(t);
+  await client.query(`
+    COMMENT ON TABLE public.namespace_usage IS 'per namespace';
+    COMMENT ON COLUMN public.namespace_usage.builds IS 'every build';
+    ALTER TABLE public.namespace_usage SET (fillfactor = 70);
+    ALTER TABLE public.namespace_usage ALTER COLUMN builds SET STATISTICS 500;
+    ALTER TABLE public.namespace_usage REPLICA IDENTITY FULL;
+    ALTER TABLE public.namespace_usage ADD COLUMN avg_size bigint GENERATED ALWAYS AS (total_size / greatest(builds, 1)) STORED`);
+  const rebuilt = await runRebuild(db.url, ['namespace_usage']);
+  t.is(rebuilt.code, 0, shown(rebuilt));
+  const { rows: [after] } = await client.query(`
+    SELECT obj_description(c.oid, 'pg_class') AS comment, col_description(c.oid, 2) AS column_comment, c.reloptions, c.relreplident,
+           (SELECT attstattarget FROM pg_attribute WHERE attrelid = c.oid AND attname = 'builds') AS statistics,
+           (SELECT attgenerated FROM pg_attribute WHERE attrelid = c.oid AND attname = 'avg_size') AS generated,
+           (SELECT count(*)::int FROM public.namespace_usage WHERE avg_size = total_size / greatest(builds, 1)) = (SELECT count(*)::int FROM public.namespace_usage) AS computed
+      FROM pg_class c WHERE c.oid = 'public.namespace_usage'::regclass`);
+  t.like(after, { comment: 'per namespace', reloptions: ['fillfactor=70'], relreplident: 'f', statistics: 500, generated: 's', computed: true });
+  t.is((await client.query("SELECT col_description('public.namespace_usage'::regclass, attnum) AS c FROM pg_attribute WHERE attrelid = 'public.namespace_usage'::regclass AND attname = 'builds'")).rows[0].c, 'every build');
+
+  for (const [setup, named] of [
+    ['CREATE FUNCTION public.touch() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$; CREATE TRIGGER touched AFTER INSERT ON public.namespace_usage FOR EACH ROW EXECUTE FUNCTION public.touch()', /trigger touched/],
+    ['ALTER TABLE public.namespace_usage ENABLE ROW LEVEL SECURITY; CREATE POLICY mine ON public.namespace_usage USING (namespace_id > 0)', /row-level security, policy mine/],
+    ['GRANT SELECT (namespace_id) ON public.namespace_usage TO PUBLIC', /column privileges on namespace_id/],
+    ['CREATE PUBLICATION usage_pub FOR TABLE public.namespace_usage', /publication usage_pub/],
+  ] as const) {
+    const checkpoints = await liveCheckpoints(client);
+    await client.query(`BEGIN; ${setup}`);
+    await client.query('COMMIT');
+    const refused = await runRebuild(db.url, ['namespace_usage']);
+    t.is(refused.code, 2, shown(refused));
+    t.regex(refused.stderr, /cannot rebuild projection group "namespace_usage": table namespace_usage has .*which a rebuild cannot carry over/, setup);
+    t.regex(refused.stderr, named, setup);
+    t.deepEqual(await liveCheckpoints(client), checkpoints);
+    t.deepEqual(await leftovers(client), NO_LEFTOVERS);
+  }
+});
+
 test('a migration of a live table during the rebuild refuses the swap, which would undo it; everything stays as it is', async (t) => {
   const { reference, db, client } = await builtCopy(t);
   const log = openLog(t, db.url);

@@ -181,8 +181,9 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
       await admin.query(`DROP SCHEMA IF EXISTS ${quote(r.shadow)} CASCADE; DROP SCHEMA IF EXISTS ${quote(r.old)} CASCADE`);
       await deleteCheckpoints(admin, r.shadowNames);
       await refuseForeignReferences(admin, r);
-      await refuseDependentViews(admin, r);
+      await refuseDependents(admin, r);
       r.definitions = await readTableDefinitions(admin, 'public', r.tables);
+      refuseUncarried(r);
       // Shadow tables: columns, defaults, keys, checks and cascading foreign keys now; the other
       // foreign keys and the indexes after the load.
       r.created = true;
@@ -214,7 +215,7 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
         }
         for (const d of r.definitions) {
           for (const statement of d.afterLoad) await admin.query(statement);
-          for (const statement of d.privileges) await admin.query(statement);
+          for (const statement of [...d.privileges, ...d.properties]) await admin.query(statement);
         }
       });
     }
@@ -346,7 +347,7 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
     // or a view added meanwhile dropped with the old tables.
     await refuseChangedDefinitions(admin, r);
     await refuseForeignReferences(admin, r);
-    await refuseDependentViews(admin, r);
+    await refuseDependents(admin, r);
     await admin.query(`CREATE SCHEMA ${quote(r.old)}`);
     for (const table of r.tables) await admin.query(`ALTER TABLE public.${quote(table)} SET SCHEMA ${quote(r.old)}`);
     for (const table of r.tables) await admin.query(`ALTER TABLE ${quote(r.shadow)}.${quote(table)} SET SCHEMA public`);
@@ -407,27 +408,67 @@ async function refuseForeignReferences(admin: pg.Client, r: Pick<GroupRebuild, '
 }
 
 /**
- * A view (or materialized view) over a table of the group would go on reading the old table after
- * the swap, then be dropped with it. Refused, naming it.
+ * Objects that depend on a table of the group (on the table, its row type or a sequence it owns)
+ * would go on using the old table after the swap, and then be dropped with it by the CASCADE that
+ * drops the old tables: a view, a SQL-body function, a policy of another table (which, dropped,
+ * leaves that table with row-level security and no policy: no row visible), a default of another
+ * table that takes the group's sequence. Refused, naming the first. The group's own parts (its
+ * constraints, indexes, defaults, sequences) and its foreign keys between its tables are not
+ * dependents; foreign keys from outside the group are refused apart (refuseForeignReferences).
  */
-async function refuseDependentViews(admin: pg.Client, r: Pick<GroupRebuild, 'group' | 'tables'>): Promise<void> {
-  const { rows } = await admin.query<{ view: string; table: string }>(
-    `SELECT DISTINCT vn.nspname || '.' || v.relname AS view, t.relname::text AS table
+async function refuseDependents(admin: pg.Client, r: Pick<GroupRebuild, 'group' | 'tables'>): Promise<void> {
+  const { rows } = await admin.query<{ view: string | null; object: string; table: string }>(
+    `WITH grp AS (
+       SELECT c.oid, c.reltype FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relname = ANY($1) AND c.relkind = 'r'
+     ), owned AS (
+       SELECT grp.oid AS table_oid, grp.oid AS oid, 'pg_class'::regclass AS classid FROM grp
+       UNION ALL SELECT grp.oid, grp.reltype, 'pg_type'::regclass FROM grp
+       UNION ALL SELECT d.refobjid, d.objid, 'pg_class'::regclass FROM pg_depend d JOIN grp ON d.refobjid = grp.oid
+        WHERE d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+     )
+     SELECT DISTINCT
+            CASE WHEN d.classid = 'pg_rewrite'::regclass THEN (SELECT vn.nspname || '.' || v.relname FROM pg_rewrite w JOIN pg_class v ON v.oid = w.ev_class
+                                                                JOIN pg_namespace vn ON vn.oid = v.relnamespace WHERE w.oid = d.objid) END AS view,
+            pg_describe_object(d.classid, d.objid, d.objsubid) AS object, t.relname::text AS table
        FROM pg_depend d
-       JOIN pg_rewrite w ON d.classid = 'pg_rewrite'::regclass AND w.oid = d.objid
-       JOIN pg_class v ON v.oid = w.ev_class JOIN pg_namespace vn ON vn.oid = v.relnamespace
-       JOIN pg_class t ON d.refclassid = 'pg_class'::regclass AND t.oid = d.refobjid JOIN pg_namespace tn ON tn.oid = t.relnamespace
-      WHERE tn.nspname = 'public' AND t.relname = ANY($1) AND v.oid <> t.oid
-      ORDER BY 1, 2`,
+       JOIN owned o ON d.refclassid = o.classid AND d.refobjid = o.oid
+       JOIN pg_class t ON t.oid = o.table_oid
+      WHERE d.deptype = 'n'
+        -- the group's own constraints (foreign keys between its tables included) and defaults
+        AND NOT (d.classid = 'pg_constraint'::regclass AND (SELECT conrelid FROM pg_constraint WHERE oid = d.objid) IN (SELECT oid FROM grp))
+        AND NOT (d.classid = 'pg_attrdef'::regclass AND (SELECT adrelid FROM pg_attrdef WHERE oid = d.objid) IN (SELECT oid FROM grp))
+        -- the group's own policies and triggers (their expressions name its columns): refused apart (refuseUncarried)
+        AND NOT (d.classid = 'pg_policy'::regclass AND (SELECT polrelid FROM pg_policy WHERE oid = d.objid) IN (SELECT oid FROM grp))
+        AND NOT (d.classid = 'pg_trigger'::regclass AND (SELECT tgrelid FROM pg_trigger WHERE oid = d.objid) IN (SELECT oid FROM grp))
+        -- a view's own rule on itself, and the group's own objects
+        AND NOT (d.classid = 'pg_rewrite'::regclass AND (SELECT ev_class FROM pg_rewrite WHERE oid = d.objid) IN (SELECT oid FROM grp))
+        AND NOT (d.classid = 'pg_class'::regclass AND d.objid IN (SELECT oid FROM owned WHERE classid = 'pg_class'::regclass))
+        AND NOT (d.classid = 'pg_type'::regclass AND d.objid IN (SELECT reltype FROM grp))
+      ORDER BY 3, 2`,
     [r.tables],
   );
-  if (rows.length) {
-    const [first] = rows;
-    throw new Error(
-      `cannot rebuild projection group "${r.group}": view ${first!.view} reads ${first!.table}, and would go on reading the old table after the swap, ` +
-        'then be dropped with it; drop the view before the rebuild and create it again after; the live tables, checkpoints and fingerprints are unchanged',
-    );
-  }
+  const [first] = rows;
+  if (!first) return;
+  const unchanged = 'the live tables, checkpoints and fingerprints are unchanged';
+  throw new Error(
+    first.view
+      ? `cannot rebuild projection group "${r.group}": view ${first.view} reads ${first.table}, and would go on reading the old table after the swap, ` +
+          `then be dropped with it; drop the view before the rebuild and create it again after; ${unchanged}`
+      : `cannot rebuild projection group "${r.group}": ${first.object} depends on ${first.table}, and would go on using the old table after the swap, ` +
+          `then be dropped with it; drop it before the rebuild and create it again after; ${unchanged}`,
+  );
+}
+
+/** What a rebuild cannot carry over to the new tables (TableDefinition.unsupported): refused, named. */
+function refuseUncarried(r: Pick<GroupRebuild, 'group' | 'definitions'>): void {
+  const found = r.definitions.find((d) => d.unsupported.length > 0);
+  if (!found) return;
+  throw new Error(
+    `cannot rebuild projection group "${r.group}": table ${found.table} has ${found.unsupported.join(', ')}, which a rebuild cannot carry over ` +
+      'to the new tables (dropped with the old table, it would be lost without a word); remove it before the rebuild and set it again after; ' +
+      'the live tables, checkpoints and fingerprints are unchanged',
+  );
 }
 
 /** The live tables' definitions (columns, keys, indexes, grants) are still those the shadow tables were made from. */

@@ -32,6 +32,19 @@ export interface TableDefinition {
    * table and its sequences: a reader's role keeps its access to a rebuilt table.
    */
   privileges: string[];
+  /**
+   * The rest of what a rebuilt table keeps, set once it is loaded: comments, per-column
+   * statistics targets, storage parameters (fillfactor, autovacuum settings), replica identity.
+   */
+  properties: string[];
+  /**
+   * What a rebuild cannot recreate on the new tables, named for the refusal (rebuild.ts): triggers,
+   * row-level security and its policies, column privileges, identity columns, collations other than
+   * the type's, publications, extended statistics, a replica identity by index. Dropped with the
+   * old table, each would be lost without a word, and some (a policy, a publication) are security
+   * or replication.
+   */
+  unsupported: string[];
 }
 
 
@@ -52,12 +65,31 @@ async function readOne(client: pg.ClientBase, schema: string, table: string): Pr
     [schema, table],
   );
   if (!relation) throw new Error(`table ${schema}.${table} does not exist (run knex migrate:latest)`);
-  const { rows: columns } = await client.query<{ name: string; type: string; notnull: boolean; default: string | null }>(
+  const { rows: columns } = await client.query<{
+    name: string; type: string; notnull: boolean; default: string | null; generated: string; identity: string; collated: boolean;
+    acl: boolean; statistics: number; comment: string | null;
+  }>(
     `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS notnull,
-            pg_get_expr(d.adbin, d.adrelid) AS default
-       FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+            pg_get_expr(d.adbin, d.adrelid) AS default, a.attgenerated AS generated, a.attidentity AS identity,
+            a.attcollation <> t.typcollation AS collated, a.attacl IS NOT NULL AS acl, a.attstattarget AS statistics,
+            col_description(a.attrelid, a.attnum) AS comment
+       FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+       LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
       WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
       ORDER BY a.attnum`,
+    [relation.oid],
+  );
+  const { rows: [table_] } = await client.query<{
+    comment: string | null; reloptions: string[] | null; replica: string; rls: boolean; triggers: string[]; policies: string[];
+    publications: string[]; statistics: string[];
+  }>(
+    `SELECT obj_description(c.oid, 'pg_class') AS comment, c.reloptions, c.relreplident AS replica,
+            c.relrowsecurity OR c.relforcerowsecurity AS rls,
+            ARRAY(SELECT tgname::text FROM pg_trigger WHERE tgrelid = c.oid AND NOT tgisinternal ORDER BY 1) AS triggers,
+            ARRAY(SELECT polname::text FROM pg_policy WHERE polrelid = c.oid ORDER BY 1) AS policies,
+            ARRAY(SELECT p.pubname::text FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid WHERE r.prrelid = c.oid ORDER BY 1) AS publications,
+            ARRAY(SELECT stxname::text FROM pg_statistic_ext WHERE stxrelid = c.oid ORDER BY 1) AS statistics
+       FROM pg_class c WHERE c.oid = $1`,
     [relation.oid],
   );
   const { rows: sequences } = await client.query<{ name: string; column: string; type: string; start: string; increment: string; min: string; max: string; cache: string; cycle: boolean }>(
@@ -99,7 +131,32 @@ async function readOne(client: pg.ClientBase, schema: string, table: string): Pr
     [relation.oid],
   );
 
-  const columnLines = columns.map((c) => `${quote(c.name)} ${c.type}${c.default ? ` DEFAULT ${c.default}` : ''}${c.notnull ? ' NOT NULL' : ''}`);
+  // A generated column's expression is in pg_attrdef too, but is no DEFAULT (which may not name a column).
+  const valueClause = (c: (typeof columns)[number]) =>
+    c.generated === 's' ? ` GENERATED ALWAYS AS (${c.default}) STORED` : c.default ? ` DEFAULT ${c.default}` : '';
+  const columnLines = columns.map((c) => `${quote(c.name)} ${c.type}${valueClause(c)}${c.notnull ? ' NOT NULL' : ''}`);
+  const t = table_!;
+  const names = (kind: string, list: string[]) => (list.length ? [`${kind} ${list.join(', ')}`] : []);
+  const unsupported = [
+    ...names('trigger', t.triggers),
+    ...(t.rls ? ['row-level security'] : []),
+    ...names('policy', t.policies),
+    ...names('column privileges on', columns.filter((c) => c.acl).map((c) => c.name)),
+    ...names('identity column', columns.filter((c) => c.identity !== '').map((c) => c.name)),
+    ...names('a collation of its own on', columns.filter((c) => c.collated).map((c) => c.name)),
+    ...names('publication', t.publications),
+    ...names('extended statistics', t.statistics),
+    ...(t.replica === 'i' ? ['a replica identity by index'] : []),
+  ];
+  const literal = (text: string) => `'${text.replace(/'/g, "''")}'`;
+  const properties = [
+    ...(t.comment !== null ? [`COMMENT ON TABLE ${quote(table)} IS ${literal(t.comment)}`] : []),
+    ...columns.flatMap((c) => (c.comment !== null ? [`COMMENT ON COLUMN ${quote(table)}.${quote(c.name)} IS ${literal(c.comment)}`] : [])),
+    ...columns.flatMap((c) => (c.statistics >= 0 ? [`ALTER TABLE ${quote(table)} ALTER COLUMN ${quote(c.name)} SET STATISTICS ${c.statistics}`] : [])),
+    // reloptions are name=value pairs of known parameters (PostgreSQL checks them): safe as they are.
+    ...(t.reloptions?.length ? [`ALTER TABLE ${quote(table)} SET (${t.reloptions.join(', ')})`] : []),
+    ...(t.replica === 'f' ? [`ALTER TABLE ${quote(table)} REPLICA IDENTITY FULL`] : t.replica === 'n' ? [`ALTER TABLE ${quote(table)} REPLICA IDENTITY NOTHING`] : []),
+  ];
   const loadConstraints = constraints.filter((c) => c.type !== 'f').map((c) => `CONSTRAINT ${quote(c.name)} ${c.definition}`);
   const addForeignKey = (c: { name: string; definition: string }) => `ALTER TABLE ${quote(table)} ADD CONSTRAINT ${quote(c.name)} ${c.definition}`;
   const owner = acl.find((row) => row.owner)?.owner;
@@ -121,5 +178,7 @@ async function readOne(client: pg.ClientBase, schema: string, table: string): Pr
       ...(owner ? [`ALTER TABLE ${quote(table)} OWNER TO ${owner}`] : []),
       ...acl.flatMap((row) => (row.grant ? [row.grant] : [])),
     ],
+    properties,
+    unsupported,
   };
 }
