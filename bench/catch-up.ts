@@ -13,7 +13,7 @@ import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import { createLogger } from '../src/logger.js';
 import { createProjectionService } from '../src/projection/service.js';
 import { benchDatabaseUrl, dropDatabase, fmt, fmtInt, formatTable, parseArgs, writeResults } from './lib.js';
-import { BATCH, preparedLog, readAndCopyBaseline, tracker, type Run } from './shared/conda-log.js';
+import { BATCH, preparedLog, readAndCopyBaseline, settle, tracker, type Run } from './shared/conda-log.js';
 
 const args = parseArgs();
 const total = Math.round((args.quick ? 100_000 : 1_000_000) * args.scale);
@@ -39,8 +39,10 @@ async function catchUp(): Promise<Run> {
 async function main() {
   console.log(`bench/catch-up: ${fmtInt(total)} events (mostly CondaPackageBuildRegistered), batch ${BATCH}`);
   const env = await preparedLog(url, total);
+  await settle(url, 'the baseline');
   console.log('baseline: read + COPY into plain tables...');
   const raw = await readAndCopyBaseline(url);
+  await settle(url, 'the catch-up');
   console.log('catch-up of the 16 projection tables...');
   const cse = await catchUp();
   const ratio = cse.rate / raw.rate;

@@ -13,7 +13,7 @@ import { createLogger } from '../src/logger.js';
 import { rebuildGroup } from '../src/projection/rebuild.js';
 import { createProjectionService } from '../src/projection/service.js';
 import { benchDatabaseUrl, dropDatabase, fmt, fmtInt, formatTable, parseArgs, writeResults } from './lib.js';
-import { BATCH, preparedLog, readAndCopyBaseline, tracker, type Run } from './shared/conda-log.js';
+import { BATCH, preparedLog, readAndCopyBaseline, settle, tracker, type Run } from './shared/conda-log.js';
 
 const args = parseArgs();
 const total = Math.round((args.quick ? 100_000 : 1_000_000) * args.scale);
@@ -51,8 +51,10 @@ async function main() {
   await service.catchUp();
   await service.close();
   await log.close();
+  await settle(url, 'the baseline');
   console.log('baseline: read + COPY into plain tables...');
   const raw = await readAndCopyBaseline(url);
+  await settle(url, 'the rebuild');
   console.log('rebuild-projections --all...');
   const started = performance.now();
   const rebuilt = await rebuildAll();

@@ -110,7 +110,11 @@ function copyValue(value: unknown): string {
   return text.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n').replace(/\r/g, '\\r');
 }
 
-/** The baseline: read the same events, turn them into the same rows, COPY them into constraint-free copies of the tables. */
+/**
+ * The baseline: read the same events, turn them into the same rows, COPY them into constraint-free
+ * copies of the tables. It reads the next batch while it writes one, as the runner does (its
+ * read-ahead): serial, it held the baseline to less concurrency than the store on two cores.
+ */
 export async function readAndCopyBaseline(url: string): Promise<Run> {
   const pool = benchPool(url, 2);
   const tables = ['conda_channel', 'conda_package', 'conda_package_build'];
@@ -120,7 +124,12 @@ export async function readAndCopyBaseline(url: string): Promise<Run> {
   const log = createPostgresEventLog({ connectionString: url });
   const track = tracker();
   let count = 0;
-  for await (const batch of log.readAll({ batchSize: BATCH })) {
+  const batches = log.readAll({ batchSize: BATCH })[Symbol.asyncIterator]();
+  let next = batches.next();
+  for (;;) {
+    const { value: batch, done } = await next;
+    if (done) break;
+    next = batches.next();
     const byTable = new Map<string, { columns: string[]; lines: string[] }>();
     for (const event of batch) {
       for (const projection of condaStoreProjections) {
@@ -151,6 +160,22 @@ export async function readAndCopyBaseline(url: string): Promise<Run> {
   return track.result();
 }
 
+
+/**
+ * A settled database for a measured run: the log's table vacuumed and analysed after the fill (or
+ * the first reader sets its hint bits and dirties every page, and meets the insert-triggered
+ * autovacuum), and nothing left to flush from what ran before.
+ */
+export async function settle(url: string, what: string): Promise<void> {
+  const pool = benchPool(url, 1);
+  try {
+    await pool.query('VACUUM (ANALYZE) event_store.events');
+    await pool.query('CHECKPOINT');
+  } finally {
+    await pool.end();
+  }
+  console.log(`settled before ${what}: VACUUM (ANALYZE) of the log, CHECKPOINT`);
+}
 
 /** A fresh, migrated bench database holding a filled log; returns the machine facts for the results. */
 export async function preparedLog(url: string, total: number): Promise<Record<string, unknown>> {
