@@ -121,10 +121,15 @@ async function rawAppend(db: pg.Pool | pg.PoolClient, stream: string, events: Be
   // objects): node-postgres' query() costs about 40 µs more per INSERT, which the store's own
   // path does not pay, and the ratio would have measured the driver, not the store's logic.
   const client = 'release' in db ? db : await db.connect();
+  let failed: Error | undefined;
   try {
     await leanQuery(client, `raw_insert_${events.length}`, text, values);
+  } catch (error) {
+    failed = error as Error;
+    throw error;
   } finally {
-    if (client !== db) (client as pg.PoolClient).release();
+    // A connection whose statement failed is closed, not handed out again.
+    if (client !== db) (client as pg.PoolClient).release(failed);
   }
 }
 

@@ -19,7 +19,7 @@ import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import type { EventLog, LogBatch } from '../src/log/types.js';
 import { defineProjection, type ProjectionDefinition, type RowChange } from '../src/projection/definition.js';
 import { createPool } from '../src/db/pool.js';
-import { catchUpTogether, CheckpointRewoundError, createRunner } from '../src/projection/runner.js';
+import { catchUpTogether, CheckpointRewoundError, createRunner, readAhead } from '../src/projection/runner.js';
 import { createProjectionService } from '../src/projection/service.js';
 import { isTransient } from '../src/projection/transient.js';
 import { allProjections, condaStoreProjections, namespaceUsage, solves } from '../projections/index.js';
@@ -1019,6 +1019,28 @@ test('a keep() that fails fails the batch: nothing behind the rejections it was 
   ], { keep: async () => { throw new Error('rejected_messages is not writable'); } });
   await t.throwsAsync(outcome, { message: 'rejected_messages is not writable' });
   t.deepEqual(await db.log.readStream('namespace-2'), []);
+});
+
+// Regression: the batch read ahead while the one before it was applied had no handler until the
+// loop came back for it: a read that failed meanwhile (the database gone) was an unhandled
+// rejection, which ends a Node.js process, where the runner would have retried.
+test('a read ahead that fails while the batch before it is applied reaches the loop, not the process', async (t) => {
+  let unhandled = 0;
+  const count = () => void unhandled++;
+  process.on('unhandledRejection', count);
+  t.teardown(() => void process.off('unhandledRejection', count));
+  const full = [{}, {}] as unknown as LogBatch;
+  async function* source(): AsyncGenerator<LogBatch> {
+    yield full;
+    throw new Error('the database went away');
+  }
+  const batches = readAhead(source(), 2);
+  t.is((await batches.next()).value, full);
+  // The batch is being applied: the read ahead fails meanwhile.
+  await new Promise((resolve) => setImmediate(resolve));
+  await new Promise((resolve) => setImmediate(resolve));
+  await t.throwsAsync(batches.next(), { message: 'the database went away' });
+  t.is(unhandled, 0);
 });
 
 // Regression: every program limit (class 54) was taken for the event's fault, so an append that

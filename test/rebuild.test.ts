@@ -795,6 +795,21 @@ test('a function or another table\'s policy that depends on a group table refuse
   t.is(again.code, 2, shown(again));
   t.regex(again.stderr, /policy seen on table other depends on namespace_usage/);
   t.is((await client.query("SELECT 1 FROM pg_policy WHERE polname = 'seen'")).rowCount, 1, 'the policy is still there');
+  await client.query('DROP TABLE public.other');
+  // A column of another table whose type is an array of the group table's rows.
+  await client.query('CREATE TABLE public.snapshots (usages public.namespace_usage[])');
+  const third = await runRebuild(db.url, ['namespace_usage']);
+  t.is(third.code, 2, shown(third));
+  t.regex(third.stderr, /column usages of table snapshots depends on/);
+  t.is((await client.query("SELECT 1 FROM information_schema.columns WHERE table_name = 'snapshots' AND column_name = 'usages'")).rowCount, 1);
+  await client.query('DROP TABLE public.snapshots');
+  // A constraint trigger of another table declared FROM a group table (an automatic dependency).
+  await client.query(`CREATE FUNCTION public.check_usage() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NULL; END$$;
+    CREATE TABLE public.orders (id int);
+    CREATE CONSTRAINT TRIGGER usage_checked AFTER INSERT ON public.orders FROM public.namespace_usage FOR EACH ROW EXECUTE FUNCTION public.check_usage()`);
+  const fourth = await runRebuild(db.url, ['namespace_usage']);
+  t.is(fourth.code, 2, shown(fourth));
+  t.regex(fourth.stderr, /trigger usage_checked on table orders depends on namespace_usage/);
   t.deepEqual(await liveCheckpoints(client), reference.checkpoints);
   t.deepEqual(await leftovers(client), NO_LEFTOVERS);
 });
@@ -828,6 +843,7 @@ test('a rebuild keeps comments, storage parameters, statistics targets, replica 
     ['ALTER TABLE public.namespace_usage ENABLE ROW LEVEL SECURITY; CREATE POLICY mine ON public.namespace_usage USING (namespace_id > 0)', /row-level security, policy mine/],
     ['GRANT SELECT (namespace_id) ON public.namespace_usage TO PUBLIC', /column privileges on namespace_id/],
     ['CREATE PUBLICATION usage_pub FOR TABLE public.namespace_usage', /publication usage_pub/],
+    ['CREATE RULE no_delete AS ON DELETE TO public.namespace_usage DO INSTEAD NOTHING', /rule no_delete/],
   ] as const) {
     const checkpoints = await liveCheckpoints(client);
     await client.query(`BEGIN; ${setup}`);

@@ -105,14 +105,14 @@ function projectedOnce(events: RecordedEvent[]): ProjectedEvent[] {
  * applied instead: read ahead, the next batch would hold only what was committed at that moment,
  * a few events, each few costing a transaction; read after, it holds all appended meanwhile.
  */
-async function* readAhead(source: AsyncIterable<LogBatch>, batchSize: number): AsyncGenerator<LogBatch> {
+export async function* readAhead(source: AsyncIterable<LogBatch>, batchSize: number): AsyncGenerator<LogBatch> {
   const iterator = source[Symbol.asyncIterator]();
-  let next: Promise<IteratorResult<LogBatch>> | undefined = iterator.next();
+  let next: Promise<IteratorResult<LogBatch>> | undefined = handled(iterator.next());
   try {
     for (;;) {
       const result: IteratorResult<LogBatch> = await (next ?? iterator.next());
       if (result.done) return;
-      next = result.value.length >= batchSize ? iterator.next() : undefined;
+      next = result.value.length >= batchSize ? handled(iterator.next()) : undefined;
       yield result.value;
     }
   } finally {
@@ -120,6 +120,16 @@ async function* readAhead(source: AsyncIterable<LogBatch>, batchSize: number): A
     next?.catch(() => undefined);
     void iterator.return?.(undefined)?.catch(() => undefined);
   }
+}
+
+/**
+ * `read`, marked as handled: a read ahead that fails (the database gone) while its batch's
+ * predecessor is being applied rejects with nothing awaiting it yet, which Node.js takes for an
+ * unhandled rejection and ends the process with, before the loop could await it and retry.
+ */
+function handled<T>(read: Promise<T>): Promise<T> {
+  read.catch(() => undefined);
+  return read;
 }
 
 export function createRunner(options: RunnerOptions): Runner {

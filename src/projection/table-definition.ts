@@ -32,15 +32,18 @@ export interface TableDefinition {
    * table and its sequences: a reader's role keeps its access to a rebuilt table.
    */
   privileges: string[];
+  /** Storage parameters (fillfactor, autovacuum settings): set as soon as the table exists, before the load. */
+  settings: string[];
   /**
    * The rest of what a rebuilt table keeps, set once it is loaded: comments, per-column
-   * statistics targets, storage parameters (fillfactor, autovacuum settings), replica identity.
+   * statistics targets, storage and compression, the index it is clustered on, replica identity.
    */
   properties: string[];
   /**
    * What a rebuild cannot recreate on the new tables, named for the refusal (rebuild.ts): triggers,
-   * row-level security and its policies, column privileges, identity columns, collations other than
-   * the type's, publications, extended statistics, a replica identity by index. Dropped with the
+   * rules, row-level security and its policies, column privileges, identity columns, collations
+   * other than the type's, publications, extended statistics, a replica identity by index, an
+   * unlogged table, a tablespace of its own. Dropped with the
    * old table, each would be lost without a word, and some (a policy, a publication) are security
    * or replication.
    */
@@ -67,12 +70,15 @@ async function readOne(client: pg.ClientBase, schema: string, table: string): Pr
   if (!relation) throw new Error(`table ${schema}.${table} does not exist (run knex migrate:latest)`);
   const { rows: columns } = await client.query<{
     name: string; type: string; notnull: boolean; default: string | null; generated: string; identity: string; collated: boolean;
-    acl: boolean; statistics: number; comment: string | null;
+    acl: boolean; statistics: number | null; comment: string | null; storage: string | null; compression: string | null;
   }>(
+    // Comments come quoted by the server (quote_literal), whatever standard_conforming_strings says.
     `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS notnull,
             pg_get_expr(d.adbin, d.adrelid) AS default, a.attgenerated AS generated, a.attidentity AS identity,
             a.attcollation <> t.typcollation AS collated, a.attacl IS NOT NULL AS acl, a.attstattarget AS statistics,
-            col_description(a.attrelid, a.attnum) AS comment
+            quote_literal(col_description(a.attrelid, a.attnum)) AS comment,
+            CASE WHEN a.attstorage <> t.typstorage THEN CASE a.attstorage WHEN 'p' THEN 'PLAIN' WHEN 'e' THEN 'EXTERNAL' WHEN 'm' THEN 'MAIN' ELSE 'EXTENDED' END END AS storage,
+            CASE a.attcompression WHEN 'p' THEN 'pglz' WHEN 'l' THEN 'lz4' END AS compression
        FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
        LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
       WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
@@ -80,12 +86,15 @@ async function readOne(client: pg.ClientBase, schema: string, table: string): Pr
     [relation.oid],
   );
   const { rows: [table_] } = await client.query<{
-    comment: string | null; reloptions: string[] | null; replica: string; rls: boolean; triggers: string[]; policies: string[];
-    publications: string[]; statistics: string[];
+    comment: string | null; reloptions: string[] | null; replica: string; rls: boolean; triggers: string[]; rules: string[]; policies: string[];
+    publications: string[]; statistics: string[]; unlogged: boolean; tablespace: string | null; clustered: string | null;
   }>(
-    `SELECT obj_description(c.oid, 'pg_class') AS comment, c.reloptions, c.relreplident AS replica,
-            c.relrowsecurity OR c.relforcerowsecurity AS rls,
+    `SELECT quote_literal(obj_description(c.oid, 'pg_class')) AS comment, c.reloptions, c.relreplident AS replica,
+            c.relrowsecurity OR c.relforcerowsecurity AS rls, c.relpersistence = 'u' AS unlogged,
+            (SELECT spcname::text FROM pg_tablespace WHERE oid = c.reltablespace) AS tablespace,
+            (SELECT quote_ident(i.relname) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = c.oid AND x.indisclustered) AS clustered,
             ARRAY(SELECT tgname::text FROM pg_trigger WHERE tgrelid = c.oid AND NOT tgisinternal ORDER BY 1) AS triggers,
+            ARRAY(SELECT rulename::text FROM pg_rewrite WHERE ev_class = c.oid ORDER BY 1) AS rules,
             ARRAY(SELECT polname::text FROM pg_policy WHERE polrelid = c.oid ORDER BY 1) AS policies,
             ARRAY(SELECT p.pubname::text FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid WHERE r.prrelid = c.oid ORDER BY 1) AS publications,
             ARRAY(SELECT stxname::text FROM pg_statistic_ext WHERE stxrelid = c.oid ORDER BY 1) AS statistics
@@ -133,12 +142,15 @@ async function readOne(client: pg.ClientBase, schema: string, table: string): Pr
 
   // A generated column's expression is in pg_attrdef too, but is no DEFAULT (which may not name a column).
   const valueClause = (c: (typeof columns)[number]) =>
-    c.generated === 's' ? ` GENERATED ALWAYS AS (${c.default}) STORED` : c.default ? ` DEFAULT ${c.default}` : '';
+    c.generated === 's' ? ` GENERATED ALWAYS AS (${c.default}) STORED`
+    : c.generated === 'v' ? ` GENERATED ALWAYS AS (${c.default}) VIRTUAL` // PostgreSQL 18
+    : c.default ? ` DEFAULT ${c.default}` : '';
   const columnLines = columns.map((c) => `${quote(c.name)} ${c.type}${valueClause(c)}${c.notnull ? ' NOT NULL' : ''}`);
   const t = table_!;
   const names = (kind: string, list: string[]) => (list.length ? [`${kind} ${list.join(', ')}`] : []);
   const unsupported = [
     ...names('trigger', t.triggers),
+    ...names('rule', t.rules),
     ...(t.rls ? ['row-level security'] : []),
     ...names('policy', t.policies),
     ...names('column privileges on', columns.filter((c) => c.acl).map((c) => c.name)),
@@ -147,16 +159,22 @@ async function readOne(client: pg.ClientBase, schema: string, table: string): Pr
     ...names('publication', t.publications),
     ...names('extended statistics', t.statistics),
     ...(t.replica === 'i' ? ['a replica identity by index'] : []),
+    ...(t.unlogged ? ['UNLOGGED'] : []),
+    ...(t.tablespace ? [`tablespace ${t.tablespace}`] : []),
   ];
-  const literal = (text: string) => `'${text.replace(/'/g, "''")}'`;
+  const alter = `ALTER TABLE ${quote(table)}`;
   const properties = [
-    ...(t.comment !== null ? [`COMMENT ON TABLE ${quote(table)} IS ${literal(t.comment)}`] : []),
-    ...columns.flatMap((c) => (c.comment !== null ? [`COMMENT ON COLUMN ${quote(table)}.${quote(c.name)} IS ${literal(c.comment)}`] : [])),
-    ...columns.flatMap((c) => (c.statistics >= 0 ? [`ALTER TABLE ${quote(table)} ALTER COLUMN ${quote(c.name)} SET STATISTICS ${c.statistics}`] : [])),
-    // reloptions are name=value pairs of known parameters (PostgreSQL checks them): safe as they are.
-    ...(t.reloptions?.length ? [`ALTER TABLE ${quote(table)} SET (${t.reloptions.join(', ')})`] : []),
-    ...(t.replica === 'f' ? [`ALTER TABLE ${quote(table)} REPLICA IDENTITY FULL`] : t.replica === 'n' ? [`ALTER TABLE ${quote(table)} REPLICA IDENTITY NOTHING`] : []),
+    ...(t.comment !== null ? [`COMMENT ON TABLE ${quote(table)} IS ${t.comment}`] : []),
+    ...columns.flatMap((c) => (c.comment !== null ? [`COMMENT ON COLUMN ${quote(table)}.${quote(c.name)} IS ${c.comment}`] : [])),
+    // -1 (PostgreSQL 15, 16) or null (17 on) is the default target.
+    ...columns.flatMap((c) => (c.statistics !== null && c.statistics >= 0 ? [`${alter} ALTER COLUMN ${quote(c.name)} SET STATISTICS ${c.statistics}`] : [])),
+    ...columns.flatMap((c) => (c.storage ? [`${alter} ALTER COLUMN ${quote(c.name)} SET STORAGE ${c.storage}`] : [])),
+    ...columns.flatMap((c) => (c.compression ? [`${alter} ALTER COLUMN ${quote(c.name)} SET COMPRESSION ${c.compression}`] : [])),
+    ...(t.clustered ? [`${alter} CLUSTER ON ${t.clustered}`] : []),
+    ...(t.replica === 'f' ? [`${alter} REPLICA IDENTITY FULL`] : t.replica === 'n' ? [`${alter} REPLICA IDENTITY NOTHING`] : []),
   ];
+  // reloptions are name=value pairs of known parameters (PostgreSQL checked them): safe as they are.
+  const settings = t.reloptions?.length ? [`${alter} SET (${t.reloptions.join(', ')})`] : [];
   const loadConstraints = constraints.filter((c) => c.type !== 'f').map((c) => `CONSTRAINT ${quote(c.name)} ${c.definition}`);
   const addForeignKey = (c: { name: string; definition: string }) => `ALTER TABLE ${quote(table)} ADD CONSTRAINT ${quote(c.name)} ${c.definition}`;
   const owner = acl.find((row) => row.owner)?.owner;
@@ -178,6 +196,7 @@ async function readOne(client: pg.ClientBase, schema: string, table: string): Pr
       ...(owner ? [`ALTER TABLE ${quote(table)} OWNER TO ${owner}`] : []),
       ...acl.flatMap((row) => (row.grant ? [row.grant] : [])),
     ],
+    settings,
     properties,
     unsupported,
   };
