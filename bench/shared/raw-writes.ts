@@ -21,7 +21,9 @@ export async function createRawTables(pool: pg.Pool): Promise<void> {
     CREATE TABLE raw_events (LIKE event_store.events INCLUDING ALL);
     ALTER TABLE raw_events ALTER COLUMN global_position SET DEFAULT nextval('raw_events_position_seq'),
                            ALTER COLUMN transaction_id SET DEFAULT pg_current_xact_id();
-    CREATE TABLE raw_events_only (LIKE raw_events INCLUDING DEFAULTS);
+    -- An identical table too (keys and indexes): without them the events-only figure measured
+    -- less than the log's table costs to write.
+    CREATE TABLE raw_events_only (LIKE raw_events INCLUDING ALL);
   `);
   for (const table of TABLES) await pool.query(`DROP TABLE IF EXISTS raw_${table}; CREATE TABLE raw_${table} (LIKE ${table})`);
 }
