@@ -264,15 +264,17 @@ test('a DATABASE_URL without a host in its authority (a Unix socket\'s form) wor
 });
 
 // Regression: SIGINT ended append anywhere, between a batch's commit and the id reservation after
-// it too (the allocator then handed out ids the log held). It now finishes the batch in flight.
-test('append stopped by SIGINT finishes its batch, moves the allocator past it, and says where it stopped', async (t) => {
+// it too (the allocator then handed out ids the log held). Stopped between batches (where this
+// test signals it: a batch in flight is not caught in the act), it reports where it stopped.
+test('append stopped by SIGINT between batches has moved the allocator past what went in, and says where it stopped', async (t) => {
   const db = await database(t);
   const namespaces = [1, 2, 3, 4].map((id) => envelopeFor('NamespaceCreated', { namespace_id: 90 + id, name: `sig-${id}` }));
   const child = spawnCli(['append', '-', '--batch-size', '2'], { env: { DATABASE_URL: db.url } });
   const exited = waitForExit(child);
   child.stdin!.write(ndjson(namespaces).map((line) => `${line}\n`).join(''));
   // Standard input stays open: the append waits for more when the signal comes.
-  await waitUntil(async () => (await db.log.headPosition()) === 4, 'both batches appended');
+  // A generous deadline: this file's tests each start a child at once, on two cores.
+  await waitUntil(async () => (await db.log.headPosition()) === 4, 'both batches appended', { timeoutMs: 180_000 });
   child.kill('SIGINT');
   const result = await exited;
   t.is(result.code, 2, shown(result));

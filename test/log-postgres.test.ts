@@ -377,6 +377,7 @@ test('postgres: a listening connection that goes silent is dropped when its prob
 test('postgres: a listener terminated again and again leaves one listening session, and none after close()', async (t) => {
   const db = await ownDatabase(t);
   const log = createPostgresEventLog({ connectionString: db.url });
+  t.teardown(() => log.close().catch(() => undefined));
   const controller = new AbortController();
   const subscribers = Array.from({ length: 4 }, async () => {
     for await (const batch of log.subscribe({ signal: controller.signal })) void batch;

@@ -315,7 +315,8 @@ test('two serve processes: one owns the group, the other takes over when it is k
 
   // Both start at once, on a log with a backlog: one owns the group, the other waits.
   const backlog = await appendPart(parts[0]!);
-  const serves = [start(t, db.url, ['serve', '--batch-size', '20']), start(t, db.url, ['serve', '--batch-size', '20'])];
+  // Without ingestion: with the default names, it would consume the machine's shared stream.
+  const serves = [start(t, db.url, ['serve', '--no-ingest', '--batch-size', '20']), start(t, db.url, ['serve', '--no-ingest', '--batch-size', '20'])];
   const OWNING = 'owning projection group';
   const WAITING = 'another process owns this projection group; waiting to take over';
   await until(() => `one owner and one waiter\n${serves.map((s) => s.output()).join('\n')}`, () =>
@@ -376,7 +377,7 @@ test('serve stopped with SIGTERM while catching up a large backlog exits 0 promp
 
   // The group under test, whose checkpoint rows may be written after another group's.
   const group = new Set(condaStoreProjections.map((p) => p.name));
-  const serve = start(t, db.url, ['serve', '--batch-size', '50']);
+  const serve = start(t, db.url, ['serve', '--no-ingest', '--batch-size', '50']);
   await until(() => `progress\n${serve.output()}`, async () => {
     if (serve.hasExited()) throw new Error(`serve exited\n${serve.output()}`);
     return (await checkpoints(client)).filter((row) => group.has(row.name) && row.position > 0).length === group.size;
