@@ -6,8 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import test from 'ava';
 import { allProjections } from '../projections/index.js';
-import { migrateLatest, rollbackAll } from '../src/db/migrate.js';
-import { freshDatabase, withAdmin, withClient } from './helpers/database.js';
+import { migrateLatest, missingMigrations, rollbackAll } from '../src/db/migrate.js';
+import { freshDatabase, urlFor, withAdmin, withClient } from './helpers/database.js';
 import knexFactory from 'knex';
 import { knexConfig } from '../src/db/knex-config.js';
 import { runCli } from './helpers/cli.js';
@@ -109,6 +109,20 @@ test.serial('npx knex migrate:latest works for a role allowed into its own datab
   const migrate = await runNpx(url.toString(), ['knex', 'migrate:latest']);
   t.is(migrate.code, 0, shown(migrate));
   await withClient(url.toString(), async (client) => t.deepEqual((await listTables(client, 'public')).length > 0, true));
+});
+
+// Regression: `serve --migrate` started several times at once on a new database raced in Knex's
+// setup (two rows in its lock table: every later migration "already locked"), and in CREATE
+// DATABASE (a unique violation of the catalog).
+test('several migrations at once of a database that does not exist yet: one creates and migrates it, the others find it done', async (t) => {
+  const name = `cse_test_race_${randomBytes(4).toString('hex')}`;
+  t.teardown(() => withAdmin((admin) => admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`)));
+  const url = urlFor(name);
+  const applied = await Promise.all([1, 2, 3].map(() => migrateLatest(url)));
+  t.is(applied.filter((list) => list.length > 0).length, 1, 'one of them applied the migrations');
+  t.deepEqual(await missingMigrations(url), []);
+  await withClient(url, async (client) => t.is((await client.query('SELECT count(*)::int AS n FROM knex.knex_migrations_lock')).rows[0].n, 1));
+  t.deepEqual(await migrateLatest(url), [], 'a later migration is not "already locked"');
 });
 
 // A release's code against a database without its migrations sends what the older functions do

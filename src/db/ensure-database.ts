@@ -29,8 +29,10 @@ export async function ensureDatabase(url: string): Promise<void> {
     try {
       await client.query(`CREATE DATABASE ${quoteIdent(name)}`);
     } catch (error) {
-      // Another process created it between our check and our CREATE: that is fine.
-      if ((error as { code?: string }).code !== '42P04') throw error;
+      // Another process created it between our check and our CREATE: that is fine (42P04, or a
+      // unique violation of the catalog when both CREATEs ran at once).
+      const code = (error as { code?: string }).code;
+      if (code !== '42P04' && code !== '23505') throw error;
     }
   } finally {
     await client.end();

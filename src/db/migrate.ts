@@ -4,15 +4,31 @@ import pg from 'pg';
 import { prepareDatabase } from './ensure-database.js';
 import { knexConfig, MIGRATIONS_SCHEMA } from './knex-config.js';
 
-/** `knex migrate:latest` as a function: used by `serve --migrate` and by the tests' template database. */
+/** The session lock migrateLatest holds while it migrates (the log's locks are 7401 to 7408). */
+const MIGRATION_LOCK = [7409, 0] as const;
+
+/**
+ * `knex migrate:latest` as a function: used by `serve --migrate` and by the tests' template
+ * database. One process at a time: several `serve --migrate` started at once on a new database
+ * raced in Knex's own setup, each creating its lock table's row, and every migration after that
+ * found it "already locked" until someone ran `knex migrate:unlock`. Under an advisory lock held
+ * by a connection of its own, the second finds the work done.
+ */
 export async function migrateLatest(databaseUrl: string): Promise<string[]> {
   await prepareDatabase(databaseUrl);
-  const knex = knexFactory(knexConfig(databaseUrl));
+  const lock = new pg.Client({ connectionString: databaseUrl });
+  await lock.connect();
   try {
-    const [, applied] = (await knex.migrate.latest()) as [number, string[]];
-    return applied;
+    await lock.query('SELECT pg_advisory_lock($1, $2)', [...MIGRATION_LOCK]);
+    const knex = knexFactory(knexConfig(databaseUrl));
+    try {
+      const [, applied] = (await knex.migrate.latest()) as [number, string[]];
+      return applied;
+    } finally {
+      await knex.destroy();
+    }
   } finally {
-    await knex.destroy();
+    await lock.end(); // the session's end releases its lock
   }
 }
 
