@@ -19,7 +19,7 @@ import { appendEnvelopes } from '../src/decide/append-batch.js';
 import { fromStream, storeRejections } from '../src/ingest/consumer.js';
 import { MAX_IDS_REQUESTS_WAITING, requestIds, startIdsResponder } from '../src/ingest/ids-responder.js';
 import { NoStreamError, publishEvent, publishEvents, type PublishFailure } from '../src/ingest/publish.js';
-import { connectNats, consumerConfig, ensureIngestion, eventSubject, idsSubject } from '../src/ingest/stream.js';
+import { connectNats, consumerConfig, ensureIngestion, eventSubject, idsSubject, natsConnectionOptions, redactedNatsUrl } from '../src/ingest/stream.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import type { EventLog } from '../src/log/types.js';
 import { createProjectionService } from '../src/projection/service.js';
@@ -942,6 +942,23 @@ test.serial('graceful shutdown under load loses nothing: SIGTERM while publishin
 
 // ---------------------------------------------------------------------------------------------
 // Producers: the client, id allocation, status without NATS
+
+// Regression: nats.js reads no credentials from a server's URL, so NATS_URL=nats://user:pass@host
+// failed to authenticate, and the URL, password included, went into serve's logs and status.
+test('NATS_URL with a user and password authenticates, and status does not show the password', async (t) => {
+  const server = await privateNats(t, { user: 'app', pass: 's3cret-pass' });
+  const withCredentials = server.url.replace('nats://', 'nats://app:s3cret-pass@');
+  t.deepEqual(natsConnectionOptions(withCredentials), { servers: [server.url], user: 'app', pass: 's3cret-pass' });
+  t.is(redactedNatsUrl(withCredentials), server.url.replace('nats://', 'nats://***@'));
+  const nc = await connectNats(withCredentials, 'credentials test');
+  t.teardown(() => nc.close());
+  t.truthy((await (await nc.jetstreamManager()).getAccountInfo()).limits, 'authenticated: JetStream answers');
+  const db = await testLog(t);
+  const status = await runCli(['status'], { env: { DATABASE_URL: db.url, NATS_URL: withCredentials, NATS_STREAM: 'NOPE', NATS_DURABLE: 'nope' } });
+  t.is(status.code, 0, status.stderr);
+  t.false(`${status.stdout}${status.stderr}`.includes('s3cret-pass'), status.stdout);
+  t.regex(status.stdout, /NATS nats:\/\/\*\*\*@127\.0\.0\.1:\d+: consumer nope not created yet/);
+});
 
 test('publishEvent validates before sending, fills in id and stream, and waits for the JetStream ack', async (t) => {
   const nats = await testNats(t, { create: true });

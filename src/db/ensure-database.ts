@@ -12,7 +12,8 @@ import { quoteIdent } from '../log/postgres/sql.js';
 export async function ensureDatabase(url: string): Promise<void> {
   // Parsed as node-postgres parses it: a Unix socket's URL (postgres:///db?host=/run/postgresql) too.
   const name = parse(url).database;
-  if (!name) throw new Error(`DATABASE_URL has no database name: ${url}`);
+  // The URL is not repeated: it may hold a password.
+  if (!name) throw new Error('DATABASE_URL has no database name (postgres://host:port/<database>)');
   const probe = new pg.Client({ connectionString: url });
   try {
     await probe.connect();

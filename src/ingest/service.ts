@@ -8,7 +8,7 @@ import type { EventLog } from '../log/types.js';
 import type { Logger } from '../logger.js';
 import { createIngester, type IngesterOptions } from './consumer.js';
 import { startIdsResponder } from './ids-responder.js';
-import { resolveNames, serviceConnectionOptions, type IngestNames } from './stream.js';
+import { redactedNatsUrl, resolveNames, serviceConnectionOptions, type IngestNames } from './stream.js';
 import { sleep } from '../sleep.js';
 
 export interface IngestionServiceOptions extends Pick<IngesterOptions, 'batchSize' | 'consumer' | 'onBatch' | 'onRetry'> {
@@ -28,7 +28,7 @@ async function connectUntil(natsUrl: string, logger: Logger, signal: AbortSignal
       return await connect({ ...serviceConnectionOptions(natsUrl, 'conda-store-events serve'), waitOnFirstConnect: false, timeout: 5000 });
     } catch (error) {
       const delayMs = Math.min(1000 * 2 ** attempt, 15_000);
-      if (attempt === 0 || delayMs >= 15_000) logger.warn({ err: error, natsUrl, delayMs }, 'NATS unreachable: ingestion waits for it (projections go on)');
+      if (attempt === 0 || delayMs >= 15_000) logger.warn({ err: error, natsUrl: redactedNatsUrl(natsUrl), delayMs }, 'NATS unreachable: ingestion waits for it (projections go on)');
       await sleep(delayMs, signal);
     }
   }
@@ -41,7 +41,7 @@ export async function runIngestion(options: IngestionServiceOptions): Promise<vo
   const names = resolveNames(options.names);
   const nc = await connectUntil(options.natsUrl, logger, signal);
   if (!nc) return;
-  logger.info({ natsUrl: options.natsUrl, server: nc.getServer() }, 'connected to NATS');
+  logger.info({ natsUrl: redactedNatsUrl(options.natsUrl), server: nc.getServer() }, 'connected to NATS');
   void (async () => {
     for await (const status of nc.status()) {
       if (status.type === 'disconnect' || status.type === 'reconnect' || status.type === 'error') {

@@ -5,7 +5,7 @@
 import { connect } from 'nats';
 import type pg from 'pg';
 import { statsKey } from './consumer.js';
-import { eventsWildcard, isNotFoundError, natsServers, type IngestNames } from './stream.js';
+import { eventsWildcard, isNotFoundError, natsConnectionOptions, redactedNatsUrl, type IngestNames } from './stream.js';
 
 export type NatsFigures =
   | {
@@ -41,7 +41,7 @@ export interface IngestionStatus {
 async function natsFigures(natsUrl: string, names: IngestNames, timeoutMs: number): Promise<NatsFigures> {
   let nc;
   try {
-    nc = await connect({ servers: natsServers(natsUrl), timeout: timeoutMs, reconnect: false, maxReconnectAttempts: 0, name: 'conda-store-events status' });
+    nc = await connect({ ...natsConnectionOptions(natsUrl), timeout: timeoutMs, reconnect: false, maxReconnectAttempts: 0, name: 'conda-store-events status' });
   } catch (error) {
     return { reachable: false, error: (error as Error).message || String(error) };
   }
@@ -99,8 +99,8 @@ export function formatIngestionStatus(status: IngestionStatus, natsUrl: string):
     `  last stream sequence handled: ${status.lastSequence}`,
   ];
   const nats = status.nats;
-  if (!nats.reachable) lines.push(`  NATS unreachable at ${natsUrl}: ${nats.error} (lag unknown)`);
-  else if (!nats.consumer) lines.push(`  NATS ${natsUrl}: consumer ${status.durable} not created yet (serve creates it)`);
+  if (!nats.reachable) lines.push(`  NATS unreachable at ${redactedNatsUrl(natsUrl)}: ${nats.error} (lag unknown)`);
+  else if (!nats.consumer) lines.push(`  NATS ${redactedNatsUrl(natsUrl)}: consumer ${status.durable} not created yet (serve creates it)`);
   else lines.push(`  consumer lag: ${nats.lag} (${nats.pending} not delivered yet, ${nats.ackPending} awaiting ack; ${nats.redelivered} redelivered)`);
   return lines;
 }

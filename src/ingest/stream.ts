@@ -70,13 +70,51 @@ export interface ConsumerSettings {
   maxAckPending?: number;
 }
 
-/** NATS_URL's servers: a comma-separated list, spaces allowed. */
-export const natsServers = (url: string) => url.split(',').map((server) => server.trim());
+/**
+ * NATS_URL as connection options: a comma-separated list of servers, spaces allowed, whose URLs may
+ * carry a user and a password (`nats://app:secret@host:4222`) or a token (`nats://s3cr3t@host`).
+ * nats.js reads neither from a server's URL, so they go to the options (authentication failed
+ * before), and the servers go without them.
+ */
+export function natsConnectionOptions(url: string): Pick<ConnectionOptions, 'servers' | 'user' | 'pass' | 'token'> {
+  let auth: Pick<ConnectionOptions, 'user' | 'pass' | 'token'> = {};
+  const servers = url.split(',').map((server) => server.trim()).map((server) => {
+    const parsed = withCredentials(server);
+    if (!parsed) return server;
+    const [user, pass] = [decodeURIComponent(parsed.username), decodeURIComponent(parsed.password)];
+    auth = pass ? { user, pass } : { token: user };
+    return withoutCredentials(parsed);
+  });
+  return { servers, ...auth };
+}
+
+/** NATS_URL for a log line or a message: each server without its user, password or token. */
+export function redactedNatsUrl(url: string): string {
+  return url.split(',').map((server) => server.trim()).map((server) => {
+    const parsed = withCredentials(server);
+    return parsed ? withoutCredentials(parsed).replace('://', '://***@') : server;
+  }).join(',');
+}
+
+/** A server's URL, if it carries credentials (a bare host:port gets nats:// to be parsed). */
+function withCredentials(server: string): URL | undefined {
+  const text = server.includes('://') ? server : `nats://${server}`;
+  if (!URL.canParse(text)) return undefined;
+  const parsed = new URL(text);
+  return parsed.username || parsed.password ? parsed : undefined;
+}
+
+function withoutCredentials(parsed: URL): string {
+  const copy = new URL(parsed.href);
+  copy.username = '';
+  copy.password = '';
+  return copy.href.replace(/\/$/, '');
+}
 
 /** Connection options of a long-running process: reconnect forever, every second. */
 export function serviceConnectionOptions(url: string, name: string): ConnectionOptions {
   return {
-    servers: natsServers(url),
+    ...natsConnectionOptions(url),
     name,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 1000,

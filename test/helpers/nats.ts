@@ -226,7 +226,7 @@ export interface PrivateNats {
  * A NATS server of the test's own (JetStream, file storage in a temporary directory, a free port
  * on 127.0.0.1), for tests that restart NATS: the shared server must not be touched.
  */
-export async function privateNats(t: ExecutionContext): Promise<PrivateNats> {
+export async function privateNats(t: ExecutionContext, auth?: { user: string; pass: string }): Promise<PrivateNats> {
   const { spawn } = await import('node:child_process');
   const fs = await import('node:fs');
   const os = await import('node:os');
@@ -240,11 +240,12 @@ export async function privateNats(t: ExecutionContext): Promise<PrivateNats> {
   });
   let child: import('node:child_process').ChildProcess | undefined;
   const start = async () => {
-    child = spawn('nats-server', ['-js', '-sd', dir, '-a', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
+    const credentials = auth ? ['--user', auth.user, '--pass', auth.pass] : [];
+    child = spawn('nats-server', ['-js', '-sd', dir, '-a', '127.0.0.1', '-p', String(port), ...credentials], { stdio: 'ignore' });
     const deadline = Date.now() + 15_000;
     for (;;) {
       try {
-        const nc = await connect({ servers: `nats://127.0.0.1:${port}`, timeout: 1000 });
+        const nc = await connect({ servers: `nats://127.0.0.1:${port}`, timeout: 1000, ...auth });
         await (await nc.jetstreamManager()).getAccountInfo();
         await nc.close();
         return;
