@@ -945,7 +945,7 @@ test.serial('graceful shutdown under load loses nothing: SIGTERM while publishin
 
 // Regression: nats.js reads no credentials from a server's URL, so NATS_URL=nats://user:pass@host
 // failed to authenticate, and the URL, password included, went into serve's logs and status.
-test('NATS_URL with a user and password authenticates, and status does not show the password', async (t) => {
+test('NATS_URL with a user and password authenticates, and status does not show the password; status counts what waits for a consumer not created yet', async (t) => {
   const server = await privateNats(t, { user: 'app', pass: 's3cret-pass' });
   const withCredentials = server.url.replace('nats://', 'nats://app:s3cret-pass@');
   t.deepEqual(natsConnectionOptions(withCredentials), { servers: [server.url], user: 'app', pass: 's3cret-pass' });
@@ -957,7 +957,23 @@ test('NATS_URL with a user and password authenticates, and status does not show 
   const status = await runCli(['status'], { env: { DATABASE_URL: db.url, NATS_URL: withCredentials, NATS_STREAM: 'NOPE', NATS_DURABLE: 'nope' } });
   t.is(status.code, 0, status.stderr);
   t.false(`${status.stdout}${status.stderr}`.includes('s3cret-pass'), status.stdout);
-  t.regex(status.stdout, /NATS nats:\/\/\*\*\*@127\.0\.0\.1:\d+: consumer nope not created yet/);
+  t.regex(status.stdout, /NATS nats:\/\/\*\*\*@127\.0\.0\.1:\d+: consumer nope not created yet \(serve creates it\); 0 messages waiting in the stream/);
+
+  // Regression: with the stream there and no consumer yet, status said lag 0 whatever waited in it.
+  // And a rebuild's shadow checkpoint (left by a killed rebuild) was listed as a projection lagging.
+  const jsm = await nc.jetstreamManager();
+  await jsm.streams.add({ name: 'WAITING', subjects: ['waiting.events.>'] });
+  const js = nc.jetstream();
+  for (let i = 0; i < 3; i++) await js.publish('waiting.events.NamespaceCreated', JSON.stringify({ i }));
+  await db.query("INSERT INTO event_store.projections (name, position) VALUES ('rebuild:namespace_usage', 0)");
+  const waiting = await runCli(['status', '--json'], {
+    env: { DATABASE_URL: db.url, NATS_URL: withCredentials, NATS_STREAM: 'WAITING', NATS_SUBJECT_PREFIX: 'waiting', NATS_DURABLE: 'nobody' },
+  });
+  t.is(waiting.code, 0, waiting.stderr);
+  const report = JSON.parse(waiting.stdout) as { projections: { name: string }[]; rebuildCheckpoints: string[]; ingestion: { nats: { consumer: boolean; lag: number } } };
+  t.like(report.ingestion.nats, { consumer: false, lag: 3 });
+  t.deepEqual(report.rebuildCheckpoints, ['rebuild:namespace_usage']);
+  t.false(report.projections.some((p) => p.name.startsWith('rebuild:')));
 });
 
 test('publishEvent validates before sending, fills in id and stream, and waits for the JetStream ack', async (t) => {

@@ -3,6 +3,7 @@ import { formatIngestionStatus, readIngestionStatus } from '../ingest/status.js'
 import { ingestNamesFromEnv } from '../ingest/stream.js';
 import { missingMigrations } from '../db/migrate.js';
 import { readStatuses } from '../projection/checkpoint.js';
+import { SHADOW_PREFIX } from '../projection/rebuild.js';
 import { runCommand, withPool } from './runtime.js';
 
 export function statusCommand(program: Command): void {
@@ -15,10 +16,14 @@ export function statusCommand(program: Command): void {
         const pendingMigrations = await missingMigrations(config.databaseUrl);
         const head = await log.headPosition();
         await withPool(config.databaseUrl, async (pool) => {
-          const projections = (await readStatuses(pool)).map((p) => ({ ...p, lag: Math.max(head - p.position, 0) }));
+          const checkpoints = await readStatuses(pool);
+          // A rebuild's shadow checkpoints (one running, or left by one killed, which the next run of
+          // its group drops) are no projection's: listed apart, not as projections lagging behind.
+          const shadows = checkpoints.filter((p) => p.name.startsWith(SHADOW_PREFIX)).map((p) => p.name);
+          const projections = checkpoints.filter((p) => !p.name.startsWith(SHADOW_PREFIX)).map((p) => ({ ...p, lag: Math.max(head - p.position, 0) }));
           const ingestion = await readIngestionStatus(pool, config.natsUrl, ingestNamesFromEnv());
           if (options.json) {
-            process.stdout.write(`${JSON.stringify({ head, pendingMigrations, projections, ingestion }, null, 2)}\n`);
+            process.stdout.write(`${JSON.stringify({ head, pendingMigrations, projections, rebuildCheckpoints: shadows, ingestion }, null, 2)}\n`);
             return;
           }
           if (pendingMigrations.length > 0) {
@@ -28,6 +33,9 @@ export function statusCommand(program: Command): void {
           const rows = [['projection', 'checkpoint', 'lag', 'state'], ...projections.map((p) => [p.name, String(p.position), String(p.lag), p.state])];
           const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
           for (const row of rows) process.stdout.write(`${row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ')}\n`);
+          if (shadows.length > 0) {
+            process.stdout.write(`\nrebuild checkpoints (a rebuild running, or left by one stopped; its group's next rebuild drops them): ${shadows.join(', ')}\n`);
+          }
           for (const p of projections.filter((p) => p.state === 'failed')) {
             process.stdout.write(`\n${p.name} stopped at position ${p.errorPosition}, event ${p.errorEventId} (${p.errorEventType}):\n  ${p.error}\n`);
           }

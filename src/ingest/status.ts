@@ -59,7 +59,12 @@ async function natsFigures(natsUrl: string, names: IngestNames, timeoutMs: numbe
       };
     } catch (error) {
       if (!isNotFoundError(error)) throw error;
-      return { reachable: true, consumer: false, pending: 0, ackPending: 0, lag: 0, redelivered: 0 };
+      // No consumer yet: the stream (a work queue) holds exactly what no ingester has taken.
+      const waiting = await jsm.streams.info(names.stream).then((stream) => stream.state.messages, (streamError: unknown) => {
+        if (isNotFoundError(streamError)) return 0;
+        throw streamError;
+      });
+      return { reachable: true, consumer: false, pending: waiting, ackPending: 0, lag: waiting, redelivered: 0 };
     }
   } catch (error) {
     return { reachable: false, error: `JetStream: ${(error as Error).message}` };
@@ -100,7 +105,7 @@ export function formatIngestionStatus(status: IngestionStatus, natsUrl: string):
   ];
   const nats = status.nats;
   if (!nats.reachable) lines.push(`  NATS unreachable at ${redactedNatsUrl(natsUrl)}: ${nats.error} (lag unknown)`);
-  else if (!nats.consumer) lines.push(`  NATS ${redactedNatsUrl(natsUrl)}: consumer ${status.durable} not created yet (serve creates it)`);
+  else if (!nats.consumer) lines.push(`  NATS ${redactedNatsUrl(natsUrl)}: consumer ${status.durable} not created yet (serve creates it); ${nats.lag} messages waiting in the stream`);
   else lines.push(`  consumer lag: ${nats.lag} (${nats.pending} not delivered yet, ${nats.ackPending} awaiting ack; ${nats.redelivered} redelivered)`);
   return lines;
 }

@@ -39,7 +39,7 @@ import { readTableDefinitions, type TableDefinition } from './table-definition.j
 import { quoteIdent as quote, toNumber } from '../log/postgres/sql.js';
 
 const REBUILD_LOCK_CLASS = 7405;
-const SHADOW_PREFIX = 'rebuild:';
+export const SHADOW_PREFIX = 'rebuild:';
 /** Swap attempts when readers hold the live tables, and how long each waits for them (grows to the max). */
 const SWAP_ATTEMPTS = 30;
 const SWAP_LOCK_TIMEOUT_MS = { first: 200, max: 800 };
