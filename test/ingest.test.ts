@@ -829,6 +829,36 @@ test.serial('database outage during ingestion: nothing lost, nothing rejected, i
   t.deepEqual(await tableDigests(db.url), await referenceOfVolume(t));
 });
 
+// Regression: stopped while NATS was down, runIngestion's drain ended without closing the
+// connection, whose reconnect timers then kept a process that embeds it (not the CLI, which calls
+// process.exit) running for ever.
+test('runIngestion stopped while NATS is down returns and lets its process end by itself', async (t) => {
+  const db = await testLog(t);
+  const server = await privateNats(t);
+  const script = `
+    const { runIngestion } = await import(${JSON.stringify(path.join(root, 'src', 'ingest', 'service.ts'))});
+    const { createPostgresEventLog } = await import(${JSON.stringify(path.join(root, 'src', 'log', 'postgres', 'index.ts'))});
+    const { createLogger } = await import(${JSON.stringify(path.join(root, 'src', 'logger.ts'))});
+    const stop = new AbortController();
+    process.on('SIGTERM', () => stop.abort());
+    const log = createPostgresEventLog({ connectionString: process.env.DATABASE_URL });
+    await runIngestion({ natsUrl: process.env.NATS_URL, log, databaseUrl: process.env.DATABASE_URL, logger: createLogger('info'),
+      names: { stream: 'CSE_EMBEDDED', subjectPrefix: 'cse-embedded', durable: 'cse-embedded' }, signal: stop.signal });
+    await log.close();
+    console.log('returned');`;
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, env: { ...process.env, DATABASE_URL: db.url, NATS_URL: server.url } });
+  t.teardown(() => void child.kill('SIGKILL'));
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => void (stderr += chunk.toString()));
+  const exited = waitForExit(child, 120_000);
+  await waitUntil(() => stderr.includes('ingesting events from NATS'), 'the ingester to start', { timeoutMs: 120_000 });
+  await server.stop();
+  child.kill('SIGTERM');
+  const result = await exited;
+  t.is(result.code, 0, result.stderr);
+  t.regex(result.stdout, /^returned$/m);
+});
+
 test.serial('NATS restarts during ingestion: the ingester reconnects by itself and nothing is lost', async (t) => {
   const db = await testLog(t);
   const server = await privateNats(t);
