@@ -2,8 +2,7 @@ import type { Command } from 'commander';
 import { formatIngestionStatus, readIngestionStatus } from '../ingest/status.js';
 import { ingestNamesFromEnv } from '../ingest/stream.js';
 import { missingMigrations } from '../db/migrate.js';
-import { readStatuses } from '../projection/checkpoint.js';
-import { SHADOW_PREFIX } from '../projection/rebuild.js';
+import { readStatuses, SHADOW_PREFIX } from '../projection/checkpoint.js';
 import { runCommand, withPool } from './runtime.js';
 
 export function statusCommand(program: Command): void {

@@ -1,4 +1,5 @@
 import { EventIdConflictError } from './errors.js';
+import { canonicalUuid } from './event-id.js';
 import type { AppendRequest } from './types.js';
 
 /** The highest stream version: a stream holds at most 2^31 events (versions are int4 in PostgreSQL). */
@@ -42,14 +43,14 @@ function checkExpectedVersion({ stream, expectedVersion }: AppendRequest): void 
 /**
  * One event id twice in one call: which of the two would the log keep? Refused before anything is
  * sent (PostgreSQL's unique key said so only as a bare unique violation). Ids compare as UUIDs do,
- * whatever their case or hyphens.
+ * whatever their spelling (canonicalUuid).
  */
 function checkRepeatedIds(requests: readonly AppendRequest[]): void {
   if (requests.length === 1 && requests[0]!.events.length < 2) return;
   const seen = new Set<string>();
   for (const { stream, events } of requests) {
     for (const { id } of events) {
-      const key = id.toLowerCase().replace(/[{}-]/g, '');
+      const key = canonicalUuid(id);
       if (seen.has(key)) throw new EventIdConflictError(`append to ${stream}: event id ${id} appears twice in one append`, id, stream);
       seen.add(key);
     }

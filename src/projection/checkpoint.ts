@@ -2,6 +2,12 @@ import type pg from 'pg';
 import { leanPipeline, stepOf, type PipelineStep } from '../db/lean-query.js';
 import { arrayParameter, inlineParameters, sqlFile, textParameter, toNumber, withoutComments } from '../log/postgres/sql.js';
 
+/**
+ * The name prefix of a rebuild's shadow checkpoints (`rebuild:<projection>`, rebuild.ts): rows of
+ * this table that are no live projection's (status lists them apart).
+ */
+export const SHADOW_PREFIX = 'rebuild:';
+
 const ENSURE = sqlFile(import.meta.url, 'checkpoint-ensure.sql');
 const LOCK = sqlFile(import.meta.url, 'checkpoint-lock.sql');
 const EXPECT = sqlFile(import.meta.url, 'checkpoint-expect.sql');

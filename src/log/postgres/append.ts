@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { leanQuery } from '../../db/lean-query.js';
 import { runKeepingConnection, withConnection } from '../../db/pool.js';
+import { canonicalUuid } from '../event-id.js';
 import type { AppendedEvent, AppendRequest, EventInput } from '../types.js';
 import { isRefusal, translateError } from './errors.js';
 import type { StreamVersions } from './stream-versions.js';
@@ -8,17 +9,6 @@ import type { Notification } from './wakeups.js';
 import { arrayParameter, sqlFile, toNumber } from './sql.js';
 
 export const APPEND_SQL = sqlFile(import.meta.url, 'append.sql');
-
-/**
- * A uuid as PostgreSQL writes it (lowercase, hyphenated), from any spelling it accepts (upper case,
- * braces, hyphens elsewhere or none): the id the log returns for an event, whichever path wrote it.
- */
-export function canonicalUuid(id: string): string {
-  if (/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id)) return id;
-  const hex = id.replace(/[{}-]/g, '').toLowerCase();
-  if (!/^[0-9a-f]{32}$/.test(hex)) return id;
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-}
 
 /** An event's data and metadata as the JSON the append sends (metadata null: none given, stored as {}). */
 export interface EventJson {

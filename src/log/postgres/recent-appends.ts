@@ -21,7 +21,8 @@
  * behind reads the log, and so does one after an event too large to keep.
  */
 import type { AppendedEvent, AppendRequest, LogBatch, RecordedEvent } from '../types.js';
-import { canonicalUuid, type EventJson } from './append.js';
+import { canonicalUuid } from '../event-id.js';
+import type { EventJson } from './append.js';
 
 /** Events kept at most: a few ingestion batches (serve's subscribers are seldom more than one behind). */
 export const DEFAULT_RECENT_EVENTS = 5000;
