@@ -682,22 +682,54 @@ test('postgres: an append through append_events() reports each event as a read o
   t.deepEqual(retried.map((e) => e.duplicate), [true, true, true]);
 });
 
-/** The prepared statements of the log's only connection (a log made with poolSize 1). */
-async function preparedStatements(log: { pool: pg.Pool }): Promise<string[]> {
-  const { rows } = await log.pool.query<{ name: string }>('SELECT name FROM pg_prepared_statements ORDER BY name');
-  return rows.map((row) => row.name);
+/**
+ * Which one-event statement `append` runs, as the server sees it (each is headed by its name,
+ * append.ts): the known-version one (no lookup) or the one that looks the version up. The stream's lock is held meanwhile, so that the
+ * statement waits for it where pg_stat_activity shows its text. (The log runs its appends on a
+ * connection it keeps out of its pool, kept-connection.ts: the pool's sessions cannot tell.)
+ */
+async function statementOf<T>(t: ExecutionContext, url: string, stream: string, append: () => Promise<T>): Promise<{ statement: 'known' | 'lookup' | 'other'; outcome: Promise<T> }> {
+  const blocker = await connect(t, url);
+  await blocker.query('BEGIN');
+  await blocker.query('SELECT pg_advisory_xact_lock(7401, hashtext($1))', [stream]);
+  const outcome = append();
+  outcome.catch(() => undefined);
+  let query: string | undefined;
+  // From another session: a transaction sees pg_stat_activity as it was at its first look.
+  await waitUntil(async () => {
+    ({ rows: [{ query } = { query: undefined }] } = await withClient(url, (client) => client.query<{ query: string }>(
+      "SELECT query FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory'")));
+    return query !== undefined;
+  }, 'the append to wait for its stream lock');
+  await blocker.query('COMMIT');
+  const statement = query!.startsWith('-- cse_append_known\n') ? 'known' : query!.startsWith('-- cse_append_one\n') ? 'lookup' : 'other';
+  return { statement, outcome };
+}
+
+/**
+ * A log of one pooled connection on `url`, its connections open and idle: a new connection makes
+ * a log forget the versions it saw (a restore may lie behind it), and one opened in the middle of
+ * a test (for its first look for listeners, or a read) would turn a known version into a lookup.
+ */
+async function settledLog(t: ExecutionContext, url: string) {
+  const log = createPostgresEventLog({ connectionString: url, poolSize: 1, idleTimeoutMs: 600_000 });
+  t.teardown(() => log.close());
+  await log.readStream('warm-up');
+  await log.append({ stream: 'warm-up', events: events(1) });
+  // All open, and all but the one kept for appends back in the pool.
+  await waitUntil(() => log.pool.idleCount === log.pool.totalCount - 1, "the log's connections to open");
+  return log;
 }
 
 test('postgres: an append that expects the version this process saw skips the lookup; when another process appended since, it is refused with the real version and writes nothing', async (t) => {
   const db = await ownDatabase(t);
-  const mine = createPostgresEventLog({ connectionString: db.url, poolSize: 1 });
-  const other = createPostgresEventLog({ connectionString: db.url, poolSize: 1 });
-  t.teardown(() => Promise.all([mine.close(), other.close()]));
+  const mine = await settledLog(t, db.url);
+  const other = await settledLog(t, db.url);
 
   await mine.append({ stream: 'build-1', expectedVersion: 'no_stream', events: events(1) });
-  await mine.append({ stream: 'build-1', expectedVersion: 0, events: events(1) });
-  t.true((await preparedStatements(mine)).includes('cse_append_known'), 'version 0 was known: no lookup');
-  t.false((await preparedStatements(mine)).includes('cse_append_one'));
+  const second = await statementOf(t, db.url, 'build-1', () => mine.append({ stream: 'build-1', expectedVersion: 0, events: events(1) }));
+  t.is(second.statement, 'known', 'version 0 was known: no lookup');
+  await second.outcome;
 
   // Another process moves the stream on: this one still remembers version 1.
   await other.append({ stream: 'build-1', expectedVersion: 1, events: events(1) });
@@ -707,16 +739,21 @@ test('postgres: an append that expects the version this process saw skips the lo
   t.is(error!.expected, 1);
 
   // The refusal told this process the real version: the next append goes without a lookup again.
-  const [next] = await mine.append({ stream: 'build-1', expectedVersion: 2, events: events(1) });
-  t.is(next!.streamVersion, 3);
-  t.false((await preparedStatements(mine)).includes('cse_append_one'));
+  const next = await statementOf(t, db.url, 'build-1', () => mine.append({ stream: 'build-1', expectedVersion: 2, events: events(1) }));
+  t.is(next.statement, 'known');
+  t.is((await next.outcome)[0]!.streamVersion, 3);
   const stored = await mine.readStream('build-1');
   t.deepEqual(stored.map((e) => e.streamVersion), [0, 1, 2, 3]);
   t.false(stored.some((e) => e.id === refused[0]!.id));
 
-  // A version above the one known is looked up, and refused as always (no gap).
-  await t.throwsAsync(mine.append({ stream: 'build-1', expectedVersion: 5, events: events(1) }), { instanceOf: WrongExpectedVersionError });
-  t.true((await preparedStatements(mine)).includes('cse_append_one'));
+  // A version other than the one known is looked up: written when it holds (another process
+  // moved the stream on), refused as always when it does not (no gap).
+  await other.append({ stream: 'build-1', expectedVersion: 3, events: events(1) });
+  const above = await statementOf(t, db.url, 'build-1', () => mine.append({ stream: 'build-1', expectedVersion: 4, events: events(1) }));
+  t.is(above.statement, 'lookup');
+  t.is((await above.outcome)[0]!.streamVersion, 5);
+  await t.throwsAsync(mine.append({ stream: 'build-1', expectedVersion: 7, events: events(1) }), { instanceOf: WrongExpectedVersionError });
+  t.deepEqual((await mine.readStream('build-1')).map((e) => e.streamVersion), [0, 1, 2, 3, 4, 5]);
 });
 
 // Found in review: the version append_events() reports for a request counts the events of the
@@ -744,8 +781,7 @@ test('postgres: a refused call of several requests of one stream leaves no versi
 
 test('postgres: an append on the known version waits for another session\'s append in flight: refused if it commits, written if it aborts; a retried event is still a duplicate', async (t) => {
   const db = await ownDatabase(t);
-  const log = createPostgresEventLog({ connectionString: db.url, poolSize: 1 });
-  t.teardown(() => log.close());
+  const log = await settledLog(t, db.url);
   await log.append({ stream: 'build-1', expectedVersion: 'no_stream', events: events(1) });
   const other = await connect(t, db.url);
   const inFlight = async (outcome: 'COMMIT' | 'ROLLBACK', expectedVersion: number) => {
@@ -755,14 +791,20 @@ test('postgres: an append on the known version waits for another session\'s appe
     appending.catch(() => undefined);
     // The log's append waits for the other transaction's version (its unique key), after the stream lock.
     await waitUntil(async () => (await other.query("SELECT 1 FROM pg_locks WHERE NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")).rowCount! > 0, 'the append to wait');
+    // The statement that waits, as the server shows it (from a session outside any transaction).
+    const { rows: [waiting] } = await withClient(db.url, (client) => client.query<{ query: string }>(
+      "SELECT query FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"));
     await other.query(outcome);
-    return appending;
+    return { appending, known: waiting!.query.startsWith('-- cse_append_known\n') };
   };
-  const error = await t.throwsAsync(inFlight('COMMIT', 0), { instanceOf: WrongExpectedVersionError });
+  const committed = await inFlight('COMMIT', 0);
+  t.true(committed.known);
+  const error = await t.throwsAsync(committed.appending, { instanceOf: WrongExpectedVersionError });
   t.is(error!.actual, 1);
-  const [written] = await inFlight('ROLLBACK', 1);
+  const aborted = await inFlight('ROLLBACK', 1);
+  t.true(aborted.known, 'the refusal told the log version 1: no lookup');
+  const [written] = await aborted.appending;
   t.is(written!.streamVersion, 2);
-  t.true((await preparedStatements(log)).includes('cse_append_known'));
 
   // Another session appends an event at version 3; the log retries that very event on its known version 2.
   const retried = events(1);
@@ -808,24 +850,32 @@ test('postgres: after a lost connection the log forgets the versions it saw: a s
   t.deepEqual((await log.readStream('build-1')).map((e) => e.streamVersion), [0]);
 });
 
-test('postgres: a new connection of the pool makes the log forget the versions it saw (a process idle through a restore hears of no error)', async (t) => {
+test('postgres: a new connection makes the log forget the versions it saw (a process idle through a restore hears of no error)', async (t) => {
   const db = await ownDatabase(t);
-  const log = createPostgresEventLog({ connectionString: db.url, poolSize: 10 });
+  const log = createPostgresEventLog({ connectionString: db.url, poolSize: 10, idleTimeoutMs: 100 });
   t.teardown(() => log.close());
   await log.append({ stream: 'build-1', expectedVersion: 'no_stream', events: events(1) });
   await log.append({ stream: 'build-1', expectedVersion: 0, events: events(1) });
-  // With every connection open now held, the next append opens a new one; meanwhile the server
-  // went back to before version 1 without a connection of the log seeing it.
-  const held: pg.PoolClient[] = [];
-  while (held.length < log.pool.totalCount) held.push(await log.pool.connect());
-  try {
-    await rewind(db.url, 'build-1', 1);
-    const error = await t.throwsAsync(log.append({ stream: 'build-1', expectedVersion: 1, events: events(1) }), { instanceOf: WrongExpectedVersionError });
-    t.is(error!.actual, 0);
-  } finally {
-    for (const client of held) client.release();
-  }
+  // Idle, the connections close (the one kept for appends too), and the next append opens a new
+  // one; meanwhile the server went back to before version 1 without a connection of the log seeing it.
+  await waitUntil(() => log.pool.totalCount === 0, 'the idle connections to close');
+  await rewind(db.url, 'build-1', 1);
+  const error = await t.throwsAsync(log.append({ stream: 'build-1', expectedVersion: 1, events: events(1) }), { instanceOf: WrongExpectedVersionError });
+  t.is(error!.actual, 0);
   t.deepEqual((await log.readStream('build-1')).map((e) => e.streamVersion), [0]);
+});
+
+// The log keeps a connection out of its pool for appends (kept-connection.ts): sized to the
+// option alone, a pool of one would leave a reader waiting for ever beside it.
+test('postgres: with a pool of one, reads go on beside the connection kept for appends', async (t) => {
+  const db = await ownDatabase(t);
+  const log = createPostgresEventLog({ connectionString: db.url, poolSize: 1 });
+  t.teardown(() => log.close());
+  await log.append({ stream: 'build-1', expectedVersion: 'no_stream', events: events(1) });
+  t.deepEqual((await log.readStream('build-1')).map((e) => e.streamVersion), [0]);
+  t.is((await collect(log.readAll())).length, 1);
+  await log.append({ stream: 'build-1', expectedVersion: 0, events: events(1) });
+  t.deepEqual((await log.readStream('build-1')).map((e) => e.streamVersion), [0, 1]);
 });
 
 test('postgres: a lost listening connection also makes the log forget the versions it saw', async (t) => {
@@ -853,47 +903,66 @@ test('postgres: a lost listening connection also makes the log forget the versio
 
 // pg-pool's pool.query closes a connection on any error: every refused append cost a new
 // connection (a producer that often loses races paid a reconnect each time).
-test('postgres: a refused append gives its connection back to the pool; a failed connection is closed', async (t) => {
+test('postgres: a refused append gives its connection back; a canceled or failed one is closed', async (t) => {
   const db = await ownDatabase(t);
   const log = createPostgresEventLog({ connectionString: db.url, poolSize: 1 });
   t.teardown(() => log.close());
-  const backend = async () => (await log.pool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+  // The session `append` runs on: held at its stream's lock, where pg_locks shows it waiting.
+  const sessionOf = async (stream: string, append: () => Promise<unknown>) => {
+    const blocker = await connect(t, db.url);
+    await blocker.query('BEGIN');
+    await blocker.query('SELECT pg_advisory_xact_lock(7401, hashtext($1))', [stream]);
+    const appending = append();
+    appending.catch(() => undefined);
+    let pid: number | undefined;
+    await waitUntil(async () => {
+      pid = (await blocker.query<{ pid: number }>("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")).rows[0]?.pid;
+      return pid !== undefined;
+    }, 'the append to wait for its stream lock');
+    return { pid: pid!, appending, release: () => blocker.query('COMMIT') };
+  };
+  const appendOnce = async (stream: string) => {
+    const session = await sessionOf(stream, () => log.append({ stream, events: events(1) }));
+    await session.release();
+    await session.appending;
+    return session.pid;
+  };
+  const sessionGone = (pid: number) => waitUntil(async () => (await withClient(db.url, (client) =>
+    client.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid]))).rowCount === 0, `session ${pid} to end`);
+
   await log.append({ stream: 'refusals', events: events(1) });
-  let pid = await backend();
+  const pid = await appendOnce('refusals');
   await t.throwsAsync(log.append({ stream: 'refusals', expectedVersion: 5, events: events(1) }), { instanceOf: WrongExpectedVersionError });
   await log.append({ stream: 'claims', events: events(1), claims: [{ name: 'namespace.name', value: 'taken' }] });
   await t.throwsAsync(log.append({ stream: 'other', events: events(1), claims: [{ name: 'namespace.name', value: 'taken' }] }), { instanceOf: DuplicateKeyError });
   await t.throwsAsync(log.append({ stream: 'child', events: events(1), preconditions: [{ kind: 'exists', stream: 'nowhere', message: 'no parent' }] }), { instanceOf: PreconditionFailedError });
   // Data the database cannot store (a NUL character in JSON: class 22) is a refusal too.
   await t.throwsAsync(log.append({ stream: 'nul', events: [{ id: randomUUID(), type: 'Tested', data: { text: 'a\u0000b' } }], claims: [{ name: 'namespace.name', value: 'nul' }] }), { message: /unsupported Unicode escape sequence|\\u0000/ });
-  t.is(await backend(), pid, 'the same connection after four refusals');
-  // A statement canceled (here by its timeout) may have held the position lock: its connection is closed.
-  await log.pool.query("SET statement_timeout = '200ms'");
+  t.is(await appendOnce('refusals'), pid, 'the same connection after four refusals');
+
+  // A statement canceled may have held the position lock: its connection is closed.
   const appendSlowly = async () => await log.append({ stream: 'slow', events: events(1), claims: [{ name: 'namespace.name', value: 'slow' }] });
-  await withClient(db.url, async (other) => {
-    await other.query('BEGIN');
-    await other.query("SELECT pg_advisory_xact_lock(7401, hashtext('slow'))");
-    const timedOut = await t.throwsAsync(appendSlowly());
-    t.regex(timedOut.message, /statement timeout/);
-    // Passed on as it is, with a stack that leads back to the caller, not to the socket's reader.
-    t.regex(timedOut.stack ?? '', /appendSlowly/);
-    await other.query('COMMIT');
-  });
-  const afterTimeout = await backend();
-  t.not(afterTimeout, pid, 'a new connection after a canceled statement');
-  pid = afterTimeout;
+  const slow = await sessionOf('slow', appendSlowly);
+  await withAdmin((admin) => admin.query('SELECT pg_cancel_backend($1)', [slow.pid]));
+  const canceled = await t.throwsAsync(slow.appending);
+  t.regex(canceled.message, /canceling statement/);
+  // Passed on as it is, with a stack that leads back to the caller, not to the socket's reader.
+  t.regex(canceled.stack ?? '', /appendSlowly/);
+  await slow.release();
+  await sessionGone(slow.pid);
+  const afterCancel = await appendOnce('refusals');
+  t.not(afterCancel, slow.pid, 'a new connection after a canceled statement');
+
   // A connection that fails under an append (terminated while it waits for a stream lock) is
   // not handed out again: the next append runs on a new one.
-  const blocker = await connect(t, db.url);
-  await blocker.query('BEGIN');
-  await blocker.query("SELECT pg_advisory_xact_lock(7401, hashtext('claims'))");
-  const failing = log.append({ stream: 'claims', events: events(1), claims: [{ name: 'namespace.name', value: 'x' }] });
-  await waitUntil(async () => (await blocker.query("SELECT 1 FROM pg_locks WHERE pid = $1 AND locktype = 'advisory' AND NOT granted", [pid])).rowCount === 1, 'the append to wait for the stream lock');
-  await withAdmin((admin) => admin.query('SELECT pg_terminate_backend($1)', [pid]));
-  await t.throwsAsync(failing);
-  await blocker.query('COMMIT');
-  await log.append({ stream: 'claims', events: events(1), claims: [{ name: 'namespace.name', value: 'x' }] });
-  t.not(await backend(), pid);
+  const failing = await sessionOf('claims', () => log.append({ stream: 'claims', events: events(1), claims: [{ name: 'namespace.name', value: 'x' }] }));
+  await withAdmin((admin) => admin.query('SELECT pg_terminate_backend($1)', [failing.pid]));
+  await t.throwsAsync(failing.appending);
+  await failing.release();
+  const retried = await sessionOf('claims', () => log.append({ stream: 'claims', events: events(1), claims: [{ name: 'namespace.name', value: 'x' }] }));
+  t.not(retried.pid, failing.pid);
+  await retried.release();
+  await retried.appending;
 });
 
 /** The subplans of an EXPLAIN that read event_store.keys: whether hashed, and their lines. */

@@ -48,8 +48,26 @@ export function createPool(config: pg.PoolConfig & { onError: (error: unknown) =
   return pool;
 }
 
+/** A connection lent for a statement or two: `release` gives it back (with an error: closed, never lent again). */
+export interface Lease {
+  readonly client: pg.PoolClient;
+  release(error?: Error): void;
+}
+
+/** Where the connections of statements come from: a pool, or a kept connection in front of one (kept-connection.ts). */
+export interface Connections {
+  lease(): Promise<Lease>;
+}
+
+/** A connection of `source`. */
+export async function leaseFrom(source: pg.Pool | Connections): Promise<Lease> {
+  if ('lease' in source) return source.lease();
+  const client = await source.connect();
+  return { client, release: (error) => client.release(error) };
+}
+
 /**
- * Runs one statement (`run`, which must send exactly one) on a connection of the pool and gives
+ * Runs one statement (`run`, which must send exactly one) on a connection of `source` and gives
  * the connection back, also when the statement fails with an error that `refused` says left the
  * session as it was (the caller knows its statement's refusals). pg-pool's own `pool.query`
  * closes the connection on any error, so every refused append used to cost a new connection.
@@ -58,29 +76,29 @@ export function createPool(config: pg.PoolConfig & { onError: (error: unknown) =
  * is what releases it.
  */
 export async function runKeepingConnection<T>(
-  pool: pg.Pool,
+  source: pg.Pool | Connections,
   run: (client: pg.PoolClient) => Promise<T>,
   refused: (error: pg.DatabaseError) => boolean,
 ): Promise<T> {
-  const client = await pool.connect();
+  const { client, release } = await leaseFrom(source);
   try {
     const result = await run(client);
-    client.release();
+    release();
     return result;
   } catch (error) {
-    client.release(error instanceof pg.DatabaseError && refused(error) ? undefined : (error as Error));
+    release(error instanceof pg.DatabaseError && refused(error) ? undefined : (error as Error));
     throw error;
   }
 }
 
 /**
- * Runs `work` on a connection of the pool. When it fails, the statement `cleanup` names for the
+ * Runs `work` on a connection of `source`. When it fails, the statement `cleanup` names for the
  * error (if any) runs on the same connection first, and a connection that cannot run it is closed
  * rather than handed out again: it may still hold a transaction (ROLLBACK failed) or a session
  * lock (the log's position lock), and closing it releases them.
  */
-export async function withConnection<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>, cleanup: (error: unknown) => string | undefined): Promise<T> {
-  const client = await pool.connect();
+export async function withConnection<T>(source: pg.Pool | Connections, work: (client: pg.PoolClient) => Promise<T>, cleanup: (error: unknown) => string | undefined): Promise<T> {
+  const { client, release } = await leaseFrom(source);
   let broken: Error | undefined;
   try {
     return await work(client);
@@ -89,6 +107,6 @@ export async function withConnection<T>(pool: pg.Pool, work: (client: pg.PoolCli
     if (statement) await client.query(statement).catch((cleanupError: Error) => (broken = cleanupError));
     throw error;
   } finally {
-    client.release(broken);
+    release(broken);
   }
 }

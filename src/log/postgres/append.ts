@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { leanQuery } from '../../db/lean-query.js';
-import { runKeepingConnection, withConnection } from '../../db/pool.js';
+import { runKeepingConnection, withConnection, type Connections } from '../../db/pool.js';
 import { canonicalUuid } from '../event-id.js';
 import type { AppendedEvent, AppendRequest, EventInput } from '../types.js';
 import { isRefusal, translateError } from './errors.js';
@@ -98,12 +98,22 @@ function notificationParameters(notification: Notification | undefined): [string
   return [notification?.channel ?? null, notification?.payload ?? null];
 }
 
+/**
+ * A statement of the fast path: its prepared statement's name, and its text headed by a comment
+ * with that name. The server keeps a statement's first kilobyte only (pg_stat_activity, its logs),
+ * here the comments that the three variants of append-stream.sql share: the heading tells them apart.
+ */
+function named(name: string, sql: string): { name: string; text: string } {
+  return { name, text: `-- ${name}\n${sql}` };
+}
+
+const APPEND_STREAM_SQL = sqlFile(import.meta.url, 'append-stream.sql');
 /** append-stream.sql: one event to one stream, text parameters only (sent without a Describe). */
-export const APPEND_ONE_SQL = sqlFile(import.meta.url, 'append-stream.sql');
+const APPEND_ONE = named('cse_append_one', APPEND_STREAM_SQL);
 /** The same for a new stream (no_stream): without the version lookup, which that case never runs. */
-const APPEND_NEW_SQL = replaceVersionLookup(APPEND_ONE_SQL, '-1');
+const APPEND_NEW = named('cse_append_new', replaceVersionLookup(APPEND_STREAM_SQL, '-1'));
 /** The same for a stream known to be at its expected version at least ($9: that version; stream-versions.ts). */
-const APPEND_KNOWN_SQL = replaceVersionLookup(APPEND_ONE_SQL, '$9::bigint');
+const APPEND_KNOWN = named('cse_append_known', replaceVersionLookup(APPEND_STREAM_SQL, '$9::bigint'));
 /** append-streams.sql: any number of events to one stream or several, as arrays. */
 const APPEND_STREAMS_SQL = sqlFile(import.meta.url, 'append-streams.sql');
 
@@ -173,8 +183,7 @@ function oneEventQuery({ request, notification, json }: FastAppend): TextQuery {
   const event = request.events[0]!;
   const text = json?.[0] ?? jsonOf(event);
   const values = [request.stream, expectedText(request), event.id, event.type, text.data, text.metadata, notification?.channel ?? null, notification?.payload ?? null];
-  if (request.expectedVersion === 'no_stream') return { name: 'cse_append_new', text: APPEND_NEW_SQL, values };
-  return { name: 'cse_append_one', text: APPEND_ONE_SQL, values };
+  return { ...(request.expectedVersion === 'no_stream' ? APPEND_NEW : APPEND_ONE), values };
 }
 
 /**
@@ -186,8 +195,8 @@ function oneEventQuery({ request, notification, json }: FastAppend): TextQuery {
  */
 export function withKnownVersion(query: TextQuery, request: AppendRequest, versions: StreamVersions | undefined): TextQuery {
   const { expectedVersion } = request;
-  if (query.name !== 'cse_append_one' || typeof expectedVersion !== 'number' || versions?.get(request.stream) !== expectedVersion) return query;
-  return { name: 'cse_append_known', text: APPEND_KNOWN_SQL, values: [...query.values, String(expectedVersion)] };
+  if (query.name !== APPEND_ONE.name || typeof expectedVersion !== 'number' || versions?.get(request.stream) !== expectedVersion) return query;
+  return { ...APPEND_KNOWN, values: [...query.values, String(expectedVersion)] };
 }
 
 /** A request's expected version as the statements take it. */
@@ -212,9 +221,9 @@ export interface FastRow {
  * wrote nothing (an expected version does not hold, an id is in the log already, a version was
  * taken in between): append_events() then decides and explains, seeing everything committed since.
  */
-async function runFastStatement(pool: pg.Pool, appends: readonly FastAppend[], versions: StreamVersions | undefined): Promise<FastRow[] | undefined> {
+async function runFastStatement(source: pg.Pool | Connections, appends: readonly FastAppend[], versions: StreamVersions | undefined): Promise<FastRow[] | undefined> {
   const query = fastPathQuery(appends);
-  return withConnection(pool, async (client) => {
+  return withConnection(source, async (client) => {
     try {
       const rows = await fastRows(client, withKnownVersion(query, appends[0]!.request, versions));
       return rows.length > 0 ? rows : undefined;
@@ -245,8 +254,8 @@ export async function fastRows(client: pg.ClientBase, { name, text, values }: Te
  * results, in order; undefined when it wrote nothing (see runFastStatement). Both statements
  * return a row per append: its first event's position and version, the others following on.
  */
-export async function appendFast(pool: pg.Pool, appends: readonly FastAppend[], versions?: StreamVersions): Promise<AppendedEvent[][] | undefined> {
-  const rows = await runFastStatement(pool, appends, versions);
+export async function appendFast(source: pg.Pool | Connections, appends: readonly FastAppend[], versions?: StreamVersions): Promise<AppendedEvent[][] | undefined> {
+  const rows = await runFastStatement(source, appends, versions);
   if (!rows) return undefined;
   // Never expected; the statement has committed: an error whose outcome the callers must check.
   // Coded as PostgreSQL's internal_error: a failure of the system, to retry (the events then come
@@ -274,8 +283,8 @@ export async function appendFast(pool: pg.Pool, appends: readonly FastAppend[], 
  * it (the statement rolled back): each append must then go on its own, and gets its own answer.
  * Any other error (a lost connection: it may have committed) is thrown, for every caller to hear.
  */
-export function appendToStreams(pool: pg.Pool, appends: readonly FastAppend[]): Promise<AppendedEvent[][] | undefined> {
-  return appendFast(pool, appends).catch((error: unknown) => {
+export function appendToStreams(source: pg.Pool | Connections, appends: readonly FastAppend[]): Promise<AppendedEvent[][] | undefined> {
+  return appendFast(source, appends).catch((error: unknown) => {
     if (error instanceof pg.DatabaseError) return undefined;
     throw error;
   });
@@ -291,16 +300,16 @@ export interface AppendOptions extends Omit<FastAppend, 'request'> {
  * commit (and not at all if nothing is committed): it was sent if this returns any event. `json`:
  * the events' JSON, if the caller has made it (eventJson).
  */
-export async function append(pool: pg.Pool, requests: AppendRequest[], { notification, json, versions }: AppendOptions = {}): Promise<AppendedEvent[]> {
+export async function append(source: pg.Pool | Connections, requests: AppendRequest[], { notification, json, versions }: AppendOptions = {}): Promise<AppendedEvent[]> {
   // Requests without events add nothing to `json` either.
   const nonEmpty = requests.filter((request) => request.events.length > 0);
   if (nonEmpty.length === 0) return [];
   try {
-    const fast = takesFastPath(nonEmpty) ? await appendFast(pool, [{ request: nonEmpty[0], notification, json }], versions) : undefined;
+    const fast = takesFastPath(nonEmpty) ? await appendFast(source, [{ request: nonEmpty[0], notification, json }], versions) : undefined;
     if (fast) return fast[0]!;
     // Text parameters only: without node-postgres' Describe and result objects (leanQuery).
     const values = appendParameters(nonEmpty, notification, json);
-    const rows = await runKeepingConnection(pool, (client) => leanQuery(client, 'cse_append', APPEND_SQL, values), isRefusal);
+    const rows = await runKeepingConnection(source, (client) => leanQuery(client, 'cse_append', APPEND_SQL, values), isRefusal);
     const streamOfEvent = nonEmpty.flatMap((request) => request.events.map(() => request.stream));
     // The columns of append.sql: event_id, global_position, stream_version, recorded_ms, duplicate.
     return rows.map(([id, position, version, recordedMs, duplicate], index) => ({

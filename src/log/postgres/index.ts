@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { createKeptConnection } from '../../db/kept-connection.js';
 import { createPool } from '../../db/pool.js';
 import type { AppendedEvent, AppendRequest, EventLog } from '../types.js';
 import { append, appendToStreams, eventJson, takesFastPath } from './append.js';
@@ -10,12 +11,15 @@ import { createStreamVersions, DEFAULT_KNOWN_STREAMS } from './stream-versions.j
 import { readLog } from './subscribe.js';
 import { createWakeups } from './wakeups.js';
 import { takeRequests } from '../append-requests.js';
+import { positiveInteger } from '../positive-integer.js';
 import { WrongExpectedVersionError } from '../errors.js';
 
 export interface PostgresEventLogOptions {
   connectionString: string;
-  /** Connections in the pool (appends, reads); default 10. */
+  /** Connections in the pool (appends, reads); default 10. One more is kept out of it between appends (kept-connection.ts). */
   poolSize?: number;
+  /** How long a connection may stay unused before it is closed (default 10,000 ms): the pool's, and the one kept for appends. */
+  idleTimeoutMs?: number;
   /**
    * The least time between two NOTIFYs that tell other processes of appends (default 5 ms): how
    * late, at most, their subscribers hear of an append. This process's own hear at once.
@@ -36,6 +40,9 @@ export interface PostgresEventLogOptions {
   knownStreams?: number;
 }
 
+/** pg-pool's own default. */
+const DEFAULT_IDLE_TIMEOUT_MS = 10_000;
+
 const READ_COMMITTED = '-c default_transaction_isolation=read\\ committed';
 
 /** The PostgreSQL backend of the event log (schema `event_store`, created by the Knex migrations). */
@@ -53,13 +60,17 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
   // READ COMMITTED, whatever the database's default. Under REPEATABLE READ its snapshot predates
   // the wait, and it decided on the log as it was before the appender it waited for (a purge
   // accepted beside an environment that had just come in; a version taken, seen as free).
-  const pool = createPool({ connectionString: options.connectionString, max: options.poolSize ?? 10, options: READ_COMMITTED, onError });
+  const poolSize = positiveInteger('poolSize', options.poolSize ?? 10);
+  const idleTimeoutMs = positiveInteger('idleTimeoutMs', options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS);
+  const pool = createPool({ connectionString: options.connectionString, max: poolSize + 1, idleTimeoutMillis: idleTimeoutMs, options: READ_COMMITTED, onError });
   pool.on('connect', () => versions.clear());
+  // Appends take the connection the last one gave back, without pg-pool's checkout.
+  const connections = createKeptConnection(pool, { idleMs: idleTimeoutMs });
   const wakeups = createWakeups(pool, options.connectionString, onError, options.notifyIntervalMs);
   const recent = createRecentAppends(options.keepOwnAppends);
   const queue = createAppendQueue({
-    one: (fast) => append(pool, [fast.request], { notification: fast.notification, json: fast.json, versions }),
-    several: (appends) => appendToStreams(pool, appends),
+    one: (fast) => append(connections, [fast.request], { notification: fast.notification, json: fast.json, versions }),
+    several: (appends) => appendToStreams(connections, appends),
     // A waiting append's JSON is made when it is called, as for one that goes at once: the caller
     // may change its objects once it has called.
     prepare: (fast) => (fast.json ? fast : { ...fast, json: eventJson([fast.request]) }),
@@ -95,7 +106,7 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
         // The events' JSON once, for the statement and for this process's live subscribers, if any.
         const json = recent.keeping() ? eventJson(list) : undefined;
         // One stream, nothing but events: through the queue, which writes concurrent ones together.
-        appended = takesFastPath(nonEmpty) ? await queue.append({ request: nonEmpty[0], notification, json }) : await append(pool, list, { notification, json });
+        appended = takesFastPath(nonEmpty) ? await queue.append({ request: nonEmpty[0], notification, json }) : await append(connections, list, { notification, json });
         seen(list, appended);
         // Kept before the wake-up below, which sends this process's subscribers to take them.
         kept = json !== undefined && recent.add(appended, list, json);
@@ -125,6 +136,7 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
         // Appends waiting in the queue are written first: each was taken, and its caller waits.
         await queue.close();
         await wakeups.close();
+        connections.close();
         await pool.end();
       })();
       return closing;
