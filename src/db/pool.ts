@@ -60,10 +60,9 @@ export interface Connections {
 }
 
 /** A connection of `source`. */
-export async function leaseFrom(source: pg.Pool | Connections): Promise<Lease> {
+export function leaseFrom(source: pg.Pool | Connections): Promise<Lease> {
   if ('lease' in source) return source.lease();
-  const client = await source.connect();
-  return { client, release: (error) => client.release(error) };
+  return source.connect().then((client) => ({ client, release: (error) => client.release(error) }));
 }
 
 /**

@@ -97,14 +97,15 @@ export function createAppendQueue(writer: AppendWriter, options: AppendQueueOpti
     return batch;
   };
 
-  // async: a writer that throws synchronously still settles its append and frees its slot.
-  const alone = async (append: FastAppend): Promise<Settled> => {
+  // A writer that throws synchronously still settles its append (and frees its slot).
+  const one = (append: FastAppend): Promise<AppendedEvent[]> => {
     try {
-      return { appended: await writer.one(append) };
+      return writer.one(append);
     } catch (error) {
-      return { error };
+      return Promise.reject(error);
     }
   };
+  const alone = (append: FastAppend): Promise<Settled> => one(append).then((appended) => ({ appended }), (error: unknown) => ({ error }));
 
   const write = async (batch: readonly FastAppend[]): Promise<Settled[]> => {
     if (batch.length === 1) return [await alone(batch[0]!)];
@@ -176,10 +177,16 @@ export function createAppendQueue(writer: AppendWriter, options: AppendQueueOpti
         // A slot is free: the append goes at once, with nothing of the queue's bookkeeping.
         const batch = [append];
         start(batch);
-        return alone(append).then((outcome) => {
-          finish(batch);
-          return 'error' in outcome ? Promise.reject(outcome.error) : outcome.appended;
-        });
+        return one(append).then(
+          (appended) => {
+            finish(batch);
+            return appended;
+          },
+          (error: unknown) => {
+            finish(batch);
+            throw error;
+          },
+        );
       }
       waited++;
       const prepared = writer.prepare?.(append) ?? append;
