@@ -683,26 +683,35 @@ test('postgres: an append through append_events() reports each event as a read o
 });
 
 /**
- * Which one-event statement `append` runs, as the server sees it (each is headed by its name,
- * append.ts): the known-version one (no lookup) or the one that looks the version up. The stream's lock is held meanwhile, so that the
- * statement waits for it where pg_stat_activity shows its text. (The log runs its appends on a
- * connection it keeps out of its pool, kept-connection.ts: the pool's sessions cannot tell.)
+ * Runs `append` while another session holds `stream`'s lock, and returns once the append waits for
+ * it: its session and its statement as the server shows them (pg_stat_activity, read from a third
+ * session: a transaction sees it as it was at its first look), and `release` to let it go on. The
+ * log runs its appends on a connection it keeps out of its pool (kept-connection.ts): the pool's
+ * own sessions cannot tell which connection or statement an append used.
  */
-async function statementOf<T>(t: ExecutionContext, url: string, stream: string, append: () => Promise<T>): Promise<{ statement: 'known' | 'lookup' | 'other'; outcome: Promise<T> }> {
+async function waitingAtStreamLock<T>(t: ExecutionContext, url: string, stream: string, append: () => Promise<T>) {
   const blocker = await connect(t, url);
   await blocker.query('BEGIN');
   await blocker.query('SELECT pg_advisory_xact_lock(7401, hashtext($1))', [stream]);
   const outcome = append();
   outcome.catch(() => undefined);
-  let query: string | undefined;
-  // From another session: a transaction sees pg_stat_activity as it was at its first look.
+  let waiting: { pid: number; query: string } | undefined;
   await waitUntil(async () => {
-    ({ rows: [{ query } = { query: undefined }] } = await withClient(url, (client) => client.query<{ query: string }>(
-      "SELECT query FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory'")));
-    return query !== undefined;
+    [waiting] = (await withClient(url, (client) => client.query<{ pid: number; query: string }>(
+      "SELECT pid, query FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory'"))).rows;
+    return waiting !== undefined;
   }, 'the append to wait for its stream lock');
-  await blocker.query('COMMIT');
-  const statement = query!.startsWith('-- cse_append_known\n') ? 'known' : query!.startsWith('-- cse_append_one\n') ? 'lookup' : 'other';
+  return { ...waiting!, outcome, release: () => blocker.query('COMMIT') };
+}
+
+/**
+ * Which one-event statement `append` runs (each is headed by its name, append.ts): the
+ * known-version one (no lookup), the one that looks the version up, or another.
+ */
+async function statementOf<T>(t: ExecutionContext, url: string, stream: string, append: () => Promise<T>): Promise<{ statement: 'known' | 'lookup' | 'other'; outcome: Promise<T> }> {
+  const { query, outcome, release } = await waitingAtStreamLock(t, url, stream, append);
+  await release();
+  const statement = query.startsWith('-- cse_append_known\n') ? 'known' : query.startsWith('-- cse_append_one\n') ? 'lookup' : 'other';
   return { statement, outcome };
 }
 
@@ -827,6 +836,17 @@ async function rewind(url: string, stream: string, version: number): Promise<voi
   });
 }
 
+/**
+ * With the server taken back to before version 1 of build-1 (as a restore would), the log's append
+ * on version 1, which it saw, is refused with the real version, and no gap is written.
+ */
+async function refusedAfterRewind(t: ExecutionContext, log: EventLog, url: string): Promise<void> {
+  await rewind(url, 'build-1', 1);
+  const error = await t.throwsAsync(log.append({ stream: 'build-1', expectedVersion: 1, events: events(1) }), { instanceOf: WrongExpectedVersionError });
+  t.is(error!.actual, 0);
+  t.deepEqual((await log.readStream('build-1')).map((e) => e.streamVersion), [0]);
+}
+
 /** A log of one pooled connection on a database of its own, with the errors it reports (lost connections) kept. */
 async function logKeepingErrors(t: ExecutionContext) {
   const db = await ownDatabase(t);
@@ -843,11 +863,7 @@ test('postgres: after a lost connection the log forgets the versions it saw: a s
   const { rows: [backend] } = await log.pool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
   await withClient(db.url, (client) => client.query('SELECT pg_terminate_backend($1)', [backend!.pid]));
   await waitUntil(() => errors.length > 0, 'the pool reports the lost connection');
-  await rewind(db.url, 'build-1', 1);
-
-  const error = await t.throwsAsync(log.append({ stream: 'build-1', expectedVersion: 1, events: events(1) }), { instanceOf: WrongExpectedVersionError });
-  t.is(error!.actual, 0);
-  t.deepEqual((await log.readStream('build-1')).map((e) => e.streamVersion), [0]);
+  await refusedAfterRewind(t, log, db.url);
 });
 
 test('postgres: a new connection makes the log forget the versions it saw (a process idle through a restore hears of no error)', async (t) => {
@@ -859,14 +875,17 @@ test('postgres: a new connection makes the log forget the versions it saw (a pro
   // Idle, the connections close (the one kept for appends too), and the next append opens a new
   // one; meanwhile the server went back to before version 1 without a connection of the log seeing it.
   await waitUntil(() => log.pool.totalCount === 0, 'the idle connections to close');
-  await rewind(db.url, 'build-1', 1);
-  const error = await t.throwsAsync(log.append({ stream: 'build-1', expectedVersion: 1, events: events(1) }), { instanceOf: WrongExpectedVersionError });
-  t.is(error!.actual, 0);
-  t.deepEqual((await log.readStream('build-1')).map((e) => e.streamVersion), [0]);
+  await refusedAfterRewind(t, log, db.url);
 });
 
 // The log keeps a connection out of its pool for appends (kept-connection.ts): sized to the
 // option alone, a pool of one would leave a reader waiting for ever beside it.
+test('postgres: a pool size or idle timeout that is not a positive integer is refused by name', (t) => {
+  const connectionString = urlFor('postgres');
+  t.throws(() => createPostgresEventLog({ connectionString, poolSize: 0 }), { instanceOf: RangeError, message: 'poolSize must be a positive integer, got 0' });
+  t.throws(() => createPostgresEventLog({ connectionString, idleTimeoutMs: 2.5 }), { instanceOf: RangeError, message: 'idleTimeoutMs must be a positive integer, got 2.5' });
+});
+
 test('postgres: with a pool of one, reads go on beside the connection kept for appends', async (t) => {
   const db = await ownDatabase(t);
   const log = createPostgresEventLog({ connectionString: db.url, poolSize: 1 });
@@ -907,24 +926,11 @@ test('postgres: a refused append gives its connection back; a canceled or failed
   const db = await ownDatabase(t);
   const log = createPostgresEventLog({ connectionString: db.url, poolSize: 1 });
   t.teardown(() => log.close());
-  // The session `append` runs on: held at its stream's lock, where pg_locks shows it waiting.
-  const sessionOf = async (stream: string, append: () => Promise<unknown>) => {
-    const blocker = await connect(t, db.url);
-    await blocker.query('BEGIN');
-    await blocker.query('SELECT pg_advisory_xact_lock(7401, hashtext($1))', [stream]);
-    const appending = append();
-    appending.catch(() => undefined);
-    let pid: number | undefined;
-    await waitUntil(async () => {
-      pid = (await blocker.query<{ pid: number }>("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")).rows[0]?.pid;
-      return pid !== undefined;
-    }, 'the append to wait for its stream lock');
-    return { pid: pid!, appending, release: () => blocker.query('COMMIT') };
-  };
+  const sessionOf = (stream: string, append: () => Promise<unknown>) => waitingAtStreamLock(t, db.url, stream, append);
   const appendOnce = async (stream: string) => {
     const session = await sessionOf(stream, () => log.append({ stream, events: events(1) }));
     await session.release();
-    await session.appending;
+    await session.outcome;
     return session.pid;
   };
   const sessionGone = (pid: number) => waitUntil(async () => (await withClient(db.url, (client) =>
@@ -944,7 +950,7 @@ test('postgres: a refused append gives its connection back; a canceled or failed
   const appendSlowly = async () => await log.append({ stream: 'slow', events: events(1), claims: [{ name: 'namespace.name', value: 'slow' }] });
   const slow = await sessionOf('slow', appendSlowly);
   await withAdmin((admin) => admin.query('SELECT pg_cancel_backend($1)', [slow.pid]));
-  const canceled = await t.throwsAsync(slow.appending);
+  const canceled = await t.throwsAsync(slow.outcome);
   t.regex(canceled.message, /canceling statement/);
   // Passed on as it is, with a stack that leads back to the caller, not to the socket's reader.
   t.regex(canceled.stack ?? '', /appendSlowly/);
@@ -957,12 +963,12 @@ test('postgres: a refused append gives its connection back; a canceled or failed
   // not handed out again: the next append runs on a new one.
   const failing = await sessionOf('claims', () => log.append({ stream: 'claims', events: events(1), claims: [{ name: 'namespace.name', value: 'x' }] }));
   await withAdmin((admin) => admin.query('SELECT pg_terminate_backend($1)', [failing.pid]));
-  await t.throwsAsync(failing.appending);
+  await t.throwsAsync(failing.outcome);
   await failing.release();
   const retried = await sessionOf('claims', () => log.append({ stream: 'claims', events: events(1), claims: [{ name: 'namespace.name', value: 'x' }] }));
   t.not(retried.pid, failing.pid);
   await retried.release();
-  await retried.appending;
+  await retried.outcome;
 });
 
 /** The subplans of an EXPLAIN that read event_store.keys: whether hashed, and their lines. */

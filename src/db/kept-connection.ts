@@ -7,13 +7,24 @@ export interface KeptConnection extends Connections {
 }
 
 /**
+ * Whether a connection given back can serve another statement: pg-pool asks the same of every
+ * connection returned to it (node-postgres' own flags, not a public API), since one whose server
+ * ended it may be given back without an error (its statement failed, and nothing had to run
+ * after it), before its 'error' event comes.
+ */
+function usable(client: pg.PoolClient): boolean {
+  const state = client as unknown as { _queryable?: boolean; _ending?: boolean };
+  return state._queryable !== false && !state._ending;
+}
+
+/**
  * One connection of `pool` kept out of it between the statements of its user, for the next one to
  * take at once. pg-pool's checkout and return of a connection cost more Node.js time than the rest
  * of a one-event append's own work (its 'acquire' and 'release' events, an error listener removed
- * and added again, a closure per checkout, an idle timer set and cleared: about 9 µs of the 340
- * a sequential appender spends per append, bench/HISTORY.md). A statement that comes while the
- * kept connection is lent takes one of the pool, as before; the first of them to come back without
- * an error becomes the kept one when none is kept.
+ * and added again, a closure per checkout, an idle timer set and cleared): about 9 µs per append
+ * where a sequential appender's append took about 500 µs (bench/HISTORY.md). A statement that
+ * comes while the kept connection is lent takes one of the pool, as before; the first of them to
+ * come back without an error becomes the kept one when none is kept.
  *
  * The pool must have room for it: the kept connection is out of the pool for as long as it is
  * kept, and a reader waiting for the pool's last connection would wait for ever. The log sizes its
@@ -27,17 +38,6 @@ export interface KeptConnection extends Connections {
  * network cut silently, on which the next append would wait for TCP to give up. Checked by one
  * timer per `idleMs` at most, not one per statement.
  */
-/**
- * Whether a connection given back can serve another statement: pg-pool asks the same of every
- * connection returned to it (node-postgres' own flags, not a public API), since one whose server
- * ended it may be given back without an error (its statement failed, and nothing had to run
- * after it), before its 'error' event comes.
- */
-function usable(client: pg.PoolClient): boolean {
-  const state = client as unknown as { _queryable?: boolean; _ending?: boolean };
-  return state._queryable !== false && !state._ending;
-}
-
 export function createKeptConnection(pool: pg.Pool, { idleMs }: { idleMs: number }): KeptConnection {
   let kept: (Lease & { giveUp(error?: Error): void }) | undefined;
   let lent = false;

@@ -278,9 +278,10 @@ export async function appendFast(source: pg.Pool | Connections, appends: readonl
   if (rows.length !== appends.length) {
     throw Object.assign(new Error(`the fast path returned ${rows.length} rows for ${appends.length} appends (their events were written)`), { code: 'XX000' });
   }
-  const recordedAt = new Date(Number(rows[0]![2]));
+  const fast = rows.map(fastRow);
+  const recordedAt = new Date(fast[0]!.recorded_ms);
   return appends.map(({ request }, i) => {
-    const row = fastRow(rows[i]!);
+    const row = fast[i]!;
     const position = toNumber(row.global_position);
     return request.events.map((event, j) => ({
       id: canonicalUuid(event.id),
