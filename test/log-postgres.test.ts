@@ -884,6 +884,32 @@ test('postgres: a pool size or idle timeout that is not a positive integer is re
   const connectionString = urlFor('postgres');
   t.throws(() => createPostgresEventLog({ connectionString, poolSize: 0 }), { instanceOf: RangeError, message: 'poolSize must be a positive integer, got 0' });
   t.throws(() => createPostgresEventLog({ connectionString, idleTimeoutMs: 2.5 }), { instanceOf: RangeError, message: 'idleTimeoutMs must be a positive integer, got 2.5' });
+  // Found in review: Node.js runs a longer timer after 1 ms, and the kept connection's idle check spun.
+  t.throws(() => createPostgresEventLog({ connectionString, idleTimeoutMs: 2 ** 31 }), { instanceOf: RangeError, message: 'idleTimeoutMs must be at most 2147483647, got 2147483648' });
+});
+
+// Found in review: close() waited for the append queue only, and pg-pool serves no waiter once it
+// ends, so an append with keys still waiting for a connection when the pool ended never settled.
+test('postgres: close waits for an append outside the queue that still waits for a connection; it is written', async (t) => {
+  const db = await ownDatabase(t);
+  const log = createPostgresEventLog({ connectionString: db.url, poolSize: 1 });
+  t.teardown(() => log.close());
+  // Every connection the pool may open (one more than poolSize), held.
+  const held = [await log.pool.connect(), await log.pool.connect()];
+  const appending = log.append({ stream: 'namespace-1', events: events(1), claims: [{ name: 'namespace.name', value: 'late' }] });
+  await waitUntil(() => log.pool.waitingCount === 1, 'the append to wait for a connection');
+  const closing = log.close();
+  // close() goes as far as it can within this turn of the event loop (nothing else it waits for is
+  // pending): before the fix, to the pool's end.
+  await new Promise((resolve) => setImmediate(resolve));
+  for (const client of held) client.release();
+  // Before the fix the append never settled: a bound, so that the test fails rather than hangs.
+  let bound: NodeJS.Timeout | undefined;
+  const [written] = await Promise.race([appending, new Promise<never>((_, reject) => (bound = setTimeout(() => reject(new Error('the append never settled')), 30_000)))]);
+  clearTimeout(bound);
+  t.is(written!.streamVersion, 0);
+  await closing;
+  t.is(log.pool.totalCount, 0);
 });
 
 test('postgres: with a pool of one, reads go on beside the connection kept for appends', async (t) => {

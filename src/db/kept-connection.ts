@@ -33,11 +33,15 @@ function usable(client: pg.PoolClient): boolean {
  * A kept connection that fails is closed, never lent again: on an error of its statement (the
  * connection's state is unknown) and on an error event while it waits (the server restarted or
  * closed it), as pg-pool does with its idle connections, so that the next statement takes a new
- * connection instead of failing on a dead one. One left unused for `idleMs` goes back to the pool,
- * which closes it in turn: a connection kept for ever through a quiet night may be one that a
- * network cut silently, on which the next append would wait for TCP to give up. Checked by one
- * timer per `idleMs` at most, not one per statement.
+ * connection instead of failing on a dead one. One left unused for `idleMs` is closed too (given
+ * back to the pool, which would lend it again, the last one returned first, it could live on for
+ * twice that): a connection kept for ever through a quiet night may be one that a network cut
+ * silently, on which the next append would wait for TCP to give up. Checked by one timer per
+ * `idleMs` at most, not one per statement.
  */
+/** What a kept connection left unused for its idle time is given back with: pg-pool closes a connection given back with an error. */
+const IDLE = new Error('the kept connection was idle for its idle time');
+
 export function createKeptConnection(pool: pg.Pool, { idleMs }: { idleMs: number }): KeptConnection {
   let kept: (Lease & { giveUp(error?: Error): void }) | undefined;
   let lent = false;
@@ -50,7 +54,7 @@ export function createKeptConnection(pool: pg.Pool, { idleMs }: { idleMs: number
       idleTimer = undefined;
       if (!kept) return;
       const idle = lent ? 0 : performance.now() - idleSince;
-      if (idle >= idleMs) kept.giveUp();
+      if (idle >= idleMs) kept.giveUp(IDLE);
       else watchIdle(idleMs - idle);
     }, ms);
     idleTimer.unref();
@@ -58,7 +62,7 @@ export function createKeptConnection(pool: pg.Pool, { idleMs }: { idleMs: number
 
   const keep = (client: pg.PoolClient) => {
     let failed: Error | undefined;
-    // Back to the pool: closed by it with an error, or idle and kept in it (its own idle timeout).
+    // Back to the pool: with an error, closed by it; without, kept in it for others.
     const giveUp = (error?: Error) => {
       kept = undefined;
       client.removeListener('error', lost);

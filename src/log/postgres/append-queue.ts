@@ -100,7 +100,7 @@ export function createAppendQueue(writer: AppendWriter, options: AppendQueueOpti
   // A writer that throws synchronously still settles its append (and frees its slot).
   const one = (append: FastAppend): Promise<AppendedEvent[]> => {
     try {
-      return writer.one(append);
+      return Promise.resolve(writer.one(append));
     } catch (error) {
       return Promise.reject(error);
     }

@@ -42,6 +42,7 @@ export interface PostgresEventLogOptions {
 
 /** pg-pool's own default. */
 const DEFAULT_IDLE_TIMEOUT_MS = 10_000;
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 const READ_COMMITTED = '-c default_transaction_isolation=read\\ committed';
 
@@ -62,6 +63,8 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
   // accepted beside an environment that had just come in; a version taken, seen as free).
   const poolSize = positiveInteger('poolSize', options.poolSize ?? 10);
   const idleTimeoutMs = positiveInteger('idleTimeoutMs', options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS);
+  // A timer's longest delay: Node.js runs a longer one after 1 ms (the kept connection's idle check would spin).
+  if (idleTimeoutMs > MAX_TIMER_MS) throw new RangeError(`idleTimeoutMs must be at most ${MAX_TIMER_MS}, got ${idleTimeoutMs}`);
   const pool = createPool({ connectionString: options.connectionString, max: poolSize + 1, idleTimeoutMillis: idleTimeoutMs, options: READ_COMMITTED, onError });
   pool.on('connect', () => versions.clear());
   // Appends take the connection the last one gave back, without pg-pool's checkout.
@@ -76,6 +79,16 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
     prepare: (fast) => (fast.json ? fast : { ...fast, json: eventJson([fast.request]) }),
   }, options.appendQueue);
   let closing: Promise<void> | undefined;
+  // Appends that went by append_events() (keys, preconditions, several streams), not the queue:
+  // close() waits for them too. One still waiting for a connection when the pool ended would never
+  // get one (pg-pool serves no waiter once it ends), and its caller would wait for ever.
+  const outsideQueue = new Set<Promise<unknown>>();
+  const tracked = <T>(promise: Promise<T>): Promise<T> => {
+    outsideQueue.add(promise);
+    const forget = () => outsideQueue.delete(promise);
+    promise.then(forget, forget);
+    return promise;
+  };
   // The version each request's stream reached: its last event's (a duplicate's is an older one).
   const seen = (requests: readonly AppendRequest[], appended: readonly AppendedEvent[]) => {
     let index = 0;
@@ -106,7 +119,7 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
         // The events' JSON once, for the statement and for this process's live subscribers, if any.
         const json = recent.keeping() ? eventJson(list) : undefined;
         // One stream, nothing but events: through the queue, which writes concurrent ones together.
-        appended = takesFastPath(nonEmpty) ? await queue.append({ request: nonEmpty[0], notification, json }) : await append(connections, list, { notification, json });
+        appended = takesFastPath(nonEmpty) ? await queue.append({ request: nonEmpty[0], notification, json }) : await tracked(append(connections, list, { notification, json }));
         seen(list, appended);
         // Kept before the wake-up below, which sends this process's subscribers to take them.
         kept = json !== undefined && recent.add(appended, list, json);
@@ -133,8 +146,10 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
     close() {
       // Once, whoever calls it again (a shutdown path and a teardown both may).
       closing ??= (async () => {
-        // Appends waiting in the queue are written first: each was taken, and its caller waits.
+        // Appends waiting in the queue are written first, and those in flight beside it end: each
+        // was taken, and its caller waits.
         await queue.close();
+        await Promise.allSettled([...outsideQueue]);
         await wakeups.close();
         connections.close();
         await pool.end();
