@@ -82,12 +82,16 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
   // Appends that went by append_events() (keys, preconditions, several streams), not the queue:
   // close() waits for them too. One still waiting for a connection when the pool ended would never
   // get one (pg-pool serves no waiter once it ends), and its caller would wait for ever.
+  // Awaited here before anything else reacts to it: a second reaction on the append's promise
+  // (a .then to forget it) cut the async stack trace of its errors at the statement.
   const outsideQueue = new Set<Promise<unknown>>();
-  const tracked = <T>(promise: Promise<T>): Promise<T> => {
+  const outside = async <T>(promise: Promise<T>): Promise<T> => {
     outsideQueue.add(promise);
-    const forget = () => outsideQueue.delete(promise);
-    promise.then(forget, forget);
-    return promise;
+    try {
+      return await promise;
+    } finally {
+      outsideQueue.delete(promise);
+    }
   };
   // The version each request's stream reached: its last event's (a duplicate's is an older one).
   const seen = (requests: readonly AppendRequest[], appended: readonly AppendedEvent[]) => {
@@ -119,7 +123,7 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
         // The events' JSON once, for the statement and for this process's live subscribers, if any.
         const json = recent.keeping() ? eventJson(list) : undefined;
         // One stream, nothing but events: through the queue, which writes concurrent ones together.
-        appended = takesFastPath(nonEmpty) ? await queue.append({ request: nonEmpty[0], notification, json }) : await tracked(append(connections, list, { notification, json }));
+        appended = takesFastPath(nonEmpty) ? await queue.append({ request: nonEmpty[0], notification, json }) : await outside(append(connections, list, { notification, json }));
         seen(list, appended);
         // Kept before the wake-up below, which sends this process's subscribers to take them.
         kept = json !== undefined && recent.add(appended, list, json);
