@@ -17,6 +17,9 @@ function usable(client: pg.PoolClient): boolean {
   return state._queryable !== false && !state._ending;
 }
 
+/** What a kept connection left unused for its idle time is given back with: pg-pool closes a connection given back with an error. */
+const IDLE = new Error('the kept connection was idle for its idle time');
+
 /**
  * One connection of `pool` kept out of it between the statements of its user, for the next one to
  * take at once. pg-pool's checkout and return of a connection cost more Node.js time than the rest
@@ -39,9 +42,6 @@ function usable(client: pg.PoolClient): boolean {
  * silently, on which the next append would wait for TCP to give up. Checked by one timer per
  * `idleMs` at most, not one per statement.
  */
-/** What a kept connection left unused for its idle time is given back with: pg-pool closes a connection given back with an error. */
-const IDLE = new Error('the kept connection was idle for its idle time');
-
 export function createKeptConnection(pool: pg.Pool, { idleMs }: { idleMs: number }): KeptConnection {
   let kept: (Lease & { giveUp(error?: Error): void }) | undefined;
   let lent = false;
