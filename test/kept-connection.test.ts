@@ -69,6 +69,18 @@ test('kept connection: one lost while lent is closed when given back, even witho
   t.not(await pid(), first);
 });
 
+test('kept connection: a connection of the pool that died while lent is not kept when given back without an error', async (t) => {
+  const { connections, pid, alive } = await kept(t);
+  // Nothing kept yet: this lease comes from the pool, and would become the kept connection.
+  const { client, release } = await connections.lease();
+  const first = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+  await withAdmin((admin) => admin.query('SELECT pg_terminate_backend($1)', [first]));
+  await waitUntil(async () => !(await alive(first)), 'the connection to end');
+  await t.throwsAsync(client.query('SELECT 1'));
+  release();
+  t.not(await pid(), first);
+});
+
 test('kept connection: one lost while it waits (the server closed it) is dropped at once, and the next statement runs on a new one', async (t) => {
   const { pool, pid, alive } = await kept(t);
   const first = await pid();
