@@ -13,10 +13,11 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
+import pino from 'pino';
 import { connect, type StoredMsg } from 'nats';
 import { EventValidationError, type Envelope } from '../src/catalogue/index.js';
 import { appendEnvelopes } from '../src/decide/append-batch.js';
-import { fromStream, storeRejections } from '../src/ingest/consumer.js';
+import { findsNextBySubject, fromStream, storeRejections } from '../src/ingest/consumer.js';
 import { MAX_IDS_REQUESTS_WAITING, requestIds, startIdsResponder } from '../src/ingest/ids-responder.js';
 import { NoStreamError, publishEvent, publishEvents, type PublishFailure } from '../src/ingest/publish.js';
 import { connectNats, consumerConfig, ensureIngestion, eventSubject, idsSubject, natsConnectionOptions, redactedNatsUrl } from '../src/ingest/stream.js';
@@ -334,6 +335,43 @@ test.serial('messages deleted from the stream leave a gap that is skipped: the o
   const rows = await db.query<{ id: string }>('SELECT id::text FROM event_store.events ORDER BY global_position');
   t.deepEqual(rows.map((r) => r.id), [namespaces[0]!.id, namespaces[4]!.id]);
   await waitUntil(async () => (await consumerFigures(nats.jsm, nats.names)).ackPending === 0, 'every message acked');
+});
+
+test('findsNextBySubject: NATS 2.9 and later look for the next message of a subject; older servers and an unknown version do not', (t) => {
+  t.true(findsNextBySubject('2.9.10'));
+  t.true(findsNextBySubject('2.10.4'));
+  t.true(findsNextBySubject('3.0.0'));
+  t.false(findsNextBySubject('2.8.4'));
+  t.false(findsNextBySubject('1.9.0'));
+  t.false(findsNextBySubject(undefined));
+  t.false(findsNextBySubject('unknown'));
+});
+
+// Regression: the ingester walked a run of sequences without a message of its own one lookup per
+// sequence, 1,000 a second, so a million messages of another subject ahead of its first event
+// (an operator's stream that captures more than the events, taken as it is) held ingestion for
+// some seventeen minutes. Neither the stream's first sequence (those messages stay: no consumer
+// takes them) nor the consumer's ack floor (nothing acked yet) passes them: the ingester must find
+// its next message itself, and the server looks for it in one request (next_by_subj).
+test.serial('regression: thousands of messages of another subject ahead of the first event are passed in one lookup, not one a sequence', async (t) => {
+  const db = await testLog(t);
+  const nats = await testNats(t);
+  const audit = `${nats.names.subjectPrefix}.audit`;
+  await nats.jsm.streams.add({ name: nats.names.stream, subjects: [`${nats.names.subjectPrefix}.events.>`, audit] });
+  await ensureIngestion(nats.nc, nats.names);
+  const OTHERS = 3000;
+  for (let i = 0; i < OTHERS; i += 500) await Promise.all(Array.from({ length: 500 }, () => publishRaw(nats.nc, audit, 'not for the ingester')));
+  const namespaces = [1, 2].map((id) => envelopeFor('NamespaceCreated', { namespace_id: id, name: `ns-${id}` }));
+  await publishEvents(nats.nc, namespaces, { names: nats.names });
+
+  const records: { msg: string; from?: number; to?: number }[] = [];
+  const logger = pino({ level: 'debug' }, { write: (line: string) => void records.push(JSON.parse(line) as { msg: string }) });
+  const ingester = runIngester(t, { nc: nats.nc, log: db.log, databaseUrl: db.url, names: nats.names, logger });
+  await waitUntil(() => ingester.totals().messages >= 2, 'both events ingested', { timeoutMs: 30_000 });
+  const rows = await db.query<{ id: string }>('SELECT id::text FROM event_store.events ORDER BY global_position');
+  t.deepEqual(rows.map((r) => r.id), namespaces.map((e) => e.id));
+  const skipped = records.filter((r) => r.msg === 'stream sequences not in the stream; skipped').map((r) => [r.from, r.to]);
+  t.deepEqual(skipped, [[1, OTHERS]]);
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@
  *   id), order does not either (the stream-order gate above); it only avoids two processes
  *   waiting on each other's messages.
  */
-import type { ConsumerInfo, JetStreamManager, JsMsg, NatsConnection, StoredMsg } from 'nats';
+import type { ConsumerInfo, JetStreamManager, JsMsg, MsgRequest, NatsConnection, StoredMsg } from 'nats';
 import pg from 'pg';
 import { createPool } from '../db/pool.js';
 import { EventValidationError, validateEnvelope, type Envelope } from '../catalogue/index.js';
@@ -44,6 +44,8 @@ const COUNTERS_INTERVAL_MS = 250;
  * the stream itself (see resolveGap), beyond any retry delay of its own.
  */
 const MISSING_MESSAGE_WAIT_MS = 2000;
+/** Stream lookups at most per check of a gap in the stream's sequences (resolveGap). */
+const MAX_GAP_LOOKUPS = 1000;
 
 export interface IngesterOptions {
   /** A connection the caller owns (connect with `connectNats`: it reconnects forever). */
@@ -260,6 +262,12 @@ function changes() {
   };
 }
 
+/** Whether a NATS server of `version` takes `next_by_subj` in a stream message request (2.9.0 and later). */
+export function findsNextBySubject(version: string | undefined): boolean {
+  const [major = 0, minor = 0] = (version ?? '').split('.').map((part) => Number.parseInt(part, 10));
+  return major > 2 || (major === 2 && minor >= 9);
+}
+
 export function createIngester(options: IngesterOptions): Ingester {
   const names = resolveNames(options.names);
   const { nc, log, logger } = options;
@@ -269,6 +277,8 @@ export function createIngester(options: IngesterOptions): Ingester {
   const retryMax = options.retryDelayMs?.max ?? 10_000;
   const key = statsKey(names);
   const subjectPrefix = eventSubject(names, '');
+  // Asked at each lookup: after a reconnect the server may be another one, of another version.
+  const serverFindsNext = () => findsNextBySubject(nc.info?.version);
   /** Messages held at most (fetched but not yet handled). */
   const bufferCap = batchSize * 4;
 
@@ -583,32 +593,51 @@ export function createIngester(options: IngesterOptions): Ingester {
       const lowest = Math.min(...buffer.keys());
       // After a failed batch, its messages come back after the retry delay: not read before.
       const readAfterMs = MISSING_MESSAGE_WAIT_MS + (failures > 0 ? delayFor(failures - 1) : 0);
-      // At most 1,000 lookups per check (the loop moves the floor, so the limit is fixed first).
-      const limit = floor + 1000;
+      // At most 1,000 lookups per check. Each answers for a whole run of sequences where the
+      // server looks for the next message of ours (a gap of a million deleted messages is one
+      // lookup), for one sequence where it cannot.
       let read = false;
-      for (let seq = floor + 1; seq < lowest && seq <= limit; seq++) {
-        try {
-          const stored = await jsm.streams.getMessage(names.stream, { seq });
-          if (stored.subject.startsWith(subjectPrefix)) {
-            if (waitedMs < readAfterMs) return; // it exists: wait for its delivery a little longer
-            if (!buffer.has(seq)) {
-              logger.info({ sequence: seq, waitedMs: Math.round(waitedMs) }, 'message not delivered yet: read from the stream');
-              const msg = fromStream(stored, names.stream);
-              buffer.set(seq, msg);
-              changed.notify();
-              parsedMessage(msg);
-            }
-            read = true;
-            continue;
+      for (let lookups = 0, seq = floor + 1; seq < lowest && lookups < MAX_GAP_LOOKUPS; lookups++) {
+        const next = await nextOfOurs(jsm, seq);
+        if (next.stored && next.seq === seq) {
+          if (waitedMs < readAfterMs) return; // it exists: wait for its delivery a little longer
+          if (!buffer.has(seq)) {
+            logger.info({ sequence: seq, waitedMs: Math.round(waitedMs) }, 'message not delivered yet: read from the stream');
+            const msg = fromStream(next.stored, names.stream);
+            buffer.set(seq, msg);
+            changed.notify();
+            parsedMessage(msg);
           }
-        } catch (error) {
-          if (!isNoMessageError(error)) throw error;
+          read = true;
+          seq++;
+          continue;
         }
         // The floor may pass a sequence that is not there only if nothing before it waits to be
         // handled: after a message read here, the next check skips it.
         if (read) return;
-        logger.debug({ sequence: seq }, 'stream sequence not in the stream; skipped');
-        floor = seq;
+        const last = Math.min(next.seq, lowest) - 1;
+        logger.debug({ from: seq, to: last }, 'stream sequences not in the stream; skipped');
+        floor = last;
+        seq = last + 1;
+      }
+    };
+
+    /**
+     * The first sequence from `seq` on that may hold a message of ours, with the message when
+     * the server found it. A server that looks for the next message of a subject (`next_by_subj`,
+     * NATS 2.9) answers for a whole run of missing sequences at once (Infinity: none left); an
+     * older one for `seq` alone (`seq + 1` when it is not there, or not ours).
+     */
+    const nextOfOurs = async (manager: JetStreamManager, seq: number): Promise<{ seq: number; stored?: StoredMsg }> => {
+      try {
+        const stored = serverFindsNext()
+          // jsm.streams.getMessage's type omits next_by_subj, which the server takes since 2.9.
+          ? await manager.streams.getMessage(names.stream, { seq, next_by_subj: `${subjectPrefix}>` } as unknown as MsgRequest)
+          : await manager.streams.getMessage(names.stream, { seq });
+        return stored.subject.startsWith(subjectPrefix) ? { seq: stored.seq, stored } : { seq: seq + 1 };
+      } catch (error) {
+        if (!isNoMessageError(error)) throw error;
+        return { seq: serverFindsNext() ? Infinity : seq + 1 };
       }
     };
 
