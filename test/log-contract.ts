@@ -211,6 +211,18 @@ export function logContract(test: TestFn, makeLog: LogFactory, backend: string):
     t.is((await collect(log.readAll())).length, 1);
   });
 
+  // Regression: the refusal named the stream only (eventId was ''), and the caller could not tell
+  // which of its events the log already held.
+  it('a request mixing events already in the log with new ones is refused, naming the events already there; nothing is appended', async (t, log) => {
+    const [a, b, c, d] = events(4);
+    await log.append({ stream: 'h', events: [a!, b!] });
+    const error = await t.throwsAsync(log.append({ stream: 'h', events: [c!, { ...b! }, { ...a!, id: a!.id.toUpperCase() }, d!] }), { instanceOf: EventIdConflictError });
+    t.like(error, { stream: 'h', eventId: b!.id });
+    t.true(error!.message.includes(`already in the log: ${b!.id}, ${a!.id}`), error!.message);
+    t.deepEqual((await log.readStream('h')).map((e) => e.id), [a!.id, b!.id]);
+    t.is((await collect(log.readAll())).length, 2);
+  });
+
   it('unique keys: a duplicate claim is refused with the key named, and nothing is appended', async (t, log) => {
     await log.append({ stream: 'namespace-1', events: events(1), claims: [{ name: 'namespace.name', value: 'default' }] });
     const error = await t.throwsAsync(

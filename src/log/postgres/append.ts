@@ -2,6 +2,7 @@ import pg from 'pg';
 import { leanPipeline, leanQuery, type TextRow } from '../../db/lean-query.js';
 import { leaseFrom, runKeepingConnection, type Connections } from '../../db/pool.js';
 import { canonicalUuid } from '../event-id.js';
+import { EventIdConflictError } from '../errors.js';
 import type { AppendedEvent, AppendRequest, EventInput } from '../types.js';
 import { isRefusal, translateError } from './errors.js';
 import type { StreamVersions } from './stream-versions.js';
@@ -342,6 +343,28 @@ export async function append(source: pg.Pool | Connections, requests: AppendRequ
     // in the caller's await chain, it gets this call's and its callers' (as node-postgres' own
     // queries do, on failure only).
     if (translated === error && error instanceof Error) Error.captureStackTrace(error);
-    throw translated;
+    throw translated instanceof EventIdConflictError && !translated.eventId ? await namingEventsInLog(source, translated, nonEmpty) : translated;
   }
+}
+
+const IDS_IN_LOG_SQL = sqlFile(import.meta.url, 'ids-in-log.sql');
+
+/**
+ * An append refused for mixing events already in the log with new ones in one stream's request
+ * (append_events() raises it naming the stream only), with the events already there named: the
+ * first one's id as the error's `eventId`, all of them in its message. Looked up after the
+ * refusal, outside its transaction; should the lookup fail, the refusal goes as it came.
+ */
+async function namingEventsInLog(source: pg.Pool | Connections, conflict: EventIdConflictError, requests: readonly AppendRequest[]): Promise<EventIdConflictError> {
+  const ids = requests.filter((request) => request.stream === conflict.stream).flatMap((request) => request.events.map((event) => event.id));
+  let inLog: string[];
+  try {
+    inLog = (await runKeepingConnection(source, (client) => leanQuery(client, 'cse_ids_in_log', IDS_IN_LOG_SQL, [arrayParameter(ids)]), () => false)).map(([id]) => id!);
+  } catch {
+    return conflict;
+  }
+  if (inLog.length === 0) return conflict;
+  const named = new EventIdConflictError(`${conflict.message} (already in the log: ${inLog.join(', ')})`, inLog[0]!, conflict.stream);
+  named.stack = conflict.stack?.replace(conflict.message, named.message);
+  return named;
 }
