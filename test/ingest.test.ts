@@ -18,7 +18,7 @@ import { connect, type StoredMsg } from 'nats';
 import { EventValidationError, type Envelope } from '../src/catalogue/index.js';
 import { appendEnvelopes } from '../src/decide/append-batch.js';
 import { findsNextBySubject, fromStream, storeRejections } from '../src/ingest/consumer.js';
-import { MAX_IDS_REQUESTS_WAITING, requestIds, startIdsResponder } from '../src/ingest/ids-responder.js';
+import { MAX_IDS_REQUESTS_AT_ONCE, MAX_IDS_REQUESTS_WAITING, requestIds, startIdsResponder, STOPPING_ERROR } from '../src/ingest/ids-responder.js';
 import { NoStreamError, publishEvent, publishEvents, type PublishFailure } from '../src/ingest/publish.js';
 import { connectNats, consumerConfig, ensureIngestion, eventSubject, idsSubject, natsConnectionOptions, redactedNatsUrl } from '../src/ingest/stream.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
@@ -1168,6 +1168,36 @@ test('id allocation over NATS request-reply', async (t) => {
   t.true(busy.length > 0 && busy.every((reply) => /^busy: \d+ id requests in hand, try again$/.test(reply.error)));
   t.true(given.length >= MAX_IDS_REQUESTS_WAITING);
   t.is(new Set(given).size, given.length);
+});
+
+// Regression: serve drained its NATS connection as soon as the responder unsubscribed, and the
+// id requests still in hand (waiting for the database, or for a slot) were never answered: their
+// requesters timed out. Now a stop answers them all before the drain.
+test('a stop answers every id request in hand before the connection drains: those being allocated with ids, those waiting with "ask again"', async (t) => {
+  const db = await testLog(t);
+  const nats = await testNats(t);
+  const requester = await connect({ servers: natsUrl, name: `requester ${t.title}` });
+  t.teardown(() => requester.close());
+  const responder = startIdsResponder(nats.nc, db.log, silentLogger, nats.names);
+  await nats.nc.flush();
+  // The allocations wait for the kind's allocation lock, held here.
+  const blocker = await connectPg(t, db.url);
+  await blocker.query('BEGIN');
+  await blocker.query("SELECT pg_advisory_xact_lock(7408, hashtext('build'))");
+  const asked = MAX_IDS_REQUESTS_AT_ONCE + 2;
+  const replies = Array.from({ length: asked }, () =>
+    requester.request(idsSubject(nats.names, 'build'), '{"n": 1}', { timeout: 60_000 }).then((msg) => JSON.parse(new TextDecoder().decode(msg.data)) as { ids?: number[]; error?: string }));
+  await waitUntil(async () => {
+    const { rows } = await blocker.query<{ n: string }>("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = 7408 AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())");
+    return Number(rows[0]!.n) === MAX_IDS_REQUESTS_AT_ONCE;
+  }, 'the allocations to wait for the lock');
+  // Stop as serve does: the responder, then the drain. The allocations go on once the lock is free.
+  const stopped = responder.stop().then(() => nats.nc.drain());
+  await blocker.query('COMMIT');
+  await stopped;
+  const answers = await Promise.all(replies);
+  t.deepEqual(answers.filter((a) => a.ids).flatMap((a) => a.ids).sort((x, y) => x! - y!), Array.from({ length: MAX_IDS_REQUESTS_AT_ONCE }, (_, i) => i + 1));
+  t.deepEqual(answers.filter((a) => !a.ids).map((a) => a.error), Array(asked - MAX_IDS_REQUESTS_AT_ONCE).fill(STOPPING_ERROR));
 });
 
 test('status works when NATS is unreachable, and says so', async (t) => {

@@ -68,23 +68,34 @@ export async function answerIdsRequest(log: EventLog, kind: string, data: Uint8A
 
 export interface IdsResponder {
   subscription: Subscription;
-  /** Stops answering (pending answers still go out before the connection drains). */
-  stop(): void;
+  /**
+   * Stops taking requests and resolves once every request in hand is answered: those being
+   * allocated with their ids, those still waiting for a slot with an error that says to ask
+   * again (another `serve` of the queue group takes the retry). Drain the connection after it:
+   * drained before, the answers still in hand were dropped, and their requesters timed out.
+   */
+  stop(): Promise<void>;
 }
+
+/** The answer to a request that was still waiting for a slot when the responder stopped. */
+export const STOPPING_ERROR = 'stopping: ask again';
 
 /** Subscribes the responder on `<prefix>.ids.*` in a queue group. */
 export function startIdsResponder(nc: NatsConnection, log: EventLog, logger: Logger, names: Partial<IngestNames> = {}): IdsResponder {
   const resolved = resolveNames(names);
   const prefixLength = idsSubject(resolved, '').length;
   let running = 0;
-  const waiting: (() => void)[] = [];
-  /** Runs `answer` within the limits above, or answers busy. */
+  let stopped = false;
+  // Each resolves with whether it may go (false: the responder stopped while it waited).
+  const waiting: ((go: boolean) => void)[] = [];
+  const inHand = new Set<Promise<void>>();
+  /** Runs `answer` within the limits above, or answers busy (or stopping). */
   const limited = async (answer: () => Promise<IdsReply>): Promise<IdsReply> => {
     if (running >= MAX_IDS_REQUESTS_AT_ONCE) {
       if (waiting.length >= MAX_IDS_REQUESTS_WAITING) {
         return { error: `busy: ${MAX_IDS_REQUESTS_AT_ONCE + MAX_IDS_REQUESTS_WAITING} id requests in hand, try again` };
       }
-      await new Promise<void>((resolve) => waiting.push(resolve));
+      if (!(await new Promise<boolean>((resolve) => waiting.push(resolve)))) return { error: STOPPING_ERROR };
     } else {
       running += 1;
     }
@@ -93,7 +104,7 @@ export function startIdsResponder(nc: NatsConnection, log: EventLog, logger: Log
     } finally {
       // The slot passes to the next one waiting, or is freed.
       const next = waiting.shift();
-      if (next) next();
+      if (next) next(true);
       else running -= 1;
     }
   };
@@ -110,7 +121,7 @@ export function startIdsResponder(nc: NatsConnection, log: EventLog, logger: Log
         logger.debug({ kind }, 'id allocation request without a reply subject: ignored');
         return;
       }
-      void limited(() => answerIdsRequest(log, kind, msg.data)).then((reply) => {
+      const answered = (stopped ? Promise.resolve({ error: STOPPING_ERROR }) : limited(() => answerIdsRequest(log, kind, msg.data))).then((reply) => {
         if (reply.error) logger.debug({ kind, error: reply.error }, 'id allocation request refused');
         try {
           msg.respond(JSON.stringify(reply));
@@ -118,9 +129,19 @@ export function startIdsResponder(nc: NatsConnection, log: EventLog, logger: Log
           logger.warn({ err: respondError, kind }, 'could not answer an id allocation request (connection closing)');
         }
       });
+      inHand.add(answered);
+      void answered.finally(() => inHand.delete(answered));
     },
   });
-  return { subscription, stop: () => subscription.unsubscribe() };
+  return {
+    subscription,
+    async stop() {
+      stopped = true;
+      subscription.unsubscribe();
+      for (const go of waiting.splice(0)) go(false);
+      await Promise.all(inHand);
+    },
+  };
 }
 
 /** The requester's side: `n` fresh ids of a kind from a running `serve` (throws its error). */

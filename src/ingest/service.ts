@@ -54,10 +54,11 @@ export async function runIngestion(options: IngestionServiceOptions): Promise<vo
   try {
     await createIngester({ ...options, nc, names, logger: logger.child({ component: 'ingest' }) }).run(signal);
   } finally {
-    // Drain: pending acks, naks and id replies go out, then the connection closes. With NATS down
-    // the drain ends without closing it (nats.js), and the connection's reconnect timers would keep
-    // a process that embeds this running: closed then, saying what could not be sent.
-    responder.stop();
+    // Every id request in hand answered first, then the drain: pending acks, naks and id replies
+    // go out, and the connection closes. With NATS down the drain ends without closing it
+    // (nats.js), and the connection's reconnect timers would keep a process that embeds this
+    // running: closed then, saying what could not be sent.
+    await responder.stop();
     await nc.drain().catch((error) => logger.warn({ err: error }, 'NATS drain failed'));
     if (!nc.isClosed()) {
       logger.warn('NATS unreachable at the stop: acks not sent come back as redeliveries, which the log takes as duplicates');
