@@ -111,6 +111,32 @@ test.serial('npx knex migrate:latest works for a role allowed into its own datab
   await withClient(url.toString(), async (client) => t.deepEqual((await listTables(client, 'public')).length > 0, true));
 });
 
+// Regression: on a database whose migrations stopped before ingestion's tables, status failed
+// (exit 2, a missing relation) instead of saying what is missing.
+test('status on a database whose migrations stopped before ingestion: it exits 0, lists the pending migrations and shows ingestion as not set up', async (t) => {
+  const db = await freshDatabase(t);
+  const knex = knexFactory(knexConfig(db.url));
+  try {
+    // Undone newest first, down to the ingestion migration itself.
+    for (let name = ''; name !== '20260101000400_ingestion.ts'; ) {
+      const [, undone] = (await knex.migrate.down()) as [number, string[]];
+      name = undone[0]!.split('/').pop()!;
+    }
+  } finally {
+    await knex.destroy();
+  }
+  const pending = await missingMigrations(db.url);
+  t.is(pending[0], '20260101000400_ingestion.ts');
+  const env = { DATABASE_URL: db.url, NATS_URL: 'nats://127.0.0.1:1' };
+  const status = await runCli(['status'], { env });
+  t.is(status.code, 0, shown(status));
+  t.true(status.stdout.startsWith(`migrations pending: ${pending.join(', ')} (run npx knex migrate:latest)\nlog head: 0\n`), status.stdout);
+  t.regex(status.stdout, /\ningestion: not set up \(migrations pending\)\n$/);
+  const json = await runCli(['status', '--json'], { env });
+  t.is(json.code, 0, shown(json));
+  t.like(JSON.parse(json.stdout), { head: 0, pendingMigrations: pending, ingestion: null });
+});
+
 // Regression: `serve --migrate` started several times at once on a new database raced in Knex's
 // setup (two rows in its lock table: every later migration "already locked"), and in CREATE
 // DATABASE (a unique violation of the catalog).
