@@ -22,6 +22,7 @@ import { allProjections, condaStoreProjections } from '../projections/index.js';
 import { runCli, spawnCli, watchChild, type CliResult, type Watched } from './helpers/cli.js';
 import { connect, copyOf, dropDatabase, freshDatabase, seededOnce } from './helpers/database.js';
 import { appendInBatches, generatedHistory } from './helpers/generated-history.js';
+import { envelopeFor } from './helpers/samples.js';
 import { condaStoreTableNames } from './schema/conda-store-spec.js';
 
 /** Every wait is bounded: a bug fails the test rather than hanging it. */
@@ -406,6 +407,39 @@ test('serve stopped with SIGTERM while catching up a large backlog exits 0 promp
   t.is(finish.code, 0, shown(finish));
   assertAllAtHead(t, await checkpoints(client), last);
   t.deepEqual(await digests(client), await reference);
+});
+
+// Regression: each signal's listener went after its own first signal, so a second SIGINT killed
+// a process still shutting down, while a SIGINT after a SIGTERM was only logged, and the process
+// went on waiting (here, for a lock that a stuck transaction holds).
+test('a second signal of either kind stops a process that is still shutting down at once; the batch it was applying is applied once later', async (t) => {
+  const db = await freshDatabase(t);
+  const client = await connect(t, db.url);
+  const serve = start(t, db.url, ['serve', '--no-ingest']);
+  await until(() => `serve to own the group\n${serve.output()}`, () => serve.logged('owning projection group') === 1);
+  // The projector's next batch waits for a lock held here.
+  const blocker = await connect(t, db.url);
+  await blocker.query('BEGIN');
+  await blocker.query('LOCK TABLE namespace IN ACCESS EXCLUSIVE MODE');
+  const log = createPostgresEventLog({ connectionString: db.url, poolSize: 1 });
+  t.teardown(() => log.close());
+  await appendInBatches(log, [envelopeFor('NamespaceCreated', { namespace_id: 1, name: 'held' })]);
+  await until('the projector to wait for the lock', async () => {
+    const { rows } = await client.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_locks WHERE relation = 'namespace'::regclass AND NOT granted");
+    return rows[0]!.n > 0;
+  });
+  serve.child.kill('SIGTERM');
+  await until(() => `serve to start shutting down\n${serve.output()}`, () => serve.logged('shutting down') === 1);
+  serve.child.kill('SIGINT');
+  const exit = await exitOf(serve);
+  t.deepEqual(exit, { code: null, signal: 'SIGINT' }, serve.output());
+  t.is(serve.logged('stopped'), 0);
+  await blocker.query('ROLLBACK');
+  // Stopped as a crash stops it: the batch it was applying is applied by the next run, once.
+  const caughtUp = await runCli(['catch-up'], { env: { DATABASE_URL: db.url } });
+  t.is(caughtUp.code, 0, shown(caughtUp));
+  t.is((await client.query('SELECT count(*)::int AS n FROM namespace')).rows[0].n, 1);
+  assertAllAtHead(t, await checkpoints(client), await head(client));
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -75,15 +75,19 @@ export async function withPool<T>(databaseUrl: string, fn: (pool: pg.Pool) => Pr
 /**
  * An AbortSignal that SIGINT or SIGTERM aborts: long commands finish their batch and save; serve
  * then exits 0, while a command that stops short of its work (catch-up, rebuild-projections)
- * says so and exits 2.
+ * says so and exits 2. A second signal, of either kind, stops the process at once (the signal's
+ * default action): whatever it was doing is left as a crash leaves it, which every command
+ * recovers from. Each listener used to go after its own first signal: a second SIGINT killed,
+ * a SIGINT after a SIGTERM was only logged.
  */
 export function stopOnSignals(logger: Logger): AbortSignal {
   const stop = new AbortController();
-  const onSignal = (signal: string) => {
-    logger.info({ signal }, 'shutting down');
+  const onSignal = (signal: NodeJS.Signals) => {
+    process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
+    logger.info({ signal, again: 'a second SIGINT or SIGTERM stops at once' }, 'shutting down');
     stop.abort();
   };
-  process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
   return stop.signal;
 }
 
