@@ -17,9 +17,10 @@ import pino from 'pino';
 import { connect, type StoredMsg } from 'nats';
 import { EventValidationError, type Envelope } from '../src/catalogue/index.js';
 import { appendEnvelopes } from '../src/decide/append-batch.js';
-import { findsNextBySubject, fromStream, storeRejections } from '../src/ingest/consumer.js';
+import { addCounts, findsNextBySubject, fromStream, storeRejections } from '../src/ingest/consumer.js';
 import { MAX_IDS_REQUESTS_AT_ONCE, MAX_IDS_REQUESTS_WAITING, requestIds, startIdsResponder, STOPPING_ERROR } from '../src/ingest/ids-responder.js';
 import { NoStreamError, publishEvent, publishEvents, type PublishFailure } from '../src/ingest/publish.js';
+import { readIngestionStatus } from '../src/ingest/status.js';
 import { connectNats, consumerConfig, ensureIngestion, eventSubject, idsSubject, natsConnectionOptions, redactedNatsUrl } from '../src/ingest/stream.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import type { EventLog } from '../src/log/types.js';
@@ -335,6 +336,14 @@ test.serial('messages deleted from the stream leave a gap that is skipped: the o
   const rows = await db.query<{ id: string }>('SELECT id::text FROM event_store.events ORDER BY global_position');
   t.deepEqual(rows.map((r) => r.id), [namespaces[0]!.id, namespaces[4]!.id]);
   await waitUntil(async () => (await consumerFigures(nats.jsm, nats.names)).ackPending === 0, 'every message acked');
+});
+
+test('addCounts: counts add up; the last sequence is the greater within a stream, the later one\'s across a stream created again, kept when the later counts have none', (t) => {
+  const counts = (sequence: number, streamCreated?: string, accepted = 1) => ({ accepted, duplicates: 0, rejected: 0, sequence, streamCreated });
+  t.deepEqual(addCounts(counts(9, 'a'), counts(7, 'a')), counts(9, 'a', 2));
+  t.deepEqual(addCounts(counts(9, 'a'), counts(2, 'b')), counts(2, 'b', 2));
+  t.deepEqual(addCounts(counts(9, 'a'), counts(0)), counts(9, 'a', 2));
+  t.deepEqual(addCounts(counts(0), counts(3, 'b')), counts(3, 'b', 2));
 });
 
 test('findsNextBySubject: NATS 2.9 and later look for the next message of a subject; older servers and an unknown version do not', (t) => {
@@ -767,6 +776,11 @@ test.serial('a stream deleted and created again under a running ingester: its ne
   held.release();
   await waitUntil(async () => (await db.log.readStream('namespace-101')).length === 1, 'the new stream\'s messages appended');
   t.is((await db.log.readStream('namespace-100')).length, 1);
+  // status names the new stream's last sequence (regression: the counters kept the greatest
+  // sequence ever handled, the old stream's, until the new one passed it).
+  await ingester.stop(); // writes the last counts
+  const status = await readIngestionStatus(testPool(t, db.url, 1), natsUrl, nats.names, { timeoutMs: 5000 });
+  t.like(status, { lastSequence: 2, streamCreated: new Date((await nats.jsm.streams.info(nats.names.stream)).created).toISOString() });
 });
 
 // The other half of the same rule: a previous owner stored a message's rejection and died before

@@ -103,6 +103,32 @@ const decoder = new TextDecoder('utf-8', { fatal: true });
 
 const STORE_REJECTIONS_SQL = sqlFile(import.meta.url, 'store-rejections.sql');
 const STORED_REJECTIONS_SQL = sqlFile(import.meta.url, 'stored-rejections.sql');
+const ADD_COUNTS_SQL = sqlFile(import.meta.url, 'add-counts.sql');
+
+/** Increments of the ingestion counters, and the last stream sequence handled (0: none) with its stream's creation time. */
+interface Counts {
+  accepted: number;
+  duplicates: number;
+  rejected: number;
+  sequence: number;
+  streamCreated: string | undefined;
+}
+
+/**
+ * `earlier` and `later` together: the counts added, and the later sequence when it is of another
+ * stream (one created again numbers from 1 again; sessions of a process follow each other), else
+ * the greater (add-counts.sql does the same across processes).
+ */
+export function addCounts(earlier: Counts, later: Counts): Counts {
+  const { sequence, streamCreated } = later.sequence === 0 ? earlier : earlier.sequence === 0 || later.streamCreated !== earlier.streamCreated ? later : { sequence: Math.max(earlier.sequence, later.sequence), streamCreated: later.streamCreated };
+  return {
+    accepted: earlier.accepted + later.accepted,
+    duplicates: earlier.duplicates + later.duplicates,
+    rejected: earlier.rejected + later.rejected,
+    sequence,
+    streamCreated,
+  };
+}
 
 /** When JetStream stored a message, to the microsecond: the same for every delivery of it. */
 function storedAt(msg: Message): string {
@@ -320,46 +346,27 @@ export function createIngester(options: IngesterOptions): Ingester {
    * (the messages of a batch whose counts were lost count as duplicates when redelivered).
    */
   function createCounters(pool: pg.Pool) {
-    let pending = { accepted: 0, duplicates: 0, rejected: 0, sequence: 0 };
+    const none = (): Counts => ({ accepted: 0, duplicates: 0, rejected: 0, sequence: 0, streamCreated: undefined });
+    let pending = none();
     let writing: Promise<void> | undefined;
     let scheduled: NodeJS.Timeout | undefined;
     const write = async () => {
       while (pending.accepted || pending.duplicates || pending.rejected || pending.sequence) {
         const delta = pending;
-        pending = { accepted: 0, duplicates: 0, rejected: 0, sequence: 0 };
+        pending = none();
         try {
-          await pool.query(
-            `INSERT INTO event_store.ingestion_stats AS s (consumer, accepted, duplicates, rejected, last_stream_sequence, updated_at)
-             VALUES ($1, $2, $3, $4, $5, now())
-             ON CONFLICT (consumer) DO UPDATE SET
-               accepted = s.accepted + excluded.accepted,
-               duplicates = s.duplicates + excluded.duplicates,
-               rejected = s.rejected + excluded.rejected,
-               last_stream_sequence = greatest(s.last_stream_sequence, excluded.last_stream_sequence),
-               updated_at = now()`,
-            [key, delta.accepted, delta.duplicates, delta.rejected, delta.sequence],
-          );
+          await pool.query(ADD_COUNTS_SQL, [key, delta.accepted, delta.duplicates, delta.rejected, delta.sequence, delta.streamCreated ?? null]);
         } catch (error) {
           // Kept for the next write (the database is probably down; the batches fail too).
-          pending = {
-            accepted: pending.accepted + delta.accepted,
-            duplicates: pending.duplicates + delta.duplicates,
-            rejected: pending.rejected + delta.rejected,
-            sequence: Math.max(pending.sequence, delta.sequence),
-          };
+          pending = addCounts(delta, pending);
           logger.debug({ err: error }, 'ingestion counters not written yet');
           return;
         }
       }
     };
     return {
-      add(delta: { accepted: number; duplicates: number; rejected: number; sequence: number }) {
-        pending = {
-          accepted: pending.accepted + delta.accepted,
-          duplicates: pending.duplicates + delta.duplicates,
-          rejected: pending.rejected + delta.rejected,
-          sequence: Math.max(pending.sequence, delta.sequence),
-        };
+      add(delta: Counts) {
+        pending = addCounts(pending, delta);
         // At most one write per COUNTERS_INTERVAL_MS: one per batch was a statement for every
         // append under a steady trickle of events, for figures only status reads.
         scheduled ??= setTimeout(() => {
@@ -389,7 +396,7 @@ export function createIngester(options: IngesterOptions): Ingester {
     return result;
   };
 
-  async function processBatch(pool: pg.Pool, counters: ReturnType<typeof createCounters>, batch: Message[]): Promise<IngestBatchReport> {
+  async function processBatch(pool: pg.Pool, counters: ReturnType<typeof createCounters>, batch: Message[], streamCreated: string): Promise<IngestBatchReport> {
     const started = performance.now();
     const queuedMs = (msg: Message) => Math.max(0, performance.timeOrigin + started - msg.info.timestampNanos / 1e6);
     const parsedBatch: Parsed[] = batch.map(parsedMessage);
@@ -409,7 +416,7 @@ export function createIngester(options: IngesterOptions): Ingester {
         // Counted as soon as committed: should the batch fail after, their redeliveries land on
         // these rows and insert nothing.
         const inserted = await storeRejections(pool, due);
-        if (inserted > 0) counters.add({ accepted: 0, duplicates: 0, rejected: inserted, sequence: 0 });
+        if (inserted > 0) counters.add({ accepted: 0, duplicates: 0, rejected: inserted, sequence: 0, streamCreated: undefined });
       } catch (error) {
         // Should the batch's appends have committed, it comes back with these verdicts standing.
         for (const { parsed, reason } of due) unstoredVerdicts.set(messageKey(parsed.msg), { seq: parsed.msg.seq, reason });
@@ -443,7 +450,7 @@ export function createIngester(options: IngesterOptions): Ingester {
     // Stored now, and any kept for messages before this batch were handled (by this process or
     // another owner).
     if (unstoredVerdicts.size > 0) for (const [key, { seq }] of unstoredVerdicts) if (seq <= sequence) unstoredVerdicts.delete(key);
-    counters.add({ accepted: appended.length, duplicates, rejected: 0, sequence });
+    counters.add({ accepted: appended.length, duplicates, rejected: 0, sequence, streamCreated });
     const stored = performance.now();
     for (const { parsed: p, reason } of rejections) {
       logger.warn({ subject: p.msg.subject, sequence: p.msg.seq, eventId: p.eventId, reason }, 'message rejected');
@@ -668,7 +675,7 @@ export function createIngester(options: IngesterOptions): Ingester {
         inFlight = batch;
         let reported: IngestBatchReport | undefined;
         try {
-          const report = await processBatch(pool, counters, batch);
+          const report = await processBatch(pool, counters, batch, start.created);
           for (const msg of batch) tell(msg, 'ack');
           floor = batch[batch.length - 1]!.seq;
           failures = 0;

@@ -32,6 +32,8 @@ export interface IngestionStatus {
   duplicates: number;
   /** The stream sequence of the last message handled (0: none yet). */
   lastSequence: number;
+  /** When the stream of that sequence was created (null: not recorded, by an older release). */
+  streamCreated: string | null;
   /** Rows of event_store.rejected_messages (all sources). */
   rejected: number;
   lastRejectedAt: string | null;
@@ -75,8 +77,8 @@ async function natsFigures(natsUrl: string, names: IngestNames, timeoutMs: numbe
 
 export async function readIngestionStatus(pool: pg.Pool, natsUrl: string, names: IngestNames, options: { timeoutMs?: number } = {}): Promise<IngestionStatus> {
   const [stats, rejected, nats] = await Promise.all([
-    pool.query<{ accepted: string; duplicates: string; last_stream_sequence: string }>(
-      'SELECT accepted::text, duplicates::text, last_stream_sequence::text FROM event_store.ingestion_stats WHERE consumer = $1',
+    pool.query<{ accepted: string; duplicates: string; last_stream_sequence: string; stream_created: Date | null }>(
+      'SELECT accepted::text, duplicates::text, last_stream_sequence::text, stream_created FROM event_store.ingestion_stats WHERE consumer = $1',
       [statsKey(names)],
     ),
     pool.query<{ count: string; last: Date | null }>('SELECT count(*)::text AS count, max(received_at) AS last FROM event_store.rejected_messages'),
@@ -89,6 +91,7 @@ export async function readIngestionStatus(pool: pg.Pool, natsUrl: string, names:
     accepted: Number(stats.rows[0]?.accepted ?? 0),
     duplicates: Number(stats.rows[0]?.duplicates ?? 0),
     lastSequence: Number(stats.rows[0]?.last_stream_sequence ?? 0),
+    streamCreated: stats.rows[0]?.stream_created?.toISOString() ?? null,
     rejected: Number(rejected.rows[0]!.count),
     lastRejectedAt: rejected.rows[0]!.last?.toISOString() ?? null,
     nats,
