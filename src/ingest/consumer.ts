@@ -120,7 +120,9 @@ interface Counts {
  * the greater (add-counts.sql does the same across processes).
  */
 export function addCounts(earlier: Counts, later: Counts): Counts {
-  const { sequence, streamCreated } = later.sequence === 0 ? earlier : earlier.sequence === 0 || later.streamCreated !== earlier.streamCreated ? later : { sequence: Math.max(earlier.sequence, later.sequence), streamCreated: later.streamCreated };
+  let { sequence, streamCreated } = later;
+  if (later.sequence === 0) ({ sequence, streamCreated } = earlier);
+  else if (earlier.sequence > 0 && earlier.streamCreated === later.streamCreated) sequence = Math.max(earlier.sequence, later.sequence);
   return {
     accepted: earlier.accepted + later.accepted,
     duplicates: earlier.duplicates + later.duplicates,
