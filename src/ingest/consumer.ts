@@ -290,12 +290,6 @@ function changes() {
   };
 }
 
-/** Whether a NATS server of `version` takes `next_by_subj` in a stream message request (2.9.0 and later). */
-export function findsNextBySubject(version: string | undefined): boolean {
-  const [major = 0, minor = 0] = (version ?? '').split('.').map((part) => Number.parseInt(part, 10));
-  return major > 2 || (major === 2 && minor >= 9);
-}
-
 export function createIngester(options: IngesterOptions): Ingester {
   const names = resolveNames(options.names);
   const { nc, log, logger } = options;
@@ -305,8 +299,6 @@ export function createIngester(options: IngesterOptions): Ingester {
   const retryMax = options.retryDelayMs?.max ?? 10_000;
   const key = statsKey(names);
   const subjectPrefix = eventSubject(names, '');
-  // Asked at each lookup: after a reconnect the server may be another one, of another version.
-  const serverFindsNext = () => findsNextBySubject(nc.info?.version);
   /** Messages held at most (fetched but not yet handled). */
   const bufferCap = batchSize * 4;
 
@@ -603,50 +595,51 @@ export function createIngester(options: IngesterOptions): Ingester {
       // After a failed batch, its messages come back after the retry delay: not read before.
       const readAfterMs = MISSING_MESSAGE_WAIT_MS + (failures > 0 ? delayFor(failures - 1) : 0);
       // At most 1,000 lookups per check. Each answers for a whole run of sequences where the
-      // server looks for the next message of ours (a gap of a million deleted messages is one
+      // server looks for the next message of ours (a million messages of another subject are one
       // lookup), for one sequence where it cannot.
       let read = false;
       for (let lookups = 0, seq = floor + 1; seq < lowest && lookups < MAX_GAP_LOOKUPS; lookups++) {
         const next = await nextOfOurs(jsm, seq);
-        if (next.stored && next.seq === seq) {
-          if (waitedMs < readAfterMs) return; // it exists: wait for its delivery a little longer
-          if (!buffer.has(seq)) {
-            logger.info({ sequence: seq, waitedMs: Math.round(waitedMs) }, 'message not delivered yet: read from the stream');
-            const msg = fromStream(next.stored, names.stream);
-            buffer.set(seq, msg);
-            changed.notify();
-            parsedMessage(msg);
-          }
-          read = true;
-          seq++;
-          continue;
+        if (next.seq > seq) {
+          // The floor may pass a sequence that is not there only if nothing before it waits to be
+          // handled: after a message read here, the next check skips it.
+          if (read) return;
+          const last = Math.min(next.seq, lowest) - 1;
+          logger.debug({ from: seq, to: last }, 'stream sequences not in the stream; skipped');
+          floor = last;
+          seq = last + 1;
+          if (!next.stored || seq >= lowest) continue;
         }
-        // The floor may pass a sequence that is not there only if nothing before it waits to be
-        // handled: after a message read here, the next check skips it.
-        if (read) return;
-        const last = Math.min(next.seq, lowest) - 1;
-        logger.debug({ from: seq, to: last }, 'stream sequences not in the stream; skipped');
-        floor = last;
-        seq = last + 1;
+        // next.stored is the message at seq.
+        if (waitedMs < readAfterMs) return; // it exists: wait for its delivery a little longer
+        if (!buffer.has(seq)) {
+          logger.info({ sequence: seq, waitedMs: Math.round(waitedMs) }, 'message not delivered yet: read from the stream');
+          const msg = fromStream(next.stored!, names.stream);
+          buffer.set(seq, msg);
+          changed.notify();
+          parsedMessage(msg);
+        }
+        read = true;
+        seq++;
       }
     };
 
     /**
-     * The first sequence from `seq` on that may hold a message of ours, with the message when
-     * the server found it. A server that looks for the next message of a subject (`next_by_subj`,
-     * NATS 2.9) answers for a whole run of missing sequences at once (Infinity: none left); an
-     * older one for `seq` alone (`seq + 1` when it is not there, or not ours).
+     * The first sequence from `seq` on that may hold a message of ours, with that message when
+     * the server found one. The request asks for the next message of the events' subjects
+     * (`next_by_subj`, NATS 2.9), which answers for a whole run of missing sequences at once. A
+     * server that does not know it (an older one, or an older leader of the stream in a cluster
+     * being upgraded, whatever the version of the server this client is connected to) answers for
+     * `seq` alone; so does "no message" (`seq + 1`), which therefore never skips more than `seq`.
      */
     const nextOfOurs = async (manager: JetStreamManager, seq: number): Promise<{ seq: number; stored?: StoredMsg }> => {
       try {
-        const stored = serverFindsNext()
-          // jsm.streams.getMessage's type omits next_by_subj, which the server takes since 2.9.
-          ? await manager.streams.getMessage(names.stream, { seq, next_by_subj: `${subjectPrefix}>` } as unknown as MsgRequest)
-          : await manager.streams.getMessage(names.stream, { seq });
-        return stored.subject.startsWith(subjectPrefix) ? { seq: stored.seq, stored } : { seq: seq + 1 };
+        // jsm.streams.getMessage's type omits next_by_subj, which the server takes since 2.9.
+        const stored = await manager.streams.getMessage(names.stream, { seq, next_by_subj: `${subjectPrefix}>` } as unknown as MsgRequest);
+        return stored.subject.startsWith(subjectPrefix) && stored.seq >= seq ? { seq: stored.seq, stored } : { seq: seq + 1 };
       } catch (error) {
         if (!isNoMessageError(error)) throw error;
-        return { seq: serverFindsNext() ? Infinity : seq + 1 };
+        return { seq: seq + 1 };
       }
     };
 

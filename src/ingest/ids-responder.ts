@@ -11,6 +11,7 @@ import type { EventLog } from '../log/types.js';
 import type { Logger } from '../logger.js';
 import { isTransient } from '../projection/transient.js';
 import { idsSubject, idsWildcard, resolveNames, type IngestNames } from './stream.js';
+import { sleep } from '../sleep.js';
 
 /** The most ids one request may take. */
 export const MAX_IDS_PER_REQUEST = 10_000;
@@ -71,8 +72,9 @@ export interface IdsResponder {
   /**
    * Stops taking requests and resolves once every request in hand is answered: those being
    * allocated with their ids, those still waiting for a slot with an error that says to ask
-   * again (another `serve` of the queue group takes the retry). Drain the connection after it:
-   * drained before, the answers still in hand were dropped, and their requesters timed out.
+   * again (another `serve` of the queue group takes the retry), or once `stopWaitMs` has passed.
+   * Drain the connection after it: drained before, the answers still in hand were dropped, and
+   * their requesters timed out.
    */
   stop(): Promise<void>;
 }
@@ -80,8 +82,17 @@ export interface IdsResponder {
 /** The answer to a request that was still waiting for a slot when the responder stopped. */
 export const STOPPING_ERROR = 'stopping: ask again';
 
+/** How long a stop waits at most for the allocations in progress (default 10 s). */
+export const DEFAULT_STOP_WAIT_MS = 10_000;
+
 /** Subscribes the responder on `<prefix>.ids.*` in a queue group. */
-export function startIdsResponder(nc: NatsConnection, log: EventLog, logger: Logger, names: Partial<IngestNames> = {}): IdsResponder {
+export function startIdsResponder(
+  nc: NatsConnection,
+  log: EventLog,
+  logger: Logger,
+  names: Partial<IngestNames> = {},
+  { stopWaitMs = DEFAULT_STOP_WAIT_MS }: { stopWaitMs?: number } = {},
+): IdsResponder {
   const resolved = resolveNames(names);
   const prefixLength = idsSubject(resolved, '').length;
   let running = 0;
@@ -121,25 +132,31 @@ export function startIdsResponder(nc: NatsConnection, log: EventLog, logger: Log
         logger.debug({ kind }, 'id allocation request without a reply subject: ignored');
         return;
       }
-      const answered = (stopped ? Promise.resolve({ error: STOPPING_ERROR }) : limited(() => answerIdsRequest(log, kind, msg.data))).then((reply) => {
-        if (reply.error) logger.debug({ kind, error: reply.error }, 'id allocation request refused');
-        try {
+      const answered = (stopped ? Promise.resolve({ error: STOPPING_ERROR }) : limited(() => answerIdsRequest(log, kind, msg.data)))
+        .then((reply) => {
+          if (reply.error) logger.debug({ kind, error: reply.error }, 'id allocation request refused');
           msg.respond(JSON.stringify(reply));
-        } catch (respondError) {
-          logger.warn({ err: respondError, kind }, 'could not answer an id allocation request (connection closing)');
-        }
-      });
+        })
+        .catch((error: unknown) => logger.warn({ err: error, kind }, 'could not answer an id allocation request'))
+        .finally(() => inHand.delete(answered));
       inHand.add(answered);
-      void answered.finally(() => inHand.delete(answered));
     },
   });
   return {
     subscription,
     async stop() {
       stopped = true;
-      subscription.unsubscribe();
       for (const go of waiting.splice(0)) go(false);
-      await Promise.all(inHand);
+      // Drained, not only unsubscribed: the requests the server had sent before the unsubscribe
+      // are answered too (with STOPPING_ERROR).
+      await subscription.drain().catch(() => subscription.unsubscribe());
+      const waited = new AbortController();
+      const allAnswered = Promise.all(inHand).then(() => true);
+      const answeredInTime = await Promise.race([allAnswered, sleep(stopWaitMs, waited.signal).then(() => false)]);
+      waited.abort();
+      // Past the requesters' own timeout (5 s by default) an answer helps nobody, and the stop
+      // must not wait for ever on a database that does not answer.
+      if (!answeredInTime) logger.warn({ requests: inHand.size, waitedMs: stopWaitMs }, 'id requests still being allocated at the stop: not answered');
     },
   };
 }

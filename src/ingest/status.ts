@@ -77,8 +77,10 @@ async function natsFigures(natsUrl: string, names: IngestNames, timeoutMs: numbe
 
 export async function readIngestionStatus(pool: pg.Pool, natsUrl: string, names: IngestNames, options: { timeoutMs?: number } = {}): Promise<IngestionStatus> {
   const [stats, rejected, nats] = await Promise.all([
-    pool.query<{ accepted: string; duplicates: string; last_stream_sequence: string; stream_created: Date | null }>(
-      'SELECT accepted::text, duplicates::text, last_stream_sequence::text, stream_created FROM event_store.ingestion_stats WHERE consumer = $1',
+    // The whole row: stream_created comes with migration 20260101001300, and status still reads a
+    // database that lacks it (it then lists the migration as pending).
+    pool.query<{ accepted: string; duplicates: string; last_stream_sequence: string; stream_created?: Date | null }>(
+      'SELECT * FROM event_store.ingestion_stats WHERE consumer = $1',
       [statsKey(names)],
     ),
     pool.query<{ count: string; last: Date | null }>('SELECT count(*)::text AS count, max(received_at) AS last FROM event_store.rejected_messages'),
