@@ -148,10 +148,14 @@ export function startIdsResponder(
       stopped = true;
       for (const go of waiting.splice(0)) go(false);
       // Drained, not only unsubscribed: the requests the server had sent before the unsubscribe
-      // are answered too (with STOPPING_ERROR).
-      await subscription.drain().catch(() => subscription.unsubscribe());
+      // are answered too (with STOPPING_ERROR). The drain's flush waits for the server: bounded
+      // by the same deadline, for a server that does not answer.
+      const allAnswered = subscription
+        .drain()
+        .catch(() => subscription.unsubscribe())
+        .then(() => Promise.all(inHand))
+        .then(() => true);
       const waited = new AbortController();
-      const allAnswered = Promise.all(inHand).then(() => true);
       const answeredInTime = await Promise.race([allAnswered, sleep(stopWaitMs, waited.signal).then(() => false)]);
       waited.abort();
       // Past the requesters' own timeout (5 s by default) an answer helps nobody, and the stop
