@@ -19,7 +19,7 @@ import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import type { EventLog, LogBatch } from '../src/log/types.js';
 import { defineProjection, type ProjectionDefinition, type RowChange } from '../src/projection/definition.js';
 import { createPool } from '../src/db/pool.js';
-import { catchUpTogether, CheckpointRewoundError, createRunner, readAhead } from '../src/projection/runner.js';
+import { catchUpTogether, CheckpointRewoundError, createRunner, NewerReleaseError, readAhead } from '../src/projection/runner.js';
 import { createProjectionService } from '../src/projection/service.js';
 import { isTransient } from '../src/projection/transient.js';
 import { allProjections, condaStoreProjections, namespaceUsage, solves } from '../projections/index.js';
@@ -1239,6 +1239,39 @@ async function sixChannels(db: TestLog) {
 // Regression: the end of a range passed over with nothing to apply outlived a rewound checkpoint.
 // Its save failed (the database unreachable) and was kept; resumePosition() then took the
 // rewound checkpoint as the truth, and the next save moved it over events never applied.
+// Regression: a rebuild's swap records new fingerprints, and may leave a checkpoint's position as
+// it was; a runner of an older release (a rolling upgrade) went on applying its older handlers to
+// the tables the newer release had rebuilt, its one-round-trip guard comparing positions only.
+test('a runner stops, applying nothing, when a newer release has rebuilt its projection; the checkpoint is left as the newer release made it', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  await appendEnvelopes(db.log, [1, 2].map((id) => envelopeFor('NamespaceCreated', { namespace_id: id, name: `ns-${id}` })));
+  const types = Object.keys(namespaceUsage.handlers);
+  const read = async (from: number) => {
+    const batches: LogBatch[] = [];
+    for await (const batch of db.log.readAll({ from, batchSize: 1, types })) batches.push(batch);
+    return batches;
+  };
+  const runner = createRunner({ log: db.log, pool: testPool(t, db.url, 2), projections: [namespaceUsage], logger: silentLogger, batchSize: 1 });
+  await runner.resumePosition();
+  const [first, second] = await read(1);
+  await runner.apply(first!);
+  // The next release rebuilt namespace_usage (version + 1) and swapped it in at the same position.
+  const newer = `v${namespaceUsage.version + 1}:0123456789abcdef`;
+  await db.query('UPDATE event_store.projections SET fingerprint = $2 WHERE name = $1', [namespaceUsage.name, newer]);
+  const stopped = await t.throwsAsync(runner.apply(second!), { instanceOf: NewerReleaseError });
+  t.regex(stopped!.message, new RegExp(`^projection namespace_usage was rebuilt by a newer release \\(its tables are of version ${namespaceUsage.version + 1}, this process projects version ${namespaceUsage.version}\\)`));
+  t.deepEqual((await db.query<{ namespace_id: number }>('SELECT namespace_id FROM namespace_usage ORDER BY 1')).map((row) => row.namespace_id), [1]);
+  t.like((await checkpointRows(db.url))[namespaceUsage.name], { position: 1, state: 'running' });
+  // A runner of this release starting on those tables stops too; one of the newer release's own
+  // version (the fingerprint naming its version) goes on.
+  const starting = createRunner({ log: db.log, pool: testPool(t, db.url, 2), projections: [namespaceUsage], logger: silentLogger, batchSize: 1 });
+  await t.throwsAsync(starting.catchUp(), { instanceOf: NewerReleaseError });
+  const sameVersion = createRunner({ log: db.log, pool: testPool(t, db.url, 2), projections: [{ ...namespaceUsage, version: namespaceUsage.version + 1 }], logger: silentLogger, batchSize: 1 });
+  await sameVersion.catchUp();
+  t.deepEqual((await db.query<{ namespace_id: number }>('SELECT namespace_id FROM namespace_usage ORDER BY 1')).map((row) => row.namespace_id), [1, 2]);
+});
+
 test('a range passed over is not saved over a checkpoint found rewound since: no event skipped', async (t) => {
   await slot(t);
   const db = await testLog(t);

@@ -120,10 +120,10 @@ test('status on a database whose migrations stopped before ingestion: it exits 0
   const knex = knexFactory(knexConfig(db.url));
   try {
     const undo = async () => ((await knex.migrate.down()) as [number, string[]])[1][0]!.split('/').pop()!;
-    t.is(await undo(), '20260101001300_ingestion_stats_stream_created.ts');
+    for (let name = ''; name !== '20260101001300_ingestion_stats_stream_created.ts'; ) name = await undo();
     const newestMissing = await runCli(['status'], { env });
     t.is(newestMissing.code, 0, shown(newestMissing));
-    t.regex(newestMissing.stdout, /^migrations pending: 20260101001300_ingestion_stats_stream_created\.ts .*\n[^]*messages accepted: 0, duplicates: 0, rejected: 0\n/);
+    t.regex(newestMissing.stdout, /^migrations pending: 20260101001300_ingestion_stats_stream_created\.ts[^\n]*\n[^]*messages accepted: 0, duplicates: 0, rejected: 0\n/);
     // Undone newest first, down to the ingestion migration itself.
     for (let name = ''; name !== '20260101000400_ingestion.ts'; ) name = await undo();
   } finally {

@@ -23,10 +23,11 @@ export interface CheckpointRow {
   name: string;
   position: number;
   state: 'running' | 'failed';
+  /** What the projection's tables were built by (fingerprint.ts: `v<version>:<digest>`); null before the first build records it. */
+  fingerprint: string | null;
 }
 
 export interface ProjectionStatus extends CheckpointRow {
-  fingerprint: string | null;
   error: string | null;
   errorPosition: number | null;
   errorEventId: string | null;
@@ -52,8 +53,9 @@ export async function lockCheckpoints(client: pg.ClientBase, names: string[]): P
   return toCheckpoints(rows);
 }
 
-type LockRow = { name: string; position: string; state: 'running' | 'failed' };
-const toCheckpoints = (rows: LockRow[]) => new Map(rows.map((row) => [row.name, { name: row.name, position: toNumber(row.position), state: row.state }]));
+type LockRow = { name: string; position: string; state: 'running' | 'failed'; fingerprint: string | null };
+const toCheckpoints = (rows: LockRow[]) =>
+  new Map(rows.map((row) => [row.name, { name: row.name, position: toNumber(row.position), state: row.state, fingerprint: row.fingerprint }]));
 
 /**
  * Opens a transaction with `begin` (BEGIN and its SETs, statements without parameters) and locks
@@ -112,7 +114,12 @@ export async function guardedBatch(
   const rows = [...expected.values()];
   await leanPipeline(client, [
     ...begin.map((text) => stepOf(text, [])),
-    stepOf(EXPECT, [arrayParameter(rows.map((c) => c.name)), arrayParameter(rows.map((c) => c.position)), arrayParameter(rows.map((c) => c.state))]),
+    stepOf(EXPECT, [
+      arrayParameter(rows.map((c) => c.name)),
+      arrayParameter(rows.map((c) => c.position)),
+      arrayParameter(rows.map((c) => c.state)),
+      arrayParameter(rows.map((c) => c.fingerprint)),
+    ]),
     ...endSteps(names, position, sequences, statements),
   ]);
 }

@@ -79,6 +79,29 @@ export class CheckpointRewoundError extends Error {
   }
 }
 
+/**
+ * A projection's tables were built by a newer release: their recorded fingerprint names a higher
+ * version of the projection than this process's (a rebuild by the next release during a rolling
+ * upgrade). Applying this process's older handlers to them would leave rows the newer release
+ * would not have written, without a word; the runner stops instead, before it applies anything.
+ * Not the projection's failure: its checkpoint stays as it is, for the newer release's processes.
+ */
+export class NewerReleaseError extends Error {
+  constructor(readonly projection: string, readonly recordedVersion: number, readonly ownVersion: number) {
+    super(
+      `projection ${projection} was rebuilt by a newer release (its tables are of version ${recordedVersion}, this process projects version ${ownVersion}): ` +
+        'stopped before applying anything to them; run the release that rebuilt them',
+    );
+    this.name = 'NewerReleaseError';
+  }
+}
+
+/** The projection version a fingerprint records (fingerprint.ts: `v<version>:<digest>`), if it records one. */
+export function fingerprintVersion(fingerprint: string | null): number | undefined {
+  const match = /^v(\d+):/.exec(fingerprint ?? '');
+  return match ? Number(match[1]) : undefined;
+}
+
 /** An event as handlers see it, brought to the current schema version: upcasting happens here only. */
 function toProjected(event: RecordedEvent): ProjectedEvent | undefined {
   if (!isEventType(event.type)) return undefined;
@@ -139,6 +162,7 @@ export function createRunner(options: RunnerOptions): Runner {
   const schema = options.schema ?? 'public';
   const nameOf = options.checkpointName ?? ((projection: ProjectionDefinition) => projection.name);
   const names = projections.map(nameOf);
+  const versions = new Map(projections.map((projection) => [nameOf(projection), projection.version]));
   const keyChecksFrom = options.setBasedKeyChecksFrom ?? 32;
   let tables: Map<string, TableInfo> | undefined;
   let triggersMayBeOff = false;
@@ -288,6 +312,15 @@ export function createRunner(options: RunnerOptions): Runner {
     for (const name of moved) committedAt.set(name, Math.max(committedAt.get(name) ?? 0, end.position));
   }
 
+  /** Throws NewerReleaseError when a newer release built the tables of a projection of the group (their fingerprint). */
+  function builtByNewerRelease(checkpoints: Map<string, CheckpointRow>): void {
+    for (const checkpoint of checkpoints.values()) {
+      const recorded = fingerprintVersion(checkpoint.fingerprint);
+      const own = versions.get(checkpoint.name)!;
+      if (recorded !== undefined && recorded > own) throw new NewerReleaseError(checkpoint.name, recorded, own);
+    }
+  }
+
   /** Throws CheckpointRewoundError when a locked checkpoint is below where this runner committed it. */
   function rewound(checkpoints: Map<string, CheckpointRow>): void {
     for (const checkpoint of checkpoints.values()) {
@@ -323,6 +356,7 @@ export function createRunner(options: RunnerOptions): Runner {
   async function inTransaction(work: (client: pg.PoolClient, checkpoints: Map<string, CheckpointRow>) => Promise<BatchEnd>): Promise<void> {
     await batchTransaction(async (client) => {
       const checkpoints = await beginAndLock(client, begin, names);
+      builtByNewerRelease(checkpoints);
       rewound(checkpoints);
       const end = await work(client, checkpoints);
       await saveAndCommit(client, end.names, end.position, end.sequences, end.deferred);
@@ -411,7 +445,7 @@ export function createRunner(options: RunnerOptions): Runner {
         return { names: advancing(checkpoints, last), position: last, sequences, deferred };
       });
     } catch (error) {
-      if (isTransient(error) || error instanceof CheckpointRewoundError) throw error;
+      if (isTransient(error) || error instanceof CheckpointRewoundError || error instanceof NewerReleaseError) throw error;
       await isolateFailure(batch, error);
     }
   }
@@ -512,6 +546,7 @@ export function createRunner(options: RunnerOptions): Runner {
       await client.query('COMMIT');
       return locked;
     }, () => 'ROLLBACK');
+    builtByNewerRelease(checkpoints);
     known = checkpoints;
     // Reading starts from these: the positions a later batch must find its checkpoints at, or above.
     committedAt = new Map([...checkpoints.values()].map((c) => [c.name, c.position]));
