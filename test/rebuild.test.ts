@@ -493,6 +493,20 @@ test('fingerprints: nothing to rebuild on a built database; a new version or a c
   t.deepEqual(await planRebuild(db.url, allProjections, [], false), []);
   const after = await runRebuild(db.url, ['--dry-run']);
   t.regex(after.stdout, /nothing to rebuild/, shown(after));
+
+  // Built by a newer release (a higher version in its fingerprint): left alone unless named, so
+  // that an older release does not rebuild it with its older handlers under the newer processes.
+  await client.query('UPDATE event_store.projections SET fingerprint = $2 WHERE name = $1', [namespaceUsage.name, `v${namespaceUsage.version + 1}:0123456789abcdef`]);
+  const skipped: string[] = [];
+  t.deepEqual(await planRebuild(db.url, allProjections, [], false, (name, why) => skipped.push(`${name}: ${why}`)), []);
+  t.deepEqual(skipped, [`namespace_usage: built by a newer release (version ${namespaceUsage.version + 1}; this release has version ${namespaceUsage.version}): name it to rebuild it with this release's handlers`]);
+  const older = await runRebuild(db.url, ['--dry-run']);
+  t.is(older.code, 0, shown(older));
+  t.regex(older.stdout, /nothing to rebuild/);
+  t.is(older.stderr, `skipped ${skipped[0]}\n`);
+  t.deepEqual(await planRebuild(db.url, allProjections, ['namespace_usage'], false), [
+    { group: 'namespace_usage', projections: [{ name: 'namespace_usage', reason: 'named on the command line' }] },
+  ]);
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ swap leaves everything as it was. Exit code 0 on success, 2 on failure.`)
     return runCommand(async ({ config, log, logger }) => {
       // The tables are rebuilt in the shape the migrations give them: a pending one first.
       await requireMigrated(config.databaseUrl);
-      const plan = await planRebuild(config.databaseUrl, allProjections, names, options.all ?? false);
+      const plan = await planRebuild(config.databaseUrl, allProjections, names, options.all ?? false, (name, why) => process.stderr.write(`skipped ${name}: ${why}\n`));
       if (plan.length === 0) {
         process.stdout.write('nothing to rebuild: every projection matches its recorded fingerprint\n');
         return;

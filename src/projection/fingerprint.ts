@@ -18,6 +18,12 @@ export async function fingerprintOf(client: pg.ClientBase, projection: Projectio
   return `v${projection.version}:${digest}`;
 }
 
+/** The projection version a fingerprint records (`v<version>:<digest>`), if it records one. */
+export function fingerprintVersion(fingerprint: string | null): number | undefined {
+  const match = /^v(\d+):/.exec(fingerprint ?? '');
+  return match ? Number(match[1]) : undefined;
+}
+
 /** Why a recorded fingerprint differs from the current one, in words; undefined when they match. */
 export function fingerprintChange(recorded: string | null, current: string): string | undefined {
   if (recorded === current) return undefined;

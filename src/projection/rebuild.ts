@@ -32,7 +32,7 @@ import type { EventLog } from '../log/types.js';
 import type { Logger } from '../logger.js';
 import { declaredUpsertKeys, keySignature, type ProjectionDefinition } from './definition.js';
 import { deleteCheckpoints, ensureCheckpoints, lockCheckpoints, SHADOW_PREFIX } from './checkpoint.js';
-import { fingerprintChange, fingerprintOf } from './fingerprint.js';
+import { fingerprintChange, fingerprintOf, fingerprintVersion } from './fingerprint.js';
 import { catchUpTogether, createRunner, type Runner } from './runner.js';
 import { logUpTo } from '../log/up-to.js';
 import { readTableDefinitions, type TableDefinition } from './table-definition.js';
@@ -464,9 +464,19 @@ export interface RebuildPlanEntry {
 
 /**
  * Which groups to rebuild: the named projections' groups, every group (`all`), or, with neither,
- * the groups with a projection whose fingerprint changed since it was built, and why.
+ * the groups with a projection whose fingerprint changed since it was built, and why. Not, with
+ * neither, a projection a newer release built (its fingerprint records a higher version): this
+ * release would rebuild it with its older handlers, under the newer release's processes, whose
+ * runners do not stop for an older version. It is passed to `skipped`, with why; named, or with
+ * `all`, it is rebuilt (a deliberate downgrade).
  */
-export async function planRebuild(databaseUrl: string, projections: ProjectionDefinition[], names: string[], all: boolean): Promise<RebuildPlanEntry[]> {
+export async function planRebuild(
+  databaseUrl: string,
+  projections: ProjectionDefinition[],
+  names: string[],
+  all: boolean,
+  skipped: (name: string, why: string) => void = () => undefined,
+): Promise<RebuildPlanEntry[]> {
   const unknown = names.filter((name) => !projections.some((p) => p.name === name));
   if (unknown.length) throw new Error(`unknown projection(s): ${unknown.join(', ')} (known: ${projections.map((p) => p.name).join(', ')})`);
   const client = new pg.Client({ connectionString: databaseUrl });
@@ -480,7 +490,13 @@ export async function planRebuild(databaseUrl: string, projections: ProjectionDe
       else if (names.length) {
         if (names.includes(projection.name)) reasons.set(projection.name, 'named on the command line');
       } else {
-        const change = fingerprintChange(recorded.get(projection.name) ?? null, await fingerprintOf(client, projection));
+        const fingerprint = recorded.get(projection.name) ?? null;
+        const recordedVersion = fingerprintVersion(fingerprint);
+        if (recordedVersion !== undefined && recordedVersion > projection.version) {
+          skipped(projection.name, `built by a newer release (version ${recordedVersion}; this release has version ${projection.version}): name it to rebuild it with this release's handlers`);
+          continue;
+        }
+        const change = fingerprintChange(fingerprint, await fingerprintOf(client, projection));
         if (change) reasons.set(projection.name, change);
       }
     }

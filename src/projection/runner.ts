@@ -14,7 +14,7 @@ import type { Logger } from '../logger.js';
 import { describeTables, type TableInfo } from './columns.js';
 import { beginAndLock, CHECKPOINTS_MOVED, ensureCheckpoints, guardedBatch, lockCheckpoints, markFailed, resumeFailed, saveAndCommit, type CheckpointRow } from './checkpoint.js';
 import { changesFor, declaredUpsertKeys, keySignature, type ProjectedEvent, type ProjectionDefinition, type Row, type RowChange } from './definition.js';
-import { recordMissingFingerprints } from './fingerprint.js';
+import { fingerprintVersion, recordMissingFingerprints } from './fingerprint.js';
 import { compileChanges, type Statement } from './statements.js';
 import { checkKeys, keyChecks, mayTurnTriggersOff } from './key-checks.js';
 import { isTransient } from './transient.js';
@@ -94,12 +94,6 @@ export class NewerReleaseError extends Error {
     );
     this.name = 'NewerReleaseError';
   }
-}
-
-/** The projection version a fingerprint records (fingerprint.ts: `v<version>:<digest>`), if it records one. */
-export function fingerprintVersion(fingerprint: string | null): number | undefined {
-  const match = /^v(\d+):/.exec(fingerprint ?? '');
-  return match ? Number(match[1]) : undefined;
 }
 
 /** An event as handlers see it, brought to the current schema version: upcasting happens here only. */
@@ -428,7 +422,8 @@ export function createRunner(options: RunnerOptions): Runner {
         idleSave = undefined;
         flush().catch((error) => {
           // Rewound (a lost commit): the next batch finds it again and has the feed read the log anew.
-          if (error instanceof CheckpointRewoundError) return;
+          // Rebuilt by a newer release: the next batch stops the runner, saying so.
+          if (error instanceof CheckpointRewoundError || error instanceof NewerReleaseError) return;
           logger.error({ err: error }, 'could not save the checkpoint of events with nothing to apply');
         });
       }, IDLE_SAVE_MS).unref();
