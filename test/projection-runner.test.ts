@@ -1272,6 +1272,29 @@ test('a runner stops, applying nothing, when a newer release has rebuilt its pro
   t.deepEqual((await db.query<{ namespace_id: number }>('SELECT namespace_id FROM namespace_usage ORDER BY 1')).map((row) => row.namespace_id), [1, 2]);
 });
 
+// Regression: serve() returned the first group's failure at once (Promise.all), and the other
+// groups went on running, owning their locks, with nothing left to stop them; serve's caller then
+// closed the pool under them.
+test('a group that fails stops the service: the other groups stop and give their locks back before serve() rejects', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  const service = createProjectionService({ databaseUrl: db.url, log: db.log, logger: silentLogger, projections: allProjections });
+  t.teardown(() => service.close());
+  const stop = new AbortController();
+  t.teardown(() => stop.abort());
+  const serving = service.serve(stop.signal);
+  serving.catch(() => undefined);
+  const owners = async () =>
+    (await db.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = 7403 AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"))[0]!.n;
+  const fingerprint = async () => (await db.query<{ fingerprint: string | null }>('SELECT fingerprint FROM event_store.projections WHERE name = $1', [namespaceUsage.name]))[0]?.fingerprint;
+  await waitUntil(async () => (await owners()) === 2 && !!(await fingerprint()), 'both groups owned, their fingerprints recorded');
+  // namespace_usage rebuilt by a newer release: its group stops at its next batch.
+  await db.query('UPDATE event_store.projections SET fingerprint = $2 WHERE name = $1', [namespaceUsage.name, `v${namespaceUsage.version + 1}:0123456789abcdef`]);
+  await appendEnvelopes(db.log, [envelopeFor('NamespaceCreated', { namespace_id: 1, name: 'ns-1' })]);
+  await t.throwsAsync(serving, { instanceOf: NewerReleaseError });
+  t.is(await owners(), 0, 'no group is still owned once serve() has rejected');
+});
+
 test('a range passed over is not saved over a checkpoint found rewound since: no event skipped', async (t) => {
   await slot(t);
   const db = await testLog(t);

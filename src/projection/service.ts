@@ -81,43 +81,57 @@ export function createProjectionService(options: ProjectionServiceOptions) {
       }
     },
 
-    /** Keeps every group current until `signal` aborts; takes over a group when its owner dies. */
-    async serve(signal: AbortSignal): Promise<void> {
-      await Promise.all(
-        [...groups].map(async ([group, projections]) => {
-          const logger = options.logger.child({ group });
-          // One runner for the whole run: a failed projection is tried again at a restart (after a
-          // fix), not each time the group is taken over after an outage.
-          const runner = runnerFor(group, projections);
-          let failures = 0;
-          while (!signal.aborted) {
-            const ownership = await acquireOwnership(options.databaseUrl, group, {
-              signal,
-              onWaiting: () => logger.info('another process owns this projection group; waiting to take over'),
-            }).catch((error) => {
-              if (!isTransient(error)) throw error;
-              return null;
-            });
-            if (ownership === undefined) return; // aborted
-            if (ownership === null) {
-              await sleep(Math.min(1000 * 2 ** failures++, 10_000), signal);
-              continue;
-            }
-            logger.info('owning projection group');
-            const stop = AbortSignal.any([signal, ownership.lost]);
-            try {
-              await runner.runLive(stop);
-              failures = 0;
-            } catch (error) {
-              if (!isTransient(error)) throw error;
-              logger.warn({ err: error }, 'database unavailable; resuming when it is back');
-              await sleep(Math.min(1000 * 2 ** failures++, 10_000), signal);
-            } finally {
-              await ownership.release();
-            }
+    /**
+     * Keeps every group current until `stopped` aborts; takes over a group when its owner dies. A
+     * group that fails stops the others, and its error comes out once they have finished their
+     * batch: the caller closes the pool after, which used to end it under their last batch.
+     */
+    async serve(stopped: AbortSignal): Promise<void> {
+      const failed = new AbortController();
+      const signal = AbortSignal.any([stopped, failed.signal]);
+      const serveGroup = async (group: string, projections: ProjectionDefinition[]): Promise<void> => {
+        const logger = options.logger.child({ group });
+        // One runner for the whole run: a failed projection is tried again at a restart (after a
+        // fix), not each time the group is taken over after an outage.
+        const runner = runnerFor(group, projections);
+        let failures = 0;
+        while (!signal.aborted) {
+          const ownership = await acquireOwnership(options.databaseUrl, group, {
+            signal,
+            onWaiting: () => logger.info('another process owns this projection group; waiting to take over'),
+          }).catch((error) => {
+            if (!isTransient(error)) throw error;
+            return null;
+          });
+          if (ownership === undefined) return; // aborted
+          if (ownership === null) {
+            await sleep(Math.min(1000 * 2 ** failures++, 10_000), signal);
+            continue;
           }
-        }),
+          logger.info('owning projection group');
+          const stop = AbortSignal.any([signal, ownership.lost]);
+          try {
+            await runner.runLive(stop);
+            failures = 0;
+          } catch (error) {
+            if (!isTransient(error)) throw error;
+            logger.warn({ err: error }, 'database unavailable; resuming when it is back');
+            await sleep(Math.min(1000 * 2 ** failures++, 10_000), signal);
+          } finally {
+            await ownership.release();
+          }
+        }
+      };
+      const results = await Promise.allSettled(
+        [...groups].map(([group, projections]) =>
+          serveGroup(group, projections).catch((error: unknown) => {
+            failed.abort();
+            throw error;
+          }),
+        ),
       );
+      const failure = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+      if (failure) throw failure.reason;
     },
 
     close: () => pool.end(),
