@@ -11,7 +11,14 @@ import type { Knex } from 'knex';
  * resumed). Nothing after it runs; the runner rolls back and takes the two round trips.
  */
 export async function up(knex: Knex): Promise<void> {
-  await knex.raw(`
+  await knex.raw(EXPECT_CHECKPOINTS_V1);
+}
+
+export async function down(knex: Knex): Promise<void> {
+  await knex.raw('DROP FUNCTION event_store.expect_checkpoints(text[], bigint[], text[])');
+}
+
+export const EXPECT_CHECKPOINTS_V1 = `
     CREATE FUNCTION event_store.expect_checkpoints(p_names text[], p_positions bigint[], p_states text[])
     RETURNS void LANGUAGE plpgsql AS $fn$
     DECLARE
@@ -28,9 +35,4 @@ export async function up(knex: Knex): Promise<void> {
       END IF;
     END
     $fn$;
-  `);
-}
-
-export async function down(knex: Knex): Promise<void> {
-  await knex.raw('DROP FUNCTION event_store.expect_checkpoints');
-}
+  `;

@@ -1,4 +1,6 @@
 import type { Knex } from 'knex';
+import { edit } from './20260101000600_cheaper_key_claims.js';
+import { EXPECT_CHECKPOINTS_V1 } from './20260101000700_checkpoint_guard.js';
 
 /**
  * event_store.expect_checkpoints() with the fingerprints too: a batch's guard (src/projection/
@@ -11,26 +13,18 @@ import type { Knex } from 'knex';
  * three-argument guard stays for the releases that call it.
  */
 export async function up(knex: Knex): Promise<void> {
-  await knex.raw(`
-    CREATE FUNCTION event_store.expect_checkpoints(p_names text[], p_positions bigint[], p_states text[], p_fingerprints text[])
-    RETURNS void LANGUAGE plpgsql AS $fn$
-    DECLARE
-      v_moved integer;
-    BEGIN
-      -- Every row locked, in the order of checkpoint-lock.sql (no deadlock between the two ways).
-      PERFORM 1 FROM event_store.projections WHERE name = ANY(p_names) ORDER BY name FOR UPDATE;
-      SELECT count(*) INTO v_moved
-      FROM unnest(p_names, p_positions, p_states, p_fingerprints) AS e(name, position, state, fingerprint)
-      LEFT JOIN event_store.projections p ON p.name = e.name
-      WHERE p.name IS NULL OR p.position <> e.position OR p.state <> e.state OR p.fingerprint IS DISTINCT FROM e.fingerprint;
-      IF v_moved > 0 THEN
-        RAISE EXCEPTION 'projection checkpoints moved since this runner last saw them' USING ERRCODE = 'CS101';
-      END IF;
-    END
-    $fn$;
-  `);
+  await knex.raw(EXPECT_CHECKPOINTS_V2);
 }
 
 export async function down(knex: Knex): Promise<void> {
   await knex.raw('DROP FUNCTION event_store.expect_checkpoints(text[], bigint[], text[], text[])');
 }
+
+const EXPECT_CHECKPOINTS_V2 = [
+  [
+    'expect_checkpoints(p_names text[], p_positions bigint[], p_states text[])',
+    'expect_checkpoints(p_names text[], p_positions bigint[], p_states text[], p_fingerprints text[])',
+  ],
+  ['unnest(p_names, p_positions, p_states) AS e(name, position, state)', 'unnest(p_names, p_positions, p_states, p_fingerprints) AS e(name, position, state, fingerprint)'],
+  ['OR p.state <> e.state;', 'OR p.state <> e.state OR p.fingerprint IS DISTINCT FROM e.fingerprint;'],
+].reduce((text, [from, to]) => edit(text, from!, to!), EXPECT_CHECKPOINTS_V1);

@@ -58,20 +58,10 @@ test('kept connection: one that fails under a statement is closed; the next stat
   t.not(await pid(), second);
 });
 
-test('kept connection: one lost while lent is closed when given back, even without an error', async (t) => {
+/** Leases a connection (after a statement when `keptFirst`: the kept one), ends it on the server, gives it back without an error: the next statement must run on another. */
+async function diesWhileLent(t: ExecutionContext, keptFirst: boolean): Promise<void> {
   const { connections, pid, alive } = await kept(t);
-  const first = await pid();
-  const { client, release } = await connections.lease();
-  await withAdmin((admin) => admin.query('SELECT pg_terminate_backend($1)', [first]));
-  await waitUntil(async () => !(await alive(first)), 'the connection to end');
-  await t.throwsAsync(client.query('SELECT 1'));
-  release();
-  t.not(await pid(), first);
-});
-
-test('kept connection: a connection of the pool that died while lent is not kept when given back without an error', async (t) => {
-  const { connections, pid, alive } = await kept(t);
-  // Nothing kept yet: this lease comes from the pool, and would become the kept connection.
+  if (keptFirst) await pid();
   const { client, release } = await connections.lease();
   const first = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
   await withAdmin((admin) => admin.query('SELECT pg_terminate_backend($1)', [first]));
@@ -79,7 +69,12 @@ test('kept connection: a connection of the pool that died while lent is not kept
   await t.throwsAsync(client.query('SELECT 1'));
   release();
   t.not(await pid(), first);
-});
+}
+
+test('kept connection: one lost while lent is closed when given back, even without an error', (t) => diesWhileLent(t, true));
+
+// Nothing kept yet: the lease comes from the pool, and would become the kept connection.
+test('kept connection: a connection of the pool that died while lent is not kept when given back without an error', (t) => diesWhileLent(t, false));
 
 test('kept connection: one lost while it waits (the server closed it) is dropped at once, and the next statement runs on a new one', async (t) => {
   const { pool, pid, alive } = await kept(t);

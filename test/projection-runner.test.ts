@@ -20,7 +20,7 @@ import type { EventLog, LogBatch } from '../src/log/types.js';
 import { defineProjection, type ProjectionDefinition, type RowChange } from '../src/projection/definition.js';
 import { createPool } from '../src/db/pool.js';
 import { catchUpTogether, CheckpointRewoundError, createRunner, NewerReleaseError, readAhead } from '../src/projection/runner.js';
-import { createProjectionService } from '../src/projection/service.js';
+import { createProjectionService, type ProjectionServiceOptions } from '../src/projection/service.js';
 import { isTransient } from '../src/projection/transient.js';
 import { allProjections, condaStoreProjections, namespaceUsage, solves } from '../projections/index.js';
 import knexFactory from 'knex';
@@ -514,19 +514,30 @@ function writerExpectation(w: number) {
   } satisfies Partial<Record<TableName, TableRow[]>>;
 }
 
+/**
+ * A projection service serving until the test ends: at teardown it is stopped, awaited and
+ * closed, in that order. Its promise is marked handled: a test that fails an assertion first must
+ * not also fail the whole file with an unhandled rejection.
+ */
+function serveUntilTeardown(t: ExecutionContext, db: TestLog, options: Omit<ProjectionServiceOptions, 'databaseUrl' | 'log' | 'logger'> & { logger?: ProjectionServiceOptions['logger'] }) {
+  const service = createProjectionService({ databaseUrl: db.url, log: db.log, logger: silentLogger, ...options });
+  const stop = new AbortController();
+  const serving = service.serve(stop.signal);
+  serving.catch(() => undefined);
+  t.teardown(async () => {
+    stop.abort();
+    await serving.catch(() => undefined);
+    await service.close();
+  });
+  return { serving, stop };
+}
+
 // A group passes over batches with no event of a type it handles (no transaction); its
 // checkpoint must still reach the head while the log is quiet, not only at the next relevant event.
 test('live, a group with nothing to apply still moves its checkpoint to the head', async (t) => {
   await slot(t);
   const db = await testLog(t);
-  const service = createProjectionService({ databaseUrl: db.url, log: db.log, logger: silentLogger, projections: allProjections });
-  t.teardown(() => service.close());
-  const stop = new AbortController();
-  const serving = service.serve(stop.signal);
-  // Awaited at the end; if an assertion fails first, the teardown closes the log under it, and its
-  // failure then must not surface as an unhandled rejection that fails the whole file.
-  serving.catch(() => undefined);
-  t.teardown(() => stop.abort());
+  const { serving, stop } = serveUntilTeardown(t, db, { projections: allProjections });
   await waitUntil(async () => Object.keys(await checkpointRows(db.url)).length === allProjections.length, 'the service to start');
 
   // Channels and packages: namespace_usage handles none of them.
@@ -1278,12 +1289,7 @@ test('a runner stops, applying nothing, when a newer release has rebuilt its pro
 test('a group that fails stops the service: the other groups stop and give their locks back before serve() rejects', async (t) => {
   await slot(t);
   const db = await testLog(t);
-  const service = createProjectionService({ databaseUrl: db.url, log: db.log, logger: silentLogger, projections: allProjections });
-  t.teardown(() => service.close());
-  const stop = new AbortController();
-  t.teardown(() => stop.abort());
-  const serving = service.serve(stop.signal);
-  serving.catch(() => undefined);
+  const { serving } = serveUntilTeardown(t, db, { projections: allProjections });
   const owners = async () =>
     (await db.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = 7403 AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"))[0]!.n;
   const fingerprint = async () => (await db.query<{ fingerprint: string | null }>('SELECT fingerprint FROM event_store.projections WHERE name = $1', [namespaceUsage.name]))[0]?.fingerprint;
@@ -1450,14 +1456,7 @@ test('serve holds a group whose every projection stopped on an error, without ta
     handlers: { ...namespaceUsage.handlers, NamespaceCreated: () => { throw new Error('broken on purpose'); } },
   });
   await appendEnvelopes(db.log, [envelopeFor('NamespaceCreated', { namespace_id: 1, name: 'one' })]);
-  const service = createProjectionService({ databaseUrl: db.url, log: db.log, logger, projections: [broken], failedRecheckMs: 50 });
-  const controller = new AbortController();
-  const serving = service.serve(controller.signal);
-  t.teardown(async () => {
-    controller.abort();
-    await serving.catch(() => undefined);
-    await service.close();
-  });
+  serveUntilTeardown(t, db, { logger, projections: [broken], failedRecheckMs: 50 });
   const count = (message: string) => records.filter((record) => record.msg.startsWith(message)).length;
   await waitUntil(async () => (await checkpointRows(db.url))[namespaceUsage.name]?.state === 'failed', 'the projection to stop on the event');
   // Its owner's connection is lost: serve takes the group again, once, and finds nothing to run.
