@@ -44,6 +44,22 @@ test('no acknowledgement (a plain subscriber that never answers) rejects with a 
   t.pass('a late acknowledgement settles nothing twice');
 });
 
+// Regression (bench/ingest, 2026-12-07): a publisher that went
+// on with synchronous work after sending (validating its next 150,000 events) failed its sent
+// publishes on their deadlines: the timers run before the socket is read, so the acknowledgements
+// waiting there, or the publishes still in the client's buffer, were never looked at.
+test('time the publishing process is held up (its event loop blocked) does not count against the acknowledgement timeout', async (t) => {
+  const nats = await testNats(t, { create: true });
+  const subject = eventSubject(nats.names, 'NamespaceCreated');
+  const publishing = Promise.all(['held-1', 'held-2'].map((id) => publishAcked(nats.nc, subject, JSON.stringify({ id }), id, nats.names.stream, 200)));
+  const until = Date.now() + 600;
+  while (Date.now() < until) {
+    // held up: three times the timeout, before the publishes have even left
+  }
+  const acks = await publishing;
+  t.deepEqual(acks.map((ack) => ack.seq), [1, 2]);
+});
+
 test('a connection that closes with publishes in flight rejects them as not acknowledged (the message may be stored: a retry is safe)', async (t) => {
   const nats = await testNats(t);
   const nc = await connect({ servers: natsUrl });
@@ -88,4 +104,18 @@ test('a failed publish carries the envelope it sent, id filled in, so that a ret
   t.deepEqual(envelopes!.map((e) => e.stream), ['namespace-7', 'namespace-8']);
   t.true(envelopes!.every((e) => /^[0-9a-f-]{36}$/.test(e.id)), JSON.stringify(envelopes));
   t.not(envelopes![0]!.id, envelope!.id);
+});
+
+// Regression: a failure woke the loop that waits for room in the window, which then sent one
+// more event ahead of the one that failed.
+test('publishEvents sends nothing more once a publish of its window has failed', async (t) => {
+  const nats = await testNats(t);
+  const received: string[] = [];
+  const silent = nats.nc.subscribe(eventSubject(nats.names, 'NamespaceCreated'), { callback: (_error, msg) => void received.push(msg.string()) });
+  t.teardown(() => silent.unsubscribe());
+  await nats.nc.flush();
+  const events = [1, 2, 3, 4, 5].map((id) => ({ type: 'NamespaceCreated' as const, data: { namespace_id: id, name: `ns-${id}` } }));
+  await t.throwsAsync(publishEvents(nats.nc, events, { names: nats.names, timeoutMs: 200, maxInFlight: 2 }), { instanceOf: PublishNotAcknowledgedError });
+  await nats.nc.flush();
+  t.is(received.length, 2, 'the window, and nothing after the failure');
 });

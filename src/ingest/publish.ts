@@ -178,7 +178,11 @@ export async function publishEvents(nc: NatsConnection, events: (EventToPublish 
   let refill: (() => void) | undefined;
   let failure: unknown;
   for (let i = 0; i < envelopes.length && failure === undefined; i++) {
-    if (inFlight.size >= window) await new Promise<void>((resolve) => (refill = resolve));
+    if (inFlight.size >= window) {
+      await new Promise<void>((resolve) => (refill = resolve));
+      // Woken by a failure: nothing more goes out ahead of the event that failed.
+      if (failure !== undefined) break;
+    }
     const sending: Promise<void> = publishValidated(nc, envelopes[i]!, names, timeoutMs).then(
       (result) => void (published[i] = result),
       (error) => void (failure ??= error),
