@@ -452,7 +452,7 @@ test('catch-up interrupted while serve owns the projection groups exits 2 and do
   const serve = start(t, db.url, ['serve', '--no-ingest']);
   await until(() => `serve to own the group\n${serve.output()}`, () => serve.logged('owning projection group') === 1);
   const catchUp = start(t, db.url, ['catch-up']);
-  await until(() => `catch-up to wait for the group\n${catchUp.output()}`, () => catchUp.logged('another process owns this projection group; waiting') === 1);
+  await until(() => `catch-up to wait for the group\n${catchUp.output()}`, () => catchUp.logged('another process owns a projection group; waiting for all of them to be free') === 1);
   catchUp.child.kill('SIGINT');
   const exit = await exitOf(catchUp);
   t.is(exit.code, 2, catchUp.output());

@@ -21,6 +21,7 @@ import { defineProjection, type ProjectionDefinition, type RowChange } from '../
 import { createPool } from '../src/db/pool.js';
 import { catchUpTogether, CheckpointRewoundError, createRunner, NewerReleaseError, readAhead } from '../src/projection/runner.js';
 import { createProjectionService, type ProjectionServiceOptions } from '../src/projection/service.js';
+import { acquireOwnership } from '../src/projection/ownership.js';
 import { isTransient } from '../src/projection/transient.js';
 import { allProjections, condaStoreProjections, namespaceUsage, solves } from '../projections/index.js';
 import knexFactory from 'knex';
@@ -1476,6 +1477,30 @@ test('serve holds a group whose every projection stopped on an error, without ta
   await waitUntil(async () => (await checkpointRows(db.url))[namespaceUsage.name]?.position === 2, 'the event after the fix applied');
   t.deepEqual(await db.query('SELECT environment_id, namespace_id FROM namespace_usage_environment'), [{ environment_id: 1, namespace_id: 1 }]);
   t.is(count('owning projection group'), 2, 'by the same owner');
+});
+
+// Regression (found by a review): catch-up took the groups one by one and held those it had while
+// it waited for the next; a serve that owned that one then waited for ever for the ones catch-up
+// held (serve gives no group back), and conda-store's tables stopped following the log.
+test('catch-up waiting for a group another process owns holds none of the others meanwhile', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  const [first, second] = [condaStoreProjections[0]!.group, namespaceUsage.group].sort();
+  const held = await acquireOwnership(db.url, second!);
+  t.teardown(() => held?.release());
+  let waiting = false;
+  const logger = pino({ level: 'info' }, { write: (line: string) => void (waiting ||= (JSON.parse(line) as { msg: string }).msg.startsWith('another process owns')) });
+  const service = createProjectionService({ databaseUrl: db.url, log: db.log, logger, projections: allProjections });
+  t.teardown(() => service.close());
+  const stop = new AbortController();
+  const catchingUp = service.catchUp(stop.signal);
+  await waitUntil(() => waiting, 'catch-up to wait');
+  // A bound on a wait that never ended before the fix, not a timing: catch-up tries every second.
+  const other = await acquireOwnership(db.url, first!, { pollMs: 20, signal: AbortSignal.timeout(20_000) });
+  t.truthy(other, `another process owns ${first} while catch-up waits for ${second}`);
+  await other?.release();
+  stop.abort();
+  await catchingUp;
 });
 
 // Regression: catch-up did not watch its ownership: with the lock's connection gone, another

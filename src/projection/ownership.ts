@@ -12,48 +12,90 @@ export interface Ownership {
 }
 
 /**
- * Waits until this process owns a projection group, i.e. holds its session-level advisory lock on
- * a connection of its own. When the owner dies its session ends and the lock passes to the next
- * waiter. The lock is a courtesy that keeps two processes from doing the same work: exactly-once
- * does not depend on it, since every batch also locks and compares the checkpoints.
+ * One try at owning a projection group: its session-level advisory lock on a connection of its
+ * own, or null when another process holds it. When the owner dies its session ends and the lock
+ * is free again. The lock is a courtesy that keeps two processes from doing the same work:
+ * exactly-once does not depend on it, since every batch also locks and compares the checkpoints.
  */
-export async function acquireOwnership(
-  connectionString: string,
-  group: string,
-  options: { signal?: AbortSignal; pollMs?: number; onWaiting?: () => void } = {},
-): Promise<Ownership | undefined> {
-  const pollMs = options.pollMs ?? 1000;
+export async function tryOwnership(connectionString: string, group: string): Promise<Ownership | null> {
+  // LONG_LIVED_CONNECTION: an owner whose host died loses the lock within about a minute.
+  const client = new pg.Client(keepingOptions({ connectionString, ...LONG_LIVED_CONNECTION }));
+  const lost = new AbortController();
+  client.on('error', () => lost.abort());
+  client.on('end', () => lost.abort());
+  await client.connect();
+  let owned: boolean;
+  try {
+    const { rows } = await client.query<{ owned: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS owned', [OWNERSHIP_LOCK_CLASS, group]);
+    owned = rows[0]!.owned;
+  } catch (error) {
+    await client.end().catch(() => undefined);
+    throw error;
+  }
+  if (!owned) {
+    await client.end();
+    return null;
+  }
+  return {
+    lost: lost.signal,
+    release: async () => {
+      await client.query('SELECT pg_advisory_unlock($1, hashtext($2))', [OWNERSHIP_LOCK_CLASS, group]).catch(() => undefined);
+      await client.end().catch(() => undefined);
+    },
+  };
+}
+
+export interface WaitOptions {
+  signal?: AbortSignal;
+  /** How often to try again while another process owns it (default 1 s). */
+  pollMs?: number;
+  /** Called once, at the first try that finds it owned by another process. */
+  onWaiting?: () => void;
+}
+
+/**
+ * Tries `take` until it gives something (tryOwnership, or all of several), every `pollMs`;
+ * undefined when `signal` aborts first.
+ */
+export async function waitFor<T>(take: () => Promise<T | null>, options: WaitOptions = {}): Promise<T | undefined> {
   let warned = false;
   while (!options.signal?.aborted) {
-    // LONG_LIVED_CONNECTION: an owner whose host died loses the lock within about a minute.
-    const client = new pg.Client(keepingOptions({ connectionString, ...LONG_LIVED_CONNECTION }));
-    const lost = new AbortController();
-    client.on('error', () => lost.abort());
-    client.on('end', () => lost.abort());
-    await client.connect();
-    let owned: boolean;
-    try {
-      const { rows } = await client.query<{ owned: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS owned', [OWNERSHIP_LOCK_CLASS, group]);
-      owned = rows[0]!.owned;
-    } catch (error) {
-      await client.end().catch(() => undefined);
-      throw error;
-    }
-    if (owned) {
-      return {
-        lost: lost.signal,
-        release: async () => {
-          await client.query('SELECT pg_advisory_unlock($1, hashtext($2))', [OWNERSHIP_LOCK_CLASS, group]).catch(() => undefined);
-          await client.end().catch(() => undefined);
-        },
-      };
-    }
-    await client.end();
+    const taken = await take();
+    if (taken !== null) return taken;
     if (!warned) {
       options.onWaiting?.();
       warned = true;
     }
-    await sleep(pollMs, options.signal);
+    await sleep(options.pollMs ?? 1000, options.signal);
   }
   return undefined;
+}
+
+/** Waits until this process owns a projection group (tryOwnership); undefined if `signal` aborts first. */
+export function acquireOwnership(connectionString: string, group: string, options: WaitOptions = {}): Promise<Ownership | undefined> {
+  return waitFor(() => tryOwnership(connectionString, group), options);
+}
+
+/**
+ * Every group of `groups` or none: owns them all, or gives back those it took and returns null.
+ * For a process that needs several groups at once (catch-up): holding some while waiting for the
+ * others, it kept a `serve` that owned one of those from ever owning the ones it held (serve never
+ * gives a group back), each process waiting for the other for ever.
+ */
+export async function tryOwningAll(connectionString: string, groups: readonly string[]): Promise<Ownership[] | null> {
+  const owned: Ownership[] = [];
+  try {
+    for (const group of groups) {
+      const ownership = await tryOwnership(connectionString, group);
+      if (!ownership) {
+        for (const taken of owned.splice(0)) await taken.release();
+        return null;
+      }
+      owned.push(ownership);
+    }
+    return owned;
+  } catch (error) {
+    for (const taken of owned) await taken.release();
+    throw error;
+  }
 }

@@ -6,7 +6,7 @@ import { createPool } from '../db/pool.js';
 import type { EventLog } from '../log/types.js';
 import type { Logger } from '../logger.js';
 import type { ProjectionDefinition } from './definition.js';
-import { acquireOwnership, type Ownership } from './ownership.js';
+import { acquireOwnership, tryOwningAll, waitFor } from './ownership.js';
 import { catchUpTogether, createRunner } from './runner.js';
 import { isTransient } from './transient.js';
 import { sleep } from '../sleep.js';
@@ -49,20 +49,16 @@ export function createProjectionService(options: ProjectionServiceOptions) {
   return {
     /**
      * Applies every pending event to every projection, then returns; the log is read once for all
-     * groups. Waits for groups another process owns (taken in name order, so two processes never
-     * hold one group each while waiting for the other's).
+     * groups. Waits while another process owns any of the groups, holding none of them meanwhile
+     * (tryOwningAll): a serve that owns one of them then owns the others as soon as it asks.
      */
     async catchUp(signal?: AbortSignal): Promise<void> {
-      const owned: Ownership[] = [];
+      const owned = await waitFor(() => tryOwningAll(options.databaseUrl, [...groups.keys()].sort()), {
+        signal,
+        onWaiting: () => options.logger.info({ groups: [...groups.keys()] }, 'another process owns a projection group; waiting for all of them to be free'),
+      });
+      if (!owned) return;
       try {
-        for (const group of [...groups.keys()].sort()) {
-          const ownership = await acquireOwnership(options.databaseUrl, group, {
-            signal,
-            onWaiting: () => options.logger.info({ group }, 'another process owns this projection group; waiting'),
-          });
-          if (!ownership) return;
-          owned.push(ownership);
-        }
         const runners = [...groups].map(([group, projections]) => runnerFor(group, projections));
         // Stops, as serve does, when a group's lock connection is lost: another process may own
         // it by now (nothing would be applied twice, the checkpoints see to that, but one owner
