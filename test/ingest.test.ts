@@ -18,11 +18,11 @@ import { connect, type StoredMsg } from 'nats';
 import type pg from 'pg';
 import { EventValidationError, type Envelope } from '../src/catalogue/index.js';
 import { appendEnvelopes } from '../src/decide/append-batch.js';
-import { addCounts, fromStream, storeRejections } from '../src/ingest/consumer.js';
+import { addCounts, batchLimit, fromStream, storeRejections } from '../src/ingest/consumer.js';
 import { MAX_IDS_REQUESTS_AT_ONCE, MAX_IDS_REQUESTS_WAITING, requestIds, startIdsResponder, STOPPING_ERROR } from '../src/ingest/ids-responder.js';
 import { NoStreamError, publishEvent, publishEvents, type PublishFailure } from '../src/ingest/publish.js';
 import { readIngestionStatus } from '../src/ingest/status.js';
-import { connectNats, consumerConfig, ensureIngestion, eventSubject, idsSubject, natsConnectionOptions, redactedNatsUrl } from '../src/ingest/stream.js';
+import { connectNats, consumerConfig, consumerProblems, ensureIngestion, eventSubject, idsSubject, natsConnectionOptions, redactedNatsUrl } from '../src/ingest/stream.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import type { EventLog } from '../src/log/types.js';
 import { createProjectionService } from '../src/projection/service.js';
@@ -718,6 +718,12 @@ test.serial('while a failing message holds the others up, the ingester holds at 
 // RAISE) must not hold up the messages before it. (Redeliveries often come back one by one and cut
 // the runs anyway; the ingester now also halves a run after two failures in a row, so that a
 // batch redelivered whole is cut too. This test does not tell the two apart.)
+// Regression (found by a review): halved with a shift, the batch came back whole after 32
+// failures in a row (a shift counts modulo 32), in a database outage of some minutes.
+test('a batch is halved from the second failure in a row down to one message, however many failures follow', (t) => {
+  t.deepEqual([0, 1, 2, 3, 9, 10, 32, 33, 64, 1000].map((failures) => batchLimit(500, failures)), [500, 500, 250, 125, 1, 1, 1, 1, 1, 1]);
+});
+
 test.serial('a batch that keeps failing is halved until the messages before the one that fails it go in', async (t) => {
   const db = await testLog(t);
   const nats = await testNats(t, { create: true });
@@ -1138,6 +1144,29 @@ test('an existing consumer whose settings break the guarantees is refused, namin
   await nats.jsm.consumers.add(nats.names.stream, { ...consumerConfig(nats.names), max_deliver: 5, filter_subject: eventSubject(nats.names, 'BuildStarted') });
   await t.throwsAsync(ensureIngestion(nats.nc, nats.names), {
     message: new RegExp(`^consumer ${nats.names.durable} on stream ${nats.names.stream} cannot be used: max_deliver is 5, not unlimited \\(-1\\); its filter \\(${nats.names.subjectPrefix}\\.events\\.BuildStarted\\) is not ${nats.names.subjectPrefix}\\.events\\.>\\. Delete it`),
+  });
+});
+
+// Regression (found by a review): headers_only, or a limit on a pull request below the
+// ingester's fetches, passed the check. Without bodies every message was stored as a rejection,
+// acked and gone; with max_batch or max_expires too low the server refused every fetch and
+// ingestion stood still, nothing logged.
+test('an existing consumer that delivers no bodies, or refuses the ingester\'s fetches, is refused, naming why', async (t) => {
+  const nats = await testNats(t);
+  const names = nats.names;
+  const base = consumerConfig(names);
+  t.deepEqual(consumerProblems({ ...base, headers_only: true }, names), ['headers_only is set: messages would come without their bodies']);
+  t.deepEqual(consumerProblems({ ...base, max_batch: 100, max_expires: 500e6 }, names, { maxMessages: 200, expiresMs: 1000 }), [
+    "max_batch is 100, below the ingester's fetches of up to 200 messages (--ingest-batch-size)",
+    "max_expires is 500 ms, below the ingester's fetches of 1000 ms",
+  ]);
+  t.deepEqual(consumerProblems({ ...base, max_batch: 200, max_expires: 1000e6 }, names, { maxMessages: 200, expiresMs: 1000 }), []);
+  // On the server: a consumer made with a small max_batch is refused before anything is fetched.
+  await ensureIngestion(nats.nc, names);
+  await nats.jsm.consumers.delete(names.stream, names.durable);
+  await nats.jsm.consumers.add(names.stream, { ...base, max_batch: 10 });
+  await t.throwsAsync(ensureIngestion(nats.nc, names, { fetch: { maxMessages: 500, expiresMs: 1000 } }), {
+    message: new RegExp(`^consumer ${names.durable} on stream ${names.stream} cannot be used: max_batch is 10, below the ingester's fetches of up to 500 messages`),
   });
 });
 

@@ -290,6 +290,15 @@ function changes() {
   };
 }
 
+/**
+ * The most messages a batch takes after `failures` failed batches in a row: the whole batch, then
+ * from the second failure half as many each time, down to one. (Halved with a shift, it came back
+ * to the whole batch after 32 failures, a shift counting modulo 32: in an outage of some minutes.)
+ */
+export function batchLimit(batchSize: number, failures: number): number {
+  return failures < 2 ? batchSize : Math.max(1, Math.floor(batchSize / 2 ** Math.min(failures - 1, 52)));
+}
+
 export function createIngester(options: IngesterOptions): Ingester {
   const names = resolveNames(options.names);
   const { nc, log, logger } = options;
@@ -564,7 +573,7 @@ export function createIngester(options: IngesterOptions): Ingester {
       // fails its batch with an error not known to be its own (a statement timeout on a large
       // batch, an unknown error code) then holds up only itself, the messages before it go in, and
       // the log names it (the failed batch's first sequence). The whole batch again after a success.
-      const most = failures < 2 ? batchSize : Math.max(1, batchSize >> (failures - 1));
+      const most = batchLimit(batchSize, failures);
       const run: Message[] = [];
       for (let seq = floor + 1; run.length < most && buffer.has(seq); seq++) {
         run.push(buffer.get(seq)!);
@@ -739,7 +748,7 @@ export function createIngester(options: IngesterOptions): Ingester {
           if (nc.isClosed()) throw new Error('the NATS connection is closed');
           let consumerInfo: ConsumerInfo;
           try {
-            ({ consumer: consumerInfo } = await ensureIngestion(nc, names, options.consumer));
+            ({ consumer: consumerInfo } = await ensureIngestion(nc, names, { ...options.consumer, fetch: { maxMessages: batchSize, expiresMs: fetchExpiresMs } }));
           } catch (error) {
             await pause(error, `NATS: cannot set up stream ${names.stream} and consumer ${names.durable}; retrying`);
             continue;

@@ -68,7 +68,15 @@ export interface ConsumerSettings {
   ackWaitMs?: number;
   /** Unacked messages at most (across every fetch); default 20,000. */
   maxAckPending?: number;
+  /**
+   * The largest fetch the ingester makes: messages, and how long it waits (default 500 and
+   * 1,000 ms, the ingester's defaults). An existing consumer must allow it (consumerProblems).
+   */
+  fetch?: { maxMessages: number; expiresMs: number };
 }
+
+/** The ingester's fetches when nothing else is said: its batch size, and its fetches' expiry. */
+export const DEFAULT_FETCH = { maxMessages: 500, expiresMs: 1000 } as const;
 
 /**
  * NATS_URL as connection options: a comma-separated list of servers, spaces allowed, whose URLs may
@@ -187,15 +195,26 @@ export function consumerConfig(names: IngestNames, settings: ConsumerSettings = 
  * What of an existing consumer's configuration breaks the ingester's guarantees: acks that are
  * not explicit (a message would count as handled before its event is in the log), a delivery
  * limit (the server gives up on a message, its ack floor passes it, and it is never appended), a
- * filter that leaves events out, or a start after the stream's first message.
+ * filter that leaves events out, a start after the stream's first message, or messages delivered
+ * without their bodies (headers_only: each would be stored as a rejection, acked, and gone from
+ * the work queue). And what keeps it from working at all: a limit on a pull request's size or
+ * expiry below the ingester's fetches (`fetch`), which the server refuses with a status that
+ * nats.js does not raise, so that ingestion stood still with nothing said.
  */
-export function consumerProblems(config: Partial<ConsumerConfig>, names: IngestNames): string[] {
+export function consumerProblems(config: Partial<ConsumerConfig>, names: IngestNames, fetch: { maxMessages: number; expiresMs: number } = DEFAULT_FETCH): string[] {
   const problems: string[] = [];
   if (config.ack_policy !== AckPolicy.Explicit) problems.push(`ack_policy is ${String(config.ack_policy)}, not explicit`);
   if (config.max_deliver !== undefined && config.max_deliver > 0) problems.push(`max_deliver is ${config.max_deliver}, not unlimited (-1)`);
   const filters = [config.filter_subject, ...(config.filter_subjects ?? [])].filter((filter): filter is string => !!filter);
   if (filters.length > 0 && !filters.includes(eventsWildcard(names))) problems.push(`its filter (${filters.join(', ')}) is not ${eventsWildcard(names)}`);
   if (config.deliver_policy !== undefined && config.deliver_policy !== DeliverPolicy.All) problems.push(`deliver_policy is ${String(config.deliver_policy)}, not all`);
+  if (config.headers_only) problems.push('headers_only is set: messages would come without their bodies');
+  if (config.max_batch !== undefined && config.max_batch > 0 && config.max_batch < fetch.maxMessages) {
+    problems.push(`max_batch is ${config.max_batch}, below the ingester's fetches of up to ${fetch.maxMessages} messages (--ingest-batch-size)`);
+  }
+  if (config.max_expires !== undefined && config.max_expires > 0 && config.max_expires < nanos(fetch.expiresMs)) {
+    problems.push(`max_expires is ${config.max_expires / 1e6} ms, below the ingester's fetches of ${fetch.expiresMs} ms`);
+  }
   return problems;
 }
 
@@ -206,7 +225,7 @@ export function consumerProblems(config: Partial<ConsumerConfig>, names: IngestN
  */
 export async function ensureConsumer(jsm: JetStreamManager, names: IngestNames, settings: ConsumerSettings = {}): Promise<ConsumerInfo> {
   const checked = (info: ConsumerInfo) => {
-    const problems = consumerProblems(info.config, names);
+    const problems = consumerProblems(info.config, names, settings.fetch);
     if (problems.length > 0) {
       throw new Error(`consumer ${names.durable} on stream ${names.stream} cannot be used: ${problems.join('; ')}. Delete it (nats consumer rm ${names.stream} ${names.durable}): serve creates it as it needs it`);
     }
