@@ -425,6 +425,15 @@ export function logContract(test: TestFn, makeLog: LogFactory, backend: string):
     t.deepEqual(rest.map((e) => e.id), all.slice(10).map((e) => e.id));
   });
 
+  // Regression (found by a review): a batch size of 0 read nothing and, live, waited for ever.
+  it('a read or a subscription with a batch size that is not a positive integer is refused, naming it', async (t, log) => {
+    await log.append({ stream: 's-1', events: events(1) });
+    for (const batchSize of [0, -1, 2.5]) {
+      await t.throwsAsync(collect(log.readAll({ batchSize })), { instanceOf: RangeError, message: `batchSize must be a positive integer, got ${batchSize}` });
+      await t.throwsAsync(log.subscribe({ batchSize })[Symbol.asyncIterator]().next(), { instanceOf: RangeError, message: `batchSize must be a positive integer, got ${batchSize}` });
+    }
+  });
+
   it('reads only the event types asked for; each batch says how far the log was read, past events of other types', async (t, log) => {
     for (let i = 0; i < 4; i++) {
       await log.append({ stream: `mixed-${i}`, events: [...events(2, 'Wanted'), ...events(3, 'Other'), ...events(1, 'AlsoWanted')] });

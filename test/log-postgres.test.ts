@@ -682,6 +682,29 @@ test('postgres: an append through append_events() reports each event as a read o
   t.deepEqual(retried.map((e) => e.duplicate), [true, true, true]);
 });
 
+// Regression (found by a review): when the fast path wrote nothing (here: a retry, the id in the
+// log), the fallback to append_events() serialized the events' data again, after an await: a
+// caller that changed its object once it had called had its retry refused as a conflicting event
+// (or, had it been new, another payload written than the one it gave).
+test('postgres: an append sends its events as they were when it was called, also when the fast path falls back to append_events()', async (t) => {
+  const log = await postgresLog(t);
+  const event = { id: crypto.randomUUID(), type: 'NamespaceCreated', data: { namespace_id: 1, name: 'as called' } };
+  await log.append({ stream: 'namespace-1', expectedVersion: 'no_stream', events: [event] });
+  for (const expectedVersion of ['any', 0] as const) {
+    const data = { ...event.data };
+    const retry = log.append({ stream: 'namespace-1', expectedVersion, events: [{ ...event, data }] });
+    data.name = 'changed after the call';
+    t.deepEqual((await retry).map((e) => e.duplicate), [true], `expected version ${expectedVersion}`);
+  }
+  const two = [1, 2].map((n) => ({ id: crypto.randomUUID(), type: 'NamespaceCreated', data: { namespace_id: n, name: `batch ${n}` } }));
+  await log.append({ stream: 'batch', expectedVersion: 'no_stream', events: two });
+  const copies = two.map((e) => ({ ...e, data: { ...e.data } }));
+  const retryTwo = log.append({ stream: 'batch', expectedVersion: 'any', events: copies });
+  copies[1]!.data.name = 'changed after the call';
+  t.deepEqual((await retryTwo).map((e) => e.duplicate), [true, true]);
+  t.deepEqual((await collect(log.readAll())).map((e) => (e.data as { name: string }).name), ['as called', 'batch 1', 'batch 2']);
+});
+
 /**
  * Runs `append` while another session holds `stream`'s lock, and returns once the append waits for
  * it: its session and its statement as the server shows them (pg_stat_activity, read from a third

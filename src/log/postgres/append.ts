@@ -30,12 +30,15 @@ function jsonOf(event: EventInput): EventJson {
   return { data: JSON.stringify(event.data ?? null) ?? 'null', metadata: event.metadata ? JSON.stringify(event.metadata) : null };
 }
 
+/** The events' data and metadata as one JSON array each, as append_events() and append-streams.sql take them. */
+export type JsonArrays = [data: string, metadata: string];
+
 /**
  * Data and metadata of `events` as one JSON array each, as the statements take them: from `json`
  * when given, else in one JSON.stringify each (faster than joining one text per event, which only
  * pays when the texts are kept).
  */
-function jsonArrays(events: readonly EventInput[], json: readonly EventJson[] | undefined): [string, string] {
+function jsonArrays(events: readonly EventInput[], json: readonly EventJson[] | undefined): JsonArrays {
   if (!json) return [JSON.stringify(events.map((event) => event.data ?? null)), JSON.stringify(events.map((event) => event.metadata ?? null))];
   return [`[${json.map((e) => e.data).join(',')}]`, `[${json.map((e) => e.metadata ?? 'null').join(',')}]`];
 }
@@ -44,7 +47,7 @@ function jsonArrays(events: readonly EventInput[], json: readonly EventJson[] | 
  * Flattens the requests into the column arrays of `event_store.append_events()` (one round trip,
  * one implicit transaction: see migrations/20260101000100_event_store.ts for the algorithm).
  */
-export function appendParameters(requests: AppendRequest[], notification?: Notification, json?: readonly EventJson[]): (string | null)[] {
+export function appendParameters(requests: AppendRequest[], notification?: Notification, json?: readonly EventJson[], arrays?: JsonArrays): (string | null)[] {
   const ids: string[] = [], groups: number[] = [], eventStreams: string[] = [], types: string[] = [];
   const streams: string[] = [], expected: string[] = [];
   const claimGroup: number[] = [], claimStream: string[] = [], claimName: string[] = [], claimValue: string[] = [], claimParent: (string | null)[] = [];
@@ -87,9 +90,9 @@ export function appendParameters(requests: AppendRequest[], notification?: Notif
       condMessage.push(condition.message);
     }
   });
-  const arrays = (...lists: (string | number | null)[][]) => lists.map(arrayParameter);
-  return [...arrays(ids, groups, eventStreams, types), ...jsonArrays(requests.flatMap((request) => request.events), json),
-    ...arrays(streams, expected, claimGroup, claimStream, claimName, claimValue, claimParent, releaseGroup, releaseName, releaseValue,
+  const asArrays = (...lists: (string | number | null)[][]) => lists.map(arrayParameter);
+  return [...asArrays(ids, groups, eventStreams, types), ...(arrays ?? jsonArrays(requests.flatMap((request) => request.events), json)),
+    ...asArrays(streams, expected, claimGroup, claimStream, claimName, claimValue, claimParent, releaseGroup, releaseName, releaseValue,
       condGroup, condStream, condKind, condArg, condMessage),
     ...notificationParameters(notification)];
 }
@@ -141,6 +144,21 @@ export interface TextQuery {
   values: (string | null)[];
 }
 
+/**
+ * A fast-path statement, with its events' JSON as made when it was built (before any await): the
+ * arrays of append-streams.sql, or the one event's texts. Should the statement write nothing, the
+ * fallback to append_events() sends that JSON, not the events' data serialized again once the
+ * caller may have changed it.
+ */
+export interface FastQuery extends TextQuery {
+  json: JsonArrays | EventJson;
+}
+
+/** The events of a fast-path statement as the JSON arrays append_events() takes. */
+function fastQueryArrays({ json }: FastQuery): JsonArrays {
+  return Array.isArray(json) ? json : [`[${json.data}]`, `[${json.metadata ?? 'null'}]`];
+}
+
 /** A request of the fast path, with the notification and JSON its caller gave (append-queue.ts). */
 export interface FastAppend {
   request: AppendRequest;
@@ -154,13 +172,13 @@ export interface FastAppend {
  * A notification (any of theirs) goes with them: they commit together, and PostgreSQL would send
  * a process's identical ones once anyway.
  */
-export function fastPathQuery(appends: readonly FastAppend[]): TextQuery {
+export function fastPathQuery(appends: readonly FastAppend[]): FastQuery {
   if (appends.length === 1 && appends[0]!.request.events.length === 1) return oneEventQuery(appends[0]!);
   const requests = appends.map((fast) => fast.request);
   const events = requests.flatMap((request) => request.events);
   const notification = notificationParameters(appends.find((fast) => fast.notification)?.notification);
   // The queue makes every waiting append's JSON (AppendWriter.prepare); made here otherwise.
-  const json = appends.every((fast) => fast.json) ? appends.flatMap((fast) => fast.json!) : undefined;
+  const json = jsonArrays(events, appends.every((fast) => fast.json) ? appends.flatMap((fast) => fast.json!) : undefined);
   return {
     name: 'cse_append_streams',
     text: APPEND_STREAMS_SQL,
@@ -170,9 +188,10 @@ export function fastPathQuery(appends: readonly FastAppend[]): TextQuery {
       arrayParameter(requests.map((request) => request.events.length)),
       arrayParameter(events.map((event) => event.id)),
       arrayParameter(events.map((event) => event.type)),
-      ...jsonArrays(events, json),
+      ...json,
       ...notification,
     ],
+    json,
   };
 }
 
@@ -180,11 +199,11 @@ export function fastPathQuery(appends: readonly FastAppend[]): TextQuery {
  * append-stream.sql for an append of one event: the commonest append, built without the arrays of
  * the general case (every allocation on this path shows in a sequential appender's rate).
  */
-function oneEventQuery({ request, notification, json }: FastAppend): TextQuery {
+function oneEventQuery({ request, notification, json }: FastAppend): FastQuery {
   const event = request.events[0]!;
   const text = json?.[0] ?? jsonOf(event);
   const values = [request.stream, expectedText(request), event.id, event.type, text.data, text.metadata, notification?.channel ?? null, notification?.payload ?? null];
-  return { ...(request.expectedVersion === 'no_stream' ? APPEND_NEW : APPEND_ONE), values };
+  return { ...(request.expectedVersion === 'no_stream' ? APPEND_NEW : APPEND_ONE), values, json: text };
 }
 
 /**
@@ -255,8 +274,9 @@ async function releasePositionLock(client: pg.ClientBase): Promise<Error | undef
  * fastRows and leanQuery, six async functions, the commonest append of a sequential appender
  * spent about 15 µs more of Node.js time (bench/HISTORY.md).
  */
-export async function appendFast(source: pg.Pool | Connections, appends: readonly FastAppend[], versions?: StreamVersions): Promise<AppendedEvent[][] | undefined> {
-  const query = fastPathQuery(appends);
+export async function appendFast(
+  source: pg.Pool | Connections, appends: readonly FastAppend[], versions?: StreamVersions, query: FastQuery = fastPathQuery(appends),
+): Promise<AppendedEvent[][] | undefined> {
   const { client, release } = await leaseFrom(source);
   let rows: TextRow[];
   try {
@@ -322,10 +342,12 @@ export async function append(source: pg.Pool | Connections, requests: AppendRequ
   const nonEmpty = requests.filter((request) => request.events.length > 0);
   if (nonEmpty.length === 0) return [];
   try {
-    const fast = takesFastPath(nonEmpty) ? await appendFast(source, [{ request: nonEmpty[0], notification, json }], versions) : undefined;
+    // Built now, before any await: its JSON also serves the fallback (FastQuery).
+    const fastQuery = takesFastPath(nonEmpty) ? fastPathQuery([{ request: nonEmpty[0], notification, json }]) : undefined;
+    const fast = fastQuery && (await appendFast(source, [{ request: nonEmpty[0]!, notification, json }], versions, fastQuery));
     if (fast) return fast[0]!;
     // Text parameters only: without node-postgres' Describe and result objects (leanQuery).
-    const values = appendParameters(nonEmpty, notification, json);
+    const values = appendParameters(nonEmpty, notification, json, fastQuery && fastQueryArrays(fastQuery));
     const rows = await runKeepingConnection(source, (client) => leanQuery(client, 'cse_append', APPEND_SQL, values), isRefusal);
     const streamOfEvent = nonEmpty.flatMap((request) => request.events.map(() => request.stream));
     // The columns of append.sql: event_id, global_position, stream_version, recorded_ms, duplicate.

@@ -1,3 +1,4 @@
+import { positiveInteger } from '../positive-integer.js';
 import type pg from 'pg';
 import type { LogBatch, SubscribeOptions } from '../types.js';
 import { readBatch } from './read.js';
@@ -25,7 +26,8 @@ export async function* readLog(
   recent: RecentAppends,
   options: SubscribeOptions & { live: boolean; pollIntervalMs?: number },
 ): AsyncGenerator<LogBatch> {
-  const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
+  // Refused at the first read: 0 read nothing and, live, waited for ever.
+  const batchSize = positiveInteger('batchSize', options.batchSize ?? DEFAULT_BATCH_SIZE);
   const pollMs = options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
   const { signal } = options;
   let next = options.from ?? 1;
