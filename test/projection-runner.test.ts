@@ -14,10 +14,11 @@ import type { Envelope, EventData, EventType } from '../src/catalogue/index.js';
 import { validateEnvelope } from '../src/catalogue/index.js';
 import { appendBatch, appendEnvelopes } from '../src/decide/append-batch.js';
 import { decide, isStaleDecision, RuleViolationError } from '../src/decide/index.js';
-import { DuplicateKeyError, PreconditionFailedError, WrongExpectedVersionError } from '../src/log/errors.js';
+import { DuplicateKeyError, EventLogClosedError, PreconditionFailedError, WrongExpectedVersionError } from '../src/log/errors.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import type { EventLog, LogBatch } from '../src/log/types.js';
 import { defineProjection, type ProjectionDefinition, type RowChange } from '../src/projection/definition.js';
+import { readStatuses } from '../src/projection/checkpoint.js';
 import { createPool } from '../src/db/pool.js';
 import { catchUpTogether, CheckpointRewoundError, createRunner, NewerReleaseError, readAhead } from '../src/projection/runner.js';
 import { createProjectionService, type ProjectionServiceOptions } from '../src/projection/service.js';
@@ -968,6 +969,21 @@ test('a status rule behind another event of its build in the batch is guarded ag
   t.deepEqual((await db.log.readStream('build-2')).map((e) => e.type), ['BuildScheduled', 'BuildStarted', 'BuildFailed', 'ArtifactStored']);
 });
 
+// Regression (found by a review): an error without a code was the event's fault; a program that
+// closed its log while its ingester had a batch in hand had every message of it stored as a
+// rejection ("could not be appended: the event log is closed"), acked and gone from the stream.
+test('a batch whose log has closed fails as a whole, rejecting none of its events', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  const log = createPostgresEventLog({ connectionString: db.url });
+  await log.close();
+  await t.throwsAsync(appendBatch(log, [envelopeFor('NamespaceCreated', { namespace_id: 1, name: 'one' })]), { instanceOf: EventLogClosedError });
+  const ended = new pg.Pool({ connectionString: db.url });
+  await ended.end();
+  const onEndedPool: EventLog = { ...db.log, append: () => ended.query('SELECT 1').then(() => []) };
+  await t.throwsAsync(appendBatch(onEndedPool, [envelopeFor('NamespaceCreated', { namespace_id: 2, name: 'two' })]), { message: /Cannot use a pool after calling end/ });
+});
+
 /** The log, counting its reads of streams and its appends (and the appends it refused). */
 function countingLog(log: EventLog) {
   const counts = { reads: 0, appends: 0, refused: 0 };
@@ -1423,6 +1439,31 @@ test('a catch-up that finds its checkpoint rewound when it saves the position of
   t.true(lost);
   t.deepEqual((await db.query<{ namespace_id: number }>('SELECT namespace_id FROM namespace_usage ORDER BY 1')).map((row) => row.namespace_id), [1, 2]);
   t.is((await checkpointRows(db.url))[namespaceUsage.name]!.position, await db.log.headPosition());
+});
+
+// Regression (found by a review): a user's statement_timeout (PGOPTIONS, the role's) ended a
+// batch waiting for the checkpoints (held by a rebuild's swap, here by a session of the test) with
+// 57014, taken for the event's fault: the projection stopped at a valid event, or serve failed.
+test('a user\'s statement timeout does not end a batch that waits for the checkpoints, nor stop a projection', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  await appendEnvelopes(db.log, [envelopeFor('NamespaceCreated', { namespace_id: 1, name: 'waited' })]);
+  const pool = createPool({ connectionString: db.url, options: '-c statement_timeout=200', onError: () => undefined });
+  t.teardown(() => pool.end());
+  const runner = createRunner({ log: db.log, pool, projections: condaStoreProjections, logger: silentLogger });
+  await runner.resumePosition(); // the checkpoint rows exist
+  const blocker = new pg.Client({ connectionString: db.url });
+  await blocker.connect();
+  t.teardown(() => blocker.end());
+  await blocker.query('BEGIN');
+  await blocker.query('SELECT 1 FROM event_store.projections FOR UPDATE');
+  const catchingUp = runner.catchUp();
+  await waitUntil(async () => (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity
+    WHERE datname = current_database() AND wait_event_type = 'Lock' AND now() - query_start > interval '600 milliseconds'`))[0]!.n > 0, 'a statement of the runner to wait three times the timeout');
+  await blocker.query('COMMIT');
+  await catchingUp;
+  t.deepEqual(await db.query('SELECT id, name FROM namespace'), [{ id: 1, name: 'waited' }]);
+  t.true((await readStatuses(pool)).every((status) => status.state === 'running'));
 });
 
 // Regression: resumePosition() gave its connection back to the pool inside a failed transaction

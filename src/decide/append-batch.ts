@@ -24,7 +24,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { Envelope } from '../catalogue/index.js';
 import { dataErrorClass } from '../db/sqlstate.js';
-import { EventLogError } from '../log/errors.js';
+import { EventLogClosedError, EventLogError } from '../log/errors.js';
 import { isTransient } from '../projection/transient.js';
 import type { AppendedEvent, AppendRequest, EventLog } from '../log/types.js';
 import { decide, isStaleDecision, type Decision } from './index.js';
@@ -35,12 +35,22 @@ export type BatchOutcome =
   | { status: 'rejected'; error: Error; reason: string };
 
 /**
+ * Errors without a code that say nothing about the event: the log closed under the batch, the
+ * driver's pool ended, a query's read timeout, a protocol the driver did not expect. Taken for
+ * the event's fault, they stored a batch of valid messages as rejections (acked, gone from the
+ * stream) when a program that embeds the ingester closed its log before ingestion had stopped.
+ */
+function isSystemFailure(error: Error): boolean {
+  return error instanceof EventLogClosedError || /Cannot use a pool after calling end on the pool|Query read timeout|Received unexpected .* message from backend/i.test(error.message);
+}
+
+/**
  * Why an error is the event's fault rather than the system's, or undefined when it is the
  * system's. The log's own refusals (EventLogError) are handled apart; transient errors are never
  * the event's fault.
  */
 function eventsFault(error: unknown): string | undefined {
-  if (!(error instanceof Error) || error instanceof EventLogError || isTransient(error)) return undefined;
+  if (!(error instanceof Error) || error instanceof EventLogError || isTransient(error) || isSystemFailure(error)) return undefined;
   if (typeof (error as { code?: unknown }).code !== 'string') return `could not be appended: ${error.message}`; // ours, on this event
   switch (dataErrorClass(error)) {
     case '22': // a NUL character or a lone surrogate in free-form JSON, which jsonb cannot store

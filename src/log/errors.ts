@@ -48,3 +48,14 @@ export class UnknownIdKindError extends EventLogError {
     super(`unknown id kind "${kind}"`);
   }
 }
+
+/**
+ * The log was closed before this call: not a refusal of the events (EventLogError), which were
+ * never looked at. Whoever retries them does so on another log.
+ */
+export class EventLogClosedError extends Error {
+  override name = 'EventLogClosedError';
+  constructor() {
+    super('the event log is closed');
+  }
+}

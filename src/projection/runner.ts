@@ -20,6 +20,10 @@ import { checkKeys, keyChecks, mayTurnTriggersOff } from './key-checks.js';
 import { isTransient } from './transient.js';
 import { sleep } from '../sleep.js';
 
+
+/** In a projection's transactions (see `begin` in createRunner). */
+const NO_STATEMENT_TIMEOUT = 'SET LOCAL statement_timeout TO 0';
+
 export interface RunnerOptions {
   log: EventLog;
   pool: pg.Pool;
@@ -266,7 +270,11 @@ export function createRunner(options: RunnerOptions): Runner {
   // can lose the last few hundred milliseconds of them, rows and checkpoint together (a commit is
   // never torn), and the runner applies those events again from the log, whose appends are
   // synchronous. Waiting for each batch's WAL flush would only add latency.
-  const begin = ['BEGIN', `SET LOCAL search_path TO "${schema}", public`, 'SET LOCAL synchronous_commit TO off'];
+  // Without a statement timeout (a user's, from PGOPTIONS or the role): a batch is the log's to
+  // apply, however long it takes or waits (behind a rebuild's swap, which holds the checkpoints),
+  // and a timeout says nothing of its events; taken for the event's fault, it stopped the
+  // projection at a valid event, or failed serve.
+  const begin = ['BEGIN', `SET LOCAL search_path TO "${schema}", public`, 'SET LOCAL synchronous_commit TO off', NO_STATEMENT_TIMEOUT];
 
   /** Where a batch's transaction ends: the checkpoints that move, to where, and the id sequences. */
   interface BatchEnd {
@@ -536,7 +544,7 @@ export function createRunner(options: RunnerOptions): Runner {
   async function resumePosition(): Promise<number> {
     await init();
     const checkpoints = await withConnection(pool, async (client) => {
-      await client.query('BEGIN');
+      await client.query(`BEGIN; ${NO_STATEMENT_TIMEOUT}`);
       const locked = await lockCheckpoints(client, names);
       await client.query('COMMIT');
       return locked;

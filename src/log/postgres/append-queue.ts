@@ -1,6 +1,7 @@
 import type { AppendedEvent } from '../types.js';
 import type { FastAppend } from './append.js';
 import { positiveInteger } from '../positive-integer.js';
+import { EventLogClosedError } from '../errors.js';
 
 export interface AppendQueueOptions {
   /**
@@ -172,7 +173,7 @@ export function createAppendQueue(writer: AppendWriter, options: AppendQueueOpti
 
   return {
     append(append: FastAppend): Promise<AppendedEvent[]> {
-      if (closed) return Promise.reject(new Error('the event log is closed'));
+      if (closed) return Promise.reject(new EventLogClosedError());
       if (running < statements && waiting.length === 0 && !gathering && !inFlight.has(append.request.stream)) {
         // A slot is free: the append goes at once, with nothing of the queue's bookkeeping.
         const batch = [append];

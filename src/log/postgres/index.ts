@@ -12,7 +12,7 @@ import { readLog } from './subscribe.js';
 import { createWakeups } from './wakeups.js';
 import { takeRequests } from '../append-requests.js';
 import { positiveInteger } from '../positive-integer.js';
-import { WrongExpectedVersionError } from '../errors.js';
+import { EventLogClosedError, WrongExpectedVersionError } from '../errors.js';
 
 export interface PostgresEventLogOptions {
   connectionString: string;
@@ -112,7 +112,7 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
     /** How many streams' versions the log remembers (stream-versions.ts). */
     knownStreams: () => versions.size,
     async append(requests: AppendRequest | AppendRequest[]) {
-      if (closing) throw new Error('the event log is closed');
+      if (closing) throw new EventLogClosedError();
       const list = takeRequests(requests);
       const nonEmpty = list.filter((request) => request.events.length > 0);
       // Only an append that will run a statement takes the notification (an empty one would spend it).
