@@ -5,7 +5,7 @@ import test, { type ExecutionContext } from 'ava';
 import pg from 'pg';
 import { randomUUID } from 'node:crypto';
 import { APPEND_SQL, appendFast, appendParameters, eventJson, fastPathQuery } from '../src/log/postgres/append.js';
-import { DuplicateKeyError, PreconditionFailedError, WrongExpectedVersionError } from '../src/log/errors.js';
+import { DuplicateKeyError, ForeignTransactionIdError, PreconditionFailedError, WrongExpectedVersionError } from '../src/log/errors.js';
 import type { AppendRequest, EventInput, EventLog, LogBatch, RecordedEvent } from '../src/log/types.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import { CARRY_AFTER_SHARE, createWakeups, LISTENER_LOCK, type Notification } from '../src/log/postgres/wakeups.js';
@@ -703,6 +703,35 @@ test('postgres: an append sends its events as they were when it was called, also
   copies[1]!.data.name = 'changed after the call';
   t.deepEqual((await retryTwo).map((e) => e.duplicate), [true, true]);
   t.deepEqual((await collect(log.readAll())).map((e) => (e.data as { name: string }).name), ['as called', 'batch 1', 'batch 2']);
+});
+
+// Regression (found by a review): a log copied from another server (pg_dump and pg_restore,
+// logical replication) keeps that server's transaction ids, which this one has not reached; the
+// reader took them for appenders in flight and waited for ever, or, once this server's own appends
+// came after them, read those and passed the copied events for good (a rebuild without them).
+test('postgres: a read refuses events another server wrote, naming the first, rather than waiting for them or passing them', async (t) => {
+  const db = await ownDatabase(t);
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  t.teardown(() => client.end());
+  // As pg_restore writes them: the old server's transaction ids, far above this server's.
+  await client.query(`INSERT INTO event_store.events (global_position, id, stream, stream_version, type, data, metadata, recorded_at, transaction_id)
+    SELECT nextval('event_store.global_position_seq'), gen_random_uuid(), 'copied-' || n, 0, 'Copied', '{}', '{}', now(), (4000000000 + n)::text::xid8
+    FROM generate_series(1, 3) n`);
+  const log = createPostgresEventLog({ connectionString: db.url });
+  t.teardown(() => log.close());
+  const refused = { instanceOf: ForeignTransactionIdError, message: /^the event at position 1 has transaction id 4000000001, which this PostgreSQL server has not reached .*conda-store-events export/ };
+  const waited = await t.throwsAsync(collect(log.readAll()), refused);
+  t.is(waited!.position, 1);
+  await log.append({ stream: 'local-1', events: events(1) });
+  await t.throwsAsync(collect(log.readAll()), refused, 'passed over for the append after them, before');
+  await t.throwsAsync(collect(log.readAll({ types: ['Copied'] })), refused);
+  // A log of this server's own: nothing refused, whatever its gaps (an aborted append's position).
+  const own = await postgresLog(t);
+  await own.pool.query("SELECT nextval('event_store.global_position_seq')");
+  await own.append({ stream: 'a', events: events(1) });
+  await own.append({ stream: 'b', events: events(1) });
+  t.deepEqual((await collect(own.readAll())).map((e) => e.globalPosition), [2, 3]);
 });
 
 /**

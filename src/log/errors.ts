@@ -59,3 +59,23 @@ export class EventLogClosedError extends Error {
     super('the event log is closed');
   }
 }
+
+/**
+ * The log holds an event written by another PostgreSQL server, with that server's transaction id
+ * (a copy made with pg_dump and pg_restore, or by logical replication): readers, which order
+ * what is safe to read by transaction id, cannot read it. Not a refusal of anything appended.
+ */
+export class ForeignTransactionIdError extends Error {
+  override name = 'ForeignTransactionIdError';
+  constructor(
+    readonly position: number,
+    readonly transactionId: string,
+    readonly nextTransactionId: string,
+  ) {
+    super(
+      `the event at position ${position} has transaction id ${transactionId}, which this PostgreSQL server has not reached (its next is ${nextTransactionId}): ` +
+        'it was written by another server (a copy with pg_dump/pg_restore or logical replication), and readers cannot tell it from an append still in flight. ' +
+        'Move a log with `conda-store-events export` and `append` into an empty database, or with a physical copy (pg_basebackup), which keep transaction ids',
+    );
+  }
+}

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { ForeignTransactionIdError } from '../errors.js';
 import type { ReadStreamOptions, RecordedEvent } from '../types.js';
 import { inlineParameters, sqlFile, toNumber, withoutComments } from './sql.js';
 
@@ -7,6 +8,7 @@ const READ_BACKWARD_SQL = sqlFile(import.meta.url, 'read-stream-backward.sql');
 const READ_ALL_SQL = sqlFile(import.meta.url, 'read-all.sql');
 const READ_ALL_OF_TYPES_SQL = sqlFile(import.meta.url, 'read-all-of-types.sql');
 const HEAD_SQL = sqlFile(import.meta.url, 'head.sql');
+const FOREIGN_TRANSACTION_ID_SQL = sqlFile(import.meta.url, 'foreign-transaction-id.sql');
 
 interface EventRow {
   global_position: string;
@@ -99,4 +101,19 @@ export async function readBatch(pool: pg.Pool | pg.PoolClient, from: number, lim
 export async function headPosition(pool: pg.Pool | pg.PoolClient): Promise<number> {
   const { rows } = await pool.query<{ head: string }>({ name: 'cse_head', text: HEAD_SQL });
   return toNumber(rows[0]!.head);
+}
+
+/**
+ * Throws ForeignTransactionIdError for the first event from `from` to `to` (exclusive) that another
+ * server wrote (foreign-transaction-id.sql). One look at the primary key's range, stopping at the
+ * first such event.
+ */
+export async function refuseForeignTransactionIds(pool: pg.Pool | pg.PoolClient, from: number, to: number): Promise<void> {
+  const { rows } = await pool.query<{ position: string; transaction_id: string; next_transaction_id: string }>({
+    name: 'cse_foreign_transaction_id',
+    text: FOREIGN_TRANSACTION_ID_SQL,
+    values: [from, to],
+  });
+  const [row] = rows;
+  if (row) throw new ForeignTransactionIdError(toNumber(row.position), row.transaction_id, row.next_transaction_id);
 }

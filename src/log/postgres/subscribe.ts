@@ -1,7 +1,7 @@
 import { positiveInteger } from '../positive-integer.js';
 import type pg from 'pg';
 import type { LogBatch, SubscribeOptions } from '../types.js';
-import { readBatch } from './read.js';
+import { readBatch, refuseForeignTransactionIds } from './read.js';
 import type { RecentAppends } from './recent-appends.js';
 import type { Wakeups } from './wakeups.js';
 
@@ -11,6 +11,9 @@ export const DEFAULT_POLL_INTERVAL_MS = 1000;
 const HELD_BACK_DELAYS_MS = [1, 2, 5, 10, 20, 50, 100];
 
 const DEFAULT_BATCH_SIZE = 1000;
+
+/** Held-back rounds in a row after which a reader looks for events another server wrote (refuseForeignTransactionIds). */
+const FOREIGN_CHECK_AFTER_ROUNDS = 3;
 
 /**
  * Reads the global log in position order from `from`: all that is committed, then (when `live`)
@@ -32,6 +35,7 @@ export async function* readLog(
   const { signal } = options;
   let next = options.from ?? 1;
   let heldBackRounds = 0;
+  let first = true;
   /** Wake-ups that only a read of the log answers, as counted before the last read. */
   let untypedAtRead = -1;
   if (options.live) recent.subscriber(true);
@@ -57,6 +61,16 @@ export async function* readLog(
       }
       untypedAtRead = wakeups.untypedSeen();
       const { events, head, position } = await readBatch(pool, next, batchSize, options.types);
+      // A log copied from another server holds transaction ids this one has not reached, which
+      // the read takes for appenders in flight: passed over once this server's own appends come
+      // after them (looked at in a read's first batch that starts past where it was asked to), or
+      // waited for for ever (looked at once held back a few rounds). Refused, saying what to do.
+      if (first && position >= next) {
+        // Up to its first event, or (reading some types only) as far as it passed over others.
+        const readFrom = events[0]?.globalPosition ?? position + 1;
+        if (readFrom > next) await refuseForeignTransactionIds(pool, next, readFrom);
+      }
+      first = false;
       // Events, or (reading some types only) events of other types passed over: a batch, even an
       // empty one, so that the reader knows how far the log has been read.
       if (position >= next) {
@@ -67,6 +81,7 @@ export async function* readLog(
       }
       // Committed events past what was read: they wait behind an appender still in flight.
       if (head >= next) {
+        if (heldBackRounds === FOREIGN_CHECK_AFTER_ROUNDS) await refuseForeignTransactionIds(pool, next, head + 1);
         const delay = HELD_BACK_DELAYS_MS[Math.min(heldBackRounds++, HELD_BACK_DELAYS_MS.length - 1)]!;
         await wakeups.wait(delay, signal, seenAny);
         continue;
