@@ -20,7 +20,6 @@ import { checkKeys, keyChecks, mayTurnTriggersOff } from './key-checks.js';
 import { isTransient } from './transient.js';
 import { sleep } from '../sleep.js';
 
-
 /** In a projection's transactions (see `begin` in createRunner). */
 const NO_STATEMENT_TIMEOUT = 'SET LOCAL statement_timeout TO 0';
 

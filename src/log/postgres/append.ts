@@ -342,9 +342,10 @@ export async function append(source: pg.Pool | Connections, requests: AppendRequ
   const nonEmpty = requests.filter((request) => request.events.length > 0);
   if (nonEmpty.length === 0) return [];
   try {
+    const single: FastAppend[] | undefined = takesFastPath(nonEmpty) ? [{ request: nonEmpty[0], notification, json }] : undefined;
     // Built now, before any await: its JSON also serves the fallback (FastQuery).
-    const fastQuery = takesFastPath(nonEmpty) ? fastPathQuery([{ request: nonEmpty[0], notification, json }]) : undefined;
-    const fast = fastQuery && (await appendFast(source, [{ request: nonEmpty[0]!, notification, json }], versions, fastQuery));
+    const fastQuery = single && fastPathQuery(single);
+    const fast = single && (await appendFast(source, single, versions, fastQuery));
     if (fast) return fast[0]!;
     // Text parameters only: without node-postgres' Describe and result objects (leanQuery).
     const values = appendParameters(nonEmpty, notification, json, fastQuery && fastQueryArrays(fastQuery));

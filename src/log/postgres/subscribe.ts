@@ -1,5 +1,5 @@
-import { positiveInteger } from '../positive-integer.js';
 import type pg from 'pg';
+import { positiveInteger } from '../positive-integer.js';
 import type { LogBatch, SubscribeOptions } from '../types.js';
 import { readBatch, refuseForeignTransactionIds } from './read.js';
 import type { RecentAppends } from './recent-appends.js';
@@ -63,14 +63,15 @@ export async function* readLog(
       const { events, head, position } = await readBatch(pool, next, batchSize, options.types);
       // A log copied from another server holds transaction ids this one has not reached, which
       // the read takes for appenders in flight: passed over once this server's own appends come
-      // after them (looked at in a read's first batch that starts past where it was asked to), or
-      // waited for for ever (looked at once held back a few rounds). Refused, saying what to do.
+      // after them (looked at in the first batch a read yields, when it starts past where it was
+      // asked to), or waited for for ever (looked at once held back a few rounds). Refused,
+      // saying what to do.
       if (first && position >= next) {
         // Up to its first event, or (reading some types only) as far as it passed over others.
         const readFrom = events[0]?.globalPosition ?? position + 1;
         if (readFrom > next) await refuseForeignTransactionIds(pool, next, readFrom);
+        first = false;
       }
-      first = false;
       // Events, or (reading some types only) events of other types passed over: a batch, even an
       // empty one, so that the reader knows how far the log has been read.
       if (position >= next) {
