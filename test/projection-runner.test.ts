@@ -1441,6 +1441,23 @@ test('a catch-up that finds its checkpoint rewound when it saves the position of
   t.is((await checkpointRows(db.url))[namespaceUsage.name]!.position, await db.log.headPosition());
 });
 
+/**
+ * A runner on a pool of its own (`poolOptions`: its size and server settings), its checkpoint rows
+ * created, and a session of the test holding them locked (as a rebuild's swap does) until `release`.
+ */
+async function runnerWithCheckpointsHeld(t: ExecutionContext, db: TestLog, poolOptions: { max?: number; options: string }) {
+  const pool = createPool({ connectionString: db.url, ...poolOptions, onError: () => undefined });
+  t.teardown(() => pool.end());
+  const runner = createRunner({ log: db.log, pool, projections: condaStoreProjections, logger: silentLogger });
+  await runner.resumePosition();
+  const blocker = new pg.Client({ connectionString: db.url });
+  await blocker.connect();
+  t.teardown(() => blocker.end());
+  await blocker.query('BEGIN');
+  await blocker.query('SELECT 1 FROM event_store.projections FOR UPDATE');
+  return { pool, runner, release: () => blocker.query('COMMIT') };
+}
+
 // Regression (found by a review): a user's statement_timeout (PGOPTIONS, the role's) ended a
 // batch waiting for the checkpoints (held by a rebuild's swap, here by a session of the test) with
 // 57014, taken for the event's fault: the projection stopped at a valid event, or serve failed.
@@ -1448,19 +1465,11 @@ test('a user\'s statement timeout does not end a batch that waits for the checkp
   await slot(t);
   const db = await testLog(t);
   await appendEnvelopes(db.log, [envelopeFor('NamespaceCreated', { namespace_id: 1, name: 'waited' })]);
-  const pool = createPool({ connectionString: db.url, options: '-c statement_timeout=200', onError: () => undefined });
-  t.teardown(() => pool.end());
-  const runner = createRunner({ log: db.log, pool, projections: condaStoreProjections, logger: silentLogger });
-  await runner.resumePosition(); // the checkpoint rows exist
-  const blocker = new pg.Client({ connectionString: db.url });
-  await blocker.connect();
-  t.teardown(() => blocker.end());
-  await blocker.query('BEGIN');
-  await blocker.query('SELECT 1 FROM event_store.projections FOR UPDATE');
+  const { pool, runner, release } = await runnerWithCheckpointsHeld(t, db, { options: '-c statement_timeout=200' });
   const catchingUp = runner.catchUp();
   await waitUntil(async () => (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity
     WHERE datname = current_database() AND wait_event_type = 'Lock' AND now() - query_start > interval '600 milliseconds'`))[0]!.n > 0, 'a statement of the runner to wait three times the timeout');
-  await blocker.query('COMMIT');
+  await release();
   await catchingUp;
   t.deepEqual(await db.query('SELECT id, name FROM namespace'), [{ id: 1, name: 'waited' }]);
   t.true((await readStatuses(pool)).every((status) => status.state === 'running'));
@@ -1471,17 +1480,9 @@ test('a user\'s statement timeout does not end a batch that waits for the checkp
 test('resumePosition() that fails while locking the checkpoints leaves no failed transaction on a pooled connection', async (t) => {
   await slot(t);
   const db = await testLog(t);
-  const pool = createPool({ connectionString: db.url, max: 1, options: '-c lock_timeout=100', onError: () => undefined });
-  t.teardown(() => pool.end());
-  const runner = createRunner({ log: db.log, pool, projections: condaStoreProjections, logger: silentLogger });
-  await runner.resumePosition(); // the checkpoint rows exist
-  const blocker = new pg.Client({ connectionString: db.url });
-  await blocker.connect();
-  t.teardown(() => blocker.end());
-  await blocker.query('BEGIN');
-  await blocker.query('SELECT 1 FROM event_store.projections FOR UPDATE');
+  const { runner, release } = await runnerWithCheckpointsHeld(t, db, { max: 1, options: '-c lock_timeout=100' });
   await t.throwsAsync(runner.resumePosition(), { message: /lock timeout/ });
-  await blocker.query('COMMIT');
+  await release();
   t.is(await runner.resumePosition(), 0);
 });
 
