@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { migrateLatest, requireMigrated } from '../db/migrate.js';
 import { runIngestion } from '../ingest/service.js';
-import { ingestNamesFromEnv } from '../ingest/stream.js';
+import { DEFAULT_FETCH, ingestNamesFromEnv } from '../ingest/stream.js';
 import { parsePositive, projectionServiceOf, runCommand, stopOnSignals } from './runtime.js';
 
 export function serveCommand(program: Command): void {
@@ -11,7 +11,7 @@ export function serveCommand(program: Command): void {
     .option('--migrate', 'run the Knex migrations (knex migrate:latest) first')
     .option('--batch-size <n>', 'events per transaction', (v) => parsePositive(v, '--batch-size'), 1000)
     .option('--no-ingest', 'do not ingest events from NATS (projections only)')
-    .option('--ingest-batch-size <n>', 'NATS messages per database transaction at most', (v) => parsePositive(v, '--ingest-batch-size'), 500)
+    .option('--ingest-batch-size <n>', 'NATS messages per database transaction at most', (v) => parsePositive(v, '--ingest-batch-size'), DEFAULT_FETCH.maxMessages)
     .addHelpText('after', '\nIngestion: NATS_URL; NATS_STREAM, NATS_SUBJECT_PREFIX, NATS_DURABLE override the contract\'s names (CONDA_STORE_EVENTS, condastore, conda-store-events).')
     .action((options: { migrate?: boolean; batchSize: number; ingest: boolean; ingestBatchSize: number }) =>
       runCommand(async ({ config, log, logger }) => {

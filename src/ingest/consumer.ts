@@ -33,7 +33,7 @@ import type { AppendedEvent, EventLog } from '../log/types.js';
 import type { Logger } from '../logger.js';
 import { acquireOwnership } from '../projection/ownership.js';
 import { isTransient } from '../projection/transient.js';
-import { ensureIngestion, eventSubject, isNoMessageError, resolveNames, type ConsumerSettings, type IngestNames } from './stream.js';
+import { DEFAULT_FETCH, ensureIngestion, eventSubject, isNoMessageError, resolveNames, type ConsumerSettings, type IngestNames } from './stream.js';
 import { sleep } from '../sleep.js';
 import { sqlFile } from '../log/postgres/sql.js';
 
@@ -302,8 +302,8 @@ export function batchLimit(batchSize: number, failures: number): number {
 export function createIngester(options: IngesterOptions): Ingester {
   const names = resolveNames(options.names);
   const { nc, log, logger } = options;
-  const batchSize = options.batchSize ?? 500;
-  const fetchExpiresMs = Math.max(1000, options.fetchExpiresMs ?? 1000);
+  const batchSize = options.batchSize ?? DEFAULT_FETCH.maxMessages;
+  const fetchExpiresMs = Math.max(DEFAULT_FETCH.expiresMs, options.fetchExpiresMs ?? DEFAULT_FETCH.expiresMs);
   const retryInitial = options.retryDelayMs?.initial ?? 250;
   const retryMax = options.retryDelayMs?.max ?? 10_000;
   const key = statsKey(names);

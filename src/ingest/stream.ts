@@ -75,7 +75,10 @@ export interface ConsumerSettings {
   fetch?: { maxMessages: number; expiresMs: number };
 }
 
-/** The ingester's fetches when nothing else is said: its batch size, and its fetches' expiry. */
+/**
+ * The ingester's defaults (`serve --ingest-batch-size`, and its fetches' expiry, also their least),
+ * against which an existing consumer is checked when the ingester's own are not given.
+ */
 export const DEFAULT_FETCH = { maxMessages: 500, expiresMs: 1000 } as const;
 
 /**
