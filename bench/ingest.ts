@@ -470,12 +470,23 @@ async function startFlushProbe(dir: string): Promise<{ stop(): Promise<FlushProb
   };
 }
 
-function describeFlushes(probe: FlushProbe, where: { dir: string; besideDatabase: boolean }): string {
+/**
+ * Of the events slower than the target (`spans`: when each started and how long it took, on the
+ * clock of the probe's `at`), how many were in flight while a flush stalled.
+ */
+function slowDuringStalls(spans: readonly { at: number; ms: number }[], probe: FlushProbe, targetMs = 50): { slow: number; duringStalls: number } {
+  const slow = spans.filter((span) => span.ms >= targetMs);
+  const inStall = (span: { at: number; ms: number }) => probe.stalls.some((stall) => span.at < stall.at && span.at + span.ms > stall.at - stall.ms);
+  return { slow: slow.length, duringStalls: slow.filter(inStall).length };
+}
+
+function describeFlushes(probe: FlushProbe, where: { dir: string; besideDatabase: boolean }, slow: { slow: number; duringStalls: number }): string {
   const stalls = probe.stalls.map((stall) => fmt(stall.ms, 1)).join(', ');
   return (
     `the disk during this run (8 KB written and fdatasync()ed every 25 ms in ${where.dir}${where.besideDatabase ? ', beside the database' : ', not the database\'s disk'}): ` +
     `${fmtInt(probe.flushes)} flushes, p50 ${fmt(probe.p50, 2)} ms, p99 ${fmt(probe.p99, 2)} ms, max ${fmt(probe.max, 1)} ms; ` +
-    `${probe.stalls.length} over ${probe.stallMs} ms${stalls ? ` (${stalls} ms)` : ''}`
+    `${probe.stalls.length} over ${probe.stallMs} ms${stalls ? ` (${stalls} ms)` : ''}; ` +
+    `events at 50 ms or more: ${fmtInt(slow.slow)}, ${fmtInt(slow.duringStalls)} of them in flight during such a flush`
   );
 }
 
@@ -619,6 +630,7 @@ async function main() {
     const latencies = latencyEvents.map((e) => projectedAt(serve, positions.get(e.id)!, [e.type])! - latencyStarted.get(e.id)!);
     const toLog = latencyEvents.map((e) => (inLogAt(serve, positions.get(e.id)!) ?? NaN) - latencyStarted.get(e.id)!);
     const logToProjected = latencyEvents.map((e) => projectedAt(serve, positions.get(e.id)!, [e.type])! - (inLogAt(serve, positions.get(e.id)!) ?? NaN));
+    const serveSlow = slowDuringStalls(latencyEvents.map((e, i) => ({ at: latencyStarted.get(e.id)!, ms: latencies[i]! })), flushes);
     const p50 = percentile(latencies, 50);
     const p99 = percentile(latencies, 99);
     // LATENCY_DUMP: a file that gets one line per latency event (ms since the run began, then
@@ -648,6 +660,7 @@ async function main() {
     const rawFlushes = await rawProbe.stop();
     const rawLatencies = rawRun.map((e) => e.ms);
     const rawLatency = { p50: percentile(rawLatencies, 50), p99: percentile(rawLatencies, 99), max: Math.max(...rawLatencies) };
+    const rawSlow = slowDuringStalls(rawRun, rawFlushes);
     // LATENCY_DUMP.raw: the same for the raw pipeline (ms since its run began, publish → committed).
     if (process.env.LATENCY_DUMP) {
       const first = Math.min(...rawRun.map((e) => e.at));
@@ -681,12 +694,12 @@ async function main() {
     );
     console.log(`  publish → in the log (ingestion): p50 ${fmt(percentile(toLog, 50), 1)} ms, p99 ${fmt(percentile(toLog, 99), 1)} ms`);
     console.log(`  in the log → projected (projection service): p50 ${fmt(percentile(logToProjected, 50), 1)} ms, p99 ${fmt(percentile(logToProjected, 99), 1)} ms`);
-    console.log(`  ${describeFlushes(flushes, probeWhere)}`);
+    console.log(`  ${describeFlushes(flushes, probeWhere, serveSlow)}`);
     console.log(
       `  baseline, same rate, same run: a plain pipeline (pull consumer → one transaction of plain INSERTs of the events and their rows → ack): ` +
         `p50 ${fmt(rawLatency.p50, 1)} ms, p99 ${fmt(rawLatency.p99, 1)} ms, max ${fmt(rawLatency.max, 1)} ms`,
     );
-    console.log(`    ${describeFlushes(rawFlushes, probeWhere)}`);
+    console.log(`    ${describeFlushes(rawFlushes, probeWhere, rawSlow)}`);
     const monitors = kernelMemoryMonitors();
     console.log(`  ${describeCpu(latencyCpu, 'the latency run')}`);
     if (monitors.length > 0) console.log(`  this kernel runs DAMON (${monitors.join('; ')}): appends that run into one of its passes can take 15 to 40 ms (README, "Ingestion")`);
@@ -711,8 +724,9 @@ async function main() {
         max: Math.max(...latencies),
         toLog: { p50: percentile(toLog, 50), p99: percentile(toLog, 99) },
         logToProjected: { p50: percentile(logToProjected, 50), p99: percentile(logToProjected, 99) },
-        rawPipeline: { ...rawLatency, flushes: rawFlushes },
+        rawPipeline: { ...rawLatency, flushes: rawFlushes, slow: rawSlow },
         flushes,
+        slow: serveSlow,
         flushProbeDirectory: probeWhere,
         publisherLate: { p99: percentile(lags, 99), max: Math.max(...lags) },
         cpuPerEvent: latencyCpu ?? null,
