@@ -3,6 +3,7 @@ import { quoteIdent, sqlFile } from '../log/postgres/sql.js';
 
 const FOREIGN_KEYS_SQL = sqlFile(import.meta.url, 'foreign-keys.sql');
 const OWN_TRIGGERS_SQL = sqlFile(import.meta.url, 'own-triggers.sql');
+const TABLE_STAMP_SQL = sqlFile(import.meta.url, 'table-stamp.sql');
 
 export interface ColumnInfo {
   /** The column's type as a cast: `integer`, `character varying(255)`, `json`, ... */
@@ -81,6 +82,16 @@ export async function describeTables(client: pg.ClientBase, tables: string[], sc
   for (const { table } of triggered) info.get(table)!.ownTriggers = true;
   for (const [table, rank] of foreignKeyOrder(tables, edges)) info.get(table)!.rank = rank;
   return info;
+}
+
+/**
+ * A stamp of what describeTables reads of `tables` (table-stamp.sql): when it is the one taken
+ * before a description, the description still holds. Half a millisecond, against 3 ms for
+ * describeTables itself (19 tables).
+ */
+export async function tableStamp(client: pg.ClientBase, tables: string[], schema = 'public'): Promise<string> {
+  const { rows } = await client.query<{ stamp: string }>({ name: 'cse_table_stamp', text: TABLE_STAMP_SQL, values: [schema, tables] });
+  return rows[0]!.stamp;
 }
 
 interface ForeignKeyRow {

@@ -6,18 +6,20 @@
  * events at or below a projection's checkpoint are skipped: a crash or a second runner can never
  * apply an event twice or skip one.
  */
+import { isDeepStrictEqual } from 'node:util';
 import type pg from 'pg';
 import { withConnection } from '../db/pool.js';
 import { isEventType, upcast } from '../catalogue/index.js';
 import type { EventLog, LogBatch, RecordedEvent } from '../log/types.js';
 import type { Logger } from '../logger.js';
-import { describeTables, type TableInfo } from './columns.js';
+import { describeTables, tableStamp, type TableInfo } from './columns.js';
 import { beginAndLock, CHECKPOINTS_MOVED, ensureCheckpoints, guardedBatch, lockCheckpoints, markFailed, resumeFailed, saveAndCommit, type CheckpointRow } from './checkpoint.js';
 import { changesFor, declaredUpsertKeys, keySignature, type ProjectedEvent, type ProjectionDefinition, type Row, type RowChange } from './definition.js';
 import { fingerprintVersion, recordMissingFingerprints } from './fingerprint.js';
 import { compileChanges, type Statement } from './statements.js';
 import { checkKeys, keyChecks, mayTurnTriggersOff } from './key-checks.js';
 import { isTransient } from './transient.js';
+import { quoteIdent } from '../log/postgres/sql.js';
 import { sleep } from '../sleep.js';
 
 /** In a projection's transactions (see `begin` in createRunner): an expression, as SET LOCAL statement_timeout TO 0. */
@@ -99,6 +101,19 @@ export class NewerReleaseError extends Error {
   }
 }
 
+/**
+ * The projection tables are not as the runner read them (a migration added a foreign key, a
+ * trigger or a column, changed a type; a rebuild swapped tables in): it has read them again, and
+ * the batch, rolled back, is applied again at once with statements built from what they are now.
+ * Not the events' fault: no projection stops for it.
+ */
+export class TablesChangedError extends Error {
+  constructor() {
+    super('the projection tables changed since they were read (a migration, a rebuild): read again, applying the batch again');
+    this.name = 'TablesChangedError';
+  }
+}
+
 /** An event as handlers see it, brought to the current schema version: upcasting happens here only. */
 function toProjected(event: RecordedEvent): ProjectedEvent | undefined {
   if (!isEventType(event.type)) return undefined;
@@ -161,7 +176,10 @@ export function createRunner(options: RunnerOptions): Runner {
   const names = projections.map(nameOf);
   const versions = new Map(projections.map((projection) => [nameOf(projection), projection.version]));
   const keyChecksFrom = options.setBasedKeyChecksFrom ?? 32;
+  const tableNames = projections.flatMap((p) => p.tables);
   let tables: Map<string, TableInfo> | undefined;
+  /** The catalog's stamp of the tables when `tables` was read (tableStamp): it still holds while the stamp is the same. */
+  let stamp: string | undefined;
   let triggersMayBeOff = false;
   let initialised: Promise<void> | undefined;
 
@@ -169,7 +187,9 @@ export function createRunner(options: RunnerOptions): Runner {
     (initialised ??= (async () => {
       const client = await pool.connect();
       try {
-        tables = await describeTables(client, projections.flatMap((p) => p.tables), schema);
+        // Stamped first: a change between the two is then seen as one by the next comparison.
+        stamp = await tableStamp(client, tableNames, schema);
+        tables = await describeTables(client, tableNames, schema);
         triggersMayBeOff = await mayTurnTriggersOff(client);
         if (!triggersMayBeOff) logger.info('foreign keys are checked row by row: this role may not set session_replication_role (GRANT SET ON PARAMETER session_replication_role for set-based checks)');
       } finally {
@@ -215,6 +235,38 @@ export function createRunner(options: RunnerOptions): Runner {
     return highest;
   }
 
+  /**
+   * Whether the tables changed since they were read: if so, `tables` is read again and the
+   * statements built from the old description must not run. A stamp that moved while the
+   * description stayed the same (a table rewritten) is only taken as the new one.
+   */
+  async function tablesChanged(client: pg.ClientBase): Promise<boolean> {
+    const now = await tableStamp(client, tableNames, schema);
+    if (now === stamp) return false;
+    const fresh = await describeTables(client, tableNames, schema);
+    stamp = now;
+    if (isDeepStrictEqual(fresh, tables)) return false;
+    tables = fresh;
+    logger.info({ schema }, 'the projection tables changed since they were read (a migration, a rebuild): read them again');
+    return true;
+  }
+
+  /**
+   * Before the first statement that runs with triggers off: the tables it writes are locked against
+   * any change of their keys, triggers or columns (ROW EXCLUSIVE conflicts with every ALTER TABLE
+   * and CREATE TRIGGER), then checked to be as read. Without it, a foreign key or a trigger that a
+   * migration added after the runner read the tables went unchecked and unfired by every large
+   * insert until a restart; a changed column type failed the batch and stopped its projection.
+   * Statements with triggers on need no lock: PostgreSQL enforces what is there, and a batch that
+   * fails for a change is caught after (applyBatch).
+   */
+  async function confirmTables(client: pg.ClientBase, statements: Statement[]): Promise<void> {
+    const written = [...new Set(statements.flatMap((statement) => (setBased(statement) ? [statement.checked!.table] : [])))];
+    if (written.length === 0) return;
+    await client.query(`LOCK TABLE ${written.map((table) => `${quoteIdent(schema)}.${quoteIdent(table)}`).join(', ')} IN ROW EXCLUSIVE MODE`);
+    if (await tablesChanged(client)) throw new TablesChangedError();
+  }
+
   /** The key checks of an INSERT that runs with its triggers off (enough rows, and the role may). */
   const setBased = (statement: Statement) =>
     triggersMayBeOff && statement.checked && statement.checked.rows.length >= keyChecksFrom ? statement.checked : undefined;
@@ -239,6 +291,7 @@ export function createRunner(options: RunnerOptions): Runner {
     statements = compileChanges(changes, tables!),
   ): Promise<{ sequences: Map<string, number>; deferred: Statement[] }> {
     if (withCommit && allInline(statements)) return { sequences: highestIds(changes), deferred: statements };
+    await confirmTables(client, statements);
     let triggersOff = false;
     let written: { table: string; rows: Row[] }[] = [];
     // Triggers back on, then the keys of what went in without them: checked before any statement
@@ -449,7 +502,10 @@ export function createRunner(options: RunnerOptions): Runner {
         return { names: advancing(checkpoints, last), position: last, sequences, deferred };
       });
     } catch (error) {
-      if (isTransient(error) || error instanceof CheckpointRewoundError || error instanceof NewerReleaseError) throw error;
+      if (isTransient(error) || error instanceof CheckpointRewoundError || error instanceof NewerReleaseError || error instanceof TablesChangedError) throw error;
+      // A batch that fails because the tables changed under it (a type, a key, a table swapped in) is
+      // applied again with them as they are, not taken for an event no projection can apply.
+      if (await withConnection(pool, tablesChanged, () => undefined)) throw new TablesChangedError();
       await isolateFailure(batch, error);
     }
   }
@@ -505,7 +561,7 @@ export function createRunner(options: RunnerOptions): Runner {
             for (const [sequence, id] of (await execute(client, changesOf(projection, projected!))).sequences) sequences.set(sequence, Math.max(sequences.get(sequence) ?? 0, id));
             await client.query('RELEASE SAVEPOINT projection');
           } catch (error) {
-            if (isTransient(error)) throw error;
+            if (isTransient(error) || error instanceof TablesChangedError) throw error;
             await client.query('ROLLBACK TO SAVEPOINT projection');
             const message = error instanceof Error ? error.message : String(error);
             await markFailed(client, nameOf(projection), event, message);
@@ -533,6 +589,8 @@ export function createRunner(options: RunnerOptions): Runner {
         await applyBatch(batch);
         return;
       } catch (error) {
+        // Read again (tablesChanged): applied again at once, with statements built anew.
+        if (error instanceof TablesChangedError && !signal?.aborted) continue;
         if (!isTransient(error) || signal?.aborted) throw error;
         const delay = RETRY_DELAYS_MS[Math.min(attempt, RETRY_DELAYS_MS.length - 1)]!;
         logger.warn({ err: error, attempt, delayMs: delay }, 'database unavailable, retrying the batch');
