@@ -86,12 +86,25 @@ export async function describeTables(client: pg.ClientBase, tables: string[], sc
 
 /**
  * A stamp of what describeTables reads of `tables` (table-stamp.sql): when it is the one taken
- * before a description, the description still holds. Half a millisecond, against 3 ms for
- * describeTables itself (19 tables).
+ * before a description, the description still holds. About 1.5 ms for a group's 16 tables,
+ * against 3 ms for describeTables itself.
  */
 export async function tableStamp(client: pg.ClientBase, tables: string[], schema = 'public'): Promise<string> {
   const { rows } = await client.query<{ stamp: string }>({ name: 'cse_table_stamp', text: TABLE_STAMP_SQL, values: [schema, tables] });
   return rows[0]!.stamp;
+}
+
+/**
+ * The projection tables are not as the runner read them (a migration added a foreign key, a
+ * trigger or a column, changed a type, renamed a sequence): it has read them again, and the batch,
+ * rolled back, goes again at once with statements built from what they are now. Not the events'
+ * fault: no projection stops for it (a transient error: transient.ts).
+ */
+export class TablesChangedError extends Error {
+  constructor() {
+    super('the projection tables changed since they were read (a migration): read again, applying the batch again');
+    this.name = 'TablesChangedError';
+  }
 }
 
 interface ForeignKeyRow {

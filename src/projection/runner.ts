@@ -12,7 +12,7 @@ import { withConnection } from '../db/pool.js';
 import { isEventType, upcast } from '../catalogue/index.js';
 import type { EventLog, LogBatch, RecordedEvent } from '../log/types.js';
 import type { Logger } from '../logger.js';
-import { describeTables, tableStamp, type TableInfo } from './columns.js';
+import { describeTables, tableStamp, TablesChangedError, type TableInfo } from './columns.js';
 import { beginAndLock, CHECKPOINTS_MOVED, ensureCheckpoints, guardedBatch, lockCheckpoints, markFailed, resumeFailed, saveAndCommit, type CheckpointRow } from './checkpoint.js';
 import { changesFor, declaredUpsertKeys, keySignature, type ProjectedEvent, type ProjectionDefinition, type Row, type RowChange } from './definition.js';
 import { fingerprintVersion, recordMissingFingerprints } from './fingerprint.js';
@@ -101,18 +101,7 @@ export class NewerReleaseError extends Error {
   }
 }
 
-/**
- * The projection tables are not as the runner read them (a migration added a foreign key, a
- * trigger or a column, changed a type; a rebuild swapped tables in): it has read them again, and
- * the batch, rolled back, is applied again at once with statements built from what they are now.
- * Not the events' fault: no projection stops for it.
- */
-export class TablesChangedError extends Error {
-  constructor() {
-    super('the projection tables changed since they were read (a migration, a rebuild): read again, applying the batch again');
-    this.name = 'TablesChangedError';
-  }
-}
+export { TablesChangedError };
 
 /** An event as handlers see it, brought to the current schema version: upcasting happens here only. */
 function toProjected(event: RecordedEvent): ProjectedEvent | undefined {
@@ -247,18 +236,20 @@ export function createRunner(options: RunnerOptions): Runner {
     stamp = now;
     if (isDeepStrictEqual(fresh, tables)) return false;
     tables = fresh;
-    logger.info({ schema }, 'the projection tables changed since they were read (a migration, a rebuild): read them again');
+    logger.info({ schema }, 'the projection tables changed since they were read (a migration): read them again');
     return true;
   }
 
   /**
    * Before the first statement that runs with triggers off: the tables it writes are locked against
-   * any change of their keys, triggers or columns (ROW EXCLUSIVE conflicts with every ALTER TABLE
-   * and CREATE TRIGGER), then checked to be as read. Without it, a foreign key or a trigger that a
-   * migration added after the runner read the tables went unchecked and unfired by every large
-   * insert until a restart; a changed column type failed the batch and stopped its projection.
-   * Statements with triggers on need no lock: PostgreSQL enforces what is there, and a batch that
-   * fails for a change is caught after (applyBatch).
+   * any change of their columns, keys, triggers or rules (ROW EXCLUSIVE conflicts with the locks
+   * of ALTER TABLE for those, CREATE TRIGGER and CREATE RULE), then checked to be as read. Without
+   * it, a foreign key or a trigger that a migration added after the runner read the tables went
+   * unchecked and unfired by every large insert until a restart. Statements with triggers on take
+   * no such lock: PostgreSQL checks the keys and fires the triggers there are, and a batch that
+   * fails because of a change is checked after it failed (applyBatch). What neither catches: a
+   * column whose type a migration widened in precision (numeric, timestamp), to which a live
+   * batch's values are still cast as the old type, rounded, without an error (README).
    */
   async function confirmTables(client: pg.ClientBase, statements: Statement[]): Promise<void> {
     const written = [...new Set(statements.flatMap((statement) => (setBased(statement) ? [statement.checked!.table] : [])))];
@@ -278,20 +269,24 @@ export function createRunner(options: RunnerOptions): Runner {
   const allInline = (statements: Statement[]) => statements.every((statement) => statement.inline && !setBased(statement));
 
   /**
-   * Runs the statements for the changes and returns the highest ids (highestIds). With
-   * `withCommit`, statements that need nothing afterwards (allInline: every one runs with its
-   * triggers) are returned as `deferred` instead, to go with the checkpoint and COMMIT in one round
-   * trip (saveAndCommit): a live batch of a few events is then two round trips, not one per
-   * statement more.
+   * Runs the statements for the changes and returns the highest ids (highestIds).
+   * - 'batch': statements that need nothing afterwards (allInline: every one runs with its
+   *   triggers) are returned as `deferred` instead, to go with the checkpoint and COMMIT in one
+   *   round trip (saveAndCommit): a live batch of a few events is then two round trips, not one
+   *   per statement more. Large inserts run with triggers off (setBased).
+   * - 'isolating' (one event of one projection, in a savepoint: isolateFailure): every statement
+   *   runs with its triggers, so that a failure is PostgreSQL's own, about the event, and never
+   *   one of the runner's checks of its tables.
    */
   async function execute(
     client: pg.ClientBase,
     changes: RowChange[],
-    withCommit = false,
+    mode: 'batch' | 'isolating',
     statements = compileChanges(changes, tables!),
   ): Promise<{ sequences: Map<string, number>; deferred: Statement[] }> {
-    if (withCommit && allInline(statements)) return { sequences: highestIds(changes), deferred: statements };
-    await confirmTables(client, statements);
+    if (mode === 'batch' && allInline(statements)) return { sequences: highestIds(changes), deferred: statements };
+    const triggersOffFor = mode === 'batch' ? setBased : () => undefined;
+    if (mode === 'batch') await confirmTables(client, statements);
     let triggersOff = false;
     let written: { table: string; rows: Row[] }[] = [];
     // Triggers back on, then the keys of what went in without them: checked before any statement
@@ -305,7 +300,7 @@ export function createRunner(options: RunnerOptions): Runner {
       written = [];
     };
     for (const statement of statements) {
-      const checked = setBased(statement);
+      const checked = triggersOffFor(statement);
       if (!checked) await triggersOn();
       else if (!triggersOff) {
         await client.query('SET LOCAL session_replication_role = replica');
@@ -328,7 +323,9 @@ export function createRunner(options: RunnerOptions): Runner {
   // projection at a valid event, or failed serve.
   // The three settings in one statement: each is a step of every batch's pipeline (one execution
   // each on the server), and a live batch at 1,000 events/s carries a few events.
-  const begin = ['BEGIN', `SELECT set_config('search_path', '"${schema}", public', true), set_config('synchronous_commit', 'off', true), ${NO_STATEMENT_TIMEOUT}`];
+  // READ COMMITTED, whatever the database's or role's default: each statement sees what committed
+  // before it, as the checkpoint lock and the tables' check after their lock (confirmTables) need.
+  const begin = ['BEGIN ISOLATION LEVEL READ COMMITTED', `SELECT set_config('search_path', '"${schema}", public', true), set_config('synchronous_commit', 'off', true), ${NO_STATEMENT_TIMEOUT}`];
 
   /** Where a batch's transaction ends: the checkpoints that move, to where, and the id sequences. */
   interface BatchEnd {
@@ -498,12 +495,12 @@ export function createRunner(options: RunnerOptions): Runner {
       if (planned && (await applyGuarded(batch, planned))) return;
       await inTransaction(async (client, checkpoints) => {
         const { changes, statements } = planned && sameCheckpoints(planned.checkpoints, checkpoints) ? planned : plan(batch, checkpoints);
-        const { sequences, deferred } = await execute(client, changes, true, statements);
+        const { sequences, deferred } = await execute(client, changes, 'batch', statements);
         return { names: advancing(checkpoints, last), position: last, sequences, deferred };
       });
     } catch (error) {
-      if (isTransient(error) || error instanceof CheckpointRewoundError || error instanceof NewerReleaseError || error instanceof TablesChangedError) throw error;
-      // A batch that fails because the tables changed under it (a type, a key, a table swapped in) is
+      if (isTransient(error) || error instanceof CheckpointRewoundError || error instanceof NewerReleaseError) throw error;
+      // A batch that fails because the tables changed under it (a type, a key, a sequence renamed) is
       // applied again with them as they are, not taken for an event no projection can apply.
       if (await withConnection(pool, tablesChanged, () => undefined)) throw new TablesChangedError();
       await isolateFailure(batch, error);
@@ -558,11 +555,14 @@ export function createRunner(options: RunnerOptions): Runner {
         for (const projection of projected ? pending(checkpoints, projected) : []) {
           await client.query('SAVEPOINT projection');
           try {
-            for (const [sequence, id] of (await execute(client, changesOf(projection, projected!))).sequences) sequences.set(sequence, Math.max(sequences.get(sequence) ?? 0, id));
+            for (const [sequence, id] of (await execute(client, changesOf(projection, projected!), 'isolating')).sequences) sequences.set(sequence, Math.max(sequences.get(sequence) ?? 0, id));
             await client.query('RELEASE SAVEPOINT projection');
           } catch (error) {
-            if (isTransient(error) || error instanceof TablesChangedError) throw error;
+            if (isTransient(error)) throw error;
             await client.query('ROLLBACK TO SAVEPOINT projection');
+            // Tables changed since the batch failed and they were checked (applyBatch): the event
+            // may be fine with them as they are now. Read again, the batch goes again.
+            if (await tablesChanged(client)) throw new TablesChangedError();
             const message = error instanceof Error ? error.message : String(error);
             await markFailed(client, nameOf(projection), event, message);
             failedHere.push(nameOf(projection));
@@ -589,7 +589,8 @@ export function createRunner(options: RunnerOptions): Runner {
         await applyBatch(batch);
         return;
       } catch (error) {
-        // Read again (tablesChanged): applied again at once, with statements built anew.
+        // Read again (tablesChanged): applied again at once, with statements built anew (the
+        // retries below are for a database that does not answer).
         if (error instanceof TablesChangedError && !signal?.aborted) continue;
         if (!isTransient(error) || signal?.aborted) throw error;
         const delay = RETRY_DELAYS_MS[Math.min(attempt, RETRY_DELAYS_MS.length - 1)]!;

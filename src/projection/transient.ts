@@ -1,9 +1,13 @@
+import { TablesChangedError } from './columns.js';
+
 /**
  * Errors that say nothing about the event being applied (connection lost, server restarting,
  * deadlock, serialization failure): retry the batch later. Anything else is the event's fault and
  * stops the projection at that event.
  */
 export function isTransient(error: unknown): boolean {
+  // The tables changed under the batch and were read again (columns.ts): the batch goes again.
+  if (error instanceof TablesChangedError) return true;
   const code = (error as { code?: string })?.code;
   if (typeof code !== 'string') {
     const message = error instanceof Error ? error.message : String(error);
