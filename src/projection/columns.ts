@@ -85,13 +85,14 @@ export async function describeTables(client: pg.ClientBase, tables: string[], sc
 }
 
 /**
- * A stamp of what describeTables reads of `tables` (table-stamp.sql): when it is the one taken
- * before a description, the description still holds. About 1.5 ms for a group's 16 tables,
- * against 3 ms for describeTables itself.
+ * A stamp of each of `tables` (table-stamp.sql), of what describeTables reads about it: while it is
+ * the one taken before a description, the table's part of the description holds. A table missing
+ * has none. About 0.5 ms for the one or two tables a batch inserts many rows into, 1.5 ms for a
+ * group's 16, against 3 ms for describeTables.
  */
-export async function tableStamp(client: pg.ClientBase, tables: string[], schema = 'public'): Promise<string> {
-  const { rows } = await client.query<{ stamp: string }>({ name: 'cse_table_stamp', text: TABLE_STAMP_SQL, values: [schema, tables] });
-  return rows[0]!.stamp;
+export async function tableStamps(client: pg.ClientBase, tables: string[], schema = 'public'): Promise<Map<string, string>> {
+  const { rows } = await client.query<{ table: string; stamp: string }>({ name: 'cse_table_stamp', text: TABLE_STAMP_SQL, values: [schema, tables] });
+  return new Map(rows.map((row) => [row.table, row.stamp]));
 }
 
 /**

@@ -12,7 +12,7 @@ import { withConnection } from '../db/pool.js';
 import { isEventType, upcast } from '../catalogue/index.js';
 import type { EventLog, LogBatch, RecordedEvent } from '../log/types.js';
 import type { Logger } from '../logger.js';
-import { describeTables, tableStamp, TablesChangedError, type TableInfo } from './columns.js';
+import { describeTables, tableStamps, TablesChangedError, type TableInfo } from './columns.js';
 import { beginAndLock, CHECKPOINTS_MOVED, ensureCheckpoints, guardedBatch, lockCheckpoints, markFailed, resumeFailed, saveAndCommit, type CheckpointRow } from './checkpoint.js';
 import { changesFor, declaredUpsertKeys, keySignature, type ProjectedEvent, type ProjectionDefinition, type Row, type RowChange } from './definition.js';
 import { fingerprintVersion, recordMissingFingerprints } from './fingerprint.js';
@@ -167,8 +167,8 @@ export function createRunner(options: RunnerOptions): Runner {
   const keyChecksFrom = options.setBasedKeyChecksFrom ?? 32;
   const tableNames = projections.flatMap((p) => p.tables);
   let tables: Map<string, TableInfo> | undefined;
-  /** The catalog's stamp of the tables when `tables` was read (tableStamp): it still holds while the stamp is the same. */
-  let stamp: string | undefined;
+  /** The catalog's stamp of each table when `tables` was read (tableStamps): its part holds while its stamp is the same. */
+  let stamps = new Map<string, string>();
   let triggersMayBeOff = false;
   let initialised: Promise<void> | undefined;
 
@@ -177,7 +177,7 @@ export function createRunner(options: RunnerOptions): Runner {
       const client = await pool.connect();
       try {
         // Stamped first: a change between the two is then seen as one by the next comparison.
-        stamp = await tableStamp(client, tableNames, schema);
+        stamps = await tableStamps(client, tableNames, schema);
         tables = await describeTables(client, tableNames, schema);
         triggersMayBeOff = await mayTurnTriggersOff(client);
         if (!triggersMayBeOff) logger.info('foreign keys are checked row by row: this role may not set session_replication_role (GRANT SET ON PARAMETER session_replication_role for set-based checks)');
@@ -225,15 +225,17 @@ export function createRunner(options: RunnerOptions): Runner {
   }
 
   /**
-   * Whether the tables changed since they were read: if so, `tables` is read again and the
-   * statements built from the old description must not run. A stamp that moved while the
-   * description stayed the same (a table rewritten) is only taken as the new one.
+   * Whether `which` of the tables changed since they were read: if so, `tables` is read again and
+   * the statements built from the old description must not run. Stamps that moved while the
+   * description stayed the same (an index added) are only taken as the new ones.
    */
-  async function tablesChanged(client: pg.ClientBase): Promise<boolean> {
-    const now = await tableStamp(client, tableNames, schema);
-    if (now === stamp) return false;
+  async function tablesChanged(client: pg.ClientBase, which: string[] = tableNames): Promise<boolean> {
+    const now = await tableStamps(client, which, schema);
+    if (which.every((table) => now.get(table) === stamps.get(table))) return false;
+    // Stamped first, as in init: a change between the two is seen by the next comparison.
+    const all = await tableStamps(client, tableNames, schema);
     const fresh = await describeTables(client, tableNames, schema);
-    stamp = now;
+    stamps = all;
     if (isDeepStrictEqual(fresh, tables)) return false;
     tables = fresh;
     logger.info({ schema }, 'the projection tables changed since they were read (a migration): read them again');
@@ -255,7 +257,7 @@ export function createRunner(options: RunnerOptions): Runner {
     const written = [...new Set(statements.flatMap((statement) => (setBased(statement) ? [statement.checked!.table] : [])))];
     if (written.length === 0) return;
     await client.query(`LOCK TABLE ${written.map((table) => `${quoteIdent(schema)}.${quoteIdent(table)}`).join(', ')} IN ROW EXCLUSIVE MODE`);
-    if (await tablesChanged(client)) throw new TablesChangedError();
+    if (await tablesChanged(client, written)) throw new TablesChangedError();
   }
 
   /** The key checks of an INSERT that runs with its triggers off (enough rows, and the role may). */
@@ -502,7 +504,7 @@ export function createRunner(options: RunnerOptions): Runner {
       if (isTransient(error) || error instanceof CheckpointRewoundError || error instanceof NewerReleaseError) throw error;
       // A batch that fails because the tables changed under it (a type, a key, a sequence renamed) is
       // applied again with them as they are, not taken for an event no projection can apply.
-      if (await withConnection(pool, tablesChanged, () => undefined)) throw new TablesChangedError();
+      if (await withConnection(pool, (client) => tablesChanged(client), () => undefined)) throw new TablesChangedError();
       await isolateFailure(batch, error);
     }
   }
