@@ -7,7 +7,6 @@
  * not hold, until a restart.
  */
 import test, { type ExecutionContext } from 'ava';
-import pg from 'pg';
 import pino from 'pino';
 import { appendEnvelopes } from '../src/decide/append-batch.js';
 import { createRunner, TablesChangedError } from '../src/projection/runner.js';
@@ -15,7 +14,7 @@ import { mayTurnTriggersOff } from '../src/projection/key-checks.js';
 import { isTransient } from '../src/projection/transient.js';
 import type { LogBatch } from '../src/log/types.js';
 import { condaStoreProjections } from '../projections/index.js';
-import { testPool } from './helpers/database.js';
+import { testPool, withClient } from './helpers/database.js';
 import { checkpointRows, slots, tableRows, testLog, waitUntil, type TestLog } from './helpers/projection.js';
 import { envelopeFor } from './helpers/samples.js';
 import { collect } from './log-contract.js';
@@ -54,16 +53,6 @@ async function runnerAfterChannel(t: ExecutionContext, setBasedKeyChecksFrom: nu
     reread: () => lines.filter((line) => line.includes('the projection tables changed since they were read')).length,
     described: () => described,
   };
-}
-
-async function withClient<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
 }
 
 const AUDIT_TRIGGER = `
