@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { migrateLatest, requireMigrated } from '../db/migrate.js';
+import { serverSettings, settingsWarnings } from '../db/server-settings.js';
 import { runIngestion } from '../ingest/service.js';
 import { DEFAULT_FETCH, ingestNamesFromEnv } from '../ingest/stream.js';
 import { parsePositive, projectionServiceOf, runCommand, stopOnSignals } from './runtime.js';
@@ -21,6 +22,7 @@ export function serveCommand(program: Command): void {
         } else {
           await requireMigrated(config.databaseUrl);
         }
+        for (const warning of settingsWarnings(await serverSettings(config.databaseUrl))) logger.warn(warning);
         const service = projectionServiceOf({ config, log, logger }, options.batchSize, ({ group, position, events }) =>
           logger.debug({ group, position, events }, 'batch applied'),
         );
