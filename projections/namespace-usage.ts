@@ -6,6 +6,11 @@
  * It is a group of its own (no foreign keys to conda-store's tables), so it is owned, applied and
  * rebuilt independently. Events name a build's environment, not its namespace: two small tables
  * of its own remember which namespace an environment and a build belong to.
+ *
+ * Version 2: a purged environment's and build's rows of those two tables go with them. Version 1
+ * kept them for ever (no event names a purged environment or build again), two rows of integers
+ * per environment and build ever created; the counts of namespace_usage are the same. A rebuild
+ * (`rebuild-projections` names it: version v1 -> v2) drops the rows version 1 left.
  */
 import { defineProjection } from '../src/projection/definition.js';
 
@@ -34,7 +39,7 @@ const RESIZE_BUILD = `
 
 export const namespaceUsage = defineProjection({
   name: 'namespace_usage',
-  version: 1,
+  version: 2,
   group: 'namespace_usage',
   tables: ['namespace_usage', 'namespace_usage_environment', 'namespace_usage_build'],
   handlers: {
@@ -45,8 +50,10 @@ export const namespaceUsage = defineProjection({
     EnvironmentCreated: ({ data }) => [
       { op: 'insert', table: 'namespace_usage_environment', row: { environment_id: data.environment_id, namespace_id: data.namespace_id } },
     ],
+    EnvironmentPurged: ({ data }) => [{ op: 'delete', table: 'namespace_usage_environment', where: { environment_id: data.environment_id } }],
     BuildScheduled: ({ data }) => [{ op: 'sql', table: 'namespace_usage', text: COUNT_BUILD, values: [data.build_id, data.environment_id] }],
     BuildCompleted: ({ data }) => [{ op: 'sql', table: 'namespace_usage', text: COMPLETE_BUILD, values: [data.build_id, data.size ?? null] }],
     BuildSizeUpdated: ({ data }) => [{ op: 'sql', table: 'namespace_usage', text: RESIZE_BUILD, values: [data.build_id, data.size] }],
+    BuildPurged: ({ data }) => [{ op: 'delete', table: 'namespace_usage_build', where: { build_id: data.build_id } }],
   },
 });

@@ -226,6 +226,18 @@ test('realistic history projects to exactly the expected rows', async (t) => {
 // ---------------------------------------------------------------------------------------------
 // 2, 3. Determinism
 
+// Regression: version 1 of namespace_usage kept the rows of its two helper tables (which namespace
+// an environment and a build belong to) after their environment or build was purged, for ever.
+test('namespace_usage keeps helper rows for the environments and builds that exist, none for purged ones', async (t) => {
+  await slot(t);
+  const history = realisticHistory();
+  t.true(history.some((e) => e.type === 'EnvironmentPurged') && history.some((e) => e.type === 'BuildPurged'), 'the history purges environments and builds');
+  const db = await projectHistory(t, history, { projections: allProjections });
+  const ids = async (sql: string) => (await db.query<{ id: number }>(sql)).map((row) => row.id);
+  t.deepEqual(await ids('SELECT environment_id AS id FROM namespace_usage_environment ORDER BY 1'), await ids('SELECT id FROM environment ORDER BY 1'));
+  t.deepEqual(await ids('SELECT build_id AS id FROM namespace_usage_build ORDER BY 1'), await ids('SELECT id FROM build ORDER BY 1'));
+});
+
 test('projecting the same history into two databases gives identical tables', async (t) => {
   await slot(t);
   const [first, second] = await Promise.all([projectHistory(t, realisticHistory()), projectHistory(t, realisticHistory())]);

@@ -462,9 +462,10 @@ test('fingerprints: nothing to rebuild on a built database; a new version or a c
   t.deepEqual(await planRebuild(db.url, allProjections, [], false), []);
 
   // A new version of one projection's handlers: that projection's group, and only it.
-  const usageV2 = defineProjection({ ...namespaceUsage, version: 2 });
-  const withV2 = allProjections.map((p) => (p.name === namespaceUsage.name ? usageV2 : p));
-  t.deepEqual(await planRebuild(db.url, withV2, [], false), [{ group: 'namespace_usage', projections: [{ name: 'namespace_usage', reason: 'version v1 -> v2' }] }]);
+  const next = namespaceUsage.version + 1;
+  const usageNext = defineProjection({ ...namespaceUsage, version: next });
+  const withNext = allProjections.map((p) => (p.name === namespaceUsage.name ? usageNext : p));
+  t.deepEqual(await planRebuild(db.url, withNext, [], false), [{ group: 'namespace_usage', projections: [{ name: 'namespace_usage', reason: `version v${next - 1} -> v${next}` }] }]);
 
   // A migration-like change to one of its tables.
   await client.query('ALTER TABLE public.namespace_usage ADD COLUMN x integer');
