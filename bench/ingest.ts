@@ -38,8 +38,9 @@
  * - Whether the kernel runs a DAMON memory monitor (lib.ts, kernelMemoryMonitors): its passes
  *   showed as the latency run's tail on the machines this was developed on.
  * - The disk's flush latency during each latency run (shared/flush-probe.ts, a child process:
- *   8 KB written and fdatasync()ed every 25 ms beside the database's data directory): a commit
- *   waits for its flush, and a flush that stalls past 50 ms holds every pipeline past the target.
+ *   8 KB overwritten and fdatasync()ed every 25 ms in a file beside the database's data directory,
+ *   figures over the run's measured events): a commit waits for its flush, and a flush that
+ *   stalls past 50 ms holds every pipeline past the target.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -374,7 +375,7 @@ async function rawRates(pool: pg.Pool, events: Envelope[], runs: (keyof RawWrite
 /**
  * The latency baseline: `latencyPackages` published at RATE, as in serve's latency run, into a
  * stream of their own that the raw pipeline (shared/raw-pipeline.ts, a child process) consumes.
- * Returns each event's publish time and publish → committed time. The raw tables must exist (rawBaseline).
+ * Returns each event's publish time and publish → committed time. The raw tables must exist (rawRates).
  */
 async function rawPipelineLatencies(connections: NatsConnection[], rawNames: IngestNames, latencyPackages: Envelope[][]): Promise<{ at: number; ms: number }[]> {
   await ensureIngestion(connections[0]!, rawNames);
@@ -419,12 +420,16 @@ async function rawPipelineLatencies(connections: NatsConnection[], rawNames: Ing
 // seconds with the machine idle. A run that met such a stall could not meet p99 < 50 ms, whatever
 // the pipeline; the probe tells those runs from the others.
 
-interface FlushProbe {
+/** Milliseconds between the probe's flushes, and the flush time from which a flush counts as stalled (the latency target). */
+const PROBE_INTERVAL_MS = 25;
+const STALL_MS = 50;
+
+/** The probe's flushes over the measured events of a run: [from, to], epoch ms. */
+interface FlushFigures {
   flushes: number;
   p50: number;
   p99: number;
   max: number;
-  stallMs: number;
   stalls: { at: number; ms: number }[];
 }
 
@@ -448,50 +453,70 @@ async function flushProbeDirectory(pool: pg.Pool): Promise<{ dir: string; beside
   return { dir: os.tmpdir(), besideDatabase: false };
 }
 
-/** Starts the probe; stop() ends it and gives its figures. */
-async function startFlushProbe(dir: string): Promise<{ stop(): Promise<FlushProbe> }> {
+/**
+ * Starts the probe; stop() ends it and gives its flushes ([ended at, ms] each), or the reason it
+ * has none: a probe that failed costs the run its disk figures, not its other figures.
+ */
+async function startFlushProbe(dir: string): Promise<{ stop(): Promise<[number, number][] | string> }> {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(BENCH_DIR, 'shared', 'flush-probe.ts')], {
-    env: { ...process.env, DIR: dir },
+    env: { ...process.env, DIR: dir, INTERVAL_MS: String(PROBE_INTERVAL_MS) },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   killOnExit(child);
-  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
-  let result: FlushProbe | undefined;
+  // Its file, should it die before it removes it.
+  const file = path.join(dir, `cse-flush-probe-${child.pid}`);
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve)).finally(() => fs.rmSync(file, { force: true }));
+  let flushes: [number, number][] | undefined;
   let onReady!: () => void;
   const ready = new Promise<void>((resolve) => (onReady = resolve));
   createInterface({ input: child.stdout! }).on('line', (line) => {
-    const entry = JSON.parse(line) as { ready?: true } & Partial<FlushProbe>;
+    const entry = JSON.parse(line) as { ready?: true; flushes?: [number, number][] };
     if (entry.ready) onReady();
-    else result = entry as FlushProbe;
+    if (entry.flushes) flushes = entry.flushes;
   });
   await Promise.race([ready, exited.then((code) => Promise.reject(new Error(`the flush probe exited with code ${code} before it was ready`)))]);
   return {
     async stop() {
       await stopChild(child, exited);
-      if (!result) throw new Error('the flush probe ended without its figures');
-      return result;
+      return flushes ?? `the flush probe ended without its figures (exit code ${child.exitCode}, signal ${child.signalCode})`;
     },
   };
 }
 
-/**
- * Of the events slower than the target (`spans`: when each started and how long it took, on the
- * clock of the probe's `at`), how many were in flight while a flush stalled.
- */
-function slowDuringStalls(spans: readonly { at: number; ms: number }[], probe: FlushProbe, targetMs = 50): { slow: number; duringStalls: number } {
-  const slow = spans.filter((span) => span.ms >= targetMs);
-  const inStall = (span: { at: number; ms: number }) => probe.stalls.some((stall) => span.at < stall.at && span.at + span.ms > stall.at - stall.ms);
+/** The flushes that overlapped the measured events (`spans`), and those of them that stalled. */
+function flushFigures(flushes: [number, number][], spans: readonly { at: number; ms: number }[]): FlushFigures {
+  const from = Math.min(...spans.map((span) => span.at));
+  const to = Math.max(...spans.map((span) => span.at + span.ms));
+  const inWindow = flushes.filter(([at, ms]) => at > from && at - ms < to);
+  const times = inWindow.map(([, ms]) => ms);
+  return {
+    flushes: inWindow.length,
+    p50: percentile(times, 50),
+    p99: percentile(times, 99),
+    max: times.length ? Math.max(...times) : NaN,
+    stalls: inWindow.filter(([, ms]) => ms > STALL_MS).map(([at, ms]) => ({ at, ms })),
+  };
+}
+
+/** Of the events at the target or slower (`spans`: when each started, how long it took), how many were in flight while a flush stalled. */
+function slowDuringStalls(spans: readonly { at: number; ms: number }[], figures: FlushFigures): { slow: number; duringStalls: number } {
+  const slow = spans.filter((span) => span.ms >= STALL_MS);
+  const inStall = (span: { at: number; ms: number }) => figures.stalls.some((stall) => span.at < stall.at && span.at + span.ms > stall.at - stall.ms);
   return { slow: slow.length, duringStalls: slow.filter(inStall).length };
 }
 
-function describeFlushes(probe: FlushProbe, where: { dir: string; besideDatabase: boolean }, slow: { slow: number; duringStalls: number }): string {
-  const stalls = probe.stalls.map((stall) => fmt(stall.ms, 1)).join(', ');
-  return (
-    `the disk during this run (8 KB written and fdatasync()ed every 25 ms in ${where.dir}${where.besideDatabase ? ', beside the database' : ', not the database\'s disk'}): ` +
-    `${fmtInt(probe.flushes)} flushes, p50 ${fmt(probe.p50, 2)} ms, p99 ${fmt(probe.p99, 2)} ms, max ${fmt(probe.max, 1)} ms; ` +
-    `${probe.stalls.length} over ${probe.stallMs} ms${stalls ? ` (${stalls} ms)` : ''}; ` +
-    `events at 50 ms or more: ${fmtInt(slow.slow)}, ${fmtInt(slow.duringStalls)} of them in flight during such a flush`
-  );
+/** The disk's line of a latency run, and its figures for the results file. */
+function flushReport(probe: [number, number][] | string, spans: readonly { at: number; ms: number }[], where: { dir: string; besideDatabase: boolean }) {
+  if (typeof probe === 'string') return { line: `the disk during this run: not measured (${probe})`, figures: null, slow: null };
+  const figures = flushFigures(probe, spans);
+  const slow = slowDuringStalls(spans, figures);
+  const stalls = figures.stalls.map((stall) => fmt(stall.ms, 1)).join(', ');
+  const line =
+    `the disk during this run's measured events (8 KB overwritten and fdatasync()ed every ${PROBE_INTERVAL_MS} ms in ${where.dir}${where.besideDatabase ? ', beside the database' : ', not the database\'s disk'}): ` +
+    `${fmtInt(figures.flushes)} flushes, p50 ${fmt(figures.p50, 2)} ms, p99 ${fmt(figures.p99, 2)} ms, max ${fmt(figures.max, 1)} ms; ` +
+    `${figures.stalls.length} over ${STALL_MS} ms${stalls ? ` (${stalls} ms)` : ''}; ` +
+    `events at ${STALL_MS} ms or more: ${fmtInt(slow.slow)}, ${fmtInt(slow.duringStalls)} of them in flight during such a flush`;
+  return { line, figures, slow };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -579,10 +604,9 @@ async function main() {
     const throughputPackages = packages(1, total);
     const throughputEvents = throughputPackages.flat();
     if (throughputEvents.length !== total) throw new Error(`workload of ${throughputEvents.length} events, expected ${total}`);
-    // Both runs start from the same state: each writes hundreds of MB of WAL, and the checkpoint
-    // that follows the baseline's overlapped the throughput run (the append bench does the same
-    // before each of its measured runs).
-    // Each run starts, as the throughput run does, with nothing left to flush.
+    // Every run (the baseline's, serve's) starts after a CHECKPOINT, with nothing left to flush:
+    // each writes hundreds of MB of WAL, and the checkpoint that follows one overlapped the next
+    // (the append bench does the same before each of its measured runs).
     console.log('raw baseline: the same events in plain batched INSERTs...');
     const [eventsOnly, withRowsBefore] = await rawRates(pool, throughputEvents, ['eventsOnly', 'withRows'], (run) =>
       checkpointBefore(run === 'withRows' ? 'the raw baseline with rows' : 'the raw baseline'));
@@ -609,7 +633,9 @@ async function main() {
     // takes their mean, measured around serve's run.
     console.log('raw baseline again, after the throughput run...');
     const [withRowsAfter] = await rawRates(pool, throughputEvents, ['withRows'], () => checkpointBefore('the raw baseline after the throughput run'));
-    const raw = { eventsOnly: eventsOnly!, withRowsBefore: withRowsBefore!, withRowsAfter: withRowsAfter!, withRows: (withRowsBefore! + withRowsAfter!) / 2 };
+    // The arithmetic mean: the higher of the two usual means of two rates (the harmonic one, the
+    // rate of both runs' work in their total time, is lower), so the ratio is never flattered.
+    const raw = { eventsOnly: eventsOnly!, withRowsBefore: withRowsBefore!, withRowsAfter: withRowsAfter!, withRowsMean: (withRowsBefore! + withRowsAfter!) / 2 };
 
     // 2. Latency at a fixed rate, in a steady state. The burst above leaves PostgreSQL a
     //    checkpoint to write (hundreds of MB of WAL): run during it, the latency run measured the
@@ -641,7 +667,7 @@ async function main() {
     const latencies = latencyEvents.map((e) => projectedAt(serve, positions.get(e.id)!, [e.type])! - latencyStarted.get(e.id)!);
     const toLog = latencyEvents.map((e) => (inLogAt(serve, positions.get(e.id)!) ?? NaN) - latencyStarted.get(e.id)!);
     const logToProjected = latencyEvents.map((e) => projectedAt(serve, positions.get(e.id)!, [e.type])! - (inLogAt(serve, positions.get(e.id)!) ?? NaN));
-    const serveSlow = slowDuringStalls(latencyEvents.map((e, i) => ({ at: latencyStarted.get(e.id)!, ms: latencies[i]! })), flushes);
+    const serveDisk = flushReport(flushes, latencyEvents.map((e, i) => ({ at: latencyStarted.get(e.id)!, ms: latencies[i]! })), probeWhere);
     const p50 = percentile(latencies, 50);
     const p99 = percentile(latencies, 99);
     // LATENCY_DUMP: a file that gets one line per latency event (ms since the run began, then
@@ -671,14 +697,14 @@ async function main() {
     const rawFlushes = await rawProbe.stop();
     const rawLatencies = rawRun.map((e) => e.ms);
     const rawLatency = { p50: percentile(rawLatencies, 50), p99: percentile(rawLatencies, 99), max: Math.max(...rawLatencies) };
-    const rawSlow = slowDuringStalls(rawRun, rawFlushes);
+    const rawDisk = flushReport(rawFlushes, rawRun, probeWhere);
     // LATENCY_DUMP.raw: the same for the raw pipeline (ms since its run began, publish → committed).
     if (process.env.LATENCY_DUMP) {
       const first = Math.min(...rawRun.map((e) => e.at));
       fs.writeFileSync(`${process.env.LATENCY_DUMP}.raw`, rawRun.map((e) => `${(e.at - first).toFixed(1)}\t${e.ms.toFixed(1)}`).join('\n') + '\n');
     }
 
-    const ratio = rate / raw.withRows;
+    const ratio = rate / raw.withRowsMean;
     console.log();
     console.log(
       formatTable(
@@ -701,7 +727,7 @@ async function main() {
     console.log(describeCpu(cpu, 'the throughput run'));
     console.log(
       `latency publish → projected at ${fmtInt(achievedRate)} events/s (${fmtInt(latencyCount)} events): p50 ${fmt(p50, 1)} ms, p99 ${fmt(p99, 1)} ms, max ${fmt(Math.max(...latencies), 1)} ms (target p99 < 50 ms) ${p99 < 50 ? 'PASS' : 'MISS'}` +
-        (p99 >= 50 && flushes.stalls.length > 0 ? ` (a flush of the disk took ${fmt(flushes.max, 1)} ms during this run: below)` : ''),
+        (p99 >= 50 && serveDisk.figures?.stalls.length ? ` (a flush of the disk took ${fmt(serveDisk.figures.max, 1)} ms during this run: below)` : ''),
     );
     console.log(
       `  timed from each event's due time (publisher late by p99 ${fmt(percentile(lags, 99), 1)} ms, at most ${fmt(Math.max(...lags), 1)} ms; ` +
@@ -709,12 +735,12 @@ async function main() {
     );
     console.log(`  publish → in the log (ingestion): p50 ${fmt(percentile(toLog, 50), 1)} ms, p99 ${fmt(percentile(toLog, 99), 1)} ms`);
     console.log(`  in the log → projected (projection service): p50 ${fmt(percentile(logToProjected, 50), 1)} ms, p99 ${fmt(percentile(logToProjected, 99), 1)} ms`);
-    console.log(`  ${describeFlushes(flushes, probeWhere, serveSlow)}`);
+    console.log(`  ${serveDisk.line}`);
     console.log(
       `  baseline, same rate, same run: a plain pipeline (pull consumer → one transaction of plain INSERTs of the events and their rows → ack): ` +
         `p50 ${fmt(rawLatency.p50, 1)} ms, p99 ${fmt(rawLatency.p99, 1)} ms, max ${fmt(rawLatency.max, 1)} ms`,
     );
-    console.log(`    ${describeFlushes(rawFlushes, probeWhere, rawSlow)}`);
+    console.log(`    ${rawDisk.line}`);
     const monitors = kernelMemoryMonitors();
     console.log(`  ${describeCpu(latencyCpu, 'the latency run')}`);
     if (monitors.length > 0) console.log(`  this kernel runs DAMON (${monitors.join('; ')}): appends that run into one of its passes can take 15 to 40 ms (README, "Ingestion")`);
@@ -739,9 +765,9 @@ async function main() {
         max: Math.max(...latencies),
         toLog: { p50: percentile(toLog, 50), p99: percentile(toLog, 99) },
         logToProjected: { p50: percentile(logToProjected, 50), p99: percentile(logToProjected, 99) },
-        rawPipeline: { ...rawLatency, flushes: rawFlushes, slow: rawSlow },
-        flushes,
-        slow: serveSlow,
+        rawPipeline: { ...rawLatency, disk: rawDisk.figures, slow: rawDisk.slow },
+        disk: serveDisk.figures,
+        slow: serveDisk.slow,
         flushProbeDirectory: probeWhere,
         publisherLate: { p99: percentile(lags, 99), max: Math.max(...lags) },
         cpuPerEvent: latencyCpu ?? null,

@@ -753,7 +753,7 @@ test('refused rebuilds leave everything as it was: a projection that fails on an
   const doomed = base.flatMap((e) => (e.type === 'BuildCompleted' ? [e.data.build_id] : []))[2]!;
   const failing = defineProjection({
     ...namespaceUsage,
-    version: 2,
+    version: namespaceUsage.version + 1,
     handlers: {
       ...namespaceUsage.handlers,
       BuildCompleted: (event) => {

@@ -6,7 +6,7 @@ import { serverUrl, withClient } from './helpers/database.js';
 test('autovacuum off, or track_counts off, is warned about; both on is not', (t) => {
   t.deepEqual(settingsWarnings({ autovacuum: 'on', track_counts: 'on' }), []);
   t.regex(settingsWarnings({ autovacuum: 'off', track_counts: 'on' }).join('\n'), /^autovacuum is off on this PostgreSQL server: no table statistics are taken/);
-  t.regex(settingsWarnings({ autovacuum: 'on', track_counts: 'off' }).join('\n'), /^track_counts is off on this PostgreSQL server, which keeps autovacuum from running/);
+  t.regex(settingsWarnings({ autovacuum: 'on', track_counts: 'off' }).join('\n'), /^track_counts is off \(for this server, or this database or role\), which keeps autovacuum from running/);
   t.is(settingsWarnings({ autovacuum: 'off', track_counts: 'off' }).length, 1, 'one warning: autovacuum is off');
 });
 

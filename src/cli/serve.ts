@@ -22,7 +22,11 @@ export function serveCommand(program: Command): void {
         } else {
           await requireMigrated(config.databaseUrl);
         }
-        for (const warning of settingsWarnings(await serverSettings(config.databaseUrl))) logger.warn(warning);
+        // Advice, not a condition of serving: a failure to read the settings is logged, not thrown.
+        await serverSettings(config.databaseUrl).then(
+          (settings) => settingsWarnings(settings).forEach((warning) => logger.warn(warning)),
+          (error: unknown) => logger.warn({ err: error }, 'could not read the server\'s autovacuum settings'),
+        );
         const service = projectionServiceOf({ config, log, logger }, options.batchSize, ({ group, position, events }) =>
           logger.debug({ group, position, events }, 'batch applied'),
         );

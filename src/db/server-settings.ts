@@ -17,7 +17,7 @@ export interface ServerSettings {
 export function settingsWarnings(settings: ServerSettings): string[] {
   const warnings: string[] = [];
   if (settings.autovacuum !== 'on') warnings.push('autovacuum is off on this PostgreSQL server: no table statistics are taken, and plans made while the tables were small stay (README, "Configuration")');
-  else if (settings.track_counts !== 'on') warnings.push('track_counts is off on this PostgreSQL server, which keeps autovacuum from running: no table statistics are taken (README, "Configuration")');
+  else if (settings.track_counts !== 'on') warnings.push('track_counts is off (for this server, or this database or role), which keeps autovacuum from running: no table statistics are taken (README, "Configuration")');
   return warnings;
 }
 
