@@ -211,6 +211,28 @@ async function stopChild(child: ChildProcess, exited: Promise<unknown>): Promise
   clearTimeout(timer);
 }
 
+/**
+ * One of the bench's helper scripts (bench/shared/<script>) as a child process, killed if the bench
+ * exits: each line it writes on stdout is a JSON object, given to `onEntry`; resolves once it has
+ * written {"ready": true}, rejects if it exits before. `exited` settles when it has ended.
+ */
+async function startHelper<T extends object>(
+  script: string, env: Record<string, string>, onEntry: (entry: T) => void,
+): Promise<{ child: ChildProcess; exited: Promise<number | null> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(BENCH_DIR, 'shared', script)], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  killOnExit(child);
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+  let onReady!: () => void;
+  const ready = new Promise<void>((resolve) => (onReady = resolve));
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    const entry = JSON.parse(line) as T & { ready?: true };
+    if (entry.ready) onReady();
+    else onEntry(entry);
+  });
+  await Promise.race([ready, exited.then((code) => Promise.reject(new Error(`${script} exited with code ${code} before it was ready`)))]);
+  return { child, exited };
+}
+
 /** Calls `onLine` for each complete line written to `file`, reading what is new every 10 ms, until stop() (which reads the rest). */
 function tailLines(file: string, onLine: (line: string) => void): { stop(): void } {
   const fd = fs.openSync(file, 'r');
@@ -379,22 +401,15 @@ async function rawRates(pool: pg.Pool, events: Envelope[], runs: (keyof RawWrite
  */
 async function rawPipelineLatencies(connections: NatsConnection[], rawNames: IngestNames, latencyPackages: Envelope[][]): Promise<{ at: number; ms: number }[]> {
   await ensureIngestion(connections[0]!, rawNames);
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(BENCH_DIR, 'shared', 'raw-pipeline.ts')], {
-    env: { ...process.env, DATABASE_URL: url, NATS_URL: natsUrl, RAW_STREAM: rawNames.stream, RAW_DURABLE: rawNames.durable, BATCH: String(BATCH) },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  killOnExit(child);
   const committed = new Map<string, number>();
-  let onReady!: () => void;
-  const ready = new Promise<void>((resolve) => (onReady = resolve));
-  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    const entry = JSON.parse(line) as { ready?: true; at?: number; ids?: string[] };
-    if (entry.ready) onReady();
-    for (const id of entry.ids ?? []) committed.set(id, entry.at!);
-  });
+  const { child, exited } = await startHelper<{ at: number; ids: string[] }>(
+    'raw-pipeline.ts',
+    { DATABASE_URL: url, NATS_URL: natsUrl, RAW_STREAM: rawNames.stream, RAW_DURABLE: rawNames.durable, BATCH: String(BATCH) },
+    (entry) => {
+      for (const id of entry.ids) committed.set(id, entry.at);
+    },
+  );
   try {
-    await Promise.race([ready, exited.then((code) => Promise.reject(new Error(`the raw pipeline exited with code ${code} before it was ready`)))]);
     const run = async (packages: Envelope[][]) => {
       const started = new Map<string, number>();
       await publishLanes(connections, deal(packages), rawNames, started, RATE);
@@ -458,26 +473,15 @@ async function flushProbeDirectory(pool: pg.Pool): Promise<{ dir: string; beside
  * has none: a probe that failed costs the run its disk figures, not its other figures.
  */
 async function startFlushProbe(dir: string): Promise<{ stop(): Promise<[number, number][] | string> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(BENCH_DIR, 'shared', 'flush-probe.ts')], {
-    env: { ...process.env, DIR: dir, INTERVAL_MS: String(PROBE_INTERVAL_MS) },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  killOnExit(child);
-  // Its file, should it die before it removes it.
-  const file = path.join(dir, `cse-flush-probe-${child.pid}`);
-  const exited = new Promise<number | null>((resolve) => child.on('close', resolve)).finally(() => fs.rmSync(file, { force: true }));
   let flushes: [number, number][] | undefined;
-  let onReady!: () => void;
-  const ready = new Promise<void>((resolve) => (onReady = resolve));
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    const entry = JSON.parse(line) as { ready?: true; flushes?: [number, number][] };
-    if (entry.ready) onReady();
-    if (entry.flushes) flushes = entry.flushes;
+  const { child, exited } = await startHelper<{ flushes: [number, number][] }>('flush-probe.ts', { DIR: dir, INTERVAL_MS: String(PROBE_INTERVAL_MS) }, (entry) => {
+    flushes = entry.flushes;
   });
-  await Promise.race([ready, exited.then((code) => Promise.reject(new Error(`the flush probe exited with code ${code} before it was ready`)))]);
+  // Its file, should it die before it removes it.
+  const removed = exited.finally(() => fs.rmSync(path.join(dir, `cse-flush-probe-${child.pid}`), { force: true }));
   return {
     async stop() {
-      await stopChild(child, exited);
+      await stopChild(child, removed);
       return flushes ?? `the flush probe ended without its figures (exit code ${child.exitCode}, signal ${child.signalCode})`;
     },
   };

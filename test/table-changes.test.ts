@@ -9,7 +9,8 @@
 import test, { type ExecutionContext } from 'ava';
 import pino from 'pino';
 import { appendEnvelopes } from '../src/decide/append-batch.js';
-import { createRunner, TablesChangedError } from '../src/projection/runner.js';
+import { createRunner } from '../src/projection/runner.js';
+import { TablesChangedError } from '../src/projection/columns.js';
 import { mayTurnTriggersOff } from '../src/projection/key-checks.js';
 import { isTransient } from '../src/projection/transient.js';
 import type { LogBatch } from '../src/log/types.js';

@@ -101,8 +101,6 @@ export class NewerReleaseError extends Error {
   }
 }
 
-export { TablesChangedError };
-
 /** An event as handlers see it, brought to the current schema version: upcasting happens here only. */
 function toProjected(event: RecordedEvent): ProjectedEvent | undefined {
   if (!isEventType(event.type)) return undefined;
