@@ -1,7 +1,7 @@
-import pg from 'pg';
 import { parse, parseIntoClientConfig } from 'pg-connection-string';
 import { MIGRATIONS_SCHEMA } from './knex-config.js';
 import { quoteIdent } from '../log/postgres/sql.js';
+import { withClient } from './with-client.js';
 
 /**
  * Creates the database named in `url` when it does not exist yet (the contract's default
@@ -14,17 +14,13 @@ export async function ensureDatabase(url: string): Promise<void> {
   const name = parse(url).database;
   // The URL is not repeated: it may hold a password.
   if (!name) throw new Error('DATABASE_URL has no database name (postgres://host:port/<database>)');
-  const probe = new pg.Client({ connectionString: url });
   try {
-    await probe.connect();
-    await probe.end();
+    await withClient(url, async () => undefined);
     return;
   } catch (error) {
     if ((error as { code?: string }).code !== '3D000') throw error; // invalid_catalog_name: no such database
   }
-  const client = new pg.Client({ ...parseIntoClientConfig(url), database: 'postgres' });
-  await client.connect();
-  try {
+  await withClient({ ...parseIntoClientConfig(url), database: 'postgres' }, async (client) => {
     const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
     if (rowCount) return;
     try {
@@ -35,22 +31,18 @@ export async function ensureDatabase(url: string): Promise<void> {
       const code = (error as { code?: string }).code;
       if (code !== '42P04' && code !== '23505') throw error;
     }
-  } finally {
-    await client.end();
-  }
+  });
 }
 
 /** Everything `knex migrate:latest` needs before it starts: the database and Knex's own schema. */
 export async function prepareDatabase(url: string): Promise<void> {
   await ensureDatabase(url);
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    await client.query(`CREATE SCHEMA IF NOT EXISTS ${MIGRATIONS_SCHEMA}`);
-  } catch (error) {
-    // Two processes racing on CREATE SCHEMA IF NOT EXISTS can still collide on the catalog.
-    if ((error as { code?: string }).code !== '23505') throw error;
-  } finally {
-    await client.end();
-  }
+  await withClient(url, async (client) => {
+    try {
+      await client.query(`CREATE SCHEMA IF NOT EXISTS ${MIGRATIONS_SCHEMA}`);
+    } catch (error) {
+      // Two processes racing on CREATE SCHEMA IF NOT EXISTS can still collide on the catalog.
+      if ((error as { code?: string }).code !== '23505') throw error;
+    }
+  });
 }

@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import knexFactory from 'knex';
-import pg from 'pg';
 import { prepareDatabase } from './ensure-database.js';
 import { knexConfig, MIGRATIONS_SCHEMA } from './knex-config.js';
+import { withClient } from './with-client.js';
 
 /** The session lock migrateLatest holds while it migrates (the log's locks are 7401 to 7408). */
 const MIGRATION_LOCK = [7409, 0] as const;
@@ -16,9 +16,8 @@ const MIGRATION_LOCK = [7409, 0] as const;
  */
 export async function migrateLatest(databaseUrl: string): Promise<string[]> {
   await prepareDatabase(databaseUrl);
-  const lock = new pg.Client({ connectionString: databaseUrl });
-  await lock.connect();
-  try {
+  // The session's end releases its lock.
+  return withClient(databaseUrl, async (lock) => {
     await lock.query('SELECT pg_advisory_lock($1, $2)', [...MIGRATION_LOCK]);
     const knex = knexFactory(knexConfig(databaseUrl));
     try {
@@ -27,9 +26,7 @@ export async function migrateLatest(databaseUrl: string): Promise<string[]> {
     } finally {
       await knex.destroy();
     }
-  } finally {
-    await lock.end(); // the session's end releases its lock
-  }
+  });
 }
 
 /** `knex migrate:rollback --all` as a function. */
@@ -56,19 +53,16 @@ function releaseMigrations(): string[] {
  * migrated (it has no log to read).
  */
 export async function missingMigrations(databaseUrl: string): Promise<string[]> {
-  const client = new pg.Client({ connectionString: databaseUrl });
-  await client.connect();
-  let applied: Set<string>;
-  try {
-    const { rows } = await client.query<{ name: string }>(`SELECT name FROM ${MIGRATIONS_SCHEMA}.knex_migrations`);
-    applied = new Set(rows.map((row) => row.name));
-  } catch (error) {
-    // No Knex record (schema or table): never migrated. Anything else (permissions) says so itself.
-    if ((error as { code?: string }).code !== '3F000' && (error as { code?: string }).code !== '42P01') throw error;
-    throw new Error('the database has not been migrated: run npx knex migrate:latest (or serve --migrate)');
-  } finally {
-    await client.end();
-  }
+  const applied = await withClient(databaseUrl, async (client) => {
+    try {
+      const { rows } = await client.query<{ name: string }>(`SELECT name FROM ${MIGRATIONS_SCHEMA}.knex_migrations`);
+      return new Set(rows.map((row) => row.name));
+    } catch (error) {
+      // No Knex record (schema or table): never migrated. Anything else (permissions) says so itself.
+      if ((error as { code?: string }).code !== '3F000' && (error as { code?: string }).code !== '42P01') throw error;
+      throw new Error('the database has not been migrated: run npx knex migrate:latest (or serve --migrate)');
+    }
+  });
   return releaseMigrations().filter((name) => !applied.has(name));
 }
 

@@ -1,5 +1,5 @@
-import pg from 'pg';
 import { sqlFile } from '../log/postgres/sql.js';
+import { withClient } from './with-client.js';
 
 const SERVER_SETTINGS_SQL = sqlFile(import.meta.url, 'server-settings.sql');
 
@@ -23,11 +23,5 @@ export function settingsWarnings(settings: ServerSettings): string[] {
 
 /** The server's settings that settingsWarnings looks at. */
 export async function serverSettings(databaseUrl: string): Promise<ServerSettings> {
-  const client = new pg.Client({ connectionString: databaseUrl });
-  await client.connect();
-  try {
-    return (await client.query<ServerSettings>(SERVER_SETTINGS_SQL)).rows[0]!;
-  } finally {
-    await client.end();
-  }
+  return withClient(databaseUrl, async (client) => (await client.query<ServerSettings>(SERVER_SETTINGS_SQL)).rows[0]!);
 }

@@ -28,6 +28,7 @@
  */
 import pg from 'pg';
 import { createPool } from '../db/pool.js';
+import { withClient } from '../db/with-client.js';
 import type { EventLog } from '../log/types.js';
 import type { Logger } from '../logger.js';
 import { declaredUpsertKeys, keySignature, type ProjectionDefinition } from './definition.js';
@@ -479,9 +480,7 @@ export async function planRebuild(
 ): Promise<RebuildPlanEntry[]> {
   const unknown = names.filter((name) => !projections.some((p) => p.name === name));
   if (unknown.length) throw new Error(`unknown projection(s): ${unknown.join(', ')} (known: ${projections.map((p) => p.name).join(', ')})`);
-  const client = new pg.Client({ connectionString: databaseUrl });
-  await client.connect();
-  try {
+  return withClient(databaseUrl, async (client) => {
     const { rows } = await client.query<{ name: string; fingerprint: string | null }>('SELECT name, fingerprint FROM event_store.projections');
     const recorded = new Map(rows.map((row) => [row.name, row.fingerprint]));
     const reasons = new Map<string, string>();
@@ -509,7 +508,5 @@ export async function planRebuild(
       groups.set(projection.group, entry);
     }
     return [...groups.values()];
-  } finally {
-    await client.end();
-  }
+  });
 }

@@ -7,6 +7,7 @@ import pg from 'pg';
 import { withDefaultUser } from '../../src/config.js';
 import { migrateLatest } from '../../src/db/migrate.js';
 import { createPool } from '../../src/db/pool.js';
+import { withClient } from '../../src/db/with-client.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -19,16 +20,8 @@ export function urlFor(database: string): string {
   return url.toString();
 }
 
-/** Opens a client on `url`, runs `fn`, closes the client. */
-export async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
+/** Opens a client on `url`, runs `fn`, closes the client (the store's own helper). */
+export { withClient };
 
 /** A client for the rest of the test, closed at teardown. */
 export async function connect(t: ExecutionContext, url: string): Promise<pg.Client> {
