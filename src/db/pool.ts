@@ -39,10 +39,17 @@ export function keepingOptions<C extends pg.ClientConfig>(config: C, env: NodeJS
  * lost between two statements of a transaction would crash the process with an uncaught 'error'
  * event. Here both are reported to `onError`, and the next statement on a dead client fails
  * (a transient error the caller retries).
+ *
+ * Its connections send TCP keepalives (unless `config` says otherwise): a statement waiting for
+ * the answer of a server whose host died, or whose network drops packets without a reset (a
+ * failover, a firewall), waited for ever without them, and with it the ingester's batch, which
+ * kept its messages held on NATS. With them the wait fails after the kernel's probes (10 s idle,
+ * then its probe interval and count: about 11 minutes with Linux's defaults of 75 s and 9), and
+ * the caller retries on a new connection.
  */
 export function createPool(config: pg.PoolConfig & { onError: (error: unknown) => void }): pg.Pool {
   const { onError, ...poolConfig } = config;
-  const pool = new pg.Pool(keepingOptions(poolConfig));
+  const pool = new pg.Pool(keepingOptions({ keepAlive: true, keepAliveInitialDelayMillis: 10_000, ...poolConfig }));
   pool.on('error', onError);
   pool.on('connect', (client) => client.on('error', onError));
   return pool;
