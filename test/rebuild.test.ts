@@ -885,6 +885,23 @@ test('a migration of a live table during the rebuild refuses the swap, which wou
   t.deepEqual(await leftovers(client), NO_LEFTOVERS);
 });
 
+// Regression (found by a review): the rebuild's own connection took the user's timeouts, so a
+// unique key added back over a large table outlasted a role's statement_timeout, and the swap's
+// transaction, idle while the new tables catch up, an idle_in_transaction_session_timeout.
+test('regression: the database\'s statement and idle-in-transaction timeouts do not end a rebuild', async (t) => {
+  const { reference, db, client } = await builtCopy(t);
+  const name = new URL(db.url).pathname.slice(1);
+  await client.query(`ALTER DATABASE "${name}" SET idle_in_transaction_session_timeout = '100ms'`);
+  const log = openLog(t, db.url);
+  // The swap's transaction is open while the phase runs: a catch-up that takes a while.
+  const onPhase = async (phase: string) => {
+    if (phase === 'swapping') await new Promise((resolve) => setTimeout(resolve, 400));
+  };
+  await rebuildGroup({ databaseUrl: db.url, log, logger: silentLogger, projections: [namespaceUsage], batchSize: 50, onPhase });
+  t.deepEqual(await digests(client), reference.digests, 'the same rows, rebuilt');
+  t.deepEqual(await leftovers(client), NO_LEFTOVERS);
+});
+
 test('the swap waits for a shadow table without holding the live ones: readers go on meanwhile', async (t) => {
   const { reference, db, client } = await builtCopy(t);
   const log = openLog(t, db.url);

@@ -140,6 +140,13 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
   const admin = new pg.Client({ connectionString: options.databaseUrl });
   admin.on('error', (error) => logger.warn({ err: error }, 'rebuild: connection lost'));
   await admin.connect();
+  // The user's timeouts (a role's statement_timeout, say) are for their statements, not for the
+  // rebuild's: a unique key added back over millions of rows outlasts them, and the swap's
+  // transaction waits idle while the new tables catch up. The settings this server has.
+  await admin.query(
+    `SELECT set_config(name, '0', false) FROM pg_settings
+      WHERE name IN ('statement_timeout', 'idle_in_transaction_session_timeout', 'idle_session_timeout')`,
+  );
   const pool = createPool({ connectionString: options.databaseUrl, max: 3, onError: (error) => logger.warn({ err: error }, 'rebuild pool: connection lost') });
   const interrupted = () => {
     if (options.signal?.aborted) throw new Error('rebuild interrupted: the live tables, checkpoints and fingerprints are unchanged');
@@ -208,7 +215,8 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
     for (const r of rebuilds) {
       await inTransaction(admin, r.shadow, async () => {
         for (const statement of r.deferredUniques) {
-          await admin.query(statement).catch((error: Error & { detail?: string }) => {
+          await admin.query(statement).catch((error: Error & { code?: string; detail?: string }) => {
+            if (error.code !== '23505') throw error;
             throw new Error(
               `the rebuilt tables of projection group "${r.group}" break a unique constraint of the live tables: ${error.message}` +
                 `${error.detail ? ` (${error.detail})` : ''}; the live tables, checkpoints and fingerprints are unchanged`,
