@@ -415,7 +415,7 @@ for (const [how, broken] of Object.entries(brokenSolves)) {
 // container restarts) did not match /^E[A-Z]+$/, so serve stopped instead of waiting.
 test('transient errors: connection and DNS failures are retried; an error about the data is not', (t) => {
   const withCode = (code: string) => Object.assign(new Error(code), { code });
-  for (const code of ['ECONNREFUSED', 'ECONNRESET', 'EAI_AGAIN', 'ENOTFOUND', '08006', '57P01', '53300', '40001', '40P01', '55P03']) {
+  for (const code of ['ECONNREFUSED', 'ECONNRESET', 'EAI_AGAIN', 'ENOTFOUND', '08006', '57P01', '53300', '40001', '40P01', '55P03', '25006']) {
     t.true(isTransient(withCode(code)), code);
   }
   t.true(isTransient(new Error('Connection terminated unexpectedly')));
@@ -1251,6 +1251,37 @@ test('a batch in one round trip whose connection is terminated half-way is retri
   await runner.apply(await batchAt(3));
   t.deepEqual(await packages(), [1, 2]);
   t.true(Object.values(await checkpointRows(db.url)).filter((row) => names.includes(row.name)).every((row) => row.position === 3));
+});
+
+// Regression (found by a review): a database that is read-only for a while (a failover that
+// reaches the standby first, default_transaction_read_only set for maintenance) raised 25006,
+// taken for the event's fault: the projections stopped, and serve with them.
+test('regression: a database read-only for a while holds the batch back, which is applied once it is writable again', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  const warnings: string[] = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) });
+  const pool = createPool({ connectionString: db.url, max: 2, application_name: 'read-only-test-runner', onError: () => undefined });
+  t.teardown(() => pool.end());
+  const runner = createRunner({ log: db.log, pool, projections: condaStoreProjections, logger });
+  const { names, batchAt, packages } = await channelAndTwoPackages(db);
+  await runner.apply(await batchAt(1));
+  const name = new URL(db.url).pathname.slice(1);
+  // New sessions read-only; the runner's sessions are ended, as a failover ends them.
+  const reconnectRunner = () => db.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'read-only-test-runner' AND datname = current_database()");
+  await db.query(`ALTER DATABASE "${name}" SET default_transaction_read_only = on`);
+  t.teardown(() => db.query(`ALTER DATABASE "${name}" RESET default_transaction_read_only`).catch(() => undefined));
+  await reconnectRunner();
+  const applying = runner.apply(await batchAt(2));
+  void applying.catch(() => undefined); // awaited below
+  await waitUntil(async () => warnings.some((line) => line.includes('read-only transaction') && line.includes('retrying the batch')), 'a retry on the read-only database');
+  t.deepEqual(await packages(), []);
+  await db.query(`ALTER DATABASE "${name}" RESET default_transaction_read_only`);
+  await reconnectRunner();
+  await applying;
+  t.deepEqual(await packages(), [1], 'applied once');
+  const checkpoints = Object.values(await checkpointRows(db.url)).filter((row) => names.includes(row.name));
+  t.true(checkpoints.every((row) => row.position === 2 && row.state === 'running'), JSON.stringify(checkpoints));
 });
 
 /**
