@@ -460,7 +460,7 @@ export function createRunner(options: RunnerOptions): Runner {
   }
 
   /** Which projections still need this event: they handle its type, run, and their checkpoint is below it. */
-  const pending = (checkpoints: Map<string, CheckpointRow>, event: ProjectedEvent) =>
+  const pending = (checkpoints: Map<string, CheckpointRow>, event: { type: string; globalPosition: number }) =>
     projections.filter((projection) => {
       const checkpoint = checkpoints.get(nameOf(projection))!;
       return event.type in projection.handlers && checkpoint.state === 'running' && checkpoint.position < event.globalPosition;
@@ -548,14 +548,23 @@ export function createRunner(options: RunnerOptions): Runner {
   async function isolateFailure(events: RecordedEvent[], batchError: unknown): Promise<void> {
     let found = false;
     for (const event of events) {
-      const projected = toProjected(event);
+      // An upcaster that throws on this event's data stops the projections of the event, as a
+      // handler that throws does: thrown from here, it would end serve, and again at each start.
+      let projected: ProjectedEvent | undefined;
+      let upcastFailure: { error: unknown } | undefined;
+      try {
+        projected = toProjected(event);
+      } catch (error) {
+        upcastFailure = { error };
+      }
       await inTransaction(async (client, checkpoints) => {
         const failedHere: string[] = [];
         const sequences = new Map<string, number>();
-        for (const projection of projected ? pending(checkpoints, projected) : []) {
+        for (const projection of projected || upcastFailure ? pending(checkpoints, event) : []) {
           await client.query('SAVEPOINT projection');
           try {
-            for (const [sequence, id] of (await execute(client, changesOf(projection, projected!), 'isolating')).sequences) sequences.set(sequence, Math.max(sequences.get(sequence) ?? 0, id));
+            if (!projected) throw upcastFailure!.error;
+            for (const [sequence, id] of (await execute(client, changesOf(projection, projected), 'isolating')).sequences) sequences.set(sequence, Math.max(sequences.get(sequence) ?? 0, id));
             await client.query('RELEASE SAVEPOINT projection');
           } catch (error) {
             if (isTransient(error)) throw error;
