@@ -1170,6 +1170,21 @@ test('an existing consumer that delivers no bodies, or refuses the ingester\'s f
   });
 });
 
+// Regression (found by a review): a push consumer of the ingester's name passed the check; nats.js
+// then refused to pull from it at each session's start, and since the retry delay went back to
+// its first step whenever ownership was taken, ingestion retried every 250 ms for ever.
+test('an existing push consumer of the ingester\'s name is refused, naming it', async (t) => {
+  const nats = await testNats(t);
+  const names = nats.names;
+  await ensureIngestion(nats.nc, names);
+  await nats.jsm.consumers.delete(names.stream, names.durable);
+  const { max_waiting: _, ...pull } = consumerConfig(names); // a push consumer takes no max_waiting
+  await nats.jsm.consumers.add(names.stream, { ...pull, deliver_subject: `${names.subjectPrefix}.push-inbox` });
+  await t.throwsAsync(ensureIngestion(nats.nc, names), {
+    message: new RegExp(`^consumer ${names.durable} on stream ${names.stream} cannot be used: it is a push consumer \\(deliver_subject ${names.subjectPrefix}\\.push-inbox\\), not a pull consumer\\. Delete it`),
+  });
+});
+
 test('id allocation over NATS request-reply', async (t) => {
   const db = await testLog(t);
   const nats = await testNats(t);

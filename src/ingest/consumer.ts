@@ -299,6 +299,9 @@ export function batchLimit(batchSize: number, failures: number): number {
   return failures < 2 ? batchSize : Math.max(1, Math.floor(batchSize / 2 ** Math.min(failures - 1, 52)));
 }
 
+/** How long a session must have run, without handling a batch, to count as working (the retry delay then starts over). */
+const PROVEN_SESSION_MS = 30_000;
+
 export function createIngester(options: IngesterOptions): Ingester {
   const names = resolveNames(options.names);
   const { nc, log, logger } = options;
@@ -434,7 +437,7 @@ export function createIngester(options: IngesterOptions): Ingester {
         refused(index, outcome.reason);
         kept.add(index);
       }
-      await storeThrough(Math.max(...rejected.map(({ index }) => valid[index]!.msg.seq)));
+      await storeThrough(rejected.reduce((through, { index }) => Math.max(through, valid[index]!.msg.seq), 0));
     };
     const sequence = batch[batch.length - 1]!.seq;
     // Those decided already (malformed, or verdicts that stand) go first, before any append.
@@ -481,7 +484,7 @@ export function createIngester(options: IngesterOptions): Ingester {
     return { floor: Math.max(consumer.ack_floor.stream_seq, stream.state.first_seq - 1), created: stream.created };
   }
 
-  async function session(pool: pg.Pool, counters: ReturnType<typeof createCounters>, owned: AbortSignal, consumerInfo: ConsumerInfo): Promise<void> {
+  async function session(pool: pg.Pool, counters: ReturnType<typeof createCounters>, owned: AbortSignal, consumerInfo: ConsumerInfo, handled: () => void): Promise<void> {
     const jsm = await nc.jetstreamManager();
     const consumer = await nc.jetstream().consumers.get(names.stream, names.durable);
     const ackWaitMs = Math.max(1000, Math.floor((consumerInfo.config.ack_wait ?? 30e9) / 1e6));
@@ -500,6 +503,8 @@ export function createIngester(options: IngesterOptions): Ingester {
     const changed = changes();
     let inFlight: Message[] = [];
     let readerDone = false;
+    /** The session has handed back what it held: whatever comes after is handed back at once. */
+    let over = false;
     let readerError: unknown;
     let failures = 0;
 
@@ -536,8 +541,10 @@ export function createIngester(options: IngesterOptions): Ingester {
           let sameAsFetched: Promise<boolean> | undefined;
           try {
             for await (const msg of messages) {
-              // Another stream since: what this fetch brings goes back, for the next session.
-              if (ended.signal.aborted || (msg.seq <= floor && !(await (sameAsFetched ??= sameStream())))) {
+              // Another stream since, or the session over: what this fetch brings goes back, for
+              // the next session (after the session's last sweep, a message held here would come
+              // back only after the ack wait).
+              if (ended.signal.aborted || over || (msg.seq <= floor && !(await (sameAsFetched ??= sameStream())))) {
                 tell(msg, 'nak');
                 continue;
               }
@@ -600,7 +607,9 @@ export function createIngester(options: IngesterOptions): Ingester {
         floor = serverFloor;
         return;
       }
-      const lowest = Math.min(...buffer.keys());
+      // Not Math.min(...keys): spread into arguments, a buffer of some 125,000 messages throws.
+      let lowest = Infinity;
+      for (const seq of buffer.keys()) lowest = Math.min(lowest, seq);
       // After a failed batch, its messages come back after the retry delay: not read before.
       const readAfterMs = MISSING_MESSAGE_WAIT_MS + (failures > 0 ? delayFor(failures - 1) : 0);
       // At most 1,000 lookups per check. Each answers for a whole run of sequences where the
@@ -696,6 +705,7 @@ export function createIngester(options: IngesterOptions): Ingester {
             'batch ingested',
           );
           reported = report;
+          handled();
         } catch (error) {
           // Nothing of this batch is acked: it comes back after the delay, and the messages
           // after it wait for it (they are behind the floor).
@@ -722,6 +732,7 @@ export function createIngester(options: IngesterOptions): Ingester {
         given.abort(); // its timer would hold the process open for seconds after a stop
       }
       // What is left could not be handled in order: it goes back to JetStream for the next owner.
+      over = true;
       for (const msg of buffer.values()) tell(msg, 'nak');
       buffer.clear();
     }
@@ -765,17 +776,23 @@ export function createIngester(options: IngesterOptions): Ingester {
             continue;
           }
           if (!ownership) break;
-          // NATS and the database both answered: the next failure starts from the first delay.
-          failures = 0;
           const owned = AbortSignal.any([signal, ownership.lost]);
           logger.info({ stream: names.stream, durable: names.durable, subjects: `${subjectPrefix}>` }, 'ingesting events from NATS');
+          // The next failure starts from the first delay once a session has shown that it works:
+          // it handled a batch, or ran for a while. Reset as soon as ownership was taken, a session
+          // that fails at its start (a fetch the server refuses) was retried every 250 ms for ever.
+          const began = Date.now();
+          let handledBatch = false;
+          const proven = () => handledBatch || Date.now() - began >= PROVEN_SESSION_MS;
           try {
-            await session(pool, counters, owned, consumerInfo);
+            await session(pool, counters, owned, consumerInfo, () => (handledBatch = true));
+            if (proven()) failures = 0;
             if (!signal.aborted) {
               // The ownership connection was lost: the database is probably down.
               await pause(new Error('ownership connection lost'), 'database connection lost; ingestion resumes when it is back');
             }
           } catch (error) {
+            if (proven()) failures = 0;
             await pause(error, 'ingestion interrupted; resuming');
           } finally {
             await ownership.release();

@@ -200,7 +200,8 @@ export function consumerConfig(names: IngestNames, settings: ConsumerSettings = 
  * limit (the server gives up on a message, its ack floor passes it, and it is never appended), a
  * filter that leaves events out, a start after the stream's first message, or messages delivered
  * without their bodies (headers_only: each would be stored as a rejection, acked, and gone from
- * the work queue). And what keeps it from working at all: a limit on a pull request's size or
+ * the work queue). And what keeps it from working at all: a push consumer (nats.js refuses to
+ * pull from one, and the ingester retried every 250 ms for ever, the reason lost), a limit on a pull request's size or
  * expiry below the ingester's fetches (`fetch`), which the server refuses with a status that
  * nats.js does not raise, so that ingestion stood still with nothing said.
  */
@@ -212,6 +213,7 @@ export function consumerProblems(config: Partial<ConsumerConfig>, names: IngestN
   if (filters.length > 0 && !filters.includes(eventsWildcard(names))) problems.push(`its filter (${filters.join(', ')}) is not ${eventsWildcard(names)}`);
   if (config.deliver_policy !== undefined && config.deliver_policy !== DeliverPolicy.All) problems.push(`deliver_policy is ${String(config.deliver_policy)}, not all`);
   if (config.headers_only) problems.push('headers_only is set: messages would come without their bodies');
+  if (config.deliver_subject) problems.push(`it is a push consumer (deliver_subject ${config.deliver_subject}), not a pull consumer`);
   if (config.max_batch !== undefined && config.max_batch > 0 && config.max_batch < fetch.maxMessages) {
     problems.push(`max_batch is ${config.max_batch}, below the ingester's fetches of up to ${fetch.maxMessages} messages (--ingest-batch-size)`);
   }
