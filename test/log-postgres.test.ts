@@ -371,6 +371,20 @@ test('postgres: a listening connection that goes silent is dropped when its prob
   t.not(wakeups.seen(), listening, 'the notification was heard');
 });
 
+// Regression (found by a review): close() ended the listening connection but left its probe's
+// timer, which then found the connection closed and reported it lost, after the log was closed.
+test('postgres: after close(), the listener\'s probe reports nothing', async (t) => {
+  const db = await ownDatabase(t);
+  const errors: unknown[] = [];
+  const probeMs = 50;
+  const wakeups = createWakeups(testPool(t, db.url, 1), db.url, (error) => void errors.push(error), 5, probeMs);
+  await wakeups.wait(1); // the listener, and its probe
+  await wakeups.close();
+  // What is checked is an absence: ten probe intervals go by, and nothing is reported.
+  await new Promise((resolve) => setTimeout(resolve, 10 * probeMs));
+  t.deepEqual(errors, []);
+});
+
 // Regression (found in review): node-postgres reports a terminated backend twice; the second
 // report threw away the listener being connected again, a third connection started beside it, and
 // the one left over was never closed (sessions holding the listener lock after close()).

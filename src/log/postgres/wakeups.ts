@@ -222,6 +222,8 @@ export function createWakeups(
         listener = client;
         let probing = false;
         probe = setInterval(() => {
+          // Closed: close() ends the client, and a probe of it would report a lost connection.
+          if (closed) return void clearInterval(probe);
           if (probing) return;
           probing = true;
           // query_timeout per query: node-postgres takes it (its types only know it per client).
