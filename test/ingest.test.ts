@@ -784,31 +784,37 @@ test.serial('a stream deleted and created again under a running ingester: its ne
 });
 
 // The other half of the same rule: a previous owner stored a message's rejection and died before
-// its ack. Redelivered to the next owner, the message keeps the verdict stored then.
-test.serial('a redelivered message whose rejection a previous owner stored keeps that verdict, whatever the log holds now', async (t) => {
-  const db = await testLog(t);
-  const nats = await testNats(t, { create: true });
-  const { completed, started } = await queuedBuild(db);
-  await db.query('ALTER TABLE event_store.rejected_messages ADD CONSTRAINT refuse_all CHECK (false) NOT VALID');
-  const [rejected] = await publishEvents(nats.nc, [completed, started], { names: nats.names });
-  // The first owner receives both, cannot store the refusal, and stops (its messages go back to
-  // JetStream, to be redelivered).
-  const first = runIngester(t, { nc: nats.nc, log: db.log, databaseUrl: db.url, names: nats.names, batchSize: 8, retryDelayMs: { initial: 50, max: 200 } });
-  await waitUntil(() => first.retries >= 1, 'the first owner to try the batch');
-  await first.stop();
-  await db.query('ALTER TABLE event_store.rejected_messages DROP CONSTRAINT refuse_all');
-  // As that owner would have left things had it stored the refusal, appended the BuildStarted and
-  // died before its acks.
-  const stored = fromStream(await nats.jsm.streams.getMessage(nats.names.stream, { seq: rejected!.sequence }), nats.names.stream);
-  await storeRejections(testPool(t, db.url, 1), [{ parsed: { msg: stored, eventId: completed.id, eventType: completed.type }, reason: 'refused by the previous owner' }]);
-  await appendEnvelopes(db.log, [started]);
+// its ack. Redelivered to the next owner, the message keeps the verdict stored then. Regression
+// (found by a review): with the consumer deleted and created meanwhile (as serve's error about a
+// consumer it cannot use says to do), the message came anew, not marked as redelivered, and was
+// decided again.
+for (const consumerCreatedAgain of [false, true]) {
+  test.serial(`a redelivered message whose rejection a previous owner stored keeps that verdict, whatever the log holds now${consumerCreatedAgain ? ' (the consumer deleted and created meanwhile)' : ''}`, async (t) => {
+    const db = await testLog(t);
+    const nats = await testNats(t, { create: true });
+    const { completed, started } = await queuedBuild(db);
+    await db.query('ALTER TABLE event_store.rejected_messages ADD CONSTRAINT refuse_all CHECK (false) NOT VALID');
+    const [rejected] = await publishEvents(nats.nc, [completed, started], { names: nats.names });
+    // The first owner receives both, cannot store the refusal, and stops (its messages go back to
+    // JetStream, to be redelivered).
+    const first = runIngester(t, { nc: nats.nc, log: db.log, databaseUrl: db.url, names: nats.names, batchSize: 8, retryDelayMs: { initial: 50, max: 200 } });
+    await waitUntil(() => first.retries >= 1, 'the first owner to try the batch');
+    await first.stop();
+    await db.query('ALTER TABLE event_store.rejected_messages DROP CONSTRAINT refuse_all');
+    // As that owner would have left things had it stored the refusal, appended the BuildStarted and
+    // died before its acks.
+    const stored = fromStream(await nats.jsm.streams.getMessage(nats.names.stream, { seq: rejected!.sequence }), nats.names.stream);
+    await storeRejections(testPool(t, db.url, 1), [{ parsed: { msg: stored, eventId: completed.id, eventType: completed.type }, reason: 'refused by the previous owner' }]);
+    await appendEnvelopes(db.log, [started]);
+    if (consumerCreatedAgain) await nats.jsm.consumers.delete(nats.names.stream, nats.names.durable); // the next owner creates it
 
-  const next = runIngester(t, { nc: nats.nc, log: db.log, databaseUrl: db.url, names: nats.names, batchSize: 8 });
-  await waitUntil(() => next.totals().messages >= 2, 'the redeliveries to be handled');
-  t.deepEqual(await streamTypes(db, 'build-1'), ['BuildScheduled', 'BuildStarted']);
-  t.like(next.totals(), { appended: 0, duplicates: 1, rejected: 1 });
-  t.deepEqual(await db.query('SELECT reason FROM event_store.rejected_messages'), [{ reason: 'refused by the previous owner' }]);
-});
+    const next = runIngester(t, { nc: nats.nc, log: db.log, databaseUrl: db.url, names: nats.names, batchSize: 8 });
+    await waitUntil(() => next.totals().messages >= 2, 'the redeliveries to be handled');
+    t.deepEqual(await streamTypes(db, 'build-1'), ['BuildScheduled', 'BuildStarted']);
+    t.like(next.totals(), { appended: 0, duplicates: 1, rejected: 1 });
+    t.deepEqual(await db.query('SELECT reason FROM event_store.rejected_messages'), [{ reason: 'refused by the previous owner' }]);
+  });
+}
 
 // Regression: a batch's rejected messages went in one INSERT of ten parameters a row; past 6,553
 // rows the protocol's 16-bit count of parameters wrapped, the server refused the statement (08P01,

@@ -103,6 +103,7 @@ const decoder = new TextDecoder('utf-8', { fatal: true });
 
 const STORE_REJECTIONS_SQL = sqlFile(import.meta.url, 'store-rejections.sql');
 const STORED_REJECTIONS_SQL = sqlFile(import.meta.url, 'stored-rejections.sql');
+const REJECTIONS_ABOVE_SQL = sqlFile(import.meta.url, 'rejections-above.sql');
 const ADD_COUNTS_SQL = sqlFile(import.meta.url, 'add-counts.sql');
 
 /** Increments of the ingestion counters, and the last stream sequence handled (0: none) with its stream's creation time. */
@@ -322,14 +323,15 @@ export function createIngester(options: IngesterOptions): Ingester {
   /**
    * Verdicts that stand for messages that come again: those of a batch whose append committed
    * but whose rejected messages were not stored (kept here, by stream sequence, until they are),
-   * and those stored before the messages' acks were lost (read back, for redeliveries only).
+   * and those stored before the messages' acks were lost (read back, for redeliveries and for the
+   * sequences that had a stored rejection when the session started: `storedBefore`).
    * Decided again, a rejected message would meet a log that now holds the messages after it,
    * and could go in, out of its place in the stream's order.
    */
   const unstoredVerdicts = new Map<string, { seq: number; reason: string }>();
   // A message as rejected_messages keys it (a stream created again numbers from 1 again).
   const messageKey = (msg: Message) => `${msg.info.stream}/${msg.seq}/${storedAt(msg)}`;
-  async function standingVerdicts(pool: pg.Pool, batch: Parsed[]): Promise<Map<number, string>> {
+  async function standingVerdicts(pool: pg.Pool, batch: Parsed[], storedBefore: ReadonlySet<number>): Promise<Map<number, string>> {
     const verdicts = new Map<number, string>();
     if (unstoredVerdicts.size > 0) {
       for (const { msg } of batch) {
@@ -337,7 +339,7 @@ export function createIngester(options: IngesterOptions): Ingester {
         if (unstored) verdicts.set(msg.seq, unstored.reason);
       }
     }
-    const again = batch.filter(({ msg }) => msg.info.redelivered && !verdicts.has(msg.seq)).map(({ msg }) => msg);
+    const again = batch.filter(({ msg }) => (msg.info.redelivered || storedBefore.has(msg.seq)) && !verdicts.has(msg.seq)).map(({ msg }) => msg);
     if (again.length > 0) {
       const { rows } = await pool.query<{ stream_sequence: string; reason: string }>(STORED_REJECTIONS_SQL, [names.stream, again.map((msg) => msg.seq), again.map(storedAt)]);
       for (const row of rows) verdicts.set(Number(row.stream_sequence), row.reason);
@@ -402,11 +404,11 @@ export function createIngester(options: IngesterOptions): Ingester {
     return result;
   };
 
-  async function processBatch(pool: pg.Pool, counters: ReturnType<typeof createCounters>, batch: Message[], streamCreated: string): Promise<IngestBatchReport> {
+  async function processBatch(pool: pg.Pool, counters: ReturnType<typeof createCounters>, batch: Message[], streamCreated: string, storedBefore: ReadonlySet<number>): Promise<IngestBatchReport> {
     const started = performance.now();
     const queuedMs = (msg: Message) => Math.max(0, performance.timeOrigin + started - msg.info.timestampNanos / 1e6);
     const parsedBatch: Parsed[] = batch.map(parsedMessage);
-    const standing = await standingVerdicts(pool, parsedBatch);
+    const standing = await standingVerdicts(pool, parsedBatch, storedBefore);
     const valid = parsedBatch.filter((p) => p.envelope && !standing.has(p.msg.seq));
     const validated = performance.now();
     // Rejected messages, stored before anything behind them is appended (appendBatch's keep for
@@ -490,6 +492,7 @@ export function createIngester(options: IngesterOptions): Ingester {
     const ackWaitMs = Math.max(1000, Math.floor((consumerInfo.config.ack_wait ?? 30e9) / 1e6));
     const start = await serverState(jsm);
     let floor = start.floor;
+    const storedBefore = new Set((await pool.query<{ stream_sequence: string }>(REJECTIONS_ABOVE_SQL, [names.stream, floor, start.created])).rows.map((row) => Number(row.stream_sequence)));
     // Ends the session when the stream turns out to be another one: its messages are numbered
     // from 1 again, and at or below the floor they would be taken for handled ones and acked.
     const ended = new AbortController();
@@ -688,7 +691,7 @@ export function createIngester(options: IngesterOptions): Ingester {
         inFlight = batch;
         let reported: IngestBatchReport | undefined;
         try {
-          const report = await processBatch(pool, counters, batch, start.created);
+          const report = await processBatch(pool, counters, batch, start.created, storedBefore);
           for (const msg of batch) tell(msg, 'ack');
           floor = batch[batch.length - 1]!.seq;
           failures = 0;
