@@ -1228,6 +1228,28 @@ test('id allocation over NATS request-reply', async (t) => {
   t.is(new Set(given).size, given.length);
 });
 
+// Regression (found by a review): nats.js closes a subscription the server refuses (a permissions
+// violation); the responder logged it and answered nothing more until serve was restarted, while
+// ingestion went on, so nobody noticed. Now it subscribes again until the permissions allow it.
+test('the id responder subscribes again after the server refused its subscription, and answers once the permissions allow it', async (t) => {
+  const db = await testLog(t);
+  const auth = { user: 'svc', pass: 'svc-pass' };
+  const permissions = (deny: string[]) => `authorization { users = [ { user: "${auth.user}", password: "${auth.pass}", permissions: { subscribe: { deny: ${JSON.stringify(deny)} } } } ] }\n`;
+  const server = await privateNats(t, auth, permissions(['condastore.ids.>']));
+  const nc = await connect({ servers: server.url, ...auth });
+  t.teardown(() => nc.close());
+  const warnings: string[] = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) });
+  const responder = startIdsResponder(nc, db.log, logger, {}, { resubscribeMs: { initial: 50, max: 200 } });
+  t.teardown(() => responder.stop());
+  await waitUntil(() => warnings.filter((line) => line.includes('Permissions Violation')).length >= 2, 'the subscription to be refused, and refused again');
+  await server.reload(permissions([]));
+  // Answered once a subscription holds; each request until then times out.
+  let ids: number[] | undefined;
+  await waitUntil(async () => (ids = await requestIds(nc, 'namespace', 2, { timeoutMs: 500 }).catch(() => undefined)) !== undefined, 'an answer');
+  t.deepEqual(ids, [1, 2]);
+});
+
 /** How many id allocations of this database wait for a kind's allocation lock (7408). */
 async function allocationsWaiting(client: pg.Client): Promise<number> {
   const { rows } = await client.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = 7408 AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())");

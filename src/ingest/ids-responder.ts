@@ -68,7 +68,8 @@ export async function answerIdsRequest(log: EventLog, kind: string, data: Uint8A
 }
 
 export interface IdsResponder {
-  subscription: Subscription;
+  /** The subscription answering now (a new one after the server closed the one before). */
+  readonly subscription: Subscription;
   /**
    * Stops taking requests and resolves once every request in hand is answered: those being
    * allocated with their ids, those still waiting for a slot with an error that says to ask
@@ -85,13 +86,20 @@ export const STOPPING_ERROR = 'stopping: ask again';
 /** How long a stop waits at most for the allocations in progress (default 10 s). */
 export const DEFAULT_STOP_WAIT_MS = 10_000;
 
-/** Subscribes the responder on `<prefix>.ids.*` in a queue group. */
+/** The delays before subscribing again after the server closed the subscription: doubled from the first to the second. */
+export const DEFAULT_RESUBSCRIBE_MS = { initial: 1000, max: 60_000 };
+
+/**
+ * Subscribes the responder on `<prefix>.ids.*` in a queue group. A subscription the server
+ * refuses or ends (a permissions violation) is made again after a delay, and again, until it
+ * holds: fixed permissions bring id allocation back without a restart of serve.
+ */
 export function startIdsResponder(
   nc: NatsConnection,
   log: EventLog,
   logger: Logger,
   names: Partial<IngestNames> = {},
-  { stopWaitMs = DEFAULT_STOP_WAIT_MS }: { stopWaitMs?: number } = {},
+  { stopWaitMs = DEFAULT_STOP_WAIT_MS, resubscribeMs = DEFAULT_RESUBSCRIBE_MS }: { stopWaitMs?: number; resubscribeMs?: { initial: number; max: number } } = {},
 ): IdsResponder {
   const resolved = resolveNames(names);
   const prefixLength = idsSubject(resolved, '').length;
@@ -119,13 +127,24 @@ export function startIdsResponder(
       else running -= 1;
     }
   };
-  const subscription = nc.subscribe(idsWildcard(resolved), {
+  let failures = 0;
+  let again: NodeJS.Timeout | undefined;
+  const subscribe = (): Subscription => nc.subscribe(idsWildcard(resolved), {
     queue: `${resolved.durable}-ids`,
     callback: (error, msg: Msg) => {
       if (error) {
-        logger.warn({ err: error }, 'id allocation subscription error');
+        // nats.js closes a subscription the server refused (and says so here, once).
+        const delayMs = Math.min(resubscribeMs.initial * 2 ** Math.min(failures++, 20), resubscribeMs.max);
+        logger.warn({ err: error, delayMs }, 'id allocation subscription error: subscribing again after the delay');
+        clearTimeout(again);
+        again = setTimeout(() => {
+          if (stopped || nc.isClosed()) return;
+          subscription = subscribe();
+        }, delayMs);
+        again.unref();
         return;
       }
+      failures = 0;
       const kind = msg.subject.slice(prefixLength);
       // A publish with nowhere to answer would burn up to 10,000 ids for nobody.
       if (!msg.reply) {
@@ -142,10 +161,14 @@ export function startIdsResponder(
       inHand.add(answered);
     },
   });
+  let subscription = subscribe();
   return {
-    subscription,
+    get subscription() {
+      return subscription;
+    },
     async stop() {
       stopped = true;
+      clearTimeout(again);
       for (const go of waiting.splice(0)) go(false);
       // Drained, not only unsubscribed: the requests the server had sent before the unsubscribe
       // are answered too (with STOPPING_ERROR). The drain's flush waits for the server: bounded

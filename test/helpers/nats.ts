@@ -220,13 +220,15 @@ export interface PrivateNats {
   stop(): Promise<void>;
   /** Starts it again on the same port and storage: JetStream state survives. */
   start(): Promise<void>;
+  /** Writes `config` as the server's configuration file and has the server reload it (SIGHUP). */
+  reload(config: string): Promise<void>;
 }
 
 /**
  * A NATS server of the test's own (JetStream, file storage in a temporary directory, a free port
  * on 127.0.0.1), for tests that restart NATS: the shared server must not be touched.
  */
-export async function privateNats(t: ExecutionContext, auth?: { user: string; pass: string }): Promise<PrivateNats> {
+export async function privateNats(t: ExecutionContext, auth?: { user: string; pass: string }, config?: string): Promise<PrivateNats> {
   const { spawn } = await import('node:child_process');
   const fs = await import('node:fs');
   const os = await import('node:os');
@@ -239,9 +241,13 @@ export async function privateNats(t: ExecutionContext, auth?: { user: string; pa
     });
   });
   let child: import('node:child_process').ChildProcess | undefined;
+  // A configuration file (users and their permissions, say), when given: reload() rewrites it.
+  const configFile = path.join(dir, 'server.conf');
+  if (config !== undefined) fs.writeFileSync(configFile, config);
   const start = async () => {
     const credentials = auth ? ['--user', auth.user, '--pass', auth.pass] : [];
-    child = spawn('nats-server', ['-js', '-sd', dir, '-a', '127.0.0.1', '-p', String(port), ...credentials], { stdio: 'ignore' });
+    const withConfig = config !== undefined ? ['-c', configFile] : [];
+    child = spawn('nats-server', [...withConfig, '-js', '-sd', dir, '-a', '127.0.0.1', '-p', String(port), ...credentials], { stdio: 'ignore' });
     const deadline = Date.now() + 15_000;
     for (;;) {
       try {
@@ -262,10 +268,14 @@ export async function privateNats(t: ExecutionContext, auth?: { user: string; pa
     running.kill('SIGTERM');
     await exited;
   };
+  const reload = async (next: string) => {
+    fs.writeFileSync(configFile, next);
+    child?.kill('SIGHUP');
+  };
   await start();
   t.teardown(async () => {
     await stop();
     fs.rmSync(dir, { recursive: true, force: true });
   });
-  return { url: `nats://127.0.0.1:${port}`, stop, start };
+  return { url: `nats://127.0.0.1:${port}`, stop, start, reload };
 }
