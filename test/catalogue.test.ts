@@ -19,6 +19,7 @@ import {
   type EventType,
   type ValidationIssue,
 } from '../src/catalogue/index.js';
+import { toAppendRequest } from '../src/decide/index.js';
 import { envelopeFor, samples } from './helpers/samples.js';
 
 const schemasDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../schemas');
@@ -121,6 +122,16 @@ test('stream templates name the field the stream is made of', (t) => {
   t.is(catalogue.CondaPackageBuildRegistered.streamTemplate, 'conda_package-<package_id>');
   t.is(catalogue.SettingStored.streamTemplate, 'keyvaluestore-<prefix>');
   t.is(catalogue.StorageUsageReported.streamTemplate, 'conda_store_configuration');
+});
+
+// Regression (found by a review): toAppendRequest trusted the envelope's stream, which only
+// validateEnvelope checked; an envelope built in code (the library's appendEnvelopes) with build
+// 8's data on build-7 claimed build-7 for build 8's row.
+test('regression: the append-time rules refuse an envelope whose stream is not its data\'s, validated or not', (t) => {
+  const envelope = envelopeFor('BuildScheduled', { ...samples.BuildScheduled, build_id: 8 });
+  t.is(toAppendRequest(envelope).stream, 'build-8');
+  const error = t.throws(() => toAppendRequest({ ...envelope, stream: 'build-7' }), { instanceOf: EventValidationError });
+  t.is(error!.message, 'BuildScheduled: /stream: expected build-8 (build-<build_id>), got build-7');
 });
 
 test('isEventType knows only event types, not object keys', (t) => {

@@ -5,7 +5,7 @@
  * `version` precondition on what was read makes the decision fail, and be taken again, if the
  * stream moved meanwhile.
  */
-import type { Envelope } from '../catalogue/index.js';
+import { definitionOf, EventValidationError, streamOf, type CatalogueEvent, type Envelope } from '../catalogue/index.js';
 import { upcast } from '../catalogue/upcast.js';
 import { PreconditionFailedError } from '../log/errors.js';
 import type { AppendRequest, EventLog, ExpectedVersion, Precondition } from '../log/types.js';
@@ -28,7 +28,14 @@ function expectedVersionOf(envelope: Envelope, creates: boolean): ExpectedVersio
 export function toAppendRequest(envelope: Envelope): AppendRequest {
   // The rules read the data at the current schema version, as the projections do (an older
   // version's fields may be named otherwise); the log stores the event as it was sent.
-  const changes = keyChanges(upcast(envelope), envelope.stream, envelope.id);
+  const current = upcast(envelope);
+  // validateEnvelope checks this too, but an envelope built in code need not have been through
+  // it: build 8's data appended to build-7 would claim one aggregate's stream for another's row.
+  const stream = streamOf(current as CatalogueEvent);
+  if (envelope.stream !== stream) {
+    throw new EventValidationError(envelope.type, [{ path: '/stream', message: `expected ${stream} (${definitionOf(envelope.type).streamTemplate}), got ${envelope.stream}` }]);
+  }
+  const changes = keyChanges(current, envelope.stream, envelope.id);
   return {
     stream: envelope.stream,
     expectedVersion: expectedVersionOf(envelope, changes.creates),
