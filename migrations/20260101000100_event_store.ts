@@ -144,7 +144,7 @@ CREATE FUNCTION event_store.failed_precondition(
 $fn$;
 `;
 
-const CHECK_PRECONDITIONS = `
+export const CHECK_PRECONDITIONS = `
 -- Raises CS005 for the first precondition of groups p_from..p_to that does not hold.
 CREATE FUNCTION event_store.check_preconditions(
   p_found int[], p_size int[], p_from int, p_to int, p_streams text[],

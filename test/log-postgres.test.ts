@@ -1343,3 +1343,43 @@ test('the README library example runs against a migrated database: refusals, ver
     '',
   ].join('\n'));
 });
+
+// Regression (found by a review): a `key` precondition read the keys as committed, so an append
+// that needed a key another appender was claiming at that moment (a package build being
+// registered) was refused, and in serve stored as rejected for good. It now waits for that claim.
+test('postgres: a key precondition waits for a claim of its key in flight: it holds once the claim commits, and fails if it rolls back, leaving no key behind', async (t) => {
+  const log = await postgresLog(t);
+  const key = (value: string) => ({ kind: 'key' as const, name: 'conda_package_build.id', value, message: `package build ${value} must exist` });
+  const needing = (value: string): AppendRequest => ({ stream: `build-${value}`, events: events(1, 'BuildPackagesRecorded'), preconditions: [key(value)] });
+  const claimer = await connect(t, log.url);
+  // Watched from a connection outside the claimer's transaction, which would see one snapshot of
+  // pg_stat_activity for the whole of it.
+  const watcher = await connect(t, log.url);
+  const keysOf = async (value: string) => (await watcher.query('SELECT stream FROM event_store.keys WHERE name = $1 AND value = $2', ['conda_package_build.id', value])).rows;
+  const waitingForClaimer = async () => {
+    const { rows } = await watcher.query<{ pid: number }>(
+      "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'transactionid'");
+    return rows.length > 0;
+  };
+  for (const outcome of ['COMMIT', 'ROLLBACK'] as const) {
+    const value = outcome === 'COMMIT' ? '42' : '43';
+    // Another appender claims the key and has not committed yet.
+    await claimer.query('BEGIN');
+    await claimer.query(APPEND_SQL, appendParameters([{ stream: 'conda_package-1', events: events(1, 'CondaPackageBuildRegistered'), claims: [{ name: 'conda_package_build.id', value }] }]));
+    const appending = log.append(needing(value));
+    void appending.catch(() => undefined); // awaited below
+    await waitUntil(waitingForClaimer, 'the precondition to wait for the claim in flight');
+    await claimer.query(outcome);
+    if (outcome === 'COMMIT') {
+      t.is((await appending).length, 1, 'appended once the claim committed');
+      t.deepEqual(await keysOf(value), [{ stream: 'conda_package-1' }]);
+    } else {
+      await t.throwsAsync(appending, { instanceOf: PreconditionFailedError, message: 'package build 43 must exist' });
+      t.deepEqual(await keysOf(value), [], 'the probe of the key was undone');
+    }
+  }
+  // No claim anywhere: refused at once, nothing left behind.
+  await t.throwsAsync(log.append(needing('44')), { instanceOf: PreconditionFailedError, message: 'package build 44 must exist' });
+  t.deepEqual(await keysOf('44'), []);
+  t.deepEqual((await log.readStream('build-43')).length, 0);
+});
