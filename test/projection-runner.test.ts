@@ -1284,6 +1284,31 @@ test('regression: a database read-only for a while holds the batch back, which i
   t.true(checkpoints.every((row) => row.position === 2 && row.state === 'running'), JSON.stringify(checkpoints));
 });
 
+// Regression (found by a review): every transient error retried the same batch, so one too large
+// for the server's memory (53200) or a configured limit (53400, temp_file_limit) failed for ever.
+// Here a trigger stands for such a server: a statement of more than one package row fails.
+test('regression: a batch the database lacks the memory for goes in halves after two failures, and everything is applied once', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  await db.query(`
+    CREATE FUNCTION one_row_at_a_time() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF (SELECT count(*) FROM added) > 1 THEN RAISE EXCEPTION 'out of memory (a test)' USING ERRCODE = '53200'; END IF;
+      RETURN NULL;
+    END $$;
+    CREATE TRIGGER one_row_at_a_time AFTER INSERT ON conda_package REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION one_row_at_a_time();
+  `);
+  const warnings: string[] = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) });
+  const runner = createRunner({ log: db.log, pool: testPool(t, db.url, 2), projections: condaStoreProjections, logger });
+  const { packages } = await channelAndTwoPackages(db);
+  const events = (await collect(db.log.readAll())).flat();
+  await runner.apply(Object.assign(events, { position: events.at(-1)!.globalPosition }));
+  t.deepEqual(await packages(), [1, 2]);
+  t.is(warnings.filter((line) => line.includes('applying it in halves')).length, 1);
+  t.true(Object.values(await checkpointRows(db.url)).every((row) => row.position === 3 && row.state === 'running'));
+});
+
 /**
  * Six channels in the log, read in batches of two (positions 1-2, 3-4, 5-6), and what the tests
  * of a lost projection transaction do with them: undo a batch as a server crash undoes an

@@ -67,6 +67,19 @@ export interface Runner {
 
 const DEFAULT_BATCH_SIZE = 1000;
 const RETRY_DELAYS_MS = [100, 250, 500, 1000, 2000, 5000];
+
+/** Failures in a row for want of memory after which a batch is applied in halves (applyWithRetry). */
+const HALVE_AFTER = 2;
+
+/**
+ * Out of memory (53200: work memory, or the shared lock table) or past a configured limit (53400:
+ * temp_file_limit): errors of a statement too large for the server, which a smaller batch avoids.
+ * Transient all the same (isTransient): another session may be what took the memory.
+ */
+function lacksResourcesFor(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code;
+  return code === '53200' || code === '53400';
+}
 /** How long a checkpoint may stay behind batches that had nothing to apply. */
 const IDLE_SAVE_MS = 1000;
 
@@ -590,8 +603,13 @@ export function createRunner(options: RunnerOptions): Runner {
     if (!found) logger.warn({ err: batchError, from: events[0]!.globalPosition, to: events[events.length - 1]!.globalPosition }, 'batch failed as a whole but applied event by event');
   }
 
-  /** Applies a batch, retrying transient failures with back-off until it goes through or `signal` aborts. */
+  /**
+   * Applies a batch, retrying transient failures with back-off until it goes through or `signal`
+   * aborts. A batch the server lacks the memory for, twice in a row, goes in halves instead (each
+   * retried, and halved again, the same way): retried whole, it failed for ever.
+   */
   async function applyWithRetry(batch: LogBatch, signal?: AbortSignal): Promise<void> {
+    let tooLarge = 0;
     for (let attempt = 0; ; attempt++) {
       try {
         await init();
@@ -602,6 +620,14 @@ export function createRunner(options: RunnerOptions): Runner {
         // retries below are for a database that does not answer).
         if (error instanceof TablesChangedError && !signal?.aborted) continue;
         if (!isTransient(error) || signal?.aborted) throw error;
+        if (lacksResourcesFor(error) && ++tooLarge >= HALVE_AFTER && batch.length > 1) {
+          const half = Math.ceil(batch.length / 2);
+          logger.warn({ err: error, events: batch.length, from: batch[0]!.globalPosition, to: batch.position }, 'the database lacks the resources for this batch: applying it in halves');
+          // The first half ends at its last event; the second covers the rest of the range read.
+          await applyWithRetry(Object.assign(batch.slice(0, half), { position: batch[half - 1]!.globalPosition }), signal);
+          await applyWithRetry(Object.assign(batch.slice(half), { position: batch.position }), signal);
+          return;
+        }
         const delay = RETRY_DELAYS_MS[Math.min(attempt, RETRY_DELAYS_MS.length - 1)]!;
         logger.warn({ err: error, attempt, delayMs: delay }, 'database unavailable, retrying the batch');
         await sleep(delay, signal);
