@@ -207,7 +207,7 @@ END
 $fn$;
 `;
 
-const APPEND_EVENTS = `
+export const APPEND_EVENTS = `
 CREATE FUNCTION event_store.append_events(
   p_ids         uuid[],   -- per event
   p_groups      int[],    -- per event: index (1-based) of its group

@@ -1383,3 +1383,32 @@ test('postgres: a key precondition waits for a claim of its key in flight: it ho
   t.deepEqual(await keysOf('44'), []);
   t.deepEqual((await log.readStream('build-43')).length, 0);
 });
+
+// Regression (found by a review): a key precondition that names the key's holder read the key as
+// last committed, and did not wait for an append of the holder in flight: an event that needed
+// the key went in beside the one that released it. It now takes the holder's lock, shared.
+test('postgres: a key precondition naming a holder waits for that holder\'s append in flight: refused once it released the key, and holds if it rolls back', async (t) => {
+  const log = await postgresLog(t);
+  const holder = 'build-7';
+  const claim = { name: 'build_artifact.id', value: '9' };
+  await log.append({ stream: holder, events: events(1, 'ArtifactStored'), claims: [claim] });
+  const releaser = await connect(t, log.url);
+  const watcher = await connect(t, log.url); // outside the releaser's transaction, whose pg_stat_activity is one snapshot
+  const waiting = async () =>
+    (await watcher.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory'")).rowCount! > 0;
+  const needing = (stream: string): AppendRequest => ({
+    stream, events: events(1, 'ArtifactUsed'), preconditions: [{ kind: 'key', ...claim, holder, message: 'artifact 9 must be one of build 7' }],
+  });
+  for (const outcome of ['ROLLBACK', 'COMMIT'] as const) {
+    // The holder's append that deletes the artifact (releases its key), not committed yet.
+    await releaser.query('BEGIN');
+    await releaser.query(APPEND_SQL, appendParameters([{ stream: holder, events: events(1, 'ArtifactDeleted'), releases: [claim] }]));
+    const appending = log.append(needing(`report-${outcome}`));
+    void appending.catch(() => undefined); // awaited below
+    await waitUntil(waiting, 'the precondition to wait for the holder\'s append');
+    await releaser.query(outcome);
+    if (outcome === 'ROLLBACK') t.is((await appending).length, 1, 'the key is still the holder\'s');
+    else await t.throwsAsync(appending, { instanceOf: PreconditionFailedError, message: 'artifact 9 must be one of build 7' });
+  }
+  t.is((await log.readStream('report-COMMIT')).length, 0);
+});
