@@ -1347,7 +1347,9 @@ test('the README library example runs against a migrated database: refusals, ver
 // Regression (found by a review): a `key` precondition read the keys as committed, so an append
 // that needed a key another appender was claiming at that moment (a package build being
 // registered) was refused, and in serve stored as rejected for good. It now waits for that claim.
-test('postgres: a key precondition waits for a claim of its key in flight: it holds once the claim commits, and fails if it rolls back, leaving no key behind', async (t) => {
+// (A review of the first fix found it appending once the claim committed, at the positions it
+// had taken before the claim's: the event that needed the key came first in the log.)
+test('postgres: a key precondition waits for a claim of its key in flight: appended after the claim once it commits, refused if it rolls back, leaving no key behind', async (t) => {
   const log = await postgresLog(t);
   const key = (value: string) => ({ kind: 'key' as const, name: 'conda_package_build.id', value, message: `package build ${value} must exist` });
   const needing = (value: string): AppendRequest => ({ stream: `build-${value}`, events: events(1, 'BuildPackagesRecorded'), preconditions: [key(value)] });
@@ -1371,7 +1373,10 @@ test('postgres: a key precondition waits for a claim of its key in flight: it ho
     await waitUntil(waitingForClaimer, 'the precondition to wait for the claim in flight');
     await claimer.query(outcome);
     if (outcome === 'COMMIT') {
-      t.is((await appending).length, 1, 'appended once the claim committed');
+      const [appended] = await appending;
+      // After the claim in the log's order: the append was made again once the claim committed.
+      const [claimed] = (await log.readStream('conda_package-1')).filter((event) => event.type === 'CondaPackageBuildRegistered');
+      t.true(appended!.globalPosition > claimed!.globalPosition, `${appended!.globalPosition} after ${claimed!.globalPosition}`);
       t.deepEqual(await keysOf(value), [{ stream: 'conda_package-1' }]);
     } else {
       await t.throwsAsync(appending, { instanceOf: PreconditionFailedError, message: 'package build 43 must exist' });
@@ -1411,4 +1416,59 @@ test('postgres: a key precondition naming a holder waits for that holder\'s appe
     else await t.throwsAsync(appending, { instanceOf: PreconditionFailedError, message: 'artifact 9 must be one of build 7' });
   }
   t.is((await log.readStream('report-COMMIT')).length, 0);
+});
+
+// Regression (found by a review of the first fix, which checked once more after the wait and went
+// on): an append that took its positions before the claimer of the key it needs, and waited for
+// that claim, put its event ahead of the claim's in the log. It is now made again after the claim.
+test('postgres: an append that needs a key claimed by a later appender in flight comes after that claim in the log', async (t) => {
+  const log = await postgresLog(t);
+  const other = await connect(t, log.url); // holds a key the append claims: keeps it waiting after it took its positions
+  const claimer = await connect(t, log.url); // claims the key the append needs, after the append took its positions
+  const watcher = await connect(t, log.url);
+  const waitingOn = async (xid: string) =>
+    (await watcher.query("SELECT 1 FROM pg_locks WHERE locktype = 'transactionid' AND NOT granted AND transactionid::text = $1", [xid])).rowCount! > 0;
+  const xidOf = async (client: pg.Client) => (await client.query<{ xid: string }>('SELECT pg_current_xact_id()::text AS xid')).rows[0]!.xid;
+  await other.query('BEGIN');
+  await other.query(APPEND_SQL, appendParameters([{ stream: 'other-1', events: events(1, 'Other'), claims: [{ name: 'other.key', value: '1' }] }]));
+  const appending = log.append({
+    stream: 'build-1', events: events(1, 'BuildPackagesRecorded'), claims: [{ name: 'other.key', value: '1' }],
+    preconditions: [{ kind: 'key', name: 'conda_package_build.id', value: '5', message: 'package build 5 must exist' }],
+  });
+  void appending.catch(() => undefined); // awaited below
+  await waitUntil(async () => waitingOn(await xidOf(other)), 'the append to wait for the other claim, its positions taken');
+  await claimer.query('BEGIN');
+  await claimer.query(APPEND_SQL, appendParameters([{ stream: 'conda_package-1', events: events(1, 'CondaPackageBuildRegistered'), claims: [{ name: 'conda_package_build.id', value: '5' }] }]));
+  const claimerXid = await xidOf(claimer);
+  await other.query('ROLLBACK'); // the append claims its key, then meets the claim of the key it needs, in flight
+  await waitUntil(() => waitingOn(claimerXid), 'the append to wait for the claim of the key it needs');
+  await claimer.query('COMMIT');
+  const [appended] = await appending;
+  const [registered] = await log.readStream('conda_package-1');
+  t.true(appended!.globalPosition > registered!.globalPosition, `the event that needs the key at ${appended!.globalPosition}, its claim at ${registered!.globalPosition}`);
+});
+
+// Regression (found with the fix above): the same append whose needed key was claimed and
+// committed by the later appender before its check ran, with no wait at all, held on that key
+// and came ahead of the claim in the log. A key claimed by a transaction newer than the append's
+// sends it round again.
+test('postgres: an append that needs a key committed by a later appender before its check comes after that claim in the log', async (t) => {
+  const log = await postgresLog(t);
+  const other = await connect(t, log.url);
+  const watcher = await connect(t, log.url);
+  const waitingOn = async (xid: string) =>
+    (await watcher.query("SELECT 1 FROM pg_locks WHERE locktype = 'transactionid' AND NOT granted AND transactionid::text = $1", [xid])).rowCount! > 0;
+  await other.query('BEGIN');
+  await other.query(APPEND_SQL, appendParameters([{ stream: 'other-1', events: events(1, 'Other'), claims: [{ name: 'other.key', value: '1' }] }]));
+  const otherXid = (await other.query<{ xid: string }>('SELECT pg_current_xact_id()::text AS xid')).rows[0]!.xid;
+  const appending = log.append({
+    stream: 'build-1', events: events(1, 'BuildPackagesRecorded'), claims: [{ name: 'other.key', value: '1' }],
+    preconditions: [{ kind: 'key', name: 'conda_package_build.id', value: '5', message: 'package build 5 must exist' }],
+  });
+  void appending.catch(() => undefined); // awaited below
+  await waitUntil(() => waitingOn(otherXid), 'the append to wait for the other claim, its positions taken');
+  const [registered] = await log.append({ stream: 'conda_package-1', events: events(1, 'CondaPackageBuildRegistered'), claims: [{ name: 'conda_package_build.id', value: '5' }] });
+  await other.query('ROLLBACK');
+  const [appended] = await appending;
+  t.true(appended!.globalPosition > registered!.globalPosition, `the event that needs the key at ${appended!.globalPosition}, its claim at ${registered!.globalPosition}`);
 });

@@ -138,8 +138,13 @@ export function startIdsResponder(
         logger.warn({ err: error, delayMs }, 'id allocation subscription error: subscribing again after the delay');
         clearTimeout(again);
         again = setTimeout(() => {
-          if (stopped || nc.isClosed()) return;
-          subscription = subscribe();
+          if (stopped || nc.isClosed() || nc.isDraining()) return;
+          try {
+            subscription = subscribe();
+          } catch (subscribeError) {
+            // Thrown in a timer, it would end the process: said, and the responder stays down.
+            logger.error({ err: subscribeError }, 'id allocation: could not subscribe again');
+          }
         }, delayMs);
         again.unref();
         return;

@@ -20,6 +20,7 @@ export function isTransient(error: unknown): boolean {
     code === '40001' || // serialization failure
     code === '40P01' || // deadlock
     code === '55P03' || // lock not available
+    code === 'CS008' || // an append undone to be made again after a claim in flight (src/log/postgres/append.ts)
     code === '25006' || // read-only transaction: a standby reached during a failover, a database set read-only for maintenance
     code === '57014' || // query canceled: by an operator (pg_cancel_backend), or a statement timeout
     /^E[A-Z_]+$/.test(code) // Node socket and DNS errors (ECONNREFUSED, EAI_AGAIN, ...)

@@ -349,7 +349,18 @@ export async function append(source: pg.Pool | Connections, requests: AppendRequ
     if (fast) return fast[0]!;
     // Text parameters only: without node-postgres' Describe and result objects (leanQuery).
     const values = appendParameters(nonEmpty, notification, json, fastQuery && fastQueryArrays(fastQuery));
-    const rows = await runKeepingConnection(source, (client) => leanQuery(client, 'cse_append', APPEND_SQL, values), isRefusal);
+    let rows: TextRow[];
+    for (let attempt = 1; ; attempt++) {
+      try {
+        rows = await runKeepingConnection(source, (client) => leanQuery(client, 'cse_append', APPEND_SQL, values), isRefusal);
+        break;
+      } catch (error) {
+        // A key precondition waited for a claim in flight, which committed: this append's
+        // positions came before that claim's, so it was undone, to be made again after it (with
+        // new positions, the key seen). Past a few times, a transient error for the caller.
+        if (!isClaimedMeanwhile(error) || attempt >= CLAIMED_MEANWHILE_ATTEMPTS) throw error;
+      }
+    }
     const streamOfEvent = nonEmpty.flatMap((request) => request.events.map(() => request.stream));
     // The columns of append.sql: event_id, global_position, stream_version, recorded_ms, duplicate.
     return rows.map(([id, position, version, recordedMs, duplicate], index) => ({
@@ -368,6 +379,14 @@ export async function append(source: pg.Pool | Connections, requests: AppendRequ
     if (translated === error && error instanceof Error) Error.captureStackTrace(error);
     throw translated instanceof EventIdConflictError && !translated.eventId ? await namingEventsInLog(source, translated, nonEmpty) : translated;
   }
+}
+
+/** How many times an append is made when a key it needs keeps being claimed by appends in flight. */
+const CLAIMED_MEANWHILE_ATTEMPTS = 5;
+
+/** append_events() undid the append: a key precondition met a claim in flight that committed (migration 20260101001500). */
+function isClaimedMeanwhile(error: unknown): boolean {
+  return (error as { code?: unknown })?.code === 'CS008';
 }
 
 const IDS_IN_LOG_SQL = sqlFile(import.meta.url, 'ids-in-log.sql');

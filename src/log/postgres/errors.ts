@@ -36,6 +36,9 @@ export function translateError(error: unknown): unknown {
       return new DuplicateKeyError(pgError.message, String(detail.key), String(detail.value), detail.taken_by as string | undefined);
     case 'CS005':
       return new PreconditionFailedError(pgError.message, String(detail.stream), String(detail.subject), String(detail.condition));
+    case 'CS008':
+      // Not a refusal: the append met a claim in flight and is to be made again (append.ts).
+      return error;
     default:
       return new EventLogError(pgError.message);
   }

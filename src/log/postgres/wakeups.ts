@@ -229,7 +229,8 @@ export function createWakeups(
           // query_timeout per query: node-postgres takes it (its types only know it per client).
           client
             .query({ text: 'SELECT 1', query_timeout: probeMs } as pg.QueryConfig)
-            .catch((error: unknown) => lose(new Error(`the listening connection did not answer within ${probeMs} ms: dropped`, { cause: error })))
+            // A probe in flight when the log closed fails with the connection close() ended.
+            .catch((error: unknown) => closed || lose(new Error(`the listening connection did not answer within ${probeMs} ms: dropped`, { cause: error })))
             .finally(() => (probing = false));
         }, probeMs).unref();
         // Appends that committed while the listener was being set up were told to nobody here:
