@@ -20,10 +20,13 @@ import { CHECK_PRECONDITIONS } from './20260101000100_event_store.js';
  * a new transaction with new positions, and the condition then holds (src/log/postgres/append.ts).
  *
  * The same order is kept when the claim committed before the check, with no wait: a condition
- * that holds on a key whose row is newer than this transaction (its xmin after this append's
- * transaction id, the claimer having taken its positions after this append's) raises CS008 too.
- * A claim's row may be its subtransaction's, newer than its claimer: such an append goes round
- * once more for nothing. The cost when nothing is in flight: one lookup per `key` condition.
+ * that holds on a key whose holder's last event is newer than this append (its transaction id,
+ * in 64 bits, after this one's: the claimer took its positions after this append's) raises CS008
+ * too. (A first version compared the key row's xmin: 32 bits, which a key claimed 2^31
+ * transactions ago passes as newer for ever, a review found.) And a key held, as the condition
+ * asks, by the time the condition has failed, claimed between the check's snapshot and now, is
+ * not refused but appended again. The cost when nothing is in flight: one lookup per `key`
+ * condition, and none for appends without one.
  */
 export async function up(knex: Knex): Promise<void> {
   await knex.raw(`${KEY_CLAIMED_MEANWHILE} DROP FUNCTION event_store.check_preconditions; ${CHECK_PRECONDITIONS_V2}`);
@@ -61,39 +64,47 @@ CREATE FUNCTION event_store.check_preconditions(
 DECLARE
   r record;
   v_name text;
+  v_holder text;
 BEGIN
   SELECT * INTO r FROM event_store.failed_precondition(p_found, p_size, p_from, p_to,
     p_claim_group, p_claim_name, p_claim_value, p_cond_group, p_cond_stream, p_cond_kind, p_cond_arg, p_cond_message);
   IF NOT FOUND THEN
     -- Every condition holds. A 'key' condition may hold on a key whose claim committed after this
-    -- append took its positions (the claimer took its own after them), which would put this event
-    -- ahead of the claim's in the log: a key claimed by a transaction newer than this one (its
-    -- row's xmin, a claim's subtransaction or the claimer itself, after this transaction's id)
-    -- sends the append round again. Keys of this call's own claims are left out; an older
-    -- claimer's subtransaction may be newer than this transaction: one round too many.
-    IF EXISTS (
+    -- append took its positions (its claimer took its own after them): this event would come
+    -- ahead of the claim's in the log. The claim came with an event of the stream that holds the
+    -- key; that stream's last event newer than this transaction (transaction ids in 64 bits, in
+    -- the order of the positions) sends the append round again. A newer event of that stream
+    -- that did not claim the key costs one round for nothing.
+    IF 'key' = ANY (p_cond_kind) AND EXISTS (
       SELECT 1
       FROM unnest(p_cond_group, p_cond_stream, p_cond_kind, p_cond_arg) AS c(grp, stream, kind, arg)
       JOIN event_store.keys k ON k.name = split_part(c.arg, chr(31), 1) AND k.value = c.stream
+      CROSS JOIN LATERAL (
+        SELECT e.transaction_id FROM event_store.events e WHERE e.stream = k.stream ORDER BY e.stream_version DESC LIMIT 1
+      ) last
       WHERE c.kind = 'key' AND c.grp BETWEEN p_from AND p_to AND p_found[c.grp] < p_size[c.grp]
-        AND age(k.xmin) < 0
-        AND NOT EXISTS (SELECT 1 FROM unnest(p_claim_name, p_claim_value) AS cl(name, value) WHERE cl.name = k.name AND cl.value = k.value)
+        AND last.transaction_id > pg_current_xact_id()
     ) THEN
       RAISE EXCEPTION 'a key this append needs was claimed by an append after it: append again' USING ERRCODE = 'CS008';
     END IF;
     RETURN;
   END IF;
   IF r.kind = 'key' THEN
-    -- The key's name: the condition's argument up to the unit separator (its holder follows, if any).
-    SELECT split_part(c.arg, chr(31), 1) INTO v_name
+    -- The key's name and the holder the condition names, if any (the argument: name, chr(31), holder).
+    SELECT split_part(c.arg, chr(31), 1), split_part(c.arg, chr(31), 2) INTO v_name, v_holder
     FROM unnest(p_cond_group, p_cond_stream, p_cond_kind, p_cond_arg) AS c(grp, stream, kind, arg)
     WHERE c.grp = r.grp AND c.kind = 'key' AND c.stream = r.subject
     LIMIT 1;
-    -- A key this statement sees (committed, or claimed by a later group of this call) failed the
-    -- condition for another reason (another holder than the one named, or claimed too late in
-    -- the call): refused. A key it does not see may be a claim in flight: waited for.
-    IF NOT EXISTS (SELECT 1 FROM event_store.keys k WHERE k.name = v_name AND k.value = r.subject)
-       AND event_store.key_claimed_meanwhile(v_name, r.subject) THEN
+    -- Held now as the condition asks, and not by a claim of this call (a later group's, which
+    -- does not count): claimed by an append that committed since the check's snapshot.
+    IF EXISTS (
+      SELECT 1 FROM event_store.keys k
+      WHERE k.name = v_name AND k.value = r.subject AND (v_holder = '' OR k.stream = v_holder)
+        AND NOT EXISTS (SELECT 1 FROM unnest(p_claim_name, p_claim_value) AS cl(name, value) WHERE cl.name = v_name AND cl.value = r.subject)
+    )
+    -- Not there: perhaps claimed by an append in flight, which the probe waits for.
+    OR (NOT EXISTS (SELECT 1 FROM event_store.keys k WHERE k.name = v_name AND k.value = r.subject)
+        AND event_store.key_claimed_meanwhile(v_name, r.subject)) THEN
       RAISE EXCEPTION 'key % % was claimed by an append in flight: append again', v_name, r.subject USING ERRCODE = 'CS008',
         DETAIL = json_build_object('stream', p_streams[r.grp], 'key', v_name, 'value', r.subject)::text;
     END IF;

@@ -1450,8 +1450,8 @@ test('postgres: an append that needs a key claimed by a later appender in flight
 
 // Regression (found with the fix above): the same append whose needed key was claimed and
 // committed by the later appender before its check ran, with no wait at all, held on that key
-// and came ahead of the claim in the log. A key claimed by a transaction newer than the append's
-// sends it round again.
+// and came ahead of the claim in the log. A key whose holder's last event is newer than the
+// append (64-bit transaction ids, in the order of the positions) sends it round again.
 test('postgres: an append that needs a key committed by a later appender before its check comes after that claim in the log', async (t) => {
   const log = await postgresLog(t);
   const other = await connect(t, log.url);
