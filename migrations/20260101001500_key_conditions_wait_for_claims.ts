@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import { CHECK_PRECONDITIONS } from './20260101000100_event_store.js';
+import { edit } from './20260101000600_cheaper_key_claims.js';
 
 /**
  * A `key` precondition waits for a claim of its key that is in flight. The other conditions are
@@ -52,23 +53,16 @@ END
 $fn$;
 `;
 
-const CHECK_PRECONDITIONS_V2 = `
--- Raises CS005 for the first precondition of groups p_from..p_to that does not hold. A failing
--- 'key' condition first waits for a claim of its key in flight: committed, it raises CS008, for
--- the client to append again with positions after that claim's (20260101001500).
-CREATE FUNCTION event_store.check_preconditions(
-  p_found int[], p_size int[], p_from int, p_to int, p_streams text[],
-  p_claim_group int[], p_claim_name text[], p_claim_value text[],
-  p_cond_group int[], p_cond_stream text[], p_cond_kind text[], p_cond_arg text[], p_cond_message text[]
-) RETURNS void LANGUAGE plpgsql AS $fn$
-DECLARE
-  r record;
-  v_name text;
-  v_holder text;
-BEGIN
-  SELECT * INTO r FROM event_store.failed_precondition(p_found, p_size, p_from, p_to,
-    p_claim_group, p_claim_name, p_claim_value, p_cond_group, p_cond_stream, p_cond_kind, p_cond_arg, p_cond_message);
-  IF NOT FOUND THEN
+const CHECK_PRECONDITIONS_V2 = [
+  ['-- Raises CS005 for the first precondition of groups p_from..p_to that does not hold.\n', ``],
+  ['  r record;\nBEGIN', '  r record;\n  v_name text;\n  v_holder text;\nBEGIN'],
+  [
+    `  IF FOUND THEN
+    RAISE EXCEPTION '%', r.message USING ERRCODE = 'CS005',
+      DETAIL = json_build_object('stream', p_streams[r.grp], 'condition', r.kind, 'subject', r.subject)::text;
+  END IF;
+`,
+    `  IF NOT FOUND THEN
     -- Every condition holds. A 'key' condition may hold on a key whose claim committed after this
     -- append took its positions (its claimer took its own after them): this event would come
     -- ahead of the claim's in the log. The claim came with an event of the stream that holds the
@@ -111,6 +105,6 @@ BEGIN
   END IF;
   RAISE EXCEPTION '%', r.message USING ERRCODE = 'CS005',
     DETAIL = json_build_object('stream', p_streams[r.grp], 'condition', r.kind, 'subject', r.subject)::text;
-END
-$fn$;
-`;
+`,
+  ],
+].reduce((text, [from, to]) => edit(text, from!, to!), CHECK_PRECONDITIONS);
