@@ -54,7 +54,14 @@ $fn$;
 `;
 
 const CHECK_PRECONDITIONS_V2 = [
-  ['-- Raises CS005 for the first precondition of groups p_from..p_to that does not hold.\n', ``],
+  [
+    '-- Raises CS005 for the first precondition of groups p_from..p_to that does not hold.\n',
+    `-- Raises CS005 for the first precondition of groups p_from..p_to that does not hold. A failing
+-- 'key' condition first waits for a claim of its key in flight: committed, it raises CS008, for
+-- the client to append again with positions after that claim's; so does a 'key' condition that
+-- holds on a key whose holder's last event is newer than this append (20260101001500).
+`,
+  ],
   ['  r record;\nBEGIN', '  r record;\n  v_name text;\n  v_holder text;\nBEGIN'],
   [
     `  IF FOUND THEN
