@@ -34,6 +34,7 @@ import type { Logger } from '../logger.js';
 import { acquireOwnership } from '../projection/ownership.js';
 import { isTransient } from '../projection/transient.js';
 import { DEFAULT_FETCH, ensureIngestion, eventSubject, isNoMessageError, resolveNames, type ConsumerSettings, type IngestNames } from './stream.js';
+import { backoffMs } from '../backoff.js';
 import { sleep } from '../sleep.js';
 import { sqlFile } from '../log/postgres/sql.js';
 
@@ -315,7 +316,7 @@ export function createIngester(options: IngesterOptions): Ingester {
   /** Messages held at most (fetched but not yet handled). */
   const bufferCap = batchSize * 4;
 
-  const delayFor = (failures: number) => Math.min(retryInitial * 2 ** Math.min(failures, 20), retryMax);
+  const delayFor = (failures: number) => backoffMs({ initial: retryInitial, max: retryMax }, failures);
 
   // -------------------------------------------------------------------------------------------
   // One batch: parse, append, store the rejected ones; count.

@@ -11,6 +11,7 @@ import type { EventLog } from '../log/types.js';
 import type { Logger } from '../logger.js';
 import { isTransient } from '../projection/transient.js';
 import { idsSubject, idsWildcard, resolveNames, type IngestNames } from './stream.js';
+import { backoffMs } from '../backoff.js';
 import { sleep } from '../sleep.js';
 
 /** The most ids one request may take. */
@@ -134,7 +135,7 @@ export function startIdsResponder(
     callback: (error, msg: Msg) => {
       if (error) {
         // nats.js closes a subscription the server refused (and says so here, once).
-        const delayMs = Math.min(resubscribeMs.initial * 2 ** Math.min(failures++, 20), resubscribeMs.max);
+        const delayMs = backoffMs(resubscribeMs, failures++);
         logger.warn({ err: error, delayMs }, 'id allocation subscription error: subscribing again after the delay');
         clearTimeout(again);
         again = setTimeout(() => {
