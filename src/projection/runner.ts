@@ -80,6 +80,7 @@ function lacksResourcesFor(error: unknown): boolean {
   const code = (error as { code?: unknown })?.code;
   return code === '53200' || code === '53400';
 }
+
 /** How long a checkpoint may stay behind batches that had nothing to apply. */
 const IDLE_SAVE_MS = 1000;
 
@@ -620,7 +621,8 @@ export function createRunner(options: RunnerOptions): Runner {
         // retries below are for a database that does not answer).
         if (error instanceof TablesChangedError && !signal?.aborted) continue;
         if (!isTransient(error) || signal?.aborted) throw error;
-        if (lacksResourcesFor(error) && ++tooLarge >= HALVE_AFTER && batch.length > 1) {
+        tooLarge = lacksResourcesFor(error) ? tooLarge + 1 : 0;
+        if (tooLarge >= HALVE_AFTER && batch.length > 1) {
           const half = Math.ceil(batch.length / 2);
           logger.warn({ err: error, events: batch.length, from: batch[0]!.globalPosition, to: batch.position }, 'the database lacks the resources for this batch: applying it in halves');
           // The first half ends at its last event; the second covers the rest of the range read.
