@@ -1472,3 +1472,21 @@ test('postgres: an append that needs a key committed by a later appender before 
   const [appended] = await appending;
   t.true(appended!.globalPosition > registered!.globalPosition, `the event that needs the key at ${appended!.globalPosition}, its claim at ${registered!.globalPosition}`);
 });
+
+// Regression (found by a review): every key condition took an advisory lock on its key's value, as
+// if it were a stream, which nothing else locks: a slot of the server's lock table each, and a
+// batch of solves naming hundreds of package builds ran out of shared memory.
+test('postgres: key conditions take no lock of their own: an append needing 2,000 keys holds its stream\'s lock and the badge only', async (t) => {
+  const log = await postgresLog(t);
+  const keys = Array.from({ length: 2000 }, (_, i) => ({ name: 'conda_package_build.id', value: String(i + 1) }));
+  await log.append({ stream: 'conda_package-1', events: events(1, 'CondaPackageBuildsRegistered'), claims: keys });
+  const appender = await connect(t, log.url);
+  await appender.query('BEGIN');
+  await appender.query(APPEND_SQL, appendParameters([{
+    stream: 'solve-1', events: events(1, 'SolveCompleted'),
+    preconditions: keys.map((key) => ({ kind: 'key' as const, ...key, message: `package build ${key.value} must exist` })),
+  }]));
+  const { rows: [held] } = await appender.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory'");
+  await appender.query('ROLLBACK');
+  t.is(held!.n, 2, 'the stream solve-1 (exclusive) and the appenders\' badge (shared)');
+});
