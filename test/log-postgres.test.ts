@@ -10,6 +10,8 @@ import type { AppendRequest, EventInput, EventLog, LogBatch, RecordedEvent } fro
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import { CARRY_AFTER_SHARE, createWakeups, LISTENER_LOCK, type Notification } from '../src/log/postgres/wakeups.js';
 import { createRecentAppends, inJsonbOrder } from '../src/log/postgres/recent-appends.js';
+import { translateError } from '../src/log/postgres/errors.js';
+import { isTransient } from '../src/projection/transient.js';
 import { root, waitForExit } from './helpers/cli.js';
 import { tcpProxy } from './helpers/nats.js';
 import { connect, freshDatabase, testPool, urlFor, withAdmin, withClient } from './helpers/database.js';
@@ -1489,4 +1491,12 @@ test('postgres: key conditions take no lock of their own: an append needing 2,00
   const { rows: [held] } = await appender.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory'");
   await appender.query('ROLLBACK');
   t.is(held!.n, 2, 'the stream solve-1 (exclusive) and the appenders\' badge (shared)');
+});
+
+// CS008 (an append undone to be made again after a claim in flight) is no refusal: translated
+// into one of the log's errors, the ingester would store the message as rejected for good.
+test('postgres: CS008 passes through as a transient error, not as a refusal of the log', (t) => {
+  const error = Object.assign(new Error('key conda_package_build.id 5 was claimed by an append in flight: append again'), { code: 'CS008' });
+  t.is(translateError(error), error);
+  t.true(isTransient(error));
 });

@@ -415,7 +415,7 @@ for (const [how, broken] of Object.entries(brokenSolves)) {
 // container restarts) did not match /^E[A-Z]+$/, so serve stopped instead of waiting.
 test('transient errors: connection and DNS failures are retried; an error about the data is not', (t) => {
   const withCode = (code: string) => Object.assign(new Error(code), { code });
-  for (const code of ['ECONNREFUSED', 'ECONNRESET', 'EAI_AGAIN', 'ENOTFOUND', '08006', '57P01', '53300', '40001', '40P01', '55P03', '25006']) {
+  for (const code of ['ECONNREFUSED', 'ECONNRESET', 'EAI_AGAIN', 'ENOTFOUND', '08006', '57P01', '53300', '40001', '40P01', '55P03', '25006', 'CS008']) {
     t.true(isTransient(withCode(code)), code);
   }
   t.true(isTransient(new Error('Connection terminated unexpectedly')));

@@ -22,7 +22,7 @@ export {
   type EnvelopeMetadata,
   type ExpectedVersion,
 } from './envelope.js';
-export { EventValidationError, unstorable, validateEnvelope, validateEvent, type ValidationIssue } from './validate.js';
+export { EventValidationError, streamIssue, unstorable, validateEnvelope, validateEvent, type ValidationIssue } from './validate.js';
 export { currentSchemaVersion, upcast, type StoredEvent } from './upcast.js';
 export { AGGREGATE_KINDS, ID_KINDS, isIdKind, type AggregateKind, type IdKind } from './kinds.js';
 export { idIntroduced } from './ids.js';

@@ -81,11 +81,8 @@ export function validateEnvelope(value: unknown): Envelope {
       const dataIssues = issuesOf(dataCheck(type), data, '/data');
       issues.push(...dataIssues);
       if (dataIssues.length === 0 && typeof value.stream === 'string') {
-        const definition = definitionOf(type);
-        const expected = (definition.streamOf as (data: unknown) => string)(data);
-        if (value.stream !== expected) {
-          issues.push({ path: '/stream', message: `expected ${expected} (${definition.streamTemplate}), got ${value.stream}` });
-        }
+        const wrongStream = streamIssue(type, data, value.stream);
+        if (wrongStream) issues.push(wrongStream);
       }
     }
   }
@@ -104,6 +101,16 @@ export function validateEnvelope(value: unknown): Envelope {
   const copy: Record<string, unknown> = { ...envelope, id };
   if (nullMetadata) delete copy.metadata;
   return copy as unknown as Envelope;
+}
+
+/**
+ * The issue with `stream` for an event of `type` whose data (at the current schema version) is
+ * `data`: the stream its data names (`build-42`) must be the one given. Undefined when it is.
+ */
+export function streamIssue(type: EventType, data: unknown, stream: string): ValidationIssue | undefined {
+  const definition = definitionOf(type);
+  const expected = (definition.streamOf as (data: unknown) => string)(data);
+  return stream === expected ? undefined : { path: '/stream', message: `expected ${expected} (${definition.streamTemplate}), got ${stream}` };
 }
 
 /** Validates the data of an event of the given type (for producers that let the library fill in id and stream). */

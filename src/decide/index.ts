@@ -5,7 +5,7 @@
  * `version` precondition on what was read makes the decision fail, and be taken again, if the
  * stream moved meanwhile.
  */
-import { definitionOf, EventValidationError, streamOf, type CatalogueEvent, type Envelope } from '../catalogue/index.js';
+import { EventValidationError, streamIssue, type Envelope } from '../catalogue/index.js';
 import { upcast } from '../catalogue/upcast.js';
 import { PreconditionFailedError } from '../log/errors.js';
 import type { AppendRequest, EventLog, ExpectedVersion, Precondition } from '../log/types.js';
@@ -31,10 +31,8 @@ export function toAppendRequest(envelope: Envelope): AppendRequest {
   const current = upcast(envelope);
   // validateEnvelope checks this too, but an envelope built in code need not have been through
   // it: build 8's data appended to build-7 would claim one aggregate's stream for another's row.
-  const stream = streamOf(current as CatalogueEvent);
-  if (envelope.stream !== stream) {
-    throw new EventValidationError(envelope.type, [{ path: '/stream', message: `expected ${stream} (${definitionOf(envelope.type).streamTemplate}), got ${envelope.stream}` }]);
-  }
+  const wrongStream = streamIssue(envelope.type, current.data, envelope.stream);
+  if (wrongStream) throw new EventValidationError(envelope.type, [wrongStream]);
   const changes = keyChanges(current, envelope.stream, envelope.id);
   return {
     stream: envelope.stream,
