@@ -23,7 +23,7 @@ export {
   type ExpectedVersion,
 } from './envelope.js';
 export { EventValidationError, streamIssue, unstorable, validateEnvelope, validateEvent, type ValidationIssue } from './validate.js';
-export { currentSchemaVersion, upcast, type StoredEvent } from './upcast.js';
+export { currentSchemaVersion, upcast, type StoredEvent, type Upcast } from './upcast.js';
 export { AGGREGATE_KINDS, ID_KINDS, isIdKind, type AggregateKind, type IdKind } from './kinds.js';
 export { idIntroduced } from './ids.js';
 export {

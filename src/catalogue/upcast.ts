@@ -25,6 +25,9 @@ export function currentSchemaVersion(type: EventType): number {
   return versions.length ? Math.max(...versions) + 1 : 1;
 }
 
+/** How a reader brings stored events to their type's current version (upcast, or a test's own). */
+export type Upcast = <E extends StoredEvent>(event: E) => E;
+
 /** Brings an event to the current version of its type; events already current (all of them, today) are returned as they are. */
 export function upcast<E extends StoredEvent>(event: E): E {
   const steps = (upcasters as Record<string, Record<number, Upcaster> | undefined>)[event.type];

@@ -9,7 +9,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type pg from 'pg';
 import { withConnection } from '../db/pool.js';
-import { isEventType, upcast } from '../catalogue/index.js';
+import { isEventType, upcast as catalogueUpcast, type Upcast } from '../catalogue/index.js';
 import type { EventLog, LogBatch, RecordedEvent } from '../log/types.js';
 import type { Logger } from '../logger.js';
 import { describeTables, tableStamps, TablesChangedError, type TableInfo } from './columns.js';
@@ -45,6 +45,8 @@ export interface RunnerOptions {
   setBasedKeyChecksFrom?: number;
   /** Live, with every projection of the group stopped on an error: how often to look whether one runs again (default 5 s). */
   failedRecheckMs?: number;
+  /** How events are brought to their type's current schema version before the handlers see them (default: the catalogue's upcasters). */
+  upcast?: Upcast;
 }
 
 export interface Runner {
@@ -116,7 +118,7 @@ export class NewerReleaseError extends Error {
 }
 
 /** An event as handlers see it, brought to the current schema version: upcasting happens here only. */
-function toProjected(event: RecordedEvent): ProjectedEvent | undefined {
+function toProjected(event: RecordedEvent, upcast: Upcast): ProjectedEvent | undefined {
   if (!isEventType(event.type)) return undefined;
   const current = upcast({ type: event.type, data: event.data, metadata: event.metadata });
   return {
@@ -130,8 +132,8 @@ function toProjected(event: RecordedEvent): ProjectedEvent | undefined {
 }
 
 /** The batch's events as handlers see them, each upcast once for every projection of the group. */
-function projectedOnce(events: RecordedEvent[]): ProjectedEvent[] {
-  return events.flatMap((event) => toProjected(event) ?? []);
+function projectedOnce(events: RecordedEvent[], upcast: Upcast): ProjectedEvent[] {
+  return events.flatMap((event) => toProjected(event, upcast) ?? []);
 }
 
 /**
@@ -172,6 +174,7 @@ export function createRunner(options: RunnerOptions): Runner {
   const { pool, projections, logger } = options;
   const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
   const failedRecheckMs = options.failedRecheckMs ?? 5000;
+  const upcast = options.upcast ?? catalogueUpcast;
   const schema = options.schema ?? 'public';
   const nameOf = options.checkpointName ?? ((projection: ProjectionDefinition) => projection.name);
   const names = projections.map(nameOf);
@@ -440,7 +443,7 @@ export function createRunner(options: RunnerOptions): Runner {
 
   function plan(batch: LogBatch, checkpoints: Map<string, CheckpointRow>): Planned {
     const changes: RowChange[] = [];
-    for (const event of projectedOnce(batch)) {
+    for (const event of projectedOnce(batch, upcast)) {
       for (const projection of pending(checkpoints, event)) changes.push(...changesOf(projection, event));
     }
     return { checkpoints, changes, statements: compileChanges(changes, tables!) };
@@ -567,7 +570,7 @@ export function createRunner(options: RunnerOptions): Runner {
       let projected: ProjectedEvent | undefined;
       let upcastFailure: { error: unknown } | undefined;
       try {
-        projected = toProjected(event);
+        projected = toProjected(event, upcast);
       } catch (error) {
         upcastFailure = { error };
       }

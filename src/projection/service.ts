@@ -4,6 +4,7 @@
  */
 import { createPool } from '../db/pool.js';
 import type { EventLog } from '../log/types.js';
+import type { Upcast } from '../catalogue/index.js';
 import type { Logger } from '../logger.js';
 import type { ProjectionDefinition } from './definition.js';
 import { acquireOwnership, tryOwningAll, waitFor } from './ownership.js';
@@ -22,6 +23,8 @@ export interface ProjectionServiceOptions {
   onBatch?: (progress: { group: string; position: number; events: number }) => void;
   /** See RunnerOptions.failedRecheckMs. */
   failedRecheckMs?: number;
+  /** See RunnerOptions.upcast. */
+  upcast?: Upcast;
 }
 
 function groupsOf(projections: ProjectionDefinition[]): Map<string, ProjectionDefinition[]> {
@@ -43,6 +46,7 @@ export function createProjectionService(options: ProjectionServiceOptions) {
       batchSize: options.batchSize,
       setBasedKeyChecksFrom: options.setBasedKeyChecksFrom,
       failedRecheckMs: options.failedRecheckMs,
+      upcast: options.upcast,
       onBatch: (progress) => options.onBatch?.({ group, ...progress }),
     });
 

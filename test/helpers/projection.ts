@@ -5,7 +5,7 @@
  */
 import type { ExecutionContext } from 'ava';
 import pg from 'pg';
-import type { Envelope } from '../../src/catalogue/index.js';
+import type { Envelope, Upcast } from '../../src/catalogue/index.js';
 import { appendEnvelopes } from '../../src/decide/append-batch.js';
 import { createPostgresEventLog } from '../../src/log/postgres/index.js';
 import type { AppendedEvent, EventLog } from '../../src/log/types.js';
@@ -152,6 +152,8 @@ export interface CatchUpOptions {
   batchSize?: number;
   /** Statements of at least this many rows have their foreign keys checked set-based (Infinity: never). */
   setBasedKeyChecksFrom?: number;
+  /** How events are upcast (default: the catalogue's upcasters). */
+  upcast?: Upcast;
 }
 
 /** Runs the projection service's catch-up once (its own pool, closed afterwards). */
@@ -163,6 +165,7 @@ export async function catchUp(url: string, log: EventLog, options: CatchUpOption
     projections: options.projections ?? condaStoreProjections,
     batchSize: options.batchSize,
     setBasedKeyChecksFrom: options.setBasedKeyChecksFrom,
+    upcast: options.upcast,
   });
   try {
     await service.catchUp();
