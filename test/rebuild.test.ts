@@ -21,6 +21,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import knexFactory from 'knex';
+import type pg from 'pg';
 import type { Envelope } from '../src/catalogue/index.js';
 import { prepareDatabase } from '../src/db/ensure-database.js';
 import { knexConfig } from '../src/db/knex-config.js';
@@ -885,6 +886,15 @@ test('a migration of a live table during the rebuild refuses the swap, which wou
   t.deepEqual(await leftovers(client), NO_LEFTOVERS);
 });
 
+/** An onPhase that has `blocker` take a shadow table (as autovacuum may) just before the rebuild swaps: the swap's LOCK TABLE waits, until `blocker` commits. */
+function holdShadowTableAtTheSwap(blocker: pg.Client): (phase: string) => Promise<void> {
+  return async (phase) => {
+    if (phase !== 'finished') return;
+    await blocker.query('BEGIN');
+    await blocker.query('LOCK TABLE rebuild_namespace_usage.namespace_usage IN SHARE UPDATE EXCLUSIVE MODE');
+  };
+}
+
 // Regression (found by a review): the rebuild's own connection took the user's timeouts, so a
 // unique key added back over a large table outlasted a role's statement_timeout, and the swap's
 // transaction, idle while the new tables catch up, an idle_in_transaction_session_timeout.
@@ -902,16 +912,44 @@ test('regression: the database\'s statement and idle-in-transaction timeouts do 
   t.deepEqual(await leftovers(client), NO_LEFTOVERS);
 });
 
+// The half of the regression above that a slow statement shows: the swap's LOCK TABLE, waiting for
+// a shadow table another session holds, waits past the database's statement_timeout (a lock wait
+// counts towards it), as a unique key added back over a large table runs past it.
+test('regression: a rebuild statement that runs past the database\'s statement_timeout is not cancelled', async (t) => {
+  const { reference, db, client } = await builtCopy(t);
+  const name = new URL(db.url).pathname.slice(1);
+  const timeoutMs = 250;
+  await client.query(`ALTER DATABASE "${name}" SET statement_timeout = '${timeoutMs}ms'`);
+  const log = openLog(t, db.url);
+  const blocker = await connect(t, db.url);
+  await blocker.query('SET statement_timeout = 0');
+  const onPhase = holdShadowTableAtTheSwap(blocker);
+  const rebuilding = rebuildGroup({ databaseUrl: db.url, log, logger: silentLogger, projections: [namespaceUsage], batchSize: 50, onPhase });
+  void rebuilding.catch(() => undefined); // awaited below
+  // Held until the swap's statement has waited twice the timeout (or the rebuild has ended: failed).
+  let ended = false;
+  void rebuilding.finally(() => (ended = true)).catch(() => undefined);
+  await until('the swap to wait past the statement timeout', async () => {
+    if (ended) return 'ended';
+    const { rows } = await client.query<{ waited: boolean }>(
+      `SELECT now() - query_start > $1 * interval '2 ms' AS waited FROM pg_stat_activity
+        WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'LOCK TABLE %rebuild_namespace_usage%'`,
+      [timeoutMs],
+    );
+    return rows[0]?.waited;
+  });
+  await blocker.query('COMMIT');
+  await rebuilding;
+  t.deepEqual(await digests(client), reference.digests, 'the same rows, rebuilt');
+  t.deepEqual(await leftovers(client), NO_LEFTOVERS);
+});
+
 test('the swap waits for a shadow table without holding the live ones: readers go on meanwhile', async (t) => {
   const { reference, db, client } = await builtCopy(t);
   const log = openLog(t, db.url);
   // A session holds a shadow table when the rebuild is about to swap (as autovacuum may).
   const blocker = await connect(t, db.url);
-  const onPhase = async (phase: string) => {
-    if (phase !== 'finished') return;
-    await blocker.query('BEGIN');
-    await blocker.query('LOCK TABLE rebuild_namespace_usage.namespace_usage IN SHARE UPDATE EXCLUSIVE MODE');
-  };
+  const onPhase = holdShadowTableAtTheSwap(blocker);
   const rebuilding = rebuildGroup({ databaseUrl: db.url, log, logger: silentLogger, projections: [namespaceUsage], batchSize: 50, onPhase });
   void rebuilding.catch(() => undefined); // awaited below
   const pid = await until('the swap to wait for the shadow table', async () => {
