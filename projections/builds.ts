@@ -4,17 +4,19 @@
  */
 import { defineProjection, type Row } from '../src/projection/definition.js';
 
-/** How a build ends: status and ended_on, and the reason only when the event gives one. */
+/**
+ * How a build ends: status, ended_on and the reason, NULL when the event gives none (absent and
+ * null mean the same in the catalogue), as conda-store's set_build_failed and set_build_canceled
+ * write `status_info = status_info` with None by default (conda-store-tables.md §3: "FAILED
+ * (ended_on, status_info)"). Until version 3 a reason set earlier (BuildStatusInfoUpdated) was kept.
+ */
 function ending(status: 'FAILED' | 'CANCELED', data: { ended_on: string; status_info?: string | null }): Row {
-  // Absent and null mean the same in the catalogue: no new reason, the earlier one is kept.
-  return data.status_info == null
-    ? { status, ended_on: data.ended_on }
-    : { status, ended_on: data.ended_on, status_info: data.status_info };
+  return { status, ended_on: data.ended_on, status_info: data.status_info ?? null };
 }
 
 export const builds = defineProjection({
   name: 'builds',
-  version: 2,
+  version: 3,
   group: 'conda-store',
   upsertKeys: { build_conda_package_build: [['build_id', 'conda_package_build_id']] },
   tables: ['build', 'build_artifact', 'build_conda_package_build'],

@@ -290,18 +290,20 @@ test('BuildFailed sets FAILED, ended_on and the reason', (t) => {
   ]);
 });
 
-test('BuildFailed without a reason leaves status_info as it is (absent or null)', (t) => {
-  const expected: ModuleChange[] = [['builds', { op: 'update', table: 'build', where: { id: 42 }, set: { status: 'FAILED', ended_on: '2024-03-02T10:01:12Z' } }]];
+// Regression (found by a review): a reason set before (BuildStatusInfoUpdated) was kept, where
+// conda-store's set_build_failed writes the reason it is given, None by default.
+test('BuildFailed without a reason clears status_info (absent or null), as conda-store does', (t) => {
+  const expected: ModuleChange[] = [['builds', { op: 'update', table: 'build', where: { id: 42 }, set: { status: 'FAILED', ended_on: '2024-03-02T10:01:12Z', status_info: null } }]];
   t.deepEqual(project('BuildFailed', { build_id: 42, ended_on: '2024-03-02T10:01:12Z' }), expected);
   t.deepEqual(project('BuildFailed', { build_id: 42, ended_on: '2024-03-02T10:01:12Z', status_info: null }), expected);
 });
 
-test('BuildCanceled sets CANCELED, ended_on and the reason when given', (t) => {
+test('BuildCanceled sets CANCELED, ended_on and the reason, NULL when none is given', (t) => {
   t.deepEqual(project('BuildCanceled', samples.BuildCanceled), [
     ['builds', { op: 'update', table: 'build', where: { id: 42 }, set: { status: 'CANCELED', ended_on: '2024-03-02T10:01:12Z', status_info: 'build canceled by alice' } }],
   ]);
   t.deepEqual(project('BuildCanceled', { build_id: 42, ended_on: '2024-03-02T10:01:12Z' }), [
-    ['builds', { op: 'update', table: 'build', where: { id: 42 }, set: { status: 'CANCELED', ended_on: '2024-03-02T10:01:12Z' } }],
+    ['builds', { op: 'update', table: 'build', where: { id: 42 }, set: { status: 'CANCELED', ended_on: '2024-03-02T10:01:12Z', status_info: null } }],
   ]);
 });
 

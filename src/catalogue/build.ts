@@ -54,8 +54,8 @@ export const buildEvents = {
     ended_on: Timestamp(),
     size: Optional(BigCount({ description: 'bytes' })),
   }),
-  BuildFailed: build.event('Sets status FAILED and ended_on (and status_info when given).', ending()),
-  BuildCanceled: build.event('Sets status CANCELED and ended_on (and status_info when given).', ending()),
+  BuildFailed: build.event('Sets status FAILED, ended_on and status_info (NULL when not given, as conda-store does).', ending()),
+  BuildCanceled: build.event('Sets status CANCELED, ended_on and status_info (NULL when not given, as conda-store does).', ending()),
   BuildDeleted: build.event('Soft delete of a COMPLETED or FAILED build: sets deleted_on.', {
     build_id: Id(),
     deleted_on: Timestamp(),
