@@ -511,6 +511,27 @@ test('fingerprints: nothing to rebuild on a built database; a new version or a c
   ]);
 });
 
+// Regression (found by a review): the group of a projection passed over as built by a newer
+// release was still rebuilt when another of its projections had changed, and that one with it,
+// downgraded to this release's handlers under the newer release's processes.
+test('regression: a group with a projection a newer release built is not rebuilt for a change of another of its projections', async (t) => {
+  const { db, client } = await builtCopy(t);
+  const builds = condaStoreProjections.find((p) => p.name === 'builds')!;
+  await client.query('UPDATE event_store.projections SET fingerprint = $2 WHERE name = $1', [builds.name, `v${builds.version + 1}:0123456789abcdef`]);
+  await client.query('CREATE INDEX namespace_name_idx ON public.namespace (name)');
+  const skipped: string[] = [];
+  t.deepEqual(await planRebuild(db.url, allProjections, [], false, (name, why) => skipped.push(`${name}: ${why}`)), []);
+  t.deepEqual(skipped, [
+    `builds: built by a newer release (version ${builds.version + 1}; this release has version ${builds.version}): name it to rebuild it with this release's handlers`,
+    "namespaces: table definition changed, but it shares foreign keys with builds, built by a newer release: name them to rebuild the group with this release's handlers",
+  ]);
+  const dryRun = await runRebuild(db.url, ['--dry-run']);
+  t.is(dryRun.code, 0, shown(dryRun));
+  t.regex(dryRun.stdout, /nothing to rebuild/);
+  // Named, the group is rebuilt (a deliberate downgrade).
+  t.deepEqual((await planRebuild(db.url, allProjections, ['builds'], false)).map((entry) => entry.group), ['conda-store']);
+});
+
 // ---------------------------------------------------------------------------------------------
 // 6. One rebuild of a group at a time
 

@@ -492,6 +492,7 @@ export async function planRebuild(
     const { rows } = await client.query<{ name: string; fingerprint: string | null }>('SELECT name, fingerprint FROM event_store.projections');
     const recorded = new Map(rows.map((row) => [row.name, row.fingerprint]));
     const reasons = new Map<string, string>();
+    const newer = new Set<string>();
     for (const projection of projections) {
       if (all) reasons.set(projection.name, 'all projections asked for');
       else if (names.length) {
@@ -501,6 +502,7 @@ export async function planRebuild(
         const recordedVersion = fingerprintVersion(fingerprint);
         if (recordedVersion !== undefined && recordedVersion > projection.version) {
           skipped(projection.name, `built by a newer release (version ${recordedVersion}; this release has version ${projection.version}): name it to rebuild it with this release's handlers`);
+          newer.add(projection.name);
           continue;
         }
         const change = fingerprintChange(fingerprint, await fingerprintOf(client, projection));
@@ -511,6 +513,15 @@ export async function planRebuild(
     for (const projection of projections) {
       const changedInGroup = projections.filter((p) => p.group === projection.group && reasons.has(p.name)).map((p) => p.name);
       if (!changedInGroup.length) continue;
+      // A group is rebuilt whole: one with a projection a newer release built would rebuild that
+      // one too, with this release's older handlers (a downgrade nobody asked for). Left as it is.
+      const newerInGroup = projections.filter((p) => p.group === projection.group && newer.has(p.name)).map((p) => p.name);
+      if (newerInGroup.length) {
+        if (reasons.has(projection.name)) {
+          skipped(projection.name, `${reasons.get(projection.name)}, but it shares foreign keys with ${newerInGroup.join(', ')}, built by a newer release: name them to rebuild the group with this release's handlers`);
+        }
+        continue;
+      }
       const entry = groups.get(projection.group) ?? { group: projection.group, projections: [] };
       entry.projections.push({ name: projection.name, reason: reasons.get(projection.name) ?? `shares foreign keys with ${changedInGroup.join(', ')}` });
       groups.set(projection.group, entry);
