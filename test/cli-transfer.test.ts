@@ -14,7 +14,8 @@ import { appendNdjson } from '../src/transfer/append-ndjson.js';
 import { ndjsonLines } from '../src/transfer/ndjson.js';
 import type { EventLog, RecordedEvent } from '../src/log/types.js';
 import { ensureDatabase } from '../src/db/ensure-database.js';
-import { runCli, spawnCli, waitForExit, type CliResult } from './helpers/cli.js';
+import { spawn } from 'node:child_process';
+import { cliEnv, cliPath, runCli, spawnCli, waitForExit, type CliResult } from './helpers/cli.js';
 import { freshDatabase, withAdmin, type TestDatabase } from './helpers/database.js';
 import { realisticHistory } from './helpers/history.js';
 import { waitUntil } from './helpers/projection.js';
@@ -536,4 +537,24 @@ test('export with no database server listening exits non-zero with an error on s
   t.not(result.code, 0, shown(result));
   t.regex(result.stderr, /^error: .*ECONNREFUSED/m, shown(result));
   t.is(result.stdout, '');
+});
+
+// Regression (found by a review): a command that failed with its progress bar on the terminal left
+// the bar running: the terminal stayed without its cursor and line wrapping (the bar hides both
+// while it draws, and only its stop gives them back), and the error went onto the bar's line.
+test('append that fails on a terminal gives the terminal its cursor and line wrapping back, and writes its error on a line of its own', async (t) => {
+  const db = await database(t);
+  const directory = tempDir(t); // read as the input: EISDIR once the bar is drawn
+  // util-linux's script(1) runs the command on a pseudo-terminal and copies what it draws.
+  const quote = (word: string) => `'${word.replace(/'/g, `'\\''`)}'`;
+  const command = [process.execPath, cliPath, 'append', directory].map(quote).join(' ');
+  const child = spawn('script', ['-qec', command, '/dev/null'], { env: cliEnv({ DATABASE_URL: db.url }), stdio: ['pipe', 'pipe', 'pipe'] });
+  child.stdin!.end();
+  const result = await waitForExit(child);
+  t.is(result.code, 2, shown(result));
+  const hidden = result.stdout.indexOf('\u001b[?25l');
+  t.true(hidden >= 0, `the bar was drawn: ${JSON.stringify(result.stdout)}`);
+  t.true(result.stdout.indexOf('\u001b[?25h', hidden) > hidden, `the cursor comes back: ${JSON.stringify(result.stdout)}`);
+  t.true(result.stdout.indexOf('\u001b[?7h', hidden) > hidden, `line wrapping comes back: ${JSON.stringify(result.stdout)}`);
+  t.regex(result.stdout, /(^|\n)error: EISDIR/, JSON.stringify(result.stdout));
 });

@@ -25,7 +25,7 @@ export function appendCommand(program: Command): void {
           signal: stopOnSignals(logger),
           onProgress: ({ bytes, report: r }) => progress.update(bytes, `appended ${r.appended}, duplicates ${r.duplicates}, rejected ${r.rejected.length}`),
         });
-        progress.stop();
+        progress.stop(report.stoppedAtLine === undefined ? 'done' : 'interrupted');
         logger.info({ appended: report.appended, duplicates: report.duplicates, rejected: report.rejected.length }, 'append finished');
         process.stdout.write(`appended ${report.appended}, skipped as duplicates ${report.duplicates}, rejected ${report.rejected.length}\n`);
         for (const rejection of report.rejected) process.stdout.write(`  line ${rejection.line}: ${printable(rejection.reason)}\n`);

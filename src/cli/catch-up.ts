@@ -25,7 +25,7 @@ export function catchUpCommand(program: Command): void {
           // process owns, or between batches.
           finished = !stop.aborted;
         } finally {
-          progress.stop();
+          progress.stop(finished ? 'done' : 'stopped');
           await service.close();
         }
         if (!finished) throw new Error('catch-up interrupted: the projections keep what was applied; run it again to go on (status shows where each is)');

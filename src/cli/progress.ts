@@ -3,7 +3,8 @@ import cliProgress from 'cli-progress';
 export interface Progress {
   update(done: number, extra?: string): void;
   setTotal(total: number): void;
-  stop(): void;
+  /** Ends it: the bar is cleared of its terminal settings, the plain form says `outcome` (default 'done'). */
+  stop(outcome?: string): void;
 }
 
 export interface ProgressOptions {
@@ -14,6 +15,36 @@ export interface ProgressOptions {
 }
 
 const SILENT: Progress = { update: () => undefined, setTotal: () => undefined, stop: () => undefined };
+
+/** Progress started and not stopped yet. */
+const active = new Set<Progress>();
+let exitHooked = false;
+
+/**
+ * Stops every progress still running: a command that failed or was interrupted, before its error
+ * is written. A bar left running kept the terminal without its cursor and line wrapping (it hides
+ * both while it draws), and the error was written onto the bar's line.
+ */
+export function stopProgress(outcome = 'stopped'): void {
+  for (const progress of [...active]) progress.stop(outcome);
+}
+
+/** `progress`, counted as running until its first stop (later stops do nothing). */
+function tracked(progress: Progress): Progress {
+  active.add(progress);
+  // Whatever ends the process (process.exit included), the terminal gets its settings back.
+  if (!exitHooked) {
+    exitHooked = true;
+    process.once('exit', () => stopProgress());
+  }
+  return {
+    update: (done, extra) => progress.update(done, extra),
+    setTotal: (total) => progress.setTotal(total),
+    stop(outcome) {
+      if (active.delete(progress)) progress.stop(outcome);
+    },
+  };
+}
 
 /**
  * Progress for long work: a bar with rate and ETA on a terminal, a plain line every few seconds
@@ -37,11 +68,11 @@ export function createProgress(label: string, total: number, unit = 'events', { 
     );
     const started = Date.now();
     bar.start(total, 0, { rate: 0, extra: '' });
-    return {
+    return tracked({
       update: (done, extra = '') => bar.update(done, { rate: Math.round(done / Math.max((Date.now() - started) / 1000, 0.001)), extra }),
       setTotal: (value) => bar.setTotal(value),
       stop: () => bar.stop(),
-    };
+    });
   }
   let last = 0;
   let current = 0;
@@ -53,7 +84,7 @@ export function createProgress(label: string, total: number, unit = 'events', { 
     const done = currentTotal > 0 ? `${current}/${currentTotal}` : `${current}`;
     process.stderr.write(`${label}: ${done} ${unit} (${rate}/s)${extra ? ` ${extra}` : ''}\n`);
   };
-  return {
+  return tracked({
     update(done, extra) {
       current = done;
       if (Date.now() - last >= intervalMs) {
@@ -64,6 +95,6 @@ export function createProgress(label: string, total: number, unit = 'events', { 
     setTotal(value) {
       currentTotal = value;
     },
-    stop: () => line('done'),
-  };
+    stop: (outcome = 'done') => line(outcome),
+  });
 }

@@ -6,6 +6,7 @@ import type { EventLog } from '../log/types.js';
 import { createLogger, type Logger } from '../logger.js';
 import { createProjectionService } from '../projection/service.js';
 import { createPool } from '../db/pool.js';
+import { stopProgress } from './progress.js';
 import type pg from 'pg';
 
 export interface Runtime {
@@ -34,6 +35,7 @@ export async function runCommand(action: (runtime: Runtime) => Promise<number | 
   } catch (error) {
     // The line below is what an operator reads; the stack is for LOG_LEVEL=debug (one failure, one line).
     logger?.debug({ err: error }, 'command failed');
+    stopProgress('failed');
     process.stderr.write(`error: ${printable(describeError(error))}\n`);
     code = EXIT.failed;
   } finally {
