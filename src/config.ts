@@ -18,11 +18,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (eventLog !== 'postgres' && eventLog !== 'eventstoredb') {
     throw new Error(`EVENT_LOG must be "postgres" or "eventstoredb", got "${eventLog}"`);
   }
-  if (eventLog === 'eventstoredb' && !env.EVENTSTOREDB_URL) {
-    throw new Error('EVENTSTOREDB_URL is required when EVENT_LOG=eventstoredb');
-  }
+  // Refused here, before a command starts, rather than by its first use of the log (once the
+  // backend exists: EVENTSTOREDB_URL required with it).
+  if (eventLog === 'eventstoredb') throw new Error(EVENTSTOREDB_UNAVAILABLE);
   return {
-    databaseUrl: withDefaultUser(env.DATABASE_URL || DEFAULT_DATABASE_URL),
+    databaseUrl: withDefaultUser(checkedDatabaseUrl(env.DATABASE_URL || DEFAULT_DATABASE_URL), env),
     eventLog,
     eventStoreDbUrl: env.EVENTSTOREDB_URL,
     natsUrl: env.NATS_URL || 'nats://127.0.0.1:4222',
@@ -30,22 +30,54 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   };
 }
 
+export const EVENTSTOREDB_UNAVAILABLE = 'EVENT_LOG=eventstoredb: the EventStoreDB backend is not available in this version; use EVENT_LOG=postgres';
+
 /**
- * A URL without a user name means "the operating-system user", as for libpq and psql. node-postgres
- * reads $USER instead, which is unset under cron, systemd and CI, so name the user explicitly: in
- * the URL's authority when it has a host, else as a `user` parameter (a Unix socket's URL,
- * `postgres:///db?host=/run/postgresql`, can carry no user in its authority). Parsed as
- * node-postgres parses it (pg-connection-string), so every form it takes is taken here.
+ * DATABASE_URL as node-postgres takes it (postgres://, postgresql://, socket:, or a socket
+ * directory), or an error naming the variable. node-postgres reads anything else as a database
+ * name on a host called `base` (`127.0.0.1:5432/db`: getaddrinfo ENOTFOUND base), and a port that
+ * is not a number as a bare "Invalid URL". The value is shown without its password.
  */
-export function withDefaultUser(databaseUrl: string): string {
-  if (parse(databaseUrl).user) return databaseUrl;
-  const user = os.userInfo().username;
+function checkedDatabaseUrl(value: string): string {
+  const refuse = (why: string) =>
+    new Error(`DATABASE_URL must be a PostgreSQL URL such as postgres://user@host:5432/database (${why}), got "${value.replace(/^([a-z]+:\/\/[^:@/]*):[^@/]*@/i, '$1:***@')}"`);
+  if (!/^(postgres|postgresql|socket):/i.test(value) && !value.startsWith('/')) throw refuse('no postgres:// scheme');
+  try {
+    parse(value);
+  } catch (error) {
+    throw refuse(error instanceof Error ? error.message : String(error));
+  }
+  return value;
+}
+
+/**
+ * A URL without a user name means the user libpq and psql would take: PGUSER, else the
+ * operating-system user. node-postgres reads PGUSER, then $USER, which is unset under cron,
+ * systemd and CI, so without PGUSER name the user explicitly: in the URL's authority when it has a
+ * host, else as a `user` parameter (a Unix socket's URL, `postgres:///db?host=/run/postgresql`,
+ * can carry no user in its authority). Parsed as node-postgres parses it (pg-connection-string), so
+ * every form it takes is taken here. A process whose user id has no name (a container run with an
+ * arbitrary uid) leaves the URL as it is: node-postgres then says which user it lacks.
+ */
+export function withDefaultUser(databaseUrl: string, env: NodeJS.ProcessEnv = process.env): string {
+  if (parse(databaseUrl).user || env.PGUSER) return databaseUrl;
+  const user = operatingSystemUser() ?? env.USER;
+  if (!user) return databaseUrl;
   const url = URL.canParse(databaseUrl) ? new URL(databaseUrl) : undefined;
   if (url?.hostname) {
     url.username = user;
     return url.toString();
   }
   return `${databaseUrl}${databaseUrl.includes('?') ? '&' : '?'}user=${encodeURIComponent(user)}`;
+}
+
+/** The name of this process's user, if it has one (os.userInfo() throws for a uid without a passwd entry). */
+function operatingSystemUser(): string | undefined {
+  try {
+    return os.userInfo().username;
+  } catch {
+    return undefined;
+  }
 }
 
 /** LOG_LEVEL: one of pino's levels, named as the error says (pino's own error names no variable). */

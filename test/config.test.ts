@@ -16,11 +16,37 @@ test('the contract\'s defaults, with the operating-system user named; an empty v
   });
 });
 
-test('EVENT_LOG other than postgres or eventstoredb, and eventstoredb without its URL or backend, are refused with what to set', (t) => {
+test('EVENT_LOG other than postgres is refused, eventstoredb with what to use (its backend is not written yet)', (t) => {
   t.throws(() => loadConfig({ EVENT_LOG: 'mysql' }), { message: 'EVENT_LOG must be "postgres" or "eventstoredb", got "mysql"' });
-  t.throws(() => loadConfig({ EVENT_LOG: 'eventstoredb' }), { message: 'EVENTSTOREDB_URL is required when EVENT_LOG=eventstoredb' });
-  const config = loadConfig({ EVENT_LOG: 'eventstoredb', EVENTSTOREDB_URL: 'esdb://127.0.0.1:2113?tls=false' });
-  t.throws(() => openEventLog(config), { message: /EVENT_LOG=eventstoredb: the EventStoreDB backend is not available in this version; use EVENT_LOG=postgres/ });
+  const unavailable = { message: 'EVENT_LOG=eventstoredb: the EventStoreDB backend is not available in this version; use EVENT_LOG=postgres' };
+  t.throws(() => loadConfig({ EVENT_LOG: 'eventstoredb' }), unavailable);
+  t.throws(() => loadConfig({ EVENT_LOG: 'eventstoredb', EVENTSTOREDB_URL: 'esdb://127.0.0.1:2113?tls=false' }), unavailable);
+  const config = { ...loadConfig({}), eventLog: 'eventstoredb' as const, eventStoreDbUrl: 'esdb://127.0.0.1:2113?tls=false' };
+  t.throws(() => openEventLog(config), unavailable);
+});
+
+// Regression (found by a review): node-postgres read a DATABASE_URL without a scheme as a database
+// name on a host called "base" (getaddrinfo ENOTFOUND base), a port that is not a number as a bare
+// "Invalid URL", and a mysql:// URL as a PostgreSQL server's.
+test('a DATABASE_URL that is not a PostgreSQL URL is refused, naming the variable, without its password', (t) => {
+  for (const [value, shown, why] of [
+    ['127.0.0.1:5432/db', '127.0.0.1:5432/db', 'no postgres:// scheme'],
+    ['not a url', 'not a url', 'no postgres:// scheme'],
+    ['mysql://app:secret@db/cs', 'mysql://app:***@db/cs', 'no postgres:// scheme'],
+    ['postgres://app:secret@db:notaport/cs', 'postgres://app:***@db:notaport/cs', 'Invalid URL'],
+  ]) {
+    const error = t.throws(() => loadConfig({ DATABASE_URL: value }));
+    t.is(error?.message, `DATABASE_URL must be a PostgreSQL URL such as postgres://user@host:5432/database (${why}), got "${shown}"`);
+  }
+  t.is(loadConfig({ DATABASE_URL: 'postgresql://app@db/cs' }).databaseUrl, 'postgresql://app@db/cs');
+  t.is(loadConfig({ DATABASE_URL: 'socket:/run/postgresql?db=cs&user=app' }).databaseUrl, 'socket:/run/postgresql?db=cs&user=app');
+});
+
+// Regression (found by a review): the operating-system user was written into a URL without a user
+// even when PGUSER named another, which libpq, psql and node-postgres take first.
+test('a DATABASE_URL without a user is left to PGUSER when it is set', (t) => {
+  t.is(loadConfig({ DATABASE_URL: 'postgres://db.internal/cs', PGUSER: 'app' }).databaseUrl, 'postgres://db.internal/cs');
+  t.is(loadConfig({ PGUSER: 'app' }).databaseUrl, 'postgres://127.0.0.1:5432/conda_store_events');
 });
 
 // Regression: WHATWG URL refused a user with no host (postgres://app@/cs?host=/run/postgresql:

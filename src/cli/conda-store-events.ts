@@ -9,7 +9,7 @@ import { statusCommand } from './status.js';
 const program = new Command('conda-store-events')
   .description('conda-store-events: the event log of conda-store\'s data and the projections that keep its tables')
   .addHelpText('after', `
-Configuration (environment): DATABASE_URL, EVENT_LOG (postgres|eventstoredb), EVENTSTOREDB_URL,
+Configuration (environment): DATABASE_URL, EVENT_LOG (postgres; eventstoredb is not available yet),
 NATS_URL, LOG_LEVEL. See README.md.`)
   .showHelpAfterError()
   // An extra argument is a usage error, not ignored: `append a.ndjson b.ndjson` appended a alone.

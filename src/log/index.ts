@@ -1,4 +1,4 @@
-import type { Config } from '../config.js';
+import { EVENTSTOREDB_UNAVAILABLE, type Config } from '../config.js';
 import { createPostgresEventLog } from './postgres/index.js';
 import type { EventLog } from './types.js';
 
@@ -9,7 +9,7 @@ export { createPostgresEventLog } from './postgres/index.js';
 /** The configured backend (EVENT_LOG). */
 export function openEventLog(config: Config, onError?: (error: unknown) => void): EventLog {
   if (config.eventLog === 'eventstoredb') {
-    throw new Error('EVENT_LOG=eventstoredb: the EventStoreDB backend is not available in this version; use EVENT_LOG=postgres');
+    throw new Error(EVENTSTOREDB_UNAVAILABLE);
   }
   return createPostgresEventLog({ connectionString: config.databaseUrl, onError });
 }
