@@ -140,6 +140,30 @@ test('status on a database whose migrations stopped before ingestion: it exits 0
   t.like(JSON.parse(json.stdout), { head: 0, pendingMigrations: pending, ingestion: null });
 });
 
+// Regression (found by a review): status listed the checkpoints only, so a projection that had
+// never run (a new database, a restore before the first serve, a projection new in a release) was
+// left out with its lag, and an older release's checkpoint was listed as lagging for ever.
+test('status lists every projection of the release, one that never ran as not started with the whole log as its lag, and other checkpoints apart', async (t) => {
+  const db = await freshDatabase(t);
+  const env = { DATABASE_URL: db.url, NATS_URL: 'nats://127.0.0.1:1' };
+  await withClient(db.url, async (client) => {
+    await client.query(`INSERT INTO event_store.events (global_position, id, stream, stream_version, type, data, transaction_id)
+      VALUES (nextval('event_store.global_position_seq'), gen_random_uuid(), 'namespace-1', 0, 'NamespaceCreated', '{"namespace_id": 1, "name": "default"}', pg_current_xact_id())`);
+    await client.query(`INSERT INTO event_store.projections (name, position) VALUES ('an_old_projection', 1)`);
+  });
+  const json = await runCli(['status', '--json'], { env });
+  t.is(json.code, 0, shown(json));
+  const parsed = JSON.parse(json.stdout) as { head: number; projections: { name: string; position: number; lag: number; state: string }[]; otherCheckpoints: string[] };
+  t.is(parsed.head, 1);
+  const names = [...new Set(allProjections.map((projection) => projection.name))].sort();
+  t.deepEqual(parsed.projections.map(({ name, position, lag, state }) => ({ name, position, lag, state })), names.map((name) => ({ name, position: 0, lag: 1, state: 'not started' })));
+  t.deepEqual(parsed.otherCheckpoints, ['an_old_projection']);
+  const text = await runCli(['status'], { env });
+  t.is(text.code, 0, shown(text));
+  t.regex(text.stdout, /^namespaces\s+0\s+1\s+not started\s*$/m);
+  t.regex(text.stdout, /checkpoints of projections this release does not have \(another release's\): an_old_projection\n/);
+});
+
 // Regression: `serve --migrate` started several times at once on a new database raced in Knex's
 // setup (two rows in its lock table: every later migration "already locked"), and in CREATE
 // DATABASE (a unique violation of the catalog).
