@@ -33,7 +33,8 @@ import { planRebuild, RebuildInProgressError, rebuildGroup, rebuildGroups } from
 import { createProjectionService } from '../src/projection/service.js';
 import { allProjections, condaStoreProjections, namespaceUsage, specifications } from '../projections/index.js';
 import { root } from './helpers/cli.js';
-import { freshDatabase, seededOnce } from './helpers/database.js';
+import { freshDatabase, privateServer, seededOnce } from './helpers/database.js';
+import { migrateLatest } from '../src/db/migrate.js';
 import { appendInBatches, generatedHistory } from './helpers/generated-history.js';
 import { realisticHistory } from './helpers/history.js';
 import { describeTable, type Queryable } from './helpers/introspect.js';
@@ -964,6 +965,49 @@ test('regression: a rebuild statement that runs past the database\'s statement_t
   t.deepEqual(await digests(client), reference.digests, 'the same rows, rebuilt');
   t.deepEqual(await leftovers(client), NO_LEFTOVERS);
 });
+
+// Regression (found by a review): the swap locked the shadow and live tables in one statement, with
+// a lock timeout below deadlock_timeout, and PostgreSQL cancels an autovacuum that holds a lock
+// only for a session that has waited deadlock_timeout: an autovacuum of a freshly loaded shadow
+// table, or of a large live one (minutes), failed every attempt ("could not lock the tables ...
+// after 30 attempts"), and the rebuild with it. On a server of its own: this machine's runs no
+// autovacuum.
+for (const [which, schema] of [['a shadow table', 'rebuild_namespace_usage'], ['a live table', 'public']] as const) {
+  test(`regression: the swap gets past an autovacuum of ${which}, which PostgreSQL cancels for it`, async (t) => {
+    await slot(t);
+    const server = await privateServer(t, { autovacuum: 'on', autovacuum_naptime: '1', log_autovacuum_min_duration: '0' });
+    const url = server.replace(/\/postgres$/, '/autovacuum');
+    await withDatabase(server, (client) => client.query('CREATE DATABASE autovacuum'));
+    await migrateLatest(url);
+    const log = openLog(t, url);
+    await appendInBatches(log, base);
+    await catchUp(url, log, { projections: allProjections, batchSize: 500 });
+    const before = await withDatabase(url, digests);
+    const client = await connect(t, url);
+    // Vacuumed at the slowest pace, and at once (set before the rebuild, which copies it to the
+    // shadow table: set on the live one during it, it would refuse the swap as a change).
+    await client.query(
+      'ALTER TABLE public.namespace_usage_build SET (autovacuum_vacuum_cost_delay = 100, autovacuum_vacuum_cost_limit = 1, autovacuum_vacuum_threshold = 0, autovacuum_vacuum_scale_factor = 0)',
+    );
+    const table = `${schema}.namespace_usage_build`;
+    const onPhase = async (phase: string) => {
+      if (phase !== 'finished') return;
+      // Dead rows enough for an autovacuum that outlasts every attempt the swap used to make (about 45 s).
+      await client.query(`INSERT INTO ${table} SELECT g, 1, false, 0 FROM generate_series(1000000, 1200000) g`);
+      await client.query(`DELETE FROM ${table} WHERE build_id >= 1000000`);
+      await until(`an autovacuum of ${which}`, async () => {
+        const { rows } = await client.query(
+          `SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+            WHERE a.backend_type = 'autovacuum worker' AND l.granted AND l.relation = '${table}'::regclass`,
+        );
+        return rows.length > 0;
+      });
+    };
+    await rebuildGroup({ databaseUrl: url, log, logger: silentLogger, projections: [namespaceUsage], batchSize: 50, onPhase });
+    t.deepEqual(await digests(client), before, 'the same rows, rebuilt');
+    t.deepEqual(await leftovers(client), NO_LEFTOVERS);
+  });
+}
 
 test('the swap waits for a shadow table without holding the live ones: readers go on meanwhile', async (t) => {
   const { reference, db, client } = await builtCopy(t);

@@ -27,7 +27,7 @@
  * outside the group into it would be lost in the swap, so such a rebuild is refused.
  */
 import pg from 'pg';
-import { createPool } from '../db/pool.js';
+import { createPool, keepingOptions, LONG_LIVED_CONNECTION } from '../db/pool.js';
 import { withClient } from '../db/with-client.js';
 import type { EventLog } from '../log/types.js';
 import type { Logger } from '../logger.js';
@@ -137,7 +137,10 @@ async function deferUniqueConstraints(admin: pg.Client, r: { shadow: string; tab
 export async function rebuildGroups(options: RebuildOptions): Promise<RebuildReport[]> {
   const { logger } = options;
   const started = performance.now();
-  const admin = new pg.Client({ connectionString: options.databaseUrl });
+  // Keepalives both ways (server and client): this connection is idle for the whole fill, hours on
+  // a large log, and holds the swap's transaction; one that a network cut silently would hang at
+  // the swap (client), or keep its locks and the group's rebuild lock on the server for hours.
+  const admin = new pg.Client(keepingOptions({ connectionString: options.databaseUrl, ...LONG_LIVED_CONNECTION }));
   admin.on('error', (error) => logger.warn({ err: error }, 'rebuild: connection lost'));
   await admin.connect();
   // The user's timeouts (a role's statement_timeout, say) are for their statements, not for the
@@ -281,9 +284,15 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
   async function swap(r: GroupRebuild): Promise<number> {
     const fingerprints = new Map<string, string>();
     for (const projection of r.projections) fingerprints.set(projection.name, await fingerprintOf(admin, projection, 'public'));
+    // PostgreSQL cancels an autovacuum that holds a lock another session waits for, but only once
+    // that session has waited deadlock_timeout (when its deadlock check runs): a lock attempt that
+    // gives up sooner never gets past one.
+    const pastDeadlockCheckMs = (await admin.query<{ ms: number }>(`SELECT setting::int AS ms FROM pg_settings WHERE name = 'deadlock_timeout'`)).rows[0]!.ms + 1000;
+    let autovacuumOnLive = false;
     for (let attempt = 1; ; attempt++) {
       try {
-        const reached = await swapOnce(r, fingerprints, Math.min(SWAP_LOCK_TIMEOUT_MS.first * attempt, SWAP_LOCK_TIMEOUT_MS.max));
+        const liveTimeoutMs = autovacuumOnLive ? pastDeadlockCheckMs : Math.min(SWAP_LOCK_TIMEOUT_MS.first * attempt, SWAP_LOCK_TIMEOUT_MS.max);
+        const reached = await swapOnce(r, fingerprints, { shadow: pastDeadlockCheckMs, live: liveTimeoutMs });
         r.swapped = true;
         await admin
           .query(`DROP SCHEMA ${quote(r.old)} CASCADE; DROP SCHEMA ${quote(r.shadow)} CASCADE`)
@@ -294,6 +303,11 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
         const code = (error as { code?: string }).code;
         const busy = code === '55P03' /* lock_not_available */ || code === '40P01'; /* deadlock_detected */
         if (!busy || options.signal?.aborted) throw error;
+        // An autovacuum on a live table (a long one on a large table would outlast every attempt):
+        // the next attempt waits past the deadlock check, which cancels it. Readers queue behind
+        // the waiting swap meanwhile, about a second, once.
+        autovacuumOnLive = await autovacuumHolds(r.tables.map((table) => `public.${quote(table)}`));
+        if (autovacuumOnLive) logger.warn({ group: r.group, attempt }, 'autovacuum holds a live table; the next attempt waits past deadlock_timeout, when PostgreSQL cancels it');
         if (attempt >= SWAP_ATTEMPTS) {
           throw new Error(
             `could not lock the tables of group "${r.group}" for the swap after ${attempt} attempts: long-running transactions hold them ` +
@@ -328,7 +342,17 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
     });
   }
 
-  async function swapOnce(r: GroupRebuild, fingerprints: Map<string, string>, lockTimeoutMs: number): Promise<number> {
+  /** Whether an autovacuum worker holds a lock on one of `tables` (qualified names). */
+  async function autovacuumHolds(tables: string[]): Promise<boolean> {
+    const { rows } = await admin.query(
+      `SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.granted AND a.backend_type = 'autovacuum worker' AND l.relation = ANY($1::regclass[]) LIMIT 1`,
+      [tables],
+    );
+    return rows.length > 0;
+  }
+
+  async function swapOnce(r: GroupRebuild, fingerprints: Map<string, string>, lockTimeoutMs: { shadow: number; live: number }): Promise<number> {
     await admin.query('BEGIN');
     // The live checkpoint rows first, as every runner batch locks them: a serve's batch in flight
     // commits first, the next one waits for the swap. (Rows created if never built, so that a
@@ -345,12 +369,17 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
       if (shadow.position < livePosition) throw new Error(`projection ${shadow.name}: the rebuilt tables are at ${shadow.position}, behind the live ones at ${livePosition}`);
     }
 
-    // Every table at once, the shadow ones first (autovacuum may be at work on them: waiting for
-    // it while holding the live ones would stop every reader); a session that holds one makes
-    // this attempt give up, not wait.
-    await admin.query(`SET LOCAL lock_timeout = ${lockTimeoutMs}`);
-    const shadowTables = r.tables.map((table) => `${quote(r.shadow)}.${quote(table)}`);
-    await admin.query(`LOCK TABLE ${[...shadowTables, ...r.tables.map((table) => `public.${quote(table)}`)].join(', ')} IN ACCESS EXCLUSIVE MODE`);
+    // The shadow tables first, on their own: autovacuum is likely at work on them, freshly loaded,
+    // and waiting for it while holding the live ones would stop every reader. Past the deadlock
+    // check, which cancels an autovacuum (no reader queues behind a shadow table); until this
+    // session one statement took both with a timeout below it, so an autovacuum of the shadow
+    // tables (minutes on a large one) failed every attempt, and the rebuild with them.
+    await admin.query(`SET LOCAL lock_timeout = ${lockTimeoutMs.shadow}`);
+    await admin.query(`LOCK TABLE ${r.tables.map((table) => `${quote(r.shadow)}.${quote(table)}`).join(', ')} IN ACCESS EXCLUSIVE MODE`);
+    // The live ones briefly: readers queue behind a waiting ACCESS EXCLUSIVE request, so a session
+    // that holds one makes this attempt give up, not wait.
+    await admin.query(`SET LOCAL lock_timeout = ${lockTimeoutMs.live}`);
+    await admin.query(`LOCK TABLE ${r.tables.map((table) => `public.${quote(table)}`).join(', ')} IN ACCESS EXCLUSIVE MODE`);
     await admin.query('SET LOCAL lock_timeout = 0');
     // What the rebuild copied at its start must still be what is live: a migration or a grant run
     // meanwhile would be undone by the swap (and its migration recorded as applied), a foreign key

@@ -1,5 +1,8 @@
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ExecutionContext } from 'ava';
@@ -141,4 +144,44 @@ export function seededOnce(
       await fill(seed.url);
       return seed.name;
     })());
+}
+
+/**
+ * A PostgreSQL server of the test's own, for server settings the machine's server must keep as
+ * they are (autovacuum every second, say): initdb into a temporary directory (as the `postgres`
+ * user when the tests run as root, which initdb refuses), started on a free port with `settings`;
+ * stopped and removed at teardown. Its URL, to the database `postgres`.
+ */
+export async function privateServer(t: ExecutionContext, settings: Record<string, string>): Promise<string> {
+  const bindir = execFileSync('pg_config', ['--bindir'], { encoding: 'utf8' }).trim();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cse-private-pg-'));
+  const asRoot = process.getuid?.() === 0;
+  if (asRoot) fs.chownSync(dir, Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' })), Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' })));
+  const run = (tool: string, args: string[]) =>
+    asRoot ? execFileSync('runuser', ['-u', 'postgres', '--', path.join(bindir, tool), ...args], { stdio: 'pipe' }) : execFileSync(path.join(bindir, tool), args, { stdio: 'pipe' });
+  const data = path.join(dir, 'data');
+  run('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync']);
+  const port = await freePort();
+  const options = ['-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', ...Object.entries(settings).flatMap(([name, value]) => ['-c', `${name}=${value}`])];
+  t.teardown(() => {
+    try {
+      run('pg_ctl', ['-D', data, '-m', 'immediate', 'stop']);
+    } catch {
+      // not running
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  run('pg_ctl', ['-D', data, '-l', path.join(dir, 'log'), '-w', '-o', options.join(' '), 'start']);
+  return `postgres://postgres@127.0.0.1:${port}/postgres`;
+}
+
+/** A TCP port free on 127.0.0.1 at the time of asking. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
 }
