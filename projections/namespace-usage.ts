@@ -1,7 +1,8 @@
 /**
  * namespace_usage: a read model conda-store does not have, built from old history by a migration
  * plus `rebuild-projections` (the README's second worked example): per namespace, how many builds
- * were scheduled, how many completed, and the total size of its completed builds.
+ * were ever scheduled, how many ever completed, and the total size of its completed builds that
+ * are still there (a build's BuildSizeUpdated changes it, its purge takes it out).
  *
  * It is a group of its own (no foreign keys to conda-store's tables), so it is owned, applied and
  * rebuilt independently. Events name a build's environment, not its namespace: two small tables
@@ -11,6 +12,10 @@
  * kept them for ever (no event names a purged environment or build again), two rows of integers
  * per environment and build ever created; the counts of namespace_usage are the same. A rebuild
  * (`rebuild-projections` names it: version v1 -> v2) drops the rows version 1 left.
+ *
+ * Version 3: a purged build's size leaves total_size, as a resize to 0 does (found by a review:
+ * a build deleted on its own was sized 0 first, one purged with its environment was not, so its
+ * bytes stayed counted for ever).
  */
 import { defineProjection } from '../src/projection/definition.js';
 
@@ -37,9 +42,14 @@ const RESIZE_BUILD = `
   UPDATE namespace_usage u SET total_size = u.total_size - old.size + $2::bigint
   FROM old WHERE u.namespace_id = old.namespace_id AND old.completed AND EXISTS (SELECT 1 FROM resized)`;
 
+const PURGE_BUILD = `
+  WITH purged AS (DELETE FROM namespace_usage_build WHERE build_id = $1::integer RETURNING namespace_id, completed, size)
+  UPDATE namespace_usage u SET total_size = u.total_size - purged.size
+  FROM purged WHERE u.namespace_id = purged.namespace_id AND purged.completed`;
+
 export const namespaceUsage = defineProjection({
   name: 'namespace_usage',
-  version: 2,
+  version: 3,
   group: 'namespace_usage',
   tables: ['namespace_usage', 'namespace_usage_environment', 'namespace_usage_build'],
   handlers: {
@@ -54,6 +64,6 @@ export const namespaceUsage = defineProjection({
     BuildScheduled: ({ data }) => [{ op: 'sql', table: 'namespace_usage', text: COUNT_BUILD, values: [data.build_id, data.environment_id] }],
     BuildCompleted: ({ data }) => [{ op: 'sql', table: 'namespace_usage', text: COMPLETE_BUILD, values: [data.build_id, data.size ?? null] }],
     BuildSizeUpdated: ({ data }) => [{ op: 'sql', table: 'namespace_usage', text: RESIZE_BUILD, values: [data.build_id, data.size] }],
-    BuildPurged: ({ data }) => [{ op: 'delete', table: 'namespace_usage_build', where: { build_id: data.build_id } }],
+    BuildPurged: ({ data }) => [{ op: 'sql', table: 'namespace_usage', text: PURGE_BUILD, values: [data.build_id] }],
   },
 });

@@ -50,6 +50,7 @@ import {
 import { envelopeFor } from './helpers/samples.js';
 import { tcpProxy } from './helpers/nats.js';
 import { collect } from './log-contract.js';
+import { expectedNamespaceUsage, type NamespaceUsageRow } from './helpers/rebuild.js';
 
 /** At most three of this file's tests hold databases at once (connections). */
 const slot = slots(3);
@@ -236,6 +237,32 @@ test('namespace_usage keeps helper rows for the environments and builds that exi
   const ids = async (sql: string) => (await db.query<{ id: number }>(sql)).map((row) => row.id);
   t.deepEqual(await ids('SELECT environment_id AS id FROM namespace_usage_environment ORDER BY 1'), await ids('SELECT id FROM environment ORDER BY 1'));
   t.deepEqual(await ids('SELECT build_id AS id FROM namespace_usage_build ORDER BY 1'), await ids('SELECT id FROM build ORDER BY 1'));
+});
+
+// Regression (found by a review): a build purged with its environment kept its size in its
+// namespace's total_size for ever, where one deleted on its own (sized 0 first) left it.
+test('namespace_usage: a purged build leaves total_size, as one resized to 0 does; the counts of builds scheduled and completed stay', async (t) => {
+  await slot(t);
+  const history = [
+    ...realisticHistory(),
+    envelopeFor('EnvironmentCreated', { environment_id: 4, namespace_id: 1, name: 'scratch' }),
+    envelopeFor('BuildScheduled', { build_id: 5, environment_id: 4, specification_id: 1, scheduled_on: '2024-03-08T10:00:00Z', build_key_version: 2 }),
+    envelopeFor('BuildStarted', { build_id: 5, started_on: '2024-03-08T10:00:01Z' }),
+    envelopeFor('BuildCompleted', { build_id: 5, ended_on: '2024-03-08T10:02:00Z', size: 100 }),
+    envelopeFor('BuildScheduled', { build_id: 6, environment_id: 1, specification_id: 1, scheduled_on: '2024-03-08T11:00:00Z', build_key_version: 2 }),
+    envelopeFor('BuildStarted', { build_id: 6, started_on: '2024-03-08T11:00:01Z' }),
+    envelopeFor('BuildCompleted', { build_id: 6, ended_on: '2024-03-08T11:02:00Z', size: 50 }),
+    envelopeFor('BuildDeleted', { build_id: 6, deleted_on: '2024-03-09T08:00:00Z' }),
+    envelopeFor('BuildSizeUpdated', { build_id: 6, size: 0 }),
+    envelopeFor('EnvironmentDeleted', { environment_id: 4, deleted_on: '2024-03-09T09:00:00Z' }),
+    envelopeFor('BuildPurged', { build_id: 5 }),
+    envelopeFor('EnvironmentPurged', { environment_id: 4 }),
+  ];
+  const db = await projectHistory(t, history, { projections: allProjections });
+  const rows = await db.query<NamespaceUsageRow>('SELECT namespace_id, builds, completed_builds, total_size::float8 AS total_size FROM namespace_usage ORDER BY namespace_id');
+  // Namespace 1: builds 1, 2, 5 and 6 scheduled, 1, 5 and 6 completed; only build 1's bytes are left.
+  t.deepEqual(rows[0], { namespace_id: 1, builds: 4, completed_builds: 3, total_size: 734003200 });
+  t.deepEqual(rows, expectedNamespaceUsage(history));
 });
 
 test('projecting the same history into two databases gives identical tables', async (t) => {

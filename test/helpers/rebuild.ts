@@ -268,6 +268,13 @@ export function expectedNamespaceUsage(envelopes: readonly Envelope[]): Namespac
         build.size = envelope.data.size;
         break;
       }
+      case 'BuildPurged': {
+        const build = builds.get(envelope.data.build_id)!;
+        const row = usage.get(build.namespace);
+        if (row && build.completed) row.total_size -= build.size;
+        builds.delete(envelope.data.build_id);
+        break;
+      }
       default:
         break;
     }
