@@ -3,7 +3,7 @@ import { defineProjection } from '../src/projection/definition.js';
 
 export const channels = defineProjection({
   name: 'channels',
-  version: 1,
+  version: 2,
   group: 'conda-store',
   tables: ['conda_channel', 'conda_package', 'conda_package_build'],
   handlers: {
@@ -33,9 +33,9 @@ export const channels = defineProjection({
       },
     ],
 
-    // depends is stored as given, a JSON array. (conda-store's sync code stores `""` for an
-    // empty list; the catalogue accepts only arrays, so an empty list is stored as `[]`.)
-    // Optional fields absent or null give NULL columns.
+    // depends is stored as given, a JSON array, but an empty one as the JSON string "", as
+    // conda-store's channel sync stores it (conda-store-tables.md, conda_package_build.depends);
+    // version 1 stored [] (found by a review). Optional fields absent or null give NULL columns.
     CondaPackageBuildRegistered: ({ data }) => [
       {
         op: 'insert',
@@ -47,7 +47,7 @@ export const channels = defineProjection({
           build: data.build,
           build_number: data.build_number,
           constrains: data.constrains ?? null,
-          depends: data.depends,
+          depends: data.depends.length === 0 ? '' : data.depends,
           md5: data.md5,
           sha256: data.sha256,
           size: data.size,

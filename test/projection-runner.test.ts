@@ -142,7 +142,7 @@ const EXPECTED: Record<TableName, TableRow[]> = {
     },
     {
       id: 1002, package_id: 2, channel_id: 1, build: 'hab00c5b_100_cpython', build_number: 100,
-      constrains: null, depends: [],
+      constrains: null, depends: '',
       md5: '0c7f2ad5bb0b8b0d6e2dbc6f5a3f9e11', sha256: '2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90a1b',
       size: 32100000, subdir: 'linux-64', timestamp: 1702000000000,
     },
@@ -554,7 +554,7 @@ function writerExpectation(w: number) {
       id: ids.packageOf(w, k), channel_id: w, license: null, license_family: null, name: `pkg-${k}`, version: `${w}.0`, summary: null, description: null,
     })),
     conda_package_build: [1, 2, 3].map((k) => ({
-      id: ids.packageBuildOf(w, k), package_id: ids.packageOf(w, k), channel_id: w, build: 'h0_0', build_number: 0, constrains: null, depends: [],
+      id: ids.packageBuildOf(w, k), package_id: ids.packageOf(w, k), channel_id: w, build: 'h0_0', build_number: 0, constrains: null, depends: '',
       md5: hex(`md5-${w}-${k}`).slice(0, 32), sha256: hex(`pkg-${w}-${k}`), size: 1000 * k, subdir: 'noarch', timestamp: null,
     })),
     specification: [{ id: w, name: `env-${w}`, spec: { name: `env-${w}`, dependencies: ['python'] }, sha256: hex(`spec-${w}`), created_on: at(w, 1), is_lockfile: false }],

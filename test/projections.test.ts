@@ -402,7 +402,7 @@ test('CondaPackageBuildRegistered inserts the package build, depends and constra
   ]);
 });
 
-test('CondaPackageBuildRegistered without constrains, subdir, timestamp stores NULLs; empty depends stays []', (t) => {
+test('CondaPackageBuildRegistered without constrains, subdir, timestamp stores NULLs; an empty depends is stored as "", as conda-store\'s sync stores it', (t) => {
   t.deepEqual(
     project('CondaPackageBuildRegistered', {
       conda_package_build_id: 1003,
@@ -429,7 +429,7 @@ test('CondaPackageBuildRegistered without constrains, subdir, timestamp stores N
             build: 'h2a9d1d5_0',
             build_number: 0,
             constrains: null,
-            depends: [],
+            depends: '',
             md5: '9f8e7d6c5b4a39281706f5e4d3c2b1a0',
             sha256: '3d4e',
             size: 25_000_000,
