@@ -463,6 +463,9 @@ function refusedAfter(history: Envelope[]): CorpusEntry[] {
     { what: 'duplicate package', subjectType: 'CondaPackageRegistered', body: env('CondaPackageRegistered', { package_id: 65, channel_id: 1, name: 'numpy', version: '1.26.4' }), reason: /duplicate conda_package/ },
     { what: 'purge of a namespace that has environments', subjectType: 'NamespacePurged', body: env('NamespacePurged', { namespace_id: 1 }), reason: /namespace-1 still has environments: purge them first/ },
     { what: 'event of a build that does not exist', subjectType: 'BuildStarted', body: env('BuildStarted', { build_id: 999, started_on: '2024-03-09T00:00:00Z' }), reason: /BuildStarted on build-999: the build is unknown/ },
+    { what: 'a specification named otherwise than its spec', subjectType: 'SpecificationRegistered', body: env('SpecificationRegistered', { specification_id: 66, name: 'other', spec: { name: 'python-data' }, sha256: 'd'.repeat(64), is_lockfile: false }), reason: /SpecificationRegistered on specification-66: name must be the spec's name, "python-data" \(got "other"\)/ },
+    { what: 'a build key hash with build_key_version 2', subjectType: 'BuildScheduled', body: env('BuildScheduled', { build_id: 67, environment_id: 1, specification_id: 1, scheduled_on: '2024-03-09T00:00:00Z', build_key_version: 2, hash: '5f0e6c2b9a8d7e4f1c3b2a0d9e8f7c6b' }), reason: /hash must be absent or null with build_key_version 2/ },
+    { what: 'build_key_version 3 without its hash', subjectType: 'BuildScheduled', body: env('BuildScheduled', { build_id: 68, environment_id: 1, specification_id: 1, scheduled_on: '2024-03-09T00:00:00Z', build_key_version: 3 }), reason: /hash is required with build_key_version 3/ },
   ];
 }
 

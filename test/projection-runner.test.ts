@@ -941,6 +941,32 @@ test('an ArtifactDeleted or NamespaceRoleMappingRemoved naming another aggregate
   t.deepEqual(await tableRows(db.url, 'namespace_role_mapping'), []);
 });
 
+// Regression (found by a review): a specification's name and its spec's could differ (two rows,
+// one content, named otherwise), and a build could carry a hash with another build_key_version, or
+// none with version 3, whose build key then cannot be derived.
+test('a SpecificationRegistered named otherwise than its spec, and a BuildScheduled whose hash does not go with its build_key_version, are refused', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  await appendEnvelopes(db.log, baseHistory());
+  const head = await db.log.headPosition();
+  const refusals: [Envelope, string][] = [
+    [envelopeFor('SpecificationRegistered', { specification_id: 7, name: 'other', spec: { name: 'python-data' }, sha256: 'd'.repeat(64), is_lockfile: false }),
+      'SpecificationRegistered on specification-7: name must be the spec\'s name, "python-data" (got "other")'],
+    [envelopeFor('BuildScheduled', { build_id: 7, environment_id: 1, specification_id: 1, scheduled_on: '2024-03-09T00:00:00Z', build_key_version: 2, hash: '5f0e6c2b9a8d7e4f1c3b2a0d9e8f7c6b' }),
+      'BuildScheduled on build-7: hash must be absent or null with build_key_version 2 (only version 3 caches its build key)'],
+    [envelopeFor('BuildScheduled', { build_id: 7, environment_id: 1, specification_id: 1, scheduled_on: '2024-03-09T00:00:00Z', build_key_version: 3 }),
+      'BuildScheduled on build-7: hash is required with build_key_version 3 (the cached build key)'],
+  ];
+  for (const [envelope, message] of refusals) await t.throwsAsync(appendEnvelopes(db.log, [envelope]), { instanceOf: RuleViolationError, message });
+  t.is(await db.log.headPosition(), head, 'nothing appended');
+  // A spec without a name of its own (nothing to compare), and a hash with version 3, go in.
+  await appendEnvelopes(db.log, [
+    envelopeFor('SpecificationRegistered', { specification_id: 7, name: 'unnamed', spec: { dependencies: ['python'] }, sha256: 'e'.repeat(64), is_lockfile: false }),
+    envelopeFor('BuildScheduled', { build_id: 7, environment_id: 1, specification_id: 1, scheduled_on: '2024-03-09T00:00:00Z', build_key_version: 3, hash: '5f0e6c2b9a8d7e4f1c3b2a0d9e8f7c6b' }),
+  ]);
+  t.is(await db.log.headPosition(), head + 2);
+});
+
 // A deployment upgraded to migration 20260101001100 holds role grant ids claimed without their
 // pair: the migration gives them the pair of the grant that claimed them.
 test('role grant ids held before the same-stream claims migration get their pair, and a grant of that pair again keeps its id', async (t) => {

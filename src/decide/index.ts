@@ -5,12 +5,13 @@
  * `version` precondition on what was read makes the decision fail, and be taken again, if the
  * stream moved meanwhile.
  */
-import { EventValidationError, streamIssue, type Envelope } from '../catalogue/index.js';
+import { EventValidationError, streamIssue, type CatalogueEvent, type Envelope } from '../catalogue/index.js';
 import { upcast } from '../catalogue/upcast.js';
 import { PreconditionFailedError } from '../log/errors.js';
 import type { AppendRequest, EventLog, ExpectedVersion, Precondition } from '../log/types.js';
 import { allowedFrom, evolveBuild, initialBuildState, type BuildState } from './build-state.js';
 import { RuleViolationError } from './errors.js';
+import { brokenDataRule } from './data-rules.js';
 import { keyChanges } from './keys.js';
 
 export { RuleViolationError } from './errors.js';
@@ -33,6 +34,8 @@ export function toAppendRequest(envelope: Envelope): AppendRequest {
   // it: build 8's data appended to build-7 would claim one aggregate's stream for another's row.
   const wrongStream = streamIssue(envelope.type, current.data, envelope.stream);
   if (wrongStream) throw new EventValidationError(envelope.type, [wrongStream]);
+  const broken = brokenDataRule(current as CatalogueEvent);
+  if (broken) throw new RuleViolationError(envelope.type, envelope.stream, broken);
   const changes = keyChanges(current, envelope.stream, envelope.id);
   return {
     stream: envelope.stream,
