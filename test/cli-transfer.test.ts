@@ -333,9 +333,16 @@ test('export --stream gives only that stream, --from starts at a position', asyn
   t.deepEqual(parse(tail.stdout).map((l) => l.id), events.filter((e) => e.globalPosition >= from).map((e) => e.id));
   t.is(parse(tail.stdout)[0]!.id, events[20]!.id);
 
+  // Regression (found by a review): a stream with no event at all (a misspelt name) exported
+  // nothing with exit code 0, which a script took for a backup of it.
   const nothing = await cli(db, ['export', '--stream', 'build-999']);
-  t.is(nothing.code, 0, shown(nothing));
+  t.is(nothing.code, 1, shown(nothing));
   t.is(nothing.stdout, '');
+  t.regex(nothing.stderr, /^export: stream build-999 has no events \(streams are named <kind>-<id>, e\.g\. build-42\)$/m);
+  // Nothing past --from in a stream that has events: an export with nothing new.
+  const past = await cli(db, ['export', '--stream', 'build-1', '--from', String(events[events.length - 1]!.globalPosition + 1)]);
+  t.is(past.code, 0, shown(past));
+  t.is(past.stdout, '');
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { exportNdjson } from '../transfer/export-ndjson.js';
 import { createProgress } from './progress.js';
 import { missingMigrations } from '../db/migrate.js';
-import { describeError, EXIT, parseNonEmpty, parsePositive, runCommand } from './runtime.js';
+import { describeError, EXIT, parseNonEmpty, parsePositive, printable, runCommand } from './runtime.js';
 
 export function exportCommand(program: Command): void {
   program
@@ -10,6 +10,7 @@ export function exportCommand(program: Command): void {
     .description('write the log as NDJSON envelopes on stdout, in position order (what `append` takes back unchanged)')
     .option('--from <position>', 'first global position to export', (v) => parsePositive(v, '--from'), 1)
     .option('--stream <id>', 'only this stream, e.g. build-42', (v) => parseNonEmpty(v, '--stream'))
+    .addHelpText('after', '\nExit code 0 when the events asked for were written (none, past the end of the log or of the stream), 1 when --stream names a stream without any event, 2 on failure.')
     .action((options: { from: number; stream?: string }) =>
       runCommand(async ({ config, log, logger }) => {
         // An older release's log exports as well (the envelope has not changed): only a database
@@ -29,6 +30,13 @@ export function exportCommand(program: Command): void {
         });
         progress.stop();
         logger.info({ exported }, 'export finished');
+        // A stream that has no event at all is most likely a misspelt name: an empty export with
+        // exit code 0 would pass for a backup of it. (None past --from in a stream that has events
+        // is an export with nothing new, as for the whole log.)
+        if (options.stream !== undefined && exported === 0 && (await log.readStream(options.stream, { maxCount: 1 })).length === 0) {
+          process.stderr.write(`export: stream ${printable(options.stream)} has no events (streams are named <kind>-<id>, e.g. build-42)\n`);
+          return EXIT.refused;
+        }
       }),
     );
 }
