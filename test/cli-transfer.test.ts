@@ -183,6 +183,29 @@ test('an id near the top of its range moves the allocator in one step', async (t
   t.false(before.includes(high));
 });
 
+// Regression (found by a review): a line of any length was read into memory whole, and one past
+// what a string can hold (512 MiB) was reported as "not valid UTF-8"; past 4 GiB, a RangeError.
+test('an NDJSON line longer than the limit is refused as too long, its bytes not kept, wherever the chunks end; the lines around it are read', async (t) => {
+  const long = 'x'.repeat(40);
+  const input = Buffer.from(`{"a":1}\n${long}\r\n{"b":2}\n${long}`);
+  const read = async (chunks: Buffer[]) => {
+    const lines: unknown[] = [];
+    for await (const line of ndjsonLines(Readable.from(chunks), { maxLineBytes: 16 })) lines.push(line);
+    return lines;
+  };
+  const whole = await read([input]);
+  t.deepEqual(whole, [
+    { number: 1, text: '{"a":1}', bytes: 8 },
+    { number: 2, text: '', tooLong: true, bytes: 8 + 42 },
+    { number: 3, text: '{"b":2}', bytes: 50 + 8 },
+    { number: 4, text: '', tooLong: true, bytes: 58 + 40 },
+  ]);
+  for (let cut = 1; cut < input.length; cut++) {
+    t.deepEqual(await read([input.subarray(0, cut), input.subarray(cut)]), whole, `cut at byte ${cut}`);
+  }
+  t.deepEqual(await read([...input].map((byte) => Buffer.from([byte]))), whole, 'a byte a chunk');
+});
+
 // The line reader splits bytes itself (to decode each line strictly): wherever the chunks of the
 // input end, in a CRLF, in a character, in a BOM, with empty chunks between, the lines are the same.
 test('NDJSON lines are the same wherever the input is cut into chunks; each is numbered, counted and decoded on its own', async (t) => {

@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import { EventValidationError, idIntroduced, validateEnvelope, type Envelope } from '../catalogue/index.js';
 import { appendBatch } from '../decide/append-batch.js';
 import type { EventLog } from '../log/types.js';
-import { ndjsonLines, type NumberedLine } from './ndjson.js';
+import { MAX_LINE_BYTES, ndjsonLines, type NumberedLine } from './ndjson.js';
 
 export interface Rejection {
   line: number;
@@ -76,6 +76,10 @@ export async function appendNdjson(log: EventLog, input: Readable, options: Appe
   const take = async (line: NumberedLine) => {
     lines = line.number;
     bytes = line.bytes;
+    if (line.tooLong) {
+      report.rejected.push({ line: line.number, reason: `longer than ${MAX_LINE_BYTES / 1024 / 1024} MiB, more than an event can hold (jsonb stores at most 255 MB): is the file NDJSON, one envelope a line?` });
+      return;
+    }
     if (line.notUtf8) {
       report.rejected.push({ line: line.number, reason: 'not valid UTF-8: is the file in another encoding (Latin-1, Windows-1252)? convert it first, e.g. with iconv -t UTF-8' });
       return;

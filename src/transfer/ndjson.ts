@@ -21,12 +21,22 @@ export interface NumberedLine {
   text: string;
   /** The line's bytes are not UTF-8: a file in another encoding (Latin-1, Windows-1252). */
   notUtf8?: true;
+  /** The line is longer than the most an event can be (MAX_LINE_BYTES): its bytes were not kept. */
+  tooLong?: true;
   /** Bytes read so far, for progress. */
   bytes: number;
 }
 
 const LF = 0x0a;
 const CR = 0x0d;
+
+/**
+ * The longest line read, 256 MiB: an event's data is stored as jsonb, which holds at most 255 MB,
+ * so a longer line cannot be appended anyway. Beyond it a line's bytes are passed over, not kept:
+ * kept, a line of gigabytes (a whole log as one JSON array) was read into memory, then failed as
+ * "not valid UTF-8" (a string that long cannot be made) or a RangeError.
+ */
+export const MAX_LINE_BYTES = 256 * 1024 * 1024;
 
 /**
  * The non-blank lines of an NDJSON stream, numbered from 1 as an editor shows them (LF, CRLF and a
@@ -36,7 +46,7 @@ const CR = 0x0d;
  * order mark opening a line is dropped: an editor put it in front of a file, and files get
  * concatenated.
  */
-export async function* ndjsonLines(input: Readable): AsyncGenerator<NumberedLine> {
+export async function* ndjsonLines(input: Readable, { maxLineBytes = MAX_LINE_BYTES }: { maxLineBytes?: number } = {}): AsyncGenerator<NumberedLine> {
   const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
   let number = 0;
   let bytes = 0;
@@ -46,9 +56,31 @@ export async function* ndjsonLines(input: Readable): AsyncGenerator<NumberedLine
   // The pending line ends with a CR that ended its chunk: whether an LF follows (a CRLF) is for
   // the next chunk to say.
   let crPending = false;
+  // Bytes of the pending line, and whether it has passed MAX_LINE_BYTES (its bytes then dropped).
+  let pendingBytes = 0;
+  let overlong = false;
+  const keep = (piece: Buffer) => {
+    pendingBytes += piece.length;
+    if (pendingBytes > maxLineBytes) {
+      overlong = true;
+      pending = [];
+    } else {
+      pending.push(piece);
+    }
+  };
   function* emit(raw: Buffer, ending: number): Generator<NumberedLine> {
+    if (overlong || pendingBytes + raw.length > maxLineBytes) {
+      number += 1;
+      bytes += pendingBytes + raw.length + ending;
+      pending = [];
+      pendingBytes = 0;
+      overlong = false;
+      yield { number, text: '', tooLong: true, bytes };
+      return;
+    }
     const line = pending.length ? Buffer.concat([...pending, raw]) : raw;
     pending = [];
+    pendingBytes = 0;
     number += 1;
     bytes += line.length + ending;
     let text: string;
@@ -76,7 +108,7 @@ export async function* ndjsonLines(input: Readable): AsyncGenerator<NumberedLine
     while (lf !== -1 || cr !== -1) {
       const end = cr === -1 || (lf !== -1 && lf < cr) ? lf : cr;
       if (end === data.length - 1 && end === cr) {
-        pending.push(Buffer.from(data.subarray(start, end)));
+        keep(Buffer.from(data.subarray(start, end)));
         crPending = true;
         start = data.length;
         break;
@@ -87,7 +119,7 @@ export async function* ndjsonLines(input: Readable): AsyncGenerator<NumberedLine
       if (lf !== -1 && lf < start) lf = data.indexOf(LF, start);
       if (cr !== -1 && cr < start) cr = data.indexOf(CR, start);
     }
-    if (start < data.length) pending.push(Buffer.from(data.subarray(start)));
+    if (start < data.length) keep(Buffer.from(data.subarray(start)));
   }
-  if (crPending || pending.length) yield* emit(Buffer.alloc(0), crPending ? 1 : 0);
+  if (crPending || pending.length || overlong) yield* emit(Buffer.alloc(0), crPending ? 1 : 0);
 }
