@@ -22,12 +22,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // backend exists: EVENTSTOREDB_URL required with it).
   if (eventLog === 'eventstoredb') throw new Error(EVENTSTOREDB_UNAVAILABLE);
   return {
-    databaseUrl: withDefaultUser(checkedDatabaseUrl(env.DATABASE_URL || DEFAULT_DATABASE_URL), env),
+    databaseUrl: databaseUrlOf(env),
     eventLog,
     eventStoreDbUrl: env.EVENTSTOREDB_URL,
     natsUrl: env.NATS_URL || 'nats://127.0.0.1:4222',
     logLevel: logLevel(env.LOG_LEVEL),
   };
+}
+
+/** DATABASE_URL (or the default), checked, with the user it connects as (withDefaultUser). */
+export function databaseUrlOf(env: NodeJS.ProcessEnv = process.env): string {
+  return withDefaultUser(checkedDatabaseUrl(env.DATABASE_URL || DEFAULT_DATABASE_URL), env);
 }
 
 export const EVENTSTOREDB_UNAVAILABLE = 'EVENT_LOG=eventstoredb: the EventStoreDB backend is not available in this version; use EVENT_LOG=postgres';

@@ -178,6 +178,22 @@ test('several migrations at once of a database that does not exist yet: one crea
   t.deepEqual(await migrateLatest(url), [], 'a later migration is not "already locked"');
 });
 
+// Regression (found by a review): knexfile.ts created the database for every knex command (a
+// misspelt DATABASE_URL given to migrate:status got an empty database of that name; migrate:make
+// needed a server) and read every variable of the commands (LOG_LEVEL=verbose stopped migrations).
+test('npx knex migrate:latest creates a missing database, whatever LOG_LEVEL says; migrate:status does not create one', async (t) => {
+  const name = `cse_test_knexfile_${randomBytes(4).toString('hex')}`;
+  t.teardown(() => withAdmin((admin) => admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`)));
+  const url = urlFor(name);
+  const exists = () => withAdmin(async (admin) => (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [name])).rowCount === 1);
+  const status = await runNpx(url, ['knex', 'migrate:status']);
+  t.not(status.code, 0, shown(status));
+  t.false(await exists(), 'migrate:status created no database');
+  const migrate = await runNpx(url, ['knex', 'migrate:latest'], 60_000, { LOG_LEVEL: 'verbose' });
+  t.is(migrate.code, 0, shown(migrate));
+  t.deepEqual(await missingMigrations(url), []);
+});
+
 // A release's code against a database without its migrations sends what the older functions do
 // not take (a key precondition with a holder): an ingested event would be rejected for good.
 test('serve, catch-up, append and rebuild-projections refuse a database behind this release\'s migrations, naming them; status shows them; once migrated, they run', async (t) => {

@@ -64,8 +64,8 @@ export function runRebuild(url: string, args: string[], env: Record<string, stri
 }
 
 /** Runs `npx ARGS` in the repository, as a maintainer types it (`npx knex migrate:latest`, `npx rebuild-projections`). */
-export function runNpx(url: string, args: string[], timeoutMs = 60_000): Promise<CliResult> {
-  const child = spawn('npx', ['--no-install', ...args], { cwd: root, env: cliEnv({ DATABASE_URL: url }), stdio: ['ignore', 'pipe', 'pipe'] });
+export function runNpx(url: string, args: string[], timeoutMs = 60_000, env: Record<string, string> = {}): Promise<CliResult> {
+  const child = spawn('npx', ['--no-install', ...args], { cwd: root, env: cliEnv({ DATABASE_URL: url, ...env }), stdio: ['ignore', 'pipe', 'pipe'] });
   return waitForExit(child, timeoutMs);
 }
 
