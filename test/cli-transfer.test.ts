@@ -10,7 +10,7 @@ import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { idIntroduced, type Envelope } from '../src/catalogue/index.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
-import { appendNdjson } from '../src/transfer/append-ndjson.js';
+import { AppendStoppedError, appendNdjson } from '../src/transfer/append-ndjson.js';
 import { ndjsonLines } from '../src/transfer/ndjson.js';
 import type { EventLog, RecordedEvent } from '../src/log/types.js';
 import { ensureDatabase } from '../src/db/ensure-database.js';
@@ -183,6 +183,24 @@ test('an id near the top of its range moves the allocator in one step', async (t
   t.false(before.includes(high));
 });
 
+// Regression (found by a review): an append that failed part-way threw the bare error; the counts
+// and refused lines of the batches that went in were lost, and where to start again unknown.
+test('an append that fails part-way reports what went in before the failure, and the line it stopped at', async (t) => {
+  const db = await database(t);
+  const history = realisticHistory();
+  async function* failing() {
+    for (const envelope of history.slice(0, 4)) yield `${JSON.stringify(envelope)}\n`;
+    yield 'not json\n';
+    yield `${JSON.stringify(history[4])}\n`;
+    throw new Error('the input could not be read');
+  }
+  const error = await t.throwsAsync(appendNdjson(db.log, Readable.from(failing()), { batchSize: 2 }), { instanceOf: AppendStoppedError });
+  t.is(error!.message, 'append stopped at line 6: the input could not be read (the lines before it were taken; run it again: what went in counts as duplicates)');
+  t.like(error!.report, { appended: 4, duplicates: 0, stoppedAtLine: 6 });
+  t.deepEqual(error!.report.rejected.map((rejection) => rejection.line), [5]);
+  t.deepEqual((await readLog(db.log)).map((event) => event.id), history.slice(0, 4).map((envelope) => envelope.id));
+});
+
 // Regression (found by a review): a line of any length was read into memory whole, and one past
 // what a string can hold (512 MiB) was reported as "not valid UTF-8"; past 4 GiB, a RangeError.
 test('an NDJSON line longer than the limit is refused as too long, its bytes not kept, wherever the chunks end; the lines around it are read', async (t) => {
@@ -315,7 +333,7 @@ test('an append that stops half-way (its input fails) has moved the id allocator
   const input = new Readable({ read() {} });
   input.push(ndjson(namespaces).map((line) => `${line}\n`).join(''));
   setImmediate(() => input.destroy(new Error('the disk went away')));
-  await t.throwsAsync(appendNdjson(db.log, input, { batchSize: 2 }), { message: 'the disk went away' });
+  await t.throwsAsync(appendNdjson(db.log, input, { batchSize: 2 }), { instanceOf: AppendStoppedError, message: /^append stopped at line \d+: the disk went away / });
   const appended = (await readLog(db.log)).length;
   t.true(appended >= 2, `${appended} appended`);
   const [next] = await db.log.allocateIds('namespace', 1);
@@ -586,5 +604,5 @@ test('append that fails on a terminal gives the terminal its cursor and line wra
   t.true(hidden >= 0, `the bar was drawn: ${JSON.stringify(result.stdout)}`);
   t.true(result.stdout.indexOf('\u001b[?25h', hidden) > hidden, `the cursor comes back: ${JSON.stringify(result.stdout)}`);
   t.true(result.stdout.indexOf('\u001b[?7h', hidden) > hidden, `line wrapping comes back: ${JSON.stringify(result.stdout)}`);
-  t.regex(result.stdout, /(^|\n)error: EISDIR/, JSON.stringify(result.stdout));
+  t.regex(result.stdout, /(^|\n)error: append stopped at line 1: EISDIR/, JSON.stringify(result.stdout));
 });

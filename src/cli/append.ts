@@ -1,9 +1,15 @@
 import fs from 'node:fs';
 import type { Command } from 'commander';
 import { requireMigrated } from '../db/migrate.js';
-import { appendNdjson } from '../transfer/append-ndjson.js';
+import { AppendStoppedError, appendNdjson, type AppendReport } from '../transfer/append-ndjson.js';
 import { createProgress } from './progress.js';
 import { EXIT, parsePositive, printable, runCommand, stopOnSignals } from './runtime.js';
+
+/** The summary line, then each refused line with its number and reason (on stdout: the command's result). */
+function printReport(report: AppendReport): void {
+  process.stdout.write(`appended ${report.appended}, skipped as duplicates ${report.duplicates}, rejected ${report.rejected.length}\n`);
+  for (const rejection of report.rejected) process.stdout.write(`  line ${rejection.line}: ${printable(rejection.reason)}\n`);
+}
 
 export function appendCommand(program: Command): void {
   program
@@ -20,15 +26,24 @@ export function appendCommand(program: Command): void {
         const stat = file === '-' ? fs.fstatSync(0) : fs.statSync(file);
         const total = stat.isFile() ? stat.size : 0;
         const progress = createProgress('append', total, 'bytes');
-        const report = await appendNdjson(log, input, {
-          batchSize: options.batchSize,
-          signal: stopOnSignals(logger),
-          onProgress: ({ bytes, report: r }) => progress.update(bytes, `appended ${r.appended}, duplicates ${r.duplicates}, rejected ${r.rejected.length}`),
-        });
+        let report: AppendReport;
+        try {
+          report = await appendNdjson(log, input, {
+            batchSize: options.batchSize,
+            signal: stopOnSignals(logger),
+            onProgress: ({ bytes, report: r }) => progress.update(bytes, `appended ${r.appended}, duplicates ${r.duplicates}, rejected ${r.rejected.length}`),
+          });
+        } catch (error) {
+          // What went in before the failure is reported too (then the error, by runCommand).
+          if (error instanceof AppendStoppedError) {
+            progress.stop('failed');
+            printReport(error.report);
+          }
+          throw error;
+        }
         progress.stop(report.stoppedAtLine === undefined ? 'done' : 'interrupted');
         logger.info({ appended: report.appended, duplicates: report.duplicates, rejected: report.rejected.length }, 'append finished');
-        process.stdout.write(`appended ${report.appended}, skipped as duplicates ${report.duplicates}, rejected ${report.rejected.length}\n`);
-        for (const rejection of report.rejected) process.stdout.write(`  line ${rejection.line}: ${printable(rejection.reason)}\n`);
+        printReport(report);
         if (report.stoppedAtLine !== undefined) {
           process.stderr.write(`append interrupted: line ${report.stoppedAtLine} and the lines after it were not appended (run it again: what went in counts as duplicates)\n`);
           return EXIT.failed;

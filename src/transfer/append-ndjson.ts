@@ -25,6 +25,22 @@ export interface AppendNdjsonOptions {
   onProgress?: (progress: { lines: number; bytes: number; report: AppendReport }) => void;
 }
 
+/**
+ * An append that failed part-way (the database gone, the input unreadable): what it had done
+ * before the batch that failed, which a run from `report.stoppedAtLine` goes on from (what went
+ * in then counts as duplicates). The failure is the `cause`.
+ */
+export class AppendStoppedError extends Error {
+  override name = 'AppendStoppedError';
+  constructor(readonly report: AppendReport, cause: unknown) {
+    super(
+      `append stopped at line ${report.stoppedAtLine}: ${cause instanceof Error ? cause.message : String(cause)} ` +
+        '(the lines before it were taken; run it again: what went in counts as duplicates)',
+      { cause },
+    );
+  }
+}
+
 interface Pending {
   line: number;
   envelope: Envelope;
@@ -108,17 +124,25 @@ export async function appendNdjson(log: EventLog, input: Readable, options: Appe
   const closeInput = () => input.destroy();
   options.signal?.addEventListener('abort', closeInput, { once: true });
   try {
-    for await (const line of ndjsonLines(input)) {
-      if (options.signal?.aborted) break;
-      await take(line);
+    try {
+      for await (const line of ndjsonLines(input)) {
+        if (options.signal?.aborted) break;
+        await take(line);
+      }
+    } catch (error) {
+      if (!options.signal?.aborted) throw error; // the input closed by the stop ends the reading
+    } finally {
+      options.signal?.removeEventListener('abort', closeInput);
     }
+    if (options.signal?.aborted) stop();
+    else await flush();
   } catch (error) {
-    if (!options.signal?.aborted) throw error; // the input closed by the stop ends the reading
-  } finally {
-    options.signal?.removeEventListener('abort', closeInput);
+    // The report so far goes with the error: thrown bare, the counts and the refused lines of the
+    // batches that went in were lost, and the operator could not tell where to start again.
+    stop();
+    report.rejected.sort((a, b) => a.line - b.line);
+    throw new AppendStoppedError(report, error);
   }
-  if (options.signal?.aborted) stop();
-  else await flush();
   report.rejected.sort((a, b) => a.line - b.line);
   return report;
 }
