@@ -16,7 +16,7 @@ export function appendCommand(program: Command): void {
     .command('append')
     .description('append the events of an NDJSON file of envelopes ({ id, type, stream, expectedVersion?, data, metadata? }) to the log')
     .argument('<file>', 'NDJSON file, or - for standard input')
-    .option('--batch-size <n>', 'events per atomic append', (v) => parsePositive(v, '--batch-size'), 500)
+    .option('--batch-size <n>', 'lines per append transaction (a refused line is left out, the others of its batch go in)', (v) => parsePositive(v, '--batch-size'), 500)
     .addHelpText('after', '\nExit code 0 when every line was appended (or already there), 1 when some lines were refused (listed with their line numbers), 2 on failure.')
     .action((file: string, options: { batchSize: number }) =>
       runCommand(async ({ config, log, logger }) => {
