@@ -604,5 +604,6 @@ test('append that fails on a terminal gives the terminal its cursor and line wra
   t.true(hidden >= 0, `the bar was drawn: ${JSON.stringify(result.stdout)}`);
   t.true(result.stdout.indexOf('\u001b[?25h', hidden) > hidden, `the cursor comes back: ${JSON.stringify(result.stdout)}`);
   t.true(result.stdout.indexOf('\u001b[?7h', hidden) > hidden, `line wrapping comes back: ${JSON.stringify(result.stdout)}`);
+  t.is(result.stdout.split('\u001b[?25h').length, 2, `the bar is stopped once: ${JSON.stringify(result.stdout)}`);
   t.regex(result.stdout, /(^|\n)error: append stopped at line 1: EISDIR/, JSON.stringify(result.stdout));
 });

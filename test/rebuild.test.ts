@@ -17,6 +17,7 @@
  * each test works on a copy (CREATE DATABASE ... TEMPLATE). The rebuild is the real CLI in a child
  * process wherever the test is about what an operator runs.
  */
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
@@ -33,7 +34,7 @@ import { planRebuild, RebuildInProgressError, rebuildGroup, rebuildGroups } from
 import { createProjectionService } from '../src/projection/service.js';
 import { allProjections, condaStoreProjections, namespaceUsage, specifications } from '../projections/index.js';
 import { root } from './helpers/cli.js';
-import { freshDatabase, privateServer, seededOnce } from './helpers/database.js';
+import { freshDatabase, privateServer, seededOnce, withAdmin } from './helpers/database.js';
 import { migrateLatest } from '../src/db/migrate.js';
 import { appendInBatches, generatedHistory } from './helpers/generated-history.js';
 import { realisticHistory } from './helpers/history.js';
@@ -857,6 +858,11 @@ test('a function or another table\'s policy that depends on a group table refuse
 // What a rebuild can set again, it does (comments, statistics targets, storage parameters, replica
 // identity); what it cannot, it refuses, naming it. A generated column made every rebuild fail.
 test('a rebuild keeps comments, storage parameters, statistics targets, replica identity and generated columns, and refuses what it cannot carry over', async (t) => {
+  // A role that the rebuilding role's default privileges grant to: the rebuilt tables must not
+  // (dropped after the database, which holds the default privileges).
+  const reader = `cse_test_reader_${randomBytes(4).toString('hex')}`;
+  await withAdmin((admin) => admin.query(`CREATE ROLE ${reader}`));
+  t.teardown(() => withAdmin((admin) => admin.query(`DROP ROLE IF EXISTS ${reader}`)));
   const { db, client } = await builtCopy(t);
   await client.query(`
     COMMENT ON TABLE public.namespace_usage IS 'per namespace';
@@ -864,9 +870,27 @@ test('a rebuild keeps comments, storage parameters, statistics targets, replica 
     ALTER TABLE public.namespace_usage SET (fillfactor = 70);
     ALTER TABLE public.namespace_usage ALTER COLUMN builds SET STATISTICS 500;
     ALTER TABLE public.namespace_usage REPLICA IDENTITY FULL;
-    ALTER TABLE public.namespace_usage ADD COLUMN avg_size bigint GENERATED ALWAYS AS (total_size / greatest(builds, 1)) STORED`);
+    ALTER TABLE public.namespace_usage ADD COLUMN avg_size bigint GENERATED ALWAYS AS (total_size / greatest(builds, 1)) STORED;
+    -- Found by a review, lost or changed by a rebuild until this session: a CHECK NOT VALID that
+    -- old rows break (validated in CREATE TABLE, it failed the rebuild), a column's planner option,
+    -- the TOAST table's storage parameters, and grants of the rebuilding role's default privileges.
+    ALTER TABLE public.namespace_usage ADD CONSTRAINT recent_namespaces CHECK (namespace_id > 1000) NOT VALID;
+    ALTER TABLE public.namespace_usage ALTER COLUMN builds SET (n_distinct = 50);
+    ALTER TABLE public.namespace_usage ADD COLUMN note text;
+    ALTER TABLE public.namespace_usage SET (toast.autovacuum_enabled = false);
+    ALTER DEFAULT PRIVILEGES FOR ROLE CURRENT_USER GRANT ALL ON TABLES TO ${reader};
+    ALTER DEFAULT PRIVILEGES FOR ROLE CURRENT_USER GRANT ALL ON SEQUENCES TO ${reader}`);
   const rebuilt = await runRebuild(db.url, ['namespace_usage']);
   t.is(rebuilt.code, 0, shown(rebuilt));
+  const { rows: [kept] } = await client.query(`
+    SELECT (SELECT convalidated FROM pg_constraint WHERE conrelid = c.oid AND conname = 'recent_namespaces') AS validated,
+           (SELECT attoptions FROM pg_attribute WHERE attrelid = c.oid AND attname = 'builds') AS options,
+           (SELECT reloptions FROM pg_class WHERE oid = c.reltoastrelid) AS toast,
+           (SELECT count(*)::int FROM pg_class r, aclexplode(r.relacl) a WHERE r.relnamespace = 'public'::regnamespace
+               AND r.relname LIKE 'namespace_usage%' AND a.grantee = '${reader}'::regrole) AS granted
+      FROM pg_class c WHERE c.oid = 'public.namespace_usage'::regclass`);
+  t.like(kept, { validated: false, toast: ['autovacuum_enabled=false'], granted: 0 });
+  t.true((kept.options as string[]).includes('n_distinct=50'), JSON.stringify(kept.options));
   const { rows: [after] } = await client.query(`
     SELECT obj_description(c.oid, 'pg_class') AS comment, col_description(c.oid, 2) AS column_comment, c.reloptions, c.relreplident,
            (SELECT attstattarget FROM pg_attribute WHERE attrelid = c.oid AND attname = 'builds') AS statistics,
@@ -882,6 +906,8 @@ test('a rebuild keeps comments, storage parameters, statistics targets, replica 
     ['GRANT SELECT (namespace_id) ON public.namespace_usage TO PUBLIC', /column privileges on namespace_id/],
     ['CREATE PUBLICATION usage_pub FOR TABLE public.namespace_usage', /publication usage_pub/],
     ['CREATE RULE no_delete AS ON DELETE TO public.namespace_usage DO INSTEAD NOTHING', /rule no_delete/],
+    // A projection table that inherits from another: the parent would find no rows of it after the swap.
+    ['CREATE TABLE public.usage_parent (namespace_id integer); ALTER TABLE public.namespace_usage INHERIT public.usage_parent', /inheritance \(a parent or child table\)/],
   ] as const) {
     const checkpoints = await liveCheckpoints(client);
     await client.query(`BEGIN; ${setup}`);
@@ -890,6 +916,8 @@ test('a rebuild keeps comments, storage parameters, statistics targets, replica 
     t.is(refused.code, 2, shown(refused));
     t.regex(refused.stderr, /cannot rebuild projection group "namespace_usage": table namespace_usage has .*which a rebuild cannot carry over/, setup);
     t.regex(refused.stderr, named, setup);
+    // The progress ends once, saying how (it ended a second time, as "stopped", at the exit).
+    t.deepEqual(refused.stderr.match(/^rebuild namespace_usage: .* (done|failed|stopped)$/gm)?.map((line) => line.split(' ').pop()), ['failed'], refused.stderr);
     t.deepEqual(await liveCheckpoints(client), checkpoints);
     t.deepEqual(await leftovers(client), NO_LEFTOVERS);
   }

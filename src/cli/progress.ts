@@ -31,19 +31,20 @@ export function stopProgress(outcome = 'stopped'): void {
 
 /** `progress`, counted as running until its first stop (later stops do nothing). */
 function tracked(progress: Progress): Progress {
-  active.add(progress);
   // Whatever ends the process (process.exit included), the terminal gets its settings back.
   if (!exitHooked) {
     exitHooked = true;
     process.once('exit', () => stopProgress());
   }
-  return {
+  const wrapper: Progress = {
     update: (done, extra) => progress.update(done, extra),
     setTotal: (total) => progress.setTotal(total),
     stop(outcome) {
-      if (active.delete(progress)) progress.stop(outcome);
+      if (active.delete(wrapper)) progress.stop(outcome);
     },
   };
+  active.add(wrapper);
+  return wrapper;
 }
 
 /**

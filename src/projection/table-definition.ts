@@ -7,7 +7,7 @@
  * fingerprint; the owner and privileges are carried over too, but are not part of a fingerprint.
  */
 import type pg from 'pg';
-import { quoteIdent as quote } from '../log/postgres/sql.js';
+import { quoteIdent as quote, sqlLiteral } from '../log/postgres/sql.js';
 
 export interface TableDefinition {
   table: string;
@@ -32,18 +32,20 @@ export interface TableDefinition {
    * table and its sequences: a reader's role keeps its access to a rebuilt table.
    */
   privileges: string[];
-  /** Storage parameters (fillfactor, autovacuum settings): set as soon as the table exists, before the load. */
+  /** Storage parameters (fillfactor, autovacuum settings), its TOAST table's too: set as soon as the table exists, before the load. */
   settings: string[];
   /**
    * The rest of what a rebuilt table keeps, set once it is loaded: comments, per-column
-   * statistics targets, storage and compression, the index it is clustered on, replica identity.
+   * statistics targets, storage, compression and planner options (n_distinct), the index it is
+   * clustered on, replica identity.
    */
   properties: string[];
   /**
    * What a rebuild cannot recreate on the new tables, named for the refusal (rebuild.ts): triggers,
    * rules, row-level security and its policies, column privileges, identity columns, collations
    * other than the type's, publications, extended statistics, a replica identity by index, an
-   * unlogged table, a tablespace of its own. Dropped with the
+   * unlogged table, a tablespace of its own, inheritance (a parent's query would no longer see
+   * the new table's rows). Dropped with the
    * old table, each would be lost without a word, and some (a policy, a publication) are security
    * or replication.
    */
@@ -62,6 +64,24 @@ export async function readTableDefinitions(client: pg.ClientBase, schema: string
   }
 }
 
+/**
+ * A statement that revokes every privilege on `table` (as the search_path finds it) and on its
+ * sequences granted to anyone but its owner: what default privileges gave them at creation.
+ */
+function revokeCreationGrants(table: string): string {
+  const relation = `${sqlLiteral(quote(table))}::regclass`;
+  return `DO $revoke$ DECLARE r record; BEGIN
+  FOR r IN SELECT c.oid::regclass AS relation, c.relkind, a.grantee
+             FROM pg_class c, aclexplode(c.relacl) a
+            WHERE (c.oid = ${relation} OR c.oid IN (SELECT d.objid FROM pg_depend d WHERE d.refobjid = ${relation} AND d.deptype = 'a' AND d.classid = 'pg_class'::regclass))
+              AND a.grantee <> c.relowner
+  LOOP
+    EXECUTE format('REVOKE ALL ON %s %s FROM %s', CASE r.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, r.relation,
+                   CASE r.grantee WHEN 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r.grantee)) END);
+  END LOOP;
+END $revoke$`;
+}
+
 async function readOne(client: pg.ClientBase, schema: string, table: string): Promise<TableDefinition> {
   const { rows: [relation] } = await client.query<{ oid: number }>(
     `SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind = 'r'`,
@@ -70,7 +90,7 @@ async function readOne(client: pg.ClientBase, schema: string, table: string): Pr
   if (!relation) throw new Error(`table ${schema}.${table} does not exist (run knex migrate:latest)`);
   const { rows: columns } = await client.query<{
     name: string; type: string; notnull: boolean; default: string | null; generated: string; identity: string; collated: boolean;
-    acl: boolean; statistics: number | null; comment: string | null; storage: string | null; compression: string | null;
+    acl: boolean; statistics: number | null; comment: string | null; storage: string | null; compression: string | null; options: string[] | null;
   }>(
     // Comments come quoted by the server (quote_literal), whatever standard_conforming_strings says.
     `SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS notnull,
@@ -78,7 +98,7 @@ async function readOne(client: pg.ClientBase, schema: string, table: string): Pr
             a.attcollation <> t.typcollation AS collated, a.attacl IS NOT NULL AS acl, a.attstattarget AS statistics,
             quote_literal(col_description(a.attrelid, a.attnum)) AS comment,
             CASE WHEN a.attstorage <> t.typstorage THEN CASE a.attstorage WHEN 'p' THEN 'PLAIN' WHEN 'e' THEN 'EXTERNAL' WHEN 'm' THEN 'MAIN' ELSE 'EXTENDED' END END AS storage,
-            CASE a.attcompression WHEN 'p' THEN 'pglz' WHEN 'l' THEN 'lz4' END AS compression
+            CASE a.attcompression WHEN 'p' THEN 'pglz' WHEN 'l' THEN 'lz4' END AS compression, a.attoptions AS options
        FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
        LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
       WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
@@ -88,6 +108,7 @@ async function readOne(client: pg.ClientBase, schema: string, table: string): Pr
   const { rows: [table_] } = await client.query<{
     comment: string | null; reloptions: string[] | null; replica: string; rls: boolean; triggers: string[]; rules: string[]; policies: string[];
     publications: string[]; statistics: string[]; unlogged: boolean; tablespace: string | null; clustered: string | null;
+    toastOptions: string[] | null; inheritance: boolean;
   }>(
     `SELECT quote_literal(obj_description(c.oid, 'pg_class')) AS comment, c.reloptions, c.relreplident AS replica,
             c.relrowsecurity OR c.relforcerowsecurity AS rls, c.relpersistence = 'u' AS unlogged,
@@ -97,7 +118,9 @@ async function readOne(client: pg.ClientBase, schema: string, table: string): Pr
             ARRAY(SELECT rulename::text FROM pg_rewrite WHERE ev_class = c.oid ORDER BY 1) AS rules,
             ARRAY(SELECT polname::text FROM pg_policy WHERE polrelid = c.oid ORDER BY 1) AS policies,
             ARRAY(SELECT p.pubname::text FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid WHERE r.prrelid = c.oid ORDER BY 1) AS publications,
-            ARRAY(SELECT stxname::text FROM pg_statistic_ext WHERE stxrelid = c.oid ORDER BY 1) AS statistics
+            ARRAY(SELECT stxname::text FROM pg_statistic_ext WHERE stxrelid = c.oid ORDER BY 1) AS statistics,
+            (SELECT reloptions FROM pg_class WHERE oid = c.reltoastrelid) AS "toastOptions",
+            EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = c.oid OR inhparent = c.oid) AS inheritance
        FROM pg_class c WHERE c.oid = $1`,
     [relation.oid],
   );
@@ -112,8 +135,8 @@ async function readOne(client: pg.ClientBase, schema: string, table: string): Pr
       ORDER BY s.relname`,
     [relation.oid],
   );
-  const { rows: constraints } = await client.query<{ name: string; type: string; definition: string; acts: boolean }>(
-    `SELECT conname AS name, contype AS type, pg_get_constraintdef(oid) AS definition,
+  const { rows: constraints } = await client.query<{ name: string; type: string; definition: string; acts: boolean; validated: boolean }>(
+    `SELECT conname AS name, contype AS type, pg_get_constraintdef(oid) AS definition, convalidated AS validated,
             contype = 'f' AND (confdeltype IN ('c', 'n', 'd') OR confupdtype IN ('c', 'n', 'd')) AS acts
        FROM pg_constraint WHERE conrelid = $1 ORDER BY contype, conname`,
     [relation.oid],
@@ -161,6 +184,7 @@ async function readOne(client: pg.ClientBase, schema: string, table: string): Pr
     ...(t.replica === 'i' ? ['a replica identity by index'] : []),
     ...(t.unlogged ? ['UNLOGGED'] : []),
     ...(t.tablespace ? [`tablespace ${t.tablespace}`] : []),
+    ...(t.inheritance ? ['inheritance (a parent or child table)'] : []),
   ];
   const alter = `ALTER TABLE ${quote(table)}`;
   const properties = [
@@ -170,12 +194,23 @@ async function readOne(client: pg.ClientBase, schema: string, table: string): Pr
     ...columns.flatMap((c) => (c.statistics !== null && c.statistics >= 0 ? [`${alter} ALTER COLUMN ${quote(c.name)} SET STATISTICS ${c.statistics}`] : [])),
     ...columns.flatMap((c) => (c.storage ? [`${alter} ALTER COLUMN ${quote(c.name)} SET STORAGE ${c.storage}`] : [])),
     ...columns.flatMap((c) => (c.compression ? [`${alter} ALTER COLUMN ${quote(c.name)} SET COMPRESSION ${c.compression}`] : [])),
+    // Per-column planner options (n_distinct): name=value pairs PostgreSQL checked, as reloptions.
+    // Only PostgreSQL's own (some builds keep options of their own there, on every column).
+    ...columns.flatMap((c) => {
+      const options = (c.options ?? []).filter((option) => /^n_distinct(_inherited)?=/.test(option));
+      return options.length ? [`${alter} ALTER COLUMN ${quote(c.name)} SET (${options.join(', ')})`] : [];
+    }),
     ...(t.clustered ? [`${alter} CLUSTER ON ${t.clustered}`] : []),
     ...(t.replica === 'f' ? [`${alter} REPLICA IDENTITY FULL`] : t.replica === 'n' ? [`${alter} REPLICA IDENTITY NOTHING`] : []),
   ];
   // reloptions are name=value pairs of known parameters (PostgreSQL checked them): safe as they are.
-  const settings = t.reloptions?.length ? [`${alter} SET (${t.reloptions.join(', ')})`] : [];
-  const loadConstraints = constraints.filter((c) => c.type !== 'f').map((c) => `CONSTRAINT ${quote(c.name)} ${c.definition}`);
+  // The TOAST table's too, named toast.<parameter>.
+  const reloptions = [...(t.reloptions ?? []), ...(t.toastOptions ?? []).map((option) => `toast.${option}`)];
+  const settings = reloptions.length ? [`${alter} SET (${reloptions.join(', ')})`] : [];
+  // A CHECK constraint NOT VALID (old rows not checked) is added after the load, NOT VALID again
+  // (its definition says so): in CREATE TABLE it would be validated, and old rows that break it fail the rebuild.
+  const loadConstraints = constraints.filter((c) => c.type !== 'f' && c.validated).map((c) => `CONSTRAINT ${quote(c.name)} ${c.definition}`);
+  const notValidated = constraints.filter((c) => c.type !== 'f' && !c.validated).map((c) => `ALTER TABLE ${quote(table)} ADD CONSTRAINT ${quote(c.name)} ${c.definition}`);
   const addForeignKey = (c: { name: string; definition: string }) => `ALTER TABLE ${quote(table)} ADD CONSTRAINT ${quote(c.name)} ${c.definition}`;
   const owner = acl.find((row) => row.owner)?.owner;
   const foreignKeys = constraints.filter((c) => c.type === 'f');
@@ -188,10 +223,14 @@ async function readOne(client: pg.ClientBase, schema: string, table: string): Pr
     ),
     create: `CREATE TABLE ${quote(table)} (\n  ${[...columnLines, ...loadConstraints].join(',\n  ')}\n)`,
     ownership: sequences.map((s) => `ALTER SEQUENCE ${quote(s.name)} OWNED BY ${quote(table)}.${quote(s.column)}`),
-    finish: [...foreignKeys.map(addForeignKey), ...plainIndexes],
+    finish: [...foreignKeys.map(addForeignKey), ...notValidated, ...plainIndexes],
     beforeLoad: foreignKeys.filter((c) => c.acts).map(addForeignKey),
-    afterLoad: [...foreignKeys.filter((c) => !c.acts).map(addForeignKey), ...plainIndexes],
+    afterLoad: [...foreignKeys.filter((c) => !c.acts).map(addForeignKey), ...notValidated, ...plainIndexes],
     privileges: [
+      // First what the new table and its sequences were given at creation by default privileges
+      // (ALTER DEFAULT PRIVILEGES of the rebuilding role), which the live table may not have: the
+      // grants below are then exactly the live table's.
+      revokeCreationGrants(table),
       // ALTER TABLE ... OWNER TO also gives the table's sequences to the new owner.
       ...(owner ? [`ALTER TABLE ${quote(table)} OWNER TO ${owner}`] : []),
       ...acl.flatMap((row) => (row.grant ? [row.grant] : [])),
