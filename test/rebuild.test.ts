@@ -534,6 +534,27 @@ test('regression: a group with a projection a newer release built is not rebuilt
   t.deepEqual((await planRebuild(db.url, allProjections, ['builds'], false)).map((entry) => entry.group), ['conda-store']);
 });
 
+// Regression (found by a review): what a killed rebuild left (after its swap committed, a full copy
+// of the old tables) was dropped only by the next rebuild of that very group, for good if none came.
+test('a rebuild drops what a killed rebuild of another group left, unless that group is being rebuilt', async (t) => {
+  const { reference, db, client } = await builtCopy(t);
+  await client.query(`
+    CREATE SCHEMA rebuild_old_conda_store; CREATE TABLE rebuild_old_conda_store.build (id integer);
+    CREATE SCHEMA rebuild_conda_store; CREATE TABLE rebuild_conda_store.solve (id integer);
+    INSERT INTO event_store.projections (name, position) VALUES ('rebuild:solves', 3)`);
+  const rebuilt = await runRebuild(db.url, ['namespace_usage']);
+  t.is(rebuilt.code, 0, shown(rebuilt));
+  t.deepEqual(await leftovers(client), NO_LEFTOVERS);
+  t.deepEqual(await digests(client), reference.digests);
+
+  // A group being rebuilt elsewhere keeps its schemas: they are that rebuild's.
+  const running = startRebuild(t, db.url, ['builds'], { CSE_REBUILD_PAUSE_AT: 'filled' });
+  await until(() => `the rebuild of conda-store to pause\n${running.output()}`, () => running.pausedAt() === 'filled' || (running.hasExited() && 'exited'));
+  const again = await runRebuild(db.url, ['namespace_usage']);
+  t.is(again.code, 0, shown(again));
+  t.true((await leftovers(client)).schemas.includes('rebuild_conda_store'), 'the running rebuild\'s shadow tables stay');
+});
+
 // ---------------------------------------------------------------------------------------------
 // 6. One rebuild of a group at a time
 

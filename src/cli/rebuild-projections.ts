@@ -64,6 +64,7 @@ swap leaves everything as it was. Exit code 0 on success, 2 on failure.`)
         log,
         logger,
         groups,
+        leftoversOf: [...new Set(allProjections.map((p) => p.group))].map((group) => allProjections.filter((p) => p.group === group)),
         batchSize: options.batchSize,
         signal,
         onProgress: ({ position, phase, group }) => {

@@ -72,6 +72,13 @@ export interface RebuildOptions {
    * tests kill the process there; the write tests append events there.
    */
   onPhase?: (phase: RebuildPhase) => Promise<void> | void;
+  /**
+   * Other groups (each the list of its projections) whose leftovers of a run that was killed
+   * (shadow and old tables, shadow checkpoints) are dropped at the start when no rebuild of them
+   * runs: a crash's leftovers used to stay until the next rebuild of that very group, a full copy
+   * of its tables (gigabytes) left for good when none came.
+   */
+  leftoversOf?: ProjectionDefinition[][];
 }
 
 export interface RebuildReport {
@@ -188,10 +195,21 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
       rebuilds.push({ ...r, shadowNames: names.map((name) => `${SHADOW_PREFIX}${name}`), definitions: [], deferredUniques: [], runner: shadowRunner(r), created: false, swapped: false });
     }
 
+    for (const projections of options.leftoversOf ?? []) {
+      const group = projections[0]!.group;
+      if (rebuilds.some((r) => r.group === group)) continue;
+      // Not while a rebuild of it runs elsewhere (its lock), which owns those schemas.
+      const { rows: [free] } = await admin.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [REBUILD_LOCK_CLASS, group]);
+      if (!free!.ok) continue;
+      try {
+        if (await dropLeftovers(group, projections.map((p) => `${SHADOW_PREFIX}${p.name}`))) logger.info({ group }, 'dropped what a rebuild that was killed left of this group');
+      } finally {
+        await admin.query('SELECT pg_advisory_unlock($1, hashtext($2))', [REBUILD_LOCK_CLASS, group]);
+      }
+    }
+
     for (const r of rebuilds) {
-      // Leftovers of an interrupted run.
-      await admin.query(`DROP SCHEMA IF EXISTS ${quote(r.shadow)} CASCADE; DROP SCHEMA IF EXISTS ${quote(r.old)} CASCADE`);
-      await deleteCheckpoints(admin, r.shadowNames);
+      await dropLeftovers(r.group, r.shadowNames);
       await refuseForeignReferences(admin, r);
       await refuseDependents(admin, r);
       r.definitions = await readTableDefinitions(admin, 'public', r.tables);
@@ -275,6 +293,16 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
     await admin.query('SELECT pg_advisory_unlock_all()').catch(() => undefined);
     await admin.end().catch(() => undefined);
     await pool.end().catch(() => undefined);
+  }
+
+  /** Drops what an interrupted run of `group` left (its shadow and old schemas, its shadow checkpoints); whether there was any. */
+  async function dropLeftovers(group: string, shadowNames: string[]): Promise<boolean> {
+    const { shadow, old } = schemaNames(group);
+    const { rows } = await admin.query('SELECT 1 FROM pg_namespace WHERE nspname IN ($1, $2) UNION ALL SELECT 1 FROM event_store.projections WHERE name = ANY($3)', [shadow, old, shadowNames]);
+    if (rows.length === 0) return false;
+    await admin.query(`DROP SCHEMA IF EXISTS ${quote(shadow)} CASCADE; DROP SCHEMA IF EXISTS ${quote(old)} CASCADE`);
+    await deleteCheckpoints(admin, shadowNames);
+    return true;
   }
 
   /**
