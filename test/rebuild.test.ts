@@ -555,6 +555,20 @@ test('a rebuild drops what a killed rebuild of another group left, unless that g
   t.true((await leftovers(client)).schemas.includes('rebuild_conda_store'), 'the running rebuild\'s shadow tables stay');
 });
 
+// Regression (found by a review): every group of a run reported the events read for all of them.
+test('a rebuild of several groups reports for each the events of its own types it applied, and its rows', async (t) => {
+  const { reference, db, client } = await builtCopy(t);
+  const log = openLog(t, db.url);
+  const groups = [condaStoreProjections, [namespaceUsage]];
+  const reports = await rebuildGroups({ databaseUrl: db.url, log, logger: silentLogger, groups, batchSize: 100 });
+  const typesOf = (projections: ProjectionDefinition[]) => new Set(projections.flatMap((p) => Object.keys(p.handlers)));
+  t.deepEqual(reports.map((report) => report.events), groups.map((projections) => base.filter((e) => typesOf(projections).has(e.type)).length));
+  t.true(reports[1]!.events < reports[0]!.events);
+  const { rows: [usage] } = await client.query<{ n: number }>('SELECT count(*)::int AS n FROM public.namespace_usage');
+  t.is(reports[1]!.rows.namespace_usage, usage!.n);
+  t.deepEqual(await digests(client), reference.digests);
+});
+
 // ---------------------------------------------------------------------------------------------
 // 6. One rebuild of a group at a time
 

@@ -85,7 +85,7 @@ export interface RebuildReport {
   group: string;
   /** The log position the new tables were built to (the live checkpoints took it). */
   position: number;
-  /** Events read from the log and applied to the shadow tables. */
+  /** Events of the group's types applied to its shadow tables (the log is read once for every group of the run). */
   events: number;
   /** Rows of each new table, just after the swap. */
   rows: Record<string, number>;
@@ -110,6 +110,8 @@ interface GroupRebuild {
   /** ADD CONSTRAINT statements of the unique constraints dropped from the shadow tables for the load. */
   deferredUniques: string[];
   runner: Runner;
+  /** Events of the group's types passed to its runner: the group's own figure, where the log is read once for all. */
+  events: { count: number };
   /** The shadow schema is this run's, to drop on the way out if the swap does not happen. */
   created: boolean;
   swapped: boolean;
@@ -174,8 +176,8 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
     };
   };
   const rebuilds: GroupRebuild[] = [];
-  const shadowRunner = (r: Pick<GroupRebuild, 'projections' | 'shadow'>) =>
-    createRunner({
+  const shadowRunner = (r: Pick<GroupRebuild, 'projections' | 'shadow' | 'events'>): Runner => {
+    const runner = createRunner({
       log: options.log,
       pool,
       projections: r.projections,
@@ -184,6 +186,15 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
       schema: r.shadow,
       checkpointName: (projection) => `${SHADOW_PREFIX}${projection.name}`,
     });
+    const types = new Set(runner.types);
+    return {
+      ...runner,
+      async apply(batch, signal) {
+        await runner.apply(batch, signal);
+        for (const event of batch) if (types.has(event.type)) r.events.count++;
+      },
+    };
+  };
   try {
     for (const projections of options.groups) {
       const group = projections[0]!.group;
@@ -191,7 +202,7 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
       if (!lock!.ok) throw new RebuildInProgressError(group);
       const names = projections.map((p) => p.name);
       const { shadow, old } = schemaNames(group);
-      const r = { group, projections, tables: projections.flatMap((p) => p.tables), names, shadow, old };
+      const r = { group, projections, tables: projections.flatMap((p) => p.tables), names, shadow, old, events: { count: 0 } };
       rebuilds.push({ ...r, shadowNames: names.map((name) => `${SHADOW_PREFIX}${name}`), definitions: [], deferredUniques: [], runner: shadowRunner(r), created: false, swapped: false });
     }
 
@@ -262,15 +273,17 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
     const reports: RebuildReport[] = [];
     for (const r of rebuilds) {
       const reached = await swap(r);
-      const rows: Record<string, number> = {};
+      reports.push({ group: r.group, position: Math.max(position, reached), events: r.events.count, rows: {}, seconds: (performance.now() - started) / 1000 });
+      options.onProgress?.({ position: Math.max(position, reached), events, phase: 'swap', group: r.group });
+    }
+    // Counted once every group is swapped in: a count of a large table between two swaps held
+    // the next one back (its catch-up, with the live checkpoints locked, then had more to do).
+    for (const [i, r] of rebuilds.entries()) {
       for (const table of r.tables) {
         const { rows: [count] } = await admin.query<{ n: string }>(`SELECT count(*) AS n FROM public.${quote(table)}`);
-        rows[table] = Number(count!.n);
+        reports[i]!.rows[table] = Number(count!.n);
       }
-      const report = { group: r.group, position: Math.max(position, reached), events, rows, seconds: (performance.now() - started) / 1000 };
-      reports.push(report);
-      options.onProgress?.({ position: report.position, events, phase: 'swap', group: r.group });
-      logger.info(report, 'rebuilt');
+      logger.info(reports[i], 'rebuilt');
     }
     return reports;
   } catch (error) {
@@ -318,6 +331,8 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
     const pastDeadlockCheckMs = (await admin.query<{ ms: number }>(`SELECT setting::int AS ms FROM pg_settings WHERE name = 'deadlock_timeout'`)).rows[0]!.ms + 1000;
     let autovacuumOnLive = false;
     for (let attempt = 1; ; attempt++) {
+      // An attempt that fails rolls back its catch-up, which the next one applies again.
+      const counted = r.events.count;
       try {
         const liveTimeoutMs = autovacuumOnLive ? pastDeadlockCheckMs : Math.min(SWAP_LOCK_TIMEOUT_MS.first * attempt, SWAP_LOCK_TIMEOUT_MS.max);
         const reached = await swapOnce(r, fingerprints, { shadow: pastDeadlockCheckMs, live: liveTimeoutMs });
@@ -328,6 +343,7 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
         return reached;
       } catch (error) {
         await admin.query('ROLLBACK').catch(() => undefined);
+        r.events.count = counted;
         const code = (error as { code?: string }).code;
         const busy = code === '55P03' /* lock_not_available */ || code === '40P01'; /* deadlock_detected */
         if (!busy || options.signal?.aborted) throw error;
