@@ -41,11 +41,12 @@ export const EVENTSTOREDB_UNAVAILABLE = 'EVENT_LOG=eventstoredb: the EventStoreD
  * DATABASE_URL as node-postgres takes it (postgres://, postgresql://, socket:, or a socket
  * directory), or an error naming the variable. node-postgres reads anything else as a database
  * name on a host called `base` (`127.0.0.1:5432/db`: getaddrinfo ENOTFOUND base), and a port that
- * is not a number as a bare "Invalid URL". The value is shown without its password.
+ * is not a number as a bare "Invalid URL".
  */
 function checkedDatabaseUrl(value: string): string {
-  const refuse = (why: string) =>
-    new Error(`DATABASE_URL must be a PostgreSQL URL such as postgres://user@host:5432/database (${why}), got "${value.replace(/^([a-z]+:\/\/[^:@/]*):[^@/]*@/i, '$1:***@')}"`);
+  // The value is not shown: a URL that does not parse is one whose parts cannot be told apart,
+  // its password included (a '/' or '@' in it, not percent-encoded, is the commonest cause).
+  const refuse = (why: string) => new Error(`DATABASE_URL must be a PostgreSQL URL such as postgres://user@host:5432/database (${why}; characters such as / @ : in a password must be percent-encoded)`);
   if (!/^(postgres|postgresql|socket):/i.test(value) && !value.startsWith('/')) throw refuse('no postgres:// scheme');
   try {
     parse(value);

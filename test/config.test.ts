@@ -29,14 +29,17 @@ test('EVENT_LOG other than postgres is refused, eventstoredb with what to use (i
 // name on a host called "base" (getaddrinfo ENOTFOUND base), a port that is not a number as a bare
 // "Invalid URL", and a mysql:// URL as a PostgreSQL server's.
 test('a DATABASE_URL that is not a PostgreSQL URL is refused, naming the variable, without its password', (t) => {
-  for (const [value, shown, why] of [
-    ['127.0.0.1:5432/db', '127.0.0.1:5432/db', 'no postgres:// scheme'],
-    ['not a url', 'not a url', 'no postgres:// scheme'],
-    ['mysql://app:secret@db/cs', 'mysql://app:***@db/cs', 'no postgres:// scheme'],
-    ['postgres://app:secret@db:notaport/cs', 'postgres://app:***@db:notaport/cs', 'Invalid URL'],
+  for (const [value, why] of [
+    ['127.0.0.1:5432/db', 'no postgres:// scheme'],
+    ['not a url', 'no postgres:// scheme'],
+    ['mysql://app:secret@db/cs', 'no postgres:// scheme'],
+    ['postgres://app:secret@db:notaport/cs', 'Invalid URL'],
+    // A password with an unencoded '/': the URL does not parse, and no part of it can be masked.
+    ['postgres://app:se/cret@db/cs', 'Invalid URL'],
   ]) {
     const error = t.throws(() => loadConfig({ DATABASE_URL: value }));
-    t.is(error?.message, `DATABASE_URL must be a PostgreSQL URL such as postgres://user@host:5432/database (${why}), got "${shown}"`);
+    t.is(error?.message, `DATABASE_URL must be a PostgreSQL URL such as postgres://user@host:5432/database (${why}; characters such as / @ : in a password must be percent-encoded)`);
+    t.false(error?.message.includes('secret') || error?.message.includes('cret'));
   }
   t.is(loadConfig({ DATABASE_URL: 'postgresql://app@db/cs' }).databaseUrl, 'postgresql://app@db/cs');
   t.is(loadConfig({ DATABASE_URL: 'socket:/run/postgresql?db=cs&user=app' }).databaseUrl, 'socket:/run/postgresql?db=cs&user=app');

@@ -535,15 +535,22 @@ test('regression: a group with a projection a newer release built is not rebuilt
 });
 
 // Regression (found by a review): what a killed rebuild left (after its swap committed, a full copy
-// of the old tables) was dropped only by the next rebuild of that very group, for good if none came.
-test('a rebuild drops what a killed rebuild of another group left, unless that group is being rebuilt', async (t) => {
+// of the old tables) was dropped only by the next rebuild of that very group, for good if none came
+// (a kill after the swap leaves nothing to rebuild).
+test('every rebuild-projections drops what a killed rebuild left of a group no rebuild runs for, even with nothing to rebuild', async (t) => {
   const { reference, db, client } = await builtCopy(t);
   await client.query(`
     CREATE SCHEMA rebuild_old_conda_store; CREATE TABLE rebuild_old_conda_store.build (id integer);
     CREATE SCHEMA rebuild_conda_store; CREATE TABLE rebuild_conda_store.solve (id integer);
     INSERT INTO event_store.projections (name, position) VALUES ('rebuild:solves', 3)`);
-  const rebuilt = await runRebuild(db.url, ['namespace_usage']);
-  t.is(rebuilt.code, 0, shown(rebuilt));
+  const left = 'what a killed rebuild of group conda-store left: rebuild:solves, rebuild_conda_store, rebuild_old_conda_store\n';
+  const dryRun = await runRebuild(db.url, ['--dry-run']);
+  t.is(dryRun.code, 0, shown(dryRun));
+  t.is(dryRun.stdout, `would drop ${left}nothing to rebuild: every projection matches its recorded fingerprint\n`);
+  t.is((await leftovers(client)).schemas.length, 2, 'a dry run drops nothing');
+  const run = await runRebuild(db.url, []);
+  t.is(run.code, 0, shown(run));
+  t.is(run.stdout, `dropped ${left}nothing to rebuild: every projection matches its recorded fingerprint\n`);
   t.deepEqual(await leftovers(client), NO_LEFTOVERS);
   t.deepEqual(await digests(client), reference.digests);
 
@@ -552,6 +559,7 @@ test('a rebuild drops what a killed rebuild of another group left, unless that g
   await until(() => `the rebuild of conda-store to pause\n${running.output()}`, () => running.pausedAt() === 'filled' || (running.hasExited() && 'exited'));
   const again = await runRebuild(db.url, ['namespace_usage']);
   t.is(again.code, 0, shown(again));
+  t.notRegex(again.stdout, /dropped/);
   t.true((await leftovers(client)).schemas.includes('rebuild_conda_store'), 'the running rebuild\'s shadow tables stay');
 });
 

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { allProjections } from '../../projections/index.js';
-import { planRebuild, rebuildGroups, type RebuildPhase } from '../projection/rebuild.js';
+import { planRebuild, rebuildGroups, rebuildLeftovers, type RebuildPhase } from '../projection/rebuild.js';
 import { createProgress } from './progress.js';
 import { requireMigrated } from '../db/migrate.js';
 import { EXIT, parsePositive, runCommand, stopOnSignals } from './runtime.js';
@@ -45,6 +45,12 @@ swap leaves everything as it was. Exit code 0 on success, 2 on failure.`)
     return runCommand(async ({ config, log, logger }) => {
       // The tables are rebuilt in the shape the migrations give them: a pending one first.
       await requireMigrated(config.databaseUrl);
+      // What killed rebuilds left of groups no rebuild runs for: dropped (listed on a dry run),
+      // whether or not anything is to be rebuilt.
+      const groupsOfRelease = [...new Set(allProjections.map((p) => p.group))].map((group) => allProjections.filter((p) => p.group === group));
+      for (const { group, leftovers } of await rebuildLeftovers(config.databaseUrl, groupsOfRelease, !options.dryRun)) {
+        process.stdout.write(`${options.dryRun ? 'would drop' : 'dropped'} what a killed rebuild of group ${group} left: ${leftovers.join(', ')}\n`);
+      }
       const plan = await planRebuild(config.databaseUrl, allProjections, names, options.all ?? false, (name, why) => process.stderr.write(`skipped ${name}: ${why}\n`));
       if (plan.length === 0) {
         process.stdout.write('nothing to rebuild: every projection matches its recorded fingerprint\n');
@@ -64,7 +70,6 @@ swap leaves everything as it was. Exit code 0 on success, 2 on failure.`)
         log,
         logger,
         groups,
-        leftoversOf: [...new Set(allProjections.map((p) => p.group))].map((group) => allProjections.filter((p) => p.group === group)),
         batchSize: options.batchSize,
         signal,
         onProgress: ({ position, phase, group }) => {

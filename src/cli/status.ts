@@ -74,7 +74,7 @@ export function statusCommand(program: Command): void {
             process.stdout.write(`\ncheckpoints of projections this release does not have (another release's): ${others.join(', ')}\n`);
           }
           if (shadows.length > 0) {
-            process.stdout.write(`\nrebuild checkpoints (a rebuild running, or left by one stopped; its group's next rebuild drops them): ${shadows.join(', ')}\n`);
+            process.stdout.write(`\nrebuild checkpoints (a rebuild running, or left by one killed; the next rebuild-projections drops them): ${shadows.join(', ')}\n`);
           }
           for (const p of projections.filter((p) => p.state === 'failed')) {
             process.stdout.write(`\n${p.name} stopped at position ${p.errorPosition}, event ${p.errorEventId} (${p.errorEventType}):\n  ${p.error}\n`);

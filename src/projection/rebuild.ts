@@ -72,13 +72,6 @@ export interface RebuildOptions {
    * tests kill the process there; the write tests append events there.
    */
   onPhase?: (phase: RebuildPhase) => Promise<void> | void;
-  /**
-   * Other groups (each the list of its projections) whose leftovers of a run that was killed
-   * (shadow and old tables, shadow checkpoints) are dropped at the start when no rebuild of them
-   * runs: a crash's leftovers used to stay until the next rebuild of that very group, a full copy
-   * of its tables (gigabytes) left for good when none came.
-   */
-  leftoversOf?: ProjectionDefinition[][];
 }
 
 export interface RebuildReport {
@@ -97,6 +90,59 @@ const schemaNames = (group: string) => {
   const safe = group.replace(/[^a-z0-9_]/gi, '_').toLowerCase();
   return { shadow: `rebuild_${safe}`, old: `rebuild_old_${safe}` };
 };
+
+/** What an interrupted run of `group` left: its shadow and old schemas, its shadow checkpoints (those that exist). */
+async function leftoversOf(client: pg.ClientBase, group: string, shadowNames: string[]): Promise<string[]> {
+  const { shadow, old } = schemaNames(group);
+  const { rows } = await client.query<{ name: string }>(
+    `SELECT nspname::text AS name FROM pg_namespace WHERE nspname IN ($1, $2) UNION ALL SELECT name FROM event_store.projections WHERE name = ANY($3) ORDER BY 1`,
+    [shadow, old, shadowNames],
+  );
+  return rows.map((row) => row.name);
+}
+
+/** Drops what an interrupted run of `group` left (leftoversOf). */
+async function dropLeftovers(client: pg.ClientBase, group: string, shadowNames: string[]): Promise<void> {
+  const { shadow, old } = schemaNames(group);
+  await client.query(`DROP SCHEMA IF EXISTS ${quote(shadow)} CASCADE; DROP SCHEMA IF EXISTS ${quote(old)} CASCADE`);
+  await deleteCheckpoints(client, shadowNames);
+}
+
+/** How long the drop of a killed run's leftovers waits for a session that holds them (their old tables, read): then it is left for later. */
+const LEFTOVER_LOCK_TIMEOUT_MS = 5000;
+
+/**
+ * What rebuilds that were killed left (a kill after the swap committed leaves a whole copy of the
+ * old tables), for every group of `groups` that no rebuild is running for: dropped (`drop`), or
+ * only found (a dry run). The groups it concerns, with what was left. Run by every
+ * `rebuild-projections`, even one with nothing to rebuild: until this session only the next
+ * rebuild of that very group dropped them, and after a kill after the swap none was due.
+ */
+export async function rebuildLeftovers(databaseUrl: string, groups: ProjectionDefinition[][], drop: boolean): Promise<{ group: string; leftovers: string[] }[]> {
+  return withClient(databaseUrl, async (client) => {
+    const found: { group: string; leftovers: string[] }[] = [];
+    await client.query(`SET lock_timeout = ${LEFTOVER_LOCK_TIMEOUT_MS}`);
+    for (const projections of groups) {
+      const group = projections[0]!.group;
+      const shadowNames = projections.map((p) => `${SHADOW_PREFIX}${p.name}`);
+      if ((await leftoversOf(client, group, shadowNames)).length === 0) continue;
+      // Not while a rebuild of the group runs (it holds this lock): the schemas are that run's.
+      const { rows: [free] } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [REBUILD_LOCK_CLASS, group]);
+      if (!free!.ok) continue;
+      try {
+        const leftovers = await leftoversOf(client, group, shadowNames);
+        if (drop) await dropLeftovers(client, group, shadowNames);
+        found.push({ group, leftovers });
+      } catch (error) {
+        // Held by a reader of the old tables: left for the next run.
+        if ((error as { code?: string }).code !== '55P03') throw error;
+      } finally {
+        await client.query('SELECT pg_advisory_unlock($1, hashtext($2))', [REBUILD_LOCK_CLASS, group]);
+      }
+    }
+    return found;
+  });
+}
 
 interface GroupRebuild {
   group: string;
@@ -206,21 +252,8 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
       rebuilds.push({ ...r, shadowNames: names.map((name) => `${SHADOW_PREFIX}${name}`), definitions: [], deferredUniques: [], runner: shadowRunner(r), created: false, swapped: false });
     }
 
-    for (const projections of options.leftoversOf ?? []) {
-      const group = projections[0]!.group;
-      if (rebuilds.some((r) => r.group === group)) continue;
-      // Not while a rebuild of it runs elsewhere (its lock), which owns those schemas.
-      const { rows: [free] } = await admin.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [REBUILD_LOCK_CLASS, group]);
-      if (!free!.ok) continue;
-      try {
-        if (await dropLeftovers(group, projections.map((p) => `${SHADOW_PREFIX}${p.name}`))) logger.info({ group }, 'dropped what a rebuild that was killed left of this group');
-      } finally {
-        await admin.query('SELECT pg_advisory_unlock($1, hashtext($2))', [REBUILD_LOCK_CLASS, group]);
-      }
-    }
-
     for (const r of rebuilds) {
-      await dropLeftovers(r.group, r.shadowNames);
+      await dropLeftovers(admin, r.group, r.shadowNames);
       await refuseForeignReferences(admin, r);
       await refuseDependents(admin, r);
       r.definitions = await readTableDefinitions(admin, 'public', r.tables);
@@ -308,16 +341,6 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
     await pool.end().catch(() => undefined);
   }
 
-  /** Drops what an interrupted run of `group` left (its shadow and old schemas, its shadow checkpoints); whether there was any. */
-  async function dropLeftovers(group: string, shadowNames: string[]): Promise<boolean> {
-    const { shadow, old } = schemaNames(group);
-    const { rows } = await admin.query('SELECT 1 FROM pg_namespace WHERE nspname IN ($1, $2) UNION ALL SELECT 1 FROM event_store.projections WHERE name = ANY($3)', [shadow, old, shadowNames]);
-    if (rows.length === 0) return false;
-    await admin.query(`DROP SCHEMA IF EXISTS ${quote(shadow)} CASCADE; DROP SCHEMA IF EXISTS ${quote(old)} CASCADE`);
-    await deleteCheckpoints(admin, shadowNames);
-    return true;
-  }
-
   /**
    * Swaps a group's shadow tables in, retrying while readers hold the live tables longer than a
    * lock attempt waits. Returns the position the new tables were brought to.
@@ -329,13 +352,15 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
     // that session has waited deadlock_timeout (when its deadlock check runs): a lock attempt that
     // gives up sooner never gets past one.
     const pastDeadlockCheckMs = (await admin.query<{ ms: number }>(`SELECT setting::int AS ms FROM pg_settings WHERE name = 'deadlock_timeout'`)).rows[0]!.ms + 1000;
+    // The first attempt waits that long for the shadow tables (autovacuum's likely targets, fresh);
+    // the others only while an autovacuum holds one: a session of another kind that holds one
+    // would otherwise hold the live checkpoints (serve's batches) that long at every attempt.
+    let autovacuumOnShadow = true;
     let autovacuumOnLive = false;
     for (let attempt = 1; ; attempt++) {
-      // An attempt that fails rolls back its catch-up, which the next one applies again.
-      const counted = r.events.count;
       try {
-        const liveTimeoutMs = autovacuumOnLive ? pastDeadlockCheckMs : Math.min(SWAP_LOCK_TIMEOUT_MS.first * attempt, SWAP_LOCK_TIMEOUT_MS.max);
-        const reached = await swapOnce(r, fingerprints, { shadow: pastDeadlockCheckMs, live: liveTimeoutMs });
+        const shortMs = Math.min(SWAP_LOCK_TIMEOUT_MS.first * attempt, SWAP_LOCK_TIMEOUT_MS.max);
+        const reached = await swapOnce(r, fingerprints, { shadow: autovacuumOnShadow ? pastDeadlockCheckMs : shortMs, live: autovacuumOnLive ? pastDeadlockCheckMs : shortMs });
         r.swapped = true;
         await admin
           .query(`DROP SCHEMA ${quote(r.old)} CASCADE; DROP SCHEMA ${quote(r.shadow)} CASCADE`)
@@ -343,13 +368,13 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
         return reached;
       } catch (error) {
         await admin.query('ROLLBACK').catch(() => undefined);
-        r.events.count = counted;
         const code = (error as { code?: string }).code;
         const busy = code === '55P03' /* lock_not_available */ || code === '40P01'; /* deadlock_detected */
         if (!busy || options.signal?.aborted) throw error;
         // An autovacuum on a live table (a long one on a large table would outlast every attempt):
         // the next attempt waits past the deadlock check, which cancels it. Readers queue behind
         // the waiting swap meanwhile, about a second, once.
+        autovacuumOnShadow = await autovacuumHolds(r.tables.map((table) => `${quote(r.shadow)}.${quote(table)}`));
         autovacuumOnLive = await autovacuumHolds(r.tables.map((table) => `public.${quote(table)}`));
         if (autovacuumOnLive) logger.warn({ group: r.group, attempt }, 'autovacuum holds a live table; the next attempt waits past deadlock_timeout, when PostgreSQL cancels it');
         if (attempt >= SWAP_ATTEMPTS) {

@@ -68,10 +68,13 @@ export async function appendNdjson(log: EventLog, input: Readable, options: Appe
     if (batch.length === 0) return;
     const outcomes = await appendBatch(log, batch.map((pending) => pending.envelope));
     const highest = new Map<string, number>();
+    // Counted into the report once the batch is done, ids reserved: a batch whose reservation
+    // fails is where a run after the failure starts again (AppendStoppedError).
+    const done: AppendReport = { appended: 0, duplicates: 0, rejected: [] };
     outcomes.forEach((outcome, i) => {
-      if (outcome.status === 'appended') report.appended += 1;
-      else if (outcome.status === 'duplicate') report.duplicates += 1;
-      else report.rejected.push({ line: batch[i]!.line, reason: outcome.reason });
+      if (outcome.status === 'appended') done.appended += 1;
+      else if (outcome.status === 'duplicate') done.duplicates += 1;
+      else done.rejected.push({ line: batch[i]!.line, reason: outcome.reason });
       // Only the ids the log holds: a refused line's id (2^31 - 1, say) would use up its kind's ids.
       const introduced = outcome.status === 'rejected' ? undefined : idIntroduced(batch[i]!.envelope);
       if (introduced) highest.set(introduced.kind, Math.max(highest.get(introduced.kind) ?? 0, introduced.id));
@@ -84,6 +87,9 @@ export async function appendNdjson(log: EventLog, input: Readable, options: Appe
       await log.reserveIds(kind, id);
       reserved.set(kind, id);
     }
+    report.appended += done.appended;
+    report.duplicates += done.duplicates;
+    report.rejected.push(...done.rejected);
     batch = [];
     options.onProgress?.({ lines, bytes, report });
   };

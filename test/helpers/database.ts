@@ -1,8 +1,9 @@
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
+import { promisify } from 'node:util';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ExecutionContext } from 'ava';
@@ -11,6 +12,8 @@ import { withDefaultUser } from '../../src/config.js';
 import { migrateLatest } from '../../src/db/migrate.js';
 import { createPool } from '../../src/db/pool.js';
 import { withClient } from '../../src/db/with-client.js';
+
+const execFileAsync = promisify(execFile);
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -150,29 +153,35 @@ export function seededOnce(
  * A PostgreSQL server of the test's own, for server settings the machine's server must keep as
  * they are (autovacuum every second, say): initdb into a temporary directory (as the `postgres`
  * user when the tests run as root, which initdb refuses), started on a free port with `settings`;
- * stopped and removed at teardown. Its URL, to the database `postgres`.
+ * stopped and removed at teardown. Its URL, to the database `postgres`. The tools run without
+ * blocking the worker's other tests; a port taken between its choice and the start is chosen again.
  */
 export async function privateServer(t: ExecutionContext, settings: Record<string, string>): Promise<string> {
-  const bindir = execFileSync('pg_config', ['--bindir'], { encoding: 'utf8' }).trim();
+  const bindir = (await execFileAsync('pg_config', ['--bindir'])).stdout.trim();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cse-private-pg-'));
   const asRoot = process.getuid?.() === 0;
-  if (asRoot) fs.chownSync(dir, Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' })), Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' })));
   const run = (tool: string, args: string[]) =>
-    asRoot ? execFileSync('runuser', ['-u', 'postgres', '--', path.join(bindir, tool), ...args], { stdio: 'pipe' }) : execFileSync(path.join(bindir, tool), args, { stdio: 'pipe' });
+    asRoot ? execFileAsync('runuser', ['-u', 'postgres', '--', path.join(bindir, tool), ...args]) : execFileAsync(path.join(bindir, tool), args);
+  if (asRoot) {
+    const id = async (flag: string) => Number((await execFileAsync('id', [flag, 'postgres'])).stdout);
+    fs.chownSync(dir, await id('-u'), await id('-g'));
+  }
   const data = path.join(dir, 'data');
-  run('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync']);
-  const port = await freePort();
-  const options = ['-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', ...Object.entries(settings).flatMap(([name, value]) => ['-c', `${name}=${value}`])];
-  t.teardown(() => {
-    try {
-      run('pg_ctl', ['-D', data, '-m', 'immediate', 'stop']);
-    } catch {
-      // not running
-    }
+  t.teardown(async () => {
+    await run('pg_ctl', ['-D', data, '-m', 'immediate', 'stop']).catch(() => undefined); // not running
     fs.rmSync(dir, { recursive: true, force: true });
   });
-  run('pg_ctl', ['-D', data, '-l', path.join(dir, 'log'), '-w', '-o', options.join(' '), 'start']);
-  return `postgres://postgres@127.0.0.1:${port}/postgres`;
+  await run('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync']);
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const options = ['-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', ...Object.entries(settings).flatMap(([name, value]) => ['-c', `${name}=${value}`])];
+    try {
+      await run('pg_ctl', ['-D', data, '-l', path.join(dir, 'log'), '-w', '-o', options.join(' '), 'start']);
+      return `postgres://postgres@127.0.0.1:${port}/postgres`;
+    } catch (error) {
+      if (attempt >= 3) throw new Error(`the private PostgreSQL server did not start: ${fs.existsSync(path.join(dir, 'log')) ? fs.readFileSync(path.join(dir, 'log'), 'utf8') : String(error)}`);
+    }
+  }
 }
 
 /** A TCP port free on 127.0.0.1 at the time of asking. */
