@@ -30,7 +30,7 @@ import { appendEnvelopes } from '../src/decide/append-batch.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import type { EventLog } from '../src/log/types.js';
 import { defineProjection, type ProjectionDefinition } from '../src/projection/definition.js';
-import { planRebuild, RebuildInProgressError, rebuildGroup, rebuildGroups } from '../src/projection/rebuild.js';
+import { planRebuild, RebuildInProgressError, rebuildGroup, rebuildGroups, refuseSharedSchemaNames } from '../src/projection/rebuild.js';
 import { createProjectionService } from '../src/projection/service.js';
 import { allProjections, condaStoreProjections, namespaceUsage, specifications } from '../projections/index.js';
 import { root } from './helpers/cli.js';
@@ -575,6 +575,16 @@ test('a rebuild of several groups reports for each the events of its own types i
   const { rows: [usage] } = await client.query<{ n: number }>('SELECT count(*)::int AS n FROM public.namespace_usage');
   t.is(reports[1]!.rows.namespace_usage, usage!.n);
   t.deepEqual(await digests(client), reference.digests);
+});
+
+// Regression (found by a review): groups whose names differ only where the schema names replace
+// characters, or past PostgreSQL's 63 bytes, shared their rebuild schemas (their locks differ).
+test('groups that would share a rebuild schema are refused, naming both', (t) => {
+  t.throws(() => refuseSharedSchemaNames(['conda-store', 'conda_store']), {
+    message: 'projection groups "conda-store" and "conda_store" would share the rebuild schema rebuild_conda_store: give one of them another name',
+  });
+  t.throws(() => refuseSharedSchemaNames([`${'a'.repeat(60)}x`, `${'a'.repeat(60)}y`]), { message: /would share the rebuild schema rebuild_a+:/ });
+  t.notThrows(() => refuseSharedSchemaNames([...new Set(allProjections.map((p) => p.group))]));
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -91,6 +91,26 @@ const schemaNames = (group: string) => {
   return { shadow: `rebuild_${safe}`, old: `rebuild_old_${safe}` };
 };
 
+/** PostgreSQL's longest name, in bytes: a longer one is cut to it. */
+const NAME_BYTES = 63;
+
+/**
+ * Refuses groups whose rebuild schemas would be the same (`conda-store` and `conda_store`, or two
+ * long names alike in their first 63 bytes): the rebuild of one, or the drop of its leftovers,
+ * would drop the other's shadow tables while that one runs (their advisory locks differ).
+ */
+export function refuseSharedSchemaNames(groups: readonly string[]): void {
+  const cut = (name: string) => Buffer.from(name).subarray(0, NAME_BYTES).toString();
+  const byName = new Map<string, string>();
+  for (const group of new Set(groups)) {
+    for (const name of Object.values(schemaNames(group)).map(cut)) {
+      const other = byName.get(name);
+      if (other !== undefined && other !== group) throw new Error(`projection groups "${other}" and "${group}" would share the rebuild schema ${name}: give one of them another name`);
+      byName.set(name, group);
+    }
+  }
+}
+
 /** What an interrupted run of `group` left: its shadow and old schemas, its shadow checkpoints (those that exist). */
 async function leftoversOf(client: pg.ClientBase, group: string, shadowNames: string[]): Promise<string[]> {
   const { shadow, old } = schemaNames(group);
@@ -119,6 +139,7 @@ const LEFTOVER_LOCK_TIMEOUT_MS = 5000;
  * rebuild of that very group dropped them, and after a kill after the swap none was due.
  */
 export async function rebuildLeftovers(databaseUrl: string, groups: ProjectionDefinition[][], drop: boolean): Promise<{ group: string; leftovers: string[] }[]> {
+  refuseSharedSchemaNames(groups.map((projections) => projections[0]!.group));
   return withClient(databaseUrl, async (client) => {
     const found: { group: string; leftovers: string[] }[] = [];
     await client.query(`SET lock_timeout = ${LEFTOVER_LOCK_TIMEOUT_MS}`);
@@ -191,6 +212,7 @@ async function deferUniqueConstraints(admin: pg.Client, r: { shadow: string; tab
 
 export async function rebuildGroups(options: RebuildOptions): Promise<RebuildReport[]> {
   const { logger } = options;
+  refuseSharedSchemaNames(options.groups.map((projections) => projections[0]!.group));
   const started = performance.now();
   // Keepalives both ways (server and client): this connection is idle for the whole fill, hours on
   // a large log, and holds the swap's transaction; one that a network cut silently would hang at
