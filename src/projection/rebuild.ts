@@ -80,7 +80,7 @@ export interface RebuildReport {
   position: number;
   /** Events of the group's types applied to its shadow tables (the log is read once for every group of the run). */
   events: number;
-  /** Rows of each new table, just after the swap. */
+  /** Rows of each new table, counted once every group of the run is swapped in. */
   rows: Record<string, number>;
   /** From the start of the run to this group's swap. */
   seconds: number;
