@@ -16,7 +16,7 @@ import type { EventLog, RecordedEvent } from '../src/log/types.js';
 import { ensureDatabase } from '../src/db/ensure-database.js';
 import { spawn } from 'node:child_process';
 import { cliEnv, cliPath, runCli, spawnCli, waitForExit, type CliResult } from './helpers/cli.js';
-import { freshDatabase, withAdmin, type TestDatabase } from './helpers/database.js';
+import { connect, freshDatabase, withAdmin, type TestDatabase } from './helpers/database.js';
 import { realisticHistory } from './helpers/history.js';
 import { waitUntil } from './helpers/projection.js';
 import { envelopeFor } from './helpers/samples.js';
@@ -199,6 +199,34 @@ test('an append that fails part-way reports what went in before the failure, and
   t.like(error!.report, { appended: 4, duplicates: 0, stoppedAtLine: 6 });
   t.deepEqual(error!.report.rejected.map((rejection) => rejection.line), [5]);
   t.deepEqual((await readLog(db.log)).map((event) => event.id), history.slice(0, 4).map((envelope) => envelope.id));
+});
+
+// Regression (found by a review): a batch whose events went in but whose ids could not be reserved
+// was counted as appended, though the run stopped at its first line and a run from there appends it
+// again (as duplicates).
+test('an append whose id reservation fails after its batch went in stops at that batch, not counting it', async (t) => {
+  const db = await database(t);
+  const namespaces = [1, 2, 3].map((id) => envelopeFor('NamespaceCreated', { namespace_id: 80 + id, name: `reserve-${id}` }));
+  const input = () => Readable.from(ndjson(namespaces).map((line) => `${line}\n`));
+  // The kind's allocation lock (ids-reserve.sql), held: the reservation after the first batch waits.
+  const blocker = await connect(t, db.url);
+  await blocker.query('BEGIN');
+  await blocker.query(`SELECT pg_advisory_xact_lock(7408, hashtext('namespace'))`);
+  const appending = appendNdjson(db.log, input(), { batchSize: 2 });
+  void appending.catch(() => undefined); // awaited below
+  let waiting: number | undefined;
+  await waitUntil(async () => {
+    const { rows } = await blocker.query<{ pid: number }>(`SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 7408 AND NOT granted`);
+    waiting = rows[0]?.pid;
+    return waiting !== undefined;
+  }, 'the reservation to wait for the allocation lock');
+  await blocker.query('SELECT pg_terminate_backend($1)', [waiting]);
+  const error = await t.throwsAsync(appending, { instanceOf: AppendStoppedError });
+  t.regex(error!.message, /^append stopped at line 1: /);
+  t.like(error!.report, { appended: 0, duplicates: 0, stoppedAtLine: 1 });
+  await blocker.query('COMMIT');
+  t.is((await readLog(db.log)).length, 2, 'the batch went in');
+  t.like(await appendNdjson(db.log, input(), { batchSize: 2 }), { appended: 1, duplicates: 2 });
 });
 
 // Regression (found by a review): a line of any length was read into memory whole, and one past
