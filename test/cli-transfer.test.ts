@@ -216,7 +216,10 @@ test('an append whose id reservation fails after its batch went in stops at that
   void appending.catch(() => undefined); // awaited below
   let waiting: number | undefined;
   await waitUntil(async () => {
-    const { rows } = await blocker.query<{ pid: number }>(`SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 7408 AND NOT granted`);
+    // This database's only: another test's allocation waiting on its own server-wide lock key.
+    const { rows } = await blocker.query<{ pid: number }>(
+      `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 7408 AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+    );
     waiting = rows[0]?.pid;
     return waiting !== undefined;
   }, 'the reservation to wait for the allocation lock');
@@ -340,7 +343,8 @@ test('append stopped by SIGINT between batches has moved the allocator past what
   const db = await database(t);
   const namespaces = [1, 2, 3, 4].map((id) => envelopeFor('NamespaceCreated', { namespace_id: 90 + id, name: `sig-${id}` }));
   const child = spawnCli(['append', '-', '--batch-size', '2'], { env: { DATABASE_URL: db.url } });
-  const exited = waitForExit(child);
+  // As long as the wait below may take: the default 60 s would kill the child before it.
+  const exited = waitForExit(child, 240_000);
   child.stdin!.write(ndjson(namespaces).map((line) => `${line}\n`).join(''));
   // Standard input stays open: the append waits for more when the signal comes.
   // A generous deadline: this file's tests each start a child at once, on two cores.

@@ -51,8 +51,8 @@ test('no acknowledgement (a plain subscriber that never answers) rejects with a 
 test('time the publishing process is held up (its event loop blocked) does not count against the acknowledgement timeout', async (t) => {
   const nats = await testNats(t, { create: true });
   const subject = eventSubject(nats.names, 'NamespaceCreated');
-  const publishing = Promise.all(['held-1', 'held-2'].map((id) => publishAcked(nats.nc, subject, JSON.stringify({ id }), id, nats.names.stream, 200)));
-  const until = Date.now() + 600;
+  const publishing = Promise.all(['held-1', 'held-2'].map((id) => publishAcked(nats.nc, subject, JSON.stringify({ id }), id, nats.names.stream, 1000)));
+  const until = Date.now() + 3000;
   while (Date.now() < until) {
     // held up: three times the timeout, before the publishes have even left
   }

@@ -95,11 +95,11 @@ test('lean query: a connection whose socket breaks under it rejects the query', 
 
 test('lean query: a query_timeout of the client applies to it', async (t) => {
   const db = await freshDatabase(t, { migrated: false });
-  const c = new pg.Client({ connectionString: db.url, query_timeout: 300 });
+  const c = new pg.Client({ connectionString: db.url, query_timeout: 2000 });
   await c.connect();
   t.teardown(() => c.end().catch(() => undefined));
   t.deepEqual(await leanQuery(c, 'lean_quick', 'SELECT 1', []), [['1']]);
-  await t.throwsAsync(leanQuery(c, 'lean_slow', 'SELECT pg_sleep(5)', []), { message: /Query read timeout/ });
+  await t.throwsAsync(leanQuery(c, 'lean_slow', 'SELECT pg_sleep(10)', []), { message: /Query read timeout/ });
 });
 
 test('lean query: a backend terminated under it rejects the query', async (t) => {

@@ -425,7 +425,10 @@ test('a second signal of either kind stops a process that is still shutting down
   t.teardown(() => log.close());
   await appendInBatches(log, [envelopeFor('NamespaceCreated', { namespace_id: 1, name: 'held' })]);
   await until('the projector to wait for the lock', async () => {
-    const { rows } = await client.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_locks WHERE relation = 'namespace'::regclass AND NOT granted");
+    // This database's only: the template gives every test database's namespace table the same oid.
+    const { rows } = await client.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM pg_locks WHERE relation = 'namespace'::regclass AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    );
     return rows[0]!.n > 0;
   });
   serve.child.kill('SIGTERM');

@@ -1026,11 +1026,12 @@ function holdShadowTableAtTheSwap(blocker: pg.Client): (phase: string) => Promis
 test('regression: the database\'s statement and idle-in-transaction timeouts do not end a rebuild', async (t) => {
   const { reference, db, client } = await builtCopy(t);
   const name = new URL(db.url).pathname.slice(1);
-  await client.query(`ALTER DATABASE "${name}" SET idle_in_transaction_session_timeout = '100ms'`);
+  // Far from scheduling noise: the rebuild's other connections take the database's settings too.
+  await client.query(`ALTER DATABASE "${name}" SET idle_in_transaction_session_timeout = '1s'`);
   const log = openLog(t, db.url);
   // The swap's transaction is open while the phase runs: a catch-up that takes a while.
   const onPhase = async (phase: string) => {
-    if (phase === 'swapping') await new Promise((resolve) => setTimeout(resolve, 400));
+    if (phase === 'swapping') await new Promise((resolve) => setTimeout(resolve, 3000));
   };
   await rebuildGroup({ databaseUrl: db.url, log, logger: silentLogger, projections: [namespaceUsage], batchSize: 50, onPhase });
   t.deepEqual(await digests(client), reference.digests, 'the same rows, rebuilt');
@@ -1043,8 +1044,12 @@ test('regression: the database\'s statement and idle-in-transaction timeouts do 
 test('regression: a rebuild statement that runs past the database\'s statement_timeout is not cancelled', async (t) => {
   const { reference, db, client } = await builtCopy(t);
   const name = new URL(db.url).pathname.slice(1);
-  const timeoutMs = 250;
+  // Far from scheduling noise: the rebuild's log reads take the database's statement_timeout too.
+  const timeoutMs = 1000;
   await client.query(`ALTER DATABASE "${name}" SET statement_timeout = '${timeoutMs}ms'`);
+  // The swap's first wait for the shadow tables lasts deadlock_timeout and a second: longer than
+  // the wait this test looks for (twice the statement timeout), with room for a late look.
+  await client.query(`ALTER DATABASE "${name}" SET deadlock_timeout = '5s'`);
   const log = openLog(t, db.url);
   const blocker = await connect(t, db.url);
   await blocker.query('SET statement_timeout = 0');
@@ -1104,7 +1109,7 @@ for (const [which, schema] of [['a shadow table', 'rebuild_namespace_usage'], ['
             WHERE a.backend_type = 'autovacuum worker' AND l.granted AND l.relation = '${table}'::regclass`,
         );
         return rows.length > 0;
-      });
+      }, 180_000);
     };
     await rebuildGroup({ databaseUrl: url, log, logger: silentLogger, projections: [namespaceUsage], batchSize: 50, onPhase });
     t.deepEqual(await digests(client), before, 'the same rows, rebuilt');
