@@ -29,7 +29,7 @@ import { knexConfig } from '../src/db/knex-config.js';
 import { appendEnvelopes } from '../src/decide/append-batch.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import type { EventLog } from '../src/log/types.js';
-import { defineProjection, type ProjectionDefinition } from '../src/projection/definition.js';
+import { defineProjection, groupsOf, type ProjectionDefinition } from '../src/projection/definition.js';
 import { planRebuild, RebuildInProgressError, rebuildGroup, rebuildGroups, refuseSharedSchemaNames } from '../src/projection/rebuild.js';
 import { createProjectionService } from '../src/projection/service.js';
 import { allProjections, condaStoreProjections, namespaceUsage, specifications } from '../projections/index.js';
@@ -584,7 +584,7 @@ test('groups that would share a rebuild schema are refused, naming both', (t) =>
     message: 'projection groups "conda-store" and "conda_store" would share the rebuild schema rebuild_conda_store: give one of them another name',
   });
   t.throws(() => refuseSharedSchemaNames([`${'a'.repeat(60)}x`, `${'a'.repeat(60)}y`]), { message: /would share the rebuild schema rebuild_a+:/ });
-  t.notThrows(() => refuseSharedSchemaNames([...new Set(allProjections.map((p) => p.group))]));
+  t.notThrows(() => refuseSharedSchemaNames([...groupsOf(allProjections).keys()]));
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { allProjections } from '../../projections/index.js';
 import { planRebuild, rebuildGroups, rebuildLeftovers, type RebuildPhase } from '../projection/rebuild.js';
+import { groupsOf } from '../projection/definition.js';
 import { createProgress } from './progress.js';
 import { requireMigrated } from '../db/migrate.js';
 import { EXIT, parsePositive, runCommand, stopOnSignals } from './runtime.js';
@@ -47,7 +48,7 @@ swap leaves everything as it was. Exit code 0 on success, 2 on failure.`)
       await requireMigrated(config.databaseUrl);
       // What killed rebuilds left of groups no rebuild runs for: dropped (listed on a dry run),
       // whether or not anything is to be rebuilt.
-      const groupsOfRelease = [...new Set(allProjections.map((p) => p.group))].map((group) => allProjections.filter((p) => p.group === group));
+      const groupsOfRelease = [...groupsOf(allProjections).values()];
       for (const { group, leftovers } of await rebuildLeftovers(config.databaseUrl, groupsOfRelease, !options.dryRun)) {
         process.stdout.write(`${options.dryRun ? 'would drop' : 'dropped'} what a killed rebuild of group ${group} left: ${leftovers.join(', ')}\n`);
       }

@@ -83,3 +83,10 @@ export function changesFor(projection: ProjectionDefinition, event: ProjectedEve
   const handler = projection.handlers[event.type] as Handler<EventType> | undefined;
   return handler ? handler(event) : [];
 }
+
+/** Projections by group, in the order their groups first appear: each group is applied, owned and rebuilt as one. */
+export function groupsOf(projections: ProjectionDefinition[]): Map<string, ProjectionDefinition[]> {
+  const groups = new Map<string, ProjectionDefinition[]>();
+  for (const projection of projections) groups.set(projection.group, [...(groups.get(projection.group) ?? []), projection]);
+  return groups;
+}

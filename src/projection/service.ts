@@ -6,7 +6,7 @@ import { createPool } from '../db/pool.js';
 import type { EventLog } from '../log/types.js';
 import type { Upcast } from '../catalogue/index.js';
 import type { Logger } from '../logger.js';
-import type { ProjectionDefinition } from './definition.js';
+import { groupsOf, type ProjectionDefinition } from './definition.js';
 import { acquireOwnership, tryOwningAll, waitFor } from './ownership.js';
 import { catchUpTogether, createRunner } from './runner.js';
 import { isTransient } from './transient.js';
@@ -25,12 +25,6 @@ export interface ProjectionServiceOptions {
   failedRecheckMs?: number;
   /** See RunnerOptions.upcast. */
   upcast?: Upcast;
-}
-
-function groupsOf(projections: ProjectionDefinition[]): Map<string, ProjectionDefinition[]> {
-  const groups = new Map<string, ProjectionDefinition[]>();
-  for (const projection of projections) groups.set(projection.group, [...(groups.get(projection.group) ?? []), projection]);
-  return groups;
 }
 
 export function createProjectionService(options: ProjectionServiceOptions) {
