@@ -5,7 +5,10 @@
 -- to the table, its columns, defaults, constraints, indexes, sequences, TOAST table, triggers,
 -- rules, policies, publications, extended statistics, inheritance, privileges, options and
 -- comments. The swap compares it under its locks, in one statement, against the stamp taken when
--- it last read the definitions in full (rebuild.ts).
+-- it last read the definitions in full (rebuild.ts). Not table-stamp.sql, the runner's: that one
+-- covers what describeTables reads (and the parents of foreign keys), and runs before every large
+-- batch of a catch-up, where the comments, indexes, policies and options this one reads would
+-- only cost time; this one runs once per swap attempt.
 WITH t AS MATERIALIZED (
   SELECT c.oid, c.relname FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY($1)
 ), related AS MATERIALIZED (

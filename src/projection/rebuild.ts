@@ -146,6 +146,8 @@ export async function rebuildLeftovers(databaseUrl: string, groups: ProjectionDe
     for (const projections of groups) {
       const group = projections[0]!.group;
       const shadowNames = projections.map((p) => `${SHADOW_PREFIX}${p.name}`);
+      // Looked for before the group's lock is taken, so that the lock (which a rebuild of the group
+      // starting that moment would find taken, and refuse) is only taken when there is something.
       if ((await leftoversOf(client, group, shadowNames)).length === 0) continue;
       // Not while a rebuild of the group runs (it holds this lock): the schemas are that run's.
       const { rows: [free] } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [REBUILD_LOCK_CLASS, group]);
@@ -396,8 +398,7 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
         // An autovacuum on a live table (a long one on a large table would outlast every attempt):
         // the next attempt waits past the deadlock check, which cancels it. Readers queue behind
         // the waiting swap meanwhile, about a second, once.
-        autovacuumOnShadow = await autovacuumHolds(r.tables.map((table) => `${quote(r.shadow)}.${quote(table)}`));
-        autovacuumOnLive = await autovacuumHolds(r.tables.map((table) => `public.${quote(table)}`));
+        ({ shadow: autovacuumOnShadow, live: autovacuumOnLive } = await autovacuumHolding(r));
         if (autovacuumOnLive) logger.warn({ group: r.group, attempt }, 'autovacuum holds a live table; the next attempt waits past deadlock_timeout, when PostgreSQL cancels it');
         if (attempt >= SWAP_ATTEMPTS) {
           throw new Error(
@@ -433,14 +434,17 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
     });
   }
 
-  /** Whether an autovacuum worker holds a lock on one of `tables` (qualified names). */
-  async function autovacuumHolds(tables: string[]): Promise<boolean> {
-    const { rows } = await admin.query(
-      `SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-        WHERE l.granted AND a.backend_type = 'autovacuum worker' AND l.relation = ANY($1::regclass[]) LIMIT 1`,
-      [tables],
+  /** Whether an autovacuum worker holds a lock on one of the group's shadow tables, and on one of its live ones: one query. */
+  async function autovacuumHolding(r: GroupRebuild): Promise<{ shadow: boolean; live: boolean }> {
+    const { rows } = await admin.query<{ schema: string }>(
+      `SELECT DISTINCT n.nspname::text AS schema
+         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+         JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE l.granted AND a.backend_type = 'autovacuum worker' AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND n.nspname IN ('public', $1) AND c.relname = ANY($2)`,
+      [r.shadow, r.tables],
     );
-    return rows.length > 0;
+    return { shadow: rows.some((row) => row.schema === r.shadow), live: rows.some((row) => row.schema === 'public') };
   }
 
   async function swapOnce(r: GroupRebuild, fingerprints: Map<string, string>, lockTimeoutMs: { shadow: number; live: number }): Promise<number> {

@@ -11,6 +11,7 @@
 --     another column).
 -- A stamp that moves for nothing describeTables sees (an index added, a row rewritten with the
 -- same content) only costs a reading of the tables again. xmin is kept when a row is frozen.
+-- The rebuild's swap uses definition-stamp.sql, which covers the whole of a table's definition.
 WITH t AS MATERIALIZED (
   SELECT c.oid, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   WHERE n.nspname = $1 AND c.relname = ANY($2)
