@@ -19,6 +19,7 @@ import {
   type EventType,
   type ValidationIssue,
 } from '../src/catalogue/index.js';
+import { brokenDataRule } from '../src/decide/data-rules.js';
 import { toAppendRequest } from '../src/decide/index.js';
 import { envelopeFor, samples } from './helpers/samples.js';
 
@@ -385,7 +386,22 @@ const EDGE_VALUES: unknown[] = [
   { k: 2 ** 53 - 1 }, { k: [-(2 ** 60)] }, { k: 1.5e300 }, { k: 0.1 },
 ];
 
-test('the schema files and the runtime validator agree on every edge value in every field (Ajv)', (t) => {
+/**
+ * What the ingester makes of `data`: refused by the validator, refused by a rule between its fields
+ * (data-rules.ts, checked at append), or taken. The one rule no JSON Schema states, a
+ * SpecificationRegistered's name against its spec's, is told apart (see the test below).
+ */
+function runtimeVerdict(type: EventType, data: unknown): 'taken' | 'refused' | 'name rule' {
+  try {
+    const rule = brokenDataRule(validateEvent(type, data));
+    if (rule === undefined) return 'taken';
+    return rule.path === '/data/name' ? 'name rule' : 'refused';
+  } catch {
+    return 'refused';
+  }
+}
+
+test('the schema files and the runtime validator with the append-time rules between fields agree on every edge value in every field (Ajv)', (t) => {
   let compared = 0;
   for (const type of EVENT_TYPES) {
     const check = fileCheck(type);
@@ -395,20 +411,38 @@ test('the schema files and the runtime validator agree on every edge value in ev
       ...fields.map((field) => withData(type, { [field]: undefined })),
     ];
     for (const data of documents) {
-      const runtime = (() => {
-        try {
-          validateEvent(type, data);
-          return true;
-        } catch {
-          return false;
-        }
-      })();
-      t.is(check(data), runtime, `${type} ${JSON.stringify(data)}: Ajv ${ajv.errorsText(check.errors)}`);
+      const runtime = runtimeVerdict(type, data);
+      t.is(check(data), runtime !== 'refused', `${type} ${JSON.stringify(data)}: Ajv ${ajv.errorsText(check.errors)}, at runtime ${runtime}`);
       compared += 1;
     }
   }
   t.true(compared > 3000, `${compared} documents`);
   t.log(`${compared} documents compared`);
+});
+
+// The README's Python producer example sent build_key_version 3 without a hash: its validation
+// against schemas/ passed, and the ingester refused the event after JetStream had taken it.
+test('BuildScheduled.json states the hash rule of data-rules.ts: a hash exactly with build_key_version 3', (t) => {
+  const check = fileCheck('BuildScheduled');
+  const { hash, ...withoutHash } = samples.BuildScheduled;
+  const cases: [Record<string, unknown>, boolean][] = [
+    [{ ...withoutHash, build_key_version: 3, hash }, true],
+    [{ ...withoutHash, build_key_version: 3 }, false],
+    [{ ...withoutHash, build_key_version: 3, hash: null }, false],
+    [{ ...withoutHash, build_key_version: 2 }, true],
+    [{ ...withoutHash, build_key_version: 1, hash: null }, true],
+    [{ ...withoutHash, build_key_version: 2, hash }, false],
+  ];
+  for (const [data, taken] of cases) {
+    t.is(check(data), taken, JSON.stringify(data));
+    t.is(runtimeVerdict('BuildScheduled', data), taken ? 'taken' : 'refused', JSON.stringify(data));
+  }
+});
+
+test('the rule between fields no schema file can state: a SpecificationRegistered named otherwise than its spec passes the file, refused at append', (t) => {
+  const data = withData('SpecificationRegistered', { name: 'another-name' });
+  t.true(fileCheck('SpecificationRegistered')(data));
+  t.is(runtimeVerdict('SpecificationRegistered', data), 'name rule');
 });
 
 test('the one difference left: an unpaired surrogate, refused at runtime only (no JSON Schema pattern can name one portably)', (t) => {

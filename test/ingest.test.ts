@@ -1098,6 +1098,11 @@ test('publishEvent validates before sending, fills in id and stream, and waits f
     instanceOf: EventValidationError,
     message: /^SettingStored: \/: cannot be sent as JSON: .*BigInt/,
   });
+  // A rule between fields, which the ingester would check at append after JetStream took the event.
+  await t.throwsAsync(
+    publishEvent(nats.nc, { type: 'BuildScheduled', data: { build_id: 9, environment_id: 1, specification_id: 1, scheduled_on: '2024-03-02T10:00:00Z', build_key_version: 3 } }, { names: nats.names }),
+    { instanceOf: EventValidationError, message: /^BuildScheduled: \/data\/hash: hash is required with build_key_version 3/ },
+  );
   t.is((await nats.jsm.streams.info(nats.names.stream)).state.messages, 1, 'nothing invalid was sent, nor anything before it');
 
   const noStream = await testNats(t);

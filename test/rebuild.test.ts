@@ -617,6 +617,47 @@ test('a second rebuild of a group that is being rebuilt is refused with a clear 
 // ---------------------------------------------------------------------------------------------
 // 7. The README's worked examples, as a maintainer runs them
 
+const README = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
+
+/**
+ * The commands of the first console block after `heading` in the README, each with the lines it
+ * shows as its output: the examples' text is what the tests below see, not a copy that ages
+ * (the migration counts in it went stale as migrations were added).
+ */
+function readmeConsole(heading: string): (command: string) => string {
+  const at = README.indexOf(heading);
+  const start = README.indexOf('```console\n', at);
+  if (at < 0 || start < 0) throw new Error(`README.md: no console block after ${heading}`);
+  const block = README.slice(start + '```console\n'.length, README.indexOf('```\n', start + 3));
+  const commands = new Map<string, string>();
+  let command = '';
+  for (const line of block.split('\n').slice(0, -1)) {
+    if (line.startsWith('$ ')) commands.set((command = line.slice(2)), '');
+    else commands.set(command, `${commands.get(command)}${line}\n`);
+  }
+  return (command) => {
+    const output = commands.get(command);
+    if (output === undefined) throw new Error(`README.md: no \`$ ${command}\` in the console block after ${heading}`);
+    return output;
+  };
+}
+
+/**
+ * What `knex migrate:latest` prints on a database that one `migrate:latest` of an older release
+ * migrated up to (not including) `migration`: every migration from it on, as the second batch.
+ * (The tests' simulated databases differ: migrateUpTo applies one migration per batch, and the
+ * log's later migrations early.)
+ */
+function upgradeFrom(migration: string): string {
+  const count = fs.readdirSync(path.join(root, 'migrations')).filter((file) => file.endsWith('.ts') && file >= migration).length;
+  return `Batch 2 run: ${count} migrations\n`;
+}
+
+/** Asserts that the README quotes `file` (a path from the project's root) whole. */
+function assertQuoted(t: ExecutionContext, file: string): void {
+  t.true(README.includes(`\`\`\`ts\n${fs.readFileSync(path.join(root, file), 'utf8')}\`\`\`\n`), `README.md quotes ${file} whole`);
+}
+
 /** specifications as the release before is_lockfile had it (version 1: no is_lockfile). */
 const specificationsV1 = defineProjection({
   ...specifications,
@@ -634,6 +675,9 @@ const specificationsV1 = defineProjection({
 
 test('worked example 1: specification.is_lockfile as a Knex migration plus rebuild-projections, from a database built without it', async (t) => {
   await slot(t);
+  const readme = readmeConsole('### Worked example 1');
+  assertQuoted(t, 'projections/specifications.ts');
+  assertQuoted(t, 'migrations/20260101000350_specification_is_lockfile.ts');
   const lockfileMigration = migrationNamed('_specification_is_lockfile.ts');
   const db = await freshDatabase(t, { migrated: false });
   const applied = await migrateUpTo(db.url, lockfileMigration);
@@ -651,6 +695,8 @@ test('worked example 1: specification.is_lockfile as a Knex migration plus rebui
   // 1-2. The projection change and the migration are in the checkout; apply the migration.
   const migrate = await runNpx(db.url, ['knex', 'migrate:latest']);
   t.is(migrate.code, 0, shown(migrate));
+  t.regex(migrate.stdout, /^Batch \d+ run: \d+ migrations\n$/);
+  t.is(readme('npx knex migrate:latest'), upgradeFrom(lockfileMigration), 'what migrate:latest prints on a database of the release before');
   t.true(await hasColumn());
   const lockfileColumn = async () => (await client.query<{ id: number; is_lockfile: boolean }>('SELECT id, is_lockfile FROM specification ORDER BY id')).rows;
   t.true((await lockfileColumn()).every((row) => !row.is_lockfile), 'after the migration alone, every row has the default, false');
@@ -658,10 +704,7 @@ test('worked example 1: specification.is_lockfile as a Knex migration plus rebui
   // 3. What a bare rebuild would do, and why.
   const dryRun = await runNpx(db.url, ['rebuild-projections', '--dry-run']);
   t.is(dryRun.code, 0, shown(dryRun));
-  t.regex(dryRun.stdout, /would rebuild group conda-store:\n/);
-  t.regex(dryRun.stdout, /\n {2}specifications: version v1 -> v2, table definition changed\n/);
-  t.regex(dryRun.stdout, /\n {2}builds: shares foreign keys with specifications\n/);
-  t.regex(dryRun.stdout, /would rebuild group namespace_usage:\n {2}namespace_usage: never built with a recorded fingerprint\n/);
+  t.is(dryRun.stdout, readme('npx rebuild-projections --dry-run'));
 
   // 4. The rebuild.
   const rebuild = await runNpx(db.url, ['rebuild-projections']);
@@ -684,6 +727,8 @@ test('worked example 1: specification.is_lockfile as a Knex migration plus rebui
 
 test('worked example 2: namespace_usage, a new read model, complete for all past events after migrate:latest and rebuild-projections', async (t) => {
   await slot(t);
+  const readme = readmeConsole('### Worked example 2');
+  assertQuoted(t, 'migrations/20260101000500_namespace_usage.ts');
   const usageMigration = migrationNamed('_namespace_usage.ts');
   const db = await freshDatabase(t, { migrated: false });
   await migrateUpTo(db.url, usageMigration);
@@ -698,11 +743,13 @@ test('worked example 2: namespace_usage, a new read model, complete for all past
 
   const migrate = await runNpx(db.url, ['knex', 'migrate:latest']);
   t.is(migrate.code, 0, shown(migrate));
+  t.regex(migrate.stdout, /^Batch \d+ run: \d+ migrations\n$/);
+  t.is(readme('npx knex migrate:latest'), upgradeFrom(usageMigration), 'what migrate:latest prints on a database of the release before');
   t.deepEqual(await namespaceUsageRows(client), [], 'the migration creates the table empty');
 
   const dryRun = await runNpx(db.url, ['rebuild-projections', '--dry-run']);
   t.is(dryRun.code, 0, shown(dryRun));
-  t.is(dryRun.stdout, 'would rebuild group namespace_usage:\n  namespace_usage: never built with a recorded fingerprint\n');
+  t.is(dryRun.stdout, readme('npx rebuild-projections --dry-run'));
 
   const rebuild = await runNpx(db.url, ['rebuild-projections']);
   t.is(rebuild.code, 0, shown(rebuild));

@@ -202,7 +202,7 @@ test('serve, catch-up, append and rebuild-projections refuse a database behind t
   // Never migrated: every command that reads the log says so (rather than a missing relation).
   // (rebuild-projections is a bin of its own: run as such.)
   const run = (args: string[]) => (args[0] === 'rebuild-projections' ? runRebuild(db.url, args.slice(1)) : runCli(args, { env, input: '' }));
-  for (const args of [['catch-up'], ['status'], ['export'], ['rebuild-projections', '--dry-run']]) {
+  for (const args of [['catch-up'], ['status'], ['export'], ['diagram'], ['rebuild-projections', '--dry-run']]) {
     const never = await run(args);
     t.is(never.code, 2, shown(never));
     t.is(never.stderr, 'error: the database has not been migrated: run npx knex migrate:latest (or serve --migrate)\n', args.join(' '));

@@ -26,6 +26,11 @@ export const buildEvents = {
     scheduled_on: Timestamp(),
     build_key_version: OneOf(BUILD_KEY_VERSIONS),
     hash: Optional(BuildHash({ description: 'the cached build key; build_key_version 3 only' })),
+  }, {
+    // data-rules.ts: a hash exactly when build_key_version is 3.
+    if: { type: 'object', properties: { build_key_version: { const: 3 } }, required: ['build_key_version'] },
+    then: { type: 'object', properties: { hash: { type: 'string' } }, required: ['hash'] },
+    else: { type: 'object', properties: { hash: { type: 'null' } } },
   }),
   BuildStarted: build.event('Sets status BUILDING and started_on.', {
     build_id: Id(),

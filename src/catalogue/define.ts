@@ -1,4 +1,4 @@
-import { Type, type Static, type TInteger, type TObject, type TProperties, type TSchema, type TString } from '@sinclair/typebox';
+import { Type, type ObjectOptions, type Static, type TInteger, type TObject, type TProperties, type TSchema, type TString } from '@sinclair/typebox';
 import type { AggregateKind } from './kinds.js';
 
 /** What an event file declares for one event type; index.ts adds the type name (the key it is listed under). */
@@ -13,6 +13,14 @@ export interface EventSpec<S extends TSchema = TObject> {
   streamOf(data: Static<S>): string;
 }
 
+/**
+ * A rule between fields that JSON Schema can state (`if`/`then`/`else`), put in the event's JSON
+ * Schema file so that a producer validating against schemas/ finds it before it publishes. The
+ * catalogue's validator does not read these keywords: src/decide/data-rules.ts checks the same
+ * rule at append, with the reason in words.
+ */
+export type FieldRule = Partial<Pick<ObjectOptions, 'if' | 'then' | 'else'>>;
+
 /** Data objects refuse unknown fields, so that a typo in a field name is an error, not a lost value. */
 function spec<P extends TProperties>(
   kind: AggregateKind,
@@ -20,15 +28,16 @@ function spec<P extends TProperties>(
   properties: P,
   streamTemplate: string,
   streamOf: (data: Static<TObject<P>>) => string,
+  rule: FieldRule = {},
 ): EventSpec<TObject<P>> {
-  return { kind, description, data: Type.Object(properties, { additionalProperties: false }), streamTemplate, streamOf };
+  return { kind, description, data: Type.Object(properties, { additionalProperties: false, ...rule }), streamTemplate, streamOf };
 }
 
 /** The events of an aggregate whose stream is `<kind>-<data[field]>`; the type demands that every event carries the field. */
 export function aggregate<F extends string>(kind: AggregateKind, field: F) {
   return {
-    event<P extends TProperties & Record<F, TInteger | TString>>(description: string, properties: P): EventSpec<TObject<P>> {
-      return spec(kind, description, properties, `${kind}-<${field}>`, (data) => `${kind}-${(data as unknown as Record<F, unknown>)[field]}`);
+    event<P extends TProperties & Record<F, TInteger | TString>>(description: string, properties: P, rule?: FieldRule): EventSpec<TObject<P>> {
+      return spec(kind, description, properties, `${kind}-<${field}>`, (data) => `${kind}-${(data as unknown as Record<F, unknown>)[field]}`, rule);
     },
   };
 }

@@ -35,7 +35,7 @@ export function toAppendRequest(envelope: Envelope): AppendRequest {
   const wrongStream = streamIssue(envelope.type, current.data, envelope.stream);
   if (wrongStream) throw new EventValidationError(envelope.type, [wrongStream]);
   const broken = brokenDataRule(current as CatalogueEvent);
-  if (broken) throw new RuleViolationError(envelope.type, envelope.stream, broken);
+  if (broken) throw new RuleViolationError(envelope.type, envelope.stream, broken.message);
   const changes = keyChanges(current, envelope.stream, envelope.id);
   return {
     stream: envelope.stream,

@@ -11,13 +11,16 @@ import {
   EventValidationError,
   isEventType,
   unstorable,
+  upcast,
   validateEnvelope,
+  type CatalogueEvent,
   type Envelope,
   type EnvelopeMetadata,
   type EventData,
   type EventType,
   type ExpectedVersion,
 } from '../catalogue/index.js';
+import { brokenDataRule } from '../decide/data-rules.js';
 import { NoRespondersError, publishAcked } from './jetstream-acks.js';
 import { eventSubject, resolveNames, type IngestNames } from './stream.js';
 
@@ -84,6 +87,10 @@ export function toEnvelope(event: EventToPublish | Envelope): Envelope {
     throw new EventValidationError(typeof event.type === 'string' ? event.type : undefined, [{ path: '', message: `cannot be sent as JSON: ${(error as Error).message}` }]);
   }
   const envelope = validateEnvelope(sent);
+  // The rules between fields (a build key version 3 with its hash), which the ingester checks
+  // at append: refused here, before JetStream takes an event that would only be rejected.
+  const broken = brokenDataRule(upcast(envelope) as CatalogueEvent);
+  if (broken) throw new EventValidationError(envelope.type, [broken]);
   // Unchanged by validation (the usual case: it returns a copy only to lowercase the id or drop a
   // null metadata): its JSON is the text just made, sent as it is.
   if (envelope === sent) bodies.set(envelope, body);

@@ -2,7 +2,7 @@
  * The versions this process has seen its recent streams reach, so that an append that expects a
  * stream at the version it was last seen at can go without looking the version up (append.ts,
  * withKnownVersion). A writer appends most of a stream's events after others it appended itself
- * (a build's BuildStarted after its BuildCreated). Only one-event appends of nothing but events
+ * (a build's BuildStarted after its BuildScheduled). Only one-event appends of nothing but events
  * use it: serve's appends carry keys and preconditions and go through append_events(), which
  * looks each version up under the stream's lock.
  *
