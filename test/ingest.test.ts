@@ -692,6 +692,46 @@ test.serial('stopped while a batch is in flight, the ingester finishes that batc
   await assertExactlyOnce(t, db, events);
 });
 
+// Regression (found in review): a callback that threw failed the session; the next session started,
+// and the failed one's fetch loop went on, naking all it fetched, one more loop for every batch.
+test.serial('an onBatch or onRetry callback that throws is logged; the session goes on, and no fetch loop is left behind', async (t) => {
+  const db = await testLog(t);
+  const nats = await testNats(t, { create: true });
+  const records: { msg: string }[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void records.push(JSON.parse(line) as { msg: string }) });
+  // The first append fails (its onRetry throws); every batch after it goes in (its onBatch throws).
+  let first = true;
+  const log: EventLog = {
+    ...db.log,
+    async append(requests) {
+      if (first) {
+        first = false;
+        throw Object.assign(new Error('a failure of unknown cause'), { code: 'P0001' });
+      }
+      return db.log.append(requests);
+    },
+  };
+  const events = Array.from({ length: 40 }, (_, i) => envelopeFor('NamespaceCreated', { namespace_id: i + 1, name: `ns-${i + 1}` }));
+  await publishEvents(nats.nc, events.slice(0, 5), { names: nats.names });
+  const ingester = runIngester(t, {
+    nc: nats.nc, log, databaseUrl: db.url, names: nats.names, batchSize: 5, logger,
+    retryDelayMs: { initial: 50, max: 50 },
+    onBatch: () => { throw new Error('a metrics bug'); },
+    onRetry: () => { throw new Error('another metrics bug'); },
+  });
+  await waitUntil(() => ingester.totals().messages >= 5, 'the first batch, after its failure');
+  for (let i = 5; i < events.length; i += 5) await publishEvents(nats.nc, events.slice(i, i + 5), { names: nats.names });
+  await waitUntil(() => ingester.totals().messages >= events.length, 'every event ingested');
+  await assertExactlyOnce(t, db, events);
+  t.is(ingester.retries, 1);
+  t.true(records.some((r) => r.msg === 'the onRetry callback threw; ingestion goes on'));
+  t.true(records.some((r) => r.msg === 'the onBatch callback threw; ingestion goes on'));
+  t.false(records.some((r) => r.msg === 'ingestion interrupted; resuming'), 'no session failed');
+  // One session, one fetch at a time: a fetch loop left behind would keep pull requests waiting too.
+  const info = await nats.jsm.consumers.info(nats.names.stream, nats.names.durable);
+  t.true(info.num_waiting <= 1, `${info.num_waiting} pull requests waiting`);
+});
+
 // Regression (found in review): while the next message in order was away (its batch failing, handed
 // back with a delay each time), the ingester fetched every later message it could, up to the
 // consumer's max_ack_pending (20,000).

@@ -64,7 +64,7 @@ export interface IngesterOptions {
   fetchExpiresMs?: number;
   /** Nak delays: the first, doubled at every consecutive failure up to the maximum; default 250 ms to 10 s. */
   retryDelayMs?: { initial?: number; max?: number };
-  /** Called after each batch is acked. */
+  /** Called after each batch is acked; an error it throws is logged, and ingestion goes on (also onRetry). */
   onBatch?: (report: IngestBatchReport) => void;
   /** Called when a batch is nak'ed because of a transient failure. */
   onRetry?: (info: { messages: number; delayMs: number; error: unknown }) => void;
@@ -531,7 +531,9 @@ export function createIngester(options: IngesterOptions): Ingester {
         // handed back with a delay) would have every later message fetched, up to the consumer's
         // max_ack_pending (20,000), and is read from the stream instead (resolveGap).
         const room = () => buffer.size < bufferCap || (blocked() && buffer.size < bufferCap * 2);
-        const stopped = () => owned.aborted || ended.signal.aborted;
+        // `over`: the session ended without its owner stopping (an error), and a fetch loop left
+        // running would nak everything it fetched, for ever, one more loop per failed session.
+        const stopped = () => owned.aborted || ended.signal.aborted || over;
         while (!stopped()) {
           while (!room() && !stopped()) await changed.wait(1000);
           if (stopped()) break;
@@ -720,12 +722,11 @@ export function createIngester(options: IngesterOptions): Ingester {
             { err: error, messages: batch.length, delayMs, firstSequence: batch[0]!.seq },
             transient ? 'database unavailable: batch nak\'ed, retrying after the delay' : 'batch failed: nak\'ed, retrying after the delay',
           );
-          options.onRetry?.({ messages: batch.length, delayMs, error });
+          callback('onRetry', () => options.onRetry?.({ messages: batch.length, delayMs, error }));
         } finally {
           inFlight = [];
         }
-        // Outside the try: a callback that throws fails the session, not the batch it acked.
-        if (reported) options.onBatch?.(reported);
+        if (reported) callback('onBatch', () => options.onBatch?.(reported));
       }
     } finally {
       clearInterval(keepAlive);
@@ -742,6 +743,18 @@ export function createIngester(options: IngesterOptions): Ingester {
     }
     if (ended.signal.aborted && !owned.aborted) throw ended.signal.reason;
     if (readerError && !owned.aborted) throw readerError;
+  }
+
+  /**
+   * A caller's callback, whose error is logged: it is about figures the caller keeps, and failing
+   * the session for it would hand back and fetch again, for every batch, what was being ingested.
+   */
+  function callback(name: string, call: () => void): void {
+    try {
+      call();
+    } catch (error) {
+      logger.error({ err: error }, `the ${name} callback threw; ingestion goes on`);
+    }
   }
 
   // -------------------------------------------------------------------------------------------
