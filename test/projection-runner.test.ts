@@ -1678,6 +1678,30 @@ test('catch-up waiting for a group another process owns holds none of the others
   await catchingUp;
 });
 
+// Regression (found in review): a database or role with an idle_session_timeout ended the idle
+// connection that holds a group's (or the ingestion's) lock: another process took the lock while
+// this one finished its batch.
+test('the connection holding an ownership lock outlives an idle_session_timeout that ends other idle sessions', async (t) => {
+  const db = await testLog(t);
+  const name = (await db.query<{ name: string }>('SELECT current_database() AS name'))[0]!.name;
+  await db.query(`ALTER DATABASE "${name}" SET idle_session_timeout = '300ms'`);
+  const ownership = await acquireOwnership(db.url, 'idle-test');
+  t.teardown(() => ownership?.release());
+  // A plain session opened after it, idle as well: ended by the timeout.
+  const canary = new pg.Client({ connectionString: db.url });
+  let canaryEnded = false;
+  canary.on('error', () => (canaryEnded = true));
+  canary.on('end', () => (canaryEnded = true));
+  await canary.connect();
+  await waitUntil(() => canaryEnded, 'the idle_session_timeout to end an idle session');
+  // Connections opened from here on (the test's pool may open one) keep the server's default.
+  await db.query(`ALTER DATABASE "${name}" RESET idle_session_timeout`);
+  t.false(ownership!.lost.aborted, 'the ownership connection is still there');
+  const held = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = 7403 AND granted
+                                               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`);
+  t.is(held[0]!.n, 1);
+});
+
 // Regression: catch-up did not watch its ownership: with the lock's connection gone, another
 // process could own the group while it went on applying.
 test('catch-up stops, and says so, when the connection holding a group\'s lock is lost', async (t) => {

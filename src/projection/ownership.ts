@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { keepingOptions, LONG_LIVED_CONNECTION } from '../db/pool.js';
+import { turnOffTimeouts } from '../db/session-timeouts.js';
 import { sleep } from '../sleep.js';
 
 /** Advisory-lock class of projection groups (7401: streams, 7402: positions; see the log's migration). */
@@ -26,6 +27,9 @@ export async function tryOwnership(connectionString: string, group: string): Pro
   await client.connect();
   let owned: boolean;
   try {
+    // Idle for as long as it owns: an idle_session_timeout would end it, and hand the group (or
+    // the ingestion) to another process while this one finishes its batch.
+    await turnOffTimeouts(client, ['idle_session_timeout']);
     const { rows } = await client.query<{ owned: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS owned', [OWNERSHIP_LOCK_CLASS, group]);
     owned = rows[0]!.owned;
   } catch (error) {

@@ -28,6 +28,7 @@
  */
 import pg from 'pg';
 import { createPool, keepingOptions, LONG_LIVED_CONNECTION } from '../db/pool.js';
+import { turnOffTimeouts } from '../db/session-timeouts.js';
 import { withClient } from '../db/with-client.js';
 import type { EventLog } from '../log/types.js';
 import type { Logger } from '../logger.js';
@@ -225,10 +226,7 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
   // The user's timeouts (a role's statement_timeout, say) are for their statements, not for the
   // rebuild's: a unique key added back over millions of rows outlasts them, and the swap's
   // transaction waits idle while the new tables catch up. The settings this server has.
-  await admin.query(
-    `SELECT set_config(name, '0', false) FROM pg_settings
-      WHERE name IN ('statement_timeout', 'idle_in_transaction_session_timeout', 'idle_session_timeout')`,
-  );
+  await turnOffTimeouts(admin, ['statement_timeout', 'idle_in_transaction_session_timeout', 'idle_session_timeout']);
   const pool = createPool({ connectionString: options.databaseUrl, max: 3, onError: (error) => logger.warn({ err: error }, 'rebuild pool: connection lost') });
   const interrupted = () => {
     if (options.signal?.aborted) throw new Error('rebuild interrupted: the live tables, checkpoints and fingerprints are unchanged');

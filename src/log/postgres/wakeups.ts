@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { keepingOptions, LONG_LIVED_CONNECTION } from '../../db/pool.js';
+import { turnOffTimeouts } from '../../db/session-timeouts.js';
 
 const CHANNEL = 'event_store_appended';
 
@@ -217,6 +218,7 @@ export function createWakeups(
       client.on('error', lose);
       try {
         await client.connect();
+        await turnOffTimeouts(client, ['idle_session_timeout']);
         await client.query(`LISTEN ${CHANNEL}; SELECT pg_advisory_lock_shared(${LISTENER_LOCK.join(', ')})`);
         if (lost || closed) return void (await end());
         listener = client;
