@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import pino from 'pino';
-import { connect, type StoredMsg } from 'nats';
+import { connect, DiscardPolicy, nanos, RetentionPolicy, StorageType, type StoredMsg } from 'nats';
 import type pg from 'pg';
 import { EventValidationError, type Envelope } from '../src/catalogue/index.js';
 import { appendEnvelopes } from '../src/decide/append-batch.js';
@@ -22,7 +22,7 @@ import { addCounts, batchLimit, fromStream, storeRejections } from '../src/inges
 import { MAX_IDS_REQUESTS_AT_ONCE, MAX_IDS_REQUESTS_WAITING, requestIds, startIdsResponder, STOPPING_ERROR } from '../src/ingest/ids-responder.js';
 import { NoStreamError, publishEvent, publishEvents, type PublishFailure } from '../src/ingest/publish.js';
 import { readIngestionStatus } from '../src/ingest/status.js';
-import { connectNats, consumerConfig, consumerProblems, ensureIngestion, eventSubject, idsSubject, natsConnectionOptions, redactedNatsUrl } from '../src/ingest/stream.js';
+import { connectNats, consumerConfig, consumerProblems, discardingLimits, ensureIngestion, eventSubject, idsSubject, natsConnectionOptions, redactedNatsUrl } from '../src/ingest/stream.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import type { EventLog } from '../src/log/types.js';
 import { createProjectionService } from '../src/projection/service.js';
@@ -337,6 +337,44 @@ test.serial('messages deleted from the stream leave a gap that is skipped: the o
   const rows = await db.query<{ id: string }>('SELECT id::text FROM event_store.events ORDER BY global_position');
   t.deepEqual(rows.map((r) => r.id), [namespaces[0]!.id, namespaces[4]!.id]);
   await waitUntil(async () => (await consumerFigures(nats.jsm, nats.names)).ackPending === 0, 'every message acked');
+});
+
+test('discardingLimits names the limits of a stream that drop messages not taken yet', (t) => {
+  const none = { max_age: 0, max_msgs: -1, max_bytes: -1, max_msgs_per_subject: -1, discard: DiscardPolicy.Old };
+  t.deepEqual(discardingLimits(none), []);
+  t.deepEqual(discardingLimits({ ...none, max_age: 3600e9, max_msgs: 10, max_bytes: 1024, max_msgs_per_subject: 2 }), ['max_age 3600 s', 'max_msgs_per_subject 2', 'max_msgs 10', 'max_bytes 1024']);
+  // Discard "new" refuses publishes at the limit, which the producer sees: nothing accepted is dropped.
+  t.deepEqual(discardingLimits({ ...none, max_msgs: 10, max_bytes: 1024, discard: DiscardPolicy.New }), []);
+});
+
+// Regression (found in review): a stream whose limits dropped messages not ingested yet (during a
+// database outage, say) was used without a word, and the floor moved past them at debug level.
+test.serial('a stream that discards by its limits is named at start; messages that leave it before they are ingested are named, with their count', async (t) => {
+  const db = await testLog(t);
+  const nats = await testNats(t);
+  await nats.jsm.streams.add({
+    name: nats.names.stream, subjects: [`${nats.names.subjectPrefix}.events.>`], storage: StorageType.File,
+    retention: RetentionPolicy.Workqueue, max_age: nanos(3_600_000),
+  });
+  const records: { msg: string; from?: number; to?: number; messages?: number; limits?: string[] }[] = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void records.push(JSON.parse(line) as (typeof records)[number]) });
+  const events = Array.from({ length: 11 }, (_, i) => envelopeFor('NamespaceCreated', { namespace_id: i + 1, name: `ns-${i + 1}` }));
+  const held = holdingLog(db.log);
+  held.hold();
+  await publishEvents(nats.nc, events.slice(0, 1), { names: nats.names });
+  // batchSize 1: the first message in flight (held), then a buffer of 4, the rest left in the stream.
+  const ingester = runIngester(t, { nc: nats.nc, log: held.log, databaseUrl: db.url, names: nats.names, batchSize: 1, logger });
+  await waitUntil(() => held.waiting() === 1, 'the first batch in flight');
+  await publishEvents(nats.nc, events.slice(1), { names: nats.names });
+  await waitUntil(async () => (await consumerFigures(nats.jsm, nats.names)).ackPending >= 5, 'the buffer filled');
+  // Everything before sequence 9 leaves the stream: 1 to 5 are held by the ingester, 6 to 8 are not.
+  await nats.jsm.streams.purge(nats.names.stream, { seq: 9 });
+  held.release();
+  await waitUntil(() => ingester.totals().messages >= 8, 'the messages it held and those left in the stream');
+  const rows = await db.query<{ id: string }>('SELECT id::text FROM event_store.events ORDER BY global_position');
+  t.deepEqual(rows.map((r) => r.id), [...events.slice(0, 5), ...events.slice(8)].map((e) => e.id));
+  t.deepEqual(records.find((r) => r.limits)?.limits, ['max_age 3600 s']);
+  t.like(records.find((r) => r.msg.startsWith('messages left the stream before they were ingested')), { from: 6, to: 8, messages: 3 });
 });
 
 test('addCounts: counts add up; the last sequence is the greater within a stream, the later one\'s across a stream created again, kept when the later counts have none', (t) => {

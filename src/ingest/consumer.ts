@@ -24,7 +24,7 @@
  *   id), order does not either (the stream-order gate above); it only avoids two processes
  *   waiting on each other's messages.
  */
-import type { ConsumerInfo, JetStreamManager, JsMsg, MsgRequest, NatsConnection, StoredMsg } from 'nats';
+import type { ConsumerInfo, JetStreamManager, JsMsg, MsgRequest, NatsConnection, StoredMsg, StreamInfo } from 'nats';
 import pg from 'pg';
 import { createPool } from '../db/pool.js';
 import { EventValidationError, validateEnvelope, type Envelope } from '../catalogue/index.js';
@@ -33,7 +33,7 @@ import type { AppendedEvent, EventLog } from '../log/types.js';
 import type { Logger } from '../logger.js';
 import { acquireOwnership } from '../projection/ownership.js';
 import { isTransient } from '../projection/transient.js';
-import { DEFAULT_FETCH, ensureIngestion, eventSubject, isNoMessageError, resolveNames, type ConsumerSettings, type IngestNames } from './stream.js';
+import { DEFAULT_FETCH, discardingLimits, ensureIngestion, eventSubject, isNoMessageError, resolveNames, type ConsumerSettings, type IngestNames } from './stream.js';
 import { backoffMs } from '../backoff.js';
 import { sleep } from '../sleep.js';
 import { sqlFile } from '../log/postgres/sql.js';
@@ -610,6 +610,13 @@ export function createIngester(options: IngesterOptions): Ingester {
       if (!(await sameStream())) return;
       const { floor: serverFloor } = await serverState(jsm);
       if (serverFloor > floor) {
+        // The stream's first message is past the floor: messages this session had not taken left
+        // the stream without an ack (a work queue removes a message only on its ack), deleted or
+        // purged by hand or discarded by the stream's limits. Their events never reach the log.
+        logger.warn(
+          { stream: names.stream, from: floor + 1, to: serverFloor, messages: serverFloor - floor },
+          'messages left the stream before they were ingested (deleted, purged, or discarded by the stream\'s limits): skipped',
+        );
         floor = serverFloor;
         return;
       }
@@ -766,6 +773,7 @@ export function createIngester(options: IngesterOptions): Ingester {
       const countersPool = createPool({ connectionString: options.databaseUrl, max: 1, connectionTimeoutMillis: 10_000, options: '-c synchronous_commit=off', onError });
       const counters = createCounters(countersPool);
       let failures = 0;
+      let warnedLimits = false;
       const pause = async (error: unknown, what: string) => {
         const delayMs = delayFor(failures++);
         logger.warn({ err: error, delayMs }, what);
@@ -776,7 +784,13 @@ export function createIngester(options: IngesterOptions): Ingester {
           if (nc.isClosed()) throw new Error('the NATS connection is closed');
           let consumerInfo: ConsumerInfo;
           try {
-            ({ consumer: consumerInfo } = await ensureIngestion(nc, names, { ...options.consumer, fetch: { maxMessages: batchSize, expiresMs: fetchExpiresMs } }));
+            let streamInfo: StreamInfo;
+            ({ stream: streamInfo, consumer: consumerInfo } = await ensureIngestion(nc, names, { ...options.consumer, fetch: { maxMessages: batchSize, expiresMs: fetchExpiresMs } }));
+            const limits = discardingLimits(streamInfo.config);
+            if (limits.length > 0 && !warnedLimits) {
+              warnedLimits = true;
+              logger.warn({ stream: names.stream, limits }, `stream ${names.stream} discards messages by its limits (${limits.join(', ')}): those not ingested in time, during a database outage say, never reach the log`);
+            }
           } catch (error) {
             await pause(error, `NATS: cannot set up stream ${names.stream} and consumer ${names.durable}; retrying`);
             continue;

@@ -17,6 +17,7 @@ import {
   type ConsumerInfo,
   type JetStreamManager,
   type NatsConnection,
+  type StreamConfig,
   type StreamInfo,
 } from 'nats';
 
@@ -247,6 +248,24 @@ export async function ensureConsumer(jsm: JetStreamManager, names: IngestNames, 
     if (/already in use|exists/i.test((error as Error).message)) return checked(await jsm.consumers.info(names.stream, names.durable));
     throw error;
   }
+}
+
+/**
+ * The limits of a stream that discard messages the ingester may not have taken yet, one phrase
+ * each ("max_age 1h"): a message JetStream acknowledged to its producer and then dropped, during a
+ * database outage say, never reaches the log. Work-queue retention alone removes a message only
+ * once it is acked; a limit with discard "new" refuses publishes instead, which the producer sees.
+ * Pure.
+ */
+export function discardingLimits(config: Pick<StreamConfig, 'max_age' | 'max_msgs' | 'max_bytes' | 'max_msgs_per_subject' | 'discard'>): string[] {
+  const limits: string[] = [];
+  if (config.max_age > 0) limits.push(`max_age ${config.max_age / 1e9} s`);
+  if (config.max_msgs_per_subject > 0) limits.push(`max_msgs_per_subject ${config.max_msgs_per_subject}`);
+  if (config.discard !== DiscardPolicy.New) {
+    if (config.max_msgs > 0) limits.push(`max_msgs ${config.max_msgs}`);
+    if (config.max_bytes > 0) limits.push(`max_bytes ${config.max_bytes}`);
+  }
+  return limits;
 }
 
 /** The stream and the consumer, created if missing. */
