@@ -31,6 +31,7 @@ import { root, runCli, spawnCli, waitForExit } from './helpers/cli.js';
 import { connect as connectPg, serverUrl, testPool } from './helpers/database.js';
 import { generatedHistory } from './helpers/generated-history.js';
 import { realisticHistory } from './helpers/history.js';
+import { settlesWithin } from '../src/sleep.js';
 import { consumerFigures, natsUrl, privateNats, publishRaw, runIngester, tcpProxy, testNats, type TestNats } from './helpers/nats.js';
 import { catchUp, checkpointRows, projectHistory, silentLogger, tableDigests, testLog, waitUntil, type TestLog } from './helpers/projection.js';
 import { envelopeFor } from './helpers/samples.js';
@@ -971,6 +972,30 @@ test.serial('database outage during ingestion: nothing lost, nothing rejected, i
 // Regression: stopped while NATS was down, runIngestion's drain ended without closing the
 // connection, whose reconnect timers then kept a process that embeds it (not the CLI, which calls
 // process.exit) running for ever.
+// Regression (found in review): a stop while the database did not answer (a network cut, no reset)
+// waited on the last figures' write and on the lock's release until the keepalives gave up.
+test.serial('a stop while the database does not answer (a network cut) ends within a bound, saying what was not written', async (t) => {
+  const db = await testLog(t);
+  const nats = await testNats(t, { create: true });
+  const target = new URL(serverUrl);
+  const proxy = await tcpProxy(t, { host: target.hostname, port: Number(target.port || 5432) });
+  const records: { msg: string }[] = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void records.push(JSON.parse(line) as { msg: string }) });
+  // The log reaches the database directly; the ingester's lock, rejections and figures through the proxy.
+  const ingester = runIngester(t, { nc: nats.nc, log: db.log, databaseUrl: proxy.urlThrough(db.url), names: nats.names, logger });
+  const events = Array.from({ length: 25 }, (_, i) => envelopeFor('NamespaceCreated', { namespace_id: i + 1, name: `ns-${i + 1}` }));
+  await publishEvents(nats.nc, events.slice(0, 20), { names: nats.names });
+  await waitUntil(() => ingester.totals().messages >= 20, 'the first events ingested');
+  proxy.partition();
+  // Appended (the log is not behind the proxy): their figures are to be written through it.
+  await publishEvents(nats.nc, events.slice(20), { names: nats.names });
+  await waitUntil(() => ingester.totals().messages >= events.length, 'every event ingested');
+  // A bound on a wait that lasted until the keepalives gave up before the fix, not a timing.
+  t.true(await settlesWithin(ingester.stop(), 60_000), 'the stop ended');
+  t.true(records.some((r) => r.msg.startsWith('the database did not answer at the stop')));
+  await assertExactlyOnce(t, db, events);
+});
+
 test('runIngestion stopped while NATS is down returns and lets its process end by itself', async (t) => {
   const db = await testLog(t);
   const server = await privateNats(t);
@@ -1275,6 +1300,29 @@ test('an existing push consumer of the ingester\'s name is refused, naming it', 
   await t.throwsAsync(ensureIngestion(nats.nc, names), {
     message: new RegExp(`^consumer ${names.durable} on stream ${names.stream} cannot be used: it is a push consumer \\(deliver_subject ${names.subjectPrefix}\\.push-inbox\\), not a pull consumer\\. Delete it`),
   });
+});
+
+// Regression (found in review): nats.js closes a connection for good after the same authorization
+// error twice in a row, whatever its reconnect policy, and serve's ingestion ended with it.
+test('a service connection reconnects through authorization errors: a server back for a while with other users', async (t) => {
+  const auth = { user: 'app', pass: 'app-pass' };
+  const server = await privateNats(t, auth);
+  const nc = await connectNats(server.url.replace('nats://', `nats://${auth.user}:${auth.pass}@`), 'test');
+  t.teardown(() => nc.close());
+  const statuses: string[] = [];
+  void (async () => {
+    for await (const status of nc.status()) statuses.push(status.type === 'error' ? `error ${String((status.data as unknown as { code?: string })?.code ?? status.data)}` : status.type);
+  })();
+  await server.stop();
+  await server.start({ user: 'app', pass: 'another-pass' });
+  await waitUntil(() => statuses.filter((s) => s === 'error AUTHORIZATION_VIOLATION').length >= 3, 'authorization refused again and again');
+  t.false(nc.isClosed());
+  await server.stop();
+  const before = statuses.length;
+  await server.start();
+  await waitUntil(() => statuses.slice(before).includes('reconnect'), 'reconnected');
+  await nc.flush();
+  t.false(nc.isClosed());
 });
 
 test('id allocation over NATS request-reply', async (t) => {

@@ -35,7 +35,7 @@ import { acquireOwnership } from '../projection/ownership.js';
 import { isTransient } from '../projection/transient.js';
 import { DEFAULT_FETCH, discardingLimits, ensureIngestion, eventSubject, isNoMessageError, resolveNames, type ConsumerSettings, type IngestNames } from './stream.js';
 import { backoffMs } from '../backoff.js';
-import { sleep } from '../sleep.js';
+import { settlesWithin, sleep } from '../sleep.js';
 import { sqlFile } from '../log/postgres/sql.js';
 
 /** How often the ingestion counters (event_store.ingestion_stats) are written at most. */
@@ -303,6 +303,8 @@ export function batchLimit(batchSize: number, failures: number): number {
 
 /** How long a session must have run, without handling a batch, to count as working (the retry delay then starts over). */
 const PROVEN_SESSION_MS = 30_000;
+/** How long a stop waits for the database to take the last ingestion figures and close. */
+const STOP_WAIT_MS = 5_000;
 
 export function createIngester(options: IngesterOptions): Ingester {
   const names = resolveNames(options.names);
@@ -738,11 +740,7 @@ export function createIngester(options: IngesterOptions): Ingester {
     } finally {
       clearInterval(keepAlive);
       // Stop the fetch at once if the loop ended early (an error): its messages come back later.
-      if (!readerDone) {
-        const given = new AbortController();
-        await Promise.race([reader, sleep(fetchExpiresMs + 2000, given.signal)]);
-        given.abort(); // its timer would hold the process open for seconds after a stop
-      }
+      if (!readerDone) await settlesWithin(reader, fetchExpiresMs + 2000);
       // What is left could not be handled in order: it goes back to JetStream for the next owner.
       over = true;
       for (const msg of buffer.values()) tell(msg, 'nak');
@@ -830,9 +828,16 @@ export function createIngester(options: IngesterOptions): Ingester {
           }
         }
       } finally {
-        await counters.flush().catch(() => undefined);
-        await pool.end().catch(() => undefined);
-        await countersPool.end().catch(() => undefined);
+        // The figures (not records) and idle connections: a database that does not answer (a
+        // network cut, no reset) would hold the stop until the connections' keepalives give up,
+        // and a supervisor would kill the process rather than see it exit.
+        const closed = (async () => {
+          await counters.flush().catch(() => undefined);
+          await Promise.all([pool.end(), countersPool.end()]).catch(() => undefined);
+        })();
+        if (!(await settlesWithin(closed, STOP_WAIT_MS))) {
+          logger.warn({ waitedMs: STOP_WAIT_MS }, 'the database did not answer at the stop: the ingestion figures since their last write are not written');
+        }
       }
     },
   };

@@ -12,7 +12,7 @@ import type { Logger } from '../logger.js';
 import { isTransient } from '../projection/transient.js';
 import { idsSubject, idsWildcard, resolveNames, type IngestNames } from './stream.js';
 import { backoffMs } from '../backoff.js';
-import { sleep } from '../sleep.js';
+import { settlesWithin } from '../sleep.js';
 
 /** The most ids one request may take. */
 export const MAX_IDS_PER_REQUEST = 10_000;
@@ -184,9 +184,7 @@ export function startIdsResponder(
         .catch(() => subscription.unsubscribe())
         .then(() => Promise.all(inHand))
         .then(() => true);
-      const waited = new AbortController();
-      const answeredInTime = await Promise.race([allAnswered, sleep(stopWaitMs, waited.signal).then(() => false)]);
-      waited.abort();
+      const answeredInTime = await settlesWithin(allAnswered, stopWaitMs);
       // Past the requesters' own timeout (5 s by default) an answer helps nobody, and the stop
       // must not wait for ever on a database that does not answer.
       if (!answeredInTime) logger.warn({ requests: inHand.size, waitedMs: stopWaitMs }, 'id requests still being allocated at the stop: not answered');

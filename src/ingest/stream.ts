@@ -129,6 +129,10 @@ export function serviceConnectionOptions(url: string, name: string): ConnectionO
     ...natsConnectionOptions(url),
     name,
     maxReconnectAttempts: -1,
+    // nats.js gives up for good after the same authorization error twice in a row, whatever
+    // maxReconnectAttempts says: a server restarted before its accounts or users are in place
+    // would end ingestion until serve is restarted by hand.
+    ignoreAuthErrorAbort: true,
     reconnectTimeWait: 1000,
     waitOnFirstConnect: true,
     pingInterval: 10_000,

@@ -1,10 +1,13 @@
 import pg from 'pg';
 import { keepingOptions, LONG_LIVED_CONNECTION } from '../db/pool.js';
 import { turnOffTimeouts } from '../db/session-timeouts.js';
-import { sleep } from '../sleep.js';
+import { settlesWithin, sleep } from '../sleep.js';
+import { endWithin } from '../db/end-client.js';
 
 /** Advisory-lock class of projection groups (7401: streams, 7402: positions; see the log's migration). */
 const OWNERSHIP_LOCK_CLASS = 7403;
+/** How long a release waits for the unlock, then for the connection's end. */
+const RELEASE_WAIT_MS = 5_000;
 
 export interface Ownership {
   /** Aborted when the lock's connection is lost: the owner must stop applying. */
@@ -42,9 +45,12 @@ export async function tryOwnership(connectionString: string, group: string): Pro
   }
   return {
     lost: lost.signal,
+    // Bounded: a stop in a network cut would otherwise wait for the lock's connection until its
+    // keepalives give up. Its socket destroyed, the server ends the session, and the lock with
+    // it, once its own keepalives find the client gone.
     release: async () => {
-      await client.query('SELECT pg_advisory_unlock($1, hashtext($2))', [OWNERSHIP_LOCK_CLASS, group]).catch(() => undefined);
-      await client.end().catch(() => undefined);
+      await settlesWithin(client.query('SELECT pg_advisory_unlock($1, hashtext($2))', [OWNERSHIP_LOCK_CLASS, group]), RELEASE_WAIT_MS);
+      await endWithin(client, RELEASE_WAIT_MS);
     },
   };
 }

@@ -143,6 +143,8 @@ export interface TcpProxy {
    * end sends is held, never delivered. New connections go through as before.
    */
   freeze(): void;
+  /** A network cut without resets: freeze(), and new connections are taken but go silent too. */
+  partition(): void;
   /** Connections dropped by cut() or refused while cut. */
   dropped: number;
 }
@@ -152,11 +154,18 @@ export async function tcpProxy(t: ExecutionContext, target: { host: string; port
   const sockets = new Set<net.Socket>();
   const pairs = new Set<[net.Socket, net.Socket]>();
   let isCut = false;
+  let isPartitioned = false;
   let dropped = 0;
   const server = net.createServer((client) => {
     if (isCut) {
       dropped += 1;
       client.destroy();
+      return;
+    }
+    if (isPartitioned) {
+      client.pause();
+      client.on('error', () => client.destroy());
+      sockets.add(client);
       return;
     }
     const upstream = net.connect(target.port, target.host);
@@ -173,6 +182,15 @@ export async function tcpProxy(t: ExecutionContext, target: { host: string; port
     upstream.pipe(client);
     pairs.add([client, upstream]);
   });
+  const freeze = () => {
+    for (const [client, upstream] of pairs) {
+      client.unpipe(upstream);
+      upstream.unpipe(client);
+      client.pause();
+      upstream.pause();
+    }
+    pairs.clear();
+  };
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as net.AddressInfo).port;
   t.teardown(
@@ -199,14 +217,10 @@ export async function tcpProxy(t: ExecutionContext, target: { host: string; port
     restore() {
       isCut = false;
     },
-    freeze() {
-      for (const [client, upstream] of pairs) {
-        client.unpipe(upstream);
-        upstream.unpipe(client);
-        client.pause();
-        upstream.pause();
-      }
-      pairs.clear();
+    freeze,
+    partition() {
+      freeze();
+      isPartitioned = true;
     },
     get dropped() {
       return dropped;
@@ -218,8 +232,8 @@ export interface PrivateNats {
   url: string;
   /** Stops the server (SIGTERM) and waits until it has exited. */
   stop(): Promise<void>;
-  /** Starts it again on the same port and storage: JetStream state survives. */
-  start(): Promise<void>;
+  /** Starts it again on the same port and storage: JetStream state survives. With `auth`, that user and password instead of the first ones. */
+  start(auth?: { user: string; pass: string }): Promise<void>;
   /** Writes `config` as the server's configuration file and has the server reload it (SIGHUP). */
   reload(config: string): Promise<void>;
 }
@@ -244,14 +258,14 @@ export async function privateNats(t: ExecutionContext, auth?: { user: string; pa
   // A configuration file (users and their permissions, say), when given: reload() rewrites it.
   const configFile = path.join(dir, 'server.conf');
   if (config !== undefined) fs.writeFileSync(configFile, config);
-  const start = async () => {
-    const credentials = auth ? ['--user', auth.user, '--pass', auth.pass] : [];
+  const start = async (as = auth) => {
+    const credentials = as ? ['--user', as.user, '--pass', as.pass] : [];
     const withConfig = config !== undefined ? ['-c', configFile] : [];
     child = spawn('nats-server', [...withConfig, '-js', '-sd', dir, '-a', '127.0.0.1', '-p', String(port), ...credentials], { stdio: 'ignore' });
     const deadline = Date.now() + 15_000;
     for (;;) {
       try {
-        const nc = await connect({ servers: `nats://127.0.0.1:${port}`, timeout: 1000, ...auth });
+        const nc = await connect({ servers: `nats://127.0.0.1:${port}`, timeout: 1000, ...as });
         await (await nc.jetstreamManager()).getAccountInfo();
         await nc.close();
         return;

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { keepingOptions, LONG_LIVED_CONNECTION } from '../../db/pool.js';
 import { turnOffTimeouts } from '../../db/session-timeouts.js';
+import { destroyClient, endWithin } from '../../db/end-client.js';
 
 const CHANNEL = 'event_store_appended';
 
@@ -113,24 +114,6 @@ export const LISTENER_PROBE_MS = 30_000;
  * notification of this process carries its own random payload, so that their echo on this
  * process's listening connection is told apart and does not wake its subscribers a second time.
  */
-/** Closes a client's socket at once (no Terminate message, no wait for the server). */
-function destroy(client: pg.Client): void {
-  (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
-}
-
-/** Ends a client politely, or destroys its socket if the end has not completed within `ms` (a silent connection). */
-function endWithin(client: pg.Client, ms: number): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      destroy(client);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    client.end().then(done, done);
-  });
-}
-
 export function createWakeups(
   pool: pg.Pool,
   connectionString: string,
@@ -209,7 +192,7 @@ export function createWakeups(
         lost = true;
         onError(error);
         forget();
-        destroy(client);
+        destroyClient(client);
         wake();
       };
       client.on('notification', (message) => {
