@@ -5,7 +5,7 @@ import test, { type ExecutionContext } from 'ava';
 import pg from 'pg';
 import { randomUUID } from 'node:crypto';
 import { APPEND_SQL, appendFast, appendParameters, eventJson, fastPathQuery } from '../src/log/postgres/append.js';
-import { DuplicateKeyError, ForeignTransactionIdError, PreconditionFailedError, WrongExpectedVersionError } from '../src/log/errors.js';
+import { DuplicateKeyError, EventIdConflictError, ForeignTransactionIdError, PreconditionFailedError, WrongExpectedVersionError } from '../src/log/errors.js';
 import type { AppendRequest, EventInput, EventLog, LogBatch, RecordedEvent } from '../src/log/types.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import { CARRY_AFTER_SHARE, createWakeups, LISTENER_LOCK, type Notification } from '../src/log/postgres/wakeups.js';
@@ -149,6 +149,38 @@ for (const [isolation, urlOptions] of [['repeatable read', ''], ['serializable',
     const [second] = await appending;
     t.like(second, { stream: 's', streamVersion: 2, duplicate: false });
     t.deepEqual((await log.readStream('s')).map((e) => e.type), ['Tested', 'First', 'Second']);
+  });
+}
+
+// Regression (found in review): append_events() looks its event ids up before it inserts them; an
+// id another transaction had inserted and not committed yet was not seen, and once that one
+// committed the insert failed with a raw unique violation, neither a conflict naming the event nor
+// a duplicate (which the ingester took for the event's fault, and rejected).
+for (const [what, sameStream] of [['another stream: a conflict naming the event', false], ['the same stream and content: a duplicate', true]] as const) {
+  test(`postgres: an event id committed by another append while this one was deciding, on ${what}`, async (t) => {
+    const log = await postgresLog(t);
+    const [event] = events(1);
+    const a = await connect(t, log.url);
+    await a.query('BEGIN ISOLATION LEVEL READ COMMITTED');
+    await a.query(appendPaths['append_events()']({ stream: 's', events: [event!] }));
+    // Two streams: through append_events(). Its insert waits on A's uncommitted row in the id key.
+    const appending = log.append([{ stream: sameStream ? 's' : 'other', events: [event!] }, { stream: 't', events: events(1) }]);
+    void appending.catch(() => undefined); // awaited below
+    // (On the same stream, it waits for A's stream lock instead, and then sees A's event.)
+    // Not asked through A: within a transaction, the activity statistics are read once.
+    const watcher = await connect(t, log.url);
+    const waiting = "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    await waitUntil(async () => (await watcher.query(waiting)).rowCount! >= 1, 'the append to wait for A');
+    await a.query('COMMIT');
+    if (sameStream) {
+      // The duplicate is recognised by its id and content, at A's position and version.
+      const [again] = await appending;
+      t.like(again, { id: event!.id, stream: 's', streamVersion: 0, globalPosition: 1, duplicate: true });
+    } else {
+      const error = await t.throwsAsync(appending, { instanceOf: EventIdConflictError });
+      t.is(error!.eventId, event!.id);
+      t.deepEqual((await log.readStream('t')).length, 0, 'nothing of the call was appended');
+    }
   });
 }
 

@@ -224,6 +224,12 @@ function expectedText(request: AppendRequest): string {
   return String(request.expectedVersion ?? 'any');
 }
 
+/** append_events() met, at its insert, an event id committed since it looked its ids up. */
+function isIdTakenMeanwhile(error: unknown): boolean {
+  const { code, constraint } = error as { code?: string; constraint?: string };
+  return code === '23505' && constraint === 'events_id_key';
+}
+
 /** The unique violations after which append_events() must decide: an id or a version taken. */
 function isTakenElsewhere(error: unknown): boolean {
   const { code, constraint } = error as { code?: string; constraint?: string };
@@ -358,7 +364,10 @@ export async function append(source: pg.Pool | Connections, requests: AppendRequ
         // A key precondition waited for a claim in flight, which committed: this append's
         // positions came before that claim's, so it was undone, to be made again after it (with
         // new positions, the key seen). Past a few times, a transient error for the caller.
-        if (!isClaimedMeanwhile(error) || attempt >= CLAIMED_MEANWHILE_ATTEMPTS) throw error;
+        // Or an event id that another transaction had inserted, not yet committed, when this one
+        // looked its ids up: made again, the lookup sees it, a duplicate or a conflict.
+        const again = isClaimedMeanwhile(error) ? attempt < CLAIMED_MEANWHILE_ATTEMPTS : isIdTakenMeanwhile(error) && attempt === 1;
+        if (!again) throw error;
       }
     }
     const streamOfEvent = nonEmpty.flatMap((request) => request.events.map(() => request.stream));
