@@ -1654,6 +1654,33 @@ test('serve holds a group whose every projection stopped on an error, without ta
   t.is(count('owning projection group'), 2, 'by the same owner');
 });
 
+// Regression (found in review): a group whose every projection had stopped on an error went on
+// reading the live log, applying nothing; once a rebuild (or an operator) set a checkpoint running
+// again below where the feed was, the next batch applied that projection from its own events on,
+// and the events between the checkpoint and the feed were never applied to it.
+test('a projection set running again below where the live feed has read is applied from its checkpoint: nothing passed over is skipped', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  const broken = defineProjection({
+    ...namespaceUsage,
+    handlers: { ...namespaceUsage.handlers, NamespaceCreated: () => { throw new Error('broken on purpose'); } },
+  });
+  let fed = 0;
+  serveUntilTeardown(t, db, { projections: [broken], onBatch: ({ position }) => void (fed = Math.max(fed, position)) });
+  await appendEnvelopes(db.log, [envelopeFor('NamespaceCreated', { namespace_id: 1, name: 'one' })]);
+  await waitUntil(async () => (await checkpointRows(db.url))[namespaceUsage.name]?.state === 'failed', 'the projection to stop on the event');
+  // Read by the live feed while the projection is stopped (positions 2 to 4).
+  await appendEnvelopes(db.log, [1, 2, 3].map((id) => envelopeFor('EnvironmentCreated', { environment_id: id, namespace_id: 1, name: `env-${id}` })));
+  await waitUntil(() => fed >= 4, 'the feed to read past the events');
+  // A fixed projection swapped in at position 1 (its row for the event it stopped on, written by the rebuild).
+  await db.query('INSERT INTO namespace_usage (namespace_id, builds, completed_builds, total_size) VALUES (1, 0, 0, 0)');
+  await db.query(`UPDATE event_store.projections SET state = 'running', position = 1, error = NULL, error_position = NULL, error_event_id = NULL, error_event_type = NULL
+                  WHERE name = $1`, [namespaceUsage.name]);
+  await appendEnvelopes(db.log, [envelopeFor('EnvironmentCreated', { environment_id: 4, namespace_id: 1, name: 'env-4' })]);
+  await waitUntil(async () => (await checkpointRows(db.url))[namespaceUsage.name]?.position === 5, 'the projection at the head');
+  t.deepEqual((await db.query<{ environment_id: number }>('SELECT environment_id FROM namespace_usage_environment ORDER BY 1')).map((row) => row.environment_id), [1, 2, 3, 4]);
+});
+
 // Regression (found by a review): catch-up took the groups one by one and held those it had while
 // it waited for the next; a serve that owned that one then waited for ever for the ones catch-up
 // held (serve gives no group back), and conda-store's tables stopped following the log.

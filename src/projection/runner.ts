@@ -373,9 +373,20 @@ export function createRunner(options: RunnerOptions): Runner {
    */
   let committedAt = new Map<string, number>();
 
+  /**
+   * Projections this runner has found stopped on an error, and the end of the last batch it was
+   * given (applied or passed over). A stopped projection's checkpoint stays where it stopped while
+   * the feed goes on (the group's others, or none, apply the batches); set running again below
+   * where the feed is (a rebuild's swap, an operator), the events between were never applied to
+   * it, and the feed must read them again (rewound).
+   */
+  let stoppedSeen = new Set<string>();
+  let fedTo = 0;
+
   /** After a batch's COMMIT: when it was, and the checkpoints it left. */
   function committed(checkpoints: Map<string, CheckpointRow>, end: BatchEnd): void {
     savedAt = performance.now();
+    for (const checkpoint of checkpoints.values()) if (checkpoint.state !== 'running') stoppedSeen.add(checkpoint.name);
     if (unsaved !== undefined && unsaved <= end.position) unsaved = undefined;
     const moved = new Set(end.names);
     known = new Map([...checkpoints].map(([name, checkpoint]) => [name, { ...checkpoint, position: moved.has(name) ? end.position : checkpoint.position }]));
@@ -391,17 +402,26 @@ export function createRunner(options: RunnerOptions): Runner {
     }
   }
 
-  /** Throws CheckpointRewoundError when a locked checkpoint is below where this runner committed it. */
+  /**
+   * Throws CheckpointRewoundError when a locked checkpoint is below where this runner committed it,
+   * or is one it found stopped, running again below where its feed has been.
+   */
   function rewound(checkpoints: Map<string, CheckpointRow>): void {
     for (const checkpoint of checkpoints.values()) {
-      const at = committedAt.get(checkpoint.name);
-      if (checkpoint.state !== 'running' || at === undefined || checkpoint.position >= at) continue;
+      if (checkpoint.state !== 'running') continue;
+      const at = stoppedSeen.has(checkpoint.name) ? Math.max(fedTo, committedAt.get(checkpoint.name) ?? 0) : committedAt.get(checkpoint.name);
+      if (at === undefined || checkpoint.position >= at) continue;
       // The events passed over since were passed over from the batches in hand: not to be saved.
       unsaved = undefined;
       clearTimeout(idleSave);
       idleSave = undefined;
       const error = new CheckpointRewoundError(checkpoint.name, checkpoint.position, at);
-      logger.warn({ checkpoint: checkpoint.name, position: checkpoint.position, committedAt: at }, 'checkpoint below where this runner committed it (a transaction lost in a server crash?): reading the log again from it');
+      logger.warn(
+        { checkpoint: checkpoint.name, position: checkpoint.position, committedAt: at },
+        stoppedSeen.has(checkpoint.name)
+          ? 'a stopped projection runs again below where this runner has read: reading the log again from its checkpoint'
+          : 'checkpoint below where this runner committed it (a transaction lost in a server crash?): reading the log again from it',
+      );
       throw error;
     }
   }
@@ -503,24 +523,28 @@ export function createRunner(options: RunnerOptions): Runner {
           logger.error({ err: error }, 'could not save the checkpoint of events with nothing to apply');
         });
       }, IDLE_SAVE_MS).unref();
+      fedTo = Math.max(fedTo, last);
       return;
     }
     try {
       // Planned once: after the guard, or when the locked checkpoints are the ones it knew (a large
       // catch-up batch, set-based, takes the two round trips), the plan holds.
       const planned = known && plan(batch, known);
-      if (planned && (await applyGuarded(batch, planned))) return;
-      await inTransaction(async (client, checkpoints) => {
-        const { changes, statements } = planned && sameCheckpoints(planned.checkpoints, checkpoints) ? planned : plan(batch, checkpoints);
-        const { sequences, deferred } = await execute(client, changes, 'batch', statements);
-        return { names: advancing(checkpoints, last), position: last, sequences, deferred };
-      });
+      if (!(planned && (await applyGuarded(batch, planned)))) {
+        await inTransaction(async (client, checkpoints) => {
+          const { changes, statements } = planned && sameCheckpoints(planned.checkpoints, checkpoints) ? planned : plan(batch, checkpoints);
+          const { sequences, deferred } = await execute(client, changes, 'batch', statements);
+          return { names: advancing(checkpoints, last), position: last, sequences, deferred };
+        });
+      }
+      fedTo = Math.max(fedTo, last);
     } catch (error) {
       if (isTransient(error) || error instanceof CheckpointRewoundError || error instanceof NewerReleaseError) throw error;
       // A batch that fails because the tables changed under it (a type, a key, a sequence renamed) is
       // applied again with them as they are, not taken for an event no projection can apply.
       if (await withConnection(pool, (client) => tablesChanged(client), () => undefined)) throw new TablesChangedError();
       await isolateFailure(batch, error);
+      fedTo = Math.max(fedTo, last);
     }
   }
 
@@ -660,7 +684,11 @@ export function createRunner(options: RunnerOptions): Runner {
     idleSave = undefined;
     unsaved = undefined;
     const running = [...checkpoints.values()].filter((c) => c.state === 'running');
-    return running.length ? Math.min(...running.map((c) => c.position)) : Number.MAX_SAFE_INTEGER;
+    const from = running.length ? Math.min(...running.map((c) => c.position)) : Number.MAX_SAFE_INTEGER;
+    // A stopped projection set running again below `from` before the first batch was not read from.
+    stoppedSeen = new Set([...checkpoints.values()].filter((c) => c.state !== 'running').map((c) => c.name));
+    fedTo = from;
+    return from;
   }
 
   const runner: Runner = {
