@@ -35,3 +35,15 @@ test('a pool asked for no keepalives gets none', async (t) => {
     client.release();
   }
 });
+
+// Regression (found in review): the server kept the session of a client whose host died in the
+// middle of a transaction for the kernel's two hours, idle in transaction with its locks (a
+// projection group's checkpoint rows, behind which the process that took the group over waited).
+test('regression: the pools\' connections ask the server for keepalives of its own, beside the options a caller gives', async (t) => {
+  const pool = createPool({ connectionString: serverUrl, max: 1, options: '-c application_name=pool-test', onError: () => undefined });
+  t.teardown(() => pool.end());
+  const { rows } = await pool.query<{ idle: string; interval: string; count: string; name: string }>(
+    "SELECT current_setting('tcp_keepalives_idle') AS idle, current_setting('tcp_keepalives_interval') AS interval, current_setting('tcp_keepalives_count') AS count, current_setting('application_name') AS name",
+  );
+  t.deepEqual(rows[0], { idle: '30', interval: '10', count: '3', name: 'pool-test' });
+});

@@ -8,11 +8,14 @@ import { parse } from 'pg-connection-string';
  * server's probes) and tell this end its connection is gone (the client's); a connect that hangs
  * (the server's host unreachable) gives up rather than hold a stop.
  */
+/** The server's keepalives: it ends the session of a client whose host died within about a minute. */
+const SERVER_KEEPALIVES = '-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3';
+
 export const LONG_LIVED_CONNECTION = {
   connectionTimeoutMillis: 10_000,
   keepAlive: true,
   keepAliveInitialDelayMillis: 10_000,
-  options: '-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3',
+  options: SERVER_KEEPALIVES,
 } satisfies pg.ClientConfig;
 
 /**
@@ -45,11 +48,15 @@ export function keepingOptions<C extends pg.ClientConfig>(config: C, env: NodeJS
  * failover, a firewall), waited for ever without them, and with it the ingester's batch, which
  * kept its messages held on NATS. With them the wait fails after the kernel's probes (10 s idle,
  * then its probe interval and count: about 11 minutes with Linux's defaults of 75 s and 9), and
- * the caller retries on a new connection.
+ * the caller retries on a new connection. The server sends its own (SERVER_KEEPALIVES): a client
+ * whose host died, or was cut off, in the middle of a transaction left its session idle in that
+ * transaction for the kernel's two hours, holding its locks (a projection group's checkpoint rows:
+ * the process that took the group over waited behind them).
  */
 export function createPool(config: pg.PoolConfig & { onError: (error: unknown) => void }): pg.Pool {
   const { onError, ...poolConfig } = config;
-  const pool = new pg.Pool(keepingOptions({ keepAlive: true, keepAliveInitialDelayMillis: 10_000, ...poolConfig }));
+  const options = poolConfig.options ? `${SERVER_KEEPALIVES} ${poolConfig.options}` : SERVER_KEEPALIVES;
+  const pool = new pg.Pool(keepingOptions({ keepAlive: true, keepAliveInitialDelayMillis: 10_000, ...poolConfig, options }));
   pool.on('error', onError);
   pool.on('connect', (client) => client.on('error', onError));
   return pool;
