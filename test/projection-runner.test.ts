@@ -329,6 +329,8 @@ interface BrokenSolves {
   error: RegExp;
   setBasedKeyChecksFrom?: number;
   upcast?: Upcast;
+  /** Done to the database before the runs (a migration of the tables, say). */
+  prepare?: (db: TestLog) => Promise<unknown>;
 }
 
 const brokenSolves: Record<string, BrokenSolves> = {
@@ -356,6 +358,18 @@ const brokenSolves: Record<string, BrokenSolves> = {
     // With every insert's triggers off, only the set-based check can catch it.
     error: /insert or update on table "solve_conda_package_build" violates foreign key constraint "solve_conda_package_build_conda_package_build_id_fkey"/,
     setBasedKeyChecksFrom: 1,
+  },
+  // Regression (found in review): a deferred constraint is checked at COMMIT, after the savepoint
+  // that isolates the projection: the error came up at the isolating transaction's COMMIT, outside
+  // it, and ended serve (again at each start) instead of stopping the projection.
+  'a row that breaks a foreign key a migration made deferred': {
+    group: solves.group,
+    solveCompleted: (event) => [
+      ...solves.handlers.SolveCompleted!(event),
+      { op: 'insert', table: 'solve_conda_package_build', row: { solve_id: event.data.solve_id, conda_package_build_id: 999_999 } } satisfies RowChange,
+    ],
+    error: /insert or update on table "solve_conda_package_build" violates foreign key constraint "solve_conda_package_build_conda_package_build_id_fkey"/,
+    prepare: (db) => db.query('ALTER TABLE solve_conda_package_build ALTER CONSTRAINT solve_conda_package_build_conda_package_build_id_fkey DEFERRABLE INITIALLY DEFERRED'),
   },
   'an upsert on a key its definition does not declare': {
     group: solves.group,
@@ -390,6 +404,7 @@ for (const [how, broken] of Object.entries(brokenSolves)) {
     await slot(t);
     const history = realisticHistory();
     const db = await testLog(t);
+    await broken.prepare?.(db);
     const appended = await appendEnvelopes(db.log, history);
     const index = history.findIndex((envelope) => envelope.type === 'SolveCompleted');
     const failing = appended[index]!;

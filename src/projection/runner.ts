@@ -599,6 +599,10 @@ export function createRunner(options: RunnerOptions): Runner {
         upcastFailure = { error };
       }
       await inTransaction(async (client, checkpoints) => {
+        // A deferred constraint (a migration may make one so) is checked at COMMIT, after the
+        // savepoint that isolates the projection: checked at each statement instead, its error
+        // comes up inside the savepoint and names the projection, rather than failing the COMMIT.
+        await client.query('SET CONSTRAINTS ALL IMMEDIATE');
         const failedHere: string[] = [];
         const sequences = new Map<string, number>();
         for (const projection of projected || upcastFailure ? pending(checkpoints, event) : []) {
