@@ -39,7 +39,7 @@ export async function down(knex: Knex): Promise<void> {
     CREATE INDEX keys_parent_idx ON event_store.keys (parent) WHERE parent IS NOT NULL`);
 }
 
-const CLAIM_KEYS_V3 = edit(
+export const CLAIM_KEYS_V3 = edit(
   edit(
     CLAIM_KEYS_V2,
     `  -- Some keys were there already: fine if this stream holds them, a duplicate otherwise.

@@ -988,6 +988,28 @@ test('postgres: a pool size or idle timeout that is not a positive integer is re
   t.throws(() => createPostgresEventLog({ connectionString, idleTimeoutMs: 2 ** 31 }), { instanceOf: RangeError, message: 'idleTimeoutMs must be at most 2147483647, got 2147483648' });
 });
 
+// Regression (found in review): claim_keys() inserted an append's keys in the order its caller
+// listed them; two appends claiming the same keys in two orders each held one and waited for the
+// other, until PostgreSQL's deadlock detector failed one with a raw 40P01 rather than the
+// DuplicateKeyError it was due. Every append now inserts its keys in one order, (name, value).
+test('postgres: appends claim their keys in one order, so two that claim the same keys in two orders do not deadlock', async (t) => {
+  const log = await postgresLog(t);
+  // A holds key "a" (its append in flight), and will take "b" next, in key order.
+  const a = await connect(t, log.url);
+  await a.query('BEGIN ISOLATION LEVEL READ COMMITTED');
+  await a.query(appendPaths['append_events()']({ stream: 'namespace-1', events: events(1), claims: [{ name: 'namespace.name', value: 'a' }] }));
+  // B lists "b" before "a": in list order, it took "b" and then waited for A's "a".
+  const appending = log.append({ stream: 'namespace-2', events: events(1), claims: [{ name: 'namespace.name', value: 'b' }, { name: 'namespace.name', value: 'a' }] });
+  void appending.catch(() => undefined); // awaited below
+  const watcher = await connect(t, log.url);
+  await waitUntil(async () => (await watcher.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")).rowCount! >= 1, 'B to wait for A');
+  // A takes "b": it waited for B (which held "b"), and one of the two was failed as a deadlock.
+  await a.query("INSERT INTO event_store.keys (name, value, stream) VALUES ('namespace.name', 'b', 'namespace-1')");
+  await a.query('COMMIT');
+  await t.throwsAsync(appending, { instanceOf: DuplicateKeyError, message: /^duplicate namespace\.name: "[ab]" is already taken by namespace-1$/ });
+  t.deepEqual((await log.readStream('namespace-2')).length, 0);
+});
+
 // Found in review: close() waited for the append queue only, and pg-pool serves no waiter once it
 // ends, so an append with keys still waiting for a connection when the pool ended never settled.
 test('postgres: close waits for an append outside the queue that still waits for a connection; it is written', async (t) => {
