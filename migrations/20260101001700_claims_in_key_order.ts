@@ -18,18 +18,29 @@ export async function down(knex: Knex): Promise<void> {
   await knex.raw(`DROP FUNCTION event_store.claim_keys; ${CLAIM_KEYS_V3}`);
 }
 
-const CLAIM_KEYS_V4 = edit(
-  edit(
-    CLAIM_KEYS_V3,
+// Claims of one key by several groups of a call keep the call's order (the group, after the key):
+// the first of them takes it, as before.
+const CLAIM_KEYS_V4 = [
+  [
     `    WHERE c.grp BETWEEN p_from AND p_to AND p_found[c.grp] < p_size[c.grp];
     RETURN;`,
     `    WHERE c.grp BETWEEN p_from AND p_to AND p_found[c.grp] < p_size[c.grp]
-    ORDER BY c.name, c.value;
+    ORDER BY c.name, c.value, c.grp;
     RETURN;`,
-  ),
-  `    SELECT w.name, w.value, w.stream, w.parent FROM wanted w
+  ],
+  [
+    `  WITH wanted AS (
+    SELECT c.name, c.value, c.stream, c.parent
+`,
+    `  WITH wanted AS (
+    SELECT c.name, c.value, c.stream, c.parent, c.grp
+`,
+  ],
+  [
+    `    SELECT w.name, w.value, w.stream, w.parent FROM wanted w
     ON CONFLICT`,
-  `    SELECT w.name, w.value, w.stream, w.parent FROM wanted w
-    ORDER BY w.name, w.value
+    `    SELECT w.name, w.value, w.stream, w.parent FROM wanted w
+    ORDER BY w.name, w.value, w.grp
     ON CONFLICT`,
-);
+  ],
+].reduce((text, [from, to]) => edit(text, from!, to!), CLAIM_KEYS_V3);

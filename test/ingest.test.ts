@@ -375,7 +375,7 @@ test.serial('a stream that discards by its limits is named at start; messages th
   const rows = await db.query<{ id: string }>('SELECT id::text FROM event_store.events ORDER BY global_position');
   t.deepEqual(rows.map((r) => r.id), [...events.slice(0, 5), ...events.slice(8)].map((e) => e.id));
   t.deepEqual(records.find((r) => r.limits)?.limits, ['max_age 3600 s']);
-  t.like(records.find((r) => r.msg.startsWith('messages left the stream before they were ingested')), { from: 6, to: 8, messages: 3 });
+  t.like(records.find((r) => r.msg.startsWith('messages left the stream without this ingester taking them')), { from: 6, to: 8, messages: 3 });
 });
 
 test('addCounts: counts add up; the last sequence is the greater within a stream, the later one\'s across a stream created again, kept when the later counts have none', (t) => {

@@ -333,6 +333,16 @@ interface BrokenSolves {
   prepare?: (db: TestLog) => Promise<unknown>;
 }
 
+const brokenSolvesBase = {
+  foreignKey: {
+    group: solves.group,
+    solveCompleted: (event) => [
+      ...solves.handlers.SolveCompleted!(event),
+      { op: 'insert', table: 'solve_conda_package_build', row: { solve_id: event.data.solve_id, conda_package_build_id: 999_999 } } satisfies RowChange,
+    ],
+  },
+} satisfies Record<string, Pick<BrokenSolves, 'group' | 'solveCompleted'>>;
+
 const brokenSolves: Record<string, BrokenSolves> = {
   'a handler that throws': {
     group: solves.group,
@@ -342,19 +352,11 @@ const brokenSolves: Record<string, BrokenSolves> = {
     error: new RegExp(BROKEN.replace(/[()]/g, '\\$&')),
   },
   'a row that breaks a foreign key': {
-    group: solves.group,
-    solveCompleted: (event) => [
-      ...solves.handlers.SolveCompleted!(event),
-      { op: 'insert', table: 'solve_conda_package_build', row: { solve_id: event.data.solve_id, conda_package_build_id: 999_999 } } satisfies RowChange,
-    ],
+    ...brokenSolvesBase.foreignKey,
     error: /violates foreign key constraint "solve_conda_package_build_conda_package_build_id_fkey"/,
   },
   'a row that breaks a foreign key, checked set-based after the batch': {
-    group: solves.group,
-    solveCompleted: (event) => [
-      ...solves.handlers.SolveCompleted!(event),
-      { op: 'insert', table: 'solve_conda_package_build', row: { solve_id: event.data.solve_id, conda_package_build_id: 999_999 } } satisfies RowChange,
-    ],
+    ...brokenSolvesBase.foreignKey,
     // With every insert's triggers off, only the set-based check can catch it.
     error: /insert or update on table "solve_conda_package_build" violates foreign key constraint "solve_conda_package_build_conda_package_build_id_fkey"/,
     setBasedKeyChecksFrom: 1,
@@ -363,11 +365,7 @@ const brokenSolves: Record<string, BrokenSolves> = {
   // that isolates the projection: the error came up at the isolating transaction's COMMIT, outside
   // it, and ended serve (again at each start) instead of stopping the projection.
   'a row that breaks a foreign key a migration made deferred': {
-    group: solves.group,
-    solveCompleted: (event) => [
-      ...solves.handlers.SolveCompleted!(event),
-      { op: 'insert', table: 'solve_conda_package_build', row: { solve_id: event.data.solve_id, conda_package_build_id: 999_999 } } satisfies RowChange,
-    ],
+    ...brokenSolvesBase.foreignKey,
     error: /insert or update on table "solve_conda_package_build" violates foreign key constraint "solve_conda_package_build_conda_package_build_id_fkey"/,
     prepare: (db) => db.query('ALTER TABLE solve_conda_package_build ALTER CONSTRAINT solve_conda_package_build_conda_package_build_id_fkey DEFERRABLE INITIALLY DEFERRED'),
   },
@@ -1694,6 +1692,38 @@ test('a projection set running again below where the live feed has read is appli
   await appendEnvelopes(db.log, [envelopeFor('EnvironmentCreated', { environment_id: 4, namespace_id: 1, name: 'env-4' })]);
   await waitUntil(async () => (await checkpointRows(db.url))[namespaceUsage.name]?.position === 5, 'the projection at the head');
   t.deepEqual((await db.query<{ environment_id: number }>('SELECT environment_id FROM namespace_usage_environment ORDER BY 1')).map((row) => row.environment_id), [1, 2, 3, 4]);
+});
+
+// Found in review of the fix above: a stopped projection set running again at or past the feed
+// stayed among those found stopped, and once the feed passed over events of other types, its next
+// batch took it for one revived below the feed, and read the log again for nothing.
+test('a projection set running again at the feed\'s position goes on from there, without reading the log again', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  const records: { msg: string }[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void records.push(JSON.parse(line) as { msg: string }) });
+  const broken = defineProjection({
+    ...namespaceUsage,
+    handlers: { ...namespaceUsage.handlers, NamespaceCreated: () => { throw new Error('broken on purpose'); } },
+  });
+  let fed = 0;
+  serveUntilTeardown(t, db, { logger, projections: [broken], onBatch: ({ position }) => void (fed = Math.max(fed, position)) });
+  await appendEnvelopes(db.log, [envelopeFor('NamespaceCreated', { namespace_id: 1, name: 'one' })]);
+  await waitUntil(async () => (await checkpointRows(db.url))[namespaceUsage.name]?.state === 'failed', 'the projection to stop on the event');
+  await waitUntil(() => fed >= 1, 'the feed past the event');
+  await db.query('INSERT INTO namespace_usage (namespace_id, builds, completed_builds, total_size) VALUES (1, 0, 0, 0)');
+  await db.query(`UPDATE event_store.projections SET state = 'running', position = 1, error = NULL, error_position = NULL, error_event_id = NULL, error_event_type = NULL
+                  WHERE name = $1`, [namespaceUsage.name]);
+  await appendEnvelopes(db.log, [envelopeFor('EnvironmentCreated', { environment_id: 1, namespace_id: 1, name: 'env-1' })]);
+  await waitUntil(async () => (await checkpointRows(db.url))[namespaceUsage.name]?.position === 2, 'the projection running again');
+  // An event of a type it does not handle, passed over: the checkpoint moves past it once the log
+  // has been quiet a while (the idle save, which took it for one revived below the feed).
+  await appendEnvelopes(db.log, [envelopeFor('CondaChannelRegistered', { channel_id: 1, name: 'conda-forge' })]);
+  await waitUntil(async () => (await checkpointRows(db.url))[namespaceUsage.name]?.position === 3, 'the checkpoint saved past the channel');
+  await appendEnvelopes(db.log, [envelopeFor('EnvironmentCreated', { environment_id: 2, namespace_id: 1, name: 'env-2' })]);
+  await waitUntil(async () => (await checkpointRows(db.url))[namespaceUsage.name]?.position === 4, 'the projection at the head');
+  t.deepEqual((await db.query<{ environment_id: number }>('SELECT environment_id FROM namespace_usage_environment ORDER BY 1')).map((row) => row.environment_id), [1, 2]);
+  t.false(records.some((r) => r.msg.startsWith('a stopped projection runs again below')), 'no reading again');
 });
 
 // Regression (found by a review): catch-up took the groups one by one and held those it had while

@@ -613,11 +613,12 @@ export function createIngester(options: IngesterOptions): Ingester {
       const { floor: serverFloor } = await serverState(jsm);
       if (serverFloor > floor) {
         // The stream's first message is past the floor: messages this session had not taken left
-        // the stream without an ack (a work queue removes a message only on its ack), deleted or
-        // purged by hand or discarded by the stream's limits. Their events never reach the log.
+        // the stream without its ack (a work queue removes a message on an ack), deleted or purged
+        // by hand, discarded by the stream's limits (their events never reach the log), or acked by
+        // another ingester (an owner that lost its lock, finishing its batch).
         logger.warn(
           { stream: names.stream, from: floor + 1, to: serverFloor, messages: serverFloor - floor },
-          'messages left the stream before they were ingested (deleted, purged, or discarded by the stream\'s limits): skipped',
+          'messages left the stream without this ingester taking them (deleted, purged, discarded by the stream\'s limits, or acked by another ingester): skipped',
         );
         floor = serverFloor;
         return;
@@ -739,10 +740,10 @@ export function createIngester(options: IngesterOptions): Ingester {
       }
     } finally {
       clearInterval(keepAlive);
-      // Stop the fetch at once if the loop ended early (an error): its messages come back later.
+      // The session is over: the fetch in flight hands back what it brings, and none follows.
+      over = true;
       if (!readerDone) await settlesWithin(reader, fetchExpiresMs + 2000);
       // What is left could not be handled in order: it goes back to JetStream for the next owner.
-      over = true;
       for (const msg of buffer.values()) tell(msg, 'nak');
       buffer.clear();
     }

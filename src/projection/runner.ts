@@ -409,8 +409,17 @@ export function createRunner(options: RunnerOptions): Runner {
   function rewound(checkpoints: Map<string, CheckpointRow>): void {
     for (const checkpoint of checkpoints.values()) {
       if (checkpoint.state !== 'running') continue;
-      const at = stoppedSeen.has(checkpoint.name) ? Math.max(fedTo, committedAt.get(checkpoint.name) ?? 0) : committedAt.get(checkpoint.name);
-      if (at === undefined || checkpoint.position >= at) continue;
+      const revived = stoppedSeen.has(checkpoint.name);
+      const at = revived ? Math.max(fedTo, committedAt.get(checkpoint.name) ?? 0) : committedAt.get(checkpoint.name);
+      if (at === undefined || checkpoint.position >= at) {
+        // Running again at or past where the feed has been: the batches from here on apply it
+        // (pending), as for any running projection.
+        if (revived) {
+          stoppedSeen.delete(checkpoint.name);
+          committedAt.set(checkpoint.name, checkpoint.position);
+        }
+        continue;
+      }
       // The events passed over since were passed over from the batches in hand: not to be saved.
       unsaved = undefined;
       clearTimeout(idleSave);
@@ -602,6 +611,9 @@ export function createRunner(options: RunnerOptions): Runner {
         // A deferred constraint (a migration may make one so) is checked at COMMIT, after the
         // savepoint that isolates the projection: checked at each statement instead, its error
         // comes up inside the savepoint and names the projection, rather than failing the COMMIT.
+        // (So an event whose changes hold only once all of them are in, through a deferred
+        // constraint, would stop its projection here; the projections write their rows in an
+        // order the tables' immediate keys take, as conda-store's tables have them.)
         await client.query('SET CONSTRAINTS ALL IMMEDIATE');
         const failedHere: string[] = [];
         const sequences = new Map<string, number>();

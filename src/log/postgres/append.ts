@@ -366,8 +366,7 @@ export async function append(source: pg.Pool | Connections, requests: AppendRequ
         // new positions, the key seen). Past a few times, a transient error for the caller.
         // Or an event id that another transaction had inserted, not yet committed, when this one
         // looked its ids up: made again, the lookup sees it, a duplicate or a conflict.
-        const again = isClaimedMeanwhile(error) ? attempt < CLAIMED_MEANWHILE_ATTEMPTS : isIdTakenMeanwhile(error) && attempt === 1;
-        if (!again) throw error;
+        if (!(isClaimedMeanwhile(error) || isIdTakenMeanwhile(error)) || attempt >= MEANWHILE_ATTEMPTS) throw error;
       }
     }
     const streamOfEvent = nonEmpty.flatMap((request) => request.events.map(() => request.stream));
@@ -390,8 +389,8 @@ export async function append(source: pg.Pool | Connections, requests: AppendRequ
   }
 }
 
-/** How many times an append is made when a key it needs keeps being claimed by appends in flight. */
-const CLAIMED_MEANWHILE_ATTEMPTS = 5;
+/** How many times an append is made when appends in flight keep claiming a key it needs, or committing one of its ids. */
+const MEANWHILE_ATTEMPTS = 5;
 
 /** append_events() undid the append: a key precondition met a claim in flight that committed (migration 20260101001500). */
 function isClaimedMeanwhile(error: unknown): boolean {
