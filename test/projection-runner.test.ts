@@ -1632,6 +1632,18 @@ test('resumePosition() that fails while locking the checkpoints leaves no failed
   t.is(await runner.resumePosition(), 0);
 });
 
+/** namespace_usage, stopping on every NamespaceCreated. */
+const brokenUsage = defineProjection({
+  ...namespaceUsage,
+  handlers: { ...namespaceUsage.handlers, NamespaceCreated: () => { throw new Error('broken on purpose'); } },
+});
+
+/** Sets a stopped projection running at `position`, as a rebuild's swap (or an operator) does. */
+function setRunning(db: TestLog, name: string, position: number) {
+  return db.query(`UPDATE event_store.projections SET state = 'running', position = $2, error = NULL, error_position = NULL, error_event_id = NULL, error_event_type = NULL
+                   WHERE name = $1`, [name, position]);
+}
+
 // Regression: when every projection of a group had stopped on an error, runLive returned at once
 // and serve took the group again at once, in a tight loop: a connection, a transaction and a log
 // line each time, until a restart.
@@ -1640,12 +1652,8 @@ test('serve holds a group whose every projection stopped on an error, without ta
   const db = await testLog(t);
   const records: { msg: string }[] = [];
   const logger = pino({ level: 'info' }, { write: (line: string) => void records.push(JSON.parse(line) as { msg: string }) });
-  const broken = defineProjection({
-    ...namespaceUsage,
-    handlers: { ...namespaceUsage.handlers, NamespaceCreated: () => { throw new Error('broken on purpose'); } },
-  });
   await appendEnvelopes(db.log, [envelopeFor('NamespaceCreated', { namespace_id: 1, name: 'one' })]);
-  serveUntilTeardown(t, db, { logger, projections: [broken], failedRecheckMs: 50 });
+  serveUntilTeardown(t, db, { logger, projections: [brokenUsage], failedRecheckMs: 50 });
   const count = (message: string) => records.filter((record) => record.msg.startsWith(message)).length;
   await waitUntil(async () => (await checkpointRows(db.url))[namespaceUsage.name]?.state === 'failed', 'the projection to stop on the event');
   // Its owner's connection is lost: serve takes the group again, once, and finds nothing to run.
@@ -1659,8 +1667,7 @@ test('serve holds a group whose every projection stopped on an error, without ta
 
   // A rebuild swaps in a fixed projection past the event (regression: serve held the group and
   // applied nothing more until it was restarted).
-  await db.query(`UPDATE event_store.projections SET state = 'running', position = 1, error = NULL, error_position = NULL, error_event_id = NULL, error_event_type = NULL
-                  WHERE name = $1`, [namespaceUsage.name]);
+  await setRunning(db, namespaceUsage.name, 1);
   await appendEnvelopes(db.log, [envelopeFor('EnvironmentCreated', { environment_id: 1, namespace_id: 1, name: 'env' })]);
   await waitUntil(async () => (await checkpointRows(db.url))[namespaceUsage.name]?.position === 2, 'the event after the fix applied');
   t.deepEqual(await db.query('SELECT environment_id, namespace_id FROM namespace_usage_environment'), [{ environment_id: 1, namespace_id: 1 }]);
@@ -1674,12 +1681,8 @@ test('serve holds a group whose every projection stopped on an error, without ta
 test('a projection set running again below where the live feed has read is applied from its checkpoint: nothing passed over is skipped', async (t) => {
   await slot(t);
   const db = await testLog(t);
-  const broken = defineProjection({
-    ...namespaceUsage,
-    handlers: { ...namespaceUsage.handlers, NamespaceCreated: () => { throw new Error('broken on purpose'); } },
-  });
   let fed = 0;
-  serveUntilTeardown(t, db, { projections: [broken], onBatch: ({ position }) => void (fed = Math.max(fed, position)) });
+  serveUntilTeardown(t, db, { projections: [brokenUsage], onBatch: ({ position }) => void (fed = Math.max(fed, position)) });
   await appendEnvelopes(db.log, [envelopeFor('NamespaceCreated', { namespace_id: 1, name: 'one' })]);
   await waitUntil(async () => (await checkpointRows(db.url))[namespaceUsage.name]?.state === 'failed', 'the projection to stop on the event');
   // Read by the live feed while the projection is stopped (positions 2 to 4).
@@ -1687,8 +1690,7 @@ test('a projection set running again below where the live feed has read is appli
   await waitUntil(() => fed >= 4, 'the feed to read past the events');
   // A fixed projection swapped in at position 1 (its row for the event it stopped on, written by the rebuild).
   await db.query('INSERT INTO namespace_usage (namespace_id, builds, completed_builds, total_size) VALUES (1, 0, 0, 0)');
-  await db.query(`UPDATE event_store.projections SET state = 'running', position = 1, error = NULL, error_position = NULL, error_event_id = NULL, error_event_type = NULL
-                  WHERE name = $1`, [namespaceUsage.name]);
+  await setRunning(db, namespaceUsage.name, 1);
   await appendEnvelopes(db.log, [envelopeFor('EnvironmentCreated', { environment_id: 4, namespace_id: 1, name: 'env-4' })]);
   await waitUntil(async () => (await checkpointRows(db.url))[namespaceUsage.name]?.position === 5, 'the projection at the head');
   t.deepEqual((await db.query<{ environment_id: number }>('SELECT environment_id FROM namespace_usage_environment ORDER BY 1')).map((row) => row.environment_id), [1, 2, 3, 4]);
@@ -1702,18 +1704,13 @@ test('a projection set running again at the feed\'s position goes on from there,
   const db = await testLog(t);
   const records: { msg: string }[] = [];
   const logger = pino({ level: 'info' }, { write: (line: string) => void records.push(JSON.parse(line) as { msg: string }) });
-  const broken = defineProjection({
-    ...namespaceUsage,
-    handlers: { ...namespaceUsage.handlers, NamespaceCreated: () => { throw new Error('broken on purpose'); } },
-  });
   let fed = 0;
-  serveUntilTeardown(t, db, { logger, projections: [broken], onBatch: ({ position }) => void (fed = Math.max(fed, position)) });
+  serveUntilTeardown(t, db, { logger, projections: [brokenUsage], onBatch: ({ position }) => void (fed = Math.max(fed, position)) });
   await appendEnvelopes(db.log, [envelopeFor('NamespaceCreated', { namespace_id: 1, name: 'one' })]);
   await waitUntil(async () => (await checkpointRows(db.url))[namespaceUsage.name]?.state === 'failed', 'the projection to stop on the event');
   await waitUntil(() => fed >= 1, 'the feed past the event');
   await db.query('INSERT INTO namespace_usage (namespace_id, builds, completed_builds, total_size) VALUES (1, 0, 0, 0)');
-  await db.query(`UPDATE event_store.projections SET state = 'running', position = 1, error = NULL, error_position = NULL, error_event_id = NULL, error_event_type = NULL
-                  WHERE name = $1`, [namespaceUsage.name]);
+  await setRunning(db, namespaceUsage.name, 1);
   await appendEnvelopes(db.log, [envelopeFor('EnvironmentCreated', { environment_id: 1, namespace_id: 1, name: 'env-1' })]);
   await waitUntil(async () => (await checkpointRows(db.url))[namespaceUsage.name]?.position === 2, 'the projection running again');
   // An event of a type it does not handle, passed over: the checkpoint moves past it once the log
