@@ -8,7 +8,7 @@
  * is in event_store.rejected_messages with a reason naming what is wrong, and the tables are
  * exactly those of the same history appended directly.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -993,6 +993,9 @@ test.serial('a stop while the database does not answer (a network cut) ends with
   // A bound on a wait that lasted until the keepalives gave up before the fix, not a timing.
   t.true(await settlesWithin(ingester.stop(), 60_000), 'the stop ended');
   t.true(records.some((r) => r.msg.startsWith('the database did not answer at the stop')));
+  // And none of its connections is left open (they would hold a process that embeds it).
+  const established = () => execFileSync('ss', ['-tnH', 'state', 'established', `( dport = :${proxy.port} )`], { encoding: 'utf8' }).trim();
+  await waitUntil(() => established() === '', 'the ingester\'s connections closed');
   await assertExactlyOnce(t, db, events);
 });
 

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { parse } from 'pg-connection-string';
+import { destroyClient } from './end-client.js';
 
 /**
  * Options of a connection that lives as long as the process holds something on it (a group's
@@ -57,9 +58,27 @@ export function createPool(config: pg.PoolConfig & { onError: (error: unknown) =
   const { onError, ...poolConfig } = config;
   const options = poolConfig.options ? `${SERVER_KEEPALIVES} ${poolConfig.options}` : SERVER_KEEPALIVES;
   const pool = new pg.Pool(keepingOptions({ keepAlive: true, keepAliveInitialDelayMillis: 10_000, ...poolConfig, options }));
+  const clients = new Set<pg.Client>();
+  connectionsOf.set(pool, clients);
   pool.on('error', onError);
-  pool.on('connect', (client) => client.on('error', onError));
+  pool.on('connect', (client) => {
+    clients.add(client);
+    client.on('error', onError);
+  });
+  pool.on('remove', (client) => clients.delete(client));
   return pool;
+}
+
+/** The open connections of each pool createPool made. */
+const connectionsOf = new WeakMap<pg.Pool, Set<pg.Client>>();
+
+/**
+ * Closes the sockets of every connection of `pool` at once (no Terminate, no wait for the server):
+ * for a stop that a database which does not answer (a network cut) would otherwise hold, in a
+ * statement or in the pool's end, until the keepalives give up. What was in flight fails.
+ */
+export function destroyConnections(pool: pg.Pool): void {
+  for (const client of connectionsOf.get(pool) ?? []) destroyClient(client);
 }
 
 /** A connection lent for a statement or two: `release` gives it back (with an error: closed, never lent again). */

@@ -26,7 +26,7 @@
  */
 import type { ConsumerInfo, JetStreamManager, JsMsg, MsgRequest, NatsConnection, StoredMsg, StreamInfo } from 'nats';
 import pg from 'pg';
-import { createPool } from '../db/pool.js';
+import { createPool, destroyConnections } from '../db/pool.js';
 import { EventValidationError, validateEnvelope, type Envelope } from '../catalogue/index.js';
 import { appendBatch, type KeptRejection } from '../decide/append-batch.js';
 import type { AppendedEvent, EventLog } from '../log/types.js';
@@ -838,6 +838,9 @@ export function createIngester(options: IngesterOptions): Ingester {
         })();
         if (!(await settlesWithin(closed, STOP_WAIT_MS))) {
           logger.warn({ waitedMs: STOP_WAIT_MS }, 'the database did not answer at the stop: the ingestion figures since their last write are not written');
+          // Their sockets would hold a process that embeds the ingester open until then.
+          destroyConnections(pool);
+          destroyConnections(countersPool);
         }
       }
     },
