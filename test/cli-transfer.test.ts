@@ -454,21 +454,21 @@ test('append: malformed and refused lines are reported with their line numbers; 
     { text: JSON.stringify(valid.metadata), valid: valid.metadata },
     {
       text: JSON.stringify(envelopeFor('NamespaceMetadataUpdated', { namespace_id: 1, metadata_: {} }, { expectedVersion: 0 })),
-      expect: /wrong expected version for stream namespace-1: expected 0, actual 1/,
+      expect: /^NamespaceMetadataUpdated on namespace-1: wrong expected version for stream namespace-1: expected 0, actual 1/,
     },
     { text: namespaceCreated({ namespace_id: 6, name: 'six' }, { expectedVersion: 0 }), expect: /NamespaceCreated on namespace-6: .*expectedVersion must be "no_stream" or absent/ },
-    { text: namespaceCreated({ namespace_id: 7, name: 'default' }), expect: /duplicate namespace\.name: "default" is already taken by namespace-1/ },
-    { text: JSON.stringify(envelopeFor('EnvironmentCreated', { environment_id: 2, namespace_id: 99, name: 'orphan' })), expect: /namespace 99 does not exist/ },
+    { text: namespaceCreated({ namespace_id: 7, name: 'default' }), expect: /^NamespaceCreated on namespace-7: duplicate namespace\.name: "default" is already taken by namespace-1/ },
+    { text: JSON.stringify(envelopeFor('EnvironmentCreated', { environment_id: 2, namespace_id: 99, name: 'orphan' })), expect: /^EnvironmentCreated on environment-2: .*namespace 99 does not exist/ },
     {
       text: JSON.stringify(envelopeFor('NamespaceMetadataUpdated', { namespace_id: 1, metadata_: { stolen: true } }, { id: namespace.id })),
-      expect: new RegExp(`event ${namespace.id} is already in the log with different content`),
+      expect: new RegExp(`^NamespaceMetadataUpdated on namespace-1: .*event ${namespace.id} is already in the log with different content`),
     },
     // What jsonb cannot store is refused by validation, naming the place.
     { text: namespaceCreated({ namespace_id: 8, name: 'eight', metadata_: { note: 'a\u0000b' } }), expect: /NamespaceCreated: \/data\/metadata_\/note: must not contain NUL/ },
     // The database's own refusals of an event's content: the line is reported, the file goes on.
     {
       text: JSON.stringify(envelopeFor('SettingStored', { id: 2, prefix: longPrefix, key: 'k', value: 1 })),
-      expect: /the database refused this event: index row size \d+ exceeds btree version 4 maximum 2704/,
+      expect: /^SettingStored on keyvaluestore-[0-9a-f]{86}\.\.\. \(\d+ characters\): the database refused this event: index row size \d+ exceeds btree version 4 maximum 2704/,
     },
     { text: JSON.stringify(valid.environment), valid: valid.environment },
     { text: JSON.stringify(valid.channel), valid: valid.channel },

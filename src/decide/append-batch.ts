@@ -64,10 +64,22 @@ function eventsFault(error: unknown): string | undefined {
 }
 
 /** The outcome of an envelope that failed with `error`: rejected when it is the event's fault, else thrown. */
-function rejectedOrThrow(error: unknown): BatchOutcome {
+function rejectedOrThrow(envelope: Envelope, error: unknown): BatchOutcome {
   const reason = eventsFault(error);
   if (reason === undefined) throw error;
-  return { status: 'rejected', error: error as Error, reason };
+  return { status: 'rejected', error: error as Error, reason: naming(envelope, reason) };
+}
+
+/**
+ * A refusal's reason naming its event, as every reader of it gets it (`append`'s rejected lines,
+ * `rejected_messages`): the log's refusals (a duplicate key, a precondition) and the database's
+ * name neither. Rule violations do already ("BuildStarted on build-1: ...").
+ */
+function naming({ type, stream }: Envelope, reason: string): string {
+  if (reason.startsWith(`${type} on `)) return reason;
+  // A stream named after free text (a setting's prefix) may run to kilobytes: its start says which.
+  const shown = stream.length > 120 ? `${stream.slice(0, 100)}... (${stream.length} characters)` : stream;
+  return `${type} on ${shown}: ${reason}`;
 }
 
 /** How many times a chunk (or one envelope) is decided again when a stream it read moved meanwhile. */
@@ -120,10 +132,10 @@ async function alreadyInLog(log: EventLog, envelope: Envelope): Promise<Appended
 async function ruleRefusal(log: EventLog, envelope: Envelope, error: Error): Promise<BatchOutcome> {
   const existing = await alreadyInLog(log, envelope);
   if (existing) return { status: 'duplicate', event: existing };
-  return rejected(error);
+  return rejected(envelope, error);
 }
 
-const rejected = (error: Error): BatchOutcome => ({ status: 'rejected', error, reason: error.message });
+const rejected = (envelope: Envelope, error: Error): BatchOutcome => ({ status: 'rejected', error, reason: naming(envelope, error.message) });
 
 const outcomeOf = (event: AppendedEvent): BatchOutcome => (event.duplicate ? { status: 'duplicate', event } : { status: 'appended', event });
 
@@ -134,7 +146,7 @@ async function appendOne(log: EventLog, envelope: Envelope, before?: () => Promi
     try {
       [decision] = (await decide(log, [envelope])) as [Decision];
     } catch (error) {
-      return rejectedOrThrow(error);
+      return rejectedOrThrow(envelope, error);
     }
     if (decision.error) return ruleRefusal(log, envelope, decision.error);
     // Outside the try: a failure to keep earlier rejections fails the batch, never this envelope.
@@ -143,9 +155,9 @@ async function appendOne(log: EventLog, envelope: Envelope, before?: () => Promi
       const [event] = await log.append(decision.request);
       return outcomeOf(event!);
     } catch (error) {
-      if (!(error instanceof EventLogError)) return rejectedOrThrow(error);
+      if (!(error instanceof EventLogError)) return rejectedOrThrow(envelope, error);
       if (isStaleDecision(error) && attempt < STALE_RETRIES) continue;
-      return rejected(error);
+      return rejected(envelope, error);
     }
   }
 }

@@ -252,11 +252,6 @@ export async function storeRejections(pool: pg.Pool, rejections: { parsed: Parse
 
 const bySequence = (a: { parsed: Parsed }, b: { parsed: Parsed }) => a.parsed.msg.seq - b.parsed.msg.seq;
 
-/** A refusal's reason naming its event (rule violations already do: "BuildStarted on build-1: ..."). */
-function refusalReason({ type, stream }: Envelope, reason: string): string {
-  return reason.startsWith(`${type} on `) ? reason : `${type} on ${stream}: ${reason}`;
-}
-
 /**
  * Acks, naks and progress notices are fire-and-forget: while NATS reconnects they are buffered,
  * and on a closed connection they are lost, which only means a redelivery (handled as a duplicate).
@@ -435,7 +430,7 @@ export function createIngester(options: IngesterOptions): Ingester {
       }
       for (const { parsed } of due) storedRejections.add(parsed);
     };
-    const refused = (index: number, reason: string) => rejections.push({ parsed: valid[index]!, reason: refusalReason(valid[index]!.envelope!, reason) });
+    const refused = (index: number, reason: string) => rejections.push({ parsed: valid[index]!, reason });
     const kept = new Set<number>();
     const keep = async (rejected: KeptRejection[]) => {
       for (const { index, outcome } of rejected) {
