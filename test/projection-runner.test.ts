@@ -1753,7 +1753,9 @@ test('catch-up waiting for a group another process owns holds none of the others
 test('the connection holding an ownership lock outlives an idle_session_timeout that ends other idle sessions', async (t) => {
   const db = await testLog(t);
   const name = (await db.query<{ name: string }>('SELECT current_database() AS name'))[0]!.name;
-  await db.query(`ALTER DATABASE "${name}" SET idle_session_timeout = '300ms'`);
+  // Long enough that the ownership's connection, which turns it off with its first statement,
+  // is not ended before that statement comes on a busy machine.
+  await db.query(`ALTER DATABASE "${name}" SET idle_session_timeout = '2s'`);
   const ownership = await acquireOwnership(db.url, 'idle-test');
   t.teardown(() => ownership?.release());
   // A plain session opened after it, idle as well: ended by the timeout.
@@ -1778,11 +1780,29 @@ test('catch-up stops, and says so, when the connection holding a group\'s lock i
   const db = await testLog(t);
   await appendEnvelopes(db.log, Array.from({ length: 300 }, (_, i) => envelopeFor('CondaChannelRegistered', { channel_id: i + 1, name: `channel-${i + 1}` })));
   let terminated: Promise<unknown> | undefined;
+  let onTerminated!: (done: Promise<unknown>) => void;
+  const terminating = new Promise<unknown>((resolve) => (onTerminated = resolve));
+  // The log's batches after the first wait for the lock's backend to be gone: under load, catch-up
+  // went through all 300 before its end was noticed.
+  const log: EventLog = {
+    ...db.log,
+    async *readAll(options) {
+      let first = true;
+      for await (const batch of db.log.readAll(options)) {
+        if (!first) await terminating;
+        first = false;
+        yield batch;
+      }
+    },
+  };
   const service = createProjectionService({
-    databaseUrl: db.url, log: db.log, logger: silentLogger, projections: condaStoreProjections, batchSize: 1,
+    databaseUrl: db.url, log, logger: silentLogger, projections: condaStoreProjections, batchSize: 1,
     // At the first batch, the lock's backend goes (as when its connection is cut).
-    onBatch: () => void (terminated ??= db.query(`SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7403 AND granted
-                                                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)),
+    onBatch: () => {
+      terminated ??= db.query(`SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7403 AND granted
+                               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`);
+      onTerminated(terminated);
+    },
   });
   t.teardown(() => service.close());
   await t.throwsAsync(service.catchUp(), { message: /^catch-up stopped: the connection holding a projection group's lock was lost/ });

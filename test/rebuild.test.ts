@@ -265,14 +265,15 @@ for (const point of killPoints) {
 
     const running = point.pauseAt
       ? startRebuild(t, db.url, ['--all'], { CSE_REBUILD_PAUSE_AT: point.pauseAt })
-      : startRebuild(t, db.url, ['--all', '--batch-size', '20']);
+      : startRebuild(t, db.url, ['--all', '--batch-size', '2']);
     const alive = () => {
       if (running.hasExited()) throw new Error(`the rebuild exited before it was killed\n${running.output()}`);
     };
     if (point.pauseAt) {
       await until(() => `the rebuild to pause at ${point.pauseAt}\n${running.output()}`, () => (alive(), running.pausedAt() === point.pauseAt));
     } else {
-      // As soon as the shadow checkpoint moves: a batch or two into a fill of about 65 batches.
+      // As soon as the shadow checkpoint moves: a batch or two into a fill of about 650 batches
+      // (of 20 events, a stall of the test's process of about a second let the fill end first).
       await until(() => `the shadow checkpoint to move\n${running.output()}`, async () => (alive(), (await shadowPosition(client)) > 0));
     }
     if (point.appendWhileStopped) await appendInBatches(openLog(t, db.url), rest);

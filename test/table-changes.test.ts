@@ -130,7 +130,8 @@ test('a trigger whose migration commits while a large insert waits for it fires 
     await migration.query(AUDIT_TRIGGER);
     const applied = runner.apply(batch);
     // The batch waits for the migration's lock on conda_package.
-    await waitUntil(async () => (await db.query(`SELECT 1 FROM pg_locks WHERE NOT granted AND relation = 'conda_package'::regclass`)).length > 0, 'the batch waiting for the migration');
+    await waitUntil(async () => (await db.query(`SELECT 1 FROM pg_locks WHERE NOT granted AND relation = 'conda_package'::regclass
+                                                       AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)).length > 0, 'the batch waiting for the migration');
     await migration.query('COMMIT');
     await applied;
   });
