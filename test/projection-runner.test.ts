@@ -1175,7 +1175,7 @@ test('a program limit of the server (NOTIFY queue full) fails the batch, to be r
   await t.throwsAsync(appendBatch(db.log, [setting(queueFull)]), { message: queueFull });
   const tooLarge = 'index row size 3000 exceeds btree version 4 maximum 2704 for index "keys_pkey"';
   const [outcome] = await appendBatch(db.log, [setting(tooLarge)]);
-  t.like(outcome, { status: 'rejected', reason: `the database refused this event: ${tooLarge}` });
+  t.like(outcome, { status: 'rejected', reason: `SettingStored on keyvaluestore-setting: the database refused this event: ${tooLarge}` });
 });
 
 // Regression: a duplicate moved the build state its batch decided on (src/decide/index.ts).
