@@ -773,6 +773,39 @@ test.serial('an onBatch or onRetry callback that throws is logged; the session g
   await waitUntil(async () => (await nats.jsm.consumers.info(nats.names.stream, nats.names.durable)).num_waiting <= 1, 'one pull request waiting at most');
 });
 
+// The retry delay starts over only once a session has shown that it works (c394f7f: reset as soon
+// as ownership was taken, a session failing at its start was retried every 250 ms for ever).
+test.serial('a session that fails at its start backs off, each failure waiting longer; once one has handled a batch, the next failure waits the first delay again', async (t) => {
+  const db = await testLog(t);
+  const nats = await testNats(t, { create: true });
+  // A role that may do all the ingester does but read the stored rejections, which a session reads first.
+  const role = `cse_test_ingester_${randomBytes(4).toString('hex')}`;
+  const name = new URL(db.url).pathname.slice(1);
+  await db.query(`CREATE ROLE ${role} LOGIN; GRANT CONNECT ON DATABASE "${name}" TO ${role};
+                  GRANT USAGE ON SCHEMA event_store TO ${role}; GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA event_store TO ${role};
+                  REVOKE SELECT ON event_store.rejected_messages FROM ${role}`);
+  t.teardown(() => db.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`).catch(() => undefined));
+  const url = new URL(db.url);
+  url.username = role;
+  const records: { msg: string; delayMs?: number }[] = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void records.push(JSON.parse(line) as (typeof records)[number]) });
+  const ingester = runIngester(t, { nc: nats.nc, log: db.log, databaseUrl: url.toString(), names: nats.names, logger, retryDelayMs: { initial: 20, max: 160 } });
+  const delays = () => records.filter((r) => r.msg === 'ingestion interrupted; resuming').map((r) => r.delayMs);
+  await waitUntil(() => delays().length >= 6, 'six sessions failing at their start');
+  t.deepEqual(delays().slice(0, 6), [20, 40, 80, 160, 160, 160]);
+
+  // Allowed again: a session handles a batch.
+  await db.query(`GRANT SELECT ON event_store.rejected_messages TO ${role}`);
+  await publishEvents(nats.nc, [envelopeFor('NamespaceCreated', { namespace_id: 1, name: 'one' })], { names: nats.names });
+  await waitUntil(() => ingester.totals().messages >= 1, 'a batch handled');
+  // The stream deleted and created again under it ends that session: the next delay is the first.
+  const before = delays().length;
+  await nats.jsm.streams.delete(nats.names.stream);
+  await ensureIngestion(nats.nc, nats.names);
+  await waitUntil(() => delays().length > before, 'the session ended');
+  t.is(delays()[before], 20);
+});
+
 // Regression (found in review): while the next message in order was away (its batch failing, handed
 // back with a delay each time), the ingester fetched every later message it could, up to the
 // consumer's max_ack_pending (20,000).
