@@ -22,6 +22,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import knexFactory from 'knex';
+import pino from 'pino';
 import type pg from 'pg';
 import type { Envelope } from '../src/catalogue/index.js';
 import { prepareDatabase } from '../src/db/ensure-database.js';
@@ -1056,6 +1057,30 @@ test('a change to a live table while the swap waits for its locks refuses the sw
   t.regex(failure!.message, /the live table namespace_usage of projection group "namespace_usage" changed during the rebuild \(a migration, a grant\?\): the swap would undo it/);
   t.is((await client.query(`SELECT obj_description('public.namespace_usage'::regclass, 'pg_class') AS c`)).rows[0].c, 'changed while the swap waited');
   t.deepEqual(await liveCheckpoints(client), reference.checkpoints);
+  t.deepEqual(await leftovers(client), NO_LEFTOVERS);
+});
+
+// Regression (found in review): moving a live table to the old schema also locks its sequences,
+// which LOCK TABLE cannot take, and the swap set its lock timeout to 0 before the moves: a session
+// that had read a sequence in an open transaction held the swap, holding every live table of the
+// group and every reader queued behind it, for as long as it stayed open.
+test('a session holding a live table\'s sequence at the swap makes the attempt give up and try again, rather than hold the group\'s readers', async (t) => {
+  const { reference, db, client } = await builtCopy(t);
+  const log = openLog(t, db.url);
+  const holder = await connect(t, db.url);
+  const records: { msg: string }[] = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void records.push(JSON.parse(line) as { msg: string }) });
+  const onPhase = async (phase: string) => {
+    if (phase !== 'finished') return;
+    await holder.query('BEGIN');
+    await holder.query('SELECT last_value FROM public.build_id_seq');
+  };
+  const rebuilding = rebuildGroup({ databaseUrl: db.url, log, logger, projections: condaStoreProjections, batchSize: 500, onPhase });
+  void rebuilding.catch(() => undefined); // awaited below
+  await until('a swap attempt to give up on the sequence', () => records.some((r) => r.msg === 'readers hold the live tables; trying the swap again'));
+  await holder.query('COMMIT');
+  await rebuilding;
+  t.deepEqual(await digests(client), reference.digests, 'the same rows, rebuilt');
   t.deepEqual(await leftovers(client), NO_LEFTOVERS);
 });
 

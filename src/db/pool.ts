@@ -9,6 +9,13 @@ import { destroyClient } from './end-client.js';
  * server's probes) and tell this end its connection is gone (the client's); a connect that hangs
  * (the server's host unreachable) gives up rather than hold a stop.
  */
+/**
+ * READ COMMITTED whatever the database's or role's default, for connections whose statements must
+ * each see what committed before them (the log's decisions after their locks, the rebuild's checks
+ * under its locks).
+ */
+export const READ_COMMITTED = '-c default_transaction_isolation=read\\ committed';
+
 /** The server's keepalives: it ends the session of a client whose host died within about a minute. */
 const SERVER_KEEPALIVES = '-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3';
 

@@ -27,7 +27,7 @@
  * outside the group into it would be lost in the swap, so such a rebuild is refused.
  */
 import pg from 'pg';
-import { createPool, keepingOptions, LONG_LIVED_CONNECTION } from '../db/pool.js';
+import { createPool, keepingOptions, LONG_LIVED_CONNECTION, READ_COMMITTED } from '../db/pool.js';
 import { turnOffTimeouts } from '../db/session-timeouts.js';
 import { withClient } from '../db/with-client.js';
 import type { EventLog } from '../log/types.js';
@@ -220,14 +220,17 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
   // Keepalives both ways (server and client): this connection is idle for the whole fill, hours on
   // a large log, and holds the swap's transaction; one that a network cut silently would hang at
   // the swap (client), or keep its locks and the group's rebuild lock on the server for hours.
-  const admin = new pg.Client(keepingOptions({ connectionString: options.databaseUrl, ...LONG_LIVED_CONNECTION }));
+  // READ COMMITTED whatever the database's default: under REPEATABLE READ the swap's checks under
+  // its locks read the catalog as it was before them, and a serve's batch committed in between
+  // failed the swap with a serialization error, after the whole fill.
+  const admin = new pg.Client(keepingOptions({ connectionString: options.databaseUrl, ...LONG_LIVED_CONNECTION, options: `${LONG_LIVED_CONNECTION.options} ${READ_COMMITTED}` }));
   admin.on('error', (error) => logger.warn({ err: error }, 'rebuild: connection lost'));
   await admin.connect();
   // The user's timeouts (a role's statement_timeout, say) are for their statements, not for the
   // rebuild's: a unique key added back over millions of rows outlasts them, and the swap's
   // transaction waits idle while the new tables catch up. The settings this server has.
   await turnOffTimeouts(admin, ['statement_timeout', 'idle_in_transaction_session_timeout', 'idle_session_timeout']);
-  const pool = createPool({ connectionString: options.databaseUrl, max: 3, onError: (error) => logger.warn({ err: error }, 'rebuild pool: connection lost') });
+  const pool = createPool({ connectionString: options.databaseUrl, max: 3, options: READ_COMMITTED, onError: (error) => logger.warn({ err: error }, 'rebuild pool: connection lost') });
   const interrupted = () => {
     if (options.signal?.aborted) throw new Error('rebuild interrupted: the live tables, checkpoints and fingerprints are unchanged');
   };
@@ -467,8 +470,11 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
     // here, before the tables' locks, as no reader waits yet; under them, one statement says
     // whether anything changed since (a full reading there, some hundred catalog round trips for
     // conda-store's sixteen tables, held every reader 250 to 480 ms: found by a review).
-    await refuseChangedDefinitions(admin, r);
+    // Stamped first (as the runner's tables are): a change that commits during the full reading
+    // is then one the stamps compared under the locks see; stamped after it, it was in the stamps,
+    // and the swap dropped it.
     const stamps = await definitionStamps(admin, r.tables);
+    await refuseChangedDefinitions(admin, r);
     // The shadow tables first, on their own: autovacuum is likely at work on them, freshly loaded,
     // and waiting for it while holding the live ones would stop every reader. Past the deadlock
     // check, which cancels an autovacuum (no reader queues behind a shadow table); until this
@@ -480,7 +486,9 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
     // that holds one makes this attempt give up, not wait.
     await admin.query(`SET LOCAL lock_timeout = ${lockTimeoutMs.live}`);
     await admin.query(`LOCK TABLE ${r.tables.map((table) => `public.${quote(table)}`).join(', ')} IN ACCESS EXCLUSIVE MODE`);
-    await admin.query('SET LOCAL lock_timeout = 0');
+    // The live lock timeout holds to the end: moving a table also locks its sequences, which LOCK
+    // TABLE cannot take, and a session holding one (a nextval in an open transaction) held the
+    // swap, and every reader of the group behind it, for as long as it stayed open.
     const changed = (await definitionStamps(admin, r.tables)).find((stamp, i) => stamp.stamp !== stamps[i]?.stamp);
     if (changed) throw definitionChanged(r.group, changed.table);
     // A foreign key or a view added meanwhile would be dropped with the old tables.

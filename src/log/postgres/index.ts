@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { createKeptConnection } from '../../db/kept-connection.js';
-import { createPool } from '../../db/pool.js';
+import { createPool, READ_COMMITTED } from '../../db/pool.js';
 import type { AppendedEvent, AppendRequest, EventLog } from '../types.js';
 import { append, appendToStreams, eventJson, takesFastPath } from './append.js';
 import { createAppendQueue, type AppendQueueOptions, type AppendQueueStats } from './append-queue.js';
@@ -44,7 +44,6 @@ export interface PostgresEventLogOptions {
 const DEFAULT_IDLE_TIMEOUT_MS = 10_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-const READ_COMMITTED = '-c default_transaction_isolation=read\\ committed';
 
 /** The PostgreSQL backend of the event log (schema `event_store`, created by the Knex migrations). */
 export function createPostgresEventLog(options: PostgresEventLogOptions): EventLog & { pool: pg.Pool; ownAppendsTaken(): number; appendQueueStats(): AppendQueueStats; knownStreams(): number } {
