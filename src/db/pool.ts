@@ -3,13 +3,6 @@ import { parse } from 'pg-connection-string';
 import { destroyClient } from './end-client.js';
 
 /**
- * Options of a connection that lives as long as the process holds something on it (a group's
- * lock, a LISTEN). Such a session, its host dead or cut off, would otherwise live on, idle, until
- * TCP notices: two hours by default. Keepalives on both ends end it within about a minute (the
- * server's probes) and tell this end its connection is gone (the client's); a connect that hangs
- * (the server's host unreachable) gives up rather than hold a stop.
- */
-/**
  * READ COMMITTED whatever the database's or role's default, for connections whose statements must
  * each see what committed before them (the log's decisions after their locks, the rebuild's checks
  * under its locks).
@@ -19,6 +12,13 @@ export const READ_COMMITTED = '-c default_transaction_isolation=read\\ committed
 /** The server's keepalives: it ends the session of a client whose host died within about a minute. */
 const SERVER_KEEPALIVES = '-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3';
 
+/**
+ * Options of a connection that lives as long as the process holds something on it (a group's
+ * lock, a LISTEN). Such a session, its host dead or cut off, would otherwise live on, idle, until
+ * TCP notices: two hours by default. Keepalives on both ends end it within about a minute (the
+ * server's probes) and tell this end its connection is gone (the client's); a connect that hangs
+ * (the server's host unreachable) gives up rather than hold a stop.
+ */
 export const LONG_LIVED_CONNECTION = {
   connectionTimeoutMillis: 10_000,
   keepAlive: true,
