@@ -1041,24 +1041,29 @@ test('a migration of a live table during the rebuild refuses the swap, which wou
 // The swap reads the live tables' definitions in full before it locks them, and under the locks
 // compares one stamp of the catalog (a review measured the full reading under the locks at 250 to
 // 480 ms of every reader's time): a change made between the two is refused as well.
-test('a change to a live table while the swap waits for its locks refuses the swap, which would undo it', async (t) => {
-  const { reference, db, client } = await builtCopy(t);
-  const log = openLog(t, db.url);
-  const blocker = await connect(t, db.url);
-  const rebuilding = rebuildGroup({ databaseUrl: db.url, log, logger: silentLogger, projections: [namespaceUsage], batchSize: 50, onPhase: holdShadowTableAtTheSwap(blocker) });
-  void rebuilding.catch(() => undefined); // awaited below
-  await until('the swap to wait for the shadow table', async () => {
-    const { rows } = await client.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'LOCK TABLE %rebuild_namespace_usage%'`);
-    return rows.length > 0;
+// And under a database whose default isolation is REPEATABLE READ (found in review): the swap's
+// connection took it, read the catalog under its locks as it was before them, and undid the change.
+for (const isolation of ['read committed', 'repeatable read']) {
+  test(`a change to a live table while the swap waits for its locks refuses the swap, which would undo it (default isolation ${isolation})`, async (t) => {
+    const { reference, db, client } = await builtCopy(t);
+    await client.query(`ALTER DATABASE "${new URL(db.url).pathname.slice(1)}" SET default_transaction_isolation = '${isolation}'`);
+    const log = openLog(t, db.url);
+    const blocker = await connect(t, db.url);
+    const rebuilding = rebuildGroup({ databaseUrl: db.url, log, logger: silentLogger, projections: [namespaceUsage], batchSize: 50, onPhase: holdShadowTableAtTheSwap(blocker) });
+    void rebuilding.catch(() => undefined); // awaited below
+    await until('the swap to wait for the shadow table', async () => {
+      const { rows } = await client.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'LOCK TABLE %rebuild_namespace_usage%'`);
+      return rows.length > 0;
+    });
+    await client.query(`COMMENT ON TABLE public.namespace_usage IS 'changed while the swap waited'`);
+    await blocker.query('COMMIT');
+    const failure = await t.throwsAsync(rebuilding);
+    t.regex(failure!.message, /the live table namespace_usage of projection group "namespace_usage" changed during the rebuild \(a migration, a grant\?\): the swap would undo it/);
+    t.is((await client.query(`SELECT obj_description('public.namespace_usage'::regclass, 'pg_class') AS c`)).rows[0].c, 'changed while the swap waited');
+    t.deepEqual(await liveCheckpoints(client), reference.checkpoints);
+    t.deepEqual(await leftovers(client), NO_LEFTOVERS);
   });
-  await client.query(`COMMENT ON TABLE public.namespace_usage IS 'changed while the swap waited'`);
-  await blocker.query('COMMIT');
-  const failure = await t.throwsAsync(rebuilding);
-  t.regex(failure!.message, /the live table namespace_usage of projection group "namespace_usage" changed during the rebuild \(a migration, a grant\?\): the swap would undo it/);
-  t.is((await client.query(`SELECT obj_description('public.namespace_usage'::regclass, 'pg_class') AS c`)).rows[0].c, 'changed while the swap waited');
-  t.deepEqual(await liveCheckpoints(client), reference.checkpoints);
-  t.deepEqual(await leftovers(client), NO_LEFTOVERS);
-});
+}
 
 // Regression (found in review): moving a live table to the old schema also locks its sequences,
 // which LOCK TABLE cannot take, and the swap set its lock timeout to 0 before the moves: a session
