@@ -24,6 +24,7 @@ import { NoStreamError, publishEvent, publishEvents, type PublishFailure } from 
 import { readIngestionStatus } from '../src/ingest/status.js';
 import { connectNats, consumerConfig, consumerProblems, discardingLimits, ensureIngestion, eventSubject, idsSubject, natsConnectionOptions, redactedNatsUrl } from '../src/ingest/stream.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
+import { FencedError } from '../src/log/errors.js';
 import type { EventLog } from '../src/log/types.js';
 import { createProjectionService } from '../src/projection/service.js';
 import { condaStoreProjections } from '../projections/index.js';
@@ -650,12 +651,12 @@ test.serial('a refused message keeps its verdict when its batch fails after a la
   const lost = (when: string) => Object.assign(new Error(`Connection terminated unexpectedly (${when})`), { code: 'ECONNRESET' });
   const log: EventLog = {
     ...db.log,
-    async append(requests) {
+    async append(requests, options) {
       if (!refused) {
         refused = true;
         throw lost('before the append');
       }
-      const appended = await db.log.append(requests);
+      const appended = await db.log.append(requests, options);
       if (!cut && appended.some((event) => event.id === namespace.id)) {
         cut = true;
         throw lost('after the commit');
@@ -684,13 +685,13 @@ function holdingLog(log: EventLog) {
   let waiting = 0;
   const held: EventLog = {
     ...log,
-    async append(requests) {
+    async append(requests, options) {
       while (gate) {
         waiting += 1;
         await gate.promise;
         waiting -= 1;
       }
-      return log.append(requests);
+      return log.append(requests, options);
     },
   };
   return {
@@ -732,6 +733,47 @@ test.serial('stopped while a batch is in flight, the ingester finishes that batc
   await assertExactlyOnce(t, db, events);
 });
 
+// Regression: the known limit of 2026-12-07. An ingester whose lock's connection was lost while it
+// lived finished its batch in flight, and appended it after another process had taken ingestion
+// over and started deciding those same messages (here held back before its first append, so that
+// the old owner's append comes after the take-over). Now the new owner raises the ingestion's
+// fence when it takes over, and the old owner's append, made with the old hold, writes nothing.
+test.serial('an ingester that lost its lock while its batch was in flight writes nothing once another has taken ingestion over', async (t) => {
+  const db = await testLog(t);
+  const nats = await testNats(t, { create: true });
+  const events = Array.from({ length: 30 }, (_, i) => envelopeFor('NamespaceCreated', { namespace_id: i + 1, name: `ns-${i + 1}` }));
+  await publishEvents(nats.nc, events, { names: nats.names });
+  const records: { msg: string; err?: { type?: string } }[] = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void records.push(JSON.parse(line) as (typeof records)[number]) });
+  const old = holdingLog(db.log);
+  old.hold();
+  const first = runIngester(t, { nc: nats.nc, log: old.log, databaseUrl: db.url, names: nats.names, batchSize: 5, logger, retryDelayMs: { initial: 50, max: 50 } });
+  await waitUntil(() => old.waiting() === 1, 'a batch in flight');
+  const next = holdingLog(db.log);
+  next.hold();
+  const second = runIngester(t, { nc: nats.nc, log: next.log, databaseUrl: db.url, names: nats.names, batchSize: 5 });
+  const ownerLock = "FROM pg_locks WHERE locktype = 'advisory' AND classid = 7403 AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+  const [owner] = await db.query<{ pid: number }>(`SELECT pid ${ownerLock}`);
+  await db.query('SELECT pg_terminate_backend($1)', [owner!.pid]);
+  const epoch = async () => (await db.query<{ epoch: string }>('SELECT epoch FROM event_store.fences'))[0]?.epoch;
+  await waitUntil(async () => (await epoch()) === '2', 'the second ingester to take over');
+
+  old.release();
+  const stopped = () => records.some((r) => r.msg === 'another process has taken ingestion over: this session stops, nothing more of its batch is written');
+  await waitUntil(() => stopped() || first.reports.length > 0, 'the first ingester\'s batch to end');
+  t.true(stopped(), 'the first ingester stopped');
+  t.is(first.reports.length, 0, 'no batch of the first ingester went through');
+  t.is(await logCount(db), 0, 'nothing written by the ingester that lost its lock');
+  t.is((await db.query('SELECT 1 FROM event_store.rejected_messages')).length, 0);
+
+  next.release();
+  await waitUntil(() => second.totals().messages >= events.length, 'the second ingester to take every message');
+  await assertExactlyOnce(t, db, events);
+  const order = await db.query<{ id: string }>('SELECT id::text FROM event_store.events ORDER BY global_position');
+  t.deepEqual(order.map((r) => r.id), events.map((e) => e.id), 'in the stream\'s order');
+  t.is(await epoch(), '2', 'the first ingester waits for the lock, and has not taken it back');
+});
+
 // Regression (found in review): a callback that threw failed the session; the next session started,
 // and the failed one's fetch loop went on, naking all it fetched, one more loop for every batch.
 test.serial('an onBatch or onRetry callback that throws is logged; the session goes on, and no fetch loop is left behind', async (t) => {
@@ -743,12 +785,12 @@ test.serial('an onBatch or onRetry callback that throws is logged; the session g
   let first = true;
   const log: EventLog = {
     ...db.log,
-    async append(requests) {
+    async append(requests, options) {
       if (first) {
         first = false;
         throw Object.assign(new Error('a failure of unknown cause'), { code: 'P0001' });
       }
-      return db.log.append(requests);
+      return db.log.append(requests, options);
     },
   };
   const events = Array.from({ length: 40 }, (_, i) => envelopeFor('NamespaceCreated', { namespace_id: i + 1, name: `ns-${i + 1}` }));
@@ -816,11 +858,11 @@ test.serial('while a failing message holds the others up, the ingester holds at 
   const failing = events[0]!;
   const log: EventLog = {
     ...db.log,
-    async append(requests) {
+    async append(requests, options) {
       if ([requests].flat().some((request) => request.events.some((event) => event.id === failing.id))) {
         throw Object.assign(new Error('a failure of unknown cause'), { code: 'P0001' });
       }
-      return db.log.append(requests);
+      return db.log.append(requests, options);
     },
   };
   await publishEvents(nats.nc, events, { names: nats.names });
@@ -853,13 +895,13 @@ test.serial('a batch that keeps failing is halved until the messages before the 
   let first = true;
   const log: EventLog = {
     ...db.log,
-    async append(requests) {
+    async append(requests, options) {
       const failsNow = first;
       first = false;
       if (failsNow || [requests].flat().some((request) => request.events.some((event) => event.id === poison.id))) {
         throw Object.assign(new Error('a failure of unknown cause'), { code: 'P0001' });
       }
-      return db.log.append(requests);
+      return db.log.append(requests, options);
     },
   };
   await publishEvents(nats.nc, events, { names: nats.names });
@@ -963,6 +1005,23 @@ test('7,000 rejected messages are stored in one statement, each as received (bin
     t.is(row.event_id, i % 3 ? null : `id "${i}"`);
     t.is(row.stored_at, '2026-12-06T10:00:00.123456');
   }
+});
+
+// The rejected messages of an ingester that lost its job are not stored either (the fence of the
+// test above, on the ingester's other write).
+test('rejected messages are stored with the current hold of the ingestion fence; with an older one, nothing is stored (FencedError)', async (t) => {
+  const db = await testLog(t);
+  const pool = testPool(t, db.url, 1);
+  const rejection = (seq: number) => {
+    const stored = { subject: 'events.bad', seq, data: new TextEncoder().encode('not json'), header: undefined, timestamp: '2026-12-07T10:00:00Z' };
+    return { parsed: { msg: fromStream(stored as unknown as StoredMsg, 'STREAM') }, reason: 'not JSON' };
+  };
+  const old = await db.log.raiseFence('ingest:STREAM/durable');
+  const current = await db.log.raiseFence('ingest:STREAM/durable');
+  t.is(await storeRejections(pool, [rejection(1)], current), 1);
+  const error = await t.throwsAsync(storeRejections(pool, [rejection(2), rejection(3)], old), { instanceOf: FencedError });
+  t.like(error, { fence: 'ingest:STREAM/durable', held: 1, current: 2 });
+  t.deepEqual(await db.query('SELECT stream_sequence::int FROM event_store.rejected_messages'), [{ stream_sequence: 1 }]);
 });
 
 test.serial('database outage during ingestion: nothing lost, nothing rejected, ingestion resumes by itself', async (t) => {

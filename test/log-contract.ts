@@ -8,6 +8,7 @@ import type { ExecutionContext, TestFn } from 'ava';
 import {
   DuplicateKeyError,
   EventIdConflictError,
+  FencedError,
   PreconditionFailedError,
   UnknownIdKindError,
   WrongExpectedVersionError,
@@ -538,5 +539,57 @@ export function logContract(test: TestFn, makeLog: LogFactory, backend: string):
       const versions = received.filter((e) => e.stream === `writer-${writer}`).map((e) => e.streamVersion);
       t.deepEqual(versions, Array.from({ length: perWriter }, (_, i) => i));
     }
+  });
+
+  it('fences: raising one returns epochs from 1, one more each time, each fence on its own', async (t, log) => {
+    t.deepEqual(await log.raiseFence('ingest:a'), { name: 'ingest:a', epoch: 1 });
+    t.deepEqual(await log.raiseFence('ingest:a'), { name: 'ingest:a', epoch: 2 });
+    t.deepEqual(await log.raiseFence('ingest:b'), { name: 'ingest:b', epoch: 1 });
+  });
+
+  it('fences: an append with the current hold goes in, by every path (one event, several, keys, several streams)', async (t, log) => {
+    const fence = await log.raiseFence('writer');
+    await log.append({ stream: 'f-1', expectedVersion: 'no_stream', events: events(1) }, { fence });
+    await log.append({ stream: 'f-1', expectedVersion: 0, events: events(2) }, { fence });
+    await log.append({ stream: 'f-2', events: events(1), claims: [{ name: 'namespace.name', value: 'fenced' }] }, { fence });
+    await log.append([{ stream: 'f-3', events: events(1) }, { stream: 'f-4', events: events(1) }], { fence });
+    t.deepEqual((await log.readStream('f-1')).map((e) => e.streamVersion), [0, 1, 2]);
+    t.is(await log.headPosition(), 6);
+  });
+
+  it('fences: once another writer raised the fence, an append with the old hold fails with FencedError and writes nothing; unfenced appends go on', async (t, log) => {
+    const old = await log.raiseFence('writer');
+    const current = await log.raiseFence('writer');
+    for (const requests of [
+      { stream: 'f-1', events: events(1) },
+      { stream: 'f-1', events: events(3) },
+      { stream: 'f-2', events: events(1), claims: [{ name: 'namespace.name', value: 'fenced' }] },
+      [{ stream: 'f-3', events: events(1) }, { stream: 'f-4', events: events(1) }],
+    ]) {
+      const error = await t.throwsAsync(log.append(requests, { fence: old }), { instanceOf: FencedError });
+      t.like(error, { fence: 'writer', held: 1, current: 2 });
+      t.regex(error!.message, /fence writer: this writer holds epoch 1, and the fence is at 2: another writer has taken over/);
+    }
+    t.is(await log.headPosition(), 0, 'nothing written');
+    // The key was not claimed either: the current writer takes it.
+    await log.append({ stream: 'f-5', events: events(1), claims: [{ name: 'namespace.name', value: 'fenced' }] }, { fence: current });
+    await log.append({ stream: 'f-6', events: events(1) });
+    t.deepEqual((await collect(log.readAll())).map((e) => e.stream), ['f-5', 'f-6']);
+  });
+
+  it('fences: an append with a hold of a fence never raised fails with FencedError', async (t, log) => {
+    const error = await t.throwsAsync(log.append({ stream: 'f-1', events: events(1) }, { fence: { name: 'nobody', epoch: 1 } }), { instanceOf: FencedError });
+    t.like(error, { fence: 'nobody', held: 1, current: undefined });
+    t.regex(error!.message, /fence nobody: never raised/);
+    t.is(await log.headPosition(), 0);
+  });
+
+  it('fences: a refusal of a fenced append is the refusal, not the fence', async (t, log) => {
+    const fence = await log.raiseFence('writer');
+    await log.append({ stream: 'f-1', events: events(1) }, { fence });
+    await t.throwsAsync(log.append({ stream: 'f-1', expectedVersion: 'no_stream', events: events(1) }, { fence }), { instanceOf: WrongExpectedVersionError });
+    const stale = await log.raiseFence('writer');
+    t.is(stale.epoch, 2);
+    await t.throwsAsync(log.append({ stream: 'f-1', expectedVersion: 'no_stream', events: events(1) }, { fence }), { instanceOf: WrongExpectedVersionError });
   });
 }

@@ -5,7 +5,7 @@ import test, { type ExecutionContext } from 'ava';
 import pg from 'pg';
 import { randomUUID } from 'node:crypto';
 import { APPEND_SQL, appendFast, appendParameters, eventJson, fastPathQuery } from '../src/log/postgres/append.js';
-import { DuplicateKeyError, EventIdConflictError, ForeignTransactionIdError, PreconditionFailedError, WrongExpectedVersionError } from '../src/log/errors.js';
+import { DuplicateKeyError, EventIdConflictError, FencedError, ForeignTransactionIdError, PreconditionFailedError, WrongExpectedVersionError } from '../src/log/errors.js';
 import type { AppendRequest, EventInput, EventLog, LogBatch, RecordedEvent } from '../src/log/types.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import { CARRY_AFTER_SHARE, createWakeups, LISTENER_LOCK, type Notification } from '../src/log/postgres/wakeups.js';
@@ -1554,3 +1554,52 @@ test('postgres: CS008 passes through as a transient error, not as a refusal of t
   t.is(translateError(error), error);
   t.true(isTransient(error));
 });
+
+/** Until a backend of this test's database waits for a lock (a row's, here). */
+async function untilOneWaits(client: pg.Client, what: string): Promise<void> {
+  await waitUntil(
+    async () => (await client.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")).rowCount! > 0,
+    what,
+  );
+}
+
+// The fence's two orders (migrations/20260101001800_writer_fences.ts). An append in flight holds
+// the fence's row (hold_fence(), as its transaction runs it after its writes): a raise waits for it
+// to commit, so the new writer reads what the old one wrote.
+test('postgres: raising a fence waits for a fenced append in flight to commit', async (t) => {
+  const log = await postgresLog(t);
+  const fence = await log.raiseFence('writer');
+  const appender = await connect(t, log.url);
+  await appender.query('BEGIN');
+  await appender.query('SELECT event_store.hold_fence($1, $2)', [fence.name, fence.epoch]);
+  let raised: number | undefined;
+  const raising = log.raiseFence('writer').then((hold) => (raised = hold.epoch));
+  await untilOneWaits(appender, 'the raise to wait for the append');
+  t.is(raised, undefined);
+  await appender.query('COMMIT');
+  t.is(await raising, 2);
+});
+
+// ...and a raise in flight holds back the fenced append that checks after it: the append sees the
+// raise once it commits (READ COMMITTED reads the row again once its lock is granted) and fails,
+// its events undone; should the raise roll back, the append goes in.
+for (const outcome of ['COMMIT', 'ROLLBACK'] as const) {
+  test(`postgres: a fenced append that meets a raise in flight waits for it, then ${outcome === 'COMMIT' ? 'fails with FencedError and writes nothing' : 'goes in when the raise rolled back'}`, async (t) => {
+    const log = await postgresLog(t);
+    const fence = await log.raiseFence('writer');
+    const raiser = await connect(t, log.url);
+    await raiser.query('BEGIN');
+    await raiser.query("SELECT event_store.raise_fence('writer')");
+    const appending = log.append([{ stream: 'f-1', events: events(2) }, { stream: 'f-2', events: events(1) }], { fence });
+    await untilOneWaits(raiser, 'the append to wait for the raise');
+    await raiser.query(outcome);
+    if (outcome === 'COMMIT') {
+      const error = await t.throwsAsync(appending, { instanceOf: FencedError });
+      t.like(error, { fence: 'writer', held: 1, current: 2 });
+      t.is(await log.headPosition(), 0);
+    } else {
+      t.is((await appending).length, 3);
+      t.deepEqual((await collect(log.readAll())).map((e) => e.stream), ['f-1', 'f-1', 'f-2']);
+    }
+  });
+}

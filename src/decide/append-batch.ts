@@ -24,9 +24,9 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { Envelope } from '../catalogue/index.js';
 import { dataErrorClass } from '../db/sqlstate.js';
-import { EventLogClosedError, EventLogError } from '../log/errors.js';
+import { EventLogClosedError, EventLogError, FencedError } from '../log/errors.js';
 import { isTransient } from '../projection/transient.js';
-import type { AppendedEvent, AppendRequest, EventLog } from '../log/types.js';
+import type { AppendedEvent, AppendOptions, AppendRequest, EventLog } from '../log/types.js';
 import { decide, isStaleDecision, type Decision } from './index.js';
 
 export type BatchOutcome =
@@ -41,7 +41,8 @@ export type BatchOutcome =
  * stream) when a program that embeds the ingester closed its log before ingestion had stopped.
  */
 function isSystemFailure(error: Error): boolean {
-  return error instanceof EventLogClosedError || /Cannot use a pool after calling end on the pool|Query read timeout|Received unexpected .* message from backend/i.test(error.message);
+  // FencedError: another writer has taken the job over, and decides these events itself.
+  return error instanceof EventLogClosedError || error instanceof FencedError || /Cannot use a pool after calling end on the pool|Query read timeout|Received unexpected .* message from backend/i.test(error.message);
 }
 
 /**
@@ -139,8 +140,11 @@ const rejected = (envelope: Envelope, error: Error): BatchOutcome => ({ status: 
 
 const outcomeOf = (event: AppendedEvent): BatchOutcome => (event.duplicate ? { status: 'duplicate', event } : { status: 'appended', event });
 
-/** One envelope on its own: decided, appended, decided again if stale. `before`: awaited right before it is appended. */
-async function appendOne(log: EventLog, envelope: Envelope, before?: () => Promise<void>): Promise<BatchOutcome> {
+/**
+ * One envelope on its own: decided, appended, decided again if stale. `before`: awaited right
+ * before it is appended; `appendOptions`: the log's, for its append.
+ */
+async function appendOne(log: EventLog, envelope: Envelope, before?: () => Promise<void>, appendOptions?: AppendOptions): Promise<BatchOutcome> {
   for (let attempt = 0; ; attempt++) {
     let decision: Decision;
     try {
@@ -152,7 +156,7 @@ async function appendOne(log: EventLog, envelope: Envelope, before?: () => Promi
     // Outside the try: a failure to keep earlier rejections fails the batch, never this envelope.
     await before?.();
     try {
-      const [event] = await log.append(decision.request);
+      const [event] = await log.append(decision.request, appendOptions);
       return outcomeOf(event!);
     } catch (error) {
       if (!(error instanceof EventLogError)) return rejectedOrThrow(envelope, error);
@@ -193,6 +197,8 @@ export interface AppendBatchOptions {
    * appended after them are left to the caller (they are in the outcomes, as all are).
    */
   keep?: (rejections: KeptRejection[]) => Promise<void>;
+  /** Every append of the batch made with this hold of a fence (EventLog.append): once it is stale, the batch fails with FencedError. */
+  fence?: AppendOptions['fence'];
 }
 
 /** An envelope and its place in the batch. */
@@ -207,6 +213,7 @@ function batchState(log: EventLog, options: AppendBatchOptions) {
   let unkept: KeptRejection[] = [];
   return {
     log,
+    appendOptions: options.fence ? { fence: options.fence } : undefined,
     outcomes,
     record(item: Item, outcome: BatchOutcome): void {
       outcomes[item.index] = outcome;
@@ -256,7 +263,7 @@ async function appendRequests(state: BatchState, requests: AppendRequest[]): Pro
   if (requests.length === 0) return [];
   await state.beforeAppend();
   try {
-    return await state.log.append(requests);
+    return await state.log.append(requests, state.appendOptions);
   } catch (error) {
     if (!(error instanceof EventLogError) && eventsFault(error) === undefined) throw error;
     return isStaleDecision(error) ? 'stale' : 'refused';
@@ -271,7 +278,7 @@ function recordRun(state: BatchState, items: Item[], duplicates: ReadonlyMap<num
 
 /** Items one by one, each decided against the log as the envelopes before it left it. */
 async function appendOneByOne(state: BatchState, items: Item[]): Promise<void> {
-  for (const item of items) state.record(item, await appendOne(state.log, item.envelope, state.beforeAppend));
+  for (const item of items) state.record(item, await appendOne(state.log, item.envelope, state.beforeAppend, state.appendOptions));
 }
 
 /**
@@ -376,7 +383,7 @@ export async function appendBatch(log: EventLog, envelopes: Envelope[], options:
     const first = envelopes[firstIndex.get(item.envelope.id)!]!;
     const outcome = state.outcomes[firstIndex.get(item.envelope.id)!]!;
     if (outcome.status !== 'rejected' && sameEvent(first, item.envelope)) state.record(item, { status: 'duplicate', event: { ...outcome.event, duplicate: true } });
-    else state.record(item, await appendOne(log, item.envelope, state.beforeAppend));
+    else state.record(item, await appendOne(log, item.envelope, state.beforeAppend, state.appendOptions));
   }
   return state.outcomes;
 }

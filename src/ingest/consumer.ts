@@ -29,7 +29,8 @@ import pg from 'pg';
 import { createPool, destroyConnections } from '../db/pool.js';
 import { EventValidationError, validateEnvelope, type Envelope } from '../catalogue/index.js';
 import { appendBatch, type KeptRejection } from '../decide/append-batch.js';
-import type { AppendedEvent, EventLog } from '../log/types.js';
+import { FencedError } from '../log/errors.js';
+import type { AppendedEvent, EventLog, Fence } from '../log/types.js';
 import type { Logger } from '../logger.js';
 import { acquireOwnership } from '../projection/ownership.js';
 import { isTransient } from '../projection/transient.js';
@@ -37,6 +38,7 @@ import { DEFAULT_FETCH, discardingLimits, ensureIngestion, eventSubject, isNoMes
 import { backoffMs } from '../backoff.js';
 import { settlesWithin, sleep } from '../sleep.js';
 import { sqlFile } from '../log/postgres/sql.js';
+import { translateError } from '../log/postgres/errors.js';
 
 /** How often the ingestion counters (event_store.ingestion_stats) are written at most. */
 const COUNTERS_INTERVAL_MS = 250;
@@ -226,9 +228,10 @@ function headersOf(msg: Message): Record<string, string[]> {
 
 /**
  * Stores rejected messages: one statement (atomic), committed durably before the messages are
- * acked. A redelivered message lands on its existing row. Returns the rows inserted.
+ * acked. A redelivered message lands on its existing row. Returns the rows inserted. With
+ * `fence`, only while that hold of it is current (else FencedError, nothing stored).
  */
-export async function storeRejections(pool: pg.Pool, rejections: { parsed: Parsed; reason: string }[]): Promise<number> {
+export async function storeRejections(pool: pg.Pool, rejections: { parsed: Parsed; reason: string }[], fence?: Fence): Promise<number> {
   if (rejections.length === 0) return 0;
   const columns: unknown[][] = Array.from({ length: 10 }, () => []);
   for (const { parsed, reason } of rejections) {
@@ -246,8 +249,12 @@ export async function storeRejections(pool: pg.Pool, rejections: { parsed: Parse
     ];
     row.forEach((value, i) => columns[i]!.push(value));
   }
-  const result = await pool.query(STORE_REJECTIONS_SQL, columns);
-  return result.rowCount ?? 0;
+  try {
+    const result = await pool.query(STORE_REJECTIONS_SQL, [...columns, fence?.name ?? null, fence?.epoch ?? null]);
+    return result.rowCount ?? 0;
+  } catch (error) {
+    throw translateError(error);
+  }
 }
 
 const bySequence = (a: { parsed: Parsed }, b: { parsed: Parsed }) => a.parsed.msg.seq - b.parsed.msg.seq;
@@ -402,7 +409,7 @@ export function createIngester(options: IngesterOptions): Ingester {
     return result;
   };
 
-  async function processBatch(pool: pg.Pool, counters: ReturnType<typeof createCounters>, batch: Message[], streamCreated: string, storedBefore: ReadonlySet<number>): Promise<IngestBatchReport> {
+  async function processBatch(pool: pg.Pool, counters: ReturnType<typeof createCounters>, fence: Fence, batch: Message[], streamCreated: string, storedBefore: ReadonlySet<number>): Promise<IngestBatchReport> {
     const started = performance.now();
     const queuedMs = (msg: Message) => Math.max(0, performance.timeOrigin + started - msg.info.timestampNanos / 1e6);
     const parsedBatch: Parsed[] = batch.map(parsedMessage);
@@ -421,7 +428,7 @@ export function createIngester(options: IngesterOptions): Ingester {
       try {
         // Counted as soon as committed: should the batch fail after, their redeliveries land on
         // these rows and insert nothing.
-        const inserted = await storeRejections(pool, due);
+        const inserted = await storeRejections(pool, due, fence);
         if (inserted > 0) counters.add({ accepted: 0, duplicates: 0, rejected: inserted, sequence: 0, streamCreated: undefined });
       } catch (error) {
         // Should the batch's appends have committed, it comes back with these verdicts standing.
@@ -442,7 +449,7 @@ export function createIngester(options: IngesterOptions): Ingester {
     const sequence = batch[batch.length - 1]!.seq;
     // Those decided already (malformed, or verdicts that stand) go first, before any append.
     if (valid.length > 0 && rejections.length > 0) await storeThrough(sequence);
-    const outcomes = valid.length ? await appendBatch(log, valid.map((p) => p.envelope!), { keep }) : [];
+    const outcomes = valid.length ? await appendBatch(log, valid.map((p) => p.envelope!), { keep, fence }) : [];
     const appendedAt = performance.now();
     const appended: AppendedEvent[] = [];
     let duplicates = 0;
@@ -484,7 +491,7 @@ export function createIngester(options: IngesterOptions): Ingester {
     return { floor: Math.max(consumer.ack_floor.stream_seq, stream.state.first_seq - 1), created: stream.created };
   }
 
-  async function session(pool: pg.Pool, counters: ReturnType<typeof createCounters>, owned: AbortSignal, consumerInfo: ConsumerInfo, handled: () => void): Promise<void> {
+  async function session(pool: pg.Pool, counters: ReturnType<typeof createCounters>, owned: AbortSignal, fence: Fence, consumerInfo: ConsumerInfo, handled: () => void): Promise<void> {
     const jsm = await nc.jetstreamManager();
     const consumer = await nc.jetstream().consumers.get(names.stream, names.durable);
     const ackWaitMs = Math.max(1000, Math.floor((consumerInfo.config.ack_wait ?? 30e9) / 1e6));
@@ -699,7 +706,7 @@ export function createIngester(options: IngesterOptions): Ingester {
         inFlight = batch;
         let reported: IngestBatchReport | undefined;
         try {
-          const report = await processBatch(pool, counters, batch, start.created, storedBefore);
+          const report = await processBatch(pool, counters, fence, batch, start.created, storedBefore);
           for (const msg of batch) tell(msg, 'ack');
           floor = batch[batch.length - 1]!.seq;
           failures = 0;
@@ -718,6 +725,12 @@ export function createIngester(options: IngesterOptions): Ingester {
           reported = report;
           handled();
         } catch (error) {
+          if (error instanceof FencedError) {
+            // Another process owns ingestion (this one lost its lock) and decides these messages:
+            // handed back at once, and the session ends.
+            for (const msg of batch) tell(msg, 'nak');
+            throw error;
+          }
           // Nothing of this batch is acked: it comes back after the delay, and the messages
           // after it wait for it (they are behind the floor).
           const delayMs = delayFor(failures++);
@@ -802,7 +815,6 @@ export function createIngester(options: IngesterOptions): Ingester {
           }
           if (!ownership) break;
           const owned = AbortSignal.any([signal, ownership.lost]);
-          logger.info({ stream: names.stream, durable: names.durable, subjects: `${subjectPrefix}>` }, 'ingesting events from NATS');
           // The next failure starts from the first delay once a session has shown that it works:
           // it handled a batch, or ran for a while. Reset as soon as ownership was taken, a session
           // that fails at its start (a fetch the server refuses) was retried every 250 ms for ever.
@@ -810,7 +822,13 @@ export function createIngester(options: IngesterOptions): Ingester {
           let handledBatch = false;
           const proven = () => handledBatch || Date.now() - began >= PROVEN_SESSION_MS;
           try {
-            await session(pool, counters, owned, consumerInfo, () => (handledBatch = true));
+            // The lock alone does not stop an owner that lost it while it lives (its lock's
+            // connection ended, its others not): its batch in flight would go on being written
+            // beside this session's. Every write of this session holds this fence, raised once
+            // that owner's writes in flight have committed; any it makes after fails.
+            const fence = await log.raiseFence(`ingest:${key}`);
+            logger.info({ stream: names.stream, durable: names.durable, subjects: `${subjectPrefix}>`, fenceEpoch: fence.epoch }, 'ingesting events from NATS');
+            await session(pool, counters, owned, fence, consumerInfo, () => (handledBatch = true));
             if (proven()) failures = 0;
             if (!signal.aborted) {
               // The ownership connection was lost: the database is probably down.
@@ -818,7 +836,7 @@ export function createIngester(options: IngesterOptions): Ingester {
             }
           } catch (error) {
             if (proven()) failures = 0;
-            await pause(error, 'ingestion interrupted; resuming');
+            await pause(error, error instanceof FencedError ? 'another process has taken ingestion over: this session stops, nothing more of its batch is written' : 'ingestion interrupted; resuming');
           } finally {
             await ownership.release();
           }

@@ -50,6 +50,24 @@ export class UnknownIdKindError extends EventLogError {
 }
 
 /**
+ * An append fenced with a hold that another writer has since raised the fence past
+ * (EventLog.raiseFence): nothing was written. Not a refusal of the events, which the writer that
+ * holds the fence now decides; the writer that gets this has lost its job and must stop.
+ */
+export class FencedError extends Error {
+  override name = 'FencedError';
+  constructor(
+    message: string,
+    readonly fence: string,
+    readonly held: number,
+    /** The fence's epoch when the append was made, if it was ever raised. */
+    readonly current: number | undefined,
+  ) {
+    super(message);
+  }
+}
+
+/**
  * The log was closed before this call: not a refusal of the events (EventLogError), which were
  * never looked at. Whoever retries them does so on another log.
  */

@@ -104,9 +104,26 @@ export interface SubscribeOptions extends ReadAllOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * A writer's hold of a fence (a fencing token): the fence's name and the epoch the writer raised
+ * it to (EventLog.raiseFence).
+ */
+export interface Fence {
+  name: string;
+  epoch: number;
+}
+
+export interface AppendOptions {
+  /**
+   * The append commits only while this hold is the fence's current epoch; once another writer has
+   * raised the fence it fails with FencedError and writes nothing.
+   */
+  fence?: Fence;
+}
+
 export interface EventLog {
   /** Appends atomically: every event of every request, or none. */
-  append(requests: AppendRequest | AppendRequest[]): Promise<AppendedEvent[]>;
+  append(requests: AppendRequest | AppendRequest[], options?: AppendOptions): Promise<AppendedEvent[]>;
   readStream(stream: string, options?: ReadStreamOptions): Promise<RecordedEvent[]>;
   /** The log in position order, in batches, up to what is committed now; never skips a late commit. */
   readAll(options?: ReadAllOptions): AsyncIterable<LogBatch>;
@@ -116,6 +133,13 @@ export interface EventLog {
    * without either stays live for the log (the PostgreSQL backend keeps its own appends for it).
    */
   subscribe(options?: SubscribeOptions): AsyncIterable<LogBatch>;
+  /**
+   * Raises the fence `name` (creating it at epoch 1) and returns the new hold, for a writer that
+   * takes a job over from another that may still live (an ingester whose lock was lost while its
+   * batch went on). From then on, appends fenced with an older hold fail with FencedError; those
+   * in flight when it is called have committed by the time it returns, or fail.
+   */
+  raiseFence(name: string): Promise<Fence>;
   /** The highest committed global position (0 for an empty log). */
   headPosition(): Promise<number>;
   /** `n` fresh ids for an aggregate kind, from that kind's sequence. */

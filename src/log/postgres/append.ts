@@ -1,9 +1,9 @@
 import pg from 'pg';
-import { leanPipeline, leanQuery, type TextRow } from '../../db/lean-query.js';
+import { leanPipeline, leanQuery, type PipelineStep, type TextRow } from '../../db/lean-query.js';
 import { leaseFrom, runKeepingConnection, type Connections } from '../../db/pool.js';
 import { canonicalUuid } from '../event-id.js';
 import { EventIdConflictError } from '../errors.js';
-import type { AppendedEvent, AppendRequest, EventInput } from '../types.js';
+import type { AppendedEvent, AppendOptions, AppendRequest, EventInput, Fence } from '../types.js';
 import { isRefusal, translateError } from './errors.js';
 import type { StreamVersions } from './stream-versions.js';
 import type { Notification } from './wakeups.js';
@@ -333,9 +333,21 @@ export function appendToStreams(source: pg.Pool | Connections, appends: readonly
   });
 }
 
-export interface AppendOptions extends Omit<FastAppend, 'request'> {
+export interface AppendStatementOptions extends Omit<FastAppend, 'request'>, AppendOptions {
   /** The versions this process saw its streams reach: a one-event append may then skip the lookup (withKnownVersion). */
   versions?: StreamVersions | undefined;
+}
+
+const HOLD_FENCE_SQL = sqlFile(import.meta.url, 'hold-fence.sql');
+
+/**
+ * append_events() and, for a fenced append, the fence's check after it, in one pipeline: one
+ * round trip and, up to its Sync, one implicit transaction, which the check's failure undoes.
+ */
+function appendSteps(values: (string | null)[], fence: Fence | undefined): PipelineStep[] {
+  const steps: PipelineStep[] = [{ name: 'cse_append', text: APPEND_SQL, values }];
+  if (fence) steps.push({ name: 'cse_hold_fence', text: HOLD_FENCE_SQL, values: [fence.name, String(fence.epoch)] });
+  return steps;
 }
 
 /**
@@ -343,12 +355,13 @@ export interface AppendOptions extends Omit<FastAppend, 'request'> {
  * commit (and not at all if nothing is committed): it was sent if this returns any event. `json`:
  * the events' JSON, if the caller has made it (eventJson).
  */
-export async function append(source: pg.Pool | Connections, requests: AppendRequest[], { notification, json, versions }: AppendOptions = {}): Promise<AppendedEvent[]> {
+export async function append(source: pg.Pool | Connections, requests: AppendRequest[], { notification, json, versions, fence }: AppendStatementOptions = {}): Promise<AppendedEvent[]> {
   // Requests without events add nothing to `json` either.
   const nonEmpty = requests.filter((request) => request.events.length > 0);
   if (nonEmpty.length === 0) return [];
   try {
-    const single: FastAppend[] | undefined = takesFastPath(nonEmpty) ? [{ request: nonEmpty[0], notification, json }] : undefined;
+    // A fenced append goes by append_events(), which the fence's check follows (appendSteps).
+    const single: FastAppend[] | undefined = !fence && takesFastPath(nonEmpty) ? [{ request: nonEmpty[0], notification, json }] : undefined;
     // Built now, before any await: its JSON also serves the fallback (FastQuery).
     const fastQuery = single && fastPathQuery(single);
     const fast = single && (await appendFast(source, single, versions, fastQuery));
@@ -358,7 +371,7 @@ export async function append(source: pg.Pool | Connections, requests: AppendRequ
     let rows: TextRow[];
     for (let attempt = 1; ; attempt++) {
       try {
-        rows = await runKeepingConnection(source, (client) => leanQuery(client, 'cse_append', APPEND_SQL, values), isRefusal);
+        rows = (await runKeepingConnection(source, (client) => leanPipeline(client, appendSteps(values, fence)), isRefusal))[0]!;
         break;
       } catch (error) {
         // A key precondition waited for a claim in flight, which committed: this append's

@@ -4,6 +4,7 @@ import {
   DuplicateKeyError,
   EventIdConflictError,
   EventLogError,
+  FencedError,
   PreconditionFailedError,
   UnknownIdKindError,
   WrongExpectedVersionError,
@@ -36,6 +37,10 @@ export function translateError(error: unknown): unknown {
       return new DuplicateKeyError(pgError.message, String(detail.key), String(detail.value), detail.taken_by as string | undefined);
     case 'CS005':
       return new PreconditionFailedError(pgError.message, String(detail.stream), String(detail.subject), String(detail.condition));
+    case 'CS009': {
+      const current = detail.current as number | null;
+      return new FencedError(pgError.message, String(detail.fence), Number(detail.held), current === null ? undefined : Number(current));
+    }
     case 'CS008':
       // Not a refusal: the append met a claim in flight and is to be made again (append.ts).
       return error;

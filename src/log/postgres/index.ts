@@ -1,9 +1,10 @@
 import type pg from 'pg';
 import { createKeptConnection } from '../../db/kept-connection.js';
 import { createPool, READ_COMMITTED } from '../../db/pool.js';
-import type { AppendedEvent, AppendRequest, EventLog } from '../types.js';
+import type { AppendedEvent, AppendOptions, AppendRequest, EventLog } from '../types.js';
 import { append, appendToStreams, eventJson, takesFastPath } from './append.js';
 import { createAppendQueue, type AppendQueueOptions, type AppendQueueStats } from './append-queue.js';
+import { raiseFence } from './fences.js';
 import { allocateIds, reserveIds } from './ids.js';
 import { headPosition, readStream } from './read.js';
 import { createRecentAppends, type RecentAppendsOptions } from './recent-appends.js';
@@ -110,7 +111,7 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
     appendQueueStats: () => queue.stats(),
     /** How many streams' versions the log remembers (stream-versions.ts). */
     knownStreams: () => versions.size,
-    async append(requests: AppendRequest | AppendRequest[]) {
+    async append(requests: AppendRequest | AppendRequest[], appendOptions: AppendOptions = {}) {
       if (closing) throw new EventLogClosedError();
       const list = takeRequests(requests);
       const nonEmpty = list.filter((request) => request.events.length > 0);
@@ -121,8 +122,10 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
       try {
         // The events' JSON once, for the statement and for this process's live subscribers, if any.
         const json = recent.keeping() ? eventJson(list) : undefined;
-        // One stream, nothing but events: through the queue, which writes concurrent ones together.
-        appended = takesFastPath(nonEmpty) ? await queue.append({ request: nonEmpty[0], notification, json }) : await outside(append(connections, list, { notification, json }));
+        // One stream, nothing but events: through the queue, which writes concurrent ones together
+        // (unfenced: a fence is checked in its append's own transaction).
+        const { fence } = appendOptions;
+        appended = !fence && takesFastPath(nonEmpty) ? await queue.append({ request: nonEmpty[0], notification, json }) : await outside(append(connections, list, { notification, json, fence }));
         seen(list, appended);
         // Kept before the wake-up below, which sends this process's subscribers to take them.
         kept = json !== undefined && recent.add(appended, list, json);
@@ -143,6 +146,7 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
     readStream: (stream, readOptions) => readStream(pool, stream, readOptions),
     readAll: (readOptions = {}) => readLog(pool, wakeups, recent, { ...readOptions, live: false }),
     subscribe: (subscribeOptions = {}) => readLog(pool, wakeups, recent, { ...subscribeOptions, live: true, pollIntervalMs: options.pollIntervalMs }),
+    raiseFence: (name) => raiseFence(pool, name),
     headPosition: () => headPosition(pool),
     allocateIds: (kind, n) => allocateIds(pool, kind, n),
     reserveIds: (kind, through) => reserveIds(pool, kind, through),
