@@ -1116,6 +1116,30 @@ test('regression: the database\'s statement and idle-in-transaction timeouts do 
   t.deepEqual(await leftovers(client), NO_LEFTOVERS);
 });
 
+// Regression (a review of 2026-12-07): the new tables came in without the planner's statistics,
+// which only an autovacuum's analyze gave them later (and none with autovacuum off, as here).
+test('the swapped-in tables have the planner\'s statistics', async (t) => {
+  const { db, client } = await builtCopy(t);
+  const tables = condaStoreProjections.flatMap((p) => p.tables);
+  for (const table of tables) await client.query(`ALTER TABLE public.${table} SET (autovacuum_enabled = false)`);
+  const log = openLog(t, db.url);
+  await rebuildGroup({ databaseUrl: db.url, log, logger: silentLogger, projections: condaStoreProjections, batchSize: 500 });
+  const { rows } = await client.query<{ table: string; rows: string; analyzed: boolean }>(
+    `SELECT c.relname AS table, c.reltuples::bigint::text AS rows, EXISTS (SELECT 1 FROM pg_stats s WHERE s.schemaname = 'public' AND s.tablename = c.relname) AS analyzed
+       FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY($1) ORDER BY 1`,
+    [tables],
+  );
+  t.is(rows.length, tables.length);
+  for (const { table } of rows) {
+    const { rows: [count] } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM public.${table}`);
+    const row = rows.find((r) => r.table === table)!;
+    if (count!.n === '0') continue;
+    t.true(row.analyzed, `${table}: statistics`);
+    t.is(row.rows, count!.n, `${table}: its row count`);
+  }
+  t.true(rows.some((row) => row.analyzed), 'tables with rows');
+});
+
 // The half of the regression above that a slow statement shows: the swap's LOCK TABLE, waiting for
 // a shadow table another session holds, waits past the database's statement_timeout (a lock wait
 // counts towards it), as a unique key added back over a large table runs past it.

@@ -319,6 +319,10 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
         }
       });
     }
+    // The planner's statistics, before readers get the new tables: without them (until an
+    // autovacuum's analyze, and never with autovacuum off) the group's queries were planned on
+    // default estimates. The statistics targets carried over apply.
+    for (const r of rebuilds) await admin.query(`ANALYZE ${r.tables.map((table) => `${quote(r.shadow)}.${quote(table)}`).join(', ')}`);
     await options.onPhase?.('finished');
     interrupted();
 
