@@ -911,6 +911,11 @@ test('refused rebuilds leave everything as it was: a projection that fails on an
 test('a view over a table of the group refuses the rebuild, naming it; the view and the live tables stay', async (t) => {
   const { reference, db, client } = await builtCopy(t);
   await client.query('CREATE VIEW public.usage_report AS SELECT namespace_id, builds FROM public.namespace_usage');
+  // A dry run says so too (it said "would rebuild" before), and exits 2 as the rebuild would.
+  const dry = await runRebuild(db.url, ['namespace_usage', '--dry-run']);
+  t.is(dry.code, 2, shown(dry));
+  t.regex(dry.stdout, /^would rebuild group namespace_usage:\n/);
+  t.regex(dry.stderr, /would be refused: cannot rebuild projection group "namespace_usage": view public\.usage_report reads namespace_usage/);
   const refused = await runRebuild(db.url, ['namespace_usage']);
   t.is(refused.code, 2, shown(refused));
   t.regex(refused.stderr, /cannot rebuild projection group "namespace_usage": view public\.usage_report reads namespace_usage, and would go on reading the old table after the swap/);

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { allProjections } from '../../projections/index.js';
-import { planRebuild, rebuildGroups, rebuildLeftovers, type RebuildPhase } from '../projection/rebuild.js';
+import { planRebuild, rebuildGroups, rebuildLeftovers, rebuildRefusals, type RebuildPhase } from '../projection/rebuild.js';
 import { groupsOf } from '../projection/definition.js';
 import { createProgress } from './progress.js';
 import { requireMigrated } from '../db/migrate.js';
@@ -32,7 +32,7 @@ const program = new Command('rebuild-projections')
   .description('rebuild projections from the log into shadow tables, then swap them in atomically')
   .argument('[names...]', 'projections to rebuild (default: those whose definition changed since they were built)')
   .option('--all', 'rebuild every projection')
-  .option('--dry-run', 'list what would be rebuilt, and why, without rebuilding')
+  .option('--dry-run', 'list what would be rebuilt, and why, and what the rebuild would refuse (exit 2), without rebuilding')
   .option('--batch-size <n>', 'events per transaction', (v) => parsePositive(v, '--batch-size'), 5000)
   .addHelpText('after', `
 Projections that reference each other by foreign key (conda-store's tables) are rebuilt together.
@@ -61,7 +61,13 @@ swap leaves everything as it was. Exit code 0 on success, 2 on failure.`)
         process.stdout.write(`${options.dryRun ? 'would rebuild' : 'rebuilding'} group ${entry.group}:\n`);
         for (const p of entry.projections) process.stdout.write(`  ${p.name}: ${p.reason}\n`);
       }
-      if (options.dryRun) return;
+      if (options.dryRun) {
+        // What the rebuild would refuse, as it would (exit 2): a dry run said it would rebuild a
+        // group that the rebuild then refused.
+        const refusals = await rebuildRefusals(config.databaseUrl, plan.map((entry) => allProjections.filter((p) => p.group === entry.group)));
+        for (const { reason } of refusals) process.stderr.write(`would be refused: ${reason}\n`);
+        return refusals.length > 0 ? EXIT.failed : EXIT.ok;
+      }
       const signal = stopOnSignals(logger);
       let total = await log.headPosition();
       const progress = createProgress(`rebuild ${plan.map((entry) => entry.group).join(', ')}`, total, 'events');

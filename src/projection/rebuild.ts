@@ -615,6 +615,34 @@ async function definitionStamps(admin: pg.Client, tables: string[]): Promise<{ t
   return (await admin.query<{ table: string; stamp: string }>(DEFINITION_STAMP, [tables])).rows;
 }
 
+/**
+ * Why a rebuild of each of `groups` would be refused now, checked as a rebuild checks before its
+ * fill (a rebuild of the group in progress, a foreign key or a dependent from outside the group,
+ * what a rebuild cannot carry over), changing nothing: for --dry-run, which said "would rebuild"
+ * of a group that the rebuild then refused. Database errors are thrown, not taken for refusals.
+ */
+export async function rebuildRefusals(databaseUrl: string, groups: readonly ProjectionDefinition[][]): Promise<{ group: string; reason: string }[]> {
+  refuseSharedSchemaNames(groups.map((projections) => projections[0]!.group));
+  return withClient(databaseUrl, async (client) => {
+    const refusals: { group: string; reason: string }[] = [];
+    for (const projections of groups) {
+      const r = { group: projections[0]!.group, tables: projections.flatMap((p) => p.tables) };
+      try {
+        const { rows: [lock] } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [REBUILD_LOCK_CLASS, r.group]);
+        if (!lock!.ok) throw new RebuildInProgressError(r.group);
+        await client.query('SELECT pg_advisory_unlock($1, hashtext($2))', [REBUILD_LOCK_CLASS, r.group]);
+        await refuseForeignReferences(client, r);
+        await refuseDependents(client, r);
+        refuseUncarried({ group: r.group, definitions: await readTableDefinitions(client, 'public', r.tables) });
+      } catch (error) {
+        if (typeof (error as { code?: unknown }).code === 'string') throw error;
+        refusals.push({ group: r.group, reason: (error as Error).message });
+      }
+    }
+    return refusals;
+  });
+}
+
 export interface RebuildPlanEntry {
   group: string;
   projections: { name: string; reason: string }[];
