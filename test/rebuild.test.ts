@@ -570,7 +570,15 @@ test('a rebuild of several groups reports for each the events of its own types i
   const { reference, db, client } = await builtCopy(t);
   const log = openLog(t, db.url);
   const groups = [condaStoreProjections, [namespaceUsage]];
-  const reports = await rebuildGroups({ databaseUrl: db.url, log, logger: silentLogger, groups, batchSize: 100 });
+  // The keys and indexes added after the load report their progress too (minutes on a large log,
+  // without a word before 2026-12-07), one step each, per group.
+  const indexSteps = new Map<string, string[]>();
+  const onProgress = ({ phase, group, detail }: { phase: string; group?: string; detail?: string }) => {
+    if (phase === 'indexes') indexSteps.set(group!, [...(indexSteps.get(group!) ?? []), detail!]);
+  };
+  const reports = await rebuildGroups({ databaseUrl: db.url, log, logger: silentLogger, groups, batchSize: 100, onProgress });
+  t.true((indexSteps.get('conda-store') ?? []).length > 10, 'conda-store: index progress');
+  for (const steps of indexSteps.values()) t.deepEqual(steps, steps.map((_, i) => `${i + 1} of ${steps.length} keys and indexes`));
   const typesOf = (projections: ProjectionDefinition[]) => new Set(projections.flatMap((p) => Object.keys(p.handlers)));
   t.deepEqual(reports.map((report) => report.events), groups.map((projections) => base.filter((e) => typesOf(projections).has(e.type)).length));
   t.true(reports[1]!.events < reports[0]!.events);

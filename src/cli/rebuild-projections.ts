@@ -79,9 +79,9 @@ swap leaves everything as it was. Exit code 0 on success, 2 on failure.`)
         groups,
         batchSize: options.batchSize,
         signal,
-        onProgress: ({ position, phase, group }) => {
+        onProgress: ({ position, phase, group, detail }) => {
           if (position > total) progress.setTotal((total = position)); // appended meanwhile
-          progress.update(position, phase === 'fill' ? '' : `(${phase}${group ? ` ${group}` : ''})`);
+          progress.update(position, phase === 'fill' ? '' : `(${phase}${group ? ` ${group}` : ''}${detail ? `: ${detail}` : ''})`);
         },
         onPhase: pauseAt(process.env.CSE_REBUILD_PAUSE_AT, signal),
       });

@@ -64,8 +64,12 @@ export interface RebuildOptions {
   groups: ProjectionDefinition[][];
   batchSize?: number;
   signal?: AbortSignal;
-  /** After each batch: the position reached and the events applied so far. */
-  onProgress?: (progress: { position: number; events: number; phase: 'fill' | 'catch-up' | 'swap'; group?: string }) => void;
+  /**
+   * After each batch: the position reached and the events applied so far; during the keys and
+   * indexes added after the load (`indexes`, minutes on a large log), after each of them, with
+   * how many are done (`detail`).
+   */
+  onProgress?: (progress: { position: number; events: number; phase: 'fill' | 'indexes' | 'catch-up' | 'swap'; group?: string; detail?: string }) => void;
   /**
    * Test hook, called at each phase boundary: `filled` (the log is loaded), `finished` (foreign
    * keys and indexes added, before the catch-up), `swapping` (once per group, inside the swap
@@ -303,6 +307,9 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
     interrupted();
 
     for (const r of rebuilds) {
+      const toBuild = r.deferredUniques.length + r.definitions.reduce((n, d) => n + d.afterLoad.length, 0);
+      let built = 0;
+      const progress = () => options.onProgress?.({ position, events, phase: 'indexes', group: r.group, detail: `${++built} of ${toBuild} keys and indexes` });
       await inTransaction(admin, r.shadow, async () => {
         for (const statement of r.deferredUniques) {
           await admin.query(statement).catch((error: Error & { code?: string; detail?: string }) => {
@@ -312,9 +319,13 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
                 `${error.detail ? ` (${error.detail})` : ''}; the live tables, checkpoints and fingerprints are unchanged`,
             );
           });
+          progress();
         }
         for (const d of r.definitions) {
-          for (const statement of d.afterLoad) await admin.query(statement);
+          for (const statement of d.afterLoad) {
+            await admin.query(statement);
+            progress();
+          }
           for (const statement of [...d.privileges, ...d.properties]) await admin.query(statement);
         }
       });
