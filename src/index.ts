@@ -13,7 +13,7 @@
 // the same type in both, comes from the catalogue below.)
 export * from './log/errors.js';
 export { createPostgresEventLog, openEventLog } from './log/index.js';
-export type { AppendedEvent, AppendRequest, EventInput, EventLog, KeyClaim, KeyRelease, Precondition, ReadAllOptions, ReadStreamOptions, RecordedEvent, SubscribeOptions } from './log/types.js';
+export type { AppendedEvent, AppendOptions, AppendRequest, EventInput, EventLog, Fence, KeyClaim, KeyRelease, Precondition, ReadAllOptions, ReadStreamOptions, RecordedEvent, SubscribeOptions } from './log/types.js';
 
 // The event catalogue: one schema per event type, its TypeScript type, validator and JSON Schema.
 export * from './catalogue/index.js';

@@ -18,7 +18,7 @@ import { connect, DiscardPolicy, nanos, RetentionPolicy, StorageType, type Store
 import type pg from 'pg';
 import { EventValidationError, type Envelope } from '../src/catalogue/index.js';
 import { appendEnvelopes } from '../src/decide/append-batch.js';
-import { addCounts, batchLimit, fromStream, storeRejections } from '../src/ingest/consumer.js';
+import { addCounts, batchLimit, createIngester, fromStream, storeRejections } from '../src/ingest/consumer.js';
 import { MAX_IDS_REQUESTS_AT_ONCE, MAX_IDS_REQUESTS_WAITING, requestIds, startIdsResponder, STOPPING_ERROR } from '../src/ingest/ids-responder.js';
 import { NoStreamError, publishEvent, publishEvents, type PublishFailure } from '../src/ingest/publish.js';
 import { readIngestionStatus } from '../src/ingest/status.js';
@@ -1005,6 +1005,28 @@ test('7,000 rejected messages are stored in one statement, each as received (bin
     t.is(row.event_id, i % 3 ? null : `id "${i}"`);
     t.is(row.stored_at, '2026-12-06T10:00:00.123456');
   }
+});
+
+// A role that may not raise the ingestion's fence (granted on event_store's tables before the
+// fences came, say) stops the ingester with the error, as a refused lock does (serve exits 2),
+// rather than have it retry for ever with a warning.
+test.serial('an ingester whose role may not raise the ingestion fence stops with the error', async (t) => {
+  const db = await testLog(t);
+  const nats = await testNats(t, { create: true });
+  const role = `cse_test_unfenced_${randomBytes(4).toString('hex')}`;
+  const name = new URL(db.url).pathname.slice(1);
+  await db.query(`CREATE ROLE ${role} LOGIN; GRANT CONNECT ON DATABASE "${name}" TO ${role};
+                  GRANT USAGE ON SCHEMA event_store TO ${role}; GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA event_store TO ${role};
+                  REVOKE UPDATE ON event_store.fences FROM ${role}`);
+  t.teardown(() => db.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`).catch(() => undefined));
+  const url = new URL(db.url);
+  url.username = role;
+  const log = createPostgresEventLog({ connectionString: url.toString() });
+  t.teardown(() => log.close());
+  const ingester = createIngester({ nc: nats.nc, log, databaseUrl: url.toString(), names: nats.names, logger: silentLogger });
+  const error = await t.throwsAsync(ingester.run(new AbortController().signal));
+  t.regex(error!.message, /permission denied for table fences/);
+  t.is((await db.query(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = 7403 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)).length, 0, 'the ingestion lock given back');
 });
 
 // The rejected messages of an ingester that lost its job are not stored either (the fence of the

@@ -31,7 +31,7 @@ import { appendEnvelopes } from '../src/decide/append-batch.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import type { EventLog } from '../src/log/types.js';
 import { defineProjection, groupsOf, type ProjectionDefinition } from '../src/projection/definition.js';
-import { planRebuild, RebuildInProgressError, rebuildGroup, rebuildGroups, refuseSharedSchemaNames } from '../src/projection/rebuild.js';
+import { planRebuild, REBUILD_LOCK_CLASS, RebuildInProgressError, rebuildGroup, rebuildGroups, rebuildRefusals, refuseSharedSchemaNames } from '../src/projection/rebuild.js';
 import { createProjectionService } from '../src/projection/service.js';
 import { allProjections, condaStoreProjections, namespaceUsage, specifications } from '../projections/index.js';
 import { root } from './helpers/cli.js';
@@ -921,7 +921,7 @@ test('a view over a table of the group refuses the rebuild, naming it; the view 
   await client.query('CREATE VIEW public.usage_report AS SELECT namespace_id, builds FROM public.namespace_usage');
   // A dry run says so too (it said "would rebuild" before), and exits 2 as the rebuild would.
   const dry = await runRebuild(db.url, ['namespace_usage', '--dry-run']);
-  t.is(dry.code, 2, shown(dry));
+  t.is(dry.code, 1, shown(dry));
   t.regex(dry.stdout, /^would rebuild group namespace_usage:\n/);
   t.regex(dry.stderr, /would be refused: cannot rebuild projection group "namespace_usage": view public\.usage_report reads namespace_usage/);
   const refused = await runRebuild(db.url, ['namespace_usage']);
@@ -931,6 +931,18 @@ test('a view over a table of the group refuses the rebuild, naming it; the view 
   t.deepEqual(await liveCheckpoints(client), reference.checkpoints);
   t.deepEqual(await leftovers(client), NO_LEFTOVERS);
   t.is((await client.query('SELECT count(*)::int AS n FROM public.usage_report')).rows[0].n, (await namespaceUsageRows(client)).length);
+});
+
+// The dry run's check of a rebuild running looks at the lock and does not take it: a rebuild
+// starting at that moment is not refused for it.
+test('a dry run reports a rebuild of the group running in another process, without taking its lock', async (t) => {
+  const { db, client } = await builtCopy(t);
+  await client.query('SELECT pg_advisory_lock($1, hashtext($2))', [REBUILD_LOCK_CLASS, 'namespace_usage']);
+  t.deepEqual(await rebuildRefusals(db.url, [condaStoreProjections, [namespaceUsage]]), [
+    { group: 'namespace_usage', reason: 'a rebuild of projection group "namespace_usage" is already running in another process' },
+  ]);
+  await client.query('SELECT pg_advisory_unlock_all()');
+  t.deepEqual(await rebuildRefusals(db.url, [condaStoreProjections, [namespaceUsage]]), []);
 });
 
 // Regression: DROP SCHEMA ... CASCADE of the old tables dropped whatever depended on them besides

@@ -4,7 +4,7 @@ import { planRebuild, rebuildGroups, rebuildLeftovers, rebuildRefusals, type Reb
 import { groupsOf } from '../projection/definition.js';
 import { createProgress } from './progress.js';
 import { requireMigrated } from '../db/migrate.js';
-import { EXIT, parsePositive, runCommand, stopOnSignals } from './runtime.js';
+import { EXIT, parsePositive, printable, runCommand, stopOnSignals } from './runtime.js';
 
 /**
  * TEST HOOK, not for operators (test/rebuild.test.ts kills the rebuild at chosen points): with
@@ -32,12 +32,13 @@ const program = new Command('rebuild-projections')
   .description('rebuild projections from the log into shadow tables, then swap them in atomically')
   .argument('[names...]', 'projections to rebuild (default: those whose definition changed since they were built)')
   .option('--all', 'rebuild every projection')
-  .option('--dry-run', 'list what would be rebuilt, and why, and what the rebuild would refuse (exit 2), without rebuilding')
+  .option('--dry-run', 'list what would be rebuilt, and why, and what the rebuild would refuse (then exit 1), without rebuilding')
   .option('--batch-size <n>', 'events per transaction', (v) => parsePositive(v, '--batch-size'), 5000)
   .addHelpText('after', `
 Projections that reference each other by foreign key (conda-store's tables) are rebuilt together.
 Readers see the old tables until the swap and the new ones after it; Ctrl-C or a crash before the
-swap leaves everything as it was. Exit code 0 on success, 2 on failure.`)
+swap leaves everything as it was. Exit code 0 on success, 2 on failure; 1 when --dry-run finds
+what the rebuild would refuse.`)
   .showHelpAfterError()
   .allowExcessArguments(false)
   .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : EXIT.failed))
@@ -62,11 +63,11 @@ swap leaves everything as it was. Exit code 0 on success, 2 on failure.`)
         for (const p of entry.projections) process.stdout.write(`  ${p.name}: ${p.reason}\n`);
       }
       if (options.dryRun) {
-        // What the rebuild would refuse, as it would (exit 2): a dry run said it would rebuild a
-        // group that the rebuild then refused.
+        // What the rebuild would refuse (exit 1, apart from a dry run that failed): a dry run said
+        // it would rebuild a group that the rebuild then refused.
         const refusals = await rebuildRefusals(config.databaseUrl, plan.map((entry) => allProjections.filter((p) => p.group === entry.group)));
-        for (const { reason } of refusals) process.stderr.write(`would be refused: ${reason}\n`);
-        return refusals.length > 0 ? EXIT.failed : EXIT.ok;
+        for (const { reason } of refusals) process.stderr.write(`would be refused: ${printable(reason)}\n`);
+        return refusals.length > 0 ? EXIT.refused : EXIT.ok;
       }
       const signal = stopOnSignals(logger);
       let total = await log.headPosition();

@@ -106,7 +106,8 @@ export function leaseFrom(source: pg.Pool | Connections): Promise<Lease> {
 }
 
 /**
- * Runs one statement (`run`, which must send exactly one) on a connection of `source` and gives
+ * Runs one statement (`run`, which must send exactly one, or one pipeline up to one Sync: one
+ * implicit transaction, as a fenced append's; lean-query.ts) on a connection of `source` and gives
  * the connection back, also when the statement fails with an error that `refused` says left the
  * session as it was (the caller knows its statement's refusals). pg-pool's own `pool.query`
  * closes the connection on any error, so every refused append used to cost a new connection.

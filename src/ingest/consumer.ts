@@ -21,8 +21,10 @@
  *   delay and comes back; ingestion resumes by itself when the database does.
  * - One process ingests at a time (an advisory lock, as for projection groups); another takes
  *   over when it dies. Exactly-once does not depend on the lock (the log is idempotent by event
- *   id), order does not either (the stream-order gate above); it only avoids two processes
- *   waiting on each other's messages.
+ *   id). An owner that lost the lock while it lives is fenced off: the process that takes over
+ *   raises the ingestion's fence, and every write of a session is made with its hold
+ *   (migrations/20260101001800_writer_fences.ts), so the old owner's writes stop there, and the
+ *   new owner decides its messages in their order.
  */
 import type { ConsumerInfo, JetStreamManager, JsMsg, MsgRequest, NatsConnection, StoredMsg, StreamInfo } from 'nats';
 import pg from 'pg';
@@ -802,6 +804,21 @@ export function createIngester(options: IngesterOptions): Ingester {
             await pause(error, `NATS: cannot set up stream ${names.stream} and consumer ${names.durable}; retrying`);
             continue;
           }
+          /**
+           * The ingestion's fence raised, or undefined if `owned` aborts first (a stop, or the lock
+           * lost, in a network cut at worst: the raise goes on without this session, and a stop is
+           * not held by it). An error that is not a lost connection (a role that may not write
+           * event_store.fences) stops the ingester, as one when the lock is taken does.
+           */
+          const raiseFence = async (owned: AbortSignal): Promise<Fence | undefined> => {
+            const raising = log.raiseFence(`ingest:${key}`);
+            raising.catch(() => undefined); // left behind when `owned` aborts first
+            const aborted = new Promise<undefined>((resolve) => {
+              if (owned.aborted) resolve(undefined);
+              owned.addEventListener('abort', () => resolve(undefined), { once: true });
+            });
+            return Promise.race([raising, aborted]);
+          };
           let ownership;
           try {
             ownership = await acquireOwnership(options.databaseUrl, `ingest:${key}`, {
@@ -815,6 +832,23 @@ export function createIngester(options: IngesterOptions): Ingester {
           }
           if (!ownership) break;
           const owned = AbortSignal.any([signal, ownership.lost]);
+          // The lock alone does not stop an owner that lost it while it lives (its lock's
+          // connection ended, its others not): its batch in flight would go on being written
+          // beside this session's. Every write of this session holds this fence, raised once that
+          // owner's writes in flight have committed; any it makes after fails.
+          let fence: Fence | undefined;
+          try {
+            fence = await raiseFence(owned);
+          } catch (error) {
+            await ownership.release();
+            if (!isTransient(error)) throw error;
+            await pause(error, 'database unavailable; ingestion resumes when it is back');
+            continue;
+          }
+          if (!fence) {
+            await ownership.release(); // stopping, or the lock lost meanwhile: taken again above
+            continue;
+          }
           // The next failure starts from the first delay once a session has shown that it works:
           // it handled a batch, or ran for a while. Reset as soon as ownership was taken, a session
           // that fails at its start (a fetch the server refuses) was retried every 250 ms for ever.
@@ -822,11 +856,6 @@ export function createIngester(options: IngesterOptions): Ingester {
           let handledBatch = false;
           const proven = () => handledBatch || Date.now() - began >= PROVEN_SESSION_MS;
           try {
-            // The lock alone does not stop an owner that lost it while it lives (its lock's
-            // connection ended, its others not): its batch in flight would go on being written
-            // beside this session's. Every write of this session holds this fence, raised once
-            // that owner's writes in flight have committed; any it makes after fails.
-            const fence = await log.raiseFence(`ingest:${key}`);
             logger.info({ stream: names.stream, durable: names.durable, subjects: `${subjectPrefix}>`, fenceEpoch: fence.epoch }, 'ingesting events from NATS');
             await session(pool, counters, owned, fence, consumerInfo, () => (handledBatch = true));
             if (proven()) failures = 0;

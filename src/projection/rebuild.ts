@@ -40,14 +40,19 @@ import { logUpTo } from '../log/up-to.js';
 import { readTableDefinitions, type TableDefinition } from './table-definition.js';
 import { quoteIdent as quote, sqlFile, toNumber } from '../log/postgres/sql.js';
 
-const REBUILD_LOCK_CLASS = 7405;
+export const REBUILD_LOCK_CLASS = 7405;
 const DEPENDENTS = sqlFile(import.meta.url, 'rebuild-dependents.sql');
 
 /** Swap attempts when readers hold the live tables, and how long each waits for them (grows to the max). */
 const SWAP_ATTEMPTS = 30;
 const SWAP_LOCK_TIMEOUT_MS = { first: 200, max: 800 };
 
-export class RebuildInProgressError extends Error {
+/** A rebuild refused for what the database holds (a view on a group table, a rebuild running...): nothing was changed. */
+export class RebuildRefusedError extends Error {
+  override name = 'RebuildRefusedError';
+}
+
+export class RebuildInProgressError extends RebuildRefusedError {
   override name = 'RebuildInProgressError';
   constructor(readonly group: string) {
     super(`a rebuild of projection group "${group}" is already running in another process`);
@@ -155,8 +160,7 @@ export async function rebuildLeftovers(databaseUrl: string, groups: ProjectionDe
       // starting that moment would find taken, and refuse) is only taken when there is something.
       if ((await leftoversOf(client, group, shadowNames)).length === 0) continue;
       // Not while a rebuild of the group runs (it holds this lock): the schemas are that run's.
-      const { rows: [free] } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [REBUILD_LOCK_CLASS, group]);
-      if (!free!.ok) continue;
+      if (!(await tryRebuildLock(client, group))) continue;
       try {
         const leftovers = await leftoversOf(client, group, shadowNames);
         if (drop) await dropLeftovers(client, group, shadowNames);
@@ -273,8 +277,7 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
   try {
     for (const projections of options.groups) {
       const group = projections[0]!.group;
-      const { rows: [lock] } = await admin.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [REBUILD_LOCK_CLASS, group]);
-      if (!lock!.ok) throw new RebuildInProgressError(group);
+      if (!(await tryRebuildLock(admin, group))) throw new RebuildInProgressError(group);
       const names = projections.map((p) => p.name);
       const { shadow, old } = schemaNames(group);
       const r = { group, projections, tables: projections.flatMap((p) => p.tables), names, shadow, old, events: { count: 0 } };
@@ -283,10 +286,7 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
 
     for (const r of rebuilds) {
       await dropLeftovers(admin, r.group, r.shadowNames);
-      await refuseForeignReferences(admin, r);
-      await refuseDependents(admin, r);
-      r.definitions = await readTableDefinitions(admin, 'public', r.tables);
-      refuseUncarried(r);
+      r.definitions = await checkedDefinitions(admin, r);
       // Shadow tables: columns, defaults, keys, checks and cascading foreign keys now; the other
       // foreign keys and the indexes after the load.
       r.created = true;
@@ -544,11 +544,40 @@ async function inTransaction(client: pg.Client, searchPath: string, work: () => 
   await client.query('COMMIT');
 }
 
+/** The rebuild lock of `group` (session-level, on `client`), if no other process holds it. */
+async function tryRebuildLock(client: pg.ClientBase, group: string): Promise<boolean> {
+  const { rows: [lock] } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [REBUILD_LOCK_CLASS, group]);
+  return lock!.ok;
+}
+
+/** Whether a process holds the rebuild lock of `group` (looked at, not taken: a rebuild starting then is not refused for it). */
+async function rebuildRunning(client: pg.ClientBase, group: string): Promise<boolean> {
+  const { rows: [held] } = await client.query<{ held: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND objid = hashtext($2)::oid AND objsubid = 2 AND granted
+                      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())) AS held`,
+    [REBUILD_LOCK_CLASS, group],
+  );
+  return held!.held;
+}
+
+/**
+ * The checks a rebuild makes of a group before it creates anything (a foreign key or a dependent
+ * from outside the group, what a rebuild cannot carry over): the live tables' definitions, or
+ * RebuildRefusedError. Shared by the rebuild and its dry run, which must not drift apart.
+ */
+async function checkedDefinitions(client: pg.ClientBase, r: Pick<GroupRebuild, 'group' | 'tables'>): Promise<TableDefinition[]> {
+  await refuseForeignReferences(client, r);
+  await refuseDependents(client, r);
+  const definitions = await readTableDefinitions(client, 'public', r.tables);
+  refuseUncarried({ group: r.group, definitions });
+  return definitions;
+}
+
 /**
  * The swap moves the group's live tables out and drops them: a foreign key into them from a table
  * outside the group would be dropped with them. Refused, with what to do instead.
  */
-async function refuseForeignReferences(admin: pg.Client, r: Pick<GroupRebuild, 'group' | 'tables'>): Promise<void> {
+async function refuseForeignReferences(admin: pg.ClientBase, r: Pick<GroupRebuild, 'group' | 'tables'>): Promise<void> {
   const { rows } = await admin.query<{ constraint: string; child: string; parent: string }>(
     `SELECT c.conname::text AS constraint, cn.nspname || '.' || child.relname AS child, parent.relname::text AS parent
        FROM pg_constraint c
@@ -561,7 +590,7 @@ async function refuseForeignReferences(admin: pg.Client, r: Pick<GroupRebuild, '
   );
   if (rows.length) {
     const [first] = rows;
-    throw new Error(
+    throw new RebuildRefusedError(
       `cannot rebuild projection group "${r.group}": ${first!.child} references ${first!.parent} by foreign key ${first!.constraint}, ` +
         `which the swap would drop; the projection that owns ${first!.child} must be in group "${r.group}"`,
     );
@@ -577,7 +606,7 @@ async function refuseForeignReferences(admin: pg.Client, r: Pick<GroupRebuild, '
  * constraints, indexes, defaults, sequences) and its foreign keys between its tables are not
  * dependents; foreign keys from outside the group are refused apart (refuseForeignReferences).
  */
-async function refuseDependents(admin: pg.Client, r: Pick<GroupRebuild, 'group' | 'tables'>): Promise<void> {
+async function refuseDependents(admin: pg.ClientBase, r: Pick<GroupRebuild, 'group' | 'tables'>): Promise<void> {
   const { rows } = await admin.query<{ view: string | null; object: string; table: string }>(
     DEPENDENTS,
     [r.tables],
@@ -585,7 +614,7 @@ async function refuseDependents(admin: pg.Client, r: Pick<GroupRebuild, 'group' 
   const [first] = rows;
   if (!first) return;
   const unchanged = 'the live tables, checkpoints and fingerprints are unchanged';
-  throw new Error(
+  throw new RebuildRefusedError(
     first.view
       ? `cannot rebuild projection group "${r.group}": view ${first.view} reads ${first.table}, and would go on reading the old table after the swap, ` +
           `then be dropped with it; drop the view before the rebuild and create it again after; ${unchanged}`
@@ -598,7 +627,7 @@ async function refuseDependents(admin: pg.Client, r: Pick<GroupRebuild, 'group' 
 function refuseUncarried(r: Pick<GroupRebuild, 'group' | 'definitions'>): void {
   const found = r.definitions.find((d) => d.unsupported.length > 0);
   if (!found) return;
-  throw new Error(
+  throw new RebuildRefusedError(
     `cannot rebuild projection group "${r.group}": table ${found.table} has ${found.unsupported.join(', ')}, which a rebuild cannot carry over ` +
       'to the new tables (dropped with the old table, it would be lost without a word); remove it before the rebuild and set it again after; ' +
       'the live tables, checkpoints and fingerprints are unchanged',
@@ -627,10 +656,10 @@ async function definitionStamps(admin: pg.Client, tables: string[]): Promise<{ t
 }
 
 /**
- * Why a rebuild of each of `groups` would be refused now, checked as a rebuild checks before its
- * fill (a rebuild of the group in progress, a foreign key or a dependent from outside the group,
- * what a rebuild cannot carry over), changing nothing: for --dry-run, which said "would rebuild"
- * of a group that the rebuild then refused. Database errors are thrown, not taken for refusals.
+ * Why a rebuild of each of `groups` would be refused now, by the checks a rebuild makes before its
+ * fill (checkedDefinitions; a rebuild of the group running), changing nothing and taking no lock:
+ * for --dry-run, which said "would rebuild" of a group that the rebuild then refused. Any other
+ * error is thrown.
  */
 export async function rebuildRefusals(databaseUrl: string, groups: readonly ProjectionDefinition[][]): Promise<{ group: string; reason: string }[]> {
   refuseSharedSchemaNames(groups.map((projections) => projections[0]!.group));
@@ -639,15 +668,11 @@ export async function rebuildRefusals(databaseUrl: string, groups: readonly Proj
     for (const projections of groups) {
       const r = { group: projections[0]!.group, tables: projections.flatMap((p) => p.tables) };
       try {
-        const { rows: [lock] } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [REBUILD_LOCK_CLASS, r.group]);
-        if (!lock!.ok) throw new RebuildInProgressError(r.group);
-        await client.query('SELECT pg_advisory_unlock($1, hashtext($2))', [REBUILD_LOCK_CLASS, r.group]);
-        await refuseForeignReferences(client, r);
-        await refuseDependents(client, r);
-        refuseUncarried({ group: r.group, definitions: await readTableDefinitions(client, 'public', r.tables) });
+        if (await rebuildRunning(client, r.group)) throw new RebuildInProgressError(r.group);
+        await checkedDefinitions(client, r);
       } catch (error) {
-        if (typeof (error as { code?: unknown }).code === 'string') throw error;
-        refusals.push({ group: r.group, reason: (error as Error).message });
+        if (!(error instanceof RebuildRefusedError)) throw error;
+        refusals.push({ group: r.group, reason: error.message });
       }
     }
     return refusals;
