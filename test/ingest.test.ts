@@ -815,20 +815,29 @@ test.serial('an onBatch or onRetry callback that throws is logged; the session g
   await waitUntil(async () => (await nats.jsm.consumers.info(nats.names.stream, nats.names.durable)).num_waiting <= 1, 'one pull request waiting at most');
 });
 
+/**
+ * A login role of the test's own that may read and write every table of event_store but
+ * `revoked` (e.g. 'UPDATE ON event_store.fences'), and the test database's URL as that role.
+ */
+async function ingesterRole(t: ExecutionContext, db: TestLog, revoked: string): Promise<{ role: string; url: URL }> {
+  const role = `cse_test_ingester_${randomBytes(4).toString('hex')}`;
+  const name = new URL(db.url).pathname.slice(1);
+  await db.query(`CREATE ROLE ${role} LOGIN; GRANT CONNECT ON DATABASE "${name}" TO ${role};
+                  GRANT USAGE ON SCHEMA event_store TO ${role}; GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA event_store TO ${role};
+                  REVOKE ${revoked} FROM ${role}`);
+  t.teardown(() => db.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`).catch(() => undefined));
+  const url = new URL(db.url);
+  url.username = role;
+  return { role, url };
+}
+
 // The retry delay starts over only once a session has shown that it works (c394f7f: reset as soon
 // as ownership was taken, a session failing at its start was retried every 250 ms for ever).
 test.serial('a session that fails at its start backs off, each failure waiting longer; once one has handled a batch, the next failure waits the first delay again', async (t) => {
   const db = await testLog(t);
   const nats = await testNats(t, { create: true });
   // A role that may do all the ingester does but read the stored rejections, which a session reads first.
-  const role = `cse_test_ingester_${randomBytes(4).toString('hex')}`;
-  const name = new URL(db.url).pathname.slice(1);
-  await db.query(`CREATE ROLE ${role} LOGIN; GRANT CONNECT ON DATABASE "${name}" TO ${role};
-                  GRANT USAGE ON SCHEMA event_store TO ${role}; GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA event_store TO ${role};
-                  REVOKE SELECT ON event_store.rejected_messages FROM ${role}`);
-  t.teardown(() => db.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`).catch(() => undefined));
-  const url = new URL(db.url);
-  url.username = role;
+  const { role, url } = await ingesterRole(t, db, 'SELECT ON event_store.rejected_messages');
   const records: { msg: string; delayMs?: number }[] = [];
   const logger = pino({ level: 'warn' }, { write: (line: string) => void records.push(JSON.parse(line) as (typeof records)[number]) });
   const ingester = runIngester(t, { nc: nats.nc, log: db.log, databaseUrl: url.toString(), names: nats.names, logger, retryDelayMs: { initial: 20, max: 160 } });
@@ -1013,14 +1022,7 @@ test('7,000 rejected messages are stored in one statement, each as received (bin
 test.serial('an ingester whose role may not raise the ingestion fence stops with the error', async (t) => {
   const db = await testLog(t);
   const nats = await testNats(t, { create: true });
-  const role = `cse_test_unfenced_${randomBytes(4).toString('hex')}`;
-  const name = new URL(db.url).pathname.slice(1);
-  await db.query(`CREATE ROLE ${role} LOGIN; GRANT CONNECT ON DATABASE "${name}" TO ${role};
-                  GRANT USAGE ON SCHEMA event_store TO ${role}; GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA event_store TO ${role};
-                  REVOKE UPDATE ON event_store.fences FROM ${role}`);
-  t.teardown(() => db.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`).catch(() => undefined));
-  const url = new URL(db.url);
-  url.username = role;
+  const { url } = await ingesterRole(t, db, 'UPDATE ON event_store.fences');
   const log = createPostgresEventLog({ connectionString: url.toString() });
   t.teardown(() => log.close());
   const ingester = createIngester({ nc: nats.nc, log, databaseUrl: url.toString(), names: nats.names, logger: silentLogger });
