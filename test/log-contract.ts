@@ -588,6 +588,8 @@ export function logContract(test: TestFn, makeLog: LogFactory, backend: string):
     const fence = await log.raiseFence('writer');
     await log.append({ stream: 'f-1', events: events(1) }, { fence });
     await t.throwsAsync(log.append({ stream: 'f-1', expectedVersion: 'no_stream', events: events(1) }, { fence }), { instanceOf: WrongExpectedVersionError });
+    await t.throwsAsync(log.append({ stream: 'f-1', expectedVersion: 5, events: events(1) }, { fence }), { instanceOf: WrongExpectedVersionError });
+    await log.append({ stream: 'f-1', expectedVersion: 0, events: events(1) }, { fence });
     const stale = await log.raiseFence('writer');
     t.is(stale.epoch, 2);
     await t.throwsAsync(log.append({ stream: 'f-1', expectedVersion: 'no_stream', events: events(1) }, { fence }), { instanceOf: WrongExpectedVersionError });

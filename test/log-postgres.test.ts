@@ -1583,23 +1583,31 @@ test('postgres: raising a fence waits for a fenced append in flight to commit', 
 // ...and a raise in flight holds back the fenced append that checks after it: the append sees the
 // raise once it commits (READ COMMITTED reads the row again once its lock is granted) and fails,
 // its events undone; should the raise roll back, the append goes in.
+const fencedAppends = {
+  // append_events() and the check
+  'of several streams': [[{ stream: 'f-1', events: events(2) }, { stream: 'f-2', events: events(1) }], ['f-1', 'f-1', 'f-2']],
+  // the fast path's statement and the check
+  'of one event': [[{ stream: 'f-1', expectedVersion: 'no_stream', events: events(1) }], ['f-1']],
+} as const satisfies Record<string, [AppendRequest[], string[]]>;
 for (const outcome of ['COMMIT', 'ROLLBACK'] as const) {
-  test(`postgres: a fenced append that meets a raise in flight waits for it, then ${outcome === 'COMMIT' ? 'fails with FencedError and writes nothing' : 'goes in when the raise rolled back'}`, async (t) => {
-    const log = await postgresLog(t);
-    const fence = await log.raiseFence('writer');
-    const raiser = await connect(t, log.url);
-    await raiser.query('BEGIN');
-    await raiser.query("SELECT event_store.raise_fence('writer')");
-    const appending = log.append([{ stream: 'f-1', events: events(2) }, { stream: 'f-2', events: events(1) }], { fence });
-    await untilOneWaits(raiser, 'the append to wait for the raise');
-    await raiser.query(outcome);
-    if (outcome === 'COMMIT') {
-      const error = await t.throwsAsync(appending, { instanceOf: FencedError });
-      t.like(error, { fence: 'writer', held: 1, current: 2 });
-      t.is(await log.headPosition(), 0);
-    } else {
-      t.is((await appending).length, 3);
-      t.deepEqual((await collect(log.readAll())).map((e) => e.stream), ['f-1', 'f-1', 'f-2']);
-    }
-  });
+  for (const [kind, [requests, streams]] of Object.entries(fencedAppends)) {
+    test(`postgres: a fenced append ${kind} that meets a raise in flight waits for it, then ${outcome === 'COMMIT' ? 'fails with FencedError and writes nothing' : 'goes in when the raise rolled back'}`, async (t) => {
+      const log = await postgresLog(t);
+      const fence = await log.raiseFence('writer');
+      const raiser = await connect(t, log.url);
+      await raiser.query('BEGIN');
+      await raiser.query("SELECT event_store.raise_fence('writer')");
+      const appending = log.append(requests.map((request) => ({ ...request, events: [...request.events] })), { fence });
+      await untilOneWaits(raiser, 'the append to wait for the raise');
+      await raiser.query(outcome);
+      if (outcome === 'COMMIT') {
+        const error = await t.throwsAsync(appending, { instanceOf: FencedError });
+        t.like(error, { fence: 'writer', held: 1, current: 2 });
+        t.is(await log.headPosition(), 0);
+      } else {
+        t.is((await appending).length, streams.length);
+        t.deepEqual((await collect(log.readAll())).map((e) => e.stream), streams);
+      }
+    });
+  }
 }

@@ -1032,6 +1032,11 @@ test('a rebuild keeps comments, storage parameters, statistics targets, replica 
     ['ALTER TABLE public.namespace_usage ENABLE ROW LEVEL SECURITY; CREATE POLICY mine ON public.namespace_usage USING (namespace_id > 0)', /row-level security, policy mine/],
     ['GRANT SELECT (namespace_id) ON public.namespace_usage TO PUBLIC', /column privileges on namespace_id/],
     ['CREATE PUBLICATION usage_pub FOR TABLE public.namespace_usage', /publication usage_pub/],
+    // Regression (a review of 2026-12-07): publications of every table, or of the schema, were
+    // not seen; the load into the shadow schema went to every subscriber (which has no such
+    // table), and the swapped-in rows to none.
+    ['CREATE PUBLICATION all_pub FOR ALL TABLES', /publication (\w+, )*all_pub/],
+    ['CREATE PUBLICATION schema_pub FOR TABLES IN SCHEMA public', /publication (\w+, )*schema_pub/],
     ['CREATE RULE no_delete AS ON DELETE TO public.namespace_usage DO INSTEAD NOTHING', /rule no_delete/],
     // A projection table that inherits from another: the parent would find no rows of it after the swap.
     ['CREATE TABLE public.usage_parent (namespace_id integer); ALTER TABLE public.namespace_usage INHERIT public.usage_parent', /inheritance \(a parent or child table\)/],

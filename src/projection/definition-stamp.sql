@@ -32,7 +32,10 @@ WITH t AS MATERIALIZED (
   UNION ALL SELECT t.oid, 'trigger', g.oid::text, g.xmin::text FROM t JOIN pg_trigger g ON g.tgrelid = t.oid
   UNION ALL SELECT t.oid, 'rule', w.oid::text, w.xmin::text FROM t JOIN pg_rewrite w ON w.ev_class = t.oid
   UNION ALL SELECT t.oid, 'policy', p.oid::text, p.xmin::text FROM t JOIN pg_policy p ON p.polrelid = t.oid
-  UNION ALL SELECT t.oid, 'publication', p.oid::text, p.xmin::text FROM t JOIN pg_publication_rel p ON p.prrelid = t.oid
+  -- Every publication that publishes the table, by name, FOR ALL TABLES or by its schema: one
+  -- created meanwhile, of any kind, moves the stamp.
+  UNION ALL SELECT t.oid, 'publication', p.oid::text, p.xmin::text
+    FROM t JOIN pg_publication_tables pt ON pt.schemaname = 'public' AND pt.tablename = t.relname JOIN pg_publication p ON p.pubname = pt.pubname
   UNION ALL SELECT t.oid, 'statistics', x.oid::text, x.xmin::text FROM t JOIN pg_statistic_ext x ON x.stxrelid = t.oid
   UNION ALL SELECT t.oid, 'inherits', h.inhrelid || '.' || h.inhparent, h.xmin::text FROM t JOIN pg_inherits h ON h.inhrelid = t.oid OR h.inhparent = t.oid
 )

@@ -117,7 +117,10 @@ async function readOne(client: pg.ClientBase, schema: string, table: string): Pr
             ARRAY(SELECT tgname::text FROM pg_trigger WHERE tgrelid = c.oid AND NOT tgisinternal ORDER BY 1) AS triggers,
             ARRAY(SELECT rulename::text FROM pg_rewrite WHERE ev_class = c.oid ORDER BY 1) AS rules,
             ARRAY(SELECT polname::text FROM pg_policy WHERE polrelid = c.oid ORDER BY 1) AS policies,
-            ARRAY(SELECT p.pubname::text FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid WHERE r.prrelid = c.oid ORDER BY 1) AS publications,
+            -- Every publication that publishes the table: by name, and also FOR ALL TABLES or FOR
+            -- TABLES IN SCHEMA (PostgreSQL 15), which a look at pg_publication_rel missed.
+            ARRAY(SELECT pt.pubname::text FROM pg_publication_tables pt
+                   WHERE pt.schemaname = (SELECT nspname FROM pg_namespace WHERE oid = c.relnamespace) AND pt.tablename = c.relname ORDER BY 1) AS publications,
             ARRAY(SELECT stxname::text FROM pg_statistic_ext WHERE stxrelid = c.oid ORDER BY 1) AS statistics,
             (SELECT reloptions FROM pg_class WHERE oid = c.reltoastrelid) AS "toastOptions",
             EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = c.oid OR inhparent = c.oid) AS inheritance

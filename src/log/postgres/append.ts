@@ -281,12 +281,14 @@ async function releasePositionLock(client: pg.ClientBase): Promise<Error | undef
  * spent about 15 µs more of Node.js time (bench/HISTORY.md).
  */
 export async function appendFast(
-  source: pg.Pool | Connections, appends: readonly FastAppend[], versions?: StreamVersions, query: FastQuery = fastPathQuery(appends),
+  source: pg.Pool | Connections, appends: readonly FastAppend[], versions?: StreamVersions, query: FastQuery = fastPathQuery(appends), fence?: Fence,
 ): Promise<AppendedEvent[][] | undefined> {
   const { client, release } = await leaseFrom(source);
   let rows: TextRow[];
   try {
-    rows = (await leanPipeline(client, [withKnownVersion(query, appends[0]!.request, versions)]))[0]!;
+    // A fence's check follows in the same pipeline (appendSteps); when the statement wrote
+    // nothing, the check only locked the fence's row, and append_events() decides, fenced too.
+    rows = (await leanPipeline(client, [withKnownVersion(query, appends[0]!.request, versions), ...fenceSteps(fence)]))[0]!;
   } catch (error) {
     // A unique key raises in the INSERT, after the subquery that takes the positions has released
     // the position lock: nothing to clean up, append_events() decides.
@@ -345,9 +347,12 @@ const HOLD_FENCE_SQL = sqlFile(import.meta.url, 'hold-fence.sql');
  * round trip and, up to its Sync, one implicit transaction, which the check's failure undoes.
  */
 function appendSteps(values: (string | null)[], fence: Fence | undefined): PipelineStep[] {
-  const steps: PipelineStep[] = [{ name: 'cse_append', text: APPEND_SQL, values }];
-  if (fence) steps.push({ name: 'cse_hold_fence', text: HOLD_FENCE_SQL, values: [fence.name, String(fence.epoch)] });
-  return steps;
+  return [{ name: 'cse_append', text: APPEND_SQL, values }, ...fenceSteps(fence)];
+}
+
+/** The fence's check, for a pipeline after an append's statement; none without a fence. */
+function fenceSteps(fence: Fence | undefined): PipelineStep[] {
+  return fence ? [{ name: 'cse_hold_fence', text: HOLD_FENCE_SQL, values: [fence.name, String(fence.epoch)] }] : [];
 }
 
 /**
@@ -360,11 +365,10 @@ export async function append(source: pg.Pool | Connections, requests: AppendRequ
   const nonEmpty = requests.filter((request) => request.events.length > 0);
   if (nonEmpty.length === 0) return [];
   try {
-    // A fenced append goes by append_events(), which the fence's check follows (appendSteps).
-    const single: FastAppend[] | undefined = !fence && takesFastPath(nonEmpty) ? [{ request: nonEmpty[0], notification, json }] : undefined;
+    const single: FastAppend[] | undefined = takesFastPath(nonEmpty) ? [{ request: nonEmpty[0], notification, json }] : undefined;
     // Built now, before any await: its JSON also serves the fallback (FastQuery).
     const fastQuery = single && fastPathQuery(single);
-    const fast = single && (await appendFast(source, single, versions, fastQuery));
+    const fast = single && (await appendFast(source, single, versions, fastQuery, fence));
     if (fast) return fast[0]!;
     // Text parameters only: without node-postgres' Describe and result objects (leanQuery).
     const values = appendParameters(nonEmpty, notification, json, fastQuery && fastQueryArrays(fastQuery));

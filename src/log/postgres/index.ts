@@ -123,7 +123,7 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
         // The events' JSON once, for the statement and for this process's live subscribers, if any.
         const json = recent.keeping() ? eventJson(list) : undefined;
         // One stream, nothing but events: through the queue, which writes concurrent ones together
-        // (unfenced: a fence is checked in its append's own transaction).
+        // (unfenced: a fence is checked in its append's own transaction, append.ts).
         const { fence } = appendOptions;
         appended = !fence && takesFastPath(nonEmpty) ? await queue.append({ request: nonEmpty[0], notification, json }) : await outside(append(connections, list, { notification, json, fence }));
         seen(list, appended);
