@@ -29,3 +29,18 @@ export async function settlesWithin(promise: Promise<unknown>, ms: number): Prom
     timer.abort();
   }
 }
+
+/**
+ * `promise`'s value, or undefined as soon as `signal` aborts (at once if it already has): for a
+ * wait that a stop must not be held by. `promise` goes on; its rejection after the abort is
+ * dropped. The abort listener goes once either settles.
+ */
+export function unlessAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
+  promise.catch(() => undefined);
+  if (signal.aborted) return Promise.resolve(undefined);
+  return new Promise<T | undefined>((resolve, reject) => {
+    const aborted = () => resolve(undefined);
+    signal.addEventListener('abort', aborted, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', aborted));
+  });
+}

@@ -38,7 +38,7 @@ import { acquireOwnership } from '../projection/ownership.js';
 import { isTransient } from '../projection/transient.js';
 import { DEFAULT_FETCH, discardingLimits, ensureIngestion, eventSubject, isNoMessageError, resolveNames, type ConsumerSettings, type IngestNames } from './stream.js';
 import { backoffMs } from '../backoff.js';
-import { settlesWithin, sleep } from '../sleep.js';
+import { settlesWithin, sleep, unlessAborted } from '../sleep.js';
 import { sqlFile } from '../log/postgres/sql.js';
 import { translateError } from '../log/postgres/errors.js';
 
@@ -318,6 +318,8 @@ export function createIngester(options: IngesterOptions): Ingester {
   const retryInitial = options.retryDelayMs?.initial ?? 250;
   const retryMax = options.retryDelayMs?.max ?? 10_000;
   const key = statsKey(names);
+  /** The ingestion's lock and fence. */
+  const ownershipName = `ingest:${key}`;
   const subjectPrefix = eventSubject(names, '');
   /** Messages held at most (fetched but not yet handled). */
   const bufferCap = batchSize * 4;
@@ -804,24 +806,9 @@ export function createIngester(options: IngesterOptions): Ingester {
             await pause(error, `NATS: cannot set up stream ${names.stream} and consumer ${names.durable}; retrying`);
             continue;
           }
-          /**
-           * The ingestion's fence raised, or undefined if `owned` aborts first (a stop, or the lock
-           * lost, in a network cut at worst: the raise goes on without this session, and a stop is
-           * not held by it). An error that is not a lost connection (a role that may not write
-           * event_store.fences) stops the ingester, as one when the lock is taken does.
-           */
-          const raiseFence = async (owned: AbortSignal): Promise<Fence | undefined> => {
-            const raising = log.raiseFence(`ingest:${key}`);
-            raising.catch(() => undefined); // left behind when `owned` aborts first
-            const aborted = new Promise<undefined>((resolve) => {
-              if (owned.aborted) resolve(undefined);
-              owned.addEventListener('abort', () => resolve(undefined), { once: true });
-            });
-            return Promise.race([raising, aborted]);
-          };
           let ownership;
           try {
-            ownership = await acquireOwnership(options.databaseUrl, `ingest:${key}`, {
+            ownership = await acquireOwnership(options.databaseUrl, ownershipName, {
               signal,
               onWaiting: () => logger.info({ stream: names.stream, durable: names.durable }, 'another process is ingesting; waiting to take over'),
             });
@@ -835,10 +822,13 @@ export function createIngester(options: IngesterOptions): Ingester {
           // The lock alone does not stop an owner that lost it while it lives (its lock's
           // connection ended, its others not): its batch in flight would go on being written
           // beside this session's. Every write of this session holds this fence, raised once that
-          // owner's writes in flight have committed; any it makes after fails.
+          // owner's writes in flight have committed; any it makes after fails. Not waited for past
+          // a stop or the lock's loss (a network cut at worst). An error that is not a lost
+          // connection (a role that may not write event_store.fences) stops the ingester, as one
+          // when the lock is taken does.
           let fence: Fence | undefined;
           try {
-            fence = await raiseFence(owned);
+            fence = await unlessAborted(log.raiseFence(ownershipName), owned);
           } catch (error) {
             await ownership.release();
             if (!isTransient(error)) throw error;
