@@ -593,5 +593,8 @@ export function logContract(test: TestFn, makeLog: LogFactory, backend: string):
     const stale = await log.raiseFence('writer');
     t.is(stale.epoch, 2);
     await t.throwsAsync(log.append({ stream: 'f-1', expectedVersion: 'no_stream', events: events(1) }, { fence }), { instanceOf: WrongExpectedVersionError });
+    await t.throwsAsync(log.append({ stream: 'f-1', expectedVersion: 5, events: events(1) }, { fence }), { instanceOf: WrongExpectedVersionError });
+    await t.throwsAsync(log.append({ stream: 'f-9', expectedVersion: 'stream_exists', events: events(1) }, { fence }), { instanceOf: WrongExpectedVersionError });
+    await t.throwsAsync(log.append({ stream: 'f-1', expectedVersion: 1, events: events(2) }, { fence }), { instanceOf: FencedError });
   });
 }

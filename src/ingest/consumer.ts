@@ -828,7 +828,9 @@ export function createIngester(options: IngesterOptions): Ingester {
           // when the lock is taken does.
           let fence: Fence | undefined;
           try {
-            fence = await unlessAborted(log.raiseFence(ownershipName), owned);
+            // Not raised at all once the lock is lost: a raise committed after the next owner's
+            // would fence that owner off.
+            fence = owned.aborted ? undefined : await unlessAborted(log.raiseFence(ownershipName), owned);
           } catch (error) {
             await ownership.release();
             if (!isTransient(error)) throw error;
@@ -836,7 +838,9 @@ export function createIngester(options: IngesterOptions): Ingester {
             continue;
           }
           if (!fence) {
-            await ownership.release(); // stopping, or the lock lost meanwhile: taken again above
+            // Stopping, or the lock lost meanwhile (taken again above, after the delay).
+            await ownership.release();
+            if (!signal.aborted) await pause(new Error('ownership connection lost'), 'database connection lost; ingestion resumes when it is back');
             continue;
           }
           // The next failure starts from the first delay once a session has shown that it works:

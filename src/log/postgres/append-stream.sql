@@ -1,3 +1,4 @@
+-- (A fenced append sends the fence's check after this statement, in its transaction: hold-fence.sql.)
 -- The fast path of the commonest append: one event to one stream, no keys, no preconditions (an
 -- append of several events, or of several streams at once, takes append-streams.sql). One INSERT
 -- instead of a call of event_store.append_events(), whose setup of twenty arrays cost more than

@@ -272,9 +272,10 @@ async function releasePositionLock(client: pg.ClientBase): Promise<Error | undef
 /**
  * The fast path: `appends` in one statement and one commit (fastPathQuery). Each append's
  * results, in order; undefined when it wrote nothing (an expected version does not hold, an id is
- * in the log already, a version was taken in between): append_events() then decides and explains,
- * seeing everything committed since. Both statements return a row per append: its first event's
- * position and version, the others following on.
+ * in the log already, a version was taken in between, or a `fence` check failed): append_events()
+ * then decides and explains, seeing everything committed since, fenced the same way. Both
+ * statements return a row per append: its first event's position and version, the others
+ * following on.
  *
  * From the connection to the results in one function with two awaits: through withConnection,
  * fastRows and leanQuery, six async functions, the commonest append of a sequential appender
@@ -286,13 +287,15 @@ export async function appendFast(
   const { client, release } = await leaseFrom(source);
   let rows: TextRow[];
   try {
-    // A fence's check follows in the same pipeline (appendSteps); when the statement wrote
-    // nothing, the check only locked the fence's row, and append_events() decides, fenced too.
-    rows = (await leanPipeline(client, [withKnownVersion(query, appends[0]!.request, versions), ...fenceSteps(fence)]))[0]!;
+    const statement = withKnownVersion(query, appends[0]!.request, versions);
+    // A fence's check follows in the same pipeline (appendSteps).
+    rows = (await leanPipeline(client, fence ? [statement, holdFenceStep(fence)] : [statement]))[0]!;
   } catch (error) {
     // A unique key raises in the INSERT, after the subquery that takes the positions has released
-    // the position lock: nothing to clean up, append_events() decides.
-    if (isTakenElsewhere(error)) {
+    // the position lock: nothing to clean up, append_events() decides. So it does when the
+    // fence's check failed, which runs after the statement, lock released, whether or not it
+    // wrote (undone): append_events() reports a refusal before the fence, as for any append.
+    if (isTakenElsewhere(error) || (fence && (error as { code?: unknown }).code === 'CS009')) {
       release();
       return undefined;
     }
@@ -347,12 +350,13 @@ const HOLD_FENCE_SQL = sqlFile(import.meta.url, 'hold-fence.sql');
  * round trip and, up to its Sync, one implicit transaction, which the check's failure undoes.
  */
 function appendSteps(values: (string | null)[], fence: Fence | undefined): PipelineStep[] {
-  return [{ name: 'cse_append', text: APPEND_SQL, values }, ...fenceSteps(fence)];
+  const statement = { name: 'cse_append', text: APPEND_SQL, values };
+  return fence ? [statement, holdFenceStep(fence)] : [statement];
 }
 
-/** The fence's check, for a pipeline after an append's statement; none without a fence. */
-function fenceSteps(fence: Fence | undefined): PipelineStep[] {
-  return fence ? [{ name: 'cse_hold_fence', text: HOLD_FENCE_SQL, values: [fence.name, String(fence.epoch)] }] : [];
+/** The fence's check, for a pipeline after an append's statement (appendSteps, appendFast). */
+function holdFenceStep(fence: Fence): PipelineStep {
+  return { name: 'cse_hold_fence', text: HOLD_FENCE_SQL, values: [fence.name, String(fence.epoch)] };
 }
 
 /**

@@ -125,7 +125,7 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
         // One stream, nothing but events: through the queue, which writes concurrent ones together
         // (unfenced: a fence is checked in its append's own transaction, append.ts).
         const { fence } = appendOptions;
-        appended = !fence && takesFastPath(nonEmpty) ? await queue.append({ request: nonEmpty[0], notification, json }) : await outside(append(connections, list, { notification, json, fence }));
+        appended = !fence && takesFastPath(nonEmpty) ? await queue.append({ request: nonEmpty[0], notification, json }) : await outside(append(connections, list, { notification, json, fence, versions }));
         seen(list, appended);
         // Kept before the wake-up below, which sends this process's subscribers to take them.
         kept = json !== undefined && recent.add(appended, list, json);
