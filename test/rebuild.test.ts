@@ -31,7 +31,7 @@ import { appendEnvelopes } from '../src/decide/append-batch.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import type { EventLog } from '../src/log/types.js';
 import { defineProjection, groupsOf, type ProjectionDefinition } from '../src/projection/definition.js';
-import { planRebuild, REBUILD_LOCK_CLASS, RebuildInProgressError, rebuildGroup, rebuildGroups, rebuildRefusals, refuseSharedSchemaNames } from '../src/projection/rebuild.js';
+import { planRebuild, REBUILD_LOCK_CLASS, RebuildInProgressError, RebuildRefusedError, rebuildGroup, rebuildGroups, rebuildRefusals, refuseSharedSchemaNames } from '../src/projection/rebuild.js';
 import { createProjectionService } from '../src/projection/service.js';
 import { allProjections, condaStoreProjections, namespaceUsage, specifications } from '../projections/index.js';
 import { root } from './helpers/cli.js';
@@ -943,6 +943,46 @@ test('a dry run reports a rebuild of the group running in another process, witho
   ]);
   await client.query('SELECT pg_advisory_unlock_all()');
   t.deepEqual(await rebuildRefusals(db.url, [condaStoreProjections, [namespaceUsage]]), []);
+});
+
+// Regression (the last note's leftovers, 2026-12-07): a role that owns the group's tables but may
+// not create tables in schema public (PostgreSQL 15's default for all but the database's owner)
+// filled the shadow tables, then failed at the swap: the whole fill lost, hours on a large log.
+// And, found by this test: a rebuilding role that is a member of the tables' owner failed when it
+// added the keys and indexes after the fill (checked as the tables' owner, who had no right on
+// the shadow schema); the owners now get USAGE and CREATE on it.
+test('a role that may not move the new tables into schema public is refused before the fill, as its dry run says; a member of the tables\' owner rebuilds them', async (t) => {
+  const suffix = randomBytes(4).toString('hex');
+  const owner = `cse_test_owner_${suffix}`;
+  const rebuilder = `cse_test_rebuilder_${suffix}`;
+  await withAdmin((admin) => admin.query(`CREATE ROLE ${owner}; CREATE ROLE ${rebuilder} LOGIN IN ROLE ${owner}`));
+  // Dropped after the database (teardowns run last to first), which holds what they own.
+  t.teardown(() => withAdmin((admin) => admin.query(`DROP ROLE IF EXISTS ${rebuilder}; DROP ROLE IF EXISTS ${owner}`)));
+  const { reference, db, client } = await builtCopy(t);
+  const name = new URL(db.url).pathname.slice(1);
+  await client.query(`
+    ${namespaceUsage.tables.map((table) => `ALTER TABLE public.${table} OWNER TO ${owner};`).join('\n')}
+    GRANT CONNECT, CREATE ON DATABASE "${name}" TO ${rebuilder};
+    GRANT USAGE ON SCHEMA event_store TO ${rebuilder};
+    GRANT ALL ON ALL TABLES IN SCHEMA event_store TO ${rebuilder};
+    GRANT ALL ON ALL SEQUENCES IN SCHEMA event_store TO ${rebuilder};
+    REVOKE CREATE ON SCHEMA public FROM PUBLIC`);
+  const url = new URL(db.url);
+  url.username = rebuilder;
+  const log = openLog(t, url.toString());
+  const refusal = `cannot rebuild projection group "namespace_usage": role ${rebuilder} may not create tables in schema public, which the swap moves the new tables into; ` +
+    `GRANT CREATE ON SCHEMA public TO ${rebuilder}; the live tables, checkpoints and fingerprints are unchanged`;
+  t.deepEqual(await rebuildRefusals(url.toString(), [[namespaceUsage]]), [{ group: 'namespace_usage', reason: refusal }]);
+  let filled = false;
+  await t.throwsAsync(rebuildGroup({ databaseUrl: url.toString(), log, logger: silentLogger, projections: [namespaceUsage], batchSize: 50, onPhase: () => void (filled = true) }), { instanceOf: RebuildRefusedError, message: refusal });
+  t.false(filled, 'refused before the fill');
+  t.deepEqual(await leftovers(client), NO_LEFTOVERS);
+
+  // Granted, the same role rebuilds the group.
+  await client.query(`GRANT CREATE ON SCHEMA public TO ${rebuilder}`);
+  t.deepEqual(await rebuildRefusals(url.toString(), [[namespaceUsage]]), []);
+  await rebuildGroup({ databaseUrl: url.toString(), log, logger: silentLogger, projections: [namespaceUsage], batchSize: 50 });
+  t.deepEqual(await digests(client), reference.digests);
 });
 
 // Regression: DROP SCHEMA ... CASCADE of the old tables dropped whatever depended on them besides

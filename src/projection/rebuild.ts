@@ -42,6 +42,7 @@ import { quoteIdent as quote, sqlFile, toNumber } from '../log/postgres/sql.js';
 
 export const REBUILD_LOCK_CLASS = 7405;
 const DEPENDENTS = sqlFile(import.meta.url, 'rebuild-dependents.sql');
+const OTHER_OWNERS = sqlFile(import.meta.url, 'other-owners.sql');
 
 /** Swap attempts when readers hold the live tables, and how long each waits for them (grows to the max). */
 const SWAP_ATTEMPTS = 30;
@@ -292,6 +293,12 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
       r.created = true;
       await inTransaction(admin, r.shadow, async () => {
         await admin.query(`CREATE SCHEMA ${quote(r.shadow)}`);
+        // The tables' owners, when the rebuilding role is a member of theirs: PostgreSQL checks
+        // an index's schema privilege as its table's owner, and the keys and indexes added after
+        // the load failed (after the whole fill) on a schema that only the rebuilding role may use.
+        for (const { owner } of (await admin.query<{ owner: string }>(OTHER_OWNERS, [r.tables])).rows) {
+          await admin.query(`GRANT USAGE, CREATE ON SCHEMA ${quote(r.shadow)} TO ${quote(owner)}`);
+        }
         for (const d of r.definitions) for (const statement of [...d.sequences, d.create, ...d.settings, ...d.ownership]) await admin.query(statement);
         for (const d of r.definitions) for (const statement of d.beforeLoad) await admin.query(statement);
         r.deferredUniques = await deferUniqueConstraints(admin, r);
@@ -566,11 +573,33 @@ async function rebuildRunning(client: pg.ClientBase, group: string): Promise<boo
  * RebuildRefusedError. Shared by the rebuild and its dry run, which must not drift apart.
  */
 async function checkedDefinitions(client: pg.ClientBase, r: Pick<GroupRebuild, 'group' | 'tables'>): Promise<TableDefinition[]> {
+  await refuseMissingRights(client, r);
   await refuseForeignReferences(client, r);
   await refuseDependents(client, r);
   const definitions = await readTableDefinitions(client, 'public', r.tables);
   refuseUncarried({ group: r.group, definitions });
   return definitions;
+}
+
+/**
+ * The rights the rebuild needs beyond what creating the shadow tables asks: the swap moves the
+ * new tables into schema public (CREATE on it) and moves the live ones out and drops them (their
+ * owner's rights). Without them the swap failed after the whole fill, hours on a large log.
+ */
+async function refuseMissingRights(client: pg.ClientBase, r: Pick<GroupRebuild, 'group' | 'tables'>): Promise<void> {
+  const { rows: [rights] } = await client.query<{ role: string; db: string; schema: boolean; database: boolean; notOwned: string | null }>(
+    `SELECT current_user::text AS role, current_database()::text AS db, has_schema_privilege('public', 'CREATE') AS schema, has_database_privilege(current_database(), 'CREATE') AS database,
+            (SELECT format('%s (owned by %s)', c.relname, pg_get_userbyid(c.relowner)) FROM pg_class c
+              WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY($1) AND NOT pg_has_role(c.relowner, 'USAGE') ORDER BY c.relname LIMIT 1) AS "notOwned"`,
+    [r.tables],
+  );
+  const { role, db, schema, database, notOwned } = rights!;
+  const refuse = (what: string, grant: string) => {
+    throw new RebuildRefusedError(`cannot rebuild projection group "${r.group}": role ${role} ${what}; ${grant}; the live tables, checkpoints and fingerprints are unchanged`);
+  };
+  if (notOwned) refuse(`does not own table ${notOwned}, which the swap moves out and drops`, 'run the rebuild as its owner, or as a member of the owning role');
+  if (!database) refuse('may not create schemas in this database (the shadow tables go in one of their own)', `GRANT CREATE ON DATABASE "${db}" TO ${role}`);
+  if (!schema) refuse('may not create tables in schema public, which the swap moves the new tables into', `GRANT CREATE ON SCHEMA public TO ${role}`);
 }
 
 /**
