@@ -1031,6 +1031,31 @@ test.serial('an ingester whose role may not raise the ingestion fence stops with
   t.is((await db.query(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = 7403 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)).length, 0, 'the ingestion lock given back');
 });
 
+// The raise is the session's first write: a database lost at that moment is waited out like any
+// other loss, and the lock is given back meanwhile (the next attempt, on a new connection, takes it).
+test.serial('a fence raise that fails on a lost connection is retried after the delay, and ingestion goes on', async (t) => {
+  const db = await testLog(t);
+  const nats = await testNats(t, { create: true });
+  const records: { msg: string }[] = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void records.push(JSON.parse(line) as { msg: string }) });
+  let raises = 0;
+  const log: EventLog = {
+    ...db.log,
+    async raiseFence(name) {
+      if (raises++ === 0) throw Object.assign(new Error('Connection terminated unexpectedly (the raise)'), { code: 'ECONNRESET' });
+      return db.log.raiseFence(name);
+    },
+  };
+  const events = Array.from({ length: 10 }, (_, i) => envelopeFor('NamespaceCreated', { namespace_id: i + 1, name: `ns-${i + 1}` }));
+  await publishEvents(nats.nc, events, { names: nats.names });
+  const ingester = runIngester(t, { nc: nats.nc, log, databaseUrl: db.url, names: nats.names, logger, retryDelayMs: { initial: 50, max: 50 } });
+  await waitUntil(() => ingester.totals().messages >= events.length, 'every event ingested');
+  await assertExactlyOnce(t, db, events);
+  t.is(raises, 2);
+  t.true(records.some((r) => r.msg === 'database unavailable; ingestion resumes when it is back'));
+  t.deepEqual(await db.query('SELECT epoch::int FROM event_store.fences'), [{ epoch: 1 }], 'the failed raise changed nothing');
+});
+
 // The rejected messages of an ingester that lost its job are not stored either (the fence of the
 // test above, on the ingester's other write).
 test('rejected messages are stored with the current hold of the ingestion fence; with an older one, nothing is stored (FencedError)', async (t) => {

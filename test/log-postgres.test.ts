@@ -45,6 +45,14 @@ async function positionLockHolders(client: pg.Client): Promise<number> {
   return rows[0]!.n;
 }
 
+/** Until a backend of this test's database, other than `client`'s, waits for a lock. */
+async function untilOneWaits(client: pg.Client, what: string): Promise<void> {
+  await waitUntil(
+    async () => (await client.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")).rowCount! > 0,
+    what,
+  );
+}
+
 /** The two statements an append may run, as a query for a client of one's own (inside a transaction). */
 const appendPaths = {
   'append_events()': (request: AppendRequest, notification?: Notification) => ({ text: APPEND_SQL, values: appendParameters([request], notification) }),
@@ -169,8 +177,7 @@ for (const [what, sameStream] of [['another stream: a conflict naming the event'
     // (On the same stream, it waits for A's stream lock instead, and then sees A's event.)
     // Not asked through A: within a transaction, the activity statistics are read once.
     const watcher = await connect(t, log.url);
-    const waiting = "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
-    await waitUntil(async () => (await watcher.query(waiting)).rowCount! >= 1, 'the append to wait for A');
+    await untilOneWaits(watcher, 'the append to wait for A');
     await a.query('COMMIT');
     if (sameStream) {
       // The duplicate is recognised by its id and content, at A's position and version.
@@ -1002,7 +1009,7 @@ test('postgres: appends claim their keys in one order, so two that claim the sam
   const appending = log.append({ stream: 'namespace-2', events: events(1), claims: [{ name: 'namespace.name', value: 'b' }, { name: 'namespace.name', value: 'a' }] });
   void appending.catch(() => undefined); // awaited below
   const watcher = await connect(t, log.url);
-  await waitUntil(async () => (await watcher.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")).rowCount! >= 1, 'B to wait for A');
+  await untilOneWaits(watcher, 'B to wait for A');
   // A takes "b": it waited for B (which held "b"), and one of the two was failed as a deadlock.
   await a.query("INSERT INTO event_store.keys (name, value, stream) VALUES ('namespace.name', 'b', 'namespace-1')");
   await a.query('COMMIT');
@@ -1555,13 +1562,6 @@ test('postgres: CS008 passes through as a transient error, not as a refusal of t
   t.true(isTransient(error));
 });
 
-/** Until a backend of this test's database waits for a lock (a row's, here). */
-async function untilOneWaits(client: pg.Client, what: string): Promise<void> {
-  await waitUntil(
-    async () => (await client.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")).rowCount! > 0,
-    what,
-  );
-}
 
 // The fence's two orders (migrations/20260101001800_writer_fences.ts). An append in flight holds
 // the fence's row (hold_fence(), as its transaction runs it after its writes): a raise waits for it

@@ -790,6 +790,8 @@ export function createIngester(options: IngesterOptions): Ingester {
         logger.warn({ err: error, delayMs }, what);
         await sleep(delayMs, signal);
       };
+      /** The ownership connection was lost (the database is probably down): the lock is taken again after the delay. */
+      const lockLost = () => pause(new Error('ownership connection lost'), 'database connection lost; ingestion resumes when it is back');
       try {
         while (!signal.aborted) {
           if (nc.isClosed()) throw new Error('the NATS connection is closed');
@@ -840,7 +842,7 @@ export function createIngester(options: IngesterOptions): Ingester {
           if (!fence) {
             // Stopping, or the lock lost meanwhile (taken again above, after the delay).
             await ownership.release();
-            if (!signal.aborted) await pause(new Error('ownership connection lost'), 'database connection lost; ingestion resumes when it is back');
+            if (!signal.aborted) await lockLost();
             continue;
           }
           // The next failure starts from the first delay once a session has shown that it works:
@@ -855,7 +857,7 @@ export function createIngester(options: IngesterOptions): Ingester {
             if (proven()) failures = 0;
             if (!signal.aborted) {
               // The ownership connection was lost: the database is probably down.
-              await pause(new Error('ownership connection lost'), 'database connection lost; ingestion resumes when it is back');
+              await lockLost();
             }
           } catch (error) {
             if (proven()) failures = 0;

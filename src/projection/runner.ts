@@ -427,7 +427,7 @@ export function createRunner(options: RunnerOptions): Runner {
       const error = new CheckpointRewoundError(checkpoint.name, checkpoint.position, at);
       logger.warn(
         { checkpoint: checkpoint.name, position: checkpoint.position, committedAt: at },
-        stoppedSeen.has(checkpoint.name)
+        revived
           ? 'a stopped projection runs again below where this runner has read: reading the log again from its checkpoint'
           : 'checkpoint below where this runner committed it (a transaction lost in a server crash?): reading the log again from it',
       );
@@ -514,7 +514,13 @@ export function createRunner(options: RunnerOptions): Runner {
 
   const handledTypes = new Set(projections.flatMap((projection) => Object.keys(projection.handlers)));
 
+  /** A batch applied, passed over, or its failing event isolated: the feed has been to its end (fedTo). */
   async function applyBatch(batch: LogBatch): Promise<void> {
+    await applyOrPassOver(batch);
+    fedTo = Math.max(fedTo, batch.position);
+  }
+
+  async function applyOrPassOver(batch: LogBatch): Promise<void> {
     const last = batch.position;
     // A batch with no event of a type the group handles (or none at all: the log read past events
     // of other types) changes nothing: its checkpoint can move with a later batch. Live, every
@@ -532,7 +538,6 @@ export function createRunner(options: RunnerOptions): Runner {
           logger.error({ err: error }, 'could not save the checkpoint of events with nothing to apply');
         });
       }, IDLE_SAVE_MS).unref();
-      fedTo = Math.max(fedTo, last);
       return;
     }
     try {
@@ -546,14 +551,12 @@ export function createRunner(options: RunnerOptions): Runner {
           return { names: advancing(checkpoints, last), position: last, sequences, deferred };
         });
       }
-      fedTo = Math.max(fedTo, last);
     } catch (error) {
       if (isTransient(error) || error instanceof CheckpointRewoundError || error instanceof NewerReleaseError) throw error;
       // A batch that fails because the tables changed under it (a type, a key, a sequence renamed) is
       // applied again with them as they are, not taken for an event no projection can apply.
       if (await withConnection(pool, (client) => tablesChanged(client), () => undefined)) throw new TablesChangedError();
       await isolateFailure(batch, error);
-      fedTo = Math.max(fedTo, last);
     }
   }
 
