@@ -1095,6 +1095,124 @@ test('a rebuild keeps comments, storage parameters, statistics targets, replica 
   }
 });
 
+/**
+ * A tablespace of the test's own, made inside the server's data directory (allow_in_place_tablespaces:
+ * no directory to prepare), dropped once the test's databases are: called before them.
+ */
+async function inPlaceTablespace(t: ExecutionContext): Promise<string> {
+  const name = `cse_test_space_${randomBytes(4).toString('hex')}`;
+  await withAdmin(async (admin) => {
+    await admin.query('SET allow_in_place_tablespaces = on');
+    await admin.query(`CREATE TABLESPACE ${name} LOCATION ''`);
+  });
+  t.teardown(() => withAdmin((admin) => admin.query(`DROP TABLESPACE IF EXISTS ${name}`)));
+  return name;
+}
+
+/** The tablespace of each of `relations` (null: the database's default). */
+async function tablespacesOf(client: Queryable, relations: string[]): Promise<Record<string, string | null>> {
+  const { rows } = await client.query<{ relation: string; tablespace: string | null }>(
+    `SELECT c.relname AS relation, s.spcname::text AS tablespace FROM pg_class c LEFT JOIN pg_tablespace s ON s.oid = c.reltablespace
+      WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY($1) ORDER BY 1`,
+    [relations],
+  );
+  return Object.fromEntries(rows.map((row) => [row.relation, row.tablespace]));
+}
+
+// Regression (the rebuild review of 2026-12-07): a table in a tablespace of its own was refused,
+// and an index in one came back in the database's default, without a word.
+test('a rebuild keeps the tablespaces of a table, its keys\' indexes and its other indexes; a role that may not create in one is refused before the fill', async (t) => {
+  // Dropped last, once neither the database nor the tablespace holds its grants (teardowns run last to first).
+  const rebuilder = `cse_test_rebuilder_${randomBytes(4).toString('hex')}`;
+  await withAdmin((admin) => admin.query(`CREATE ROLE ${rebuilder} LOGIN`));
+  t.teardown(() => withAdmin((admin) => admin.query(`DROP ROLE IF EXISTS ${rebuilder}`)));
+  const space = await inPlaceTablespace(t);
+  const { reference, db, client } = await builtCopy(t);
+  // The database's default names another tablespace: what has none of its own live must not go there.
+  const name = new URL(db.url).pathname.slice(1);
+  await client.query(`
+    ALTER DATABASE "${name}" SET default_tablespace = ${space};
+    ALTER TABLE public.namespace_usage SET TABLESPACE ${space};
+    ALTER INDEX public.namespace_usage_pkey SET TABLESPACE ${space};
+    CREATE INDEX namespace_usage_builds ON public.namespace_usage (builds) TABLESPACE ${space};
+    CREATE INDEX namespace_usage_size ON public.namespace_usage (total_size) TABLESPACE pg_default;
+    -- A unique constraint that is no upsert's arbiter: dropped for the load, added back after it.
+    ALTER TABLE public.namespace_usage_build ADD CONSTRAINT namespace_usage_build_once UNIQUE (build_id, namespace_id) USING INDEX TABLESPACE ${space}`);
+  const relations = ['namespace_usage', 'namespace_usage_pkey', 'namespace_usage_builds', 'namespace_usage_size', 'namespace_usage_build', 'namespace_usage_build_pkey', 'namespace_usage_build_once'];
+  const placed = { ...Object.fromEntries(relations.map((relation) => [relation, null])), namespace_usage: space, namespace_usage_pkey: space, namespace_usage_builds: space, namespace_usage_build_once: space };
+  t.deepEqual(await tablespacesOf(client, relations), placed);
+
+  const log = openLog(t, db.url);
+  const reports = await rebuildGroup({ databaseUrl: db.url, log, logger: silentLogger, projections: [namespaceUsage], batchSize: 50 });
+  t.true(reports.events > 0);
+  t.deepEqual(await tablespacesOf(client, relations), placed);
+  t.deepEqual(await digests(client), reference.digests);
+  t.deepEqual(await leftovers(client), NO_LEFTOVERS);
+
+  // A role that owns the tables and may do all else, but not create in the tablespace.
+  await client.query(`
+    ${namespaceUsage.tables.map((table) => `ALTER TABLE public.${table} OWNER TO ${rebuilder};`).join('\n')}
+    GRANT CONNECT, CREATE ON DATABASE "${name}" TO ${rebuilder};
+    GRANT CREATE ON SCHEMA public TO ${rebuilder};
+    GRANT USAGE ON SCHEMA event_store TO ${rebuilder};
+    GRANT ALL ON ALL TABLES IN SCHEMA event_store TO ${rebuilder};
+    GRANT ALL ON ALL SEQUENCES IN SCHEMA event_store TO ${rebuilder}`);
+  const url = new URL(db.url);
+  url.username = rebuilder;
+  const refusal = `cannot rebuild projection group "namespace_usage": role ${rebuilder} may not create tables or indexes in tablespace ${space}, where the live ones are; ` +
+    `GRANT CREATE ON TABLESPACE ${space} TO ${rebuilder}; the live tables, checkpoints and fingerprints are unchanged`;
+  t.deepEqual(await rebuildRefusals(url.toString(), [[namespaceUsage]]), [{ group: 'namespace_usage', reason: refusal }]);
+  let filled = false;
+  await t.throwsAsync(rebuildGroup({ databaseUrl: url.toString(), log, logger: silentLogger, projections: [namespaceUsage], batchSize: 50, onPhase: () => void (filled = true) }), { instanceOf: RebuildRefusedError, message: refusal });
+  t.false(filled, 'refused before the fill');
+  await withAdmin((admin) => admin.query(`GRANT CREATE ON TABLESPACE ${space} TO ${rebuilder}`));
+  await rebuildGroup({ databaseUrl: url.toString(), log, logger: silentLogger, projections: [namespaceUsage], batchSize: 50 });
+  t.deepEqual(await tablespacesOf(client, relations), placed);
+  t.deepEqual(await digests(client), reference.digests);
+});
+
+// Regression (the rebuild review of 2026-12-07): a group's foreign key to another group's table
+// was added in the transaction that builds the group's indexes, and the lock it takes on that
+// table (SHARE ROW EXCLUSIVE) stopped the table's writers, the other group's projector among them,
+// until the last index was built: minutes on a large log.
+test('a foreign key to another group\'s table does not hold that table\'s writers during the index build; it is validated, and kept', async (t) => {
+  const { reference, db, client } = await builtCopy(t);
+  const name = new URL(db.url).pathname.slice(1);
+  const { rows: [usage] } = await client.query<{ n: number }>('SELECT count(*)::int AS n FROM public.namespace_usage');
+  // An index that builds slowly, in the rebuild's sessions only (a setting of the database, taken
+  // by the sessions that start after it is set): about four seconds in all.
+  await client.query(`
+    CREATE FUNCTION public.slowly(integer) RETURNS integer IMMUTABLE LANGUAGE sql
+      AS $$ SELECT $1 FROM pg_sleep(coalesce(current_setting('cse_test.index_sleep', true), '0')::float8) $$;
+    CREATE INDEX namespace_usage_slowly ON public.namespace_usage (public.slowly(namespace_id));
+    ALTER TABLE public.namespace_usage ADD CONSTRAINT namespace_usage_namespace_fkey FOREIGN KEY (namespace_id) REFERENCES public.namespace (id);
+    ALTER DATABASE "${name}" SET cse_test.index_sleep = '${(4 / Math.max(usage!.n, 1)).toFixed(4)}'`);
+  t.true(usage!.n > 0);
+
+  const log = openLog(t, db.url);
+  const rebuilt = rebuildGroup({ databaseUrl: db.url, log, logger: silentLogger, projections: [namespaceUsage], batchSize: 50 });
+  // Once the shadow table's index is being built, a writer of the other group's table goes through.
+  const building = async () =>
+    (await client.query(`SELECT 1 FROM pg_stat_progress_create_index p JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'rebuild_namespace_usage'`)).rowCount === 1;
+  let ended = false;
+  void rebuilt.finally(() => (ended = true)).catch(() => undefined);
+  while (!ended && !(await building())) await new Promise((resolve) => setTimeout(resolve, 20));
+  const indexing = !ended;
+  t.true(indexing, 'the index build was seen');
+  const writer = await connect(t, db.url);
+  await writer.query(`SET lock_timeout = '2s'`);
+  await t.notThrowsAsync(writer.query('UPDATE public.namespace SET name = name WHERE id = (SELECT min(id) FROM public.namespace)'));
+  t.true(await building(), 'the write went through while the index was being built');
+
+  await rebuilt;
+  const { rows: [key] } = await client.query(
+    `SELECT convalidated AS validated, confrelid::regclass::text AS parent FROM pg_constraint WHERE conrelid = 'public.namespace_usage'::regclass AND conname = 'namespace_usage_namespace_fkey'`,
+  );
+  t.deepEqual(key, { validated: true, parent: 'namespace' });
+  t.deepEqual(await digests(client), reference.digests);
+  t.deepEqual(await leftovers(client), NO_LEFTOVERS);
+});
+
 test('a migration of a live table during the rebuild refuses the swap, which would undo it; everything stays as it is', async (t) => {
   const { reference, db, client } = await builtCopy(t);
   const log = openLog(t, db.url);

@@ -37,7 +37,7 @@ import { deleteCheckpoints, ensureCheckpoints, lockCheckpoints, SHADOW_PREFIX } 
 import { fingerprintChange, fingerprintOf, fingerprintVersion } from './fingerprint.js';
 import { catchUpTogether, createRunner, type Runner } from './runner.js';
 import { logUpTo } from '../log/up-to.js';
-import { readTableDefinitions, type TableDefinition } from './table-definition.js';
+import { inTablespace, readTableDefinitions, type TableDefinition } from './table-definition.js';
 import { quoteIdent as quote, sqlFile, toNumber } from '../log/postgres/sql.js';
 
 export const REBUILD_LOCK_CLASS = 7405;
@@ -205,8 +205,9 @@ interface GroupRebuild {
  */
 async function deferUniqueConstraints(admin: pg.Client, r: { shadow: string; tables: string[]; projections: ProjectionDefinition[] }): Promise<string[]> {
   const arbiters = declaredUpsertKeys(r.projections);
-  const { rows } = await admin.query<{ table: string; name: string; definition: string; columns: string[] }>(
+  const { rows } = await admin.query<{ table: string; name: string; definition: string; columns: string[]; tablespace: string | null }>(
     `SELECT t.relname AS table, c.conname AS name, pg_get_constraintdef(c.oid) AS definition,
+            (SELECT s.spcname::text FROM pg_class i JOIN pg_tablespace s ON s.oid = i.reltablespace WHERE i.oid = c.conindid) AS tablespace,
             array(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey)) AS columns
        FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace
       WHERE n.nspname = $1 AND t.relname = ANY($2) AND c.contype = 'u'
@@ -217,7 +218,7 @@ async function deferUniqueConstraints(admin: pg.Client, r: { shadow: string; tab
   const deferred: string[] = [];
   for (const row of rows.filter((row) => !arbiters.has(keySignature(row.table, row.columns)))) {
     await admin.query(`ALTER TABLE ${quote(row.table)} DROP CONSTRAINT ${quote(row.name)}`);
-    deferred.push(`ALTER TABLE ${quote(row.table)} ADD CONSTRAINT ${quote(row.name)} ${row.definition}`);
+    deferred.push(inTablespace(`ALTER TABLE ${quote(row.table)} ADD CONSTRAINT ${quote(row.name)} ${row.definition}`, row.tablespace));
   }
   return deferred;
 }
@@ -239,6 +240,9 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
   // rebuild's: a unique key added back over millions of rows outlasts them, and the swap's
   // transaction waits idle while the new tables catch up. The settings this server has.
   await turnOffTimeouts(admin, ['statement_timeout', 'idle_in_transaction_session_timeout', 'idle_session_timeout']);
+  // What has no tablespace of its own live is made in the database's default, whatever tablespace
+  // a role's or the database's settings name (TableDefinition.settings, inTablespace).
+  await admin.query(`SET default_tablespace = ''`);
   const pool = createPool({ connectionString: options.databaseUrl, max: 3, options: READ_COMMITTED, onError: (error) => logger.warn({ err: error }, 'rebuild pool: connection lost') });
   const interrupted = () => {
     if (options.signal?.aborted) throw new Error('rebuild interrupted: the live tables, checkpoints and fingerprints are unchanged');
@@ -314,7 +318,7 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
     interrupted();
 
     for (const r of rebuilds) {
-      const toBuild = r.deferredUniques.length + r.definitions.reduce((n, d) => n + d.afterLoad.length, 0);
+      const toBuild = r.deferredUniques.length + r.definitions.reduce((n, d) => n + d.afterLoad.length + d.outwardKeys.length, 0);
       let built = 0;
       const progress = () => options.onProgress?.({ position, events, phase: 'indexes', group: r.group, detail: `${++built} of ${toBuild} keys and indexes` });
       await inTransaction(admin, r.shadow, async () => {
@@ -336,6 +340,12 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
           for (const statement of [...d.privileges, ...d.properties]) await admin.query(statement);
         }
       });
+      for (const d of r.definitions) {
+        for (const statements of d.outwardKeys) {
+          for (const statement of statements) await linkOutward(r, statement);
+          progress();
+        }
+      }
     }
     // The planner's statistics, before readers get the new tables: without them (until an
     // autovacuum's analyze, and never with autovacuum off) the group's queries were planned on
@@ -388,6 +398,43 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
     await pool.end().catch(() => undefined);
   }
 
+  /** A lock wait that outlasts the server's deadlock check by a second (swap, linkOutward). */
+  async function pastDeadlockCheck(): Promise<number> {
+    return (await admin.query<{ ms: number }>(`SELECT setting::int AS ms FROM pg_settings WHERE name = 'deadlock_timeout'`)).rows[0]!.ms + 1000;
+  }
+
+  /**
+   * A statement of a foreign key to another group's live table (TableDefinition.outwardKeys), once
+   * the indexes are built, in a transaction of its own: the lock that adding the key takes on the
+   * other table stops that table's writers, and in the index build's transaction it did so until
+   * the last index was built, minutes on a large log. Its lock attempt gives up past the deadlock
+   * check (which cancels an autovacuum in the way) and is tried again after a pause, so that a
+   * long transaction on the other table does not hold its writers queued behind this one.
+   */
+  async function linkOutward(r: GroupRebuild, statement: string): Promise<void> {
+    const waitMs = await pastDeadlockCheck();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await inTransaction(admin, r.shadow, async () => {
+          await admin.query(`SET LOCAL lock_timeout = ${waitMs}`);
+          await admin.query(statement);
+        });
+        return;
+      } catch (error) {
+        await admin.query('ROLLBACK').catch(() => undefined);
+        if ((error as { code?: string }).code !== '55P03' /* lock_not_available */ || options.signal?.aborted) throw error;
+        if (attempt >= SWAP_ATTEMPTS) {
+          throw new Error(
+            `could not lock the tables that group "${r.group}" references by foreign key after ${attempt} attempts: long-running transactions hold them ` +
+              '(see pg_stat_activity); the live tables, checkpoints and fingerprints are unchanged',
+          );
+        }
+        logger.warn({ group: r.group, attempt }, 'a transaction holds a table that the group references; trying its foreign key again');
+        await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+      }
+    }
+  }
+
   /**
    * Swaps a group's shadow tables in, retrying while readers hold the live tables longer than a
    * lock attempt waits. Returns the position the new tables were brought to.
@@ -398,7 +445,7 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
     // PostgreSQL cancels an autovacuum that holds a lock another session waits for, but only once
     // that session has waited deadlock_timeout (when its deadlock check runs): a lock attempt that
     // gives up sooner never gets past one.
-    const pastDeadlockCheckMs = (await admin.query<{ ms: number }>(`SELECT setting::int AS ms FROM pg_settings WHERE name = 'deadlock_timeout'`)).rows[0]!.ms + 1000;
+    const pastDeadlockCheckMs = await pastDeadlockCheck();
     // The first attempt waits that long for the shadow tables (autovacuum's likely targets, fresh);
     // the others only while an autovacuum holds one: a session of another kind that holds one
     // would otherwise hold the live checkpoints (serve's batches) that long at every attempt.
@@ -584,22 +631,29 @@ async function checkedDefinitions(client: pg.ClientBase, r: Pick<GroupRebuild, '
 /**
  * The rights the rebuild needs beyond what creating the shadow tables asks: the swap moves the
  * new tables into schema public (CREATE on it) and moves the live ones out and drops them (their
- * owner's rights). Without them the swap failed after the whole fill, hours on a large log.
+ * owner's rights); the new tables and indexes go in the live ones' tablespaces (CREATE on each).
+ * Without them the rebuild failed late: the swap after the whole fill, hours on a large log.
  */
 async function refuseMissingRights(client: pg.ClientBase, r: Pick<GroupRebuild, 'group' | 'tables'>): Promise<void> {
-  const { rows: [rights] } = await client.query<{ role: string; db: string; schema: boolean; database: boolean; notOwned: string | null }>(
+  const { rows: [rights] } = await client.query<{ role: string; db: string; schema: boolean; database: boolean; notOwned: string | null; tablespace: string | null }>(
     `SELECT current_user::text AS role, current_database()::text AS db, has_schema_privilege('public', 'CREATE') AS schema, has_database_privilege(current_database(), 'CREATE') AS database,
             (SELECT format('%s (owned by %s)', c.relname, pg_get_userbyid(c.relowner)) FROM pg_class c
-              WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY($1) AND NOT pg_has_role(c.relowner, 'USAGE') ORDER BY c.relname LIMIT 1) AS "notOwned"`,
+              WHERE c.relnamespace = 'public'::regnamespace AND c.relname = ANY($1) AND NOT pg_has_role(c.relowner, 'USAGE') ORDER BY c.relname LIMIT 1) AS "notOwned",
+            (SELECT s.spcname::text FROM pg_class c JOIN pg_tablespace s ON s.oid = c.reltablespace
+              WHERE c.oid IN (SELECT t.oid FROM pg_class t WHERE t.relnamespace = 'public'::regnamespace AND t.relname = ANY($1)
+                              UNION ALL
+                              SELECT x.indexrelid FROM pg_index x JOIN pg_class t ON t.oid = x.indrelid WHERE t.relnamespace = 'public'::regnamespace AND t.relname = ANY($1))
+                AND NOT has_tablespace_privilege(s.oid, 'CREATE') ORDER BY 1 LIMIT 1) AS tablespace`,
     [r.tables],
   );
-  const { role, db, schema, database, notOwned } = rights!;
+  const { role, db, schema, database, notOwned, tablespace } = rights!;
   const refuse = (what: string, grant: string) => {
     throw new RebuildRefusedError(`cannot rebuild projection group "${r.group}": role ${role} ${what}; ${grant}; the live tables, checkpoints and fingerprints are unchanged`);
   };
   if (notOwned) refuse(`does not own table ${notOwned}, which the swap moves out and drops`, 'run the rebuild as its owner, or as a member of the owning role');
   if (!database) refuse('may not create schemas in this database (the shadow tables go in one of their own)', `GRANT CREATE ON DATABASE "${db}" TO ${role}`);
   if (!schema) refuse('may not create tables in schema public, which the swap moves the new tables into', `GRANT CREATE ON SCHEMA public TO ${role}`);
+  if (tablespace) refuse(`may not create tables or indexes in tablespace ${tablespace}, where the live ones are`, `GRANT CREATE ON TABLESPACE ${tablespace} TO ${role}`);
 }
 
 /**

@@ -25,14 +25,29 @@ export interface TableDefinition {
    * cascades as it does live. The others only check, and are added after the load.
    */
   beforeLoad: string[];
-  /** The rest of `finish`: added once the load is done. */
+  /**
+   * The rest of `finish` but the foreign keys to tables outside the ones read together: added once
+   * the load is done, in the transaction that builds the indexes.
+   */
   afterLoad: string[];
+  /**
+   * The foreign keys (not cascading) to tables outside the ones read together (another group's
+   * live tables), each as the statements that add it NOT VALID and then validate it, each for a
+   * transaction of its own after the indexes: added among them, a key held a lock on the other
+   * table that stops its writers (SHARE ROW EXCLUSIVE) until the last index was built, minutes
+   * on a large log; its validation takes one that does not (ROW SHARE).
+   */
+  outwardKeys: string[][];
   /**
    * The owner (when it is not the user reading the definition) and the privileges granted on the
    * table and its sequences: a reader's role keeps its access to a rebuilt table.
    */
   privileges: string[];
-  /** Storage parameters (fillfactor, autovacuum settings), its TOAST table's too: set as soon as the table exists, before the load. */
+  /**
+   * Storage parameters (fillfactor, autovacuum settings), its TOAST table's too, and the
+   * tablespaces of the table and of its keys' indexes: set as soon as the table exists, while
+   * moving it costs nothing, before the load.
+   */
   settings: string[];
   /**
    * The rest of what a rebuilt table keeps, set once it is loaded: comments, per-column
@@ -44,20 +59,32 @@ export interface TableDefinition {
    * What a rebuild cannot recreate on the new tables, named for the refusal (rebuild.ts): triggers,
    * rules, row-level security and its policies, column privileges, identity columns, collations
    * other than the type's, publications, extended statistics, a replica identity by index, an
-   * unlogged table, a tablespace of its own, inheritance (a parent's query would no longer see
-   * the new table's rows). Dropped with the
-   * old table, each would be lost without a word, and some (a policy, a publication) are security
-   * or replication.
+   * unlogged table, inheritance (a parent's query would no longer see the new table's rows).
+   * Dropped with the old table, each would be lost without a word, and some (a policy, a
+   * publication) are security or replication.
    */
   unsupported: string[];
 }
 
+/**
+ * `statement`, which creates an index, made to create it in `tablespace` (the database's default
+ * when null). The rebuild's connection creates everything else in the database's default (its
+ * default_tablespace is ''), as the live objects that have no tablespace of their own are.
+ */
+export function inTablespace(statement: string, tablespace: string | null): string {
+  return tablespace === null ? statement : `SET LOCAL default_tablespace = ${quote(tablespace)}; ${statement}; SET LOCAL default_tablespace = ''`;
+}
 
+
+/**
+ * The definitions of `tables` in `schema`, read together: a foreign key from one of them to a
+ * table that is not among them goes in `outwardKeys`.
+ */
 export async function readTableDefinitions(client: pg.ClientBase, schema: string, tables: string[]): Promise<TableDefinition[]> {
   await client.query(`SET search_path TO ${quote(schema)}`);
   try {
     const definitions: TableDefinition[] = [];
-    for (const table of tables) definitions.push(await readOne(client, schema, table));
+    for (const table of tables) definitions.push(await readOne(client, schema, table, tables));
     return definitions;
   } finally {
     await client.query('RESET search_path');
@@ -82,7 +109,7 @@ function revokeCreationGrants(table: string): string {
 END $revoke$`;
 }
 
-async function readOne(client: pg.ClientBase, schema: string, table: string): Promise<TableDefinition> {
+async function readOne(client: pg.ClientBase, schema: string, table: string, together: string[]): Promise<TableDefinition> {
   const { rows: [relation] } = await client.query<{ oid: number }>(
     `SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind = 'r'`,
     [schema, table],
@@ -138,14 +165,19 @@ async function readOne(client: pg.ClientBase, schema: string, table: string): Pr
       ORDER BY s.relname`,
     [relation.oid],
   );
-  const { rows: constraints } = await client.query<{ name: string; type: string; definition: string; acts: boolean; validated: boolean }>(
-    `SELECT conname AS name, contype AS type, pg_get_constraintdef(oid) AS definition, convalidated AS validated,
-            contype = 'f' AND (confdeltype IN ('c', 'n', 'd') OR confupdtype IN ('c', 'n', 'd')) AS acts
-       FROM pg_constraint WHERE conrelid = $1 ORDER BY contype, conname`,
-    [relation.oid],
+  // A key's index tablespace, and whether a foreign key's table is one of those read together.
+  const { rows: constraints } = await client.query<{
+    name: string; type: string; definition: string; acts: boolean; validated: boolean; tablespace: string | null; outward: boolean;
+  }>(
+    `SELECT k.conname AS name, k.contype AS type, pg_get_constraintdef(k.oid) AS definition, k.convalidated AS validated,
+            k.contype = 'f' AND (k.confdeltype IN ('c', 'n', 'd') OR k.confupdtype IN ('c', 'n', 'd')) AS acts,
+            CASE WHEN k.contype <> 'f' THEN (SELECT s.spcname::text FROM pg_class i JOIN pg_tablespace s ON s.oid = i.reltablespace WHERE i.oid = k.conindid) END AS tablespace,
+            k.contype = 'f' AND NOT EXISTS (SELECT 1 FROM pg_class p WHERE p.oid = k.confrelid AND p.relnamespace = $2::regnamespace AND p.relname = ANY($3)) AS outward
+       FROM pg_constraint k WHERE k.conrelid = $1 ORDER BY k.contype, k.conname`,
+    [relation.oid, quote(schema), together],
   );
-  const { rows: indexes } = await client.query<{ definition: string }>(
-    `SELECT pg_get_indexdef(i.indexrelid) AS definition
+  const { rows: indexes } = await client.query<{ definition: string; tablespace: string | null }>(
+    `SELECT pg_get_indexdef(i.indexrelid) AS definition, (SELECT s.spcname::text FROM pg_tablespace s WHERE s.oid = c.reltablespace) AS tablespace
        FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
       WHERE i.indrelid = $1 AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid)
       ORDER BY c.relname`,
@@ -186,7 +218,6 @@ async function readOne(client: pg.ClientBase, schema: string, table: string): Pr
     ...names('extended statistics', t.statistics),
     ...(t.replica === 'i' ? ['a replica identity by index'] : []),
     ...(t.unlogged ? ['UNLOGGED'] : []),
-    ...(t.tablespace ? [`tablespace ${t.tablespace}`] : []),
     ...(t.inheritance ? ['inheritance (a parent or child table)'] : []),
   ];
   const alter = `ALTER TABLE ${quote(table)}`;
@@ -209,7 +240,11 @@ async function readOne(client: pg.ClientBase, schema: string, table: string): Pr
   // reloptions are name=value pairs of known parameters (PostgreSQL checked them): safe as they are.
   // The TOAST table's too, named toast.<parameter>.
   const reloptions = [...(t.reloptions ?? []), ...(t.toastOptions ?? []).map((option) => `toast.${option}`)];
-  const settings = reloptions.length ? [`${alter} SET (${reloptions.join(', ')})`] : [];
+  const settings = [
+    ...(reloptions.length ? [`${alter} SET (${reloptions.join(', ')})`] : []),
+    ...(t.tablespace ? [`${alter} SET TABLESPACE ${quote(t.tablespace)}`] : []),
+    ...constraints.flatMap((c) => (c.tablespace ? [`ALTER INDEX ${quote(c.name)} SET TABLESPACE ${quote(c.tablespace)}`] : [])),
+  ];
   // A CHECK constraint NOT VALID (old rows not checked) is added after the load, NOT VALID again
   // (its definition says so): in CREATE TABLE it would be validated, and old rows that break it fail the rebuild.
   const loadConstraints = constraints.filter((c) => c.type !== 'f' && c.validated).map((c) => `CONSTRAINT ${quote(c.name)} ${c.definition}`);
@@ -217,8 +252,13 @@ async function readOne(client: pg.ClientBase, schema: string, table: string): Pr
   const addForeignKey = (c: { name: string; definition: string }) => `ALTER TABLE ${quote(table)} ADD CONSTRAINT ${quote(c.name)} ${c.definition}`;
   const owner = acl.find((row) => row.owner)?.owner;
   const foreignKeys = constraints.filter((c) => c.type === 'f');
+  const checkingKeys = foreignKeys.filter((c) => !c.acts);
   // pg_get_indexdef qualifies the table whatever the search_path: unqualify it.
-  const plainIndexes = indexes.map((i) => i.definition.replace(` ON ${schema}.`, ' ON ').replace(` ON ${quote(schema)}.`, ' ON '));
+  const unqualified = (definition: string) => definition.replace(` ON ${schema}.`, ' ON ').replace(` ON ${quote(schema)}.`, ' ON ');
+  const plainIndexes = indexes.map((i) => unqualified(i.definition));
+  // A key that the live table has NOT VALID comes NOT VALID in its definition, and stays so.
+  const addOutward = (c: (typeof constraints)[number]) =>
+    c.validated ? [`${addForeignKey(c)} NOT VALID`, `ALTER TABLE ${quote(table)} VALIDATE CONSTRAINT ${quote(c.name)}`] : [addForeignKey(c)];
   return {
     table,
     sequences: sequences.map(
@@ -228,7 +268,12 @@ async function readOne(client: pg.ClientBase, schema: string, table: string): Pr
     ownership: sequences.map((s) => `ALTER SEQUENCE ${quote(s.name)} OWNED BY ${quote(table)}.${quote(s.column)}`),
     finish: [...foreignKeys.map(addForeignKey), ...notValidated, ...plainIndexes],
     beforeLoad: foreignKeys.filter((c) => c.acts).map(addForeignKey),
-    afterLoad: [...foreignKeys.filter((c) => !c.acts).map(addForeignKey), ...notValidated, ...plainIndexes],
+    afterLoad: [
+      ...checkingKeys.filter((c) => !c.outward).map(addForeignKey),
+      ...notValidated,
+      ...indexes.map((i) => inTablespace(unqualified(i.definition), i.tablespace)),
+    ],
+    outwardKeys: checkingKeys.filter((c) => c.outward).map(addOutward),
     privileges: [
       // First what the new table and its sequences were given at creation by default privileges
       // (ALTER DEFAULT PRIVILEGES of the rebuilding role), which the live table may not have: the
