@@ -1213,6 +1213,35 @@ test('a foreign key to another group\'s table does not hold that table\'s writer
   t.deepEqual(await leftovers(client), NO_LEFTOVERS);
 });
 
+test('a foreign key to another group\'s table held by a long transaction: its lock attempts give way to that table\'s writers, and it is added once the transaction ends', async (t) => {
+  const { reference, db, client } = await builtCopy(t);
+  await client.query('ALTER TABLE public.namespace_usage ADD CONSTRAINT namespace_usage_namespace_fkey FOREIGN KEY (namespace_id) REFERENCES public.namespace (id)');
+  const blocker = await connect(t, db.url);
+  await blocker.query('BEGIN');
+  await blocker.query('UPDATE public.namespace SET name = name WHERE id = (SELECT min(id) FROM public.namespace)');
+  const warnings: string[] = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push((JSON.parse(line) as { msg: string }).msg) });
+  const log = openLog(t, db.url);
+  const rebuilt = rebuildGroup({ databaseUrl: db.url, log, logger, projections: [namespaceUsage], batchSize: 50 });
+  let ended = false;
+  void rebuilt.finally(() => (ended = true)).catch(() => undefined);
+  const retrying = 'a transaction holds a table that the group references; trying its foreign key again';
+  while (!ended && !warnings.includes(retrying)) await new Promise((resolve) => setTimeout(resolve, 20));
+  t.false(ended, 'the rebuild waits for the transaction');
+  // Another writer of the table, queued behind the rebuild's lock attempt, gets through when the
+  // attempt gives up: it does not wait for the long transaction's end.
+  const writer = await connect(t, db.url);
+  await writer.query(`SET statement_timeout = '20s'`);
+  await t.notThrowsAsync(writer.query('UPDATE public.namespace SET name = name WHERE id = (SELECT max(id) FROM public.namespace)'));
+  t.false(ended);
+  await blocker.query('COMMIT');
+  await rebuilt;
+  const { rows: [key] } = await client.query(`SELECT convalidated AS validated FROM pg_constraint WHERE conrelid = 'public.namespace_usage'::regclass AND conname = 'namespace_usage_namespace_fkey'`);
+  t.deepEqual(key, { validated: true });
+  t.deepEqual(await digests(client), reference.digests);
+  t.deepEqual(await leftovers(client), NO_LEFTOVERS);
+});
+
 test('a migration of a live table during the rebuild refuses the swap, which would undo it; everything stays as it is', async (t) => {
   const { reference, db, client } = await builtCopy(t);
   const log = openLog(t, db.url);
