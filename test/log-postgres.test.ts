@@ -8,7 +8,7 @@ import { APPEND_SQL, appendFast, appendParameters, eventJson, fastPathQuery } fr
 import { DuplicateKeyError, EventIdConflictError, FencedError, ForeignTransactionIdError, PreconditionFailedError, WrongExpectedVersionError } from '../src/log/errors.js';
 import type { AppendRequest, EventInput, EventLog, LogBatch, RecordedEvent } from '../src/log/types.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
-import { CARRY_AFTER_SHARE, createWakeups, LISTENER_LOCK, type Notification } from '../src/log/postgres/wakeups.js';
+import { CARRY_AFTER_SHARE, createWakeups, LISTENER_LOCK, type Notification, type Wakeups } from '../src/log/postgres/wakeups.js';
 import { createRecentAppends, inJsonbOrder } from '../src/log/postgres/recent-appends.js';
 import { translateError } from '../src/log/postgres/errors.js';
 import { isTransient } from '../src/projection/transient.js';
@@ -64,6 +64,14 @@ const appendPaths = {
 
 /** LISTEN to the log's channel as a listener the log knows of (it holds the listeners' lock). */
 const LISTEN_AS_A_LISTENER = `LISTEN event_store_appended; SELECT pg_advisory_lock_shared(${LISTENER_LOCK.join(', ')})`;
+
+/**
+ * Returns once `wakeups` listens (its first wait starts the listener, and the listener's set-up
+ * wakes the waiters): a wait returns after its own time whether or not the listener is in place.
+ */
+async function untilListening(wakeups: Wakeups): Promise<void> {
+  await wakeups.wait(60_000, AbortSignal.timeout(30_000), wakeups.seen());
+}
 
 /** A client listening to the log's channel, and the payloads it has heard, in order. */
 async function channelListener(t: ExecutionContext, url: string) {
@@ -364,7 +372,7 @@ test('postgres: a wake-up that comes while a subscriber reads is not lost; an ap
   const wakeups = createWakeups(pool, db.url, () => undefined);
   t.teardown(() => wakeups.close());
   const other = await connect(t, db.url);
-  await wakeups.wait(1); // connects the listener
+  await untilListening(wakeups);
 
   // "Reading": the count is taken, then another process appends and notifies.
   const seen = wakeups.seen();
@@ -400,7 +408,7 @@ test('postgres: a listening connection that goes silent is dropped when its prob
   const wakeups = createWakeups(testPool(t, db.url, 1), proxy.urlThrough(db.url), (error) => void errors.push((error as Error).message), 5, 200);
   t.teardown(() => wakeups.close());
   const other = await connect(t, db.url);
-  await wakeups.wait(1); // the listener, through the proxy
+  await untilListening(wakeups); // through the proxy
   proxy.freeze();
   await waitUntil(() => errors.some((message) => message.includes('did not answer within 200 ms')), 'the probe to give up');
   // The next wait listens again (a new connection: the partition was the old one's), and hears.
@@ -419,7 +427,7 @@ test('postgres: after close(), the listener\'s probe reports nothing', async (t)
   const errors: unknown[] = [];
   const probeMs = 50;
   const wakeups = createWakeups(testPool(t, db.url, 1), db.url, (error) => void errors.push(error), 5, probeMs);
-  await wakeups.wait(1); // the listener, and its probe
+  await untilListening(wakeups);
   await wakeups.close();
   // What is checked is an absence: ten probe intervals go by, and nothing is reported.
   await new Promise((resolve) => setTimeout(resolve, 10 * probeMs));
@@ -479,7 +487,7 @@ test('postgres: an append of this process wakes its subscribers to its types onl
   const pool = testPool(t, db.url, 1);
   const wakeups = createWakeups(pool, db.url, () => undefined);
   t.teardown(() => wakeups.close());
-  await wakeups.wait(1); // connects the listener
+  await untilListening(wakeups);
   const builds = ['BuildStarted'];
   const namespaces = ['NamespaceCreated'];
   const before = { builds: wakeups.seen(builds), namespaces: wakeups.seen(namespaces), any: wakeups.seen() };
@@ -632,7 +640,7 @@ test('postgres: a process\'s own listener does not count as another listener', a
   // listener is connected. (Regression, a flaky test: waiting for the lock in pg_locks instead,
   // the check could come before the process had the listener's answer, and ask on the pool,
   // where the process's own lock counts as another's; nothing asked again, and the wait timed out.)
-  await wakeups.wait(1);
+  await untilListening(wakeups);
   t.is((await pool.query(
     `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = ${LISTENER_LOCK[0]} AND objid = ${LISTENER_LOCK[1]} AND granted
        AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`)).rowCount, 1);
@@ -1292,9 +1300,85 @@ test('postgres: after taking its own appends, a subscriber reads the log for wha
     await notified;
     await log.append({ stream: 'own', events: events(1) });
   });
+  // Regression (a review of the eighth session of 2026-12-07): an own event kept past a gap in the
+  // run (a position left unused) had its wake-up counted before the take, and waited for the poll.
+  let gap = 0;
+  await whileHeld(async () => {
+    await log.append({ stream: 'own', events: events(1) }); // kept
+    gap = Number((await listener.query<{ n: string }>(`SELECT nextval('event_store.global_position_seq') AS n`)).rows[0]!.n); // left unused
+    await log.append({ stream: 'own', events: events(1) }); // kept, past the gap
+  });
   const head = await log.headPosition();
   await reader.until(head);
-  t.deepEqual(received.map((event) => event.globalPosition), Array.from({ length: head }, (_, i) => i + 1));
+  t.deepEqual(received.map((event) => event.globalPosition), Array.from({ length: head }, (_, i) => i + 1).filter((position) => position !== gap));
+});
+
+// Regression (a review of the eighth session of 2026-12-07): the events kept for subscribers
+// outlived a lost connection, which may be a server restored from a backup or a replica promoted
+// that never had them: a subscriber was handed them, and a projection past them would skip the
+// events that took their positions again.
+test('postgres: after its connections are lost, the log hands its subscribers what the server has at a position, not the events it kept there', async (t) => {
+  const db = await ownDatabase(t);
+  const errors: unknown[] = [];
+  const log = createPostgresEventLog({ connectionString: db.url, pollIntervalMs: 600_000, onError: (error) => void errors.push(error) });
+  const other = createPostgresEventLog({ connectionString: db.url, poolSize: 1 });
+  t.teardown(() => Promise.all([log.close(), other.close()]).then(() => undefined));
+  let hold: { entered: () => void; released: Promise<void> } | undefined;
+  let release!: () => void;
+  const entered = new Promise<void>((resolve) => (hold = { entered: resolve, released: new Promise<void>((done) => (release = done)) }));
+  const received: RecordedEvent[] = [];
+  const reader = readLive(log, received, {
+    onBatch: async () => {
+      const current = hold;
+      hold = undefined;
+      current?.entered();
+      await current?.released;
+    },
+  });
+  t.teardown(() => reader.stop());
+  await log.append({ stream: 'own', events: events(1) });
+  await entered;
+  const [kept] = await log.append({ stream: 'own', events: events(3) });
+  const from = kept!.globalPosition;
+  // The server "goes back" to before them: every session of the log ends, the events go, and
+  // their positions are handed out again, to another process's events.
+  const admin = await connect(t, db.url);
+  await admin.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`);
+  await waitUntil(() => errors.length > 0, 'the log to hear of its lost connections');
+  await admin.query(`
+    ALTER TABLE event_store.events DISABLE TRIGGER events_append_only;
+    DELETE FROM event_store.events WHERE global_position >= ${from};
+    ALTER TABLE event_store.events ENABLE ALWAYS TRIGGER events_append_only;
+    SELECT setval('event_store.global_position_seq', ${from - 1})`);
+  const theirs = await other.append({ stream: 'other', events: events(3) });
+  t.deepEqual(theirs.map((event) => event.globalPosition), [from, from + 1, from + 2]);
+  release();
+  await reader.until(from + 2);
+  t.deepEqual(received.slice(-3).map((event) => event.id), theirs.map((event) => event.id));
+});
+
+// Regression (a review of the eighth session of 2026-12-07): a listening connection that went
+// silent after its connect and before its LISTEN returned held every subscriber of the process
+// in its wait, with no poll, until TCP gave up (a quarter of an hour).
+test('postgres: a listener whose set-up goes unanswered holds no wait past its time, is dropped, and a later one listens', async (t) => {
+  const db = await ownDatabase(t);
+  const proxy = await tcpProxy(t, { host: '127.0.0.1', port: Number(new URL(db.url).port || 5432) });
+  const errors: string[] = [];
+  const wakeups = createWakeups(testPool(t, db.url, 1), proxy.urlThrough(db.url), (error) => void errors.push((error as Error).message), 5, 300);
+  t.teardown(() => wakeups.close());
+  proxy.holdAfterFirstWrite();
+  const signal = AbortSignal.timeout(60_000);
+  await wakeups.wait(200, signal);
+  t.false(signal.aborted, 'the wait returned in its time, not at the abort');
+  await waitUntil(() => errors.some((message) => /timeout/i.test(message)), 'the set-up to give up');
+  proxy.restore();
+  const seen = wakeups.seen();
+  await wakeups.wait(60_000, AbortSignal.timeout(30_000), seen); // returns once listening
+  const listening = wakeups.seen();
+  const other = await connect(t, db.url);
+  await other.query(`SELECT pg_notify('event_store_appended', 'from another process')`);
+  await wakeups.wait(60_000, AbortSignal.timeout(30_000), listening);
+  t.not(wakeups.seen(), listening, 'the notification was heard');
 });
 
 test('postgres: a subscriber takes its own appends only where they follow on: an append in flight below them holds it back; other processes\' appends interleaved arrive too, every position once and in order', async (t) => {

@@ -145,6 +145,12 @@ export interface TcpProxy {
   freeze(): void;
   /** A network cut without resets: freeze(), and new connections are taken but go silent too. */
   partition(): void;
+  /**
+   * New connections pass the client's first write (a PostgreSQL startup message) and the server's
+   * answers, then go silent one way: what the client sends next is held, never delivered (a cut
+   * between the connect and the first query). restore() ends it for later connections.
+   */
+  holdAfterFirstWrite(): void;
   /** Connections dropped by cut() or refused while cut. */
   dropped: number;
 }
@@ -155,6 +161,7 @@ export async function tcpProxy(t: ExecutionContext, target: { host: string; port
   const pairs = new Set<[net.Socket, net.Socket]>();
   let isCut = false;
   let isPartitioned = false;
+  let holdingAfterFirstWrite = false;
   let dropped = 0;
   const server = net.createServer((client) => {
     if (isCut) {
@@ -178,8 +185,15 @@ export async function tcpProxy(t: ExecutionContext, target: { host: string; port
     };
     client.on('error', close).on('close', close);
     upstream.on('error', close).on('close', close);
-    client.pipe(upstream);
     upstream.pipe(client);
+    if (holdingAfterFirstWrite) {
+      client.once('data', (first: Buffer) => {
+        upstream.write(first);
+        client.pause();
+      });
+      return;
+    }
+    client.pipe(upstream);
     pairs.add([client, upstream]);
   });
   const freeze = () => {
@@ -216,6 +230,10 @@ export async function tcpProxy(t: ExecutionContext, target: { host: string; port
     },
     restore() {
       isCut = false;
+      holdingAfterFirstWrite = false;
+    },
+    holdAfterFirstWrite() {
+      holdingAfterFirstWrite = true;
     },
     freeze,
     partition() {

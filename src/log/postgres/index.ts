@@ -49,12 +49,20 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 /** The PostgreSQL backend of the event log (schema `event_store`, created by the Knex migrations). */
 export function createPostgresEventLog(options: PostgresEventLogOptions): EventLog & { pool: pg.Pool; ownAppendsTaken(): number; appendQueueStats(): AppendQueueStats; knownStreams(): number } {
   const versions = createStreamVersions(options.knownStreams ?? DEFAULT_KNOWN_STREAMS);
+  const recent = createRecentAppends(options.keepOwnAppends);
   const reportError = options.onError ?? (() => undefined);
   // A lost connection may be a server going back to a backup, or a replica taking over behind
-  // the versions seen; so may a new one (the pool closes idle connections, and a process idle
-  // through a restore hears of no error): both make the log forget them (stream-versions.ts).
-  const onError = (error: unknown) => {
+  // the versions seen and the events kept for subscribers; so may a new one (the pool closes idle
+  // connections, and a process idle through a restore hears of no error): both make the log
+  // forget them (stream-versions.ts, recent-appends.ts). Kept events handed over after that would
+  // be events the server no longer has, and a projection past them would skip the events that
+  // take their positions again.
+  const forget = () => {
     versions.clear();
+    recent.clear();
+  };
+  const onError = (error: unknown) => {
+    forget();
     reportError(error);
   };
   // append_events() decides under its stream locks, on what committed while it waited for them:
@@ -66,11 +74,10 @@ export function createPostgresEventLog(options: PostgresEventLogOptions): EventL
   // A timer's longest delay: Node.js runs a longer one after 1 ms (the kept connection's idle check would spin).
   if (idleTimeoutMs > MAX_TIMER_MS) throw new RangeError(`idleTimeoutMs must be at most ${MAX_TIMER_MS}, got ${idleTimeoutMs}`);
   const pool = createPool({ connectionString: options.connectionString, max: poolSize + 1, idleTimeoutMillis: idleTimeoutMs, options: READ_COMMITTED, onError });
-  pool.on('connect', () => versions.clear());
+  pool.on('connect', forget);
   // Appends take the connection the last one gave back, without pg-pool's checkout.
   const connections = createKeptConnection(pool, { idleMs: idleTimeoutMs });
   const wakeups = createWakeups(pool, options.connectionString, onError, options.notifyIntervalMs);
-  const recent = createRecentAppends(options.keepOwnAppends);
   const queue = createAppendQueue({
     one: (fast) => append(connections, [fast.request], { notification: fast.notification, json: fast.json, versions }),
     several: (appends) => appendToStreams(connections, appends),

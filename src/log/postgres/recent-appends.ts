@@ -92,6 +92,16 @@ export interface RecentAppends {
    */
   take(from: number, limit: number, types?: readonly string[]): LogBatch | undefined;
   has(position: number): boolean;
+  /**
+   * Whether an event at `position` or past it has been kept (it may have been dropped since): a
+   * subscriber whose run of own events stopped short of it has a gap to read from the log.
+   */
+  keptFrom(position: number): boolean;
+  /**
+   * Forgets every event kept: the log's connection was lost, or a new one made, and the server
+   * may be a backup restored or a replica promoted that never had them.
+   */
+  clear(): void;
   /** Batches taken so far (a figure for tests and diagnostics). */
   taken(): number;
 }
@@ -101,9 +111,16 @@ export function createRecentAppends({ maxEvents = DEFAULT_RECENT_EVENTS, maxByte
   let bytes = 0;
   let subscribers = 0;
   let batches = 0;
+  // The highest position kept since the last clear.
+  let highest = 0;
   const remove = (entry: Entry) => {
     entries.delete(entry.position);
     bytes -= entry.bytes;
+  };
+  const clear = () => {
+    entries.clear();
+    bytes = 0;
+    highest = 0;
   };
 
   const recorded = (entry: Entry): RecordedEvent => ({
@@ -120,10 +137,7 @@ export function createRecentAppends({ maxEvents = DEFAULT_RECENT_EVENTS, maxByte
   return {
     subscriber(live) {
       subscribers += live ? 1 : -1;
-      if (subscribers === 0) {
-        entries.clear();
-        bytes = 0;
-      }
+      if (subscribers === 0) clear();
     },
     keeping: () => subscribers > 0,
     add(appended, requests, json) {
@@ -160,6 +174,7 @@ export function createRecentAppends({ maxEvents = DEFAULT_RECENT_EVENTS, maxByte
             bytes: size,
           });
           bytes += size;
+          highest = Math.max(highest, result.globalPosition);
         }
       }
       // Oldest first out (a Map iterates in insertion order; appends come in position order, or
@@ -185,6 +200,8 @@ export function createRecentAppends({ maxEvents = DEFAULT_RECENT_EVENTS, maxByte
       return Object.assign(events, { position });
     },
     has: (position) => entries.has(position),
+    keptFrom: (position) => highest >= position,
+    clear,
     taken: () => batches,
   };
 }

@@ -52,9 +52,11 @@ export async function* readLog(
         yield own;
         // Nothing more of its own. A wake-up that memory does not answer (another process's
         // append, one of this process's not kept) may have come since the last read, even before
-        // this take (`seen` counts it already): then read the log now. Otherwise wait, as after a
-        // read that reached the end of the log.
-        if (recent.has(next)) continue;
+        // this take (`seen` counts it already): then read the log now. So when an own event was
+        // kept past a gap in the run (a position left unused, an append of other types still in
+        // flight): its wake-up was counted in `seen` too, and the subscriber waited for its poll.
+        // Otherwise wait, as after a read that reached the end of the log.
+        if (recent.has(next) || recent.keptFrom(next)) continue;
         if (wakeups.untypedSeen() !== untypedAtRead) continue;
         await wakeups.wait(pollMs, signal, seen, options.types);
         continue;

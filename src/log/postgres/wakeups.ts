@@ -89,6 +89,9 @@ export const CARRY_AFTER_SHARE = 0.8;
  */
 export const LISTENER_PROBE_MS = 30_000;
 
+/** The least time the listener's set-up queries may take (a short probe interval must not fail them on a busy server). */
+const LISTENER_SETUP_MIN_MS = 5_000;
+
 /**
  * LISTEN/NOTIFY wake-ups for subscriptions.
  *
@@ -167,7 +170,10 @@ export function createWakeups(
   const listen = (): Promise<void> => {
     if (connecting) return connecting;
     const attempt: Promise<void> = (async () => {
-      const client = new pg.Client(keepingOptions({ connectionString, ...LONG_LIVED_CONNECTION }));
+      // Every query on it answered in time, its set-up too: a connection that goes silent after
+      // the connect (which connectionTimeoutMillis bounds) and before LISTEN returns held this
+      // attempt until TCP gave up, a quarter of an hour, with no probe in place yet.
+      const client = new pg.Client(keepingOptions({ connectionString, ...LONG_LIVED_CONNECTION, query_timeout: Math.max(probeMs, LISTENER_SETUP_MIN_MS) }));
       clients.add(client);
       let lost = false;
       let probe: NodeJS.Timeout | undefined;
@@ -224,21 +230,28 @@ export function createWakeups(
       } catch (error) {
         if (!lost) onError(error);
         lost = true;
-        await end();
+        // Not ended politely: on a silent connection the end waits for an answer that never comes.
+        forget();
+        destroyClient(client);
       }
     })();
     connecting = attempt;
     return attempt;
   };
 
-  /** listen(), or less if `signal` aborts first (a connection that hangs holds no one up). */
-  const listening = (signal?: AbortSignal) =>
+  /**
+   * listen(), or less if `signal` aborts first or `ms` pass (a connection that hangs holds no one
+   * up: a subscriber reads the log every `ms` meanwhile, as it would poll).
+   */
+  const listening = (signal: AbortSignal | undefined, ms: number) =>
     new Promise<void>((resolve) => {
       const done = () => {
+        clearTimeout(timer);
         signal?.removeEventListener('abort', done);
         resolve();
       };
       if (signal?.aborted) return resolve();
+      const timer = setTimeout(done, ms);
       signal?.addEventListener('abort', done, { once: true });
       void listen().then(done);
     });
@@ -304,8 +317,10 @@ export function createWakeups(
     untypedSeen: () => untyped,
     othersListen: () => othersListen,
     async wait(ms, signal, since, types) {
-      if (!closed && !listener) await listening(signal);
-      if (signal?.aborted || (since !== undefined && since !== seen(types))) return;
+      const until = performance.now() + ms;
+      if (!closed && !listener) await listening(signal, ms);
+      const left = until - performance.now();
+      if (signal?.aborted || left <= 0 || (since !== undefined && since !== seen(types))) return;
       await new Promise<void>((resolve) => {
         const waiter = {
           types,
@@ -316,7 +331,7 @@ export function createWakeups(
             resolve();
           },
         };
-        const timer = setTimeout(waiter.done, ms);
+        const timer = setTimeout(waiter.done, left);
         waiters.add(waiter);
         signal?.addEventListener('abort', waiter.done, { once: true });
       });
