@@ -1257,7 +1257,7 @@ test('postgres: a live subscriber takes this process\'s own appends without read
 // Regression (found in review): a wake-up that memory could not answer (another process's append,
 // or one of this process's not kept) was counted before the subscriber took its own events, and the
 // subscriber then waited for its poll: a second, or here forever, since this log polls every ten minutes.
-test('postgres: after taking its own appends, a subscriber reads the log for what memory does not hold (an event too large to keep, another process\'s append)', async (t) => {
+test('postgres: after taking its own appends, a subscriber reads the log for what memory does not hold (an event too large to keep, another process\'s append, an own event past a gap)', async (t) => {
   const db = await ownDatabase(t);
   const log = createPostgresEventLog({ connectionString: db.url, pollIntervalMs: 600_000, keepOwnAppends: { maxBytes: 4000 } });
   const other = createPostgresEventLog({ connectionString: db.url, poolSize: 1 });
