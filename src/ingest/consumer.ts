@@ -41,6 +41,7 @@ import { backoffMs } from '../backoff.js';
 import { settlesWithin, sleep, unlessAborted } from '../sleep.js';
 import { sqlFile } from '../log/postgres/sql.js';
 import { translateError } from '../log/postgres/errors.js';
+import { raiseFence } from '../log/postgres/fences.js';
 
 /** How often the ingestion counters (event_store.ingestion_stats) are written at most. */
 const COUNTERS_INTERVAL_MS = 250;
@@ -830,9 +831,12 @@ export function createIngester(options: IngesterOptions): Ingester {
           // when the lock is taken does.
           let fence: Fence | undefined;
           try {
-            // Not raised at all once the lock is lost: a raise committed after the next owner's
-            // would fence that owner off.
-            fence = owned.aborted ? undefined : await unlessAborted(log.raiseFence(ownershipName), owned);
+            // Raised on the lock's own connection, not through the log's pool: a raise committed
+            // after the next owner's would fence that owner off, and one made by the session that
+            // holds the lock cannot commit once another process has taken it. On the pool, a raise
+            // still on its way when the lock was lost (a network cut) could (a review, 2026-12-07).
+            // Not started at all once the lock is lost.
+            fence = owned.aborted ? undefined : await unlessAborted(ownership.run((client) => raiseFence(client, ownershipName)), owned);
           } catch (error) {
             await ownership.release();
             if (!isTransient(error)) throw error;

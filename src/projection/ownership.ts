@@ -12,6 +12,12 @@ const RELEASE_WAIT_MS = 5_000;
 export interface Ownership {
   /** Aborted when the lock's connection is lost: the owner must stop applying. */
   lost: AbortSignal;
+  /**
+   * Runs `work` on the lock's own connection, whose session holds the lock: what it writes can
+   * commit only while the lock is held, and never once another process has taken it (the session
+   * that would commit it has ended by then). The ingester raises its fence so.
+   */
+  run<T>(work: (client: pg.ClientBase) => Promise<T>): Promise<T>;
   release(): Promise<void>;
 }
 
@@ -45,6 +51,7 @@ export async function tryOwnership(connectionString: string, group: string): Pro
   }
   return {
     lost: lost.signal,
+    run: (work) => work(client),
     // Bounded: a stop in a network cut would otherwise wait for the lock's connection until its
     // keepalives give up. Its socket destroyed, the server ends the session, and the lock with
     // it, once its own keepalives find the client gone.
