@@ -1056,8 +1056,9 @@ test.serial('a fence raise whose lock is lost meanwhile never commits; the inges
   const [lock] = await db.query<{ pid: number }>(
     `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 7403 AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
   );
-  // Ended, and waited for until it has (PostgreSQL 14 on): the raise, if it ran elsewhere, would go on.
-  await db.query('SELECT pg_terminate_backend($1, 10000)', [lock!.pid]);
+  // Ended, and waited for until it has: the raise, if it ran elsewhere, would go on.
+  await db.query('SELECT pg_terminate_backend($1)', [lock!.pid]);
+  await waitUntil(async () => (await db.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [lock!.pid])).length === 0, 'the lock\'s session to end');
   await holder.query('COMMIT');
   await waitUntil(() => ingester.totals().messages >= events.length, 'every event ingested');
   await assertExactlyOnce(t, db, events);

@@ -1264,7 +1264,9 @@ test('postgres: after taking its own appends, a subscriber reads the log for wha
   t.teardown(() => Promise.all([log.close(), other.close()]).then(() => undefined));
   const big = (): EventInput => ({ id: randomUUID(), type: 'Tested', data: { text: 'x'.repeat(3000) } });
   // The subscriber holds its next batch until released: the appends of a phase come meanwhile.
+  // `afterRelease` runs in the batch after that one's, between its take and what follows it.
   let hold: { entered: () => void; released: Promise<void> } | undefined;
+  let afterRelease: (() => Promise<unknown>) | undefined;
   const received: RecordedEvent[] = [];
   const reader = readLive(log, received, {
     onBatch: async () => {
@@ -1272,6 +1274,10 @@ test('postgres: after taking its own appends, a subscriber reads the log for wha
       hold = undefined;
       current?.entered();
       await current?.released;
+      if (current) return;
+      const next = afterRelease;
+      afterRelease = undefined;
+      await next?.();
     },
   });
   t.teardown(() => reader.stop());
@@ -1302,15 +1308,23 @@ test('postgres: after taking its own appends, a subscriber reads the log for wha
   });
   // Regression (a review of the eighth session of 2026-12-07): an own event kept past a gap in the
   // run (a position left unused) had its wake-up counted before the take, and waited for the poll.
-  let gap = 0;
-  await whileHeld(async () => {
+  const gaps: number[] = [];
+  const pastAGap = async () => {
     await log.append({ stream: 'own', events: events(1) }); // kept
-    gap = Number((await listener.query<{ n: string }>(`SELECT nextval('event_store.global_position_seq') AS n`)).rows[0]!.n); // left unused
+    gaps.push(Number((await listener.query<{ n: string }>(`SELECT nextval('event_store.global_position_seq') AS n`)).rows[0]!.n)); // left unused
     await log.append({ stream: 'own', events: events(1) }); // kept, past the gap
-  });
+  };
+  await whileHeld(pastAGap);
+  // The same, the kept events forgotten (a new connection of the log) between the subscriber's
+  // take and its look past the gap: a review of the same session found it waiting for its poll.
+  let connected = false;
+  log.pool.once('connect', () => (connected = true));
+  afterRelease = () => Promise.all(Array.from({ length: log.pool.totalCount + 1 }, () => log.pool.query('SELECT pg_sleep(0.05)')));
+  await whileHeld(pastAGap);
+  t.true(connected, 'the log made a new connection between the take and the look past the gap');
   const head = await log.headPosition();
   await reader.until(head);
-  t.deepEqual(received.map((event) => event.globalPosition), Array.from({ length: head }, (_, i) => i + 1).filter((position) => position !== gap));
+  t.deepEqual(received.map((event) => event.globalPosition), Array.from({ length: head }, (_, i) => i + 1).filter((position) => !gaps.includes(position)));
 });
 
 // Regression (a review of the eighth session of 2026-12-07): the events kept for subscribers

@@ -93,8 +93,8 @@ export interface RecentAppends {
   take(from: number, limit: number, types?: readonly string[]): LogBatch | undefined;
   has(position: number): boolean;
   /**
-   * Whether an event at `position` or past it has been kept (it may have been dropped since): a
-   * subscriber whose run of own events stopped short of it has a gap to read from the log.
+   * Whether an event at `position` or past it has been kept (it may have been dropped or cleared
+   * since): a subscriber whose run of own events stopped short of it has a gap to read from the log.
    */
   keptFrom(position: number): boolean;
   /**
@@ -111,7 +111,9 @@ export function createRecentAppends({ maxEvents = DEFAULT_RECENT_EVENTS, maxByte
   let bytes = 0;
   let subscribers = 0;
   let batches = 0;
-  // The highest position kept since the last clear.
+  // The highest position ever kept, not lowered by a clear: a subscriber whose run stopped at a
+  // gap, its next event's wake-up counted already, must read the log even if a lost connection
+  // cleared the events meanwhile (it would wait for its poll), and a read too many costs little.
   let highest = 0;
   const remove = (entry: Entry) => {
     entries.delete(entry.position);
@@ -120,7 +122,6 @@ export function createRecentAppends({ maxEvents = DEFAULT_RECENT_EVENTS, maxByte
   const clear = () => {
     entries.clear();
     bytes = 0;
-    highest = 0;
   };
 
   const recorded = (entry: Entry): RecordedEvent => ({
