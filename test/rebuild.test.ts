@@ -40,7 +40,7 @@ import { migrateLatest } from '../src/db/migrate.js';
 import { appendInBatches, generatedHistory } from './helpers/generated-history.js';
 import { realisticHistory } from './helpers/history.js';
 import { describeTable, type Queryable } from './helpers/introspect.js';
-import { catchUp, silentLogger, slots } from './helpers/projection.js';
+import { catchUp, silentLogger, slots, waitUntil } from './helpers/projection.js';
 import {
   checksumSql,
   connect,
@@ -1196,7 +1196,7 @@ test('a foreign key to another group\'s table does not hold that table\'s writer
     (await client.query(`SELECT 1 FROM pg_stat_progress_create_index p JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'rebuild_namespace_usage'`)).rowCount === 1;
   let ended = false;
   void rebuilt.finally(() => (ended = true)).catch(() => undefined);
-  while (!ended && !(await building())) await new Promise((resolve) => setTimeout(resolve, 20));
+  await waitUntil(async () => ended || (await building()), 'the index build to start', { timeoutMs: 60_000 });
   const indexing = !ended;
   t.true(indexing, 'the index build was seen');
   const writer = await connect(t, db.url);
@@ -1226,7 +1226,7 @@ test('a foreign key to another group\'s table held by a long transaction: its lo
   let ended = false;
   void rebuilt.finally(() => (ended = true)).catch(() => undefined);
   const retrying = 'a transaction holds a table that the group references; trying its foreign key again';
-  while (!ended && !warnings.includes(retrying)) await new Promise((resolve) => setTimeout(resolve, 20));
+  await waitUntil(() => ended || warnings.includes(retrying), 'a lock attempt to give way', { timeoutMs: 60_000 });
   t.false(ended, 'the rebuild waits for the transaction');
   // Another writer of the table, queued behind the rebuild's lock attempt, gets through when the
   // attempt gives up: it does not wait for the long transaction's end.
@@ -1235,6 +1235,39 @@ test('a foreign key to another group\'s table held by a long transaction: its lo
   await t.notThrowsAsync(writer.query('UPDATE public.namespace SET name = name WHERE id = (SELECT max(id) FROM public.namespace)'));
   t.false(ended);
   await blocker.query('COMMIT');
+  await rebuilt;
+  const { rows: [key] } = await client.query(`SELECT convalidated AS validated FROM pg_constraint WHERE conrelid = 'public.namespace_usage'::regclass AND conname = 'namespace_usage_namespace_fkey'`);
+  t.deepEqual(key, { validated: true });
+  t.deepEqual(await digests(client), reference.digests);
+  t.deepEqual(await leftovers(client), NO_LEFTOVERS);
+});
+
+// Regression (a review of the eighth session of 2026-12-07): the old tables were dropped after the
+// swap with one DROP SCHEMA ... CASCADE, which takes an ACCESS EXCLUSIVE lock on every table their
+// foreign keys reference (their triggers go) and waited without end behind any reader of one: that
+// table's readers and writers, another group's projector among them, queued behind it meanwhile.
+test('after the swap, the old tables\' foreign keys to another group\'s table are dropped in turns that give way to that table\'s readers and writers', async (t) => {
+  const { reference, db, client } = await builtCopy(t);
+  await client.query(`ALTER TABLE public.namespace_usage ADD CONSTRAINT namespace_usage_namespace_fkey FOREIGN KEY (namespace_id) REFERENCES public.namespace (id) ON DELETE CASCADE`);
+  const reader = await connect(t, db.url);
+  await reader.query('BEGIN');
+  await reader.query('SELECT 1 FROM public.namespace LIMIT 1');
+  const warnings: string[] = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push((JSON.parse(line) as { msg: string }).msg) });
+  const log = openLog(t, db.url);
+  const rebuilt = rebuildGroup({ databaseUrl: db.url, log, logger, projections: [namespaceUsage], batchSize: 50 });
+  let ended = false;
+  void rebuilt.finally(() => (ended = true)).catch(() => undefined);
+  const retrying = 'a transaction holds a table that the group references; trying its foreign key again';
+  await waitUntil(() => ended || warnings.includes(retrying), 'a lock attempt to give way', { timeoutMs: 60_000 });
+  t.false(ended, 'the drop of the old tables waits for the reader');
+  t.is((await client.query(`SELECT 1 FROM pg_namespace WHERE nspname = 'rebuild_old_namespace_usage'`)).rowCount, 1, 'swapped in: the old tables wait to be dropped');
+  const writer = await connect(t, db.url);
+  await writer.query(`SET statement_timeout = '20s'`);
+  await t.notThrowsAsync(writer.query('UPDATE public.namespace SET name = name WHERE id = (SELECT max(id) FROM public.namespace)'));
+  await t.notThrowsAsync(writer.query('SELECT count(*) FROM public.namespace'));
+  t.false(ended);
+  await reader.query('COMMIT');
   await rebuilt;
   const { rows: [key] } = await client.query(`SELECT convalidated AS validated FROM pg_constraint WHERE conrelid = 'public.namespace_usage'::regclass AND conname = 'namespace_usage_namespace_fkey'`);
   t.deepEqual(key, { validated: true });

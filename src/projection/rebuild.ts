@@ -307,6 +307,7 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
         for (const d of r.definitions) for (const statement of d.beforeLoad) await admin.query(statement);
         r.deferredUniques = await deferUniqueConstraints(admin, r);
       });
+      for (const d of r.definitions) for (const statement of d.outwardBeforeLoad) await briefly(r, statement);
     }
 
     let position = await catchUpTogether(options.log, rebuilds.map((r) => r.runner), feed('fill'));
@@ -342,7 +343,7 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
       });
       for (const d of r.definitions) {
         for (const statements of d.outwardKeys) {
-          for (const statement of statements) await linkOutward(r, statement);
+          for (const statement of statements) await briefly(r, statement);
           progress();
         }
       }
@@ -385,6 +386,7 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
     // What this run created and did not swap in: dropped now (a crash leaves it to the next run).
     for (const r of rebuilds.filter((r) => r.created && !r.swapped)) {
       try {
+        await unlinkOutward(r, r.shadow);
         await admin.query(`DROP SCHEMA IF EXISTS ${quote(r.shadow)} CASCADE`);
         await deleteCheckpoints(admin, r.shadowNames);
       } catch (cleanup) {
@@ -398,20 +400,22 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
     await pool.end().catch(() => undefined);
   }
 
-  /** A lock wait that outlasts the server's deadlock check by a second (swap, linkOutward). */
+  /** A lock wait that outlasts the server's deadlock check by a second (swap, briefly). */
   async function pastDeadlockCheck(): Promise<number> {
     return (await admin.query<{ ms: number }>(`SELECT setting::int AS ms FROM pg_settings WHERE name = 'deadlock_timeout'`)).rows[0]!.ms + 1000;
   }
 
   /**
-   * A statement of a foreign key to another group's live table (TableDefinition.outwardKeys), once
-   * the indexes are built, in a transaction of its own: the lock that adding the key takes on the
-   * other table stops that table's writers, and in the index build's transaction it did so until
-   * the last index was built, minutes on a large log. Its lock attempt gives up past the deadlock
-   * check (which cancels an autovacuum in the way) and is tried again after a pause, so that a
-   * long transaction on the other table does not hold its writers queued behind this one.
+   * A statement that adds or drops a foreign key to another group's live table (outwardKeys,
+   * outwardBeforeLoad, unlinkOutward), in a transaction of its own: adding one locks the other
+   * table against its writers, dropping one against everyone (its triggers go), and in the index
+   * build's transaction, or in the DROP SCHEMA of the old tables, that lock was held until the
+   * last index was built (minutes on a large log), or waited for without end behind a reader. Its
+   * lock attempt gives up past the deadlock check (which cancels an autovacuum in the way) and is
+   * tried again after a pause, so that a long transaction on the other table does not hold that
+   * table's readers and writers queued behind this one.
    */
-  async function linkOutward(r: GroupRebuild, statement: string): Promise<void> {
+  async function briefly(r: GroupRebuild, statement: string): Promise<void> {
     const waitMs = await pastDeadlockCheck();
     for (let attempt = 1; ; attempt++) {
       try {
@@ -436,6 +440,22 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
   }
 
   /**
+   * Drops the foreign keys from the tables of `schema` (the old tables, or the shadow ones) to
+   * tables outside it, one by one (briefly), before the schema itself is dropped: the DROP SCHEMA
+   * would take the other tables' locks all at once, and wait for them without end.
+   */
+  async function unlinkOutward(r: GroupRebuild, schema: string): Promise<void> {
+    const { rows } = await admin.query<{ statement: string }>(
+      `SELECT format('ALTER TABLE %I.%I DROP CONSTRAINT %I', n.nspname, t.relname, c.conname) AS statement
+         FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace JOIN pg_class p ON p.oid = c.confrelid
+        WHERE c.contype = 'f' AND n.nspname = $1 AND p.relnamespace <> t.relnamespace
+        ORDER BY 1`,
+      [schema],
+    );
+    for (const { statement } of rows) await briefly(r, statement);
+  }
+
+  /**
    * Swaps a group's shadow tables in, retrying while readers hold the live tables longer than a
    * lock attempt waits. Returns the position the new tables were brought to.
    */
@@ -456,8 +476,8 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
         const shortMs = Math.min(SWAP_LOCK_TIMEOUT_MS.first * attempt, SWAP_LOCK_TIMEOUT_MS.max);
         const reached = await swapOnce(r, fingerprints, { shadow: autovacuumOnShadow ? pastDeadlockCheckMs : shortMs, live: autovacuumOnLive ? pastDeadlockCheckMs : shortMs });
         r.swapped = true;
-        await admin
-          .query(`DROP SCHEMA ${quote(r.old)} CASCADE; DROP SCHEMA ${quote(r.shadow)} CASCADE`)
+        await unlinkOutward(r, r.old)
+          .then(() => admin.query(`DROP SCHEMA ${quote(r.old)} CASCADE; DROP SCHEMA ${quote(r.shadow)} CASCADE`))
           .catch((error) => logger.warn({ err: error, group: r.group }, 'could not drop the old tables; the next rebuild will'));
         return reached;
       } catch (error) {

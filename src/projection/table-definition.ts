@@ -22,9 +22,16 @@ export interface TableDefinition {
   /**
    * The foreign keys of `finish` whose ON DELETE / ON UPDATE action changes rows (CASCADE, SET
    * NULL, SET DEFAULT): a rebuild adds these before the load, so that a delete during the fill
-   * cascades as it does live. The others only check, and are added after the load.
+   * cascades as it does live. The others only check, and are added after the load. Not those
+   * to tables outside the ones read together:
    */
   beforeLoad: string[];
+  /**
+   * Those to tables outside the ones read together (another group's live tables): added before
+   * the load too, but each in a transaction of its own (adding one locks the other table against
+   * its writers; see outwardKeys).
+   */
+  outwardBeforeLoad: string[];
   /**
    * The rest of `finish` but the foreign keys to tables outside the ones read together: added once
    * the load is done, in the transaction that builds the indexes.
@@ -267,7 +274,8 @@ async function readOne(client: pg.ClientBase, schema: string, table: string, tog
     create: `CREATE TABLE ${quote(table)} (\n  ${[...columnLines, ...loadConstraints].join(',\n  ')}\n)`,
     ownership: sequences.map((s) => `ALTER SEQUENCE ${quote(s.name)} OWNED BY ${quote(table)}.${quote(s.column)}`),
     finish: [...foreignKeys.map(addForeignKey), ...notValidated, ...plainIndexes],
-    beforeLoad: foreignKeys.filter((c) => c.acts).map(addForeignKey),
+    beforeLoad: foreignKeys.filter((c) => c.acts && !c.outward).map(addForeignKey),
+    outwardBeforeLoad: foreignKeys.filter((c) => c.acts && c.outward).map(addForeignKey),
     afterLoad: [
       ...checkingKeys.filter((c) => !c.outward).map(addForeignKey),
       ...notValidated,
