@@ -1121,7 +1121,7 @@ async function tablespacesOf(client: Queryable, relations: string[]): Promise<Re
 
 // Regression (the rebuild review of 2026-12-07): a table in a tablespace of its own was refused,
 // and an index in one came back in the database's default, without a word.
-test('a rebuild keeps the tablespaces of a table, its keys\' indexes and its other indexes; a role that may not create in one is refused before the fill', async (t) => {
+test('a rebuild keeps the tablespaces of a table, its keys\' indexes and its other indexes, and its keys\' storage parameters; a role that may not create in a tablespace is refused before the fill', async (t) => {
   // Dropped last, once neither the database nor the tablespace holds its grants (teardowns run last to first).
   const rebuilder = `cse_test_rebuilder_${randomBytes(4).toString('hex')}`;
   await withAdmin((admin) => admin.query(`CREATE ROLE ${rebuilder} LOGIN`));
@@ -1134,10 +1134,15 @@ test('a rebuild keeps the tablespaces of a table, its keys\' indexes and its oth
     ALTER DATABASE "${name}" SET default_tablespace = ${space};
     ALTER TABLE public.namespace_usage SET TABLESPACE ${space};
     ALTER INDEX public.namespace_usage_pkey SET TABLESPACE ${space};
+    ALTER INDEX public.namespace_usage_pkey SET (fillfactor = 70);
     CREATE INDEX namespace_usage_builds ON public.namespace_usage (builds) TABLESPACE ${space};
     CREATE INDEX namespace_usage_size ON public.namespace_usage (total_size) TABLESPACE pg_default;
     -- A unique constraint that is no upsert's arbiter: dropped for the load, added back after it.
-    ALTER TABLE public.namespace_usage_build ADD CONSTRAINT namespace_usage_build_once UNIQUE (build_id, namespace_id) USING INDEX TABLESPACE ${space}`);
+    ALTER TABLE public.namespace_usage_build ADD CONSTRAINT namespace_usage_build_once UNIQUE (build_id, namespace_id) WITH (fillfactor = 60) USING INDEX TABLESPACE ${space}`);
+  const keyOptions = async () =>
+    (await client.query(`SELECT relname AS index, reloptions AS options FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relname IN ('namespace_usage_pkey', 'namespace_usage_build_once') ORDER BY 1`)).rows;
+  const options = [{ index: 'namespace_usage_build_once', options: ['fillfactor=60'] }, { index: 'namespace_usage_pkey', options: ['fillfactor=70'] }];
+  t.deepEqual(await keyOptions(), options);
   const relations = ['namespace_usage', 'namespace_usage_pkey', 'namespace_usage_builds', 'namespace_usage_size', 'namespace_usage_build', 'namespace_usage_build_pkey', 'namespace_usage_build_once'];
   const placed = { ...Object.fromEntries(relations.map((relation) => [relation, null])), namespace_usage: space, namespace_usage_pkey: space, namespace_usage_builds: space, namespace_usage_build_once: space };
   t.deepEqual(await tablespacesOf(client, relations), placed);
@@ -1146,6 +1151,7 @@ test('a rebuild keeps the tablespaces of a table, its keys\' indexes and its oth
   const reports = await rebuildGroup({ databaseUrl: db.url, log, logger: silentLogger, projections: [namespaceUsage], batchSize: 50 });
   t.true(reports.events > 0);
   t.deepEqual(await tablespacesOf(client, relations), placed);
+  t.deepEqual(await keyOptions(), options);
   t.deepEqual(await digests(client), reference.digests);
   t.deepEqual(await leftovers(client), NO_LEFTOVERS);
 

@@ -205,9 +205,10 @@ interface GroupRebuild {
  */
 async function deferUniqueConstraints(admin: pg.Client, r: { shadow: string; tables: string[]; projections: ProjectionDefinition[] }): Promise<string[]> {
   const arbiters = declaredUpsertKeys(r.projections);
-  const { rows } = await admin.query<{ table: string; name: string; definition: string; columns: string[]; tablespace: string | null }>(
+  const { rows } = await admin.query<{ table: string; name: string; definition: string; columns: string[]; tablespace: string | null; options: string[] | null }>(
     `SELECT t.relname AS table, c.conname AS name, pg_get_constraintdef(c.oid) AS definition,
             (SELECT s.spcname::text FROM pg_class i JOIN pg_tablespace s ON s.oid = i.reltablespace WHERE i.oid = c.conindid) AS tablespace,
+            (SELECT i.reloptions FROM pg_class i WHERE i.oid = c.conindid) AS options,
             array(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey)) AS columns
        FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace
       WHERE n.nspname = $1 AND t.relname = ANY($2) AND c.contype = 'u'
@@ -218,7 +219,11 @@ async function deferUniqueConstraints(admin: pg.Client, r: { shadow: string; tab
   const deferred: string[] = [];
   for (const row of rows.filter((row) => !arbiters.has(keySignature(row.table, row.columns)))) {
     await admin.query(`ALTER TABLE ${quote(row.table)} DROP CONSTRAINT ${quote(row.name)}`);
-    deferred.push(inTablespace(`ALTER TABLE ${quote(row.table)} ADD CONSTRAINT ${quote(row.name)} ${row.definition}`, row.tablespace));
+    // Its index's storage parameters (TableDefinition.settings gave them to the shadow's) set again
+    // once it is built: they apply from then on (the build itself packs pages by the default).
+    const add = `ALTER TABLE ${quote(row.table)} ADD CONSTRAINT ${quote(row.name)} ${row.definition}`;
+    const options = row.options?.length ? `; ALTER INDEX ${quote(row.name)} SET (${row.options.join(', ')})` : '';
+    deferred.push(inTablespace(`${add}${options}`, row.tablespace));
   }
   return deferred;
 }

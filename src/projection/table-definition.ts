@@ -51,9 +51,9 @@ export interface TableDefinition {
    */
   privileges: string[];
   /**
-   * Storage parameters (fillfactor, autovacuum settings), its TOAST table's too, and the
-   * tablespaces of the table and of its keys' indexes: set as soon as the table exists, while
-   * moving it costs nothing, before the load.
+   * Storage parameters (fillfactor, autovacuum settings), its TOAST table's and its keys'
+   * indexes' too, and the tablespaces of the table and of its keys' indexes: set as soon as the
+   * table exists, while moving it costs nothing, before the load.
    */
   settings: string[];
   /**
@@ -174,11 +174,12 @@ async function readOne(client: pg.ClientBase, schema: string, table: string, tog
   );
   // A key's index tablespace, and whether a foreign key's table is one of those read together.
   const { rows: constraints } = await client.query<{
-    name: string; type: string; definition: string; acts: boolean; validated: boolean; tablespace: string | null; outward: boolean;
+    name: string; type: string; definition: string; acts: boolean; validated: boolean; tablespace: string | null; indexOptions: string[] | null; outward: boolean;
   }>(
     `SELECT k.conname AS name, k.contype AS type, pg_get_constraintdef(k.oid) AS definition, k.convalidated AS validated,
             k.contype = 'f' AND (k.confdeltype IN ('c', 'n', 'd') OR k.confupdtype IN ('c', 'n', 'd')) AS acts,
             CASE WHEN k.contype <> 'f' THEN (SELECT s.spcname::text FROM pg_class i JOIN pg_tablespace s ON s.oid = i.reltablespace WHERE i.oid = k.conindid) END AS tablespace,
+            CASE WHEN k.contype <> 'f' THEN (SELECT i.reloptions FROM pg_class i WHERE i.oid = k.conindid) END AS "indexOptions",
             k.contype = 'f' AND NOT EXISTS (SELECT 1 FROM pg_class p WHERE p.oid = k.confrelid AND p.relnamespace = $2::regnamespace AND p.relname = ANY($3)) AS outward
        FROM pg_constraint k WHERE k.conrelid = $1 ORDER BY k.contype, k.conname`,
     [relation.oid, quote(schema), together],
@@ -251,6 +252,8 @@ async function readOne(client: pg.ClientBase, schema: string, table: string, tog
     ...(reloptions.length ? [`${alter} SET (${reloptions.join(', ')})`] : []),
     ...(t.tablespace ? [`${alter} SET TABLESPACE ${quote(t.tablespace)}`] : []),
     ...constraints.flatMap((c) => (c.tablespace ? [`ALTER INDEX ${quote(c.name)} SET TABLESPACE ${quote(c.tablespace)}`] : [])),
+    // A key's index storage parameters (fillfactor), which pg_get_constraintdef leaves out.
+    ...constraints.flatMap((c) => (c.indexOptions?.length ? [`ALTER INDEX ${quote(c.name)} SET (${c.indexOptions.join(', ')})`] : [])),
   ];
   // A CHECK constraint NOT VALID (old rows not checked) is added after the load, NOT VALID again
   // (its definition says so): in CREATE TABLE it would be validated, and old rows that break it fail the rebuild.
