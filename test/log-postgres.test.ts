@@ -399,25 +399,35 @@ test('postgres: the first wait returns once the listener is in place, for a read
   t.not(wakeups.seen(), seen);
 });
 
-// Regression (found in review): a listening connection cut without a word (a partition) raised
-// no error; its LISTEN heard nothing more, for good, and every process fell back to its 1 s poll.
-test('postgres: a listening connection that goes silent is dropped when its probe goes unanswered, and listens again', async (t) => {
+/** Wake-ups of a database of the test's own whose listener connects through a TCP proxy; the errors they report. */
+async function wakeupsThroughProxy(t: ExecutionContext, probeMs: number) {
   const db = await ownDatabase(t);
   const proxy = await tcpProxy(t, { host: '127.0.0.1', port: Number(new URL(db.url).port || 5432) });
   const errors: string[] = [];
-  const wakeups = createWakeups(testPool(t, db.url, 1), proxy.urlThrough(db.url), (error) => void errors.push((error as Error).message), 5, 200);
+  const wakeups = createWakeups(testPool(t, db.url, 1), proxy.urlThrough(db.url), (error) => void errors.push((error as Error).message), 5, probeMs);
   t.teardown(() => wakeups.close());
-  const other = await connect(t, db.url);
-  await untilListening(wakeups); // through the proxy
-  proxy.freeze();
-  await waitUntil(() => errors.some((message) => message.includes('did not answer within 200 ms')), 'the probe to give up');
-  // The next wait listens again (a new connection: the partition was the old one's), and hears.
-  const seen = wakeups.seen();
-  await wakeups.wait(60_000, AbortSignal.timeout(30_000), seen); // returns once listening again
+  return { db, proxy, errors, wakeups };
+}
+
+/** The next wait of `wakeups` listens again (a new connection), and hears another process's notification. */
+async function listensAgainAndHears(t: ExecutionContext, wakeups: Wakeups, url: string) {
+  await untilListening(wakeups);
   const listening = wakeups.seen();
+  const other = await connect(t, url);
   await other.query(`SELECT pg_notify('event_store_appended', 'from another process')`);
   await wakeups.wait(60_000, AbortSignal.timeout(30_000), listening);
   t.not(wakeups.seen(), listening, 'the notification was heard');
+}
+
+// Regression (found in review): a listening connection cut without a word (a partition) raised
+// no error; its LISTEN heard nothing more, for good, and every process fell back to its 1 s poll.
+test('postgres: a listening connection that goes silent is dropped when its probe goes unanswered, and listens again', async (t) => {
+  const { db, proxy, errors, wakeups } = await wakeupsThroughProxy(t, 200);
+  await untilListening(wakeups); // through the proxy
+  proxy.freeze();
+  await waitUntil(() => errors.some((message) => message.includes('did not answer within 200 ms')), 'the probe to give up');
+  // A new connection: the partition was the old one's.
+  await listensAgainAndHears(t, wakeups, db.url);
 });
 
 // Regression (found by a review): close() ended the listening connection but left its probe's
@@ -1219,6 +1229,40 @@ function readLive(log: EventLog, received: RecordedEvent[], options: { types?: s
   };
 }
 
+/**
+ * A live subscriber (readLive) that can be held: the batch after `holdNext()` waits in its
+ * onBatch until released, so that appends come meanwhile; `afterRelease`, when set, runs in the
+ * batch after that one, between the subscriber's take and what it does next.
+ */
+function holdableReader(t: ExecutionContext, log: EventLog) {
+  let hold: { entered: () => void; released: Promise<void> } | undefined;
+  const received: RecordedEvent[] = [];
+  const control = {
+    received,
+    afterRelease: undefined as (() => Promise<unknown>) | undefined,
+    /** Holds the next batch: `entered` once it is held, `release()` lets it go on. */
+    holdNext() {
+      let release!: () => void;
+      const entered = new Promise<void>((resolve) => (hold = { entered: resolve, released: new Promise<void>((done) => (release = done)) }));
+      return { entered, release: () => release() };
+    },
+    reader: readLive(log, received, {
+      onBatch: async () => {
+        const current = hold;
+        hold = undefined;
+        current?.entered();
+        await current?.released;
+        if (current) return;
+        const next = control.afterRelease;
+        control.afterRelease = undefined;
+        await next?.();
+      },
+    }),
+  };
+  t.teardown(() => control.reader.stop());
+  return control;
+}
+
 test('postgres: a live subscriber takes this process\'s own appends without reading them back, each event exactly as a read of the log gives it', async (t) => {
   const log = await postgresLog(t);
   const all: RecordedEvent[] = [];
@@ -1264,26 +1308,10 @@ test('postgres: after taking its own appends, a subscriber reads the log for wha
   t.teardown(() => Promise.all([log.close(), other.close()]).then(() => undefined));
   const big = (): EventInput => ({ id: randomUUID(), type: 'Tested', data: { text: 'x'.repeat(3000) } });
   // The subscriber holds its next batch until released: the appends of a phase come meanwhile.
-  // `afterRelease` runs in the batch after that one's, between its take and what follows it.
-  let hold: { entered: () => void; released: Promise<void> } | undefined;
-  let afterRelease: (() => Promise<unknown>) | undefined;
-  const received: RecordedEvent[] = [];
-  const reader = readLive(log, received, {
-    onBatch: async () => {
-      const current = hold;
-      hold = undefined;
-      current?.entered();
-      await current?.released;
-      if (current) return;
-      const next = afterRelease;
-      afterRelease = undefined;
-      await next?.();
-    },
-  });
-  t.teardown(() => reader.stop());
+  const subscriber = holdableReader(t, log);
+  const { received, reader } = subscriber;
   const whileHeld = async (writes: () => Promise<unknown>) => {
-    let release!: () => void;
-    const entered = new Promise<void>((resolve) => (hold = { entered: resolve, released: new Promise<void>((done) => (release = done)) }));
+    const { entered, release } = subscriber.holdNext();
     await log.append({ stream: 'own', events: events(1) });
     await entered;
     await writes();
@@ -1319,7 +1347,7 @@ test('postgres: after taking its own appends, a subscriber reads the log for wha
   // take and its look past the gap: a review of the same session found it waiting for its poll.
   let connected = false;
   log.pool.once('connect', () => (connected = true));
-  afterRelease = () => Promise.all(Array.from({ length: log.pool.totalCount + 1 }, () => log.pool.query('SELECT pg_sleep(0.05)')));
+  subscriber.afterRelease = () => Promise.all(Array.from({ length: log.pool.totalCount + 1 }, () => log.pool.query('SELECT pg_sleep(0.05)')));
   await whileHeld(pastAGap);
   t.true(connected, 'the log made a new connection between the take and the look past the gap');
   const head = await log.headPosition();
@@ -1337,19 +1365,9 @@ test('postgres: after its connections are lost, the log hands its subscribers wh
   const log = createPostgresEventLog({ connectionString: db.url, pollIntervalMs: 600_000, onError: (error) => void errors.push(error) });
   const other = createPostgresEventLog({ connectionString: db.url, poolSize: 1 });
   t.teardown(() => Promise.all([log.close(), other.close()]).then(() => undefined));
-  let hold: { entered: () => void; released: Promise<void> } | undefined;
-  let release!: () => void;
-  const entered = new Promise<void>((resolve) => (hold = { entered: resolve, released: new Promise<void>((done) => (release = done)) }));
-  const received: RecordedEvent[] = [];
-  const reader = readLive(log, received, {
-    onBatch: async () => {
-      const current = hold;
-      hold = undefined;
-      current?.entered();
-      await current?.released;
-    },
-  });
-  t.teardown(() => reader.stop());
+  const subscriber = holdableReader(t, log);
+  const { received, reader } = subscriber;
+  const { entered, release } = subscriber.holdNext();
   await log.append({ stream: 'own', events: events(1) });
   await entered;
   const [kept] = await log.append({ stream: 'own', events: events(3) });
@@ -1375,24 +1393,14 @@ test('postgres: after its connections are lost, the log hands its subscribers wh
 // silent after its connect and before its LISTEN returned held every subscriber of the process
 // in its wait, with no poll, until TCP gave up (a quarter of an hour).
 test('postgres: a listener whose set-up goes unanswered holds no wait past its time, is dropped, and a later one listens', async (t) => {
-  const db = await ownDatabase(t);
-  const proxy = await tcpProxy(t, { host: '127.0.0.1', port: Number(new URL(db.url).port || 5432) });
-  const errors: string[] = [];
-  const wakeups = createWakeups(testPool(t, db.url, 1), proxy.urlThrough(db.url), (error) => void errors.push((error as Error).message), 5, 300);
-  t.teardown(() => wakeups.close());
+  const { db, proxy, errors, wakeups } = await wakeupsThroughProxy(t, 300);
   proxy.holdAfterFirstWrite();
   const signal = AbortSignal.timeout(60_000);
   await wakeups.wait(200, signal);
   t.false(signal.aborted, 'the wait returned in its time, not at the abort');
   await waitUntil(() => errors.some((message) => /timeout/i.test(message)), 'the set-up to give up');
   proxy.restore();
-  const seen = wakeups.seen();
-  await wakeups.wait(60_000, AbortSignal.timeout(30_000), seen); // returns once listening
-  const listening = wakeups.seen();
-  const other = await connect(t, db.url);
-  await other.query(`SELECT pg_notify('event_store_appended', 'from another process')`);
-  await wakeups.wait(60_000, AbortSignal.timeout(30_000), listening);
-  t.not(wakeups.seen(), listening, 'the notification was heard');
+  await listensAgainAndHears(t, wakeups, db.url);
 });
 
 test('postgres: a subscriber takes its own appends only where they follow on: an append in flight below them holds it back; other processes\' appends interleaved arrive too, every position once and in order', async (t) => {

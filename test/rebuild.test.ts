@@ -1219,12 +1219,19 @@ test('a foreign key to another group\'s table does not hold that table\'s writer
   t.deepEqual(await leftovers(client), NO_LEFTOVERS);
 });
 
-test('a foreign key to another group\'s table held by a long transaction: its lock attempts give way to that table\'s writers, and it is added once the transaction ends', async (t) => {
+/**
+ * A rebuild of namespace_usage, whose table references `namespace` (another group's) by a foreign
+ * key (`onDelete`), while a transaction that ran `hold` on `namespace` stays open: the rebuild must
+ * wait for it in turns that give way, so that another session's `UPDATE` and `SELECT` of
+ * `namespace` go through meanwhile; once the transaction ends, the rebuild completes, the key
+ * validated. `whileWaiting` checks where the rebuild waits.
+ */
+async function outwardKeyGivesWay(t: ExecutionContext, { onDelete, hold, whileWaiting }: { onDelete: string; hold: string; whileWaiting?: (client: pg.Client) => Promise<void> }) {
   const { reference, db, client } = await builtCopy(t);
-  await client.query('ALTER TABLE public.namespace_usage ADD CONSTRAINT namespace_usage_namespace_fkey FOREIGN KEY (namespace_id) REFERENCES public.namespace (id)');
-  const blocker = await connect(t, db.url);
-  await blocker.query('BEGIN');
-  await blocker.query('UPDATE public.namespace SET name = name WHERE id = (SELECT min(id) FROM public.namespace)');
+  await client.query(`ALTER TABLE public.namespace_usage ADD CONSTRAINT namespace_usage_namespace_fkey FOREIGN KEY (namespace_id) REFERENCES public.namespace (id) ${onDelete}`);
+  const holder = await connect(t, db.url);
+  await holder.query('BEGIN');
+  await holder.query(hold);
   const warnings: string[] = [];
   const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push((JSON.parse(line) as { msg: string }).msg) });
   const log = openLog(t, db.url);
@@ -1234,52 +1241,39 @@ test('a foreign key to another group\'s table held by a long transaction: its lo
   const retrying = 'a transaction holds a table that the group references; trying its foreign key again';
   await waitUntil(() => ended || warnings.includes(retrying), 'a lock attempt to give way', { timeoutMs: 60_000 });
   t.false(ended, 'the rebuild waits for the transaction');
-  // Another writer of the table, queued behind the rebuild's lock attempt, gets through when the
-  // attempt gives up: it does not wait for the long transaction's end.
-  const writer = await connect(t, db.url);
-  await writer.query(`SET statement_timeout = '20s'`);
-  await t.notThrowsAsync(writer.query('UPDATE public.namespace SET name = name WHERE id = (SELECT max(id) FROM public.namespace)'));
+  await whileWaiting?.(client);
+  // Another session's statements, queued behind the rebuild's lock attempt, go through when the
+  // attempt gives up: they do not wait for the long transaction's end.
+  const other = await connect(t, db.url);
+  await other.query(`SET statement_timeout = '20s'`);
+  await t.notThrowsAsync(other.query('UPDATE public.namespace SET name = name WHERE id = (SELECT max(id) FROM public.namespace)'));
+  await t.notThrowsAsync(other.query('SELECT count(*) FROM public.namespace'));
   t.false(ended);
-  await blocker.query('COMMIT');
+  await holder.query('COMMIT');
   await rebuilt;
   const { rows: [key] } = await client.query(`SELECT convalidated AS validated FROM pg_constraint WHERE conrelid = 'public.namespace_usage'::regclass AND conname = 'namespace_usage_namespace_fkey'`);
   t.deepEqual(key, { validated: true });
   t.deepEqual(await digests(client), reference.digests);
   t.deepEqual(await leftovers(client), NO_LEFTOVERS);
-});
+}
+
+test('a foreign key to another group\'s table held by a long transaction: its lock attempts give way to that table\'s writers, and it is added once the transaction ends', (t) =>
+  outwardKeyGivesWay(t, { onDelete: '', hold: 'UPDATE public.namespace SET name = name WHERE id = (SELECT min(id) FROM public.namespace)' }));
 
 // Regression (a review of the eighth session of 2026-12-07): the old tables were dropped after the
 // swap with one DROP SCHEMA ... CASCADE, which takes an ACCESS EXCLUSIVE lock on every table their
 // foreign keys reference (their triggers go) and waited without end behind any reader of one: that
 // table's readers and writers, another group's projector among them, queued behind it meanwhile.
-test('after the swap, the old tables\' foreign keys to another group\'s table are dropped in turns that give way to that table\'s readers and writers', async (t) => {
-  const { reference, db, client } = await builtCopy(t);
-  await client.query(`ALTER TABLE public.namespace_usage ADD CONSTRAINT namespace_usage_namespace_fkey FOREIGN KEY (namespace_id) REFERENCES public.namespace (id) ON DELETE CASCADE`);
-  const reader = await connect(t, db.url);
-  await reader.query('BEGIN');
-  await reader.query('SELECT 1 FROM public.namespace LIMIT 1');
-  const warnings: string[] = [];
-  const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push((JSON.parse(line) as { msg: string }).msg) });
-  const log = openLog(t, db.url);
-  const rebuilt = rebuildGroup({ databaseUrl: db.url, log, logger, projections: [namespaceUsage], batchSize: 50 });
-  let ended = false;
-  void rebuilt.finally(() => (ended = true)).catch(() => undefined);
-  const retrying = 'a transaction holds a table that the group references; trying its foreign key again';
-  await waitUntil(() => ended || warnings.includes(retrying), 'a lock attempt to give way', { timeoutMs: 60_000 });
-  t.false(ended, 'the drop of the old tables waits for the reader');
-  t.is((await client.query(`SELECT 1 FROM pg_namespace WHERE nspname = 'rebuild_old_namespace_usage'`)).rowCount, 1, 'swapped in: the old tables wait to be dropped');
-  const writer = await connect(t, db.url);
-  await writer.query(`SET statement_timeout = '20s'`);
-  await t.notThrowsAsync(writer.query('UPDATE public.namespace SET name = name WHERE id = (SELECT max(id) FROM public.namespace)'));
-  await t.notThrowsAsync(writer.query('SELECT count(*) FROM public.namespace'));
-  t.false(ended);
-  await reader.query('COMMIT');
-  await rebuilt;
-  const { rows: [key] } = await client.query(`SELECT convalidated AS validated FROM pg_constraint WHERE conrelid = 'public.namespace_usage'::regclass AND conname = 'namespace_usage_namespace_fkey'`);
-  t.deepEqual(key, { validated: true });
-  t.deepEqual(await digests(client), reference.digests);
-  t.deepEqual(await leftovers(client), NO_LEFTOVERS);
-});
+// (The key cascades: added apart before the load, it is dropped the same way.)
+test('after the swap, the old tables\' foreign keys to another group\'s table are dropped in turns that give way to that table\'s readers and writers', (t) =>
+  outwardKeyGivesWay(t, {
+    onDelete: 'ON DELETE CASCADE',
+    hold: 'SELECT 1 FROM public.namespace LIMIT 1',
+    whileWaiting: async (client) => {
+      const { rowCount } = await client.query(`SELECT 1 FROM pg_namespace WHERE nspname = 'rebuild_old_namespace_usage'`);
+      t.is(rowCount, 1, 'swapped in: the old tables wait to be dropped');
+    },
+  }));
 
 test('a migration of a live table during the rebuild refuses the swap, which would undo it; everything stays as it is', async (t) => {
   const { reference, db, client } = await builtCopy(t);
