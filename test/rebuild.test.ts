@@ -1275,6 +1275,30 @@ test('after the swap, the old tables\' foreign keys to another group\'s table ar
     },
   }));
 
+// The other half of that regression: a drop that cannot get its lock in time leaves the old
+// tables for a later run, emptied in the swap, so that their foreign keys can refuse no delete in
+// the other table meanwhile; the next rebuild-projections drops them.
+test('old tables whose foreign keys to another group\'s table cannot be dropped in time are left emptied, and dropped by the next run', async (t) => {
+  const { reference, db, client } = await builtCopy(t);
+  await client.query('ALTER TABLE public.namespace_usage ADD CONSTRAINT namespace_usage_namespace_fkey FOREIGN KEY (namespace_id) REFERENCES public.namespace (id)');
+  const reader = await connect(t, db.url);
+  await reader.query('BEGIN');
+  await reader.query('SELECT 1 FROM public.namespace LIMIT 1');
+  const warnings: string[] = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push((JSON.parse(line) as { msg: string }).msg) });
+  await rebuildGroup({ databaseUrl: db.url, log: openLog(t, db.url), logger, projections: [namespaceUsage], batchSize: 50 });
+  t.true(warnings.includes('could not drop the old tables; the next rebuild will'), JSON.stringify(warnings));
+  const { rows: [old] } = await client.query<{ rows: number }>('SELECT count(*)::int AS rows FROM rebuild_old_namespace_usage.namespace_usage');
+  t.deepEqual(old, { rows: 0 }, 'emptied in the swap');
+  t.deepEqual(await digests(client), reference.digests);
+  await reader.query('COMMIT');
+  const next = await runRebuild(db.url, ['--dry-run']);
+  t.regex(next.stdout, /would drop/, shown(next));
+  const dropped = await runRebuild(db.url, []);
+  t.is(dropped.code, 0, shown(dropped));
+  t.deepEqual(await leftovers(client), NO_LEFTOVERS);
+});
+
 test('a migration of a live table during the rebuild refuses the swap, which would undo it; everything stays as it is', async (t) => {
   const { reference, db, client } = await builtCopy(t);
   const log = openLog(t, db.url);

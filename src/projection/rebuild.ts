@@ -295,6 +295,9 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
     }
 
     for (const r of rebuilds) {
+      // A killed run's tables may keep foreign keys to other groups' tables: dropped one by one
+      // first, as after a swap (the DROP SCHEMA would wait, without end, for those tables' readers).
+      for (const schema of [r.old, r.shadow]) await unlinkOutward(r, schema);
       await dropLeftovers(admin, r.group, r.shadowNames);
       r.definitions = await checkedDefinitions(admin, r);
       // Shadow tables: columns, defaults, keys, checks and cascading foreign keys now; the other
@@ -312,7 +315,7 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
         for (const d of r.definitions) for (const statement of d.beforeLoad) await admin.query(statement);
         r.deferredUniques = await deferUniqueConstraints(admin, r);
       });
-      for (const d of r.definitions) for (const statement of d.outwardBeforeLoad) await briefly(r, statement);
+      for (const d of r.definitions) for (const statement of d.outwardBeforeLoad) await briefly(r, statement, { patient: true });
     }
 
     let position = await catchUpTogether(options.log, rebuilds.map((r) => r.runner), feed('fill'));
@@ -348,7 +351,7 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
       });
       for (const d of r.definitions) {
         for (const statements of d.outwardKeys) {
-          for (const statement of statements) await briefly(r, statement);
+          for (const statement of statements) await briefly(r, statement, { patient: true });
           progress();
         }
       }
@@ -391,6 +394,7 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
     // What this run created and did not swap in: dropped now (a crash leaves it to the next run).
     for (const r of rebuilds.filter((r) => r.created && !r.swapped)) {
       try {
+        await emptyIfLinkedOutward(r, r.shadow);
         await unlinkOutward(r, r.shadow);
         await admin.query(`DROP SCHEMA IF EXISTS ${quote(r.shadow)} CASCADE`);
         await deleteCheckpoints(admin, r.shadowNames);
@@ -420,11 +424,15 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
    * tried again after a pause, so that a long transaction on the other table does not hold that
    * table's readers and writers queued behind this one.
    */
-  async function briefly(r: GroupRebuild, statement: string): Promise<void> {
-    const waitMs = await pastDeadlockCheck();
+  async function briefly(r: GroupRebuild, statement: string, { patient }: { patient: boolean }): Promise<void> {
+    const pastDeadlockCheckMs = await pastDeadlockCheck();
     for (let attempt = 1; ; attempt++) {
       try {
         await inTransaction(admin, r.shadow, async () => {
+          // A key added must be added, past an autovacuum of the other table too; a key dropped
+          // locks that table against its readers as well while it waits, so it waits no longer
+          // than the swap does, and when it cannot, the tables are left for a later run.
+          const waitMs = patient ? pastDeadlockCheckMs : Math.min(SWAP_LOCK_TIMEOUT_MS.first * attempt, SWAP_LOCK_TIMEOUT_MS.max);
           await admin.query(`SET LOCAL lock_timeout = ${waitMs}`);
           await admin.query(statement);
         });
@@ -434,8 +442,7 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
         if ((error as { code?: string }).code !== '55P03' /* lock_not_available */ || options.signal?.aborted) throw error;
         if (attempt >= SWAP_ATTEMPTS) {
           throw new Error(
-            `could not lock the tables that group "${r.group}" references by foreign key after ${attempt} attempts: long-running transactions hold them ` +
-              '(see pg_stat_activity); the live tables, checkpoints and fingerprints are unchanged',
+            `could not lock the tables that group "${r.group}" references by foreign key after ${attempt} attempts: long-running transactions hold them (see pg_stat_activity)`,
           );
         }
         logger.warn({ group: r.group, attempt }, 'a transaction holds a table that the group references; trying its foreign key again');
@@ -457,7 +464,22 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
         ORDER BY 1`,
       [schema],
     );
-    for (const { statement } of rows) await briefly(r, statement);
+    for (const { statement } of rows) await briefly(r, statement, { patient: false });
+  }
+
+  /**
+   * Empties the tables of `schema` (the old tables, or the shadow ones) when they have foreign
+   * keys to other groups' tables, which unlinkOutward may leave for a later run: so long as a
+   * key's table holds rows, a delete in the other table that they reference (the other group's
+   * projector applying an event) fails on it. TRUNCATE locks the tables emptied only.
+   */
+  async function emptyIfLinkedOutward(r: GroupRebuild, schema: string): Promise<void> {
+    if (!r.definitions.some((d) => d.outwardKeys.length + d.outwardBeforeLoad.length > 0)) return;
+    const { rows } = await admin.query<{ table: string }>(
+      `SELECT format('%I.%I', n.nspname, c.relname) AS table FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = ANY($2) AND c.relkind = 'r'`,
+      [schema, r.tables],
+    );
+    if (rows.length) await admin.query(`TRUNCATE ${rows.map((row) => row.table).join(', ')}`);
   }
 
   /**
@@ -591,6 +613,8 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
     await admin.query(`CREATE SCHEMA ${quote(r.old)}`);
     for (const table of r.tables) await admin.query(`ALTER TABLE public.${quote(table)} SET SCHEMA ${quote(r.old)}`);
     for (const table of r.tables) await admin.query(`ALTER TABLE ${quote(r.shadow)}.${quote(table)} SET SCHEMA public`);
+    // Under the swap's locks, so that no reader of the old tables is left to see them emptied.
+    await emptyIfLinkedOutward(r, r.old);
     for (const projection of r.projections) {
       await admin.query(
         `INSERT INTO event_store.projections (name, position, fingerprint, state)

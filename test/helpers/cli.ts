@@ -68,7 +68,7 @@ export function waitForExit(child: ChildProcess, timeoutMs = 60_000): Promise<Cl
       child.kill('SIGKILL');
       reject(
         new Error(
-          `conda-store-events did not exit within ${timeoutMs} ms\nstdout: ${Buffer.concat(stdout).toString()}\nstderr: ${Buffer.concat(stderr).toString()}`,
+          `${child.spawnargs.slice(1).join(' ')} did not exit within ${timeoutMs} ms\nstdout: ${Buffer.concat(stdout).toString()}\nstderr: ${Buffer.concat(stderr).toString()}`,
         ),
       );
     }, timeoutMs);

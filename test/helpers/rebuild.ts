@@ -64,7 +64,7 @@ export function runRebuild(url: string, args: string[], env: Record<string, stri
 }
 
 /** Runs `npx ARGS` in the repository, as a maintainer types it (`npx knex migrate:latest`, `npx rebuild-projections`). */
-export function runNpx(url: string, args: string[], timeoutMs = 60_000, env: Record<string, string> = {}): Promise<CliResult> {
+export function runNpx(url: string, args: string[], timeoutMs = 180_000, env: Record<string, string> = {}): Promise<CliResult> {
   const child = spawn('npx', ['--no-install', ...args], { cwd: root, env: cliEnv({ DATABASE_URL: url, ...env }), stdio: ['ignore', 'pipe', 'pipe'] });
   return waitForExit(child, timeoutMs);
 }
