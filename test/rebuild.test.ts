@@ -34,7 +34,7 @@ import { defineProjection, groupsOf, type ProjectionDefinition } from '../src/pr
 import { planRebuild, REBUILD_LOCK_CLASS, RebuildInProgressError, RebuildRefusedError, rebuildGroup, rebuildGroups, rebuildRefusals, refuseSharedSchemaNames } from '../src/projection/rebuild.js';
 import { createProjectionService } from '../src/projection/service.js';
 import { allProjections, condaStoreProjections, namespaceUsage, specifications } from '../projections/index.js';
-import { root } from './helpers/cli.js';
+import { root, type CliResult } from './helpers/cli.js';
 import { freshDatabase, privateServer, seededOnce, withAdmin } from './helpers/database.js';
 import { migrateLatest } from '../src/db/migrate.js';
 import { appendInBatches, generatedHistory } from './helpers/generated-history.js';
@@ -683,8 +683,22 @@ const specificationsV1 = defineProjection({
   },
 });
 
+/**
+ * `npx rebuild-projections` runs this package's own bin, which npm first installs into its npx
+ * cache (a link to the checkout, in a folder named after the checkout's path) at the first call
+ * from a checkout. Two first calls at once, the two worked examples', made that folder together,
+ * and the slower one failed on it (ENOENT; a fresh clone in CI): done once, before their calls.
+ */
+let npxInstall: Promise<CliResult> | undefined;
+async function npxInstalled(t: ExecutionContext): Promise<void> {
+  npxInstall ??= runNpx('', ['rebuild-projections', '--help'], 600_000);
+  const installed = await npxInstall;
+  t.is(installed.code, 0, shown(installed));
+}
+
 test('worked example 1: specification.is_lockfile as a Knex migration plus rebuild-projections, from a database built without it', async (t) => {
   await slot(t);
+  await npxInstalled(t);
   const readme = readmeConsole('### Worked example 1');
   assertQuoted(t, 'projections/specifications.ts');
   assertQuoted(t, 'migrations/20260101000350_specification_is_lockfile.ts');
@@ -737,6 +751,7 @@ test('worked example 1: specification.is_lockfile as a Knex migration plus rebui
 
 test('worked example 2: namespace_usage, a new read model, complete for all past events after migrate:latest and rebuild-projections', async (t) => {
   await slot(t);
+  await npxInstalled(t);
   const readme = readmeConsole('### Worked example 2');
   assertQuoted(t, 'migrations/20260101000500_namespace_usage.ts');
   const usageMigration = migrationNamed('_namespace_usage.ts');
