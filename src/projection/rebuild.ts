@@ -420,9 +420,10 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
    * table against its writers, dropping one against everyone (its triggers go), and in the index
    * build's transaction, or in the DROP SCHEMA of the old tables, that lock was held until the
    * last index was built (minutes on a large log), or waited for without end behind a reader. Its
-   * lock attempt gives up past the deadlock check (which cancels an autovacuum in the way) and is
-   * tried again after a pause, so that a long transaction on the other table does not hold that
-   * table's readers and writers queued behind this one.
+   * lock attempt gives up after a moment (`patient`: past the deadlock check, which cancels an
+   * autovacuum in the way; else the swap's short waits) and is tried again after a pause, so that
+   * a long transaction on the other table does not hold that table's readers and writers queued
+   * behind this one.
    */
   async function briefly(r: GroupRebuild, statement: string, { patient }: { patient: boolean }): Promise<void> {
     const pastDeadlockCheckMs = await pastDeadlockCheck();
