@@ -253,6 +253,8 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
     if (options.signal?.aborted) throw new Error('rebuild interrupted: the live tables, checkpoints and fingerprints are unchanged');
   };
   let events = 0;
+  /** deadlock_timeout plus a second, once read (pastDeadlockCheck). */
+  let deadlockWaitMs: number | undefined;
   const feed = (phase: 'fill' | 'catch-up', group?: string) => {
     const before = events;
     return {
@@ -411,7 +413,9 @@ export async function rebuildGroups(options: RebuildOptions): Promise<RebuildRep
 
   /** A lock wait that outlasts the server's deadlock check by a second (swap, briefly). */
   async function pastDeadlockCheck(): Promise<number> {
-    return (await admin.query<{ ms: number }>(`SELECT setting::int AS ms FROM pg_settings WHERE name = 'deadlock_timeout'`)).rows[0]!.ms + 1000;
+    // Read once per run: every foreign key's statement and every swap asked the server again.
+    deadlockWaitMs ??= (await admin.query<{ ms: number }>(`SELECT setting::int AS ms FROM pg_settings WHERE name = 'deadlock_timeout'`)).rows[0]!.ms + 1000;
+    return deadlockWaitMs;
   }
 
   /**
