@@ -10,7 +10,7 @@
 import { allProjections } from '../projections/index.js';
 import { createPostgresEventLog } from '../src/log/postgres/index.js';
 import { createLogger } from '../src/logger.js';
-import { rebuildGroup } from '../src/projection/rebuild.js';
+import { rebuildGroups } from '../src/projection/rebuild.js';
 import { createProjectionService } from '../src/projection/service.js';
 import { benchDatabaseUrl, dropDatabase, fmt, fmtInt, formatTable, parseArgs, writeResults } from './lib.js';
 import { BATCH, preparedLog, readAndCopyBaseline, settle, tracker, type Run } from './shared/conda-log.js';
@@ -20,24 +20,21 @@ const total = Math.round((args.quick ? 100_000 : 1_000_000) * args.scale);
 const url = benchDatabaseUrl('cse_bench_rebuild');
 const logger = createLogger('warn');
 
+/** What `rebuild-projections --all` runs: every group at once, the log read once for all. */
 async function rebuildAll(): Promise<Run> {
   const log = createPostgresEventLog({ connectionString: url });
   const track = tracker();
   const groups = [...new Set(allProjections.map((p) => p.group))];
-  let done = 0;
-  for (const group of groups) {
-    const before = done;
-    await rebuildGroup({
-      databaseUrl: url,
-      log,
-      logger,
-      projections: allProjections.filter((p) => p.group === group),
-      batchSize: BATCH,
-      onProgress: ({ events, phase }) => {
-        if (phase === 'fill') track.mark((done = before + events));
-      },
-    });
-  }
+  await rebuildGroups({
+    databaseUrl: url,
+    log,
+    logger,
+    groups: groups.map((group) => allProjections.filter((p) => p.group === group)),
+    batchSize: BATCH,
+    onProgress: ({ events, phase }) => {
+      if (phase === 'fill') track.mark(events);
+    },
+  });
   await log.close();
   return track.result();
 }

@@ -1232,6 +1232,63 @@ async function channelAndTwoPackages(db: TestLog) {
   };
 }
 
+/** namespace_usage whose NamespaceCreated handler counts its calls and throws for a namespace named 'broken'. */
+function countedUsage() {
+  let calls = 0;
+  const created = namespaceUsage.handlers.NamespaceCreated!;
+  const projection = defineProjection({
+    ...namespaceUsage,
+    handlers: {
+      ...namespaceUsage.handlers,
+      NamespaceCreated: (event) => {
+        calls++;
+        if (event.data.name === 'broken') throw new Error('broken on purpose');
+        return created(event);
+      },
+    },
+  });
+  return { projection, calls: () => calls };
+}
+
+/** Namespaces `names` in the log (ids 1, 2, ...), read back in batches of two, and a runner of `projection` that knows its checkpoints. */
+async function namespacesInBatchesOfTwo(t: ExecutionContext, db: TestLog, names: string[], projection: ProjectionDefinition) {
+  await appendEnvelopes(db.log, names.map((name, i) => envelopeFor('NamespaceCreated', { namespace_id: i + 1, name })));
+  const batches: LogBatch[] = [];
+  for await (const batch of db.log.readAll({ batchSize: 2 })) batches.push(batch);
+  const runner = createRunner({ log: db.log, pool: testPool(t, db.url, 2), projections: [projection], logger: silentLogger, batchSize: 2 });
+  await runner.resumePosition();
+  return { batches, runner };
+}
+
+test('a batch planned ahead while the one before it is applied is applied from that plan: each handler runs once per event', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  const { projection, calls } = countedUsage();
+  const { batches, runner } = await namespacesInBatchesOfTwo(t, db, ['a', 'b', 'c', 'd'], projection);
+  const [first, second] = batches;
+  runner.planAhead(second!);
+  await runner.apply(first!);
+  await runner.apply(second!);
+  t.is(calls(), 4);
+  t.deepEqual((await db.query<{ namespace_id: number }>('SELECT namespace_id FROM namespace_usage ORDER BY 1')).map((row) => row.namespace_id), [1, 2, 3, 4]);
+  t.like((await checkpointRows(db.url))[namespaceUsage.name], { position: 4, state: 'running' });
+});
+
+test('a batch planned ahead is planned again when the batch before it stopped a projection: the stopped projection gets none of its rows', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  const { projection, calls } = countedUsage();
+  const { batches, runner } = await namespacesInBatchesOfTwo(t, db, ['a', 'broken', 'c', 'd'], projection);
+  const [first, second] = batches;
+  runner.planAhead(second!); // planned for namespace_usage running
+  await runner.apply(first!); // stops namespace_usage at 'broken'
+  const stoppedAt = calls();
+  await runner.apply(second!);
+  t.is(calls(), stoppedAt, 'nothing planned for a stopped projection');
+  t.deepEqual((await db.query<{ namespace_id: number }>('SELECT namespace_id FROM namespace_usage ORDER BY 1')).map((row) => row.namespace_id), [1]);
+  t.like((await checkpointRows(db.url))[namespaceUsage.name], { position: 1, state: 'failed', error_position: 2 });
+});
+
 // A live batch is one round trip when the runner knows its checkpoints: a guard in that round trip
 // locks them and checks they have not moved. Pins the case where they have: another owner applied
 // events meanwhile, and the runner must not apply them again from what it last knew.

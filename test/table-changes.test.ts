@@ -118,6 +118,23 @@ test('a column a migration widens while the runner runs takes the wider values o
   t.is(reread(), 1);
 });
 
+test('a batch planned ahead before a migration widened a column is applied with the column as it is now', async (t) => {
+  const { db, runner, reread } = await runnerAfterChannel(t, Infinity);
+  const long = `1.0.0+build.${'9'.repeat(80)}`;
+  await db.log.append({
+    stream: 'conda_package-1',
+    expectedVersion: 'no_stream',
+    events: [{ id: crypto.randomUUID(), type: 'CondaPackageRegistered', data: { package_id: 1, channel_id: 1, name: 'numpy', version: long } }],
+  });
+  const batch = await batchFrom(db, 2);
+  runner.planAhead(batch); // its statements for version as it was read
+  await db.query('ALTER TABLE conda_package ALTER COLUMN version TYPE text');
+  await runner.apply(batch);
+  t.deepEqual((await tableRows(db.url, 'conda_package')).map((row) => row.version), [long]);
+  t.true(Object.values(await checkpointRows(db.url)).every((row) => row.state === 'running' && row.position === 2));
+  t.is(reread(), 1);
+});
+
 // The lock: a migration that has created its trigger but not committed when the batch checks the
 // tables must not commit before the batch's inserts either. Without the lock the check saw no
 // trigger, the inserts waited for the migration, then ran with triggers off: none fired.

@@ -95,6 +95,15 @@ export async function tableStamps(client: pg.ClientBase, tables: string[], schem
   return new Map(rows.map((row) => [row.table, row.stamp]));
 }
 
+/** tableStamps as a statement for a caller that runs it with others (the runner's batch steps), and its rows (as arrays) read back. */
+export function tableStampsStatement(tables: string[], schema = 'public'): { text: string; values: unknown[] } {
+  return { text: TABLE_STAMP_SQL, values: [schema, tables] };
+}
+
+export function stampsOf(rows: unknown[][]): Map<string, string> {
+  return new Map(rows.map(([table, stamp]) => [String(table), String(stamp)]));
+}
+
 /**
  * The projection tables are not as the runner read them (a migration added a foreign key, a
  * trigger or a column, changed a type, renamed a sequence): it has read them again, and the batch,

@@ -88,11 +88,3 @@ export function foreignKeyViolation(check: KeyCheck, missing: Row): Error {
     detail: `Key (${check.key.columns.join(', ')})=(${values.join(', ')}) is not present in table "${check.key.parentTable}".`,
   });
 }
-
-/** Runs the checks; throws the first violation found. */
-export async function checkKeys(client: pg.ClientBase, checks: KeyCheck[]): Promise<void> {
-  for (const check of checks) {
-    const { rows } = await client.query<Row>(check.text, check.values);
-    if (rows[0]) throw foreignKeyViolation(check, rows[0]);
-  }
-}

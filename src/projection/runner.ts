@@ -12,14 +12,15 @@ import { withConnection } from '../db/pool.js';
 import { isEventType, upcast as catalogueUpcast, type Upcast } from '../catalogue/index.js';
 import type { EventLog, LogBatch, RecordedEvent } from '../log/types.js';
 import type { Logger } from '../logger.js';
-import { describeTables, tableStamps, TablesChangedError, type TableInfo } from './columns.js';
+import { describeTables, stampsOf, tableStamps, tableStampsStatement, TablesChangedError, type TableInfo } from './columns.js';
 import { beginAndLock, CHECKPOINTS_MOVED, ensureCheckpoints, guardedBatch, lockCheckpoints, markFailed, resumeFailed, saveAndCommit, type CheckpointRow } from './checkpoint.js';
 import { changesFor, declaredUpsertKeys, keySignature, type ProjectedEvent, type ProjectionDefinition, type Row, type RowChange } from './definition.js';
 import { fingerprintVersion, recordMissingFingerprints } from './fingerprint.js';
 import { compileChanges, type Statement } from './statements.js';
-import { checkKeys, keyChecks, mayTurnTriggersOff } from './key-checks.js';
+import { foreignKeyViolation, keyChecks, mayTurnTriggersOff, type KeyCheck } from './key-checks.js';
 import { isTransient } from './transient.js';
-import { quoteIdent } from '../log/postgres/sql.js';
+import { quoteIdent, textParameter } from '../log/postgres/sql.js';
+import { leanPipeline, stepOf } from '../db/lean-query.js';
 import { sleep } from '../sleep.js';
 
 /** In a projection's transactions (see `begin` in createRunner): an expression, as SET LOCAL statement_timeout TO 0. */
@@ -57,6 +58,13 @@ export interface Runner {
    * checkpoints to the batch's position, retrying transient failures.
    */
   apply(batch: LogBatch, signal?: AbortSignal): Promise<void>;
+  /**
+   * Works out the row changes and statements of the batch to be applied after the one being
+   * applied now (no I/O), so that this process's CPU work on it overlaps the database's on the
+   * current one. The apply that follows uses them if the checkpoints are by then the same for the
+   * batch's events, and works them out again otherwise; a failure here is left to that apply.
+   */
+  planAhead(batch: LogBatch): void;
   /** Applies every event committed now, then returns the position reached. */
   catchUp(signal?: AbortSignal): Promise<number>;
   /** Applies events as they arrive until `signal` aborts. */
@@ -68,6 +76,14 @@ export interface Runner {
 }
 
 const DEFAULT_BATCH_SIZE = 1000;
+
+/** A statement of a batch (batchSteps), and what its rows are checked for: the tables' stamps, or a key check's missing parent. */
+interface BatchStep {
+  text: string;
+  values: unknown[];
+  stamps?: string[];
+  check?: KeyCheck;
+}
 const RETRY_DELAYS_MS = [100, 250, 500, 1000, 2000, 5000];
 
 /** Failures in a row for want of memory after which a batch is applied in halves (applyWithRetry). */
@@ -143,7 +159,7 @@ function projectedOnce(events: RecordedEvent[], upcast: Upcast): ProjectedEvent[
  * applied instead: read ahead, the next batch would hold only what was committed at that moment,
  * a few events, each few costing a transaction; read after, it holds all appended meanwhile.
  */
-export async function* readAhead(source: AsyncIterable<LogBatch>, batchSize: number): AsyncGenerator<LogBatch> {
+export async function* readAhead(source: AsyncIterable<LogBatch>, batchSize: number, onReadAhead?: (batch: LogBatch) => void): AsyncGenerator<LogBatch> {
   const iterator = source[Symbol.asyncIterator]();
   let next: Promise<IteratorResult<LogBatch>> | undefined = handled(iterator.next());
   try {
@@ -151,6 +167,9 @@ export async function* readAhead(source: AsyncIterable<LogBatch>, batchSize: num
       const result: IteratorResult<LogBatch> = await (next ?? iterator.next());
       if (result.done) return;
       next = result.value.length >= batchSize ? handled(iterator.next()) : undefined;
+      // Called as the read ahead arrives, while its predecessor is being applied: registered
+      // before this generator awaits the read, it runs before the batch is yielded.
+      if (next && onReadAhead) next.then((ahead) => ahead.done || onReadAhead(ahead.value), () => undefined);
       yield result.value;
     }
   } finally {
@@ -257,24 +276,6 @@ export function createRunner(options: RunnerOptions): Runner {
     return true;
   }
 
-  /**
-   * Before the first statement that runs with triggers off: the tables it writes are locked against
-   * any change of their columns, keys, triggers or rules (ROW EXCLUSIVE conflicts with the locks
-   * of ALTER TABLE for those, CREATE TRIGGER and CREATE RULE), then checked to be as read. Without
-   * it, a foreign key or a trigger that a migration added after the runner read the tables went
-   * unchecked and unfired by every large insert until a restart. Statements with triggers on take
-   * no such lock: PostgreSQL checks the keys and fires the triggers there are, and a batch that
-   * fails because of a change is checked after it failed (applyBatch). What neither catches: a
-   * column whose type a migration widened in precision (numeric, timestamp), to which a live
-   * batch's values are still cast as the old type, rounded, without an error (README).
-   */
-  async function confirmTables(client: pg.ClientBase, statements: Statement[]): Promise<void> {
-    const written = [...new Set(statements.flatMap((statement) => (setBased(statement) ? [statement.checked!.table] : [])))];
-    if (written.length === 0) return;
-    await client.query(`LOCK TABLE ${written.map((table) => `${quoteIdent(schema)}.${quoteIdent(table)}`).join(', ')} IN ROW EXCLUSIVE MODE`);
-    if (await tablesChanged(client, written)) throw new TablesChangedError();
-  }
-
   /** The key checks of an INSERT that runs with its triggers off (enough rows, and the role may). */
   const setBased = (statement: Statement) =>
     triggersMayBeOff && statement.checked && statement.checked.rows.length >= keyChecksFrom ? statement.checked : undefined;
@@ -286,14 +287,91 @@ export function createRunner(options: RunnerOptions): Runner {
   const allInline = (statements: Statement[]) => statements.every((statement) => statement.inline && !setBased(statement));
 
   /**
-   * Runs the statements for the changes and returns the highest ids (highestIds).
-   * - 'batch': statements that need nothing afterwards (allInline: every one runs with its
-   *   triggers) are returned as `deferred` instead, to go with the checkpoint and COMMIT in one
-   *   round trip (saveAndCommit): a live batch of a few events is then two round trips, not one
-   *   per statement more. Large inserts run with triggers off (setBased).
-   * - 'isolating' (one event of one projection, in a savepoint: isolateFailure): every statement
-   *   runs with its triggers, so that a failure is PostgreSQL's own, about the event, and never
-   *   one of the runner's checks of its tables.
+   * A batch's statements and what goes around them (pure), as steps to run in order:
+   * - before the first statement that runs with triggers off (setBased), the tables such
+   *   statements write are locked against any change of their columns, keys, triggers or rules
+   *   (ROW EXCLUSIVE conflicts with the locks of ALTER TABLE for those, CREATE TRIGGER and CREATE
+   *   RULE), then stamped, to be checked as read (runSteps). Without it, a foreign key or a
+   *   trigger that a migration added after the runner read the tables went unchecked and unfired
+   *   by every large insert until a restart. Statements with triggers on take no such lock:
+   *   PostgreSQL checks the keys and fires the triggers there are, and a batch that fails because
+   *   of a change is checked after it failed (applyBatch). What neither catches: a column whose
+   *   type a migration widened in precision (numeric, timestamp), to which a live batch's values
+   *   are still cast as the old type, rounded, without an error (README).
+   * - Triggers back on before any other statement and at the end, then the keys of what went in
+   *   without them: checked before any statement that runs with triggers (a delete of the parent
+   *   later in the batch is legitimate, and a cascade would apply to the rows as they are then)
+   *   and before the checkpoint.
+   * In 'isolating' mode (one event of one projection, in a savepoint: isolateFailure) every
+   * statement runs with its triggers, so that a failure is PostgreSQL's own, about the event,
+   * and never one of the runner's checks of its tables.
+   */
+  function batchSteps(statements: Statement[], mode: 'batch' | 'isolating'): BatchStep[] {
+    const triggersOffFor = mode === 'batch' ? setBased : () => undefined;
+    const steps: BatchStep[] = [];
+    const locked = [...new Set(statements.flatMap((statement) => (triggersOffFor(statement) ? [statement.checked!.table] : [])))];
+    if (locked.length) {
+      steps.push({ text: `LOCK TABLE ${locked.map((table) => `${quoteIdent(schema)}.${quoteIdent(table)}`).join(', ')} IN ROW EXCLUSIVE MODE`, values: [] });
+      steps.push({ ...tableStampsStatement(locked, schema), stamps: locked });
+    }
+    let triggersOff = false;
+    let written: { table: string; rows: Row[] }[] = [];
+    const triggersOn = () => {
+      if (!triggersOff) return;
+      steps.push({ text: 'SET LOCAL session_replication_role = origin', values: [] });
+      triggersOff = false;
+      for (const check of keyChecks(written, tables!)) steps.push({ text: check.text, values: check.values, check });
+      written = [];
+    };
+    for (const statement of statements) {
+      const checked = triggersOffFor(statement);
+      if (!checked) triggersOn();
+      else if (!triggersOff) {
+        steps.push({ text: 'SET LOCAL session_replication_role = replica', values: [] });
+        triggersOff = true;
+      }
+      steps.push({ text: statement.text, values: statement.values });
+      if (checked) written.push(checked);
+    }
+    triggersOn();
+    return steps;
+  }
+
+  /**
+   * Runs the steps. When every parameter is a value of ours (every statement has `inline`), in one
+   * round trip (leanPipeline), their results checked once all have run: a large catch-up or
+   * rebuild batch took seven round trips, and the first few waited behind this process reading
+   * and planning the next batch, while the database had nothing to do; sent at once, the database
+   * inserts while this process plans. A step whose check fails after later steps ran is no harm:
+   * the transaction is rolled back. Otherwise one at a time, each checked as it returns.
+   */
+  async function runSteps(client: pg.ClientBase, steps: BatchStep[], pipelined: boolean): Promise<void> {
+    if (pipelined) {
+      const results = await leanPipeline(client, steps.map((step) => stepOf(step.text, step.values.map(textParameter))));
+      for (const [i, step] of steps.entries()) await checkStep(client, step, results[i]!);
+      return;
+    }
+    for (const step of steps) {
+      const { rows } = await client.query<unknown[]>({ text: step.text, values: step.values, rowMode: 'array' });
+      await checkStep(client, step, rows);
+    }
+  }
+
+  /** Throws TablesChangedError for stamps that show the tables changed (tablesChanged), a key violation for a check that found a missing parent. */
+  async function checkStep(client: pg.ClientBase, step: BatchStep, rows: unknown[][]): Promise<void> {
+    if (step.stamps) {
+      const now = stampsOf(rows);
+      if (!step.stamps.every((table) => now.get(table) === stamps.get(table)) && (await tablesChanged(client, step.stamps))) throw new TablesChangedError();
+    }
+    if (step.check && rows[0]) throw foreignKeyViolation(step.check, Object.fromEntries(rows[0].map((value, i) => [`k${i}`, value])));
+  }
+
+  /**
+   * Runs the statements for the changes (batchSteps, runSteps) and returns the highest ids
+   * (highestIds). In a 'batch', statements that need nothing afterwards (allInline: every one
+   * runs with its triggers) are returned as `deferred` instead, to go with the checkpoint and
+   * COMMIT in one round trip (saveAndCommit): a live batch of a few events is then two round
+   * trips, not one per statement more.
    */
   async function execute(
     client: pg.ClientBase,
@@ -302,31 +380,7 @@ export function createRunner(options: RunnerOptions): Runner {
     statements = compileChanges(changes, tables!),
   ): Promise<{ sequences: Map<string, number>; deferred: Statement[] }> {
     if (mode === 'batch' && allInline(statements)) return { sequences: highestIds(changes), deferred: statements };
-    const triggersOffFor = mode === 'batch' ? setBased : () => undefined;
-    if (mode === 'batch') await confirmTables(client, statements);
-    let triggersOff = false;
-    let written: { table: string; rows: Row[] }[] = [];
-    // Triggers back on, then the keys of what went in without them: checked before any statement
-    // that runs with triggers (a delete of the parent later in the batch is legitimate, and a
-    // cascade would apply to the rows as they are then) and before the checkpoint.
-    const triggersOn = async () => {
-      if (!triggersOff) return;
-      await client.query('SET LOCAL session_replication_role = origin');
-      triggersOff = false;
-      await checkKeys(client, keyChecks(written, tables!));
-      written = [];
-    };
-    for (const statement of statements) {
-      const checked = triggersOffFor(statement);
-      if (!checked) await triggersOn();
-      else if (!triggersOff) {
-        await client.query('SET LOCAL session_replication_role = replica');
-        triggersOff = true;
-      }
-      await client.query(statement.text, statement.values);
-      if (checked) written.push(checked);
-    }
-    await triggersOn();
+    await runSteps(client, batchSteps(statements, mode), statements.every((statement) => statement.inline));
     return { sequences: highestIds(changes), deferred: [] };
   }
 
@@ -341,7 +395,7 @@ export function createRunner(options: RunnerOptions): Runner {
   // The three settings in one statement: each is a step of every batch's pipeline (one execution
   // each on the server), and a live batch at 1,000 events/s carries a few events.
   // READ COMMITTED, whatever the database's or role's default: each statement sees what committed
-  // before it, as the checkpoint lock and the tables' check after their lock (confirmTables) need.
+  // before it, as the checkpoint lock and the tables' check after their lock (batchSteps) need.
   const begin = ['BEGIN ISOLATION LEVEL READ COMMITTED', `SELECT set_config('search_path', '"${schema}", public', true), set_config('synchronous_commit', 'off', true), ${NO_STATEMENT_TIMEOUT}`];
 
   /** Where a batch's transaction ends: the checkpoints that move, to where, and the id sequences. */
@@ -478,6 +532,44 @@ export function createRunner(options: RunnerOptions): Runner {
     return { checkpoints, changes, statements: compileChanges(changes, tables!) };
   }
 
+  /** The batch planned ahead (planAhead), with the tables' description it was compiled for. */
+  let ahead: { batch: LogBatch; planned: Planned; tables: Map<string, TableInfo> } | undefined;
+
+  function planAhead(batch: LogBatch): void {
+    ahead = undefined;
+    if (!known || !tables || batch.length === 0) return;
+    // A copy: a failing batch marks its projection failed in the checkpoints it was given.
+    const checkpoints = new Map([...known].map(([name, checkpoint]) => [name, { ...checkpoint }]));
+    try {
+      ahead = { batch, planned: plan(batch, checkpoints), tables };
+    } catch {
+      // A handler that throws: the apply plans the batch again and isolates the event.
+    }
+  }
+
+  /** The plan of `batch` for `checkpoints`: the one made ahead if it holds for them, else made now. */
+  function planFor(batch: LogBatch, checkpoints: Map<string, CheckpointRow>): Planned {
+    const made = ahead?.batch === batch ? ahead : undefined;
+    if (made) ahead = undefined;
+    if (made && made.tables === tables && sameFor(batch, made.planned.checkpoints, checkpoints)) {
+      return { ...made.planned, checkpoints };
+    }
+    return plan(batch, checkpoints);
+  }
+
+  /**
+   * Whether a plan for checkpoints `a` holds for `b`: a plan depends on them only through which
+   * projections run and are below each event (pending), so a checkpoint that moved from below the
+   * batch to elsewhere below it (the batch before committed meanwhile) changes nothing.
+   */
+  const sameFor = (batch: LogBatch, a: Map<string, CheckpointRow>, b: Map<string, CheckpointRow>) => {
+    const first = batch[0]!.globalPosition;
+    return a.size === b.size && [...a.values()].every((c) => {
+      const other = b.get(c.name);
+      return other !== undefined && other.state === c.state && (other.position === c.position || (other.position < first && c.position < first));
+    });
+  };
+
   const sameCheckpoints = (a: Map<string, CheckpointRow>, b: Map<string, CheckpointRow>) =>
     a.size === b.size && [...a.values()].every((c) => b.get(c.name)?.position === c.position && b.get(c.name)?.state === c.state);
 
@@ -543,7 +635,7 @@ export function createRunner(options: RunnerOptions): Runner {
     try {
       // Planned once: after the guard, or when the locked checkpoints are the ones it knew (a large
       // catch-up batch, set-based, takes the two round trips), the plan holds.
-      const planned = known && plan(batch, known);
+      const planned = known && planFor(batch, known);
       if (!(planned && (await applyGuarded(batch, planned)))) {
         await inTransaction(async (client, checkpoints) => {
           const { changes, statements } = planned && sameCheckpoints(planned.checkpoints, checkpoints) ? planned : plan(batch, checkpoints);
@@ -713,6 +805,7 @@ export function createRunner(options: RunnerOptions): Runner {
   const runner: Runner = {
     types: [...handledTypes],
     apply: (batch, signal) => oneAtATime(() => applyWithRetry(batch, signal)),
+    planAhead,
     resumePosition: () => oneAtATime(resumePosition),
     flush,
     catchUp: (signal) => catchUpTogether(options.log, [runner], { batchSize, signal, onBatch: options.onBatch }),
@@ -753,7 +846,10 @@ async function consume(read: (from: number) => AsyncIterable<LogBatch>, from: nu
   try {
     for (let start = from; Number.isSafeInteger(start); ) {
       try {
-        for await (const batch of readAhead(read(start), options.batchSize ?? DEFAULT_BATCH_SIZE)) {
+        const planAhead = (batch: LogBatch) => {
+          for (const runner of runners) runner.planAhead(batch);
+        };
+        for await (const batch of readAhead(read(start), options.batchSize ?? DEFAULT_BATCH_SIZE, planAhead)) {
           for (const runner of runners) await runner.apply(batch, options.signal);
           position = batch.position;
           count += batch.length;
