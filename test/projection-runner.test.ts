@@ -1274,6 +1274,20 @@ test('a batch planned ahead while the one before it is applied is applied from t
   t.like((await checkpointRows(db.url))[namespaceUsage.name], { position: 4, state: 'running' });
 });
 
+// Found in review: with two groups fed together, the read ahead came in while the second group
+// had still to apply the current batch, and its plan of that batch was replaced by the next one's.
+test('groups caught up together each apply every batch from its plan made ahead: each handler runs once per event', async (t) => {
+  await slot(t);
+  const db = await testLog(t);
+  const { projection, calls } = countedUsage();
+  await appendEnvelopes(db.log, [1, 2, 3, 4, 5, 6].map((id) => envelopeFor('NamespaceCreated', { namespace_id: id, name: `ns-${id}` })));
+  const runner = (projections: ProjectionDefinition[]) => createRunner({ log: db.log, pool: testPool(t, db.url, 2), projections, logger: silentLogger, batchSize: 2 });
+  await catchUpTogether(db.log, [runner(condaStoreProjections), runner([projection])], { batchSize: 2 });
+  t.is(calls(), 6);
+  t.deepEqual((await db.query<{ namespace_id: number }>('SELECT namespace_id FROM namespace_usage ORDER BY 1')).map((row) => row.namespace_id), [1, 2, 3, 4, 5, 6]);
+  t.is((await db.query('SELECT id FROM namespace')).length, 6);
+});
+
 test('a batch planned ahead is planned again when the batch before it stopped a projection: the stopped projection gets none of its rows', async (t) => {
   await slot(t);
   const db = await testLog(t);

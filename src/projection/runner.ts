@@ -162,17 +162,29 @@ function projectedOnce(events: RecordedEvent[], upcast: Upcast): ProjectedEvent[
 export async function* readAhead(source: AsyncIterable<LogBatch>, batchSize: number, onReadAhead?: (batch: LogBatch) => void): AsyncGenerator<LogBatch> {
   const iterator = source[Symbol.asyncIterator]();
   let next: Promise<IteratorResult<LogBatch>> | undefined = handled(iterator.next());
+  let closed = false;
   try {
     for (;;) {
       const result: IteratorResult<LogBatch> = await (next ?? iterator.next());
       if (result.done) return;
       next = result.value.length >= batchSize ? handled(iterator.next()) : undefined;
-      // Called as the read ahead arrives, while its predecessor is being applied: registered
-      // before this generator awaits the read, it runs before the batch is yielded.
-      if (next && onReadAhead) next.then((ahead) => ahead.done || onReadAhead(ahead.value), () => undefined);
+      // Called as the read ahead arrives (while its predecessor is being applied, or before):
+      // registered before this generator awaits the read, it runs before the batch is yielded.
+      // Not for a read dropped below (a feed ended or restarted), and never failing the feed.
+      if (next && onReadAhead) {
+        next.then((ahead) => {
+          if (ahead.done || closed) return;
+          try {
+            onReadAhead(ahead.value);
+          } catch {
+            // Only work done ahead: the apply does it again.
+          }
+        }, () => undefined);
+      }
       yield result.value;
     }
   } finally {
+    closed = true;
     // The batch read ahead is dropped: its events are read again from the checkpoint next time.
     next?.catch(() => undefined);
     void iterator.return?.(undefined)?.catch(() => undefined);
@@ -532,25 +544,27 @@ export function createRunner(options: RunnerOptions): Runner {
     return { checkpoints, changes, statements: compileChanges(changes, tables!) };
   }
 
-  /** The batch planned ahead (planAhead), with the tables' description it was compiled for. */
-  let ahead: { batch: LogBatch; planned: Planned; tables: Map<string, TableInfo> } | undefined;
+  /**
+   * Batches planned ahead (planAhead), with the tables' description each was compiled for; at
+   * most two: with several groups fed together (catchUpTogether), the next batch's read may come
+   * in while a group has still to apply the current one, whose plan must then stay.
+   */
+  const ahead = new Map<LogBatch, { planned: Planned; tables: Map<string, TableInfo> }>();
 
   function planAhead(batch: LogBatch): void {
-    ahead = undefined;
     if (!known || !tables || batch.length === 0) return;
-    // A copy: a failing batch marks its projection failed in the checkpoints it was given.
-    const checkpoints = new Map([...known].map(([name, checkpoint]) => [name, { ...checkpoint }]));
     try {
-      ahead = { batch, planned: plan(batch, checkpoints), tables };
+      ahead.set(batch, { planned: plan(batch, known), tables });
     } catch {
-      // A handler that throws: the apply plans the batch again and isolates the event.
+      return; // a handler that throws: the apply plans the batch again and isolates the event
     }
+    for (const older of ahead.keys()) if (ahead.size > 2) ahead.delete(older);
   }
 
   /** The plan of `batch` for `checkpoints`: the one made ahead if it holds for them, else made now. */
   function planFor(batch: LogBatch, checkpoints: Map<string, CheckpointRow>): Planned {
-    const made = ahead?.batch === batch ? ahead : undefined;
-    if (made) ahead = undefined;
+    const made = ahead.get(batch);
+    ahead.delete(batch);
     if (made && made.tables === tables && sameFor(batch, made.planned.checkpoints, checkpoints)) {
       return { ...made.planned, checkpoints };
     }
@@ -786,6 +800,7 @@ export function createRunner(options: RunnerOptions): Runner {
     }, () => 'ROLLBACK');
     builtByNewerRelease(checkpoints);
     known = checkpoints;
+    ahead.clear(); // a new feed: its batches are read anew
     // Reading starts from these: the positions a later batch must find its checkpoints at, or above.
     committedAt = new Map([...checkpoints.values()].map((c) => [c.name, c.position]));
     // The end of a range passed over before is no longer behind what is applied (these checkpoints

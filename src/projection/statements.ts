@@ -25,8 +25,9 @@ export interface Statement {
    * The statement as SQL text with its parameters (the rows as JSON, and for an UPDATE or DELETE
    * the keys as an array) as literals, for a simple query; raw statements (`sql` changes) have
    * none. Its presence also says that every parameter is a value of ours, which a prepared
-   * statement takes in text form (textParameter): the runner sends such statements with the end
-   * of a batch, in one round trip (checkpoint.ts).
+   * statement takes in text form (textParameter): the runner sends such statements in one round
+   * trip, with the end of a batch (checkpoint.ts), or with the steps around a large batch's
+   * statements (runner.ts, runSteps).
    */
   inline?: () => string;
 }
