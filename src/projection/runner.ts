@@ -352,10 +352,11 @@ export function createRunner(options: RunnerOptions): Runner {
   /**
    * Runs the steps. When every parameter is a value of ours (every statement has `inline`), in one
    * round trip (leanPipeline), their results checked once all have run: a large catch-up or
-   * rebuild batch took seven round trips, and the first few waited behind this process reading
-   * and planning the next batch, while the database had nothing to do; sent at once, the database
-   * inserts while this process plans. A step whose check fails after later steps ran is no harm:
-   * the transaction is rolled back. Otherwise one at a time, each checked as it returns.
+   * rebuild batch took six round trips for them (lock, stamps, triggers off, two inserts,
+   * triggers on), and the first ones waited behind this process reading and planning the next
+   * batch while the database had nothing to do; sent at once, the database inserts while this
+   * process plans. A step whose check fails after later steps ran is no harm: the transaction is
+   * rolled back. Otherwise one at a time, each checked as it returns.
    */
   async function runSteps(client: pg.ClientBase, steps: BatchStep[], pipelined: boolean): Promise<void> {
     if (pipelined) {
