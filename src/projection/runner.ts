@@ -76,6 +76,7 @@ export interface Runner {
 }
 
 const DEFAULT_BATCH_SIZE = 1000;
+const RETRY_DELAYS_MS = [100, 250, 500, 1000, 2000, 5000];
 
 /** A statement of a batch (batchSteps), and what its rows are checked for: the tables' stamps, or a key check's missing parent. */
 interface BatchStep {
@@ -84,7 +85,6 @@ interface BatchStep {
   stamps?: string[];
   check?: KeyCheck;
 }
-const RETRY_DELAYS_MS = [100, 250, 500, 1000, 2000, 5000];
 
 /** Failures in a row for want of memory after which a batch is applied in halves (applyWithRetry). */
 const HALVE_AFTER = 2;
@@ -648,8 +648,8 @@ export function createRunner(options: RunnerOptions): Runner {
       return;
     }
     try {
-      // Planned once: after the guard, or when the locked checkpoints are the ones it knew (a large
-      // catch-up batch, set-based, takes the two round trips), the plan holds.
+      // Planned once (or ahead: planFor): after the guard, or when the locked checkpoints are the
+      // ones it knew (a large catch-up batch, set-based, takes the locking path), the plan holds.
       const planned = known && planFor(batch, known);
       if (!(planned && (await applyGuarded(batch, planned)))) {
         await inTransaction(async (client, checkpoints) => {
