@@ -1250,27 +1250,33 @@ function countedUsage() {
   return { projection, calls: () => calls };
 }
 
-/** Namespaces `names` in the log (ids 1, 2, ...), read back in batches of two, and a runner of `projection` that knows its checkpoints. */
-async function namespacesInBatchesOfTwo(t: ExecutionContext, db: TestLog, names: string[], projection: ProjectionDefinition) {
+/**
+ * Namespaces `names` in the log (ids 1, 2, ...), read back in batches of two; a runner of
+ * namespace_usage counting its handler's calls (countedUsage) has planned the second batch ahead,
+ * then applied the first.
+ */
+async function secondBatchPlannedAhead(t: ExecutionContext, names: string[]) {
+  await slot(t);
+  const db = await testLog(t);
+  const { projection, calls } = countedUsage();
   await appendEnvelopes(db.log, names.map((name, i) => envelopeFor('NamespaceCreated', { namespace_id: i + 1, name })));
   const batches: LogBatch[] = [];
   for await (const batch of db.log.readAll({ batchSize: 2 })) batches.push(batch);
   const runner = createRunner({ log: db.log, pool: testPool(t, db.url, 2), projections: [projection], logger: silentLogger, batchSize: 2 });
   await runner.resumePosition();
-  return { batches, runner };
+  runner.planAhead(batches[1]!); // for the checkpoints as they are before the first batch
+  await runner.apply(batches[0]!);
+  return { db, calls, applySecond: () => runner.apply(batches[1]!) };
 }
 
+/** The namespaces namespace_usage holds rows of. */
+const usageIds = async (db: TestLog) => (await db.query<{ namespace_id: number }>('SELECT namespace_id FROM namespace_usage ORDER BY 1')).map((row) => row.namespace_id);
+
 test('a batch planned ahead while the one before it is applied is applied from that plan: each handler runs once per event', async (t) => {
-  await slot(t);
-  const db = await testLog(t);
-  const { projection, calls } = countedUsage();
-  const { batches, runner } = await namespacesInBatchesOfTwo(t, db, ['a', 'b', 'c', 'd'], projection);
-  const [first, second] = batches;
-  runner.planAhead(second!);
-  await runner.apply(first!);
-  await runner.apply(second!);
+  const { db, calls, applySecond } = await secondBatchPlannedAhead(t, ['a', 'b', 'c', 'd']);
+  await applySecond();
   t.is(calls(), 4);
-  t.deepEqual((await db.query<{ namespace_id: number }>('SELECT namespace_id FROM namespace_usage ORDER BY 1')).map((row) => row.namespace_id), [1, 2, 3, 4]);
+  t.deepEqual(await usageIds(db), [1, 2, 3, 4]);
   t.like((await checkpointRows(db.url))[namespaceUsage.name], { position: 4, state: 'running' });
 });
 
@@ -1284,22 +1290,17 @@ test('groups caught up together each apply every batch from its plan made ahead:
   const runner = (projections: ProjectionDefinition[]) => createRunner({ log: db.log, pool: testPool(t, db.url, 2), projections, logger: silentLogger, batchSize: 2 });
   await catchUpTogether(db.log, [runner(condaStoreProjections), runner([projection])], { batchSize: 2 });
   t.is(calls(), 6);
-  t.deepEqual((await db.query<{ namespace_id: number }>('SELECT namespace_id FROM namespace_usage ORDER BY 1')).map((row) => row.namespace_id), [1, 2, 3, 4, 5, 6]);
+  t.deepEqual(await usageIds(db), [1, 2, 3, 4, 5, 6]);
   t.is((await db.query('SELECT id FROM namespace')).length, 6);
 });
 
 test('a batch planned ahead is planned again when the batch before it stopped a projection: the stopped projection gets none of its rows', async (t) => {
-  await slot(t);
-  const db = await testLog(t);
-  const { projection, calls } = countedUsage();
-  const { batches, runner } = await namespacesInBatchesOfTwo(t, db, ['a', 'broken', 'c', 'd'], projection);
-  const [first, second] = batches;
-  runner.planAhead(second!); // planned for namespace_usage running
-  await runner.apply(first!); // stops namespace_usage at 'broken'
+  // The second batch was planned with namespace_usage running; the first stops it at 'broken'.
+  const { db, calls, applySecond } = await secondBatchPlannedAhead(t, ['a', 'broken', 'c', 'd']);
   const stoppedAt = calls();
-  await runner.apply(second!);
+  await applySecond();
   t.is(calls(), stoppedAt, 'nothing planned for a stopped projection');
-  t.deepEqual((await db.query<{ namespace_id: number }>('SELECT namespace_id FROM namespace_usage ORDER BY 1')).map((row) => row.namespace_id), [1]);
+  t.deepEqual(await usageIds(db), [1]);
   t.like((await checkpointRows(db.url))[namespaceUsage.name], { position: 1, state: 'failed', error_position: 2 });
 });
 

@@ -91,8 +91,8 @@ export async function describeTables(client: pg.ClientBase, tables: string[], sc
  * group's 16, against 3 ms for describeTables.
  */
 export async function tableStamps(client: pg.ClientBase, tables: string[], schema = 'public'): Promise<Map<string, string>> {
-  const { rows } = await client.query<{ table: string; stamp: string }>({ name: 'cse_table_stamp', text: TABLE_STAMP_SQL, values: [schema, tables] });
-  return new Map(rows.map((row) => [row.table, row.stamp]));
+  const { rows } = await client.query<unknown[]>({ name: 'cse_table_stamp', ...tableStampsStatement(tables, schema), rowMode: 'array' });
+  return stampsOf(rows);
 }
 
 /** tableStamps as a statement for a caller that runs it with others (the runner's batch steps), and its rows (as arrays) read back. */
